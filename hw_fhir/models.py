@@ -1,0 +1,214 @@
+"""FHIR models: the one module that imports ``fhir.resources.R4B``.
+
+Resources travel through hw-fhir as plain JSON dicts (FHIR R4 4.0.1 JSON, which
+R4B models read and write unchanged for every resource used here). At every
+boundary where a resource enters, :func:`validate` checks it against the R4B
+model and the required code bindings and returns the normalised JSON dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from pydantic import ValidationError
+
+from .errors import InvalidResource, Issue
+
+__all__ = [
+    "FHIR_VERSION",
+    "SUPPORTED_TYPES",
+    "model_class",
+    "to_model",
+    "validate",
+    "dump",
+]
+
+FHIR_VERSION = "4.0.1"
+
+#: Resource types the store and the /fhir API serve.
+SUPPORTED_TYPES: tuple[str, ...] = (
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "Task",
+    "CarePlan",
+    "Observation",
+    "Communication",
+    "CommunicationRequest",
+    "Flag",
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Group",
+    "ValueSet",
+    "Subscription",
+    "Binary",
+)
+
+# Required bindings (FHIR R4 "required" strength) that the R4B models do not enforce.
+_REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Task": {
+        "status": frozenset(
+            "draft requested received accepted rejected ready cancelled in-progress "
+            "on-hold failed completed entered-in-error".split()
+        ),
+        "intent": frozenset(
+            "unknown proposal plan order original-order reflex-order filler-order "
+            "instance-order option".split()
+        ),
+        "priority": frozenset("routine urgent asap stat".split()),
+    },
+    "QuestionnaireResponse": {
+        "status": frozenset("in-progress completed amended entered-in-error stopped".split()),
+    },
+    "Questionnaire": {
+        "status": frozenset("draft active retired unknown".split()),
+    },
+    "CarePlan": {
+        "status": frozenset(
+            "draft active on-hold revoked completed entered-in-error unknown".split()
+        ),
+        "intent": frozenset("proposal plan order option".split()),
+    },
+    "Observation": {
+        "status": frozenset(
+            "registered preliminary final amended corrected cancelled entered-in-error "
+            "unknown".split()
+        ),
+    },
+    "Communication": {
+        "status": frozenset(
+            "preparation in-progress not-done on-hold stopped completed entered-in-error "
+            "unknown".split()
+        ),
+        "priority": frozenset("routine urgent asap stat".split()),
+    },
+    "CommunicationRequest": {
+        "status": frozenset(
+            "draft active on-hold revoked completed entered-in-error unknown".split()
+        ),
+        "priority": frozenset("routine urgent asap stat".split()),
+    },
+    "Flag": {"status": frozenset("active inactive entered-in-error".split())},
+    "Patient": {"gender": frozenset("male female other unknown".split())},
+    "Practitioner": {"gender": frozenset("male female other unknown".split())},
+    "Group": {"type": frozenset("person animal practitioner device medication substance".split())},
+    "Subscription": {"status": frozenset("requested active error off".split())},
+}
+
+_ITEM_TYPES = frozenset(
+    "group display boolean decimal integer date dateTime time string text url choice "
+    "open-choice attachment reference quantity question".split()
+)
+
+
+def model_class(resource_type: str) -> type[FHIRAbstractModel]:
+    """Return the R4B model class for a resource type name."""
+    try:
+        cls = get_fhir_model_class(resource_type)
+    except (ValueError, TypeError) as exc:
+        raise InvalidResource(f"Unknown resource type {resource_type!r}") from exc
+    if not getattr(cls, "get_resource_type", None) or cls.get_resource_type() != resource_type:
+        raise InvalidResource(f"{resource_type!r} is not a FHIR resource type")
+    return cls
+
+
+def to_model(resource: dict[str, Any]) -> FHIRAbstractModel:
+    """Return the R4B model instance for a (valid) resource dict."""
+    return model_class(str(resource.get("resourceType")))(**resource)
+
+
+def dump(model: FHIRAbstractModel) -> dict[str, Any]:
+    """Serialise a model to FHIR JSON (no ``None`` members)."""
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _loc(resource_type: str, loc: tuple[Any, ...]) -> str:
+    parts = [resource_type]
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1] += f"[{p}]"
+        else:
+            name = str(p)
+            parts.append(name[:-5] if name.endswith("__ext") else name)
+    return ".".join(parts)
+
+
+def _code_issues(resource: dict[str, Any]) -> list[Issue]:
+    rtype = resource["resourceType"]
+    issues = []
+    for element, allowed in _REQUIRED_CODES.get(rtype, {}).items():
+        value = resource.get(element)
+        if value is not None and value not in allowed:
+            issues.append(
+                Issue(
+                    f"{value!r} is not a valid code for {rtype}.{element} "
+                    f"(allowed: {', '.join(sorted(allowed))})",
+                    code="code-invalid",
+                    expression=f"{rtype}.{element}",
+                )
+            )
+    if rtype == "Questionnaire":
+        issues.extend(_item_type_issues(resource.get("item") or [], "Questionnaire"))
+    return issues
+
+
+def _item_type_issues(items: list[dict[str, Any]], path: str) -> list[Issue]:
+    issues = []
+    for n, item in enumerate(items):
+        here = f"{path}.item[{n}]"
+        if item.get("type") not in _ITEM_TYPES:
+            issues.append(
+                Issue(
+                    f"{item.get('type')!r} is not a valid Questionnaire item type",
+                    code="code-invalid",
+                    expression=f"{here}.type",
+                )
+            )
+        issues.extend(_item_type_issues(item.get("item") or [], here))
+    return issues
+
+
+def validate(resource: Any, *, resource_type: str | None = None) -> dict[str, Any]:
+    """Validate a resource dict against R4 and return its normalised JSON.
+
+    Raise :class:`InvalidResource` listing every problem found (unknown
+    elements, wrong types, missing required elements, invalid codes).
+    ``resource_type``, when given, is the type the caller expects.
+    """
+    if not isinstance(resource, dict):
+        raise InvalidResource("A resource must be a JSON object")
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        raise InvalidResource(
+            "The resource has no resourceType",
+            issues=[Issue("The resource has no resourceType", code="required",
+                          expression="resourceType")],
+        )
+    if resource_type is not None and rtype != resource_type:
+        raise InvalidResource(
+            f"Expected a {resource_type} but got a {rtype}",
+            issues=[Issue(f"Expected a {resource_type} but got a {rtype}",
+                          expression="resourceType")],
+        )
+    cls = model_class(rtype)
+    try:
+        model = cls.model_validate(resource)
+    except ValidationError as exc:
+        issues = [
+            Issue(
+                f"{_loc(rtype, tuple(err['loc']))}: {err['msg']}",
+                code="required" if "missing" in err["type"] else "structure",
+                expression=_loc(rtype, tuple(err["loc"])),
+            )
+            for err in exc.errors()
+        ]
+        raise InvalidResource(f"Invalid {rtype}", issues=issues, resource=resource) from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidResource(f"Invalid {rtype}: {exc}", resource=resource) from None
+    data = dump(model)
+    code_issues = _code_issues(data)
+    if code_issues:
+        raise InvalidResource(f"Invalid {rtype}", issues=code_issues, resource=resource)
+    return data

@@ -1,0 +1,602 @@
+"""SqlStore: the Store on SQLAlchemy 2 (SQLite embedded default, PostgreSQL in production).
+
+Every write makes a new version row; the current version and its search index
+rows are replaced in the same database transaction. Optimistic concurrency: an
+update names the version it replaces and is applied with
+``UPDATE … WHERE version_id = :expected`` so concurrent writers cannot lose an
+update on either database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import orjson
+from sqlalchemy import (
+    Connection,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from ..errors import Conflict, Gone, InvalidInput, InvalidSearch, NotFound, VersionConflict
+from ..models import SUPPORTED_TYPES, validate
+from . import schema as S
+from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
+from .bundles import process_bundle
+from .query import Filter, Query, parse_query
+from .searchparams import PARAMS, RefValue, TokenValue, extract, params_for
+
+__all__ = ["SqlStore", "now_instant"]
+
+_MIN_INSTANT = "0001-01-01T00:00:00.000000Z"
+
+
+def now_instant() -> str:
+    """Return the current time as a FHIR instant with microseconds, UTC."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _check_type(resource_type: str) -> None:
+    if resource_type not in PARAMS:
+        raise NotFound(f"Resource type {resource_type!r} is not supported by this server")
+
+
+def _check_id(id: str) -> None:
+    if not id or len(id) > 64 or not all(c.isalnum() or c in "-." for c in id):
+        raise InvalidInput(f"{id!r} is not a valid resource id")
+
+
+class SqlStore:
+    """The Store over a SQLAlchemy engine."""
+
+    def __init__(self, url: str, *, echo: bool = False, base_url: str | None = None,
+                 engine: Engine | None = None, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.base_url = base_url
+        self.engine = engine or _make_engine(url, echo=echo, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+        self._clock_lock = threading.Lock()
+        self._last_instant = ""
+
+    # ------------------------------------------------------------------ setup
+
+    def upgrade(self) -> None:
+        """Bring the schema up to date (Alembic ``upgrade head``)."""
+        from ..migrations import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """Open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        with self.engine.connect() as conn:
+            conn.info["hw_write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("hw_write", None)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _instant(self) -> str:
+        """Return a strictly increasing now (two writes never share a lastUpdated)."""
+        with self._clock_lock:
+            value = now_instant()
+            if value <= self._last_instant:
+                dt = datetime.strptime(self._last_instant, "%Y-%m-%dT%H:%M:%S.%fZ")
+                from datetime import timedelta
+
+                value = (dt + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self._last_instant = value
+            return value
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, resource_type: str, id: str) -> Stored:
+        """Return the current version; NotFound or Gone."""
+        _check_type(resource_type)
+        with self._read() as conn:
+            return self._read_in(conn, resource_type, id)
+
+    def _read_in(self, conn: Connection, resource_type: str, id: str) -> Stored:
+        row = conn.execute(
+            select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
+                   S.resource.c.content)
+            .where(S.resource.c.res_type == resource_type, S.resource.c.res_id == id)
+        ).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted")
+        return Stored(resource_type, id, str(row.version_id), row.last_updated, raw=row.content)
+
+    def vread(self, resource_type: str, id: str, version_id: str) -> Stored:
+        """Return one version; NotFound or Gone."""
+        _check_type(resource_type)
+        try:
+            vid = int(version_id)
+        except ValueError:
+            raise NotFound(f"{resource_type}/{id} has no version {version_id!r}") from None
+        with self._read() as conn:
+            row = conn.execute(
+                select(S.resource_version).where(
+                    S.resource_version.c.res_type == resource_type,
+                    S.resource_version.c.res_id == id,
+                    S.resource_version.c.version_id == vid,
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{id} has no version {version_id}")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{id} version {version_id} is a deletion")
+        return Stored(resource_type, id, str(vid), row.last_updated, method=row.method,
+                      raw=row.content)
+
+    # ----------------------------------------------------------------- writes
+
+    def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
+        """Store a new resource with a new id; with ``if_none_exist`` return the match instead."""
+        data = validate(resource)
+        _check_type(data["resourceType"])
+        with self.begin() as conn:
+            return self._create_in(conn, data, if_none_exist=if_none_exist)
+
+    def _create_in(self, conn: Connection, data: dict[str, Any], *,
+                   if_none_exist: str | None = None, id: str | None = None) -> WriteResult:
+        rtype = data["resourceType"]
+        if if_none_exist:
+            existing = self._conditional_match(conn, rtype, if_none_exist)
+            if existing is not None:
+                return WriteResult(existing, created=False)
+        return self._write(conn, dict(data, id=id or str(uuid.uuid4())), None, "POST")
+
+    def _conditional_match(self, conn: Connection, rtype: str, criteria: str) -> Stored | None:
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+        if not params:
+            raise InvalidSearch("If-None-Exist has no search parameters")
+        if self.dialect == "postgresql":  # serialise conditional creates on the same criteria
+            key = int.from_bytes(hashlib.sha256(f"{rtype}?{criteria}".encode()).digest()[:8],
+                                 "big", signed=True)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        query = parse_query(rtype, params + [("_count", "2")], strict=True, base_url=self.base_url)
+        found = self._search_in(conn, query).matches
+        if len(found) > 1:
+            raise VersionConflict(f"If-None-Exist {criteria!r} matches more than one {rtype}")
+        return found[0] if found else None
+
+    def update(self, resource: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
+        """Store a new version (or create with the given id); VersionConflict on a stale If-Match."""
+        data = validate(resource)
+        _check_type(data["resourceType"])
+        if not data.get("id"):
+            raise InvalidInput("An update needs the resource id")
+        _check_id(data["id"])
+        with self.begin() as conn:
+            return self._update_in(conn, data, if_match=if_match)
+
+    def _update_in(self, conn: Connection, data: dict[str, Any], *,
+                   if_match: str | None = None) -> WriteResult:
+        rtype, id = data["resourceType"], data["id"]
+        row = conn.execute(
+            select(S.resource.c.version_id, S.resource.c.deleted).where(
+                S.resource.c.res_type == rtype, S.resource.c.res_id == id)
+        ).first()
+        expected = _parse_etag(if_match) if if_match else None
+        if row is None:
+            if expected is not None:
+                raise VersionConflict(f"{rtype}/{id} does not exist (If-Match {if_match})")
+            return self._write(conn, data, None, "PUT")
+        current = int(row.version_id)
+        if expected is not None and expected != current:
+            raise VersionConflict(
+                f"{rtype}/{id} is at version {current}, not {expected}", current_version=str(current))
+        return self._write(conn, data, current, "PUT", was_deleted=bool(row.deleted))
+
+    def delete(self, resource_type: str, id: str) -> None:
+        """Delete (a new, deleted version); deleting a missing or deleted resource is a no-op."""
+        _check_type(resource_type)
+        with self.begin() as conn:
+            self._delete_in(conn, resource_type, id)
+
+    def _delete_in(self, conn: Connection, resource_type: str, id: str) -> None:
+        row = conn.execute(
+            select(S.resource.c.version_id, S.resource.c.deleted).where(
+                S.resource.c.res_type == resource_type, S.resource.c.res_id == id)
+        ).first()
+        if row is None or row.deleted:
+            return
+        version = int(row.version_id) + 1
+        now = self._instant()
+        done = conn.execute(
+            update(S.resource)
+            .where(S.resource.c.res_type == resource_type, S.resource.c.res_id == id,
+                   S.resource.c.version_id == row.version_id)
+            .values(version_id=version, last_updated=now, deleted=True, content=None)
+        )
+        if done.rowcount != 1:
+            raise VersionConflict(f"{resource_type}/{id} changed while it was being deleted")
+        conn.execute(insert(S.resource_version).values(
+            res_type=resource_type, res_id=id, version_id=version, last_updated=now,
+            method="DELETE", deleted=True, content=None))
+        self._clear_index(conn, resource_type, id)
+
+    def _write(self, conn: Connection, data: dict[str, Any], current: int | None, method: str,
+               *, was_deleted: bool = False) -> WriteResult:
+        rtype, id = data["resourceType"], data["id"]
+        version = (current or 0) + 1
+        now = self._instant()
+        meta = dict(data.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = now
+        data = {"resourceType": rtype, "id": id, "meta": meta,
+                **{k: v for k, v in data.items() if k not in ("resourceType", "id", "meta")}}
+        raw = orjson.dumps(data).decode()
+        if current is None:
+            try:
+                conn.execute(insert(S.resource).values(
+                    res_type=rtype, res_id=id, version_id=version, last_updated=now,
+                    deleted=False, content=raw))
+            except IntegrityError:
+                raise VersionConflict(f"{rtype}/{id} was created by someone else meanwhile") from None
+        else:
+            done = conn.execute(
+                update(S.resource)
+                .where(S.resource.c.res_type == rtype, S.resource.c.res_id == id,
+                       S.resource.c.version_id == current)
+                .values(version_id=version, last_updated=now, deleted=False, content=raw))
+            if done.rowcount != 1:
+                raise VersionConflict(f"{rtype}/{id} was changed by someone else meanwhile")
+            self._clear_index(conn, rtype, id)
+        conn.execute(insert(S.resource_version).values(
+            res_type=rtype, res_id=id, version_id=version, last_updated=now,
+            method=method, deleted=False, content=raw))
+        self._index(conn, data)
+        stored = Stored(rtype, id, str(version), now, method=method, raw=raw, _parsed=data)
+        return WriteResult(stored, created=current is None or was_deleted)
+
+    def _clear_index(self, conn: Connection, rtype: str, id: str) -> None:
+        for table in S.SP_TABLES.values():
+            conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == id))
+
+    def _index(self, conn: Connection, data: dict[str, Any]) -> None:
+        rtype, id = data["resourceType"], data["id"]
+        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in S.SP_TABLES}
+        for sp in params_for(rtype).values():
+            for value in extract(data, sp):
+                base = {"res_type": rtype, "res_id": id, "param": sp.name}
+                if isinstance(value, TokenValue):
+                    rows["token"].append(dict(base, system=value.system, code=value.code[:255]))
+                elif isinstance(value, RefValue):
+                    rows["reference"].append(dict(base, target_type=value.target_type,
+                                                  target_id=value.target_id, url=value.url))
+                elif sp.type == "date":
+                    rows["date"].append(dict(base, low=value[0], high=value[1]))
+                elif sp.type == "string":
+                    rows["string"].append(dict(base, value=value[:255]))
+                elif sp.type == "uri":
+                    rows["uri"].append(dict(base, value=value[:512]))
+        for kind, items in rows.items():
+            if items:
+                conn.execute(insert(S.SP_TABLES[kind]), items)
+
+    # ----------------------------------------------------------------- search
+
+    def search(self, resource_type: str, params: Params = (), *, strict: bool = False) -> SearchResult:
+        """Return the resources matching FHIR search parameters."""
+        _check_type(resource_type)
+        query = parse_query(resource_type, as_params(params), strict=strict, base_url=self.base_url)
+        with self._read() as conn:
+            return self._search_in(conn, query)
+
+    def _search_in(self, conn: Connection, q: Query) -> SearchResult:
+        r = S.resource
+        where = [r.c.res_type == q.resource_type, r.c.deleted == False]  # noqa: E712
+        where.extend(self._filter_clause(q.resource_type, f) for f in q.filters)
+        total: int | None = None
+        if q.total != "none" or q.summary_count:
+            total = conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
+        result = SearchResult(q.resource_type, [], total=total, offset=q.offset, count=q.count,
+                              params=q.echo, warnings=list(q.warnings))
+        if q.summary_count or q.count == 0:
+            return result
+        order = []
+        for key, desc in q.sort:
+            col = self._sort_column(q.resource_type, key)
+            order.append(col.desc() if desc else col.asc())
+        if not q.sort and q.cursor:
+            where.append(or_(r.c.last_updated > q.cursor[0],
+                             and_(r.c.last_updated == q.cursor[0], r.c.res_id > q.cursor[1])))
+        order.extend([r.c.last_updated.asc(), r.c.res_id.asc()])
+        stmt = (select(r.c.res_id, r.c.version_id, r.c.last_updated, r.c.content)
+                .where(*where).order_by(*order).limit(q.count + 1))
+        if q.offset and not q.cursor:
+            stmt = stmt.offset(q.offset)
+        rows = conn.execute(stmt).all()
+        result.has_more = len(rows) > q.count
+        result.matches = [Stored(q.resource_type, row.res_id, str(row.version_id),
+                                 row.last_updated, raw=row.content) for row in rows[:q.count]]
+        if q.include or q.revinclude:
+            result.included = self._includes(conn, q, result.matches)
+        return result
+
+    def _filter_clause(self, rtype: str, f: Filter) -> Any:
+        r = S.resource
+        if f.type == "id":
+            return r.c.res_id.in_(list(f.values))
+        if f.type == "lastUpdated":
+            return or_(*(_date_cond(r.c.last_updated, r.c.last_updated, v) for v in f.values))
+        table = S.SP_TABLES[f.type]
+        base = [table.c.res_type == rtype, table.c.param == f.name]
+        if f.modifier == "missing":
+            sub = select(table.c.res_id).where(*base)
+            return r.c.res_id.not_in(sub) if f.values[0] else r.c.res_id.in_(sub)
+        conds = [self._value_cond(table, f, v) for v in f.values]
+        sub = select(table.c.res_id).where(*base, or_(*conds))
+        if f.modifier == "not":
+            return r.c.res_id.not_in(sub)
+        return r.c.res_id.in_(sub)
+
+    def _value_cond(self, table: Any, f: Filter, v: Any) -> Any:
+        c = table.c
+        if f.type == "token":
+            system, code = v
+            parts = []
+            if code is not None:
+                parts.append(c.code == code)
+            if system == "":
+                parts.append(c.system.is_(None))
+            elif system is not None:
+                parts.append(c.system == system)
+            return and_(*parts)
+        if f.type == "string":
+            if f.modifier == "exact":
+                return c.value == v
+            if f.modifier == "contains":
+                return c.value.contains(v, autoescape=True)
+            return c.value.startswith(v, autoescape=True)
+        if f.type == "uri":
+            return c.value == v
+        if f.type == "date":
+            return _date_cond(c.low, c.high, v)
+        target_type, target_id, url = v
+        if url is not None:
+            return c.url == url
+        parts = [c.target_id == target_id]
+        if target_type:
+            parts.append(c.target_type == target_type)
+        return and_(*parts)
+
+    def _sort_column(self, rtype: str, key: str) -> Any:
+        r = S.resource
+        if key == "_id":
+            return r.c.res_id
+        if key == "_lastUpdated":
+            return r.c.last_updated
+        sp = params_for(rtype)[key]
+        table = S.SP_TABLES[sp.type]
+        col = {"date": table.c.low if sp.type == "date" else None,
+               "string": getattr(table.c, "value", None),
+               "uri": getattr(table.c, "value", None),
+               "token": getattr(table.c, "code", None)}[sp.type]
+        return (select(func.min(col)).where(table.c.res_type == rtype, table.c.param == key,
+                                            table.c.res_id == r.c.res_id)
+                .scalar_subquery())
+
+    def _includes(self, conn: Connection, q: Query, matches: list[Stored]) -> list[Stored]:
+        if not matches:
+            return []
+        ref = S.sp_reference
+        ids = [m.id for m in matches]
+        wanted: set[tuple[str, str]] = set()
+        for source, param, target in q.include:
+            stmt = select(ref.c.target_type, ref.c.target_id).where(
+                ref.c.res_type == source, ref.c.param == param, ref.c.res_id.in_(ids),
+                ref.c.target_type.is_not(None))
+            if target:
+                stmt = stmt.where(ref.c.target_type == target)
+            wanted.update((t, i) for t, i in conn.execute(stmt))
+        for source, param, target in q.revinclude:
+            if target and target != q.resource_type:
+                continue
+            stmt = select(ref.c.res_id).where(
+                ref.c.res_type == source, ref.c.param == param,
+                ref.c.target_type == q.resource_type, ref.c.target_id.in_(ids))
+            wanted.update((source, i) for (i,) in conn.execute(stmt))
+        seen = {(m.resource_type, m.id) for m in matches}
+        out: list[Stored] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in sorted(wanted - seen):
+            by_type.setdefault(t, []).append(i)
+        r = S.resource
+        for t, id_list in by_type.items():
+            rows = conn.execute(select(r.c.res_id, r.c.version_id, r.c.last_updated, r.c.content)
+                                .where(r.c.res_type == t, r.c.res_id.in_(id_list),
+                                       r.c.deleted == False))  # noqa: E712
+            out.extend(Stored(t, row.res_id, str(row.version_id), row.last_updated,
+                              raw=row.content) for row in rows)
+        return out
+
+    # ---------------------------------------------------------------- history
+
+    def history(self, resource_type: str | None = None, id: str | None = None, *,
+                since: str | None = None, count: int = 100,
+                cursor: str | None = None) -> HistoryResult:
+        """Return history entries (newest first) of one resource, a type, or the whole store.
+
+        ``cursor`` (from the previous page) pages by the store-wide write sequence,
+        so writes made while a client pages never shift entries between pages.
+        """
+        if resource_type is not None:
+            _check_type(resource_type)
+        if count < 1:
+            raise InvalidSearch("_count must be at least 1 for _history")
+        v = S.resource_version
+        where = []
+        if resource_type:
+            where.append(v.c.res_type == resource_type)
+        if id:
+            where.append(v.c.res_id == id)
+        if since:
+            from .searchparams import date_range
+
+            try:
+                where.append(v.c.last_updated >= date_range(since)[0])
+            except ValueError:
+                raise InvalidSearch(f"_since {since!r} is not a valid instant") from None
+        if cursor:
+            try:
+                where.append(v.c.seq < int(cursor))
+            except ValueError:
+                raise InvalidSearch("history cursor is malformed") from None
+        with self._read() as conn:
+            if id and resource_type:
+                exists = conn.execute(select(S.resource.c.res_id).where(
+                    S.resource.c.res_type == resource_type, S.resource.c.res_id == id)).first()
+                if exists is None:
+                    raise NotFound(f"{resource_type}/{id} is not known")
+            rows = conn.execute(select(v).where(*where).order_by(v.c.seq.desc())
+                                .limit(count + 1)).all()
+        entries = [Stored(row.res_type, row.res_id, str(row.version_id), row.last_updated,
+                          deleted=row.deleted, method=row.method, raw=row.content)
+                   for row in rows[:count]]
+        next_cursor = str(rows[count - 1].seq) if len(rows) > count else None
+        return HistoryResult(entries, next_cursor=next_cursor)
+
+    # ------------------------------------------------------------ transaction
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Process a transaction (all-or-nothing) or batch Bundle; return the response Bundle."""
+        return process_bundle(self, bundle)
+
+    # hooks used by process_bundle ------------------------------------------
+
+    def unit_of_work(self) -> "_Unit":
+        """A connection-bound view of this store for one transaction."""
+        return _Unit(self)
+
+    def count(self, resource_type: str | None = None) -> int:
+        """Return how many current (not deleted) resources there are."""
+        r = S.resource
+        stmt = select(func.count()).select_from(r).where(r.c.deleted == False)  # noqa: E712
+        if resource_type:
+            stmt = stmt.where(r.c.res_type == resource_type)
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+
+class _Unit:
+    """Store operations bound to one open write transaction."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.conn: Connection | None = None
+        self._cm: Any = None
+
+    def __enter__(self) -> "_Unit":
+        self._cm = self.store.begin()
+        self.conn = self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+    def create(self, data: dict[str, Any], *, if_none_exist: str | None = None,
+               id: str | None = None) -> WriteResult:
+        return self.store._create_in(self.conn, data, if_none_exist=if_none_exist, id=id)
+
+    def update(self, data: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
+        return self.store._update_in(self.conn, data, if_match=if_match)
+
+    def delete(self, resource_type: str, id: str) -> None:
+        self.store._delete_in(self.conn, resource_type, id)
+
+    def read(self, resource_type: str, id: str) -> Stored:
+        return self.store._read_in(self.conn, resource_type, id)
+
+    def search(self, resource_type: str, params: Params) -> SearchResult:
+        q = parse_query(resource_type, as_params(params), base_url=self.store.base_url)
+        return self.store._search_in(self.conn, q)
+
+    def match(self, resource_type: str, criteria: str) -> Stored | None:
+        return self.store._conditional_match(self.conn, resource_type, criteria)
+
+
+def _parse_etag(value: str) -> int:
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    try:
+        return int(v)
+    except ValueError:
+        raise InvalidInput(f"If-Match {value!r} is not a version ETag such as W/\"3\"") from None
+
+
+def _date_cond(low_col: Any, high_col: Any, v: tuple[str, str, str]) -> Any:
+    prefix, low, high = v
+    if prefix == "eq":
+        return and_(low_col >= low, high_col <= high)
+    if prefix == "ne":
+        return not_(and_(low_col >= low, high_col <= high))
+    if prefix in ("gt", "sa"):
+        return high_col > high if prefix == "gt" else low_col > high
+    if prefix in ("lt", "eb"):
+        return low_col < low if prefix == "lt" else high_col < low
+    if prefix == "ge":
+        return high_col >= low
+    return low_col <= high  # le
+
+
+def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
+                                                             "check_same_thread": False},
+                               **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite+pysqlite://"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("hw_write") else "BEGIN")
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, echo=echo, **kwargs)
+
