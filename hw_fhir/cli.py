@@ -1,0 +1,110 @@
+"""Core commands of the ``hw-fhir`` CLI (no web framework); smart_app.cli adds serve and demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import orjson
+
+from .config import load_settings
+from .errors import HwFhirError
+from .services import Services, build_services
+
+__all__ = ["cli", "load_file", "fail"]
+
+
+def fail(message: str) -> None:
+    """Print a readable error and exit with status 1."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def _services(upgrade: bool = True) -> Services:
+    try:
+        return build_services(load_settings(), upgrade=upgrade)
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+
+
+@click.group()
+@click.version_option(package_name="hw-fhir")
+def cli() -> None:
+    """hw-fhir: therapy homework on FHIR."""
+
+
+@cli.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema (keeps all data) and load the activity library."""
+    services = _services(upgrade=True)
+    from .store.sql import SqlStore  # noqa: F401  (schema is up to date now)
+
+    for hook in services.extras.get("after_upgrade", []):
+        hook(services)
+    click.echo(f"Database is up to date: {_safe_url(services.settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield n, orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise HwFhirError(f"line {n}: not valid JSON ({exc})") from None
+
+
+def load_file(services: Services, path: Path) -> int:
+    """Load a Bundle or NDJSON file all-or-nothing; return how many resources were written."""
+    if path.suffix in (".ndjson", ".jsonl"):
+        entries = []
+        for n, resource in _ndjson(path):
+            if not isinstance(resource, dict) or not resource.get("resourceType"):
+                raise HwFhirError(f"line {n}: not a FHIR resource")
+            rtype = resource["resourceType"]
+            method, url = ("PUT", f"{rtype}/{resource['id']}") if resource.get("id") else ("POST", rtype)
+            entries.append({"resource": resource, "request": {"method": method, "url": url}})
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    else:
+        try:
+            bundle = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise HwFhirError(f"{path.name} is not valid JSON ({exc})") from None
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise HwFhirError(f"{path.name} is not a FHIR Bundle (use .ndjson for NDJSON)")
+        if bundle.get("type") == "collection":
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": e["resource"], "request": {
+                    "method": "PUT" if e.get("resource", {}).get("id") else "POST",
+                    "url": e["resource"]["resourceType"] + (
+                        f"/{e['resource']['id']}" if e["resource"].get("id") else "")}}
+                for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]}
+    response = services.store.transaction(bundle)
+    return len(response.get("entry", []))
+
+
+@cli.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(file: Path) -> None:
+    """Load FILE (a transaction/batch/collection Bundle, or NDJSON) into the store."""
+    services = _services()
+    try:
+        count = load_file(services, file)
+    except HwFhirError as exc:
+        details = "; ".join(i.message for i in exc.issues if i.message != exc.message)
+        fail(f"{exc.message}" + (f" ({details})" if details else "") + ". Nothing was loaded.")
+    click.echo(f"Loaded {count} entries from {file.name}")

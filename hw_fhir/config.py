@@ -1,0 +1,158 @@
+"""Settings from ``HW_FHIR_*`` environment variables and an optional TOML config file.
+
+Precedence: explicit overrides > environment > config file (``HW_FHIR_CONFIG``) > defaults.
+Every setting is listed in :class:`Settings`; the environment variable of
+``database_url`` is ``HW_FHIR_DATABASE_URL``, and so on.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings", "default_instance_path"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_instance_path() -> Path:
+    """Return the instance folder (SQLite file, keys, export files): ``./instance``."""
+    return Path(os.environ.get("HW_FHIR_INSTANCE_PATH", Path.cwd() / "instance")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of hw-fhir, with its default."""
+
+    #: SQLAlchemy URL; default: SQLite file ``<instance>/hw_fhir.db``.
+    database_url: str = ""
+    #: Secret for sessions and signed links; generated and kept in the instance folder if unset.
+    secret_key: str = ""
+    #: Public base URL of the app (the /fhir endpoint is ``{base_url}/fhir``);
+    #: empty: taken from each request.
+    base_url: str = ""
+    #: Folder for the SQLite file, keys and export files.
+    instance_path: str = ""
+    #: Serve /fhir without authorization (development only; refused with production=True).
+    open_api: bool = False
+    #: Production mode: refuses development switches.
+    production: bool = False
+    #: Run the sandbox EHR (demo and tests only).
+    sandbox: bool = False
+    #: Load demo data at start-up.
+    demo: bool = False
+    #: Session cookie ``Secure`` + ``SameSite=None`` (turn off only for plain-http local development).
+    secure_cookies: bool = True
+    #: CSP ``frame-ancestors`` sources allowed to embed the app (space separated).
+    frame_ancestors: str = "'self'"
+    #: Comma-separated plugin names to load (empty: all installed).
+    plugins: str = ""
+    #: Crisis resources shown to patients when a risk is raised.
+    crisis_text: str = ("If you are in crisis or thinking about harming yourself, call or text "
+                        "988 (Suicide & Crisis Lifeline, US) or call 911. If you are outside the "
+                        "US, call your local emergency number.")
+    #: Lifetime of a secure patient link, in hours.
+    link_lifetime_hours: int = 72
+    #: Grace period after the due time before an unfinished Task becomes failed, in hours.
+    overdue_grace_hours: int = 24
+    #: How far ahead recurring Tasks are materialized, in days.
+    materialize_horizon_days: int = 14
+    #: SMTP server for the email channel.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    mail_from: str = "hw-fhir <no-reply@localhost>"
+    #: Name of the practice, used in reminder texts (no clinical content).
+    practice_name: str = "your care team"
+    #: Extra settings from the config file (plugins read their own keys here).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fhir_base(self) -> str | None:
+        """The configured FHIR base URL of this app (None: taken from each request)."""
+        return self.base_url.rstrip("/") + "/fhir" if self.base_url else None
+
+    def check(self) -> "Settings":
+        """Raise ConfigurationError for contradictory settings; return self."""
+        if self.production and self.open_api:
+            raise ConfigurationError("HW_FHIR_OPEN_API=1 is refused together with HW_FHIR_PRODUCTION=1")
+        if self.production and self.sandbox:
+            raise ConfigurationError("The sandbox EHR cannot run with HW_FHIR_PRODUCTION=1")
+        if self.production and not self.secure_cookies:
+            raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
+        return self
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    if kind in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigurationError(f"HW_FHIR_{name.upper()} must be 1/0, true/false or yes/no, not {raw!r}")
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"HW_FHIR_{name.upper()} must be a whole number, not {raw!r}") from None
+    return str(raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the config file, the environment and explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    config_file = env.get("HW_FHIR_CONFIG")
+    known = {f.name: f.type for f in fields(Settings) if f.name != "extra"}
+    if config_file:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"Cannot read config file {config_file}: {exc}") from None
+        for key, value in data.items():
+            if key in known:
+                values[key] = _coerce(key, known[key], value)
+            else:
+                extra[key] = value
+    for name, kind in known.items():
+        raw = env.get(f"HW_FHIR_{name.upper()}")
+        if raw is not None:
+            values[name] = _coerce(name, kind, raw)
+    for name, value in overrides.items():
+        if name == "extra":
+            extra.update(value or {})
+        elif name in known:
+            values[name] = value
+        else:
+            raise ConfigurationError(f"Unknown setting {name!r}")
+    return _fill_defaults(Settings(**values, extra=extra)).check()
+
+
+def _fill_defaults(s: Settings) -> Settings:
+    instance = Path(s.instance_path) if s.instance_path else default_instance_path()
+    changes: dict[str, Any] = {"instance_path": str(instance)}
+    if not s.database_url:
+        instance.mkdir(parents=True, exist_ok=True)
+        changes["database_url"] = f"sqlite:///{instance / 'hw_fhir.db'}"
+    if not s.secret_key:
+        instance.mkdir(parents=True, exist_ok=True)
+        key_file = instance / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        changes["secret_key"] = key_file.read_text().strip()
+    return replace(s, **changes)

@@ -1,0 +1,54 @@
+"""The hw-fhir Flask app: SMART launch, clinician and patient pages, the /fhir API.
+
+``create_app(test_config=None)`` builds it; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from hw_fhir.config import load_settings
+from hw_fhir.services import Services, build_services
+
+__all__ = ["create_app", "services"]
+
+log = logging.getLogger("hw_fhir")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create the app; ``test_config`` overrides settings (lower-case names) and Flask config."""
+    test_config = dict(test_config or {})
+    flask_config = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
+    settings = load_settings(**test_config)
+    app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=True)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+    )
+    app.config.update(flask_config)
+    if settings.open_api:
+        log.warning("HW_FHIR_OPEN_API is on: /fhir answers WITHOUT authorization. "
+                    "Development only; never expose this server.")
+    app.extensions["hw_fhir"] = build_services(settings)
+
+    from . import errors, fhir_api
+
+    errors.init_app(app)
+    fhir_api.init_app(app)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def services(app: Flask | None = None) -> Services:
+    """Return the Services of an app (default: the current app)."""
+    from flask import current_app
+
+    return (app or current_app).extensions["hw_fhir"]

@@ -1,0 +1,314 @@
+"""The /fhir API: a FHIR R4 REST facade over the SqlStore.
+
+Views are thin: they parse HTTP (body, headers, Prefer), call the store and
+:mod:`hw_fhir.rest`, and turn results into responses. Errors become
+OperationOutcomes in :mod:`smart_app.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from hw_fhir import rest
+from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
+from hw_fhir.store import SearchResult, Stored, WriteResult
+from hw_fhir.store.searchparams import PARAMS
+
+from . import services
+from .errors import FHIR_JSON, outcome_response
+
+__all__ = ["bp", "init_app", "fhir_base", "before_fhir_request"]
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+#: Callables run before every /fhir request (the SMART layer registers its authorizer here).
+_BEFORE: list[Callable[[], Response | None]] = []
+
+
+def before_fhir_request(func: Callable[[], Response | None]) -> Callable[[], Response | None]:
+    """Register a callable run before every /fhir request; a returned Response ends the request."""
+    _BEFORE.append(func)
+    return func
+
+
+def init_app(app: Flask) -> None:
+    """Register the /fhir blueprint."""
+    app.register_blueprint(bp)
+
+
+def fhir_base() -> str:
+    """The FHIR base URL: the configured one, or the one this request came in on."""
+    return services().settings.fhir_base or request.url_root.rstrip("/") + "/fhir"
+
+
+@bp.before_request
+def _before() -> Response | None:
+    for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
+        response = func()
+        if response is not None:
+            return response
+    return None
+
+
+def _store() -> Any:
+    return getattr(g, "fhir_store", None) or services().store
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _body() -> Any:
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in _JSON_TYPES:
+        raise _Unsupported(f"Send FHIR JSON (Content-Type application/fhir+json), not {mimetype or 'nothing'!r}")
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise InvalidResource("The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidResource(f"The request body is not valid JSON: {exc}") from None
+
+
+class _Unsupported(InvalidInput):
+    status = 415
+    code = "not-supported"
+
+
+def _prefer() -> dict[str, str]:
+    out = {}
+    for part in request.headers.get("Prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key:
+            out[key.strip().lower()] = value.strip().strip('"')
+    return out
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = data if isinstance(data, bytes) else orjson.dumps(data)
+    return Response(body, status=status, headers=headers or {}, content_type=FHIR_JSON)
+
+
+def _resource_headers(stored: Stored, *, location: bool = False) -> dict[str, str]:
+    headers = {"ETag": rest.etag(stored), "Last-Modified": rest.http_date(stored.last_updated)}
+    if location:
+        headers["Location"] = f"{fhir_base()}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+    return headers
+
+
+def _write_response(result: WriteResult, *, status: int) -> Response:
+    headers = _resource_headers(result.stored, location=True)
+    prefer = _prefer().get("return", "representation")
+    if prefer == "minimal":
+        return Response(status=status, headers=headers)
+    if prefer == "operationoutcome" or prefer == "OperationOutcome".lower():
+        outcome = operation_outcome([Issue(f"{result.stored.reference} stored as version "
+                                           f"{result.stored.version_id}", code="informational",
+                                           severity="information")])
+        return _json(outcome, status, headers)
+    return _json(result.stored.raw.encode() if result.stored.raw else b"{}", status, headers)
+
+
+def _check_type(rtype: str) -> None:
+    if rtype not in PARAMS:
+        raise _NotSupportedType(f"Resource type {rtype!r} is not supported by this server")
+
+
+class _NotSupportedType(InvalidInput):
+    status = 404
+    code = "not-supported"
+
+
+def _check_resource_type(body: Any, rtype: str) -> None:
+    if not isinstance(body, dict):
+        raise InvalidResource("The request body must be a JSON object")
+    if body.get("resourceType") != rtype:
+        raise InvalidResource(f"The body is a {body.get('resourceType')!r} but the URL names {rtype}",
+                              issues=[Issue(f"resourceType must be {rtype}", expression="resourceType")])
+
+
+# ------------------------------------------------------------------ system
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    """Return the CapabilityStatement."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        software_version = version("hw-fhir")
+    except PackageNotFoundError:
+        software_version = "0.0.0"
+    extra = current_app.extensions.get("hw_fhir_capabilities", {})
+    statement = rest.capability_statement(
+        base=fhir_base(), software_version=software_version, date="2026-11-21",
+        security=extra.get("security"), operations=extra.get("operations"))
+    return _json(statement)
+
+
+@bp.post("/")
+@bp.post("")
+def transaction() -> Response:
+    """Process a transaction or batch Bundle."""
+    body = _body()
+    _check_resource_type(body, "Bundle")
+    return _json(_store().transaction(body))
+
+
+@bp.get("/_history")
+def system_history() -> Response:
+    """Return the history of every resource."""
+    return _history(None, None)
+
+
+# -------------------------------------------------------------------- type
+
+
+@bp.get("/<rtype>")
+def search(rtype: str) -> Response:
+    """Search by GET."""
+    _check_type(rtype)
+    return _search(rtype, list(request.args.items(multi=True)))
+
+
+@bp.post("/<rtype>/_search")
+def search_post(rtype: str) -> Response:
+    """Search by POST (form-encoded parameters, plus any in the URL)."""
+    _check_type(rtype)
+    if request.mimetype not in ("application/x-www-form-urlencoded", ""):
+        raise _Unsupported("POST _search takes application/x-www-form-urlencoded parameters")
+    params = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    return _search(rtype, params)
+
+
+def _search(rtype: str, params: list[tuple[str, str]]) -> Response:
+    strict = _prefer().get("handling") == "strict"
+    result: SearchResult = _store().search(rtype, params, strict=strict)
+    base = fhir_base()
+    keep = [(k, v) for k, v in result.params if k not in ("_offset", "_cursor")]
+    self_url = rest.page_url(base, rtype, result.params)
+    next_url = prev_url = None
+    if result.has_more and result.matches:
+        sorted_ = any(k == "_sort" for k, _ in keep)
+        if sorted_:
+            next_url = rest.page_url(base, rtype, keep + [("_offset", str(result.offset + result.count))])
+        else:
+            last = result.matches[-1]
+            next_url = rest.page_url(base, rtype, keep + [("_cursor", f"{last.last_updated},{last.id}")])
+    if result.offset and any(k == "_sort" for k, _ in keep):
+        prev_url = rest.page_url(base, rtype, keep + [("_offset", str(max(0, result.offset - result.count)))])
+    outcome = None
+    if result.warnings:
+        outcome = operation_outcome([Issue(w, code="not-supported", severity="warning")
+                                     for w in result.warnings])
+    body = rest.searchset_bytes(result, base=base, self_url=self_url, next_url=next_url,
+                                prev_url=prev_url, outcome=outcome)
+    return _json(body)
+
+
+@bp.post("/<rtype>")
+def create(rtype: str) -> Response:
+    """Create (or, with If-None-Exist, conditionally create)."""
+    _check_type(rtype)
+    body = _body()
+    _check_resource_type(body, rtype)
+    body = {k: v for k, v in body.items() if k != "id"}
+    result = _store().create(body, if_none_exist=request.headers.get("If-None-Exist"))
+    return _write_response(result, status=201 if result.created else 200)
+
+
+@bp.get("/<rtype>/_history")
+def type_history(rtype: str) -> Response:
+    """Return the history of a resource type."""
+    _check_type(rtype)
+    return _history(rtype, None)
+
+
+# ---------------------------------------------------------------- instance
+
+
+@bp.get("/<rtype>/<rid>")
+def read(rtype: str, rid: str) -> Response:
+    """Read the current version."""
+    _check_type(rtype)
+    stored = _store().read(rtype, rid)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match and if_none_match.strip() == rest.etag(stored):
+        return Response(status=304, headers=_resource_headers(stored))
+    return _json(stored.raw.encode(), 200, _resource_headers(stored))
+
+
+@bp.put("/<rtype>/<rid>")
+def update(rtype: str, rid: str) -> Response:
+    """Update (or create with this id); If-Match makes it conditional on the version."""
+    _check_type(rtype)
+    body = _body()
+    _check_resource_type(body, rtype)
+    if body.get("id") != rid:
+        raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
+                              issues=[Issue("id must match the URL", expression="id")])
+    result = _store().update(body, if_match=request.headers.get("If-Match"))
+    return _write_response(result, status=201 if result.created else 200)
+
+
+@bp.delete("/<rtype>/<rid>")
+def delete(rtype: str, rid: str) -> Response:
+    """Delete (a new, deleted version)."""
+    _check_type(rtype)
+    _store().delete(rtype, rid)
+    return Response(status=204)
+
+
+@bp.get("/<rtype>/<rid>/_history")
+def instance_history(rtype: str, rid: str) -> Response:
+    """Return the history of one resource."""
+    _check_type(rtype)
+    return _history(rtype, rid)
+
+
+@bp.get("/<rtype>/<rid>/_history/<vid>")
+def vread(rtype: str, rid: str, vid: str) -> Response:
+    """Read one version."""
+    _check_type(rtype)
+    stored = _store().vread(rtype, rid, vid)
+    return _json(stored.raw.encode(), 200, _resource_headers(stored))
+
+
+def _history(rtype: str | None, rid: str | None) -> Response:
+    allowed = {"_since", "_count", "_cursor", "_format"}
+    unknown = [k for k in request.args if k not in allowed]
+    if unknown:
+        raise InvalidSearch(f"_history does not support {', '.join(unknown)}")
+    try:
+        count = int(request.args.get("_count", "100"))
+    except ValueError:
+        raise InvalidSearch("_count must be a whole number") from None
+    if count < 1:
+        raise InvalidSearch("_count must be at least 1")
+    count = min(count, 1000)
+    since = request.args.get("_since")
+    result = _store().history(rtype, rid, since=since, count=count,
+                              cursor=request.args.get("_cursor"))
+    base = fhir_base()
+    path = "/".join(p for p in (rtype, rid, "_history") if p)
+    keep = [(k, v) for k, v in request.args.items(multi=True) if k != "_cursor"]
+    next_url = rest.page_url(base, path, keep + [("_cursor", result.next_cursor)]) \
+        if result.next_cursor else None
+    body = rest.history_bundle_bytes(result, base=base, self_url=request.url, next_url=next_url)
+    return _json(body)
+
+
+@bp.route("/<path:anything>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+def unknown(anything: str) -> Response:
+    """Answer any other /fhir path with an OperationOutcome."""
+    if request.method == "PATCH":
+        return outcome_response(405, operation_outcome([Issue("PATCH is not supported; use PUT",
+                                                              code="not-supported")]),
+                                {"Allow": "GET, PUT, DELETE"})
+    return outcome_response(404, operation_outcome([Issue(f"/fhir/{anything} is not a supported "
+                                                          "FHIR endpoint", code="not-found")]))
