@@ -198,6 +198,8 @@ class Schedule:
             )
         if self.frequency == "once" and self.count not in (None, 1):
             problem("count", f"a one-off activity happens once; count must be 1 (got {self.count})")
+        if self.frequency == "once" and not issues:
+            object.__setattr__(self, "count", 1)
 
     # -- time arithmetic ------------------------------------------------------------
 
@@ -323,18 +325,16 @@ class Schedule:
         dates; the IANA zone rides in the :data:`TIMEZONE_EXTENSION` extension.
         """
         repeat: dict[str, Any] = {}
-        if self.frequency == "once":
-            repeat["count"] = 1
-        elif self.frequency == "weekly":
+        if self.frequency == "weekly":
             repeat.update(
                 frequency=len(self.days_of_week),
                 period=self.interval,
                 periodUnit="wk",
                 dayOfWeek=list(self.days_of_week),
             )
-        else:
+        elif self.frequency != "once":
             repeat.update(frequency=1, period=self.interval, periodUnit="d")
-        if self.count is not None and self.frequency != "once":
+        if self.count is not None:
             repeat["count"] = self.count
         repeat["timeOfDay"] = [_fhir_time(self.time_of_day)]
         bounds = {"start": self.start.isoformat()}
