@@ -103,10 +103,10 @@ def _resource_headers(stored: Stored, *, location: bool = False) -> dict[str, st
 
 def _write_response(result: WriteResult, *, status: int) -> Response:
     headers = _resource_headers(result.stored, location=True)
-    prefer = _prefer().get("return", "representation")
+    prefer = _prefer().get("return", "representation").lower()
     if prefer == "minimal":
         return Response(status=status, headers=headers)
-    if prefer == "operationoutcome" or prefer == "OperationOutcome".lower():
+    if prefer == "operationoutcome":
         outcome = operation_outcome([Issue(f"{result.stored.reference} stored as version "
                                            f"{result.stored.version_id}", code="informational",
                                            severity="information")])
