@@ -50,12 +50,13 @@ A pathway is an ordered list of activities, shipped as ``pathways/<id>.json``::
     has passed. The first step cannot start ``afterPrevious``.
 ``schedule``
     ``frequency`` is one of ``once``, ``daily``, ``weekly``, ``every-n-days``.
-    ``interval`` (integer >= 1) is required for ``every-n-days`` (every N days) and
-    optional for ``weekly`` (every N weeks, default 1); not allowed otherwise.
-    ``daysOfWeek`` (FHIR ``mon`` ... ``sun``) only with ``weekly``.
-    ``count`` is the number of occurrences: required for recurring schedules,
-    ``1`` (or absent) for ``once``. :func:`step_timing` turns it into a FHIR ``Timing``
-    for ``CarePlan.activity.detail.scheduledTiming``.
+    ``interval`` is required for ``every-n-days`` (every N >= 2 days) and optional for
+    ``weekly`` (every N weeks, default 1); not allowed otherwise. ``daysOfWeek`` (FHIR
+    codes ``mon`` ... ``sun``) is required with ``weekly`` and allowed only there.
+    ``count`` is the number of occurrences: required for recurring schedules, ``1`` (or
+    absent) for ``once``. These are the rules of :class:`hw_fhir.schedule.Schedule`;
+    :func:`step_schedule` builds one for a step once its start date is known, and
+    ``Schedule.to_fhir_timing()`` gives ``CarePlan.activity.detail.scheduledTiming``.
 ``required``
     Whether the step counts towards completing the pathway (default ``true``).
 ``instructions``, ``rationale``
@@ -71,13 +72,15 @@ import copy
 import functools
 import json
 import re
+from collections.abc import Mapping
+from datetime import date, time
 from importlib import resources
 from types import MappingProxyType
-from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidInput, InvalidResource, Issue, NotFound
 from ..models import validate
+from ..schedule import DAYS_OF_WEEK, Schedule
 
 __all__ = [
     "CANONICAL_BASE",
@@ -106,7 +109,7 @@ __all__ = [
     "check_pathway",
     "load_pathways",
     "get_pathway",
-    "step_timing",
+    "step_schedule",
 ]
 
 CANONICAL_BASE = "http://hw-fhir.org/fhir"
@@ -201,11 +204,12 @@ TAG_CONTEXT_CODES: Mapping[str, tuple[str, str]] = MappingProxyType({
 
 _CATEGORY_OF_SYSTEM = {system: category for category, system in TAG_SYSTEMS.items()}
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_FREQUENCIES = frozenset({"once", "daily", "weekly", "every-n-days"})
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PATHWAY_KEYS = frozenset({"id", "title", "description", "problemArea", "steps"})
 _STEP_KEYS = frozenset({"activity", "start", "schedule", "required", "instructions", "rationale"})
 _SCHEDULE_KEYS = frozenset({"frequency", "interval", "daysOfWeek", "count"})
+#: Schedule field name -> pathway key, to point issues at the pathway file.
+_SCHEDULE_FIELDS = {"days_of_week": "daysOfWeek", "frequency": "frequency",
+                    "interval": "interval", "count": "count"}
 
 
 def canonical(questionnaire: Mapping[str, Any]) -> str:
@@ -318,33 +322,32 @@ def _schedule_issues(schedule: Any, where: str) -> list[Issue]:
         return [_issue("schedule must be an object", where)]
     issues = [_issue(f"unknown key {key!r}", f"{where}.{key}")
               for key in sorted(set(schedule) - _SCHEDULE_KEYS)]
-    frequency = schedule.get("frequency")
-    if frequency not in _FREQUENCIES:
+    days = schedule.get("daysOfWeek", [])
+    if not isinstance(days, list) or len(set(map(str, days))) != len(days) or any(
+        day not in DAYS_OF_WEEK for day in days
+    ):
         issues.append(_issue(
-            f"frequency must be one of {', '.join(sorted(_FREQUENCIES))}", f"{where}.frequency"))
-        return issues
-    if "interval" in schedule:
-        if frequency not in ("weekly", "every-n-days"):
-            issues.append(_issue(
-                "interval is only allowed with weekly or every-n-days", f"{where}.interval"))
-        elif not _is_int(schedule["interval"], 1):
-            issues.append(_issue("interval must be an integer >= 1", f"{where}.interval"))
-    elif frequency == "every-n-days":
-        issues.append(_issue("every-n-days needs an interval", f"{where}.interval"))
-    if "daysOfWeek" in schedule:
-        days = schedule["daysOfWeek"]
-        if frequency != "weekly":
-            issues.append(_issue("daysOfWeek is only allowed with weekly", f"{where}.daysOfWeek"))
-        elif (not isinstance(days, list) or not days or len(set(days)) != len(days)
-              or any(day not in _DAYS for day in days)):
-            issues.append(_issue(
-                f"daysOfWeek must be distinct codes of {', '.join(_DAYS)}", f"{where}.daysOfWeek"))
-    if frequency == "once":
-        if schedule.get("count", 1) != 1:
-            issues.append(_issue("a once schedule has count 1", f"{where}.count"))
-    elif not _is_int(schedule.get("count"), 1):
+            f"daysOfWeek must be distinct codes of {', '.join(DAYS_OF_WEEK)}",
+            f"{where}.daysOfWeek"))
+    frequency = schedule.get("frequency")
+    if frequency not in ("once", None) and not _is_int(schedule.get("count"), 1):
         issues.append(_issue("a recurring schedule needs a count >= 1", f"{where}.count"))
+    if "interval" in schedule and frequency not in ("weekly", "every-n-days"):
+        issues.append(_issue(
+            "interval is only allowed with weekly or every-n-days", f"{where}.interval"))
+    if issues:
+        return issues
+    try:
+        step_schedule({"schedule": schedule}, start=date(2000, 1, 3), timezone="UTC")
+    except InvalidInput as exc:
+        issues.extend(
+            _issue(i.message, f"{where}.{_SCHEDULE_FIELDS.get(_field(i), _field(i))}")
+            for i in exc.issues)
     return issues
+
+
+def _field(issue: Issue) -> str:
+    return (issue.expression or "").rpartition(".")[2]
 
 
 def _step_issues(step: Any, index: int) -> list[Issue]:
@@ -415,19 +418,22 @@ def get_pathway(pathway_id: str) -> dict[str, Any]:
     raise NotFound(f"No pathway {pathway_id!r} in the catalog")
 
 
-def step_timing(schedule: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the FHIR ``Timing`` for a pathway step's (checked) schedule."""
-    frequency = schedule["frequency"]
-    if frequency == "once":
-        return {"repeat": {"count": 1}}
-    repeat: dict[str, Any] = {"count": schedule["count"], "frequency": 1}
-    if frequency == "daily":
-        repeat.update(period=1, periodUnit="d")
-    elif frequency == "every-n-days":
-        repeat.update(period=schedule["interval"], periodUnit="d")
-    else:
-        days = list(schedule.get("daysOfWeek") or [])
-        repeat.update(period=schedule.get("interval", 1), periodUnit="wk")
-        if days:
-            repeat.update(frequency=len(days), dayOfWeek=days)
-    return {"repeat": repeat}
+def step_schedule(
+    step: Mapping[str, Any], *, start: date, timezone: str, time_of_day: time | None = None
+) -> Schedule:
+    """Return the :class:`~hw_fhir.schedule.Schedule` of a pathway step released on ``start``.
+
+    ``timezone`` is the patient's IANA zone; ``time_of_day`` the local due time
+    (the schedule's default when None). Raise :class:`InvalidInput` for a bad schedule.
+    """
+    spec = step["schedule"]
+    extra: dict[str, Any] = {} if time_of_day is None else {"time_of_day": time_of_day}
+    return Schedule(
+        frequency=spec.get("frequency"),
+        start=start,
+        timezone=timezone,
+        interval=spec.get("interval", 1),
+        days_of_week=tuple(spec.get("daysOfWeek", ())),
+        count=spec.get("count"),
+        **extra,
+    )
