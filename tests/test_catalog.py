@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from hw_fhir import catalog
-from hw_fhir.errors import InvalidInput, NotFound
+from hw_fhir import catalog, responses
+from hw_fhir.errors import InvalidInput, InvalidResponse, NotFound
 from hw_fhir.models import validate
 from hw_fhir.schedule import Schedule
 
@@ -601,3 +601,120 @@ def test_check_pathway_rejects(case: str) -> None:
 def test_check_pathway_rejects_non_objects() -> None:
     with pytest.raises(InvalidInput):
         catalog.check_pathway(["not", "a", "pathway"])
+
+
+# -- the catalog against the response validator ------------------------------------------------
+
+SAMPLE_VALUES = {
+    "boolean": ("valueBoolean", True),
+    "date": ("valueDate", "2026-01-05"),
+    "dateTime": ("valueDateTime", "2026-01-05T20:00:00Z"),
+    "time": ("valueTime", "21:30:00"),
+    "string": ("valueString", "A short answer"),
+    "text": ("valueString", "A longer answer,\nover two lines."),
+}
+
+
+def sample_answer(item: dict[str, Any]) -> dict[str, Any]:
+    """Return the lowest valid answer of a question item."""
+    if item["type"] in ("choice", "open-choice"):
+        return {"valueCoding": item["answerOption"][0]["valueCoding"]}
+    if item["type"] in ("integer", "decimal"):
+        low = extension(item, EXT + "minValue")
+        key = "valueInteger" if item["type"] == "integer" else "valueDecimal"
+        return {key: low[key] if low else 0}
+    key, value = SAMPLE_VALUES[item["type"]]
+    return {key: value}
+
+
+def required_answers(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Answer exactly the required items (one instance of each required group)."""
+    answered = []
+    for item in items:
+        if not item.get("required"):
+            continue
+        if item["type"] == "group":
+            answered.append({"linkId": item["linkId"], "item": required_answers(item["item"])})
+        else:
+            answered.append({"linkId": item["linkId"], "answer": [sample_answer(item)]})
+    return answered
+
+
+def response_to(q: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": catalog.canonical(q),
+        "status": "completed",
+        "subject": {"reference": "Patient/example"},
+        "authored": "2026-01-05T20:05:00Z",
+        "item": items,
+    }
+
+
+def test_every_questionnaire_is_well_defined_for_the_response_validator(
+    questionnaire: dict[str, Any],
+) -> None:
+    assert responses.check_questionnaire(questionnaire) == []
+
+
+def test_every_questionnaire_can_be_completed_with_just_its_required_answers(
+    questionnaire: dict[str, Any],
+) -> None:
+    response = response_to(questionnaire, required_answers(questionnaire["item"]))
+    validate(response, resource_type="QuestionnaireResponse")
+    responses.validate_response(questionnaire, response, final=True)
+    if any(i.get("required") for i in questionnaire["item"]):
+        with pytest.raises(InvalidResponse):
+            responses.validate_response(questionnaire, response_to(questionnaire, []),
+                                        final=True)
+
+
+def engagement(amount: str, *extra: dict[str, Any]) -> dict[str, Any]:
+    q = by_id("engagement-check-in")
+    return response_to(q, [
+        {"linkId": "amount-done", "answer": [{"valueCoding": {
+            "system": catalog.AMOUNT_DONE_SYSTEM, "code": amount}}]},
+        {"linkId": "as-agreed", "answer": [{"valueBoolean": False}]},
+        {"linkId": "difficulty", "answer": [{"valueInteger": 7}]},
+        {"linkId": "helpfulness", "answer": [{"valueInteger": 8}]},
+        {"linkId": "minutes-spent", "answer": [{"valueInteger": 25}]},
+        *extra,
+    ])
+
+
+def reasons(*codes: str) -> dict[str, Any]:
+    return {"linkId": "reason-not-done", "answer": [
+        {"valueCoding": {"system": catalog.NON_COMPLETION_REASON_SYSTEM, "code": code}}
+        for code in codes]}
+
+
+def test_engagement_check_in_records_several_reasons_and_a_free_text_one() -> None:
+    q = by_id("engagement-check-in")
+    response = engagement("some", reasons("lack-of-time", "other"),
+                          {"linkId": "reason-other", "answer": [{"valueString": "Moved house"}]})
+    responses.validate_response(q, response, final=True)
+    assert responses.enabled_items(q, response) >= {"reason-not-done", "reason-other"}
+
+
+def test_engagement_check_in_asks_no_reasons_when_all_was_done() -> None:
+    q = by_id("engagement-check-in")
+    assert "reason-not-done" not in responses.enabled_items(q, engagement("all"))
+    with pytest.raises(InvalidResponse):
+        responses.validate_response(q, engagement("all", reasons("forgot")), final=True)
+    with pytest.raises(InvalidResponse):
+        responses.validate_response(q, engagement("none", reasons("bored")), final=True)
+
+
+def test_thought_record_takes_several_entries_and_bounds_ratings() -> None:
+    q = by_id("thought-record")
+    entry = required_answers(q["item"])[0]
+
+    def with_intensity(value: int) -> dict[str, Any]:
+        rows = [{"linkId": "entry", "item": [
+            {**i, "answer": [{"valueInteger": value}]} if i["linkId"] == "emotion-intensity"
+            else i for i in entry["item"]]} for _ in range(2)]
+        return response_to(q, rows)
+
+    responses.validate_response(q, with_intensity(85), final=True)
+    with pytest.raises(InvalidResponse):
+        responses.validate_response(q, with_intensity(120), final=True)
