@@ -104,13 +104,13 @@ _WHAT = {
 _OPERATORS = frozenset(["exists", "=", "!=", ">", "<", ">=", "<="])
 _QUESTION_TYPES = frozenset(_VALUE_KEYS) | {"choice", "open-choice"}
 
-_DATE_RE = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?"
-_DATE = re.compile(_DATE_RE)
-_DATETIME = re.compile(
-    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
-)
-_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?")
+_YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH_DAY = r"-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
+_CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+_ZONE = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_DATE = re.compile(f"{_YEAR}({_MONTH_DAY})?)?")
+_DATETIME = re.compile(f"{_YEAR}({_MONTH_DAY}(T{_CLOCK}{_ZONE})?)?)?")
+_TIME = re.compile(_CLOCK)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -138,6 +138,8 @@ def check_response(
     ``final`` enforces ``required`` (a submitted response); drafts may be incomplete.
     ``value_sets`` maps non-contained ``answerValueSet`` canonicals to ValueSets.
     """
+    if not isinstance(response, Mapping) or not isinstance(questionnaire, Mapping):
+        return [Issue("A QuestionnaireResponse and its Questionnaire must be JSON objects")]
     issues: list[Issue] = []
     if response.get("resourceType") not in (None, "QuestionnaireResponse"):
         issues.append(
@@ -229,8 +231,10 @@ def check_questionnaire(questionnaire: Mapping[str, Any]) -> list[Issue]:
         conditions = _list(item.get("enableWhen"))
         if len(conditions) > 1 and item.get("enableBehavior") not in ("all", "any"):
             issues.append(
-                Issue("Several enableWhen conditions need enableBehavior all or any (que-12)",
-                      expression=f"{path}.enableBehavior")
+                Issue(
+                    "Several enableWhen conditions need enableBehavior all or any (que-12)",
+                    expression=f"{path}.enableBehavior",
+                )
             )
         for n, cond in enumerate(conditions):
             where = f"{path}.enableWhen[{n}]"
@@ -239,25 +243,36 @@ def check_questionnaire(questionnaire: Mapping[str, Any]) -> list[Issue]:
                 continue
             if cond.get("question") not in index:
                 issues.append(
-                    Issue(f"enableWhen refers to unknown linkId {cond.get('question')!r}",
-                          expression=f"{where}.question")
+                    Issue(
+                        f"enableWhen refers to unknown linkId {cond.get('question')!r}",
+                        expression=f"{where}.question",
+                    )
                 )
             operator = cond.get("operator")
             if operator not in _OPERATORS:
-                issues.append(Issue(f"Unknown enableWhen operator {operator!r}",
-                                    expression=f"{where}.operator"))
+                issues.append(
+                    Issue(
+                        f"Unknown enableWhen operator {operator!r}", expression=f"{where}.operator"
+                    )
+                )
             if operator == "exists" and not isinstance(cond.get("answerBoolean"), bool):
-                issues.append(Issue("The exists operator needs answerBoolean (que-7)",
-                                    expression=where))
+                issues.append(
+                    Issue("The exists operator needs answerBoolean (que-7)", expression=where)
+                )
             if _typed(cond, "answer") is None:
                 issues.append(Issue("enableWhen needs exactly one answer[x]", expression=where))
         vs = item.get("answerValueSet")
         if isinstance(vs, str) and vs.startswith("#") and vs[1:] not in contained:
-            issues.append(Issue(f"answerValueSet {vs} is not a contained ValueSet",
-                                expression=f"{path}.answerValueSet"))
+            issues.append(
+                Issue(
+                    f"answerValueSet {vs} is not a contained ValueSet",
+                    expression=f"{path}.answerValueSet",
+                )
+            )
         if item.get("type") == "display" and (item.get("required") or item.get("repeats")):
-            issues.append(Issue("A display item cannot be required or repeat (que-6)",
-                                expression=path))
+            issues.append(
+                Issue("A display item cannot be required or repeat (que-6)", expression=path)
+            )
     return issues
 
 
@@ -266,24 +281,45 @@ def _canonical_issues(questionnaire: Mapping[str, Any], response: Mapping[str, A
     named = response.get("questionnaire")
     where = "QuestionnaireResponse.questionnaire"
     if expected is None:
-        return [Issue("The Questionnaire has no canonical url to check the response against",
-                      expression="Questionnaire.url")]
+        return [
+            Issue(
+                "The Questionnaire has no canonical url to check the response against",
+                expression="Questionnaire.url",
+            )
+        ]
     if not isinstance(named, str) or not named:
-        return [Issue(f"The response does not say which questionnaire it answers (expected {expected})",
-                      code="required", expression=where)]
+        return [
+            Issue(
+                f"The response does not say which questionnaire it answers (expected {expected})",
+                code="required",
+                expression=where,
+            )
+        ]
     if named == expected:
         return []
     url, _, version = named.partition("|")
     if url != questionnaire.get("url"):
         return [Issue(f"The response answers {named}, not {expected}", expression=where)]
     if not version:
-        return [Issue(f"The response must name the exact questionnaire version: {expected}",
-                      expression=where)]
+        return [
+            Issue(
+                f"The response must name the exact questionnaire version: {expected}",
+                expression=where,
+            )
+        ]
     if not questionnaire.get("version"):
-        return [Issue(f"The response answers version {version} but {url} has no version",
-                      expression=where)]
-    return [Issue(f"The response answers version {version} of {url} but this is version "
-                  f"{questionnaire.get('version')}", expression=where)]
+        return [
+            Issue(
+                f"The response answers version {version} but {url} has no version", expression=where
+            )
+        ]
+    return [
+        Issue(
+            f"The response answers version {version} of {url} but this is version "
+            f"{questionnaire.get('version')}",
+            expression=where,
+        )
+    ]
 
 
 # -- the response as a tree -------------------------------------------------------------
@@ -292,8 +328,17 @@ def _canonical_issues(questionnaire: Mapping[str, Any], response: Mapping[str, A
 class _Node:
     """One place in the response: the root, an item instance, or an answer."""
 
-    __slots__ = ("kind", "link_id", "data", "parent", "items", "answers", "definition",
-                 "path", "value")
+    __slots__ = (
+        "kind",
+        "link_id",
+        "data",
+        "parent",
+        "items",
+        "answers",
+        "definition",
+        "path",
+        "value",
+    )
 
     def __init__(self, kind: str, data: dict[str, Any], parent: _Node | None, path: str) -> None:
         self.kind = kind  # "root" | "item" | "answer"
@@ -324,7 +369,9 @@ class _Form:
         self.value_sets = value_sets
         self.structure_issues: list[Issue] = []
         self.root = _Node("root", dict(response), None, "QuestionnaireResponse")
-        self._build_items(self.root, response.get("item"), self.top_items, "QuestionnaireResponse.item")
+        self._build_items(
+            self.root, response.get("item"), self.top_items, "QuestionnaireResponse.item"
+        )
         self._enabled: dict[tuple[int, str], bool | None] = {}
         self._occurrences: dict[int, dict[str, list[_Node]]] = {}
         self._expansions: dict[str, tuple[set[tuple[str | None, str]], set[str]] | None] = {}
@@ -337,7 +384,9 @@ class _Form:
         if raw is None:
             return
         if not isinstance(raw, list):
-            self.structure_issues.append(Issue("item must be a list", code="structure", expression=where))
+            self.structure_issues.append(
+                Issue("item must be a list", code="structure", expression=where)
+            )
             return
         by_link = {d.get("linkId"): d for d in definitions}
         counts: dict[Any, int] = {}
@@ -347,7 +396,11 @@ class _Form:
         seen: dict[Any, int] = {}
         for n, entry in enumerate(raw):
             if not isinstance(entry, dict):
-                self.structure_issues.append(Issue("Each item must be an object", code="structure", expression=f"{where}[{n}]"))
+                self.structure_issues.append(
+                    Issue(
+                        "Each item must be an object", code="structure", expression=f"{where}[{n}]"
+                    )
+                )
                 continue
             link_id = entry.get("linkId")
             path = f"{container.path}.item[linkId={_quote(link_id)}]"
@@ -363,20 +416,26 @@ class _Form:
             self._build_items(node, entry.get("item"), children, f"{path}.item")
             raw_answers = entry.get("answer")
             if raw_answers is not None and not isinstance(raw_answers, list):
-                self.structure_issues.append(Issue("answer must be a list", code="structure", expression=path))
+                self.structure_issues.append(
+                    Issue("answer must be a list", code="structure", expression=path)
+                )
                 continue
             for a, answer in enumerate(_list(raw_answers)):
                 if not isinstance(answer, dict):
                     self.structure_issues.append(
-                        Issue(f"{_label(node.definition)}: answer {a + 1} must be an object",
-                              code="structure", expression=path)
+                        Issue(
+                            f"{_label(node.definition)}: answer {a + 1} must be an object",
+                            code="structure",
+                            expression=path,
+                        )
                     )
                     continue
                 answer_node = _Node("answer", answer, node, f"{path}.answer[{a}]")
                 answer_node.value = _typed(answer, "value")
                 node.answers.append(answer_node)
-                self._build_items(answer_node, answer.get("item"), children,
-                                  f"{path}.answer[{a}].item")
+                self._build_items(
+                    answer_node, answer.get("item"), children, f"{path}.answer[{a}].item"
+                )
 
     # -- enableWhen --
 
@@ -427,7 +486,12 @@ class _Form:
             return any(_equal(a, expected) for a in answers)
         if operator == "!=":
             return not any(_equal(a, expected) for a in answers)
-        tests = {">": lambda c: c > 0, "<": lambda c: c < 0, ">=": lambda c: c >= 0, "<=": lambda c: c <= 0}
+        tests = {
+            ">": lambda c: c > 0,
+            "<": lambda c: c < 0,
+            ">=": lambda c: c >= 0,
+            "<=": lambda c: c <= 0,
+        }
         test = tests.get(str(operator))
         if test is None:
             return False
@@ -494,7 +558,12 @@ class _Form:
     # -- checks --
 
     def check_container(
-        self, container: _Node, definitions: list[dict[str, Any]], issues: list[Issue], *, final: bool
+        self,
+        container: _Node,
+        definitions: list[dict[str, Any]],
+        issues: list[Issue],
+        *,
+        final: bool,
     ) -> None:
         """Check the items inside one container (root, group instance or answer)."""
         by_link: dict[str, list[_Node]] = {}
@@ -522,10 +591,15 @@ class _Form:
             where = f"inside {parent!r}" if parent else "at the top level"
             return Issue(
                 f"Item {link_id!r} is in the wrong place: the questionnaire has it {where}",
-                code="structure", expression=node.path,
+                code="structure",
+                expression=node.path,
             )
         name = canonical_of(self.questionnaire) or "the questionnaire"
-        return Issue(f"Unknown item {link_id!r}: {name} has no such linkId", code="structure", expression=node.path)
+        return Issue(
+            f"Unknown item {link_id!r}: {name} has no such linkId",
+            code="structure",
+            expression=node.path,
+        )
 
     def _check_required(
         self,
@@ -541,10 +615,17 @@ class _Form:
             return
         if any(_has_answer(n) for n in by_link.get(link_id, [])):
             return
-        what = "needs at least one answered item" if definition.get("type") == "group" else "is required"
+        what = (
+            "needs at least one answered item"
+            if definition.get("type") == "group"
+            else "is required"
+        )
         issues.append(
-            Issue(f"{_label(definition)}: {what}", code="required",
-                  expression=_item_path(container, link_id))
+            Issue(
+                f"{_label(definition)}: {what}",
+                code="required",
+                expression=_item_path(container, link_id),
+            )
         )
 
     def _check_item(self, node: _Node, issues: list[Issue], *, final: bool) -> None:
@@ -552,40 +633,78 @@ class _Form:
         assert definition is not None and node.parent is not None
         label = _label(definition)
         kind = definition.get("type")
-        if not self.item_enabled(node) and self.container_enabled(node.parent) and _has_answer(node):
+        if (
+            not self.item_enabled(node)
+            and self.container_enabled(node.parent)
+            and _has_answer(node)
+        ):
             issues.append(
-                Issue(f"{label}: is answered but not enabled by the other answers; remove the answer",
-                      code="business-rule", expression=node.path)
+                Issue(
+                    f"{label}: is answered but not enabled by the other answers; remove the answer",
+                    code="business-rule",
+                    expression=node.path,
+                )
             )
         children = [d for d in _list(definition.get("item")) if isinstance(d, dict)]
         if kind == "display":
             if node.answers or node.items:
-                issues.append(Issue(f"{label}: is display text and cannot have answers",
-                                    code="structure", expression=node.path))
+                issues.append(
+                    Issue(
+                        f"{label}: is display text and cannot have answers",
+                        code="structure",
+                        expression=node.path,
+                    )
+                )
             return
         if kind == "group":
             if node.answers:
-                issues.append(Issue(f"{label}: is a group; put the answers in its items",
-                                    code="structure", expression=node.path))
+                issues.append(
+                    Issue(
+                        f"{label}: is a group; put the answers in its items",
+                        code="structure",
+                        expression=node.path,
+                    )
+                )
             self.check_container(node, children, issues, final=final)
             return
         if node.items:
             issues.append(
-                Issue(f"{label}: items nested under a question belong inside its answer (answer.item)",
-                      code="structure", expression=node.path)
+                Issue(
+                    f"{label}: items nested under a question belong inside its answer "
+                    "(answer.item)",
+                    code="structure",
+                    expression=node.path,
+                )
             )
         if kind not in _QUESTION_TYPES:
             if node.answers:
-                issues.append(Issue(f"{label}: items of type {kind!r} cannot be answered",
-                                    code="structure", expression=node.path))
+                issues.append(
+                    Issue(
+                        f"{label}: items of type {kind!r} cannot be answered",
+                        code="structure",
+                        expression=node.path,
+                    )
+                )
             return
         if len(node.answers) > 1 and not definition.get("repeats"):
             issues.append(
-                Issue(f"{label}: allows one answer but has {len(node.answers)}", code="structure", expression=node.path)
+                Issue(
+                    f"{label}: allows one answer but has {len(node.answers)}",
+                    code="structure",
+                    expression=node.path,
+                )
             )
-        if definition.get("readOnly") and node.answers and not _readonly_answer_allowed(definition, node):
+        if (
+            definition.get("readOnly")
+            and node.answers
+            and not _readonly_answer_allowed(definition, node)
+        ):
             issues.append(
-                Issue(f"{label}: is read-only and cannot be answered", code="business-rule", expression=node.path)
+                Issue(
+                    f"{label}: is read-only and cannot be answered",
+                    code="business-rule",
+                    expression=node.path,
+                )
             )
         for n, answer in enumerate(node.answers):
             prefix = f"{label}: answer {n + 1}" if len(node.answers) > 1 else label
@@ -603,16 +722,25 @@ class _Form:
         keys = [k for k in answer.data if k.startswith("value")]
         if not keys:
             if not answer.items:
-                issues.append(Issue(f"{label}: the answer has no value", code="invalid", expression=path))
+                issues.append(
+                    Issue(f"{label}: the answer has no value", code="invalid", expression=path)
+                )
             return
         if len(keys) > 1:
-            issues.append(Issue(f"{label}: an answer has one value, not {', '.join(keys)}",
-                                code="structure", expression=path))
+            issues.append(
+                Issue(
+                    f"{label}: an answer has one value, not {', '.join(keys)}",
+                    code="structure",
+                    expression=path,
+                )
+            )
             return
         key, value = keys[0], answer.data[keys[0]]
         allowed = self._allowed_keys(definition)
         if key not in allowed:
-            issues.append(Issue(_mismatch(label, allowed, key, value), code="value", expression=path))
+            issues.append(
+                Issue(_mismatch(label, allowed, key, value), code="value", expression=path)
+            )
             return
         problem = _shape_problem(key, value)
         if problem:
@@ -651,7 +779,11 @@ class _Form:
                     f"{_show(typed)} is not one of the options ({_show_options(same_type)})"
                 )
         value_set = definition.get("answerValueSet")
-        if kind in ("choice", "open-choice") and key == "valueCoding" and isinstance(value_set, str):
+        if (
+            kind in ("choice", "open-choice")
+            and key == "valueCoding"
+            and isinstance(value_set, str)
+        ):
             for problem in self._value_set_problems(value_set, value):
                 yield "code-invalid", problem
         for problem in _limit_problems(definition, typed):
@@ -678,7 +810,9 @@ class _Form:
         if reference.startswith("#"):
             value_set = self.contained.get(reference[1:])
         else:
-            value_set = self.value_sets.get(reference) or self.value_sets.get(reference.split("|")[0])
+            value_set = self.value_sets.get(reference) or self.value_sets.get(
+                reference.split("|")[0]
+            )
         result = _value_set_members(value_set) if value_set is not None else None
         self._expansions[reference] = result
         return result
@@ -807,7 +941,7 @@ def _value_set_members(
 def _typed(element: Mapping[str, Any], prefix: str) -> tuple[str, Any] | None:
     """Return ``(type, value)`` of the single ``<prefix>[x]`` of an element, or None."""
     found = [
-        (key[len(prefix):], value)
+        (key[len(prefix) :], value)
         for key, value in element.items()
         if key.startswith(prefix) and len(key) > len(prefix) and key[len(prefix)].isupper()
     ]
@@ -841,16 +975,22 @@ def _shape_problem(key: str, value: Any) -> str | None:
             return f"{value!r} is not a valid web address (it contains spaces)"
         return None
     if key == "valueDate":
-        return None if isinstance(value, str) and _valid_date(value, _DATE) else (
-            f"{value!r} is not a date (YYYY, YYYY-MM or YYYY-MM-DD)"
+        return (
+            None
+            if isinstance(value, str) and _valid_date(value, _DATE)
+            else (f"{value!r} is not a date (YYYY, YYYY-MM or YYYY-MM-DD)")
         )
     if key == "valueDateTime":
-        return None if isinstance(value, str) and _valid_date(value, _DATETIME) else (
-            f"{value!r} is not a date-time (e.g. 2026-03-08T20:00:00+01:00)"
+        return (
+            None
+            if isinstance(value, str) and _valid_date(value, _DATETIME)
+            else (f"{value!r} is not a date-time (e.g. 2026-03-08T20:00:00+01:00)")
         )
     if key == "valueTime":
-        return None if isinstance(value, str) and _TIME.fullmatch(value) else (
-            f"{value!r} is not a time of day (hh:mm:ss)"
+        return (
+            None
+            if isinstance(value, str) and _TIME.fullmatch(value)
+            else (f"{value!r} is not a time of day (hh:mm:ss)")
         )
     if key == "valueCoding":
         if not isinstance(value, dict) or not (value.get("code") or value.get("display")):
@@ -901,13 +1041,21 @@ def _readonly_answer_allowed(definition: Mapping[str, Any], node: _Node) -> bool
     urls = {e.get("url") for e in _list(definition.get("extension")) if isinstance(e, dict)}
     if urls & {CALCULATED_EXPRESSION, INITIAL_EXPRESSION}:
         return True
-    initial = [t for t in (_typed(i, "value") for i in _list(definition.get("initial"))
-                           if isinstance(i, dict)) if t is not None]
+    initial = [
+        t
+        for t in (
+            _typed(i, "value") for i in _list(definition.get("initial")) if isinstance(i, dict)
+        )
+        if t is not None
+    ]
     initial += [
-        t for t in (
-            _typed(o, "value") for o in _list(definition.get("answerOption"))
+        t
+        for t in (
+            _typed(o, "value")
+            for o in _list(definition.get("answerOption"))
             if isinstance(o, dict) and o.get("initialSelected")
-        ) if t is not None
+        )
+        if t is not None
     ]
     given = [a.value for a in node.answers]
     return bool(initial) and all(
@@ -1032,13 +1180,20 @@ def _equal(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
         if not isinstance(va, dict) or not isinstance(vb, dict):
             return False
         if va.get("code") is None or vb.get("code") is None:
-            return va.get("display") is not None and va.get("display") == vb.get("display") \
+            return (
+                va.get("display") is not None
+                and va.get("display") == vb.get("display")
                 and va.get("code") == vb.get("code")
+            )
         systems = va.get("system"), vb.get("system")
         return va.get("code") == vb.get("code") and (None in systems or systems[0] == systems[1])
     if ka == kb == "Reference":
-        return isinstance(va, dict) and isinstance(vb, dict) and va.get("reference") is not None \
+        return (
+            isinstance(va, dict)
+            and isinstance(vb, dict)
+            and va.get("reference") is not None
             and va.get("reference") == vb.get("reference")
+        )
     if ka == kb == "Boolean":
         return va is vb
     if ka == kb == "Attachment":

@@ -52,8 +52,18 @@ DEFAULT_TIME_OF_DAY = time(9, 0)
 
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTH_NAMES = (
-    "January", "February", "March", "April", "May", "June", "July", "August",
-    "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 _FULL_DAY_NAMES = {name.lower(): DAYS_OF_WEEK[n] for n, name in enumerate(_DAY_NAMES)}
 _FHIR_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?")
@@ -155,7 +165,9 @@ class Schedule:
                 "'Europe/Berlin' or 'America/New_York'",
             )
         if not _is_int(self.interval) or self.interval < 1:
-            problem("interval", f"interval must be a whole number of at least 1 (got {self.interval!r})")
+            problem(
+                "interval", f"interval must be a whole number of at least 1 (got {self.interval!r})"
+            )
         if self.count is not None and (not _is_int(self.count) or self.count < 1):
             problem("count", f"count must be a whole number of at least 1 (got {self.count!r})")
         days, unknown = _as_days(self.days_of_week)
@@ -533,7 +545,9 @@ def _from_events(events: Any, zone_name: str) -> Schedule:
             _fail(f"Timing.event must carry a UTC offset (got {event!r})", "Timing.event")
         local = instant.astimezone(ZoneInfo(zone_name))
         return Schedule(
-            frequency="once", start=local.date(), time_of_day=local.time().replace(tzinfo=None),
+            frequency="once",
+            start=local.date(),
+            time_of_day=local.time().replace(tzinfo=None),
             timezone=zone_name,
         )
     return Schedule(
@@ -547,15 +561,24 @@ def _from_repeat(repeat: dict[str, Any], zone_name: str) -> Schedule:
             _fail(f"Timing.repeat.{element} is not supported: {what}", f"Timing.repeat.{element}")
     times = repeat.get("timeOfDay") or []
     if len(times) > 1:
-        _fail("Only one due time per day is supported (timeOfDay has several)", "Timing.repeat.timeOfDay")
+        _fail(
+            "Only one due time per day is supported (timeOfDay has several)",
+            "Timing.repeat.timeOfDay",
+        )
     time_of_day = DEFAULT_TIME_OF_DAY
     if times:
         if not isinstance(times[0], str) or not _FHIR_TIME.fullmatch(times[0]):
-            _fail(f"Timing.repeat.timeOfDay must be hh:mm:ss (got {times[0]!r})", "Timing.repeat.timeOfDay")
+            _fail(
+                f"Timing.repeat.timeOfDay must be hh:mm:ss (got {times[0]!r})",
+                "Timing.repeat.timeOfDay",
+            )
         time_of_day = time.fromisoformat(times[0].replace(":60", ":59"))
     bounds = repeat.get("boundsPeriod") or {}
     if not isinstance(bounds, dict) or not bounds.get("start"):
-        _fail("Timing.repeat.boundsPeriod.start (the first day) is required", "Timing.repeat.boundsPeriod.start")
+        _fail(
+            "Timing.repeat.boundsPeriod.start (the first day) is required",
+            "Timing.repeat.boundsPeriod.start",
+        )
     start = _local_date(bounds["start"], zone_name, "Timing.repeat.boundsPeriod.start")
     until = None
     if bounds.get("end"):
@@ -574,7 +597,10 @@ def _from_repeat(repeat: dict[str, Any], zone_name: str) -> Schedule:
     if period is None and unit is None:
         if count == 1 and not days:
             return Schedule(frequency="once", **common)
-        _fail("Timing.repeat needs period and periodUnit (or count 1 for a one-off)", "Timing.repeat.period")
+        _fail(
+            "Timing.repeat needs period and periodUnit (or count 1 for a one-off)",
+            "Timing.repeat.period",
+        )
     period = _whole(period, "Timing.repeat.period")
     if unit == "d":
         if frequency != 1:
@@ -584,7 +610,10 @@ def _from_repeat(repeat: dict[str, Any], zone_name: str) -> Schedule:
             )
         if days:
             if period != 1:
-                _fail("dayOfWeek with a period of several days is not supported", "Timing.repeat.dayOfWeek")
+                _fail(
+                    "dayOfWeek with a period of several days is not supported",
+                    "Timing.repeat.dayOfWeek",
+                )
             return Schedule(frequency="weekly", days_of_week=tuple(days), **common)
         return Schedule(
             frequency="daily" if period == 1 else "every-n-days", interval=period, **common
@@ -604,5 +633,6 @@ def _from_repeat(repeat: dict[str, Any], zone_name: str) -> Schedule:
             )
         return Schedule(frequency="weekly", interval=period, days_of_week=tuple(days), **common)
     _fail(
-        f"periodUnit {unit!r} is not supported; use d (days) or wk (weeks)", "Timing.repeat.periodUnit"
+        f"periodUnit {unit!r} is not supported; use d (days) or wk (weeks)",
+        "Timing.repeat.periodUnit",
     )

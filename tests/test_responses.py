@@ -27,17 +27,30 @@ URL = "http://hw-fhir.example.org/Questionnaire/test"
 FEEL = "http://hw-fhir.example.org/CodeSystem/feeling"
 
 
-def questionnaire(*items: dict[str, Any], version: str | None = "1.0.0", **extra: Any) -> dict[str, Any]:
-    q: dict[str, Any] = {"resourceType": "Questionnaire", "url": URL, "status": "active",
-                         "item": list(items), **extra}
+def questionnaire(
+    *items: dict[str, Any], version: str | None = "1.0.0", **extra: Any
+) -> dict[str, Any]:
+    q: dict[str, Any] = {
+        "resourceType": "Questionnaire",
+        "url": URL,
+        "status": "active",
+        "item": list(items),
+        **extra,
+    }
     if version:
         q["version"] = version
     return q
 
 
-def response(q: dict[str, Any], *items: dict[str, Any], status: str = "completed") -> dict[str, Any]:
-    return {"resourceType": "QuestionnaireResponse", "status": status,
-            "questionnaire": canonical_of(q), "item": list(items)}
+def response(
+    q: dict[str, Any], *items: dict[str, Any], status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "status": status,
+        "questionnaire": canonical_of(q),
+        "item": list(items),
+    }
 
 
 def answered(link_id: str, *values: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -69,16 +82,30 @@ ALL_TYPES = questionnaire(
     {"linkId": "thought", "type": "string", "text": "Automatic thought"},
     {"linkId": "journal", "type": "text", "text": "Journal"},
     {"linkId": "link", "type": "url", "text": "A helpful link"},
-    {"linkId": "feel", "type": "choice", "text": "Feeling",
-     "answerOption": [{"valueCoding": {"system": FEEL, "code": "calm", "display": "Calm"}},
-                      {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}}]},
-    {"linkId": "place", "type": "open-choice", "text": "Where were you?",
-     "answerOption": [{"valueCoding": {"system": FEEL, "code": "home", "display": "Home"}}]},
+    {
+        "linkId": "feel",
+        "type": "choice",
+        "text": "Feeling",
+        "answerOption": [
+            {"valueCoding": {"system": FEEL, "code": "calm", "display": "Calm"}},
+            {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}},
+        ],
+    },
+    {
+        "linkId": "place",
+        "type": "open-choice",
+        "text": "Where were you?",
+        "answerOption": [{"valueCoding": {"system": FEEL, "code": "home", "display": "Home"}}],
+    },
     {"linkId": "drawing", "type": "attachment", "text": "Your drawing"},
     {"linkId": "helper", "type": "reference", "text": "Who helped?"},
     {"linkId": "walk", "type": "quantity", "text": "How far did you walk?"},
-    {"linkId": "block", "type": "group", "text": "Block",
-     "item": [{"linkId": "block.note", "type": "string", "text": "Note"}]},
+    {
+        "linkId": "block",
+        "type": "group",
+        "text": "Block",
+        "item": [{"linkId": "block.note", "type": "string", "text": "Note"}],
+    },
 )
 
 VALID = {
@@ -95,8 +122,14 @@ VALID = {
     "place": {"valueString": "At the bus stop"},
     "drawing": {"valueAttachment": {"contentType": "image/png", "data": "iVBORw0KGgo="}},
     "helper": {"valueReference": {"reference": "RelatedPerson/sister"}},
-    "walk": {"valueQuantity": {"value": 2.5, "unit": "km", "system": "http://unitsofmeasure.org",
-                               "code": "km"}},
+    "walk": {
+        "valueQuantity": {
+            "value": 2.5,
+            "unit": "km",
+            "system": "http://unitsofmeasure.org",
+            "code": "km",
+        }
+    },
 }
 
 
@@ -124,9 +157,17 @@ def test_open_choice_accepts_an_option_coding():
     [
         ("done", {"valueString": "yes"}, ["yes or no", "the text 'yes'"]),
         ("done", {"valueBoolean": "true"}, ["is not true or false"]),
-        ("hours", {"valueInteger": 7}, ["a number (valueDecimal)", "a whole number (valueInteger)"]),
+        (
+            "hours",
+            {"valueInteger": 7},
+            ["a number (valueDecimal)", "a whole number (valueInteger)"],
+        ),
         ("hours", {"valueDecimal": "7.5"}, ["'7.5' is not a number"]),
-        ("mood", {"valueString": "seven"}, ['"Mood (0-10)": expected a whole number', "the text 'seven'"]),
+        (
+            "mood",
+            {"valueString": "seven"},
+            ['"Mood (0-10)": expected a whole number', "the text 'seven'"],
+        ),
         ("mood", {"valueInteger": 6.5}, ["6.5 is not a whole number"]),
         ("mood", {"valueInteger": True}, ["True is not a whole number"]),
         ("mood", {"valueInteger": 2**31}, ["too large"]),
@@ -144,12 +185,22 @@ def test_open_choice_accepts_an_option_coding():
         ("link", {"valueUri": "not a link"}, ["not a valid web address"]),
         ("link", {"valueString": "https://example.org"}, ["expected a web address"]),
         ("feel", {"valueString": "tense"}, ["expected one of the listed choices"]),
-        ("feel", {"valueCoding": {"system": FEEL, "code": "angry"}},
-         ["'angry' is not one of the options ('Calm', 'Tense')"]),
-        ("feel", {"valueCoding": {"system": "http://other.org", "code": "calm"}},
-         ["is not one of the options"]),
+        (
+            "feel",
+            {"valueCoding": {"system": FEEL, "code": "angry"}},
+            ["'angry' is not one of the options ('Calm', 'Tense')"],
+        ),
+        (
+            "feel",
+            {"valueCoding": {"system": "http://other.org", "code": "calm"}},
+            ["is not one of the options"],
+        ),
         ("place", {"valueInteger": 1}, ["expected one of the listed choices", "or text"]),
-        ("place", {"valueCoding": {"system": FEEL, "code": "office"}}, ["is not one of the options"]),
+        (
+            "place",
+            {"valueCoding": {"system": FEEL, "code": "office"}},
+            ["is not one of the options"],
+        ),
         ("drawing", {"valueAttachment": {"data": "iVBORw0KGgo="}}, ["needs a contentType"]),
         ("drawing", {"valueString": "see attached"}, ["expected a file"]),
         ("helper", {"valueReference": {}}, ["a reference needs"]),
@@ -184,13 +235,29 @@ def test_display_and_group_items_take_no_answers():
 
 
 def test_question_children_belong_under_the_answer():
-    q = questionnaire({"linkId": "panic", "type": "boolean", "item": [
-        {"linkId": "panic.where", "type": "string"}]})
-    good = response(q, answered("panic", {"valueBoolean": True,
-                                          "item": [answered("panic.where", {"valueString": "bus"})]}))
+    q = questionnaire(
+        {
+            "linkId": "panic",
+            "type": "boolean",
+            "item": [{"linkId": "panic.where", "type": "string"}],
+        }
+    )
+    good = response(
+        q,
+        answered(
+            "panic",
+            {"valueBoolean": True, "item": [answered("panic.where", {"valueString": "bus"})]},
+        ),
+    )
     assert check_response(q, good) == []
-    bad = response(q, {"linkId": "panic", "answer": [{"valueBoolean": True}],
-                       "item": [answered("panic.where", {"valueString": "bus"})]})
+    bad = response(
+        q,
+        {
+            "linkId": "panic",
+            "answer": [{"valueBoolean": True}],
+            "item": [answered("panic.where", {"valueString": "bus"})],
+        },
+    )
     (issue,) = check_response(q, bad)
     assert "belong inside its answer" in issue.message
 
@@ -200,10 +267,16 @@ def test_question_children_belong_under_the_answer():
 REQUIRED = questionnaire(
     {"linkId": "mood", "type": "integer", "text": "Mood", "required": True},
     {"linkId": "note", "type": "string", "text": "Note"},
-    {"linkId": "sleep", "type": "group", "text": "Sleep", "required": True, "item": [
-        {"linkId": "sleep.hours", "type": "decimal", "text": "Hours", "required": True},
-        {"linkId": "sleep.quality", "type": "integer"},
-    ]},
+    {
+        "linkId": "sleep",
+        "type": "group",
+        "text": "Sleep",
+        "required": True,
+        "item": [
+            {"linkId": "sleep.hours", "type": "decimal", "text": "Hours", "required": True},
+            {"linkId": "sleep.quality", "type": "integer"},
+        ],
+    },
 )
 
 
@@ -222,12 +295,20 @@ def test_required_is_enforced_on_submit_only():
 
 
 def test_required_inside_a_present_group():
-    r = response(REQUIRED, answered("mood", {"valueInteger": 4}),
-                 {"linkId": "sleep", "item": [answered("sleep.quality", {"valueInteger": 3})]})
+    r = response(
+        REQUIRED,
+        answered("mood", {"valueInteger": 4}),
+        {"linkId": "sleep", "item": [answered("sleep.quality", {"valueInteger": 3})]},
+    )
     (issue,) = check_response(REQUIRED, r, final=True)
-    assert issue.expression == "QuestionnaireResponse.item[linkId='sleep'].item[linkId='sleep.hours']"
-    complete = response(REQUIRED, answered("mood", {"valueInteger": 4}),
-                        {"linkId": "sleep", "item": [answered("sleep.hours", {"valueDecimal": 6})]})
+    assert (
+        issue.expression == "QuestionnaireResponse.item[linkId='sleep'].item[linkId='sleep.hours']"
+    )
+    complete = response(
+        REQUIRED,
+        answered("mood", {"valueInteger": 4}),
+        {"linkId": "sleep", "item": [answered("sleep.hours", {"valueDecimal": 6})]},
+    )
     assert check_response(REQUIRED, complete, final=True) == []
 
 
@@ -241,8 +322,12 @@ def test_required_group_present_but_empty():
 def test_required_but_disabled_is_not_required():
     q = questionnaire(
         {"linkId": "did", "type": "boolean", "required": True},
-        {"linkId": "why", "type": "text", "required": True,
-         "enableWhen": [{"question": "did", "operator": "=", "answerBoolean": False}]},
+        {
+            "linkId": "why",
+            "type": "text",
+            "required": True,
+            "enableWhen": [{"question": "did", "operator": "=", "answerBoolean": False}],
+        },
     )
     assert check_response(q, response(q, answered("did", {"valueBoolean": True})), final=True) == []
     issues = check_response(q, response(q, answered("did", {"valueBoolean": False})), final=True)
@@ -254,8 +339,12 @@ def test_required_but_disabled_is_not_required():
 REPEATS = questionnaire(
     {"linkId": "single", "type": "string"},
     {"linkId": "many", "type": "string", "repeats": True},
-    {"linkId": "episode", "type": "group", "repeats": True, "item": [
-        {"linkId": "episode.what", "type": "string", "required": True}]},
+    {
+        "linkId": "episode",
+        "type": "group",
+        "repeats": True,
+        "item": [{"linkId": "episode.what", "type": "string", "required": True}],
+    },
     {"linkId": "once", "type": "group", "item": [{"linkId": "once.what", "type": "string"}]},
 )
 
@@ -276,14 +365,19 @@ def test_repeats():
 
 
 def test_a_question_appears_once_with_all_its_answers():
-    r = response(REPEATS, answered("many", {"valueString": "a"}), answered("many", {"valueString": "b"}))
+    r = response(
+        REPEATS, answered("many", {"valueString": "a"}), answered("many", {"valueString": "b"})
+    )
     (issue,) = check_response(REPEATS, r)
     assert "appears 2 times; give all its answers in one item" in issue.message
 
 
 def test_non_repeating_group_twice():
-    r = response(REPEATS, {"linkId": "once", "item": [answered("once.what", {"valueString": "x"})]},
-                 {"linkId": "once", "item": [answered("once.what", {"valueString": "y"})]})
+    r = response(
+        REPEATS,
+        {"linkId": "once", "item": [answered("once.what", {"valueString": "x"})]},
+        {"linkId": "once", "item": [answered("once.what", {"valueString": "y"})]},
+    )
     (issue,) = check_response(REPEATS, r)
     assert issue.expression == where("once")
     assert "does not repeat" in issue.message
@@ -309,18 +403,36 @@ def test_repeating_group_instances_are_checked_one_by_one():
 
 def test_answer_option_of_other_types():
     q = questionnaire(
-        {"linkId": "times", "type": "choice", "answerOption": [{"valueInteger": 1}, {"valueInteger": 2}]},
-        {"linkId": "word", "type": "choice", "answerOption": [{"valueString": "low"}, {"valueString": "high"}]},
+        {
+            "linkId": "times",
+            "type": "choice",
+            "answerOption": [{"valueInteger": 1}, {"valueInteger": 2}],
+        },
+        {
+            "linkId": "word",
+            "type": "choice",
+            "answerOption": [{"valueString": "low"}, {"valueString": "high"}],
+        },
         {"linkId": "day", "type": "choice", "answerOption": [{"valueDate": "2026-03-09"}]},
         {"linkId": "free", "type": "open-choice", "answerOption": [{"valueString": "home"}]},
         {"linkId": "nosys", "type": "choice", "answerOption": [{"valueCoding": {"code": "y"}}]},
     )
-    good = response(q, answered("times", {"valueInteger": 2}), answered("word", {"valueString": "high"}),
-                    answered("day", {"valueDate": "2026-03-09"}), answered("free", {"valueString": "park"}),
-                    answered("nosys", {"valueCoding": {"system": "http://any.org", "code": "y"}}))
+    good = response(
+        q,
+        answered("times", {"valueInteger": 2}),
+        answered("word", {"valueString": "high"}),
+        answered("day", {"valueDate": "2026-03-09"}),
+        answered("free", {"valueString": "park"}),
+        answered("nosys", {"valueCoding": {"system": "http://any.org", "code": "y"}}),
+    )
     assert check_response(q, good) == []
-    bad = response(q, answered("times", {"valueInteger": 3}), answered("word", {"valueString": "mid"}),
-                   answered("day", {"valueDate": "2026-03-10"}), answered("nosys", {"valueCoding": {"code": "n"}}))
+    bad = response(
+        q,
+        answered("times", {"valueInteger": 3}),
+        answered("word", {"valueString": "mid"}),
+        answered("day", {"valueDate": "2026-03-10"}),
+        answered("nosys", {"valueCoding": {"code": "n"}}),
+    )
     issues = check_response(q, bad)
     assert expressions(issues) == [where("times"), where("word"), where("day"), where("nosys")]
     assert all(i.code == "code-invalid" for i in issues)
@@ -334,25 +446,49 @@ CONTAINED = questionnaire(
     {"linkId": "ext", "type": "choice", "answerValueSet": "http://example.org/ValueSet/external"},
     {"linkId": "gone", "type": "choice", "answerValueSet": "#missing"},
     contained=[
-        {"resourceType": "ValueSet", "id": "feelings", "status": "active",
-         "compose": {"include": [{"system": FEEL, "concept": [{"code": "calm"}, {"code": "tense"}]}]}},
-        {"resourceType": "ValueSet", "id": "levels", "status": "active",
-         "expansion": {"timestamp": "2026-01-01T00:00:00Z", "contains": [
-             {"system": FEEL, "code": "low"},
-             {"abstract": True, "display": "higher", "contains": [{"system": FEEL, "code": "high"}]}]}},
+        {
+            "resourceType": "ValueSet",
+            "id": "feelings",
+            "status": "active",
+            "compose": {
+                "include": [{"system": FEEL, "concept": [{"code": "calm"}, {"code": "tense"}]}]
+            },
+        },
+        {
+            "resourceType": "ValueSet",
+            "id": "levels",
+            "status": "active",
+            "expansion": {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "contains": [
+                    {"system": FEEL, "code": "low"},
+                    {
+                        "abstract": True,
+                        "display": "higher",
+                        "contains": [{"system": FEEL, "code": "high"}],
+                    },
+                ],
+            },
+        },
     ],
 )
 
 
 def test_contained_value_sets():
     validate(CONTAINED)
-    ok = response(CONTAINED, answered("feel", {"valueCoding": {"system": FEEL, "code": "calm"}}),
-                  answered("level", {"valueCoding": {"system": FEEL, "code": "high"}}),
-                  answered("ext", {"valueCoding": {"system": FEEL, "code": "anything"}}))
+    ok = response(
+        CONTAINED,
+        answered("feel", {"valueCoding": {"system": FEEL, "code": "calm"}}),
+        answered("level", {"valueCoding": {"system": FEEL, "code": "high"}}),
+        answered("ext", {"valueCoding": {"system": FEEL, "code": "anything"}}),
+    )
     assert check_response(CONTAINED, ok) == []  # external value sets are not resolved
-    bad = response(CONTAINED, answered("feel", {"valueCoding": {"system": FEEL, "code": "angry"}}),
-                   answered("level", {"valueCoding": {"system": "http://other.org", "code": "low"}}),
-                   answered("gone", {"valueCoding": {"system": FEEL, "code": "x"}}))
+    bad = response(
+        CONTAINED,
+        answered("feel", {"valueCoding": {"system": FEEL, "code": "angry"}}),
+        answered("level", {"valueCoding": {"system": "http://other.org", "code": "low"}}),
+        answered("gone", {"valueCoding": {"system": FEEL, "code": "x"}}),
+    )
     issues = check_response(CONTAINED, bad)
     assert expressions(issues) == [where("feel"), where("level"), where("gone")]
     assert "is not in the answer list #feelings" in issues[0].message
@@ -361,8 +497,12 @@ def test_contained_value_sets():
 
 
 def test_external_value_set_when_given():
-    external = {"resourceType": "ValueSet", "url": "http://example.org/ValueSet/external", "status": "active",
-                "compose": {"include": [{"system": FEEL, "concept": [{"code": "ok"}]}]}}
+    external = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/ValueSet/external",
+        "status": "active",
+        "compose": {"include": [{"system": FEEL, "concept": [{"code": "ok"}]}]},
+    }
     bad = response(CONTAINED, answered("ext", {"valueCoding": {"system": FEEL, "code": "nope"}}))
     vs = {external["url"]: external}
     assert expressions(check_response(CONTAINED, bad, value_sets=vs)) == [where("ext")]
@@ -373,12 +513,27 @@ def test_external_value_set_when_given():
 # -- limits -------------------------------------------------------------------------------------
 
 LIMITS = questionnaire(
-    {"linkId": "mood", "type": "integer", "extension": [
-        ext(MIN_VALUE, valueInteger=0), ext(MAX_VALUE, valueInteger=10)]},
-    {"linkId": "hours", "type": "decimal", "extension": [
-        ext(MIN_VALUE, valueDecimal=0.5), ext(MAX_VALUE, valueDecimal=24), ext(MAX_DECIMAL_PLACES, valueInteger=1)]},
+    {
+        "linkId": "mood",
+        "type": "integer",
+        "extension": [ext(MIN_VALUE, valueInteger=0), ext(MAX_VALUE, valueInteger=10)],
+    },
+    {
+        "linkId": "hours",
+        "type": "decimal",
+        "extension": [
+            ext(MIN_VALUE, valueDecimal=0.5),
+            ext(MAX_VALUE, valueDecimal=24),
+            ext(MAX_DECIMAL_PLACES, valueInteger=1),
+        ],
+    },
     {"linkId": "day", "type": "date", "extension": [ext(MIN_VALUE, valueDate="2026-01-01")]},
-    {"linkId": "title", "type": "string", "maxLength": 10, "extension": [ext(MIN_LENGTH, valueInteger=3)]},
+    {
+        "linkId": "title",
+        "type": "string",
+        "maxLength": 10,
+        "extension": [ext(MIN_LENGTH, valueInteger=3)],
+    },
 )
 
 
@@ -391,7 +546,11 @@ LIMITS = questionnaire(
         ("hours", {"valueDecimal": 24.5}, "above the maximum 24"),
         ("hours", {"valueDecimal": 7.25}, "more than 1 decimal places"),
         ("day", {"valueDate": "2025-12-31"}, "below the minimum '2026-01-01'"),
-        ("title", {"valueString": "far too long a title"}, "20 characters long; at most 10 allowed"),
+        (
+            "title",
+            {"valueString": "far too long a title"},
+            "20 characters long; at most 10 allowed",
+        ),
         ("title", {"valueString": "ab"}, "at least 3 needed"),
     ],
 )
@@ -403,10 +562,16 @@ def test_limits_rejected(link_id, value, fragment):
 
 @pytest.mark.parametrize(
     "link_id, value",
-    [("mood", {"valueInteger": 0}), ("mood", {"valueInteger": 10}), ("hours", {"valueDecimal": 24}),
-     ("hours", {"valueDecimal": 7.5}), ("day", {"valueDate": "2026-01-01"}),
-     ("day", {"valueDate": "2026-02"}), ("title", {"valueString": "exactly10!"}),
-     ("title", {"valueString": "abc"})],
+    [
+        ("mood", {"valueInteger": 0}),
+        ("mood", {"valueInteger": 10}),
+        ("hours", {"valueDecimal": 24}),
+        ("hours", {"valueDecimal": 7.5}),
+        ("day", {"valueDate": "2026-01-01"}),
+        ("day", {"valueDate": "2026-02"}),
+        ("title", {"valueString": "exactly10!"}),
+        ("title", {"valueString": "abc"}),
+    ],
 )
 def test_limits_accepted_at_the_edges(link_id, value):
     assert check_response(LIMITS, response(LIMITS, answered(link_id, value))) == []
@@ -415,11 +580,17 @@ def test_limits_accepted_at_the_edges(link_id, value):
 # -- enableWhen -----------------------------------------------------------------------------------
 
 
-def gated(condition: dict[str, Any], question_type: str = "integer", **extra: Any) -> dict[str, Any]:
+def gated(
+    condition: dict[str, Any], question_type: str = "integer", **extra: Any
+) -> dict[str, Any]:
     return questionnaire(
         {"linkId": "q", "type": question_type, "repeats": True},
-        {"linkId": "follow", "type": "string",
-         "enableWhen": [{"question": "q", **condition}], **extra},
+        {
+            "linkId": "follow",
+            "type": "string",
+            "enableWhen": [{"question": "q", **condition}],
+            **extra,
+        },
     )
 
 
@@ -468,23 +639,50 @@ def test_enable_when_operators(condition, answers, enabled):
     [
         ("boolean", {"operator": "=", "answerBoolean": True}, {"valueBoolean": True}, True),
         ("boolean", {"operator": "=", "answerBoolean": True}, {"valueBoolean": False}, False),
-        ("choice", {"operator": "=", "answerCoding": {"system": FEEL, "code": "tense"}},
-         {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}}, True),
-        ("choice", {"operator": "=", "answerCoding": {"system": FEEL, "code": "tense"}},
-         {"valueCoding": {"system": "http://other.org", "code": "tense"}}, False),
-        ("choice", {"operator": "!=", "answerCoding": {"system": FEEL, "code": "tense"}},
-         {"valueCoding": {"system": FEEL, "code": "calm"}}, True),
+        (
+            "choice",
+            {"operator": "=", "answerCoding": {"system": FEEL, "code": "tense"}},
+            {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}},
+            True,
+        ),
+        (
+            "choice",
+            {"operator": "=", "answerCoding": {"system": FEEL, "code": "tense"}},
+            {"valueCoding": {"system": "http://other.org", "code": "tense"}},
+            False,
+        ),
+        (
+            "choice",
+            {"operator": "!=", "answerCoding": {"system": FEEL, "code": "tense"}},
+            {"valueCoding": {"system": FEEL, "code": "calm"}},
+            True,
+        ),
         ("date", {"operator": ">=", "answerDate": "2026-03-01"}, {"valueDate": "2026-03-08"}, True),
         ("date", {"operator": "<", "answerDate": "2026-03-01"}, {"valueDate": "2026-03-08"}, False),
-        ("dateTime", {"operator": ">", "answerDateTime": "2026-03-08T20:00:00+01:00"},
-         {"valueDateTime": "2026-03-08T19:30:00Z"}, True),
+        (
+            "dateTime",
+            {"operator": ">", "answerDateTime": "2026-03-08T20:00:00+01:00"},
+            {"valueDateTime": "2026-03-08T19:30:00Z"},
+            True,
+        ),
         ("time", {"operator": "<", "answerTime": "06:00:00"}, {"valueTime": "05:30:00"}, True),
         ("string", {"operator": "=", "answerString": "panic"}, {"valueString": "panic"}, True),
         ("decimal", {"operator": ">", "answerDecimal": 7.5}, {"valueDecimal": 7.25}, False),
-        ("quantity", {"operator": ">=", "answerQuantity": {"value": 5, "system": "http://unitsofmeasure.org", "code": "km"}},
-         {"valueQuantity": {"value": 6, "system": "http://unitsofmeasure.org", "code": "km"}}, True),
-        ("reference", {"operator": "=", "answerReference": {"reference": "Patient/1"}},
-         {"valueReference": {"reference": "Patient/1"}}, True),
+        (
+            "quantity",
+            {
+                "operator": ">=",
+                "answerQuantity": {"value": 5, "system": "http://unitsofmeasure.org", "code": "km"},
+            },
+            {"valueQuantity": {"value": 6, "system": "http://unitsofmeasure.org", "code": "km"}},
+            True,
+        ),
+        (
+            "reference",
+            {"operator": "=", "answerReference": {"reference": "Patient/1"}},
+            {"valueReference": {"reference": "Patient/1"}},
+            True,
+        ),
     ],
 )
 def test_enable_when_value_types(question_type, condition, answer, enabled):
@@ -502,12 +700,18 @@ BEHAVIOR = [
 
 @pytest.mark.parametrize(
     "behavior, a, b, enabled",
-    [("all", True, True, True), ("all", True, False, False), ("any", True, False, True),
-     ("any", False, False, False), ("any", False, True, True)],
+    [
+        ("all", True, True, True),
+        ("all", True, False, False),
+        ("any", True, False, True),
+        ("any", False, False, False),
+        ("any", False, True, True),
+    ],
 )
 def test_enable_behavior(behavior, a, b, enabled):
     q = questionnaire(
-        {"linkId": "a", "type": "boolean"}, {"linkId": "b", "type": "boolean"},
+        {"linkId": "a", "type": "boolean"},
+        {"linkId": "b", "type": "boolean"},
         {"linkId": "c", "type": "string", "enableWhen": BEHAVIOR, "enableBehavior": behavior},
     )
     r = response(q, answered("a", {"valueBoolean": a}), answered("b", {"valueBoolean": b}))
@@ -519,13 +723,23 @@ def test_enable_behavior(behavior, a, b, enabled):
 def test_a_disabled_question_counts_as_unanswered():
     q = questionnaire(
         {"linkId": "a", "type": "boolean"},
-        {"linkId": "b", "type": "boolean",
-         "enableWhen": [{"question": "a", "operator": "=", "answerBoolean": True}]},
-        {"linkId": "c", "type": "string",
-         "enableWhen": [{"question": "b", "operator": "=", "answerBoolean": True}]},
+        {
+            "linkId": "b",
+            "type": "boolean",
+            "enableWhen": [{"question": "a", "operator": "=", "answerBoolean": True}],
+        },
+        {
+            "linkId": "c",
+            "type": "string",
+            "enableWhen": [{"question": "b", "operator": "=", "answerBoolean": True}],
+        },
     )
-    r = response(q, answered("a", {"valueBoolean": False}), answered("b", {"valueBoolean": True}),
-                 answered("c", {"valueString": "x"}))
+    r = response(
+        q,
+        answered("a", {"valueBoolean": False}),
+        answered("b", {"valueBoolean": True}),
+        answered("c", {"valueString": "x"}),
+    )
     issues = check_response(q, r)
     assert expressions(issues) == [where("b"), where("c")]
     assert enabled_items(q, r) == {"a"}
@@ -534,24 +748,50 @@ def test_a_disabled_question_counts_as_unanswered():
 def test_answers_inside_a_disabled_group_are_reported_once():
     q = questionnaire(
         {"linkId": "panic", "type": "boolean"},
-        {"linkId": "details", "type": "group",
-         "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
-         "item": [{"linkId": "details.where", "type": "string"}, {"linkId": "details.peak", "type": "integer"}]},
+        {
+            "linkId": "details",
+            "type": "group",
+            "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
+            "item": [
+                {"linkId": "details.where", "type": "string"},
+                {"linkId": "details.peak", "type": "integer"},
+            ],
+        },
     )
-    r = response(q, answered("panic", {"valueBoolean": False}),
-                 {"linkId": "details", "item": [answered("details.where", {"valueString": "bus"}),
-                                                answered("details.peak", {"valueInteger": 8})]})
+    r = response(
+        q,
+        answered("panic", {"valueBoolean": False}),
+        {
+            "linkId": "details",
+            "item": [
+                answered("details.where", {"valueString": "bus"}),
+                answered("details.peak", {"valueInteger": 8}),
+            ],
+        },
+    )
     assert expressions(check_response(q, r)) == [where("details")]
 
 
 EPISODES = questionnaire(
-    {"linkId": "episode", "type": "group", "repeats": True, "item": [
-        {"linkId": "panic", "type": "boolean"},
-        {"linkId": "peak", "type": "integer", "required": True,
-         "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}]},
-    ]},
-    {"linkId": "summary", "type": "string",
-     "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}]},
+    {
+        "linkId": "episode",
+        "type": "group",
+        "repeats": True,
+        "item": [
+            {"linkId": "panic", "type": "boolean"},
+            {
+                "linkId": "peak",
+                "type": "integer",
+                "required": True,
+                "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
+            },
+        ],
+    },
+    {
+        "linkId": "summary",
+        "type": "string",
+        "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
+    },
 )
 
 
@@ -576,24 +816,52 @@ def test_enable_when_in_repeating_groups_uses_the_nearest_instance():
 
 
 def test_enable_when_outside_the_repeating_group_sees_every_instance():
-    some = response(EPISODES, episode(False), episode(True, 3), answered("summary", {"valueString": "x"}))
+    some = response(
+        EPISODES, episode(False), episode(True, 3), answered("summary", {"valueString": "x"})
+    )
     assert check_response(EPISODES, some) == []
-    none = response(EPISODES, episode(False), episode(False), answered("summary", {"valueString": "x"}))
+    none = response(
+        EPISODES, episode(False), episode(False), answered("summary", {"valueString": "x"})
+    )
     assert expressions(check_response(EPISODES, none)) == [where("summary")]
 
 
 def test_enable_when_on_the_parent_question_of_nested_items():
-    q = questionnaire({"linkId": "slept", "type": "boolean", "item": [
-        {"linkId": "slept.hours", "type": "decimal", "required": True,
-         "enableWhen": [{"question": "slept", "operator": "=", "answerBoolean": True}]}]})
-    yes = response(q, answered("slept", {"valueBoolean": True,
-                                         "item": [answered("slept.hours", {"valueDecimal": 6.5})]}))
+    q = questionnaire(
+        {
+            "linkId": "slept",
+            "type": "boolean",
+            "item": [
+                {
+                    "linkId": "slept.hours",
+                    "type": "decimal",
+                    "required": True,
+                    "enableWhen": [{"question": "slept", "operator": "=", "answerBoolean": True}],
+                }
+            ],
+        }
+    )
+    yes = response(
+        q,
+        answered(
+            "slept",
+            {"valueBoolean": True, "item": [answered("slept.hours", {"valueDecimal": 6.5})]},
+        ),
+    )
     assert check_response(q, yes, final=True) == []
     assert enabled_items(q, yes) == {"slept", "slept.hours"}
-    no = response(q, answered("slept", {"valueBoolean": False,
-                                        "item": [answered("slept.hours", {"valueDecimal": 6.5})]}))
+    no = response(
+        q,
+        answered(
+            "slept",
+            {"valueBoolean": False, "item": [answered("slept.hours", {"valueDecimal": 6.5})]},
+        ),
+    )
     (issue,) = check_response(q, no, final=True)
-    assert issue.expression == "QuestionnaireResponse.item[linkId='slept'].answer[0].item[linkId='slept.hours']"
+    assert (
+        issue.expression
+        == "QuestionnaireResponse.item[linkId='slept'].answer[0].item[linkId='slept.hours']"
+    )
     missing = response(q, answered("slept", {"valueBoolean": True}))
     (issue,) = check_response(q, missing, final=True)
     assert issue.code == "required"
@@ -601,8 +869,16 @@ def test_enable_when_on_the_parent_question_of_nested_items():
 
 def test_enable_when_cycle_disables_the_items():
     q = questionnaire(
-        {"linkId": "a", "type": "string", "enableWhen": [{"question": "b", "operator": "exists", "answerBoolean": True}]},
-        {"linkId": "b", "type": "string", "enableWhen": [{"question": "a", "operator": "exists", "answerBoolean": True}]},
+        {
+            "linkId": "a",
+            "type": "string",
+            "enableWhen": [{"question": "b", "operator": "exists", "answerBoolean": True}],
+        },
+        {
+            "linkId": "b",
+            "type": "string",
+            "enableWhen": [{"question": "a", "operator": "exists", "answerBoolean": True}],
+        },
         {"linkId": "c", "type": "string"},
     )
     r = response(q, answered("c", {"valueString": "x"}))
@@ -613,15 +889,29 @@ def test_enable_when_cycle_disables_the_items():
 def test_enabled_items_for_a_group_not_yet_answered():
     q = questionnaire(
         {"linkId": "panic", "type": "boolean"},
-        {"linkId": "details", "type": "group",
-         "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
-         "item": [{"linkId": "details.where", "type": "string"},
-                  {"linkId": "details.peak", "type": "integer",
-                   "enableWhen": [{"question": "panic", "operator": "exists", "answerBoolean": True}]}]},
+        {
+            "linkId": "details",
+            "type": "group",
+            "enableWhen": [{"question": "panic", "operator": "=", "answerBoolean": True}],
+            "item": [
+                {"linkId": "details.where", "type": "string"},
+                {
+                    "linkId": "details.peak",
+                    "type": "integer",
+                    "enableWhen": [
+                        {"question": "panic", "operator": "exists", "answerBoolean": True}
+                    ],
+                },
+            ],
+        },
     )
     assert enabled_items(q, response(q)) == {"panic"}
     assert enabled_items(q, response(q, answered("panic", {"valueBoolean": True}))) == {
-        "panic", "details", "details.where", "details.peak"}
+        "panic",
+        "details",
+        "details.where",
+        "details.peak",
+    }
 
 
 # -- read-only items ------------------------------------------------------------------------------
@@ -630,13 +920,31 @@ def test_enabled_items_for_a_group_not_yet_answered():
 def test_read_only_items():
     q = questionnaire(
         {"linkId": "plain", "type": "integer", "readOnly": True},
-        {"linkId": "score", "type": "integer", "readOnly": True, "extension": [
-            ext(CALCULATED_EXPRESSION, valueExpression={"language": "text/fhirpath", "expression": "1 + 1"})]},
-        {"linkId": "fixed", "type": "string", "readOnly": True, "initial": [{"valueString": "Week 1"}]},
+        {
+            "linkId": "score",
+            "type": "integer",
+            "readOnly": True,
+            "extension": [
+                ext(
+                    CALCULATED_EXPRESSION,
+                    valueExpression={"language": "text/fhirpath", "expression": "1 + 1"},
+                )
+            ],
+        },
+        {
+            "linkId": "fixed",
+            "type": "string",
+            "readOnly": True,
+            "initial": [{"valueString": "Week 1"}],
+        },
     )
-    ok = response(q, answered("score", {"valueInteger": 2}), answered("fixed", {"valueString": "Week 1"}))
+    ok = response(
+        q, answered("score", {"valueInteger": 2}), answered("fixed", {"valueString": "Week 1"})
+    )
     assert check_response(q, ok) == []
-    bad = response(q, answered("plain", {"valueInteger": 1}), answered("fixed", {"valueString": "Week 9"}))
+    bad = response(
+        q, answered("plain", {"valueInteger": 1}), answered("fixed", {"valueString": "Week 9"})
+    )
     issues = check_response(q, bad)
     assert expressions(issues) == [where("plain"), where("fixed")]
     assert all("read-only" in i.message for i in issues)
@@ -672,12 +980,17 @@ def test_unversioned_questionnaire_is_named_by_url():
 
 
 def test_unknown_and_misplaced_link_ids():
-    r = response(REQUIRED, answered("mood", {"valueInteger": 3}), answered("nonsense", {"valueString": "x"}),
-                 answered("sleep.hours", {"valueDecimal": 7}),
-                 {"linkId": "sleep", "item": [answered("mood", {"valueInteger": 3})]})
+    r = response(
+        REQUIRED,
+        answered("mood", {"valueInteger": 3}),
+        answered("nonsense", {"valueString": "x"}),
+        answered("sleep.hours", {"valueDecimal": 7}),
+        {"linkId": "sleep", "item": [answered("mood", {"valueInteger": 3})]},
+    )
     issues = check_response(REQUIRED, r)
     assert expressions(issues) == [
-        where("nonsense"), where("sleep.hours"),
+        where("nonsense"),
+        where("sleep.hours"),
         "QuestionnaireResponse.item[linkId='sleep'].item[linkId='mood']",
     ]
     assert "Unknown item 'nonsense'" in issues[0].message
@@ -700,7 +1013,10 @@ def test_many_problems_are_reported_together():
     error = info.value
     assert error.status == 422
     assert set(expressions(error.issues)) == {
-        "QuestionnaireResponse.questionnaire", where("note"), where("bogus"), where("mood"),
+        "QuestionnaireResponse.questionnaire",
+        where("note"),
+        where("bogus"),
+        where("mood"),
         "QuestionnaireResponse.item[linkId='sleep'].item[linkId='sleep.hours']",
     }
     assert len(error.issues) == 5
@@ -713,9 +1029,21 @@ def test_many_problems_are_reported_together():
 
 def test_garbage_does_not_crash():
     q = questionnaire({"linkId": "a", "type": "string"})
-    for items in ("nope", [1, {"answer": "x"}, {"linkId": "a", "answer": "x"}, {"linkId": "a", "answer": [3]}]):
-        r = {"resourceType": "QuestionnaireResponse", "questionnaire": canonical_of(q), "item": items}
+    for items in (
+        "nope",
+        [1, {"answer": "x"}, {"linkId": "a", "answer": "x"}, {"linkId": "a", "answer": [3]}],
+    ):
+        r = {
+            "resourceType": "QuestionnaireResponse",
+            "questionnaire": canonical_of(q),
+            "item": items,
+        }
         assert check_response(q, r)
+
+
+def test_not_an_object():
+    (issue,) = check_response(ALL_TYPES, ["not", "a", "response"])  # type: ignore[arg-type]
+    assert "JSON objects" in issue.message
 
 
 def test_response_is_not_modified():
@@ -727,8 +1055,13 @@ def test_response_is_not_modified():
 
 
 def test_flatten_answers_walks_groups_and_nested_answers():
-    q = questionnaire({"linkId": "slept", "type": "boolean", "item": [{"linkId": "hours", "type": "decimal"}]})
-    r = response(q, answered("slept", {"valueBoolean": True, "item": [answered("hours", {"valueDecimal": 6})]}))
+    q = questionnaire(
+        {"linkId": "slept", "type": "boolean", "item": [{"linkId": "hours", "type": "decimal"}]}
+    )
+    r = response(
+        q,
+        answered("slept", {"valueBoolean": True, "item": [answered("hours", {"valueDecimal": 6})]}),
+    )
     assert flatten_answers(r) == {"slept": [True], "hours": [6]}
     assert flatten_answers({"resourceType": "QuestionnaireResponse"}) == {}
 
@@ -737,13 +1070,25 @@ def test_check_questionnaire():
     q = questionnaire(
         {"linkId": "a", "type": "string"},
         {"linkId": "a", "type": "string"},
-        {"linkId": "b", "type": "choice", "answerValueSet": "#nowhere",
-         "enableWhen": [{"question": "zz", "operator": "~", "answerString": "x"},
-                        {"question": "a", "operator": "exists", "answerString": "x"}]},
+        {
+            "linkId": "b",
+            "type": "choice",
+            "answerValueSet": "#nowhere",
+            "enableWhen": [
+                {"question": "zz", "operator": "~", "answerString": "x"},
+                {"question": "a", "operator": "exists", "answerString": "x"},
+            ],
+        },
     )
     messages = " | ".join(i.message for i in check_questionnaire(q))
-    for fragment in ("'a' is used more than once", "enableBehavior", "unknown linkId 'zz'",
-                     "operator '~'", "needs answerBoolean", "#nowhere"):
+    for fragment in (
+        "'a' is used more than once",
+        "enableBehavior",
+        "unknown linkId 'zz'",
+        "operator '~'",
+        "needs answerBoolean",
+        "#nowhere",
+    ):
         assert fragment in messages
     assert check_questionnaire(ALL_TYPES) == []
     assert check_questionnaire(EPISODES) == []

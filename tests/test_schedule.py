@@ -22,8 +22,12 @@ def fixed(hours: float) -> timezone:
 
 
 def daily(**kw) -> Schedule:
-    base = dict(frequency="daily", time_of_day=time(20, 0), timezone="America/New_York",
-                start=date(2026, 3, 1))
+    base = dict(
+        frequency="daily",
+        time_of_day=time(20, 0),
+        timezone="America/New_York",
+        start=date(2026, 3, 1),
+    )
     base.update(kw)
     return Schedule(**base)
 
@@ -86,7 +90,9 @@ def test_berlin_spring_forward_and_fall_back():
     assert [o.due.hour for o in autumn] == [18, 18, 19, 19]
     gap = daily(timezone="Europe/Berlin", start=date(2026, 3, 29), time_of_day=time(2, 30), count=1)
     assert all_of(gap)[0].due == datetime(2026, 3, 29, 2, 30, tzinfo=fixed(1))  # = 03:30 CEST
-    twice = daily(timezone="Europe/Berlin", start=date(2026, 10, 25), time_of_day=time(2, 30), count=1)
+    twice = daily(
+        timezone="Europe/Berlin", start=date(2026, 10, 25), time_of_day=time(2, 30), count=1
+    )
     assert all_of(twice)[0].due == datetime(2026, 10, 25, 2, 30, tzinfo=fixed(2))  # first 02:30
 
 
@@ -95,7 +101,11 @@ def test_auckland_local_dates_differ_from_utc_dates():
     s = daily(timezone="Pacific/Auckland", start=date(2026, 4, 3), time_of_day=time(8, 0))
     got = s.occurrences(utc(2026, 4, 2), utc(2026, 4, 7))
     assert [o.key for o in got] == [
-        "2026-04-03/1", "2026-04-04/2", "2026-04-05/3", "2026-04-06/4", "2026-04-07/5"
+        "2026-04-03/1",
+        "2026-04-04/2",
+        "2026-04-05/3",
+        "2026-04-06/4",
+        "2026-04-07/5",
     ]
     # 08:00 in Auckland is the previous evening in UTC.
     assert got[0].due == utc(2026, 4, 2, 19, 0)
@@ -120,7 +130,10 @@ def test_same_local_time_in_far_apart_zones_gives_different_instants():
 
 def test_window_is_half_open_and_requires_aware_datetimes():
     s = daily(timezone="UTC", start=date(2026, 1, 1), time_of_day=time(12))
-    assert [o.local_date.day for o in s.occurrences(utc(2026, 1, 2, 12), utc(2026, 1, 4, 12))] == [2, 3]
+    assert [o.local_date.day for o in s.occurrences(utc(2026, 1, 2, 12), utc(2026, 1, 4, 12))] == [
+        2,
+        3,
+    ]
     assert s.occurrences(utc(2026, 1, 2, 12), utc(2026, 1, 2, 12)) == []
     with pytest.raises(InvalidInput, match="timezone-aware"):
         s.occurrences(datetime(2026, 1, 1), utc(2026, 1, 5))
@@ -129,8 +142,13 @@ def test_window_is_half_open_and_requires_aware_datetimes():
 
 
 def test_keys_are_stable_whatever_the_window():
-    s = Schedule(frequency="weekly", days_of_week=("mon", "wed", "fri"), start=date(2026, 2, 4),
-                 time_of_day=time(18, 30), timezone="Europe/Berlin")
+    s = Schedule(
+        frequency="weekly",
+        days_of_week=("mon", "wed", "fri"),
+        start=date(2026, 2, 4),
+        time_of_day=time(18, 30),
+        timezone="Europe/Berlin",
+    )
     whole = s.occurrences(utc(2026, 1, 1), utc(2026, 6, 1))
     pieces = []
     cut = utc(2026, 1, 1)
@@ -170,11 +188,23 @@ def test_count_and_until_stop_at_whichever_comes_first():
 
 def test_weekly_days_and_interval():
     # start Wednesday 2026-03-04; every 2 weeks on Monday and Thursday
-    s = Schedule(frequency="weekly", interval=2, days_of_week=("thu", "mon"),
-                 start=date(2026, 3, 4), count=5, time_of_day=time(9), timezone="UTC")
+    s = Schedule(
+        frequency="weekly",
+        interval=2,
+        days_of_week=("thu", "mon"),
+        start=date(2026, 3, 4),
+        count=5,
+        time_of_day=time(9),
+        timezone="UTC",
+    )
     got = all_of(s)
-    expected = [date(2026, 3, 5), date(2026, 3, 16), date(2026, 3, 19), date(2026, 3, 30),
-                date(2026, 4, 2)]
+    expected = [
+        date(2026, 3, 5),
+        date(2026, 3, 16),
+        date(2026, 3, 19),
+        date(2026, 3, 30),
+        date(2026, 4, 2),
+    ]
     assert [o.local_date for o in got] == expected
     assert all(o.local_date.weekday() in (0, 3) for o in got)
     # a window starting mid-way keeps the sequence numbers
@@ -183,15 +213,21 @@ def test_weekly_days_and_interval():
 
 
 def test_weekly_start_day_itself_counts():
-    s = Schedule(frequency="weekly", days_of_week=("mon",), start=date(2026, 3, 2),
-                 count=2, timezone="UTC")
+    s = Schedule(
+        frequency="weekly", days_of_week=("mon",), start=date(2026, 3, 2), count=2, timezone="UTC"
+    )
     assert [o.local_date for o in all_of(s)] == [date(2026, 3, 2), date(2026, 3, 9)]
     assert all_of(s)[0].due == utc(2026, 3, 2, 9, 0)  # default 09:00
 
 
 def test_every_n_days():
-    s = Schedule(frequency="every-n-days", interval=3, start=date(2026, 3, 1),
-                 time_of_day=time(7, 15), timezone="Europe/Berlin")
+    s = Schedule(
+        frequency="every-n-days",
+        interval=3,
+        start=date(2026, 3, 1),
+        time_of_day=time(7, 15),
+        timezone="Europe/Berlin",
+    )
     got = s.occurrences(utc(2026, 3, 9), utc(2026, 3, 20))
     assert [o.local_date.day for o in got] == [10, 13, 16, 19]
     assert [o.sequence for o in got] == [4, 5, 6, 7]
@@ -199,8 +235,9 @@ def test_every_n_days():
 
 
 def test_once():
-    s = Schedule(frequency="once", start=date(2026, 3, 8), time_of_day=time(20),
-                 timezone="Europe/Berlin")
+    s = Schedule(
+        frequency="once", start=date(2026, 3, 8), time_of_day=time(20), timezone="Europe/Berlin"
+    )
     (only,) = s.occurrences(utc(2026, 1, 1), utc(2027, 1, 1))
     assert only.due == datetime(2026, 3, 8, 20, tzinfo=fixed(1))
     assert only.key == "2026-03-08/1"
@@ -217,28 +254,58 @@ def test_next_occurrence():
 
 
 def test_string_inputs_are_normalised():
-    s = Schedule(frequency="weekly", days_of_week=["Thursday", "MON", "thu"], start="2026-03-02",
-                 until="2026-03-31", time_of_day="20:00", timezone="America/New_York")
+    s = Schedule(
+        frequency="weekly",
+        days_of_week=["Thursday", "MON", "thu"],
+        start="2026-03-02",
+        until="2026-03-31",
+        time_of_day="20:00",
+        timezone="America/New_York",
+    )
     assert s.days_of_week == ("mon", "thu")
     assert s.start == date(2026, 3, 2) and s.until == date(2026, 3, 31)
     assert s.time_of_day == time(20, 0)
-    assert s == Schedule(frequency="weekly", days_of_week=("mon", "thu"), start=date(2026, 3, 2),
-                         until=date(2026, 3, 31), time_of_day=time(20),
-                         timezone="America/New_York")
+    assert s == Schedule(
+        frequency="weekly",
+        days_of_week=("mon", "thu"),
+        start=date(2026, 3, 2),
+        until=date(2026, 3, 31),
+        time_of_day=time(20),
+        timezone="America/New_York",
+    )
 
 
 # -- describe ----------------------------------------------------------------------------
 
 
 def test_describe():
-    weekly = Schedule(frequency="weekly", days_of_week=("thu", "mon"), count=8,
-                      time_of_day=time(20), start=date(2026, 3, 2), timezone="UTC")
+    weekly = Schedule(
+        frequency="weekly",
+        days_of_week=("thu", "mon"),
+        count=8,
+        time_of_day=time(20),
+        start=date(2026, 3, 2),
+        timezone="UTC",
+    )
     assert weekly.describe() == "Every Monday and Thursday at 20:00, 8 times"
     assert daily(until=date(2026, 4, 30)).describe() == "Every day at 20:00, until 30 April 2026"
-    assert Schedule(frequency="every-n-days", interval=3, start=date(2026, 3, 1), time_of_day=time(7, 5),
-                    timezone="UTC").describe() == "Every 3 days at 07:05"
-    fortnightly = Schedule(frequency="weekly", interval=2, days_of_week=("mon", "wed", "fri"),
-                           start=date(2026, 3, 1), timezone="UTC")
+    assert (
+        Schedule(
+            frequency="every-n-days",
+            interval=3,
+            start=date(2026, 3, 1),
+            time_of_day=time(7, 5),
+            timezone="UTC",
+        ).describe()
+        == "Every 3 days at 07:05"
+    )
+    fortnightly = Schedule(
+        frequency="weekly",
+        interval=2,
+        days_of_week=("mon", "wed", "fri"),
+        start=date(2026, 3, 1),
+        timezone="UTC",
+    )
     assert fortnightly.describe() == "Every 2 weeks on Monday, Wednesday and Friday at 09:00"
     once = Schedule(frequency="once", start=date(2026, 3, 8), time_of_day=time(20), timezone="UTC")
     assert once.describe() == "Once on Sunday 8 March 2026 at 20:00"
@@ -247,15 +314,32 @@ def test_describe():
 # -- FHIR Timing -------------------------------------------------------------------------
 
 ROUND_TRIP = [
-    Schedule(frequency="once", start=date(2026, 3, 8), time_of_day=time(20), timezone="Europe/Berlin"),
+    Schedule(
+        frequency="once", start=date(2026, 3, 8), time_of_day=time(20), timezone="Europe/Berlin"
+    ),
     daily(),
     daily(count=10),
     daily(until=date(2026, 5, 1), time_of_day=time(6, 45, 30)),
-    Schedule(frequency="every-n-days", interval=2, start=date(2026, 3, 1), timezone="Pacific/Auckland"),
-    Schedule(frequency="weekly", days_of_week=("mon", "thu"), count=8, time_of_day=time(20),
-             start=date(2026, 3, 2), timezone="America/New_York"),
-    Schedule(frequency="weekly", interval=3, days_of_week=("sun",), until=date(2026, 12, 31),
-             count=4, start=date(2026, 3, 2), timezone="UTC"),
+    Schedule(
+        frequency="every-n-days", interval=2, start=date(2026, 3, 1), timezone="Pacific/Auckland"
+    ),
+    Schedule(
+        frequency="weekly",
+        days_of_week=("mon", "thu"),
+        count=8,
+        time_of_day=time(20),
+        start=date(2026, 3, 2),
+        timezone="America/New_York",
+    ),
+    Schedule(
+        frequency="weekly",
+        interval=3,
+        days_of_week=("sun",),
+        until=date(2026, 12, 31),
+        count=4,
+        start=date(2026, 3, 2),
+        timezone="UTC",
+    ),
 ]
 
 
@@ -263,13 +347,19 @@ ROUND_TRIP = [
 def test_fhir_timing_round_trips_through_a_valid_careplan(schedule):
     timing = schedule.to_fhir_timing()
     careplan = {
-        "resourceType": "CarePlan", "status": "active", "intent": "plan",
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
         "subject": {"reference": "Patient/p1"},
-        "activity": [{"detail": {
-            "status": "scheduled",
-            "instantiatesCanonical": ["http://example.org/Questionnaire/mood|1.0.0"],
-            "scheduledTiming": timing,
-        }}],
+        "activity": [
+            {
+                "detail": {
+                    "status": "scheduled",
+                    "instantiatesCanonical": ["http://example.org/Questionnaire/mood|1.0.0"],
+                    "scheduledTiming": timing,
+                }
+            }
+        ],
     }
     stored = validate(careplan)["activity"][0]["detail"]["scheduledTiming"]
     back = Schedule.from_fhir_timing(stored)
@@ -280,8 +370,15 @@ def test_fhir_timing_round_trips_through_a_valid_careplan(schedule):
 
 
 def test_to_fhir_timing_content():
-    s = Schedule(frequency="weekly", days_of_week=("thu", "mon"), count=8, time_of_day=time(20),
-                 start=date(2026, 3, 2), until=date(2026, 4, 30), timezone="America/New_York")
+    s = Schedule(
+        frequency="weekly",
+        days_of_week=("thu", "mon"),
+        count=8,
+        time_of_day=time(20),
+        start=date(2026, 3, 2),
+        until=date(2026, 4, 30),
+        timezone="America/New_York",
+    )
     timing = s.to_fhir_timing()
     repeat = timing["repeat"]
     assert repeat["dayOfWeek"] == ["mon", "thu"]
@@ -297,23 +394,47 @@ def test_to_fhir_timing_content():
 
 def test_from_fhir_timing_accepts_other_common_encodings():
     # once a day, only on Monday and Thursday (days + periodUnit d)
-    by_day = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "thu"],
-                         "timeOfDay": ["20:00:00"], "boundsPeriod": {"start": "2026-03-02"}}}
+    by_day = {
+        "repeat": {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+            "dayOfWeek": ["mon", "thu"],
+            "timeOfDay": ["20:00:00"],
+            "boundsPeriod": {"start": "2026-03-02"},
+        }
+    }
     s = Schedule.from_fhir_timing(by_day, "Europe/Berlin")
     assert (s.frequency, s.days_of_week, s.interval) == ("weekly", ("mon", "thu"), 1)
     # "once a week" without days: the weekday of the start
-    weekly = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk",
-                         "boundsPeriod": {"start": "2026-03-04"}}}
+    weekly = {
+        "repeat": {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "wk",
+            "boundsPeriod": {"start": "2026-03-04"},
+        }
+    }
     s = Schedule.from_fhir_timing(weekly, "UTC")
     assert s.days_of_week == ("wed",) and s.time_of_day == time(9)
     # a single event with an offset: a one-off, moved into the patient's zone
     s = Schedule.from_fhir_timing({"event": ["2026-03-08T19:00:00Z"]}, "Europe/Berlin")
     assert (s.frequency, s.start, s.time_of_day) == ("once", date(2026, 3, 8), time(20))
     # R4 tz-code extension; dateTime bounds are read in the patient's zone
-    tz_code = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/tz-code",
-                              "valueCode": "Pacific/Auckland"}],
-               "repeat": {"frequency": 1, "period": 1.0, "periodUnit": "d",
-                          "boundsPeriod": {"start": "2026-03-07T20:00:00Z"}}}
+    tz_code = {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/tz-code",
+                "valueCode": "Pacific/Auckland",
+            }
+        ],
+        "repeat": {
+            "frequency": 1,
+            "period": 1.0,
+            "periodUnit": "d",
+            "boundsPeriod": {"start": "2026-03-07T20:00:00Z"},
+        },
+    }
     s = Schedule.from_fhir_timing(tz_code)
     assert s.timezone == "Pacific/Auckland" and s.start == date(2026, 3, 8)
     # an explicit zone wins over the extension
@@ -325,15 +446,23 @@ def test_from_fhir_timing_accepts_other_common_encodings():
     [
         ({"frequency": 2, "period": 1, "periodUnit": "d"}, "More than once a day"),
         ({"frequency": 1, "period": 1, "periodUnit": "mo"}, "periodUnit 'mo'"),
-        ({"frequency": 1, "period": 1, "periodUnit": "d", "timeOfDay": ["08:00:00", "20:00:00"]},
-         "one due time per day"),
+        (
+            {"frequency": 1, "period": 1, "periodUnit": "d", "timeOfDay": ["08:00:00", "20:00:00"]},
+            "one due time per day",
+        ),
         ({"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}, "when"),
         ({"frequency": 1, "period": 1, "periodUnit": "d", "timeOfDay": ["8pm"]}, "hh:mm:ss"),
         ({"frequency": 1, "period": 1.5, "periodUnit": "d"}, "whole number"),
         ({"frequency": 3, "period": 1, "periodUnit": "wk", "dayOfWeek": ["mon"]}, "does not match"),
-        ({"frequency": 1, "period": 1, "periodUnit": "d", "boundsPeriod": {"start": "2026-03-09",
-                                                                          "end": "2026-03-01"}},
-         "before it starts"),
+        (
+            {
+                "frequency": 1,
+                "period": 1,
+                "periodUnit": "d",
+                "boundsPeriod": {"start": "2026-03-09", "end": "2026-03-01"},
+            },
+            "before it starts",
+        ),
     ],
 )
 def test_from_fhir_timing_rejects_what_it_cannot_express(repeat, message):
@@ -343,14 +472,22 @@ def test_from_fhir_timing_rejects_what_it_cannot_express(repeat, message):
 
 
 def test_from_fhir_timing_needs_a_zone_and_a_start():
-    timing = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
-                         "boundsPeriod": {"start": "2026-03-01"}}}
+    timing = {
+        "repeat": {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+            "boundsPeriod": {"start": "2026-03-01"},
+        }
+    }
     with pytest.raises(InvalidInput, match="no time zone"):
         Schedule.from_fhir_timing(timing)
     with pytest.raises(InvalidInput, match="unknown time zone"):
         Schedule.from_fhir_timing(timing, "Mars/Olympus_Mons")
     with pytest.raises(InvalidInput, match="boundsPeriod.start"):
-        Schedule.from_fhir_timing({"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}, "UTC")
+        Schedule.from_fhir_timing(
+            {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}, "UTC"
+        )
 
 
 # -- validation --------------------------------------------------------------------------
@@ -367,7 +504,11 @@ def test_from_fhir_timing_needs_a_zone_and_a_start():
         (dict(frequency="every-n-days", interval=0), "interval", "at least 1"),
         (dict(interval=2), "interval", "use frequency 'every-n-days'"),
         (dict(frequency="every-n-days", interval=1), "interval", "2 or more days"),
-        (dict(frequency="monthly"), "frequency", "must be one of once, daily, weekly, every-n-days"),
+        (
+            dict(frequency="monthly"),
+            "frequency",
+            "must be one of once, daily, weekly, every-n-days",
+        ),
         (dict(frequency="weekly", days_of_week=("mon", "funday")), "days_of_week", "'funday'"),
         (dict(days_of_week=("mon",)), "days_of_week", "only applies to weekly"),
         (dict(frequency="once", count=3), "count", "count must be 1"),
@@ -387,8 +528,13 @@ def test_validation_errors(changes, field, message):
 
 def test_validation_reports_every_problem_at_once():
     with pytest.raises(InvalidInput) as info:
-        Schedule(frequency="daily", start=date(2026, 3, 1), interval=0, count=-1,
-                 timezone="Nowhere/Special")
+        Schedule(
+            frequency="daily",
+            start=date(2026, 3, 1),
+            interval=0,
+            count=-1,
+            timezone="Nowhere/Special",
+        )
     fields = {i.expression for i in info.value.issues}
     assert fields == {"Schedule.interval", "Schedule.count", "Schedule.timezone"}
 
