@@ -17,13 +17,16 @@ import hw_fhir
 from hw_fhir.models import validate
 from hw_fhir.scoring import (
     INTERPRETATION_SYSTEM,
-    ScoreResult,
     Scorer,
+    ScoreResult,
     calculate,
     check_expressions,
+    gad7,
+    pcl5,
+    phq2,
+    phq9,
     score_response,
 )
-from hw_fhir.scoring import gad7, pcl5, phq2, phq9
 
 CATALOG = Path(hw_fhir.__file__).parent / "catalog" / "questionnaires"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "responses"
@@ -157,7 +160,8 @@ def test_phq9_has_the_unscored_difficulty_item() -> None:
         "Not difficult at all", "Somewhat difficult", "Very difficult", "Extremely difficult"]
     assert all("extension" not in o for o in item["answerOption"])
     everything = respond(load_q("phq-9"), [3] * 9)
-    everything["item"].append({"linkId": "phq9-10", "answer": [{"valueCoding": item["answerOption"][3]["valueCoding"]}]})
+    extreme = item["answerOption"][3]["valueCoding"]
+    everything["item"].append({"linkId": "phq9-10", "answer": [{"valueCoding": extreme}]})
     assert score_response(q, everything).value == 27
 
 

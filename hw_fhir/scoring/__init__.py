@@ -10,7 +10,7 @@ Pure functions over FHIR JSON dicts; nothing here touches a store.
 from .engine import DEFAULT_SCORERS, score_response
 from .mbc import Point, Progress, Thresholds, progress
 from .observations import OBSERVATION_SYSTEM, observation_id, observations_for
-from .results import INTERPRETATION_SYSTEM, Coding, RiskFlag, Score, ScoreResult, Scorer
+from .results import INTERPRETATION_SYSTEM, Coding, RiskFlag, Score, Scorer, ScoreResult
 from .sdc import calculate, check_expressions, sdc_result
 
 __all__ = [

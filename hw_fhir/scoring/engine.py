@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import gad7, pcl5, phq2, phq9
-from .results import Score, ScoreResult, Scorer
+from .results import Score, Scorer, ScoreResult
 from .sdc import calculate, sdc_result
 
 __all__ = ["DEFAULT_SCORERS", "score_response"]

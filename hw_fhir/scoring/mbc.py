@@ -27,13 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Union
 
 from ..errors import InvalidInput
 
 __all__ = ["Thresholds", "THRESHOLDS", "Point", "Progress", "progress"]
 
-When = Union[date, datetime, str]
+When = date | datetime | str
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def _expressions(element: Json, url: str) -> list[Json]:
 
 
 def _is_fhirpath(expression: Json) -> bool:
-    return expression.get("language", FHIRPATH) == FHIRPATH
+    return bool(expression.get("language", FHIRPATH) == FHIRPATH)
 
 
 def _where(link_id: str | None) -> str:
@@ -251,7 +251,8 @@ def _fail(link_id: str | None, expression: str, reason: str) -> None:
     raise InvalidInput(message, issues=[Issue(message, expression=_where(link_id))])
 
 
-def _json_number(value: Any) -> int | float:
+def _json_number(value: Any) -> Any:
+    """Return a Decimal as an int (if whole) or float; anything else unchanged."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
@@ -361,8 +362,9 @@ def _numeric_answer(item: Json) -> int | float | None:
         if found is None:
             continue
         kind, value = found
+        if kind == "Quantity" and isinstance(value, dict):
+            kind, value = "Decimal", value.get("value")
         if kind in ("Integer", "Decimal") and _is_number(value):
-            return _json_number(value)
-        if kind == "Quantity" and isinstance(value, dict) and _is_number(value.get("value")):
-            return _json_number(value["value"])
+            number = _json_number(value)
+            return number if isinstance(number, int) else float(number)
     return None

@@ -82,7 +82,7 @@ def _contained(questionnaire: Json, ref: str | None, rtype: str) -> Json | None:
         if res.get("resourceType") != rtype:
             continue
         if ref and (f"#{res.get('id')}" == ref or res.get("url") == ref):
-            return res
+            return dict(res)
     return None
 
 
