@@ -190,6 +190,48 @@ def test_unanswered_items_leave_no_empty_calculated_items() -> None:
     assert "phq9-total" not in [i["linkId"] for i in calculate(phq9, stale)["item"]]
 
 
+def test_reverse_scored_items_weigh_each_answer_by_its_own_item() -> None:
+    forward = [option("never", 0), option("often", 2)]
+    reverse = [option("never", 2), option("often", 0)]
+    q = {
+        "resourceType": "Questionnaire", "url": "http://vendor.example/Questionnaire/rev", "status": "active",
+        "extension": [var("values", "%resource.item.where(linkId in ('f' | 'r')).answer.value")],
+        "item": [
+            {"linkId": "f", "type": "choice", "answerOption": forward},
+            {"linkId": "r", "type": "choice", "answerOption": reverse},
+            {"linkId": "direct", "type": "integer",
+             "extension": [calc("%resource.item.where(linkId in ('f' | 'r')).answer.value.weight().sum()")]},
+            {"linkId": "via-variable", "type": "integer", "extension": [calc("%values.weight().sum()")]},
+            {"linkId": "answers", "type": "integer", "extension": [calc("%resource.answers().weight().sum()")]},
+        ],
+    }
+    r = {"resourceType": "QuestionnaireResponse", "status": "completed", "item": [
+        {"linkId": "f", "answer": [{"valueCoding": {"system": VENDOR, "code": "often"}}]},
+        {"linkId": "r", "answer": [{"valueCoding": {"system": VENDOR, "code": "never"}}]},
+    ]}
+    calculated = calculate(q, r)
+    for link_id in ("direct", "via-variable", "answers"):
+        assert answer_of(calculated, link_id) == [{"valueInteger": 4}], link_id
+    q["item"][2]["extension"] = [calc("'often'.weight()")]
+    with pytest.raises(InvalidInput, match="different weights in different items"):
+        calculate(q, r)
+
+
+def test_questionnaire_qitem_and_context_variables() -> None:
+    q = vendor_questionnaire()
+    q["item"][1]["item"].append({
+        "linkId": "part-a-max", "text": "Highest possible", "type": "integer",
+        "extension": [calc("%questionnaire.repeat(item).where(linkId in ('a1' | 'a2')).answerOption.weight().sum()")],
+    })
+    q["item"][1]["item"].append({
+        "linkId": "part-a-label", "text": "Label", "type": "string",
+        "extension": [calc("%qitem.text & ' of ' & %context.linkId & ': ' & %partA.toString()")],
+    })
+    calculated = calculate(q, vendor_response())
+    assert answer_of(calculated, "part-a-max") == [{"valueInteger": 11}]  # 0+2+5 + 0+1+3
+    assert answer_of(calculated, "part-a-label") == [{"valueString": "Label of part-a-label: 8"}]
+
+
 def test_weight_from_a_contained_value_set() -> None:
     q = {
         "resourceType": "Questionnaire", "url": "http://vendor.example/Questionnaire/vs", "status": "active",
