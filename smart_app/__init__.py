@@ -40,6 +40,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     fhir_api.init_app(app)
 
+    from . import auth, launch, security
+
+    security.init_app(app)
+    auth.init_app(app)
+    launch.init_app(app)
+    if settings.sandbox:
+        from . import sandbox
+
+        sandbox.init_app(app)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -1,0 +1,194 @@
+"""Records of the authorization server: launch ids, codes, tokens, assertion ids.
+
+Codes and tokens are stored as SHA-256 hashes only; the /fhir facade
+introspects a bearer token by hashing it and looking it up here, so any
+process on the same database accepts the tokens the sandbox issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, insert, or_, select, update
+
+from .tables import smart_auth_code, smart_auth_launch, smart_jti, smart_token
+
+__all__ = ["AuthStore", "TokenRecord", "CodeRecord", "hash_secret"]
+
+
+def hash_secret(value: str) -> str:
+    """Return the hex SHA-256 of a token, code or session id."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    """An authorization code, as issued: client, redirect URI, scope, PKCE challenge, user context."""
+
+    client_id: str
+    data: dict[str, Any] = field(hash=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return one field of the code's data."""
+        return self.data.get(key, default)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An issued token: who it was issued to, its scope, its launch context and lifetimes."""
+
+    access_hash: str
+    client_id: str
+    scope: str
+    context: dict[str, Any] = field(hash=False)
+    issued_at: int = 0
+    expires_at: int = 0
+    refresh_expires_at: int | None = None
+    revoked: bool = False
+
+    def active(self, now: int | None = None) -> bool:
+        """Whether the access token is usable now."""
+        return not self.revoked and self.expires_at > (now or _now())
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(row.access_hash, row.client_id, row.scope, orjson.loads(row.data),
+                       row.issued_at, row.expires_at, row.refresh_expires_at, bool(row.revoked))
+
+
+class AuthStore:
+    """Launch ids, codes, tokens and assertion ids in the store's database."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    # --------------------------------------------------------------- launch
+
+    def create_launch(self, context: dict[str, Any], *, lifetime: int = 3600) -> str:
+        """Store an EHR launch context; return its opaque ``launch`` id."""
+        launch_id = secrets.token_urlsafe(24)
+        with self.store.begin() as conn:
+            conn.execute(insert(smart_auth_launch).values(
+                id=launch_id, data=orjson.dumps(context).decode(), expires_at=_now() + lifetime))
+        return launch_id
+
+    def get_launch(self, launch_id: str) -> dict[str, Any] | None:
+        """Return the context of a launch id (None when unknown or expired)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(smart_auth_launch).where(
+                smart_auth_launch.c.id == launch_id, smart_auth_launch.c.expires_at > _now())).first()
+        return orjson.loads(row.data) if row else None
+
+    # ----------------------------------------------------------------- code
+
+    def save_code(self, code: str, client_id: str, data: dict[str, Any], *, lifetime: int = 120) -> None:
+        """Store an authorization code (hashed) for one client."""
+        with self.store.begin() as conn:
+            conn.execute(insert(smart_auth_code).values(
+                code_hash=hash_secret(code), client_id=client_id,
+                data=orjson.dumps(data).decode(), expires_at=_now() + lifetime))
+
+    def take_code(self, code: str, client_id: str) -> CodeRecord | None:
+        """Use a code once; a second use returns None and revokes the tokens issued from it."""
+        code_hash = hash_secret(code)
+        now = _now()
+        table = smart_auth_code
+        with self.store.begin() as conn:
+            done = conn.execute(update(table).where(
+                table.c.code_hash == code_hash, table.c.client_id == client_id,
+                table.c.used_at.is_(None), table.c.expires_at > now).values(used_at=now))
+            if done.rowcount == 1:
+                row = conn.execute(select(table.c.data).where(table.c.code_hash == code_hash)).first()
+                return CodeRecord(client_id, orjson.loads(row.data))
+            reused = conn.execute(select(table.c.used_at).where(
+                table.c.code_hash == code_hash, table.c.used_at.is_not(None))).first()
+            if reused is not None:
+                conn.execute(update(smart_token).where(smart_token.c.code_hash == code_hash)
+                             .values(revoked=True))
+        return None
+
+    # --------------------------------------------------------------- tokens
+
+    def save_token(self, *, access_token: str, client_id: str, scope: str, context: dict[str, Any],
+                   expires_in: int, refresh_token: str | None = None,
+                   refresh_expires_in: int | None = None, code: str | None = None) -> None:
+        """Store an issued access token (and its refresh token), hashed."""
+        now = _now()
+        with self.store.begin() as conn:
+            conn.execute(insert(smart_token).values(
+                access_hash=hash_secret(access_token),
+                refresh_hash=hash_secret(refresh_token) if refresh_token else None,
+                client_id=client_id, scope=scope, data=orjson.dumps(context).decode(),
+                code_hash=hash_secret(code) if code else None, issued_at=now,
+                expires_at=now + expires_in,
+                refresh_expires_at=now + refresh_expires_in if refresh_token and refresh_expires_in else None,
+                revoked=False))
+
+    def introspect(self, access_token: str) -> TokenRecord | None:
+        """Return the active token record of an access token (None: unknown, expired or revoked)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(smart_token).where(
+                smart_token.c.access_hash == hash_secret(access_token))).first()
+        if row is None:
+            return None
+        record = _token(row)
+        return record if record.active() else None
+
+    def find_refresh(self, refresh_token: str) -> TokenRecord | None:
+        """Return the token record of a usable refresh token."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(smart_token).where(
+                smart_token.c.refresh_hash == hash_secret(refresh_token))).first()
+        if row is None or row.revoked or not row.refresh_expires_at or row.refresh_expires_at <= _now():
+            return None
+        return _token(row)
+
+    def retire_refresh(self, refresh_token: str) -> None:
+        """Make a refresh token unusable (after it was exchanged for a new one)."""
+        with self.store.begin() as conn:
+            conn.execute(update(smart_token).where(
+                smart_token.c.refresh_hash == hash_secret(refresh_token)).values(refresh_expires_at=0))
+
+    def revoke(self, access_token: str) -> None:
+        """Revoke an access token and its refresh token."""
+        with self.store.begin() as conn:
+            conn.execute(update(smart_token).where(
+                smart_token.c.access_hash == hash_secret(access_token)).values(revoked=True))
+
+    # ------------------------------------------------------------------ jti
+
+    def use_jti(self, client_id: str, jti: str, expires_at: int) -> bool:
+        """Record a client assertion id; False when it was seen before (a replay)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.store.begin() as conn:
+                conn.execute(insert(smart_jti).values(client_id=client_id, jti=jti[:255],
+                                                      expires_at=max(expires_at, _now()) + 60))
+        except IntegrityError:
+            return False
+        return True
+
+    # ---------------------------------------------------------------- purge
+
+    def purge(self, *, grace: int = 86400) -> None:
+        """Delete records that expired more than ``grace`` seconds ago."""
+        cutoff = _now() - grace
+        with self.store.begin() as conn:
+            conn.execute(delete(smart_auth_launch).where(smart_auth_launch.c.expires_at < cutoff))
+            conn.execute(delete(smart_auth_code).where(smart_auth_code.c.expires_at < cutoff))
+            conn.execute(delete(smart_jti).where(smart_jti.c.expires_at < _now()))
+            conn.execute(delete(smart_token).where(and_(
+                smart_token.c.expires_at < cutoff,
+                or_(smart_token.c.refresh_expires_at.is_(None),
+                    smart_token.c.refresh_expires_at < cutoff))))

@@ -1,0 +1,218 @@
+"""Sandbox pages and OAuth endpoints (thin: the work is in hw_fhir.smart and .server)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+
+from hw_fhir.errors import InvalidInput, NotFound
+from hw_fhir.smart.authserver import AuthUser
+from hw_fhir.smart.keys import public_jwks
+from hw_fhir.smart.scopes import ScopeSet
+
+from ..fhir_api import fhir_base
+from ..security import csrf_exempt
+from . import app_base, sandbox
+from .server import ASSERTION_ALGORITHMS
+
+__all__ = ["bp"]
+
+bp = Blueprint("sandbox", __name__)
+
+_USER_KEY = "sandbox_user"
+_CAPABILITIES = [
+    "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
+    "client-confidential-asymmetric", "context-ehr-patient", "context-standalone-patient",
+    "context-banner", "context-style", "permission-offline", "permission-online",
+    "permission-patient", "permission-user", "permission-v1", "permission-v2", "sso-openid-connect",
+]
+_SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access",
+           "online_access", "patient/*.cruds", "user/*.cruds", "system/*.rs", "patient/*.read",
+           "patient/*.write", "user/*.read", "user/*.write", "system/*.read"]
+
+
+def _store() -> Any:
+    return current_app.extensions["hw_fhir"].store
+
+
+def _people(resource_type: str) -> list[dict[str, Any]]:
+    from hw_fhir.store.base import iter_all
+
+    people = [r for r in iter_all(_store(), resource_type) if r.get("active", True)]
+    return sorted(people, key=lambda r: (_family(r), r.get("id", "")))
+
+
+def _family(resource: dict[str, Any]) -> str:
+    names = resource.get("name") or [{}]
+    return str(names[0].get("family") or names[0].get("text") or "")
+
+
+def _exists(reference: str, *types: str) -> bool:
+    rtype, _, rid = (reference or "").partition("/")
+    if rtype not in types or not rid:
+        return False
+    try:
+        _store().read(rtype, rid)
+    except (NotFound, InvalidInput):
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ discovery
+
+
+@bp.get("/fhir/.well-known/smart-configuration")
+def smart_configuration() -> Response:
+    """Return the SMART configuration of the sandbox."""
+    base = app_base()
+    response = jsonify({
+        "issuer": fhir_base(),
+        "jwks_uri": f"{base}/sandbox/jwks.json",
+        "authorization_endpoint": f"{base}/sandbox/authorize",
+        "token_endpoint": f"{base}/sandbox/token",
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "scopes_supported": _SCOPES,
+        "code_challenge_methods_supported": ["S256"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "capabilities": _CAPABILITIES,
+    })
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/sandbox/jwks.json")
+def jwks() -> Response:
+    """Return the public key that signs id_tokens."""
+    response = jsonify(public_jwks([sandbox().signing_key]))
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/sandbox/smart-style.json")
+def smart_style() -> Response:
+    """Return the sandbox EHR's style hints (smart_style_url)."""
+    return jsonify({"color_background": "#f6f7f9", "color_highlight": "#2456a6",
+                    "color_text": "#1d2330", "font_family_body": "system-ui, sans-serif",
+                    "dim_border_radius": "6px"})
+
+
+# ---------------------------------------------------------------------- EHR
+
+
+@bp.get("/sandbox/")
+def ehr() -> Any:
+    """Show the EHR: pick a clinician and a patient, then launch hw-fhir."""
+    settings = current_app.extensions["hw_fhir"].settings
+    if settings.base_url and request.url_root.rstrip("/") != settings.base_url.rstrip("/"):
+        return redirect(f"{settings.base_url.rstrip('/')}/sandbox/")
+    return render_template("sandbox/ehr.html", practitioners=_people("Practitioner"),
+                           patients=_people("Patient"), selected_user=session.get(_USER_KEY))
+
+
+@bp.post("/sandbox/ehr")
+def ehr_launch() -> Any:
+    """Create an EHR launch for the chosen clinician and patient and open it."""
+    practitioner = request.form.get("practitioner", "")
+    patient = request.form.get("patient", "")
+    if not _exists(practitioner, "Practitioner") or not _exists(f"Patient/{patient}", "Patient"):
+        raise InvalidInput("Pick a clinician and a patient from the lists")
+    launch_id = sandbox().auth_store.create_launch({
+        "fhirUser": practitioner, "patient": patient, "need_patient_banner": False,
+        "smart_style_url": f"{app_base()}/sandbox/smart-style.json"})
+    session[_USER_KEY] = practitioner
+    return redirect(url_for("sandbox.ehr_frame", launch_id=launch_id))
+
+
+@bp.get("/sandbox/ehr/<launch_id>")
+def ehr_frame(launch_id: str) -> Any:
+    """Show the EHR chart with hw-fhir launched in an iframe."""
+    context = sandbox().auth_store.get_launch(launch_id)
+    if context is None:
+        abort(404, "This launch has expired; start a new one from the sandbox EHR.")
+    patient = _store().read("Patient", context["patient"]).resource
+    practitioner = _store().read(*context["fhirUser"].split("/", 1)).resource
+    app_url = f"{app_base()}/launch?" + urlencode({"iss": fhir_base(), "launch": launch_id})
+    return render_template("sandbox/ehr_frame.html", patient=patient, practitioner=practitioner,
+                           app_url=app_url, launch_id=launch_id)
+
+
+@bp.route("/sandbox/portal", methods=["GET", "POST"])
+def portal() -> Any:
+    """Show the patient portal: sign in as a patient, then open hw-fhir (standalone launch)."""
+    if request.method == "POST":
+        patient = request.form.get("patient", "")
+        if not _exists(f"Patient/{patient}", "Patient"):
+            raise InvalidInput("Pick a patient from the list")
+        session[_USER_KEY] = f"Patient/{patient}"
+        return redirect(url_for("sandbox.portal"))
+    user = session.get(_USER_KEY) or ""
+    me = _store().read("Patient", user.split("/", 1)[1]).resource if _exists(user, "Patient") else None
+    app_url = f"{app_base()}/launch?" + urlencode({"iss": fhir_base()})
+    return render_template("sandbox/portal.html", patients=_people("Patient"), me=me, app_url=app_url)
+
+
+# -------------------------------------------------------------------- OAuth
+
+
+def _oauth_error_page(error: OAuth2Error) -> Any:
+    return render_template("sandbox/error.html", error=error), error.status_code or 400
+
+
+@bp.route("/sandbox/authorize", methods=["GET", "POST"])
+def authorize() -> Any:
+    """Ask the signed-in user to approve the app's request (the SMART authorize endpoint)."""
+    server = sandbox().server
+    try:
+        grant = server.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return server.handle_error_response(None, error)
+        return _oauth_error_page(error)
+    data = request.args
+    launch = sandbox().auth_store.get_launch(data["launch"]) if data.get("launch") else None
+    requested = ScopeSet.parse(grant.request.scope)
+    needs_patient = launch is None and "launch/patient" in requested
+    if request.method == "GET":
+        return render_template(
+            "sandbox/authorize.html", client=grant.client, scopes=(grant.request.scope or "").split(),
+            launch=launch, needs_patient=needs_patient,
+            practitioners=_people("Practitioner"), patients=_people("Patient"),
+            selected_user=(launch or {}).get("fhirUser") or session.get(_USER_KEY),
+            selected_patient=(launch or {}).get("patient"))
+    if request.form.get("decision") != "approve":
+        return server.create_authorization_response(grant_user=None, grant=grant)
+    user = _approving_user(launch, needs_patient)
+    session[_USER_KEY] = user.fhir_user
+    return server.create_authorization_response(grant_user=user, grant=grant)
+
+
+def _approving_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthUser:
+    if launch is not None:
+        return AuthUser(fhir_user=launch["fhirUser"], patient=launch["patient"],
+                        need_patient_banner=bool(launch.get("need_patient_banner")),
+                        smart_style_url=launch.get("smart_style_url"), ehr_launch=True)
+    user = request.form.get("user", "")
+    if not _exists(user, "Practitioner", "Patient"):
+        raise InvalidInput("Pick who you are signing in as")
+    patient = None
+    if user.startswith("Patient/"):
+        patient = user.split("/", 1)[1]
+    elif needs_patient:
+        patient = request.form.get("patient", "")
+        if not _exists(f"Patient/{patient}", "Patient"):
+            raise InvalidInput("Pick the patient to open")
+    return AuthUser(fhir_user=user, patient=patient, need_patient_banner=True,
+                    smart_style_url=f"{app_base()}/sandbox/smart-style.json")
+
+
+@bp.post("/sandbox/token")
+@csrf_exempt
+def token() -> Response:
+    """Issue tokens (authorization_code, refresh_token, client_credentials)."""
+    return sandbox().server.create_token_response()  # type: ignore[no-any-return]

@@ -1,0 +1,177 @@
+"""Browser security of the app: server-side sessions, CSRF protection, framing headers.
+
+* Sessions live in the database (:class:`hw_fhir.smart.sessions.WebSessionStore`);
+  the cookie ``hw_fhir_session`` holds only a random id. With ``secure_cookies``
+  (the default, required in production) it is ``Secure; SameSite=None; Partitioned``
+  so it works inside an EHR's iframe; ``HW_FHIR_SECURE_COOKIES=0`` (plain-http local
+  development only) makes it ``SameSite=Lax`` without ``Secure``.
+* Every POST/PUT/PATCH/DELETE outside /fhir must carry the session's CSRF token
+  (form field ``csrf_token`` or header ``X-CSRF-Token``). Templates call
+  ``{{ csrf_token() }}``; views that authenticate otherwise use :func:`csrf_exempt`;
+  other code can call :func:`check_csrf`.
+* Responses carry ``Content-Security-Policy: frame-ancestors <settings.frame_ancestors>``
+  and never ``X-Frame-Options``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from datetime import timedelta
+from typing import Any, Callable, TypeVar
+
+from flask import Flask, Request, Response, current_app, request, session
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from hw_fhir.errors import Forbidden
+from hw_fhir.smart.sessions import WebSessionStore, new_session_id
+
+__all__ = [
+    "init_app",
+    "csrf_token",
+    "check_csrf",
+    "csrf_exempt",
+    "session_id",
+    "ServerSession",
+    "DatabaseSessionInterface",
+    "COOKIE_NAME",
+    "CSRF_FIELD",
+]
+
+COOKIE_NAME = "hw_fhir_session"
+CSRF_FIELD = "csrf_token"
+_CSRF_KEY = "_csrf"
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+#: Blueprints whose requests authenticate without cookies (bearer tokens, client auth).
+_EXEMPT_BLUEPRINTS = {"fhir"}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ServerSession(CallbackDict, SessionMixin):  # type: ignore[misc]
+    """Session data kept in the database under a random id."""
+
+    def __init__(self, initial: dict[str, Any] | None = None, *, sid: str, new: bool) -> None:
+        def on_update(_: Any) -> None:
+            self.modified = True
+
+        super().__init__(initial or {}, on_update)
+        self.sid = sid
+        self.new = new
+        self.modified = False
+
+
+class DatabaseSessionInterface(SessionInterface):
+    """Flask sessions stored server-side in ``smart_web_session``."""
+
+    def __init__(self, store: WebSessionStore) -> None:
+        self.store = store
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        """Load the session named by the cookie, or start a new (unsaved) one."""
+        sid = request.cookies.get(self.get_cookie_name(app))
+        if sid and len(sid) <= 128:
+            data = self.store.load(sid)
+            if data is not None:
+                return ServerSession(data, sid=sid, new=False)
+        return ServerSession(sid=new_session_id(), new=True)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Write a changed session and (re)set its cookie; forget an emptied one."""
+        assert isinstance(session, ServerSession)
+        name = self.get_cookie_name(app)
+        secure = bool(app.config.get("SESSION_COOKIE_SECURE"))
+        samesite = app.config.get("SESSION_COOKIE_SAMESITE")
+        if not session:
+            if session.modified and not session.new:
+                self.store.delete(session.sid)
+                response.delete_cookie(name, path=self.get_cookie_path(app), secure=secure,
+                                       samesite=samesite, httponly=True)
+            return
+        if not session.modified:
+            return
+        lifetime = app.permanent_session_lifetime
+        self.store.save(session.sid, dict(session), lifetime=int(lifetime.total_seconds()))
+        response.vary.add("Cookie")
+        response.set_cookie(
+            name, session.sid, max_age=lifetime, path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app), secure=secure, httponly=True, samesite=samesite,
+            partitioned=bool(app.config.get("SESSION_COOKIE_PARTITIONED")))
+
+
+def session_id() -> str:
+    """Return the current browser session's id, making sure the session gets saved."""
+    if not hasattr(session, "sid"):
+        raise RuntimeError("the database session interface is not installed")
+    session.setdefault("since", int(time.time()))
+    session.modified = True
+    return session.sid  # type: ignore[attr-defined,no-any-return]
+
+
+# ---------------------------------------------------------------------- CSRF
+
+
+def csrf_token() -> str:
+    """Return the session's CSRF token (created on first use); put it in every form."""
+    token = session.get(_CSRF_KEY)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[_CSRF_KEY] = token
+    return str(token)
+
+
+def check_csrf() -> None:
+    """Raise Forbidden unless the request carries the session's CSRF token."""
+    sent = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get(_CSRF_KEY) or ""
+    if not (sent and expected and hmac.compare_digest(str(sent), str(expected))):
+        raise Forbidden("This form has expired or was not sent from this site. "
+                        "Go back, reload the page and try again.")
+
+
+def csrf_exempt(view: F) -> F:
+    """Mark a view as authenticating without cookies (no CSRF token needed)."""
+    view.csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def _csrf_protect() -> None:
+    if request.method not in _UNSAFE or request.blueprint in _EXEMPT_BLUEPRINTS:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "csrf_exempt", False):
+        return
+    check_csrf()
+
+
+# ------------------------------------------------------------------- headers
+
+
+def _security_headers(response: Response) -> Response:
+    settings = current_app.extensions["hw_fhir"].settings
+    response.headers.pop("X-Frame-Options", None)
+    response.headers.setdefault("Content-Security-Policy",
+                                f"frame-ancestors {settings.frame_ancestors or chr(39) + 'self' + chr(39)}")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install the session interface, CSRF protection and security headers."""
+    services = app.extensions["hw_fhir"]
+    settings = services.settings
+    app.session_interface = DatabaseSessionInterface(WebSessionStore(services.store))
+    app.config.update(
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_SAMESITE="None" if settings.secure_cookies else "Lax",
+        SESSION_COOKIE_PARTITIONED=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(_csrf_protect)
+    app.after_request(_security_headers)
