@@ -420,8 +420,6 @@ def test_search_covers_every_parameter_type() -> None:
     assert kinds == {sp.type for params in PARAMS.values() for sp in params.values()}
 
 
-@pytest.mark.xfail(strict=True, reason="sp_string keeps only the normalised value, so :exact "
-                   "ignores case and accents (FHIR: :exact is case- and accent-sensitive)")
 def test_string_exact_is_case_and_accent_sensitive(store: Store, corpus: dict[str, Any]) -> None:
     assert ids(store, "Patient", {"family:exact": "muller"}) == set()
 

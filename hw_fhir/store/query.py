@@ -147,7 +147,7 @@ def _parse_filter(rtype: str, sp: SearchParam, name: str, modifier: str | None, 
         elif sp.type == "token":
             values.append(_token_value(v))
         elif sp.type == "string":
-            values.append(normalize_string(v))
+            values.append(v if modifier == "exact" else normalize_string(v))
         elif sp.type == "uri":
             values.append(v)
         else:

@@ -18,6 +18,9 @@ when repeating it cannot duplicate a write*:
   timeout), since then nothing was sent. Give such resources an identifier and
   use ``if_none_exist`` to make them safe to retry.
 
+A ``Retry-After`` longer than ``max_retry_after`` ends the retries at once
+(the error is raised; a durable outbox can come back later).
+
 A 401 is answered once by asking the token provider again (with
 ``force_refresh=True`` when it accepts that keyword) and repeating the request;
 the server refused it before doing anything, so this is safe for every method.
@@ -141,20 +144,16 @@ def _accepts_force_refresh(func: Callable[..., Any]) -> bool:
 
 def _never_sent(exc: requests.RequestException) -> bool:
     """Return True when the connection could not be opened, so the request never left."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    from urllib3.exceptions import NewConnectionError
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-    seen: set[int] = set()
-    node: Any = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, NewConnectionError):
+    node: BaseException | None = exc
+    for _ in range(8):  # requests wraps urllib3's MaxRetryError, which holds the reason
+        if isinstance(node, (requests.ConnectTimeout, ConnectTimeoutError, NewConnectionError)):
             return True
-        reason = getattr(node, "reason", None)
-        args = getattr(node, "args", ()) or ()
-        node = reason if reason is not None else (args[0] if args and isinstance(args[0], BaseException)
-                                                  else node.__cause__ or node.__context__)
+        if node is None:
+            return False
+        first = node.args[0] if node.args and isinstance(node.args[0], BaseException) else None
+        node = getattr(node, "reason", None) or first or node.__cause__
     return False
 
 
@@ -209,7 +208,14 @@ def _type_id_from_url(url: str) -> tuple[str | None, str | None, str | None]:
 
 
 class RemoteStore:
-    """The Store over a FHIR R4 REST server."""
+    """The Store over a FHIR R4 REST server.
+
+    ``token_provider`` is called before every request (so a refreshed token is
+    used at once); ``timeout`` applies to connecting and to each read;
+    ``retries`` and ``backoff`` (seconds, doubled per attempt, jittered) govern
+    the retries described in the module docstring. A ``requests.Session`` is
+    not guaranteed thread-safe: give each thread its own RemoteStore.
+    """
 
     def __init__(self, base_url: str, *, token_provider: TokenProvider | None = None,
                  timeout: float = 10.0, retries: int = 3, backoff: float = 0.5,
@@ -299,7 +305,7 @@ class RemoteStore:
             force = False
             try:
                 response = self.session.request(
-                    method, url, params=list(params) if params else None, data=data,
+                    method, url, params=as_params(params) or None, data=data,
                     headers=self._headers(headers, token, data is not None),
                     timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:

@@ -88,7 +88,7 @@ sp_reference = _sp_table(
     value_index=("target_id", "target_type"),
 )
 sp_string = _sp_table("sp_string", Column("value", String(255), nullable=False),
-                      value_index=("value",))
+                      Column("exact", String(255), nullable=False), value_index=("value",))
 sp_date = _sp_table(
     "sp_date",
     Column("low", String(32), nullable=False),

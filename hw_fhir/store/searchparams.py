@@ -341,16 +341,17 @@ def _ref_values(value: Any) -> Iterator[RefValue]:
         yield parse_reference(value["reference"])
 
 
-def _string_values(value: Any) -> Iterator[str]:
+def _string_values(value: Any) -> Iterator[tuple[str, str]]:
+    """Yield (normalised, exact) pairs of a string or of the parts of a HumanName/Address."""
     if isinstance(value, str):
-        yield normalize_string(value)
+        yield normalize_string(value), value
     elif isinstance(value, dict):  # HumanName, Address
         for key in ("text", "family", "given", "prefix", "suffix", "line", "city", "state",
                     "postalCode", "country"):
             v = value.get(key)
             for s in v if isinstance(v, list) else [v]:
                 if isinstance(s, str):
-                    yield normalize_string(s)
+                    yield normalize_string(s), s
 
 
 def _date_values(value: Any) -> Iterator[tuple[str, str]]:

@@ -299,7 +299,7 @@ class SqlStore:
                 elif sp.type == "date":
                     rows["date"].append(dict(base, low=value[0], high=value[1]))
                 elif sp.type == "string":
-                    rows["string"].append(dict(base, value=value[:255]))
+                    rows["string"].append(dict(base, value=value[0][:255], exact=value[1][:255]))
                 elif sp.type == "uri":
                     rows["uri"].append(dict(base, value=value[:512]))
         for kind, items in rows.items():
@@ -318,7 +318,10 @@ class SqlStore:
     def _search_in(self, conn: Connection, q: Query) -> SearchResult:
         r = S.resource
         where = [r.c.res_type == q.resource_type, r.c.deleted == False]  # noqa: E712
-        where.extend(self._filter_clause(q.resource_type, f) for f in q.filters)
+        # the most selective filter drives (IN subquery); the others are checked per row
+        ranked = sorted(q.filters, key=lambda f: _SELECTIVITY.get(f.type, 9))
+        where.extend(self._filter_clause(q.resource_type, f, drive=(n == 0))
+                     for n, f in enumerate(ranked))
         total: int | None = None
         if q.total != "none" or q.summary_count:
             total = conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
@@ -346,7 +349,7 @@ class SqlStore:
             result.included = self._includes(conn, q, result.matches)
         return result
 
-    def _filter_clause(self, rtype: str, f: Filter) -> Any:
+    def _filter_clause(self, rtype: str, f: Filter, *, drive: bool = False) -> Any:
         r = S.resource
         if f.type == "id":
             return r.c.res_id.in_(list(f.values))
@@ -355,13 +358,19 @@ class SqlStore:
         table = S.SP_TABLES[f.type]
         base = [table.c.res_type == rtype, table.c.param == f.name]
         if f.modifier == "missing":
-            sub = select(table.c.res_id).where(*base)
-            return r.c.res_id.not_in(sub) if f.values[0] else r.c.res_id.in_(sub)
-        conds = [self._value_cond(table, f, v) for v in f.values]
-        sub = select(table.c.res_id).where(*base, or_(*conds))
-        if f.modifier == "not":
-            return r.c.res_id.not_in(sub)
-        return r.c.res_id.in_(sub)
+            cond = None
+            negate = bool(f.values[0])
+        else:
+            cond = or_(*(self._value_cond(table, f, v) for v in f.values))
+            negate = f.modifier == "not"
+        if drive and not negate:
+            extra = [] if cond is None else [cond]
+            return r.c.res_id.in_(select(table.c.res_id).where(*base, *extra))
+        correlated = select(table.c.res_id).where(
+            table.c.res_type == r.c.res_type, table.c.res_id == r.c.res_id, table.c.param == f.name)
+        if cond is not None:
+            correlated = correlated.where(cond)
+        return ~correlated.exists() if negate else correlated.exists()
 
     def _value_cond(self, table: Any, f: Filter, v: Any) -> Any:
         c = table.c
@@ -377,7 +386,7 @@ class SqlStore:
             return and_(*parts)
         if f.type == "string":
             if f.modifier == "exact":
-                return c.value == v
+                return c.exact == v
             if f.modifier == "contains":
                 return c.value.contains(v, autoescape=True)
             return c.value.startswith(v, autoescape=True)
@@ -546,6 +555,11 @@ class _Unit:
 
     def match(self, resource_type: str, criteria: str) -> Stored | None:
         return self.store._conditional_match(self.conn, resource_type, criteria)
+
+
+#: Which filter type narrows results most, to drive the query (lower first).
+_SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "lastUpdated": 5,
+                "token": 6}
 
 
 def _parse_etag(value: str) -> int:

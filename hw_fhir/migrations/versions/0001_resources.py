@@ -58,7 +58,8 @@ def upgrade() -> None:
     _sp("sp_reference", sa.Column("target_type", sa.String(64), nullable=True),
         sa.Column("target_id", sa.String(64), nullable=True),
         sa.Column("url", sa.String(512), nullable=True), value_index=("target_id", "target_type"))
-    _sp("sp_string", sa.Column("value", sa.String(255), nullable=False), value_index=("value",))
+    _sp("sp_string", sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("exact", sa.String(255), nullable=False), value_index=("value",))
     _sp("sp_date", sa.Column("low", sa.String(32), nullable=False),
         sa.Column("high", sa.String(32), nullable=False), value_index=("low", "high"))
     _sp("sp_uri", sa.Column("value", sa.String(512), nullable=False), value_index=("value",))
