@@ -21,8 +21,8 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the database to ``revision`` (default: the newest)."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Upgrade the database to ``revision`` (default: every branch's newest)."""
     command.upgrade(alembic_config(engine), revision)
 
 
