@@ -422,6 +422,10 @@ def test_search_covers_every_parameter_type() -> None:
 
 def test_string_exact_is_case_and_accent_sensitive(store: Store, corpus: dict[str, Any]) -> None:
     assert ids(store, "Patient", {"family:exact": "muller"}) == set()
+    assert ids(store, "Patient", {"family:exact": "müller"}) == set()
+    assert ids(store, "Patient", {"family:exact": "Müller"}) == {"p-anna"}
+    assert ids(store, "Patient", {"given:exact": "Cleo"}) == set()
+    assert ids(store, "Patient", {"given:exact": "Cléo"}) == {"p-cleo"}
 
 
 def test_search_last_updated(store: Store, corpus: dict[str, Any]) -> None:
