@@ -8,6 +8,8 @@ model and the required code bindings and returns the normalised JSON dict.
 
 from __future__ import annotations
 
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -170,6 +172,54 @@ def _item_type_issues(items: list[dict[str, Any]], path: str) -> list[Issue]:
     return issues
 
 
+@lru_cache(maxsize=None)
+def _aliases(cls: type) -> dict[str, str]:
+    return {f.alias or name: name for name, f in cls.model_fields.items()}
+
+
+def _json_kind_ok(value: Any, parsed: Any) -> bool:
+    if isinstance(parsed, bool):
+        return isinstance(value, bool)
+    if isinstance(parsed, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(parsed, (float, Decimal)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _json_type_issues(value: Any, parsed: Any, path: str) -> list[Issue]:
+    """Find JSON values the models accepted only by coercion ("5" for an integer, 1 for true).
+
+    FHIR JSON is typed: the model's lax parsing must not let a string stand for a
+    number or boolean, since the stored JSON is the input as given.
+    """
+    if isinstance(parsed, FHIRAbstractModel):
+        if not isinstance(value, dict):
+            return [Issue(f"{path}: expected a JSON object", code="structure", expression=path)]
+        names = _aliases(type(parsed))
+        issues = []
+        for key, item in value.items():
+            if key in ("resourceType", "fhir_comments"):
+                continue
+            name = names.get(key)
+            if name is None:
+                continue
+            issues.extend(_json_type_issues(item, getattr(parsed, name), f"{path}.{key}"))
+        return issues
+    if isinstance(parsed, list):
+        if not isinstance(value, list):
+            return [Issue(f"{path}: expected a JSON array", code="structure", expression=path)]
+        issues = []
+        for n, (v, p) in enumerate(zip(value, parsed)):
+            issues.extend(_json_type_issues(v, p, f"{path}[{n}]"))
+        return issues
+    if parsed is None or _json_kind_ok(value, parsed):
+        return []
+    want = ("a JSON boolean" if isinstance(parsed, bool) else
+            "a JSON number" if isinstance(parsed, (int, float, Decimal)) else "a JSON string")
+    return [Issue(f"{path}: must be {want}, not {value!r}", code="structure", expression=path)]
+
+
 def validate(resource: Any, *, resource_type: str | None = None) -> dict[str, Any]:
     """Validate a resource dict against R4 and return its normalised JSON.
 
@@ -207,7 +257,10 @@ def validate(resource: Any, *, resource_type: str | None = None) -> dict[str, An
         raise InvalidResource(f"Invalid {rtype}", issues=issues, resource=resource) from None
     except (ValueError, TypeError) as exc:
         raise InvalidResource(f"Invalid {rtype}: {exc}", resource=resource) from None
-    data = dump(model)
+    type_issues = _json_type_issues(resource, model, rtype)
+    if type_issues:
+        raise InvalidResource(f"Invalid {rtype}", issues=type_issues, resource=resource)
+    data = dict(resource)
     code_issues = _code_issues(data)
     if code_issues:
         raise InvalidResource(f"Invalid {rtype}", issues=code_issues, resource=resource)

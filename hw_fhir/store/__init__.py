@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import HistoryResult, Params, SearchResult, Store, Stored, WriteResult, as_params, iter_all
+from .remote import RemoteStore
 from .sql import SqlStore, now_instant
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "HistoryResult",
     "Params",
     "SqlStore",
+    "RemoteStore",
     "as_params",
     "iter_all",
     "now_instant",

@@ -332,7 +332,8 @@ class SqlStore:
         order = []
         for key, desc in q.sort:
             col = self._sort_column(q.resource_type, key)
-            order.append(col.desc() if desc else col.asc())
+            # resources without the element sort last on both databases
+            order.append((col.desc() if desc else col.asc()).nulls_last())
         if not q.sort and q.cursor:
             where.append(or_(r.c.last_updated > q.cursor[0],
                              and_(r.c.last_updated == q.cursor[0], r.c.res_id > q.cursor[1])))
