@@ -135,6 +135,7 @@ def new_code_verifier() -> str:
 
 def _session(reg: EhrRegistration, *, client_key: Any = None, token_endpoint: str = "",
              scope: str | None = None, redirect_uri: str | None = None) -> OAuth2Session:
+    """Return an OAuth2Session that authenticates to the token endpoint as registered."""
     if reg.client_auth == "private_key_jwt":
         if client_key is None:
             raise InvalidInput(f"{reg.iss} is registered with private_key_jwt but the app has no key")
@@ -161,7 +162,8 @@ def authorization_url(config: SmartConfiguration, reg: EhrRegistration, *, redir
         extra["launch"] = launch
     if nonce:
         extra["nonce"] = nonce
-    with _session(reg, scope=scope, redirect_uri=redirect_uri) as session:
+    with OAuth2Session(reg.client_id, scope=scope, redirect_uri=redirect_uri,
+                       code_challenge_method="S256") as session:
         url, _ = session.create_authorization_url(config.authorization_endpoint, state=state,
                                                   code_verifier=code_verifier, **extra)
     return url
