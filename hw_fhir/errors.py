@@ -15,7 +15,16 @@
     ├── BusinessRuleError            422: well-formed, but not allowed by a domain rule
     ├── Forbidden                    403: authenticated, but the scopes/context do not allow it
     ├── Unauthorized                 401: no or bad credentials
-    └── RemoteError                  a remote FHIR server failed (.response)
+    ├── RemoteError                  a remote FHIR server failed (.response)
+    ├── LinkError                    403: a secure patient link cannot be opened (.reason)
+    │   ├── LinkTampered             the token is malformed or its signature is wrong
+    │   ├── LinkExpired              410: the link's lifetime has passed
+    │   ├── LinkRevoked              410: the link was revoked (or locked after wrong birth dates)
+    │   ├── LinkWrongPatient         the link belongs to another patient (or a wrong birth date)
+    │   └── BirthDateRequired        401: the link needs the patient's date of birth
+    └── DeliveryError                a reminder channel could not deliver (.permanent, .retry_after)
+        ├── TransientDeliveryError   try again later (.maybe_sent: the message may have left)
+        └── PermanentDeliveryError   retrying cannot help (bad address, refused, opted out)
 
 Every error carries an HTTP ``status`` and builds an OperationOutcome with
 :meth:`HwFhirError.outcome`; views map them to HTTP in one place.
@@ -42,6 +51,15 @@ __all__ = [
     "Forbidden",
     "Unauthorized",
     "RemoteError",
+    "LinkError",
+    "LinkTampered",
+    "LinkExpired",
+    "LinkRevoked",
+    "LinkWrongPatient",
+    "BirthDateRequired",
+    "DeliveryError",
+    "TransientDeliveryError",
+    "PermanentDeliveryError",
     "operation_outcome",
 ]
 
@@ -203,3 +221,70 @@ class RemoteError(HwFhirError):
         self.response = response
         if status is not None:
             self.status = status
+
+
+class LinkError(HwFhirError):
+    """A secure patient link cannot be opened; ``reason`` says why (never which patient)."""
+
+    status = 403
+    code = "forbidden"
+    reason = "invalid"
+
+
+class LinkTampered(LinkError):
+    """The link token is malformed, unknown or its signature does not match."""
+
+    reason = "tampered"
+
+
+class LinkExpired(LinkError):
+    """The link's lifetime has passed."""
+
+    status = 410
+    reason = "expired"
+
+
+class LinkRevoked(LinkError):
+    """The link was revoked, or locked after too many wrong birth dates."""
+
+    status = 410
+    reason = "revoked"
+
+
+class LinkWrongPatient(LinkError):
+    """The link belongs to another patient than the one opening it (or the birth date is wrong)."""
+
+    reason = "wrong-patient"
+
+
+class BirthDateRequired(LinkError):
+    """The link needs the patient's date of birth as a second factor."""
+
+    status = 401
+    code = "login"
+    reason = "birth-date-required"
+
+
+class DeliveryError(HwFhirError):
+    """A reminder channel could not deliver a message."""
+
+    status = 502
+    code = "transient"
+    permanent = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
+
+
+class TransientDeliveryError(DeliveryError):
+    """Delivery failed for now (server down, rate limited); a later attempt may succeed."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery can never succeed as asked (bad address, refused, opted out)."""
+
+    code = "processing"
+    permanent = True
