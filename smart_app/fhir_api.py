@@ -17,7 +17,7 @@ from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, 
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 
-from . import services
+from . import outcomes_api, services
 from .errors import FHIR_JSON, outcome_response
 
 __all__ = ["bp", "init_app", "fhir_base", "before_fhir_request"]
@@ -101,15 +101,15 @@ def _resource_headers(stored: Stored, *, location: bool = False) -> dict[str, st
     return headers
 
 
-def _write_response(result: WriteResult, *, status: int) -> Response:
-    headers = _resource_headers(result.stored, location=True)
+def _write_response(result: WriteResult, *, status: int, warnings: list[Issue] | None = None) -> Response:
+    headers = _resource_headers(result.stored, location=True) | outcomes_api.warning_headers(warnings)
     prefer = _prefer().get("return", "representation").lower()
     if prefer == "minimal":
         return Response(status=status, headers=headers)
     if prefer == "operationoutcome":
         outcome = operation_outcome([Issue(f"{result.stored.reference} stored as version "
                                            f"{result.stored.version_id}", code="informational",
-                                           severity="information")])
+                                           severity="information"), *(warnings or [])])
         return _json(outcome, status, headers)
     return _json(result.stored.raw.encode() if result.stored.raw else b"{}", status, headers)
 
@@ -157,7 +157,7 @@ def transaction() -> Response:
     """Process a transaction or batch Bundle."""
     body = _body()
     _check_resource_type(body, "Bundle")
-    return _json(_store().transaction(body))
+    return _json(outcomes_api.score_bundle(_store().transaction(body)))  # after-write: scoring
 
 
 @bp.get("/_history")
@@ -219,7 +219,8 @@ def create(rtype: str) -> Response:
     _check_resource_type(body, rtype)
     body = {k: v for k, v in body.items() if k != "id"}
     result = _store().create(body, if_none_exist=request.headers.get("If-None-Exist"))
-    return _write_response(result, status=201 if result.created else 200)
+    result, warnings = outcomes_api.score_written(result)  # after-write: scoring
+    return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 
 
 @bp.get("/<rtype>/_history")
@@ -253,7 +254,8 @@ def update(rtype: str, rid: str) -> Response:
         raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
                               issues=[Issue("id must match the URL", expression="id")])
     result = _store().update(body, if_match=request.headers.get("If-Match"))
-    return _write_response(result, status=201 if result.created else 200)
+    result, warnings = outcomes_api.score_written(result)  # after-write: scoring
+    return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 
 
 @bp.delete("/<rtype>/<rid>")

@@ -1,0 +1,311 @@
+"""Score a stored QuestionnaireResponse and record the results in the store.
+
+:func:`record_scores` is what every path calls (the ``response_completed`` event of
+the patient pages, a write through /fhir by an outside form filler, the
+:func:`rescore_since` sweep):
+
+1. resolve the exact Questionnaire version the response names (the store first, then
+   the shipped catalog);
+2. score it (:func:`hw_fhir.scoring.score_response`: SDC expressions, then the
+   instrument scorers);
+3. write, in ONE transaction Bundle: the response with its calculated items filled in
+   (a new version, with If-Match, only when a calculated value changed); every
+   Observation PUT on its deterministic id (only when new or changed — a changed one
+   becomes ``amended``); Observations an earlier scoring made that the new one no
+   longer yields set to ``entered-in-error``; a Flag and a stat alert per risk
+   (:mod:`.safety`).
+
+Re-scoring is idempotent: when nothing changed nothing is written, so a response may
+be scored by several paths or by a retry. A response whose status is
+``entered-in-error`` has its Observations retracted; drafts (``in-progress``) and
+stopped responses are left alone. Scoring problems (unknown Questionnaire, an
+expression that fails) never raise: they come back as warnings and nothing is
+written. Store errors do raise (:func:`score_quietly` logs them instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import catalog
+from ..config import Settings
+from ..errors import HwFhirError, InvalidInput, Issue, NotFound, VersionConflict
+from ..library import resolve_questionnaire
+from ..models import validate
+from ..responses import check_response
+from ..scoring import OBSERVATION_SYSTEM, ScoreResult, Scorer, observations_for, score_response
+from ..store.base import Store, iter_all
+from .crisis import CrisisInfo, crisis_resources
+from .safety import assigning_practitioner, flag_entries, now_utc
+
+__all__ = [
+    "SCORED_STATUSES",
+    "RecordedScores",
+    "resolve_for",
+    "record_scores",
+    "score_quietly",
+    "rescore_since",
+]
+
+log = logging.getLogger("hw_fhir.outcomes")
+
+Json = dict[str, Any]
+#: Response statuses that are scored.
+SCORED_STATUSES = ("completed", "amended")
+_RETRACTED = "entered-in-error"
+_ASSERTED = ("final", "amended", "corrected")
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RecordedScores:
+    """What recording the scores of one response did.
+
+    ``response`` is the response as stored afterwards (a new version when calculated
+    items were filled in); ``observations`` the current score Observations, panel
+    first; ``retracted`` those set to ``entered-in-error``; ``flags`` and ``alerts``
+    the Flags and CommunicationRequests of the risks raised (new or already stored);
+    ``warnings`` why something was not scored; ``crisis`` what to show the patient at
+    once when a risk was raised (else None); ``written`` how many resources were
+    written.
+    """
+
+    response: Mapping[str, Any]
+    result: ScoreResult | None = None
+    observations: tuple[Json, ...] = ()
+    retracted: tuple[Json, ...] = ()
+    flags: tuple[Json, ...] = ()
+    alerts: tuple[Json, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    crisis: CrisisInfo | None = None
+    written: int = 0
+
+    @property
+    def scored(self) -> bool:
+        """True when the response was scored."""
+        return self.result is not None
+
+    @property
+    def risk_raised(self) -> bool:
+        """True when the response raised a risk (a Flag exists for it)."""
+        return bool(self.flags)
+
+
+def _warning(message: str, code: str = "processing", expression: str | None = None) -> Issue:
+    return Issue(message, code=code, severity="warning", expression=expression)
+
+
+def resolve_for(store: Store, response: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the Questionnaire a response names: stored (exact version) first, then the catalog."""
+    ref = response.get("questionnaire")
+    if not isinstance(ref, str) or not ref.strip():
+        raise NotFound("The QuestionnaireResponse names no Questionnaire")
+    try:
+        return resolve_questionnaire(store, ref)
+    except (NotFound, InvalidInput):
+        pass
+    try:
+        return catalog.get_questionnaire(ref)
+    except NotFound:
+        raise NotFound(f"Questionnaire {ref} is neither stored nor in the catalog") from None
+
+
+def _bare(resource: Mapping[str, Any]) -> Json:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def _put(resource: Mapping[str, Any], version: str | None = None) -> Json:
+    request: Json = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+    if version:
+        request["ifMatch"] = f'W/"{version}"'
+    return {"resource": dict(resource), "request": request}
+
+
+def _ours(store: Store, response_id: str) -> dict[str, Json]:
+    found = iter_all(store, "Observation", [
+        ("derived-from", f"QuestionnaireResponse/{response_id}"),
+        ("identifier", f"{OBSERVATION_SYSTEM}|"),
+    ])
+    return {o["id"]: o for o in found}
+
+
+def _observation_entries(new: list[Json], existing: dict[str, Json]) -> tuple[list[Json], list[Json]]:
+    """Return (entries to write, retracted Observations) for the new Observations."""
+    entries: list[Json] = []
+    for obs in new:
+        prev = existing.get(obs["id"])
+        if prev is None:
+            entries.append(_put(obs))
+            continue
+        if prev.get("status") in _ASSERTED:
+            if dict(_bare(prev), status=None) == dict(_bare(validate(obs)), status=None):
+                continue
+            obs = dict(obs, status="amended")
+        entries.append(_put(obs, prev["meta"]["versionId"]))
+    keep = {o["id"] for o in new}
+    retracted = [dict(_bare(o), status=_RETRACTED) for o in existing.values()
+                 if o["id"] not in keep and o.get("status") != _RETRACTED]
+    entries += [_put(o, existing[o["id"]]["meta"]["versionId"]) for o in retracted]
+    return entries, retracted
+
+
+def _response_entry(response: Mapping[str, Any], calculated: Mapping[str, Any]) -> Json | None:
+    if calculated.get("item") == response.get("item"):
+        return None
+    data = dict(_bare(response), item=calculated.get("item"))
+    if not data["item"]:
+        data.pop("item")
+    if (response.get("meta") or {}).get("profile"):
+        data["meta"] = {"profile": list(response["meta"]["profile"])}
+    return _put(data, (response.get("meta") or {}).get("versionId"))
+
+
+def _transact(store: Store, entries: list[Json]) -> tuple[list[Json], int]:
+    """Run entries as one transaction; return the stored resources and how many were written."""
+    if not entries:
+        return [], 0
+    bundle = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    out = bundle.get("entry") or []
+    written = sum(1 for sent, got in zip(entries, out)
+                  if sent["request"]["method"] == "PUT"
+                  or str((got.get("response") or {}).get("status", "")).startswith("201"))
+    return [e.get("resource") or {} for e in out], written
+
+
+def _retract_all(store: Store, response: Mapping[str, Any]) -> RecordedScores:
+    entries, retracted = _observation_entries([], _ours(store, response["id"]))
+    stored, written = _transact(store, entries)
+    return RecordedScores(response=response, retracted=tuple(stored) or tuple(retracted),
+                          written=written)
+
+
+def _score(questionnaire: Json, response: Json, scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
+    warnings = [_warning(f"The response does not conform to {catalog.canonical(questionnaire)}: "
+                         f"{i.message}", code="invalid", expression=i.expression)
+                for i in check_response(questionnaire, response, final=True)
+                if i.severity in ("error", "fatal")]
+    try:
+        return score_response(questionnaire, response, scorers), warnings
+    except HwFhirError as exc:
+        issues = exc.issues or [Issue(exc.message)]
+        return None, warnings + [_warning(f"Not scored: {i.message}", expression=i.expression)
+                                 for i in issues]
+
+
+def _record(store: Store, response: Json, questionnaire: Json | None, task: Mapping[str, Any] | None,
+            settings: Settings | None, scorers: Any, moment: datetime) -> RecordedScores:
+    if questionnaire is None:
+        try:
+            questionnaire = resolve_for(store, response)
+        except (NotFound, InvalidInput) as exc:
+            return RecordedScores(response=response, warnings=(_warning(
+                f"Not scored: {exc.message}", code="not-found", expression="QuestionnaireResponse.questionnaire"),))
+    result, warnings = _score(questionnaire, response, scorers)
+    if result is None:
+        return RecordedScores(response=response, warnings=tuple(warnings))
+    calculated = dict(result.response)
+    entries: list[Json] = []
+    response_entry = _response_entry(response, calculated)
+    if response_entry is not None:
+        entries.append(response_entry)
+    observations = observations_for(questionnaire, calculated, result)
+    if len(observations) == 1 and not result.scores:
+        observations = []  # nothing coded or calculated: no empty panel in the chart
+    existing = _ours(store, response["id"])
+    obs_entries, retracted = _observation_entries(observations, existing)
+    entries += obs_entries
+    risk_entries: list[Json] = []
+    if result.risks and not response.get("subject"):
+        warnings.append(_warning("A risk was raised but the response has no subject: no Flag was "
+                                 "recorded", code="required", expression="QuestionnaireResponse.subject"))
+    elif result.risks:
+        clinician = assigning_practitioner(store, response, task)
+        if clinician is None:
+            warnings.append(_warning("A risk was raised but no assigning clinician is known: the "
+                                     "alert has no recipient", code="incomplete"))
+        risk_entries = flag_entries(response, result.risks, clinician=clinician, moment=moment)
+    stored, written = _transact(store, entries + risk_entries)
+    by_id = {(r.get("resourceType"), r.get("id")): r for r in stored}
+    current = {o["id"]: by_id.get(("Observation", o["id"])) or existing[o["id"]] for o in observations}
+    written_risks = stored[len(entries):]
+    return RecordedScores(
+        response=by_id.get(("QuestionnaireResponse", response["id"]), response),
+        result=result,
+        observations=tuple(current[o["id"]] for o in observations),
+        retracted=tuple(by_id.get(("Observation", o["id"]), o) for o in retracted),
+        flags=tuple(r for r in written_risks if r.get("resourceType") == "Flag"),
+        alerts=tuple(r for r in written_risks if r.get("resourceType") == "CommunicationRequest"),
+        warnings=tuple(warnings),
+        crisis=crisis_resources(settings) if result.risks else None,
+        written=written,
+    )
+
+
+def record_scores(
+    store: Store,
+    response: Mapping[str, Any],
+    *,
+    questionnaire: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    task: Mapping[str, Any] | None = None,
+    scorers: list[Scorer] | None = None,
+    now: datetime | None = None,
+) -> RecordedScores:
+    """Score a stored response and record its Observations, Flags and alerts (see the module).
+
+    ``questionnaire`` is the exact version to score against (else resolved from the
+    response); ``task`` the Task it answers (names the clinician to alert); ``scorers``
+    as for :func:`~hw_fhir.scoring.score_response`. A concurrent change of the
+    response or its Observations is retried with the stored versions.
+    """
+    if not isinstance(response, Mapping) or response.get("resourceType") != "QuestionnaireResponse":
+        raise InvalidInput("record_scores needs a QuestionnaireResponse")
+    if not response.get("id"):
+        raise InvalidInput("The QuestionnaireResponse has no id: store it before scoring it")
+    moment = now_utc(now)
+    current = dict(response)
+    for attempt in range(_ATTEMPTS):
+        status = current.get("status")
+        try:
+            if status == _RETRACTED:
+                return _retract_all(store, current)
+            if status not in SCORED_STATUSES:
+                return RecordedScores(response=current)
+            return _record(store, current, dict(questionnaire) if questionnaire else None, task,
+                           settings, scorers, moment)
+        except VersionConflict:
+            if attempt == _ATTEMPTS - 1:
+                raise
+            current = store.read("QuestionnaireResponse", current["id"]).resource
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def score_quietly(store: Store, response: Mapping[str, Any], **kwargs: Any) -> RecordedScores:
+    """Run :func:`record_scores`, turning any failure into a logged warning (never raises).
+
+    For paths where the response is already stored and must not be lost to a
+    scoring failure; :func:`rescore_since` catches up later.
+    """
+    try:
+        return record_scores(store, response, **kwargs)
+    except Exception:  # noqa: BLE001 - the response is stored; report, log, let the sweep retry
+        log.exception("scoring QuestionnaireResponse/%s failed", response.get("id"))
+        return RecordedScores(response=response, warnings=(_warning(
+            "The response was stored, but recording its scores failed; the error was logged and "
+            "scoring will be retried", code="exception"),))
+
+
+def rescore_since(store: Store, since: str, *, settings: Settings | None = None,
+                  now: datetime | None = None) -> list[RecordedScores]:
+    """Record the scores of every response changed since ``since`` (a FHIR instant).
+
+    Idempotent, so a worker can run it on a schedule to catch responses whose scoring
+    failed when they were written.
+    """
+    found = iter_all(store, "QuestionnaireResponse", [
+        ("_lastUpdated", f"ge{since}"), ("status", ",".join((*SCORED_STATUSES, _RETRACTED)))])
+    return [score_quietly(store, r, settings=settings, now=now) for r in found]
