@@ -238,7 +238,7 @@ def test_no_refresh_token_without_offline_or_online_access(browser: Browser) -> 
 def backend(app_config: dict[str, Any]) -> Any:
     rs = BackendClient.create("sync-rs", "RS384", "system/*.rs")
     es = BackendClient.create("sync-es", "ES384", "system/QuestionnaireResponse.rs system/Task.rs")
-    app = make_app(app_config, extra={"sandbox": {"clients": [rs.config, es.config]}})
+    app = make_app(app_config, extra={"smart": {"sandbox_clients": [rs.config, es.config]}})
     server = serve(app)
     yield server.url, rs, es
     server.stop()
@@ -338,7 +338,7 @@ def test_fhirclient_does_an_ehr_launch_against_the_sandbox(app_config: dict[str,
     from fhirclient import client as fhirclient
 
     redirect = "http://127.0.0.1:9/fhirclient-callback"
-    app = make_app(app_config, extra={"sandbox": {"clients": [{
+    app = make_app(app_config, extra={"smart": {"sandbox_clients": [{
         "client_id": "fhirclient-test", "token_endpoint_auth_method": "none", "redirect_uris": [redirect],
         "scope": "launch openid fhirUser profile user/*.cruds patient/*.read"}]}})
     server = serve(app)

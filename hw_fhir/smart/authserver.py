@@ -139,21 +139,21 @@ class ClientRegistration:
 
 
 def client_from_config(item: Mapping[str, Any]) -> ClientRegistration:
-    """Build a client from one ``[[sandbox.clients]]`` table of the config file."""
+    """Build a client from one ``[[smart.sandbox_clients]]`` table of the config file."""
     client_id = str(item.get("client_id") or "")
     if not client_id:
-        raise ConfigurationError("sandbox.clients: client_id is required")
+        raise ConfigurationError("smart.sandbox_clients: client_id is required")
     method = str(item.get("token_endpoint_auth_method") or "none")
     if method not in AUTH_METHODS:
-        raise ConfigurationError(f"sandbox.clients {client_id}: token_endpoint_auth_method must be one of "
+        raise ConfigurationError(f"smart.sandbox_clients {client_id}: token_endpoint_auth_method must be one of "
                                  f"{', '.join(AUTH_METHODS)}")
     grant_types = item.get("grant_types") or (["client_credentials"] if method == "private_key_jwt"
                                               and not item.get("redirect_uris")
                                               else ["authorization_code", "refresh_token"])
     if method == "private_key_jwt" and not (item.get("jwks") or item.get("jwks_uri")):
-        raise ConfigurationError(f"sandbox.clients {client_id}: private_key_jwt needs jwks or jwks_uri")
+        raise ConfigurationError(f"smart.sandbox_clients {client_id}: private_key_jwt needs jwks or jwks_uri")
     if method == "client_secret_basic" and not item.get("client_secret"):
-        raise ConfigurationError(f"sandbox.clients {client_id}: client_secret_basic needs client_secret")
+        raise ConfigurationError(f"smart.sandbox_clients {client_id}: client_secret_basic needs client_secret")
     return ClientRegistration(
         client_id=client_id, auth_method=method, client_secret=str(item.get("client_secret") or ""),
         redirect_uris=tuple(str(u) for u in item.get("redirect_uris") or ()),

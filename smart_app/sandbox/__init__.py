@@ -9,7 +9,7 @@ refuses it). Pages: ``/sandbox/`` (an EHR that launches hw-fhir in an iframe),
 Clients: hw-fhir itself (``hw-fhir-app``, public, redirect ``{base}/callback``)
 and any listed in the config file::
 
-    [[sandbox.clients]]
+    [[smart.sandbox_clients]]
     client_id = "sync-job"
     token_endpoint_auth_method = "private_key_jwt"   # none | client_secret_basic | private_key_jwt
     jwks_uri = "https://sync.example.org/jwks.json"  # or an inline jwks = { keys = [...] }
@@ -83,8 +83,9 @@ def init_app(app: Flask) -> None:
 
     services = app.extensions["hw_fhir"]
     settings = services.settings
-    config = (settings.extra or {}).get("sandbox") or {}
-    clients = {c.client_id: c for c in (client_from_config(item) for item in config.get("clients") or [])}
+    config = (settings.extra or {}).get("smart") or {}
+    clients = {c.client_id: c
+               for c in (client_from_config(item) for item in config.get("sandbox_clients") or [])}
     key = load_or_create_key(Path(settings.instance_path) / "sandbox_signing_key.json", "RS256")
     auth_store = app.extensions.get("hw_fhir_smart_auth") or AuthStore(services.store)
     endpoints = SandboxEndpoints(fhir_base=fhir_base, token_url=lambda: f"{app_base()}/sandbox/token",
