@@ -1,0 +1,174 @@
+"""A real browser: headless Chromium opens the sandbox EHR, launches hw-fhir in its iframe and
+sees the patient's name in the app, with the production cookie settings
+(``Secure; SameSite=None; Partitioned``, CSP ``frame-ancestors``).
+
+Chromium treats http://127.0.0.1 and http://localhost as secure contexts, so it
+keeps ``Secure`` cookies from them without TLS. Skipped only when Chromium is
+missing and ``CI`` is not set; on CI a missing Chromium fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import ROOT, serve
+from smart_support import make_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("HW_FHIR_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("HW_FHIR_CHROMEDRIVER", "/usr/bin/chromedriver")
+OUTPUT = ROOT / "test-output"
+
+
+def _require_chromium() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium is required on CI but {', '.join(missing)} is missing")
+    pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing)")
+
+
+@pytest.fixture
+def driver() -> Iterator[Any]:
+    _require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def served(app_config: dict[str, Any]) -> Iterator[Any]:
+    app = make_app(app_config)  # production cookie settings: secure_cookies is on by default
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_SAMESITE"] == "None"
+    server = serve(app)
+    yield server
+    server.stop()
+    app.extensions["hw_fhir"].close()
+
+
+def _launch_in_iframe(driver: Any, base: str, patient: str,
+                     practitioner: str = "dr-rivera") -> tuple[str, str]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 20)
+    driver.get(f"{base}/sandbox/")
+    driver.find_element(By.CSS_SELECTOR, f'input[value="Practitioner/{practitioner}"]').click()
+    driver.find_element(By.CSS_SELECTOR, f'input[name="patient"][value="{patient}"]').click()
+    driver.find_element(By.ID, "launch-hw-fhir").click()
+    wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
+    wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
+    name = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "h1 .patient-name"))).text
+    user = driver.find_element(By.ID, "signed-in-user").text
+    driver.switch_to.default_content()
+    return name, user
+
+
+def test_ehr_launch_in_an_iframe_with_production_cookies(driver: Any, served: Any) -> None:
+    name, user = _launch_in_iframe(driver, served.url, "pat-ben")
+    assert name == "Ben Schmidt"
+    assert user == "Dr. Elena Rivera"
+    cookies = {c["name"]: c for c in driver.get_cookies()}
+    session = cookies["hw_fhir_session"]
+    assert session["secure"] is True and session["httpOnly"] is True
+    assert session.get("sameSite") == "None"
+    OUTPUT.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(OUTPUT / "browser-ehr-launch.png"))
+
+
+def test_second_launch_in_another_tab_keeps_the_first(driver: Any, served: Any) -> None:
+    first_name, _ = _launch_in_iframe(driver, served.url, "pat-ava")
+    first_tab = driver.current_window_handle
+    from selenium.webdriver.common.by import By
+
+    first_app = driver.find_element(By.ID, "smart-app").get_attribute("src")
+    driver.switch_to.new_window("tab")
+    second_name, _ = _launch_in_iframe(driver, served.url, "pat-dev")
+    driver.switch_to.window(first_tab)
+    driver.switch_to.frame(driver.find_element(By.ID, "smart-app"))
+    assert (first_name, second_name) == ("Ava Nguyen", "Dev Patel")
+    assert driver.find_element(By.CSS_SELECTOR, "h1 .patient-name").text == "Ava Nguyen"
+    assert first_app and "launch=" in first_app
+
+
+def _cross_site_ehr(app_url: str) -> Any:
+    """A one-page "EHR" on another site (http://localhost:<port>) framing the app on 127.0.0.1."""
+    from flask import Flask
+
+    ehr = Flask("cross_site_ehr")
+
+    @ehr.get("/chart")
+    def chart() -> str:
+        return (f'<!doctype html><title>Other EHR</title><h1 id="ehr">Other EHR</h1>'
+                f'<iframe id="smart-app" src="{app_url}" style="width:1000px;height:700px"></iframe>')
+
+    return serve(ehr)
+
+
+def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> tuple[str, str]:
+    """Launch hw-fhir (on 127.0.0.1) inside an iframe of a page on localhost; return (name, page)."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    app = make_app(app_config, secure_cookies=secure, frame_ancestors="'self' http://localhost:*")
+    server = serve(app)
+    try:
+        launch_id = app.extensions["hw_fhir_sandbox"].auth_store.create_launch({
+            "fhirUser": "Practitioner/dr-okafor", "patient": "pat-carmen", "need_patient_banner": False})
+        app_url = f"{server.url}/launch?" + urlencode({"iss": f"{server.url}/fhir", "launch": launch_id})
+        ehr = _cross_site_ehr(app_url)
+        try:
+            wait = WebDriverWait(driver, 20)
+            driver.get(f"http://localhost:{ehr.port}/chart")
+            wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
+            wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
+            heading = wait.until(ec.visibility_of_element_located((By.TAG_NAME, "h1")))
+            text, page = heading.text, driver.page_source
+            driver.switch_to.default_content()
+            OUTPUT.mkdir(exist_ok=True)
+            driver.save_screenshot(str(OUTPUT / f"browser-cross-site-{'secure' if secure else 'lax'}.png"))
+            return text, page
+        finally:
+            ehr.stop()
+    finally:
+        server.stop()
+        app.extensions["hw_fhir"].close()
+
+
+def test_cross_site_iframe_launch_needs_samesite_none(app_config: dict[str, Any], driver: Any,
+                                                     tmp_path: Path) -> None:
+    """The EHR on another site frames hw-fhir: production cookies work, the local-http switch does not."""
+    heading, _ = _frame_launch(app_config, driver, secure=True)
+    assert heading == "Homework for Carmen Lopez"
+    lax_config = {**app_config, "instance_path": str(tmp_path / "lax"),
+                  "database_url": f"sqlite:///{tmp_path / 'lax.db'}"}
+    heading, page = _frame_launch(lax_config, driver, secure=False)
+    # without SameSite=None the framed app's cookie is not sent back: the CSRF-protected approval
+    # (and the launch's state check after it) cannot find the session
+    assert heading != "Homework for Carmen Lopez"
+    assert "This form has expired" in page
