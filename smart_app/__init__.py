@@ -41,11 +41,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     fhir_api.init_app(app)
     outcomes_api.init_app(app)
 
-    from . import auth, launch, security
+    from . import auth, launch, patient, security
 
     security.init_app(app)
     auth.init_app(app)
     launch.init_app(app)
+    patient.init_app(app)
     if settings.sandbox:
         from . import sandbox
 

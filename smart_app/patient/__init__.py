@@ -1,0 +1,33 @@
+"""The patient area: secure-link entry (``/p/<token>``), to-do list, homework forms, progress.
+
+Pages live under ``/my/``; a reminder's link is ``/p/<token>``; a patient portal
+(SMART standalone launch) enters through ``/my/launch?launch=<id>``. Views are in
+:mod:`.views`; the pieces without Flask are :mod:`.todo`, :mod:`.preferences` and
+:mod:`.ratelimit`, and the form renderer is :mod:`hw_fhir.render`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask
+from markupsafe import Markup
+
+from .ratelimit import RateLimiter
+from .views import bp
+
+__all__ = ["bp", "init_app"]
+
+
+def _json_attr(value: object) -> Markup:
+    """Return JSON for an HTML attribute value (escaped; quote the attribute)."""
+    from markupsafe import escape
+
+    return Markup(escape(json.dumps(value, separators=(",", ":"))))
+
+
+def init_app(app: Flask) -> None:
+    """Register the patient blueprint and its rate limiter."""
+    app.extensions["hw_fhir_patient_limiter"] = RateLimiter(app.extensions["hw_fhir"].store)
+    app.add_template_filter(_json_attr, "json_attr")
+    app.register_blueprint(bp)

@@ -1,0 +1,74 @@
+"""Who the patient is in this browser: set by a secure link or a SMART patient launch.
+
+The browser session (server-side) holds ``hw_patient``: the local Patient id and how
+it was signed in (``link`` or ``smart``). Every patient page reads it through
+:func:`current_patient`; a page asking for a Task first checks the Task is for that
+patient (:func:`own_task`), so nobody reaches another patient's homework.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import current_app, session
+
+from hw_fhir.errors import Forbidden, NotFound
+from hw_fhir.links import PatientLinks, patient_links
+
+from .ratelimit import Limit, RateLimiter
+
+__all__ = ["SESSION_KEY", "LINK_GUESSES", "BIRTH_DATE_GUESSES", "current_patient", "sign_in",
+           "sign_out", "own_task", "links", "limiter", "services"]
+
+SESSION_KEY = "hw_patient"
+#: Bad link tokens one client address may try (per 10 minutes).
+LINK_GUESSES = Limit("link", 20, 600)
+#: Wrong birth dates one client address may give, across links (per 15 minutes).
+BIRTH_DATE_GUESSES = Limit("dob", 8, 900)
+
+
+def services() -> Any:
+    """Return the app's Services."""
+    return current_app.extensions["hw_fhir"]
+
+
+def links() -> PatientLinks:
+    """Return the secure link service."""
+    found = current_app.extensions.get("hw_fhir_patient_links")
+    return found if found is not None else patient_links(services())
+
+
+def limiter() -> RateLimiter:
+    """Return the app's rate limiter."""
+    return current_app.extensions["hw_fhir_patient_limiter"]  # type: ignore[no-any-return]
+
+
+def current_patient() -> str | None:
+    """Return ``Patient/<id>`` signed in in this browser session, or None."""
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict) or not data.get("patient"):
+        return None
+    return f"Patient/{data['patient']}"
+
+
+def sign_in(patient_id: str, *, via: str, launch: str | None = None) -> None:
+    """Remember the patient in this browser session."""
+    session[SESSION_KEY] = {"patient": patient_id, "via": via, "at": int(time.time()),
+                            **({"launch": launch} if launch else {})}
+
+
+def sign_out() -> None:
+    """Forget the patient in this browser session."""
+    session.pop(SESSION_KEY, None)
+
+
+def own_task(task_id: str, patient_ref: str) -> dict[str, Any]:
+    """Return the Task if it is this patient's homework; NotFound or Forbidden otherwise."""
+    try:
+        task = services().store.read("Task", task_id).resource
+    except NotFound:
+        raise NotFound("There is no such homework.") from None
+    if (task.get("for") or {}).get("reference") != patient_ref:
+        raise Forbidden("This homework belongs to someone else.")
+    return task

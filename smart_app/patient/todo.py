@@ -1,0 +1,173 @@
+"""The patient's to-do list: open homework by when it is due, and what was done lately.
+
+No web framework here: :func:`patient_tasks` reads the Tasks, :func:`todo_list` sorts
+them into sections in the patient's time zone, with the clinician's instructions,
+rationale, example and wording for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hw_fhir.assignment import (
+    COMPLETE_QUESTIONNAIRE,
+    OPEN_STATUSES,
+    SDC_TEMP_SYSTEM,
+    HomeworkDetails,
+    instant,
+    parse_instant,
+    task_canonical,
+    task_due,
+)
+from hw_fhir.errors import HwFhirError
+from hw_fhir.library import resolve_questionnaire
+from hw_fhir.store.base import Store, iter_all
+
+__all__ = ["TodoItem", "TodoList", "TIMEZONE_EXTENSION", "patient_zone", "patient_tasks",
+           "todo_list", "activity_title", "due_text"]
+
+TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
+_CODE = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
+_OPEN = ",".join(sorted(OPEN_STATUSES - {"on-hold"}))
+#: Done items stay on the list this long.
+DONE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class TodoItem:
+    """One homework Task as the patient sees it."""
+
+    task_id: str
+    title: str
+    wording: str
+    instructions: str
+    rationale: str
+    example: str
+    status: str
+    due: datetime | None
+    due_text: str
+    overdue: bool
+    opens: datetime | None
+    available: bool
+    draft: bool
+    done_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TodoList:
+    """Sections of the to-do list, each sorted by due time."""
+
+    overdue: tuple[TodoItem, ...]
+    today: tuple[TodoItem, ...]
+    week: tuple[TodoItem, ...]
+    later: tuple[TodoItem, ...]
+    done: tuple[TodoItem, ...]
+
+    @property
+    def open_count(self) -> int:
+        """How many items are still to do (overdue, today, this week)."""
+        return len(self.overdue) + len(self.today) + len(self.week)
+
+    @property
+    def wording(self) -> str:
+        """The word the clinician uses for homework (the most common one on the list)."""
+        words = [i.wording for i in (*self.overdue, *self.today, *self.week, *self.later, *self.done)]
+        return max(set(words), key=words.count) if words else "homework"
+
+
+def patient_zone(patient: Mapping[str, Any] | None) -> tzinfo:
+    """Return the patient's time zone (Patient ``timezone`` extension), UTC when unknown."""
+    for ext in (patient or {}).get("extension") or []:
+        if ext.get("url") == TIMEZONE_EXTENSION and ext.get("valueCode"):
+            try:
+                return ZoneInfo(str(ext["valueCode"]))
+            except (ZoneInfoNotFoundError, ValueError):
+                break
+    return timezone.utc
+
+
+def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict[str, Any]]:
+    """Return the patient's open homework Tasks and those completed in the last days."""
+    tasks = iter_all(store, "Task", [("patient", patient_ref), _CODE, ("status", _OPEN)])
+    since = instant(now - timedelta(days=DONE_DAYS))
+    tasks += iter_all(store, "Task", [("patient", patient_ref), _CODE, ("status", "completed"),
+                                      ("_lastUpdated", f"ge{since}")])
+    return tasks
+
+
+def activity_title(store: Store, task: Mapping[str, Any], cache: dict[str, str]) -> str:
+    """Return the title of the activity a Task asks for (cached per canonical)."""
+    ref = task_canonical(task) or ""
+    if ref not in cache:
+        try:
+            questionnaire = resolve_questionnaire(store, ref)
+            cache[ref] = str(questionnaire.get("title") or questionnaire.get("name") or "Activity")
+        except HwFhirError:
+            cache[ref] = "Activity"
+    return cache[ref]
+
+
+def due_text(due: datetime | None, now: datetime, zone: tzinfo) -> str:
+    """Say when something is due, in the patient's words and time zone."""
+    if due is None:
+        return "Any time"
+    local, today = due.astimezone(zone), now.astimezone(zone).date()
+    clock = local.strftime("%I:%M %p").lstrip("0")
+    days = (local.date() - today).days
+    if days == 0:
+        return f"Today, {clock}"
+    if days == 1:
+        return f"Tomorrow, {clock}"
+    if days == -1:
+        return f"Yesterday, {clock}"
+    if 1 < days < 7:
+        return f"{local.strftime('%A')}, {clock}"
+    return f"{local.strftime('%a %d %b').replace(' 0', ' ')}, {clock}"
+
+
+def _item(store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo,
+          titles: dict[str, str]) -> TodoItem:
+    details = HomeworkDetails.from_task(task)
+    due = task_due(task)
+    start = ((task.get("restriction") or {}).get("period") or {}).get("start")
+    opens = parse_instant(start) if start else None
+    end = (task.get("executionPeriod") or {}).get("end")
+    status = str(task.get("status"))
+    return TodoItem(
+        task_id=str(task["id"]), title=activity_title(store, task, titles), wording=details.wording,
+        instructions=details.instructions, rationale=details.rationale, example=details.example,
+        status=status, due=due, due_text=due_text(due, now, zone),
+        overdue=status in OPEN_STATUSES and due is not None and due <= now,
+        opens=opens, available=opens is None or opens <= now or status == "in-progress",
+        draft=status == "in-progress", done_at=parse_instant(end) if end else None)
+
+
+def todo_list(store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime,
+              zone: tzinfo) -> TodoList:
+    """Sort Tasks into overdue, today, this week, later and done (newest first)."""
+    titles: dict[str, str] = {}
+    sections: dict[str, list[TodoItem]] = {k: [] for k in ("overdue", "today", "week", "later", "done")}
+    today = now.astimezone(zone).date()
+    for task in tasks:
+        item = _item(store, task, now, zone, titles)
+        if item.status == "completed":
+            sections["done"].append(item)
+        elif item.status not in OPEN_STATUSES or item.status == "on-hold":
+            continue
+        elif item.overdue:
+            sections["overdue"].append(item)
+        elif item.due is None or item.due.astimezone(zone).date() == today:
+            sections["today"].append(item)
+        elif (item.due.astimezone(zone).date() - today).days < 7:
+            sections["week"].append(item)
+        else:
+            sections["later"].append(item)
+    far = datetime.max.replace(tzinfo=timezone.utc)
+    for key in ("overdue", "today", "week", "later"):
+        sections[key].sort(key=lambda i: (i.due or far, i.title))
+    sections["done"].sort(key=lambda i: i.done_at or now, reverse=True)
+    return TodoList(**{k: tuple(v) for k, v in sections.items()})

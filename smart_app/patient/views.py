@@ -1,0 +1,510 @@
+"""Patient pages: entry by secure link or portal launch, to-do list, homework forms, progress.
+
+Thin views: the to-do list comes from :mod:`.todo`, forms from :mod:`hw_fhir.render`,
+saving and submitting from :mod:`hw_fhir.completion`, progress from
+:mod:`hw_fhir.adherence` and :mod:`hw_fhir.outcomes`, preferences from
+:mod:`.preferences`. Every page works without JavaScript; ``patient/form.js`` adds
+live enableWhen, "add another" without a round trip, sliders and autosave.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+
+from hw_fhir import render
+from hw_fhir.adherence import patient_adherence
+from hw_fhir.assignment import OPEN_STATUSES, instant
+from hw_fhir.completion import (
+    response_for_task,
+    save_draft,
+    submit_response,
+    task_questionnaire,
+)
+from hw_fhir.errors import (
+    BirthDateRequired,
+    Conflict,
+    HwFhirError,
+    InvalidInput,
+    InvalidResponse,
+    LinkError,
+    LinkRevoked,
+    LinkTampered,
+    LinkWrongPatient,
+)
+from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history, score_quietly
+from hw_fhir.store.base import iter_all
+
+from . import access
+from .preferences import (
+    CHANNELS,
+    OPT_OUTS,
+    parse_preferences,
+    read_preferences,
+    time_zones,
+    with_preferences,
+)
+from .todo import patient_tasks, patient_zone, todo_list
+
+__all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM"]
+
+bp = Blueprint("patient", __name__)
+
+#: On a Patient (valueBoolean): the clinician lets the patient see their own measure trend.
+SHARE_SCORES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
+#: Identifier system of the patient's note for the next session (a Communication).
+SESSION_NOTE_SYSTEM = "http://hw-fhir.org/fhir/sid/session-note"
+_MEASURES = (("phq-9", "PHQ-9 (mood)", 27), ("gad-7", "GAD-7 (anxiety)", 21), ("pcl-5", "PCL-5", 80))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _store() -> Any:
+    return access.services().store
+
+
+def _events() -> Any:
+    services = access.services()
+    return getattr(services, "events", None) or services.extras.get("events")
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    return render_template(template, **context), status
+
+
+def _message(status: int, title: str, text: str, **context: Any) -> tuple[str, int]:
+    return _page("patient/message.html", status, title=title, text=text, **context)
+
+
+def _patient_resource(patient_ref: str) -> dict[str, Any]:
+    return _store().read("Patient", patient_ref.split("/", 1)[1]).resource
+
+
+def _require_patient() -> str | None:
+    return access.current_patient()
+
+
+def _signed_out() -> tuple[str, int]:
+    return _message(401, "Please open your link again",
+                    "For your privacy, this page needs the secure link from your latest reminder, "
+                    "or sign in through your patient portal.")
+
+
+@bp.errorhandler(HwFhirError)
+def _error_page(exc: HwFhirError) -> Any:
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"ok": False, "message": exc.message}), exc.status
+    titles = {403: "This page is not available to you", 404: "We could not find that",
+              409: "Something changed", 412: "Something changed", 422: "That could not be done"}
+    return _message(exc.status, titles.get(exc.status, "Something is not right"), exc.message)
+
+
+# -- entry ------------------------------------------------------------------------------------
+
+
+def _link_failed(exc: LinkError) -> tuple[str, int]:
+    titles = {"expired": "This link has expired", "revoked": "This link no longer works",
+              "tampered": "This link does not work", "wrong-patient": "This link is for someone else"}
+    return _message(exc.status, titles.get(exc.reason, "This link does not work"), exc.message,
+                    link_problem=exc.reason)
+
+
+def _too_many() -> tuple[str, int]:
+    return _message(429, "Too many attempts",
+                    "For your safety this has been paused. Wait 15 minutes and try again, or ask "
+                    "your care team for a new link.")
+
+
+def _opened(target: Any) -> Any:
+    signed_in = access.current_patient()
+    if signed_in is not None and signed_in != target.patient_reference:
+        return _page("patient/switch.html", 409, token=request.view_args.get("token"))
+    access.sign_in(target.patient_id, via="link")
+    access.limiter().clear(access.LINK_GUESSES, _client())
+    task = target.task
+    if task.get("status") == "completed":
+        return redirect(url_for("patient.done", task_id=target.task_id))
+    return redirect(url_for("patient.task", task_id=target.task_id))
+
+
+@bp.get("/p/<token>")
+def link(token: str) -> Any:
+    """Open a secure link: ask for the date of birth when the link wants it, then the homework."""
+    limiter = access.limiter()
+    if limiter.blocked(access.LINK_GUESSES, _client()):
+        return _too_many()
+    try:
+        target = access.links().open_link(token, patient=None)
+    except BirthDateRequired:
+        return _page("patient/birth_date.html", 200, token=token, error=None, values={})
+    except LinkTampered as exc:
+        limiter.fail(access.LINK_GUESSES, _client())
+        return _link_failed(exc)
+    except LinkError as exc:
+        return _link_failed(exc)
+    return _opened(target)
+
+
+def _birth_date(form: Any) -> tuple[str | None, str | None]:
+    day, month, year = (form.get(k, "").strip() for k in ("dob_day", "dob_month", "dob_year"))
+    if not (day.isdigit() and month.isdigit() and year.isdigit() and len(year) == 4):
+        return None, "Enter your date of birth as numbers, for example 27 3 1985."
+    try:
+        return datetime(int(year), int(month), int(day)).date().isoformat(), None
+    except ValueError:
+        return None, "That is not a real date. Check the day and month."
+
+
+@bp.post("/p/<token>")
+def link_birth_date(token: str) -> Any:
+    """Check the date of birth a link asks for (rate limited per client and per link)."""
+    limiter = access.limiter()
+    client = _client()
+    if limiter.blocked(access.LINK_GUESSES, client) or limiter.blocked(access.BIRTH_DATE_GUESSES, client):
+        return _too_many()
+    values = {k: request.form.get(k, "") for k in ("dob_day", "dob_month", "dob_year")}
+    dob, problem = _birth_date(request.form)
+    if dob is None:
+        return _page("patient/birth_date.html", 400, token=token, error=problem, values=values)
+    try:
+        target = access.links().open_link(token, dob=dob)
+    except LinkWrongPatient as exc:
+        limiter.fail(access.BIRTH_DATE_GUESSES, client)
+        if limiter.blocked(access.BIRTH_DATE_GUESSES, client):
+            return _too_many()
+        return _page("patient/birth_date.html", 401, token=token, error=exc.message, values=values)
+    except LinkRevoked as exc:
+        limiter.fail(access.BIRTH_DATE_GUESSES, client)
+        return _link_failed(exc)
+    except LinkTampered as exc:
+        limiter.fail(access.LINK_GUESSES, client)
+        return _link_failed(exc)
+    except LinkError as exc:
+        return _link_failed(exc)
+    return _opened(target)
+
+
+@bp.get("/my/launch")
+def from_launch() -> Any:
+    """Sign in the patient of a SMART standalone (portal) launch of this browser session."""
+    from ..launch import current_launch
+
+    active = current_launch()
+    if active is None or active.context.user_type != "Patient" or not active.context.local_patient:
+        return _message(401, "Please sign in through your patient portal",
+                        "This page opens from your patient portal. Start from the portal again.")
+    signed_in = access.current_patient()
+    if signed_in is not None and signed_in != f"Patient/{active.context.local_patient}":
+        access.sign_out()
+    access.sign_in(active.context.local_patient, via="smart", launch=active.id)
+    return redirect(url_for("patient.home"))
+
+
+@bp.post("/my/signout")
+def signout() -> Any:
+    """Forget the patient in this browser."""
+    access.sign_out()
+    after = request.form.get("next", "")
+    if after.startswith("/p/") and "//" not in after:
+        return redirect(after)
+    return _message(200, "You are signed out",
+                    "Nothing of yours is shown in this browser any more. Open the link in your next "
+                    "reminder to carry on.")
+
+
+# -- to-do list -------------------------------------------------------------------------------------
+
+
+@bp.get("/my/")
+def home() -> Any:
+    """Show what is due today and this week, what is overdue, and what was done lately."""
+    if request.args.get("launch"):
+        return from_launch()
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    patient = _patient_resource(patient_ref)
+    now, zone = _now(), patient_zone(patient)
+    todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
+    return render_template("patient/todo.html", patient=patient, todo=todo, now=now)
+
+
+# -- the homework form --------------------------------------------------------------------------
+
+
+def _form_page(task: dict[str, Any], questionnaire: dict[str, Any], view: render.FormView, *,
+               status: int = 200, saved: bool = False, notice: str | None = None) -> tuple[str, int]:
+    from hw_fhir.assignment import HomeworkDetails
+
+    return _page("patient/task.html", status, task=task, questionnaire=questionnaire, form=view,
+                 details=HomeworkDetails.from_task(task), saved=saved, notice=notice)
+
+
+def _closed(task: dict[str, Any]) -> tuple[str, int] | None:
+    status = task.get("status")
+    if status in OPEN_STATUSES and status != "on-hold":
+        return None
+    texts = {
+        "cancelled": "Your care team has taken this off your list. There is nothing to do.",
+        "failed": "The time for this one has passed. That is all right: you can talk about it at "
+                  "your next session.",
+        "on-hold": "Your care team has paused this for now.",
+    }
+    return _message(410 if status in ("cancelled", "failed") else 409, "Nothing to do here",
+                    texts.get(str(status), "This homework is closed."), show_home=True)
+
+
+@bp.get("/my/tasks/<task_id>")
+def task(task_id: str) -> Any:
+    """Show a homework form, filled with the saved draft (from any device)."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    task = access.own_task(task_id, patient_ref)
+    if task.get("status") == "completed":
+        return redirect(url_for("patient.done", task_id=task_id))
+    closed = _closed(task)
+    if closed is not None:
+        return closed
+    questionnaire = task_questionnaire(_store(), task)
+    draft = response_for_task(_store(), task_id)
+    zone = patient_zone(_patient_resource(patient_ref))
+    view = render.build_form(questionnaire, draft, zone=zone)
+    return _form_page(task, questionnaire, view, saved=request.args.get("saved") == "1")
+
+
+def _action() -> tuple[str, str]:
+    action = request.form.get("_action", "save")
+    kind, _, arg = action.partition(":")
+    return kind, arg
+
+
+@bp.post("/my/tasks/<task_id>")
+def task_post(task_id: str) -> Any:
+    """Save a draft, submit, or add/remove a repeated entry (without JavaScript)."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    task = access.own_task(task_id, patient_ref)
+    closed = _closed(task) if task.get("status") != "completed" else _message(
+        409, "Already done", "You have already sent this one. Thank you!", show_home=True)
+    if closed is not None:
+        return closed
+    questionnaire = task_questionnaire(_store(), task)
+    zone = patient_zone(_patient_resource(patient_ref))
+    kind, arg = _action()
+    parsed = render.parse_form(questionnaire, request.form, zone=zone,
+                               remove=[arg] if kind == "remove" else [])
+    if kind in ("add", "remove"):
+        view = render.build_form(questionnaire, parsed.response(questionnaire), raw=parsed.raw,
+                                 add=[arg] if kind == "add" else [], zone=zone)
+        return _form_page(task, questionnaire, view)
+    if parsed.issues:
+        view = render.build_form(questionnaire, parsed.response(questionnaire), issues=parsed.issues,
+                                 raw=parsed.raw, zone=zone)
+        return _form_page(task, questionnaire, view, status=422)
+    response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
+    final = kind == "submit"
+    try:
+        result = (submit_response if final else save_draft)(
+            _store(), task_id, response, patient=patient_ref, events=_events())
+    except InvalidResponse as exc:
+        view = render.build_form(questionnaire, parsed.response(questionnaire), issues=exc.issues,
+                                 raw=parsed.raw, zone=zone)
+        return _form_page(task, questionnaire, view, status=422)
+    except Conflict:
+        view = render.build_form(questionnaire, parsed.response(questionnaire), raw=parsed.raw, zone=zone)
+        return _form_page(task, questionnaire, view, status=409, notice=(
+            "These answers were changed on another device at the same time. Check them and "
+            "save again."))
+    if not final:
+        return redirect(url_for("patient.task", task_id=task_id, saved=1))
+    if _events() is None:
+        score_quietly(_store(), result.response, questionnaire=questionnaire, task=result.task,
+                      settings=access.services().settings)
+    return redirect(url_for("patient.done", task_id=task_id))
+
+
+@bp.post("/my/tasks/<task_id>/draft")
+def autosave(task_id: str) -> Any:
+    """Save the answers so far (the browser's autosave); answer JSON."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return jsonify({"ok": False, "message": "Open your link again to keep saving."}), 401
+    task = access.own_task(task_id, patient_ref)
+    if task.get("status") not in OPEN_STATUSES or task.get("status") == "on-hold":
+        return jsonify({"ok": False, "message": "This homework is closed."}), 409
+    questionnaire = task_questionnaire(_store(), task)
+    zone = patient_zone(_patient_resource(patient_ref))
+    parsed = render.parse_form(questionnaire, request.form, zone=zone)
+    if parsed.issues:
+        return jsonify({"ok": False, "message": "Some answers need a look before they can be saved.",
+                        "problems": len(parsed.issues)}), 200
+    response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
+    try:
+        save_draft(_store(), task_id, response, patient=patient_ref, events=_events())
+    except InvalidResponse as exc:
+        return jsonify({"ok": False, "message": "Some answers need a look before they can be saved.",
+                        "problems": len(exc.issues)}), 200
+    except Conflict:
+        return jsonify({"ok": False, "message": "Changed on another device; reload to see it."}), 409
+    return jsonify({"ok": True, "savedAt": instant(_now())})
+
+
+@bp.get("/my/tasks/<task_id>/done")
+def done(task_id: str) -> Any:
+    """Confirm a submission, say what happens next, and show crisis resources when a risk was raised."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    task = access.own_task(task_id, patient_ref)
+    if task.get("status") != "completed":
+        return redirect(url_for("patient.task", task_id=task_id))
+    response = response_for_task(_store(), task_id)
+    flags = flags_for_response(_store(), response) if response else []
+    crisis = crisis_resources(access.services().settings) if flags else None
+    patient = _patient_resource(patient_ref)
+    now, zone = _now(), patient_zone(patient)
+    todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
+    clinician = _clinician_name(task)
+    from .todo import activity_title
+
+    return render_template("patient/done.html", task=task, crisis=crisis, todo=todo,
+                           title=activity_title(_store(), task, {}), clinician=clinician,
+                           late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late")
+
+
+def _clinician_name(task: dict[str, Any]) -> str:
+    from ..launch import human_name
+
+    ref = (task.get("requester") or {}).get("reference") or ""
+    if ref.startswith("Practitioner/"):
+        try:
+            return human_name(_store().read("Practitioner", ref.split("/", 1)[1]).resource)
+        except HwFhirError:
+            return "your care team"
+    return "your care team"
+
+
+# -- progress --------------------------------------------------------------------------------------
+
+
+def _shares_scores(patient: dict[str, Any]) -> bool:
+    return any(e.get("url") == SHARE_SCORES_EXTENSION and e.get("valueBoolean") is True
+               for e in patient.get("extension") or [])
+
+
+def _note(patient_ref: str) -> dict[str, Any] | None:
+    found = _store().search("Communication", [("identifier", f"{SESSION_NOTE_SYSTEM}|{patient_ref}")])
+    return found.matches[0].resource if found.matches else None
+
+
+def _completed(patient_ref: str, limit: int = 20) -> list[dict[str, Any]]:
+    from .todo import activity_title
+
+    since = instant(_now() - timedelta(days=90))
+    tasks = iter_all(_store(), "Task", [("patient", patient_ref), ("status", "completed"),
+                                        ("_lastUpdated", f"ge{since}")])
+    titles: dict[str, str] = {}
+    rows = [{"title": activity_title(_store(), t, titles),
+             "end": (t.get("executionPeriod") or {}).get("end") or ""} for t in tasks]
+    rows.sort(key=lambda r: r["end"], reverse=True)
+    return rows[:limit]
+
+
+@bp.get("/my/progress")
+def progress() -> Any:
+    """Show streaks, completed activities, the measure trend (when shared) and the session note."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    patient = _patient_resource(patient_ref)
+    zone = patient_zone(patient)
+    adherence = patient_adherence(_store(), patient_ref, now=_now())
+    trends = []
+    if _shares_scores(patient):
+        for key, label, top in _MEASURES:
+            history = measure_history(_store(), patient_ref, key)
+            if history:
+                trends.append({"key": key, "label": label, "top": top, "points": history})
+    note = _note(patient_ref)
+    note_text = ((note or {}).get("payload") or [{}])[0].get("contentString", "")
+    return render_template("patient/progress.html", patient=patient, adherence=adherence,
+                           completed=_completed(patient_ref), trends=trends, note=note_text,
+                           saved=request.args.get("saved") == "1", zone=zone)
+
+
+@bp.post("/my/progress/note")
+def save_note() -> Any:
+    """Keep a note to bring to the next session (one Communication per patient, updated)."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    text = request.form.get("note", "").replace("\r\n", "\n").strip()
+    if len(text) > 4000:
+        raise InvalidInput("Your note is too long: keep it under 4000 characters.")
+    patient = _patient_resource(patient_ref)
+    current = _note(patient_ref)
+    note: dict[str, Any] = {
+        "resourceType": "Communication",
+        "id": current["id"] if current else str(uuid.uuid4()),
+        "identifier": [{"system": SESSION_NOTE_SYSTEM, "value": patient_ref}],
+        "status": "in-progress",
+        "category": [{"coding": [{"system": "http://hw-fhir.org/fhir/CodeSystem/communication-category",
+                                  "code": "session-note", "display": "Note for the next session"}]}],
+        "subject": {"reference": patient_ref},
+        "sender": {"reference": patient_ref},
+        "recipient": [dict(r) for r in patient.get("generalPractitioner") or []] or None,
+        "sent": instant(_now()),
+        "payload": [{"contentString": text or " "}],
+    }
+    note = {k: v for k, v in note.items() if v is not None}
+    if current:
+        note["meta"] = {"versionId": current["meta"]["versionId"]}
+        _store().update(note, if_match=current["meta"]["versionId"])
+    else:
+        _store().update(note)
+    return redirect(url_for("patient.progress", saved=1) + "#note")
+
+
+# -- preferences -----------------------------------------------------------------------------------
+
+
+@bp.route("/my/preferences", methods=["GET", "POST"])
+def preferences() -> Any:
+    """Show and change reminder channel, time of day, quiet hours, time zone and opt-outs."""
+    patient_ref = _require_patient()
+    if patient_ref is None:
+        return _signed_out()
+    patient = _patient_resource(patient_ref)
+    current = read_preferences(patient)
+    errors: dict[str, str] = {}
+    status = 200
+    saved = request.args.get("saved") == "1"
+    shown = current
+    if request.method == "POST":
+        try:
+            chosen = parse_preferences(request.form, current)
+        except InvalidInput as exc:
+            errors = {i.expression or "": i.message for i in exc.issues}
+            status = 422
+        else:
+            updated = with_preferences(patient, chosen)
+            _store().update(updated, if_match=patient["meta"]["versionId"])
+            return redirect(url_for("patient.preferences", saved=1))
+    channels = dict(CHANNELS)
+    if shown.channel and shown.channel not in channels:
+        channels[shown.channel] = shown.channel
+    return render_template("patient/preferences.html", prefs=shown, channels=channels,
+                           opt_outs=OPT_OUTS, zones=time_zones(), errors=errors, saved=saved,
+                           form=request.form if request.method == "POST" else None), status
+
