@@ -185,7 +185,7 @@ def _retract_all(store: Store, response: Mapping[str, Any]) -> RecordedScores:
 
 def _score(questionnaire: Json, response: Json, scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
     warnings = [_warning(f"The response does not conform to {catalog.canonical(questionnaire)}: "
-                         f"{i.message}", code="invalid", expression=i.expression)
+                         f"{i.message}", code=i.code, expression=i.expression)
                 for i in check_response(questionnaire, response, final=True)
                 if i.severity in ("error", "fatal")]
     try:
