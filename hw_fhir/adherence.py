@@ -39,12 +39,12 @@ from .assignment import (
     COMPLETE_QUESTIONNAIRE,
     OPEN_STATUSES,
     SDC_TEMP_SYSTEM,
-    _now,
     business_status,
     parse_instant,
     reference,
     task_canonical,
     task_due,
+    utc_now,
 )
 from .errors import InvalidInput, NotFound
 from .responses import flatten_answers
@@ -95,8 +95,10 @@ class Engagement:
     @property
     def reason_labels(self) -> dict[str, int]:
         """The reasons with the patient-facing wording, most frequent first."""
-        return {catalog.NON_COMPLETION_REASONS.get(code, code): n
-                for code, n in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))}
+        return {
+            catalog.NON_COMPLETION_REASONS.get(code, code): n
+            for code, n in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        }
 
 
 @dataclass(frozen=True)
@@ -215,10 +217,14 @@ def _sort_moment(task: Mapping[str, Any]) -> datetime:
     return parse_instant(end) if end else datetime.min.replace(tzinfo=timezone.utc)
 
 
-def summarize_tasks(tasks: Iterable[Mapping[str, Any]], *, now: datetime | None = None,
-                    engagement: Engagement | None = None) -> Adherence:
+def summarize_tasks(
+    tasks: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
+    engagement: Engagement | None = None,
+) -> Adherence:
     """Count Tasks into an :class:`Adherence` (pure: no store)."""
-    moment = _now(now)
+    moment = utc_now(now)
     counts: Counter[str] = Counter()
     counted: list[tuple[datetime, str]] = []
     last_completed: str | None = None
@@ -229,7 +235,9 @@ def summarize_tasks(tasks: Iterable[Mapping[str, Any]], *, now: datetime | None 
             counted.append((_sort_moment(task), outcome))
         if outcome in ("on-time", "late"):
             end = (task.get("executionPeriod") or {}).get("end")
-            if end and (last_completed is None or parse_instant(end) > parse_instant(last_completed)):
+            if end and (
+                last_completed is None or parse_instant(end) > parse_instant(last_completed)
+            ):
                 last_completed = end
     streak = 0
     for _, outcome in sorted(counted, key=lambda pair: pair[0], reverse=True):
@@ -259,8 +267,9 @@ def _in_period(task: Mapping[str, Any], since: datetime | None, until: datetime 
     return (since is None or moment >= since) and (until is None or moment < until)
 
 
-def _homework_tasks(store: Store, params: list[tuple[str, str]], since: datetime | None,
-                    until: datetime | None) -> list[dict[str, Any]]:
+def _homework_tasks(
+    store: Store, params: list[tuple[str, str]], since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
     query = [*params, _CODE]
     if since is not None:
         query.append(("due", f"ge{_iso(since)}"))
@@ -310,32 +319,50 @@ def summarize_check_ins(responses: Iterable[Mapping[str, Any]]) -> Engagement:
                 agreed += 1
             elif value is False:
                 not_agreed += 1
-        for name, bucket in (("difficulty", difficulty), ("helpfulness", helpfulness),
-                             ("minutes-spent", minutes)):
+        for name, bucket in (
+            ("difficulty", difficulty),
+            ("helpfulness", helpfulness),
+            ("minutes-spent", minutes),
+        ):
             number = _number(answers.get(name, []))
             if number is not None:
                 bucket.append(number)
         for coding in answers.get("reason-not-done", []):
             if isinstance(coding, dict) and coding.get("code"):
                 reasons[coding["code"]] += 1
-        other.extend(v.strip() for v in answers.get("reason-other", [])
-                     if isinstance(v, str) and v.strip())
+        other.extend(
+            v.strip() for v in answers.get("reason-other", []) if isinstance(v, str) and v.strip()
+        )
 
     def mean(values: list[float]) -> float | None:
         return round(sum(values) / len(values), 2) if values else None
 
     return Engagement(
-        check_ins=count, amount_done=dict(amount), as_agreed=agreed, not_as_agreed=not_agreed,
-        mean_difficulty=mean(difficulty), mean_helpfulness=mean(helpfulness),
-        total_minutes=int(sum(minutes)), mean_minutes=mean(minutes), reasons=dict(reasons),
+        check_ins=count,
+        amount_done=dict(amount),
+        as_agreed=agreed,
+        not_as_agreed=not_agreed,
+        mean_difficulty=mean(difficulty),
+        mean_helpfulness=mean(helpfulness),
+        total_minutes=int(sum(minutes)),
+        mean_minutes=mean(minutes),
+        reasons=dict(reasons),
         other_reasons=tuple(other),
     )
 
 
-def _check_ins(store: Store, patient: str, since: datetime | None, until: datetime | None,
-               plan: str | None = None) -> list[dict[str, Any]]:
-    params = [("patient", patient), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL),
-              ("status", "completed,amended")]
+def _check_ins(
+    store: Store,
+    patient: str,
+    since: datetime | None,
+    until: datetime | None,
+    plan: str | None = None,
+) -> list[dict[str, Any]]:
+    params = [
+        ("patient", patient),
+        ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL),
+        ("status", "completed,amended"),
+    ]
     if plan:
         params.append(("based-on", plan))
     if since is not None:
@@ -352,10 +379,15 @@ def _check_ins(store: Store, patient: str, since: datetime | None, until: dateti
 # -- per patient, per plan ----------------------------------------------------------------
 
 
-def patient_adherence(store: Store, patient: str, *, now: datetime | None = None,
-                      since: date | datetime | None = None,
-                      until: date | datetime | None = None,
-                      requester: str | None = None) -> Adherence:
+def patient_adherence(
+    store: Store,
+    patient: str,
+    *,
+    now: datetime | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    requester: str | None = None,
+) -> Adherence:
     """Return a patient's adherence over ``[since, until)`` (all time by default).
 
     ``requester`` limits it to the homework one clinician assigned.
@@ -370,17 +402,25 @@ def patient_adherence(store: Store, patient: str, *, now: datetime | None = None
     return summarize_tasks(tasks, now=now, engagement=engagement)
 
 
-def plan_adherence(store: Store, plan_id: str, *, now: datetime | None = None,
-                   since: date | datetime | None = None,
-                   until: date | datetime | None = None) -> Adherence:
+def plan_adherence(
+    store: Store,
+    plan_id: str,
+    *,
+    now: datetime | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> Adherence:
     """Return the adherence of one CarePlan (recurring assignment or pathway)."""
     plan_ref = reference("CarePlan", plan_id)
     plan = store.read("CarePlan", plan_ref.split("/", 1)[1]).resource
     start, end = _moment(since), _moment(until)
     tasks = _homework_tasks(store, [("based-on", plan_ref)], start, end)
     patient = (plan.get("subject") or {}).get("reference", "")
-    engagement = summarize_check_ins(_check_ins(store, patient, start, end, plan=plan_ref)) \
-        if patient.startswith("Patient/") else Engagement()
+    engagement = (
+        summarize_check_ins(_check_ins(store, patient, start, end, plan=plan_ref))
+        if patient.startswith("Patient/")
+        else Engagement()
+    )
     return summarize_tasks(tasks, now=now, engagement=engagement)
 
 
@@ -412,8 +452,15 @@ def _row(task: Mapping[str, Any], titles: Mapping[str, str | None], now: datetim
     for entry in task.get("output") or []:
         output = (entry.get("valueReference") or {}).get("reference") or output
     due = ((task.get("restriction") or {}).get("period") or {}).get("end")
-    return TaskRow(task=f"Task/{task['id']}", activity=ref, title=titles.get(ref or ""), due=due,
-                   status=str(task.get("status")), outcome=_outcome(task, now), response=output)
+    return TaskRow(
+        task=f"Task/{task['id']}",
+        activity=ref,
+        title=titles.get(ref or ""),
+        due=due,
+        status=str(task.get("status")),
+        outcome=_outcome(task, now),
+        response=output,
+    )
 
 
 def _observation_value(observation: Mapping[str, Any]) -> tuple[float, str | None] | None:
@@ -426,9 +473,14 @@ def _observation_value(observation: Mapping[str, Any]) -> tuple[float, str | Non
 
 
 def _measures(store: Store, patient: str, since: datetime) -> list[MeasureChange]:
-    observations = iter_all(store, "Observation", [
-        ("patient", patient), ("category", "http://terminology.hl7.org/CodeSystem/"
-                                           "observation-category|survey")])
+    observations = iter_all(
+        store,
+        "Observation",
+        [
+            ("patient", patient),
+            ("category", "http://terminology.hl7.org/CodeSystem/observation-category|survey"),
+        ],
+    )
     series: dict[str, list[tuple[datetime, float, str | None, str | None]]] = {}
     for observation in observations:
         if observation.get("status") in ("cancelled", "entered-in-error"):
@@ -449,17 +501,30 @@ def _measures(store: Store, patient: str, since: datetime) -> list[MeasureChange
         if not after:
             continue
         latest = after[-1]
-        changes.append(MeasureChange(
-            code=code, display=latest[3], before=before[-1][1] if before else None,
-            latest=latest[1], unit=latest[2], count_since=len(after)))
+        changes.append(
+            MeasureChange(
+                code=code,
+                display=latest[3],
+                before=before[-1][1] if before else None,
+                latest=latest[1],
+                unit=latest[2],
+                count_since=len(after),
+            )
+        )
     return changes
 
 
-def _discussion(store: Store, patient: str, since: datetime, rows: list[TaskRow],
-                check_ins: list[dict[str, Any]], measures: list[MeasureChange]) -> list[DiscussionPoint]:
+def _discussion(
+    store: Store,
+    patient: str,
+    since: datetime,
+    rows: list[TaskRow],
+    check_ins: list[dict[str, Any]],
+    measures: list[MeasureChange],
+) -> list[DiscussionPoint]:
     points: list[DiscussionPoint] = []
     for flag in iter_all(store, "Flag", [("patient", patient), ("status", "active")]):
-        started = ((flag.get("period") or {}).get("start"))
+        started = (flag.get("period") or {}).get("start")
         if started and parse_instant(started) < since:
             continue
         text = (flag.get("code") or {}).get("text") or "A risk flag was raised"
@@ -467,8 +532,9 @@ def _discussion(store: Store, patient: str, since: datetime, rows: list[TaskRow]
     for row in rows:
         if row.outcome in ("missed", "overdue"):
             label = row.title or row.activity or "Homework"
-            points.append(DiscussionPoint("not-done", f"{label} ({row.outcome}, due {row.due})",
-                                          row.task))
+            points.append(
+                DiscussionPoint("not-done", f"{label} ({row.outcome}, due {row.due})", row.task)
+            )
     for response in check_ins:
         answers = flatten_answers(response)
         ref = f"QuestionnaireResponse/{response['id']}"
@@ -484,20 +550,25 @@ def _discussion(store: Store, patient: str, since: datetime, rows: list[TaskRow]
             points.append(DiscussionPoint("difficulty", f"Found it hard ({difficulty:g}/10)", ref))
         helpfulness = _number(answers.get("helpfulness", []))
         if helpfulness is not None and helpfulness <= LOW_HELPFULNESS:
-            points.append(DiscussionPoint("helpfulness",
-                                          f"Found it not very helpful ({helpfulness:g}/10)", ref))
+            points.append(
+                DiscussionPoint(
+                    "helpfulness", f"Found it not very helpful ({helpfulness:g}/10)", ref
+                )
+            )
     for change in measures:
         if change.change:
             name = change.display or change.code
-            points.append(DiscussionPoint(
-                "measure", f"{name}: {change.before:g} → {change.latest:g} "
-                           f"({change.change:+g})"))
+            points.append(
+                DiscussionPoint(
+                    "measure", f"{name}: {change.before:g} → {change.latest:g} ({change.change:+g})"
+                )
+            )
     return points
 
 
 def _authored_since(task: Mapping[str, Any], since: datetime) -> bool:
     authored = task.get("authoredOn")
-    return bool(authored) and parse_instant(authored) >= since
+    return isinstance(authored, str) and parse_instant(authored) >= since
 
 
 def _opened(task: Mapping[str, Any], now: datetime) -> bool:
@@ -508,28 +579,36 @@ def _opened(task: Mapping[str, Any], now: datetime) -> bool:
     return not opens or parse_instant(opens) <= now
 
 
-def since_last_session(store: Store, patient: str, session: date | datetime, *,
-                       now: datetime | None = None) -> SessionSummary:
+def since_last_session(
+    store: Store, patient: str, session: date | datetime, *, now: datetime | None = None
+) -> SessionSummary:
     """Summarize a patient's homework since the last session (a date or an instant).
 
     Assigned = Tasks due since then or authored since then; done, not done (missed or
     overdue), points to discuss (risk flags, reasons and ratings from check-ins, missed
     work, changed scores) and each measure's latest value against the one before.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     patient_ref = reference("Patient", patient)
     since = _moment(session)
     if since is None:
         raise InvalidInput("The date of the last session is required")
-    tasks = [t for t in iter_all(store, "Task", [("patient", patient_ref), _CODE])
-             if (_in_period(t, since, None) or _authored_since(t, since))
-             and _outcome(t, moment) != "cancelled" and _opened(t, moment)]
+    tasks = [
+        t
+        for t in iter_all(store, "Task", [("patient", patient_ref), _CODE])
+        if (_in_period(t, since, None) or _authored_since(t, since))
+        and _outcome(t, moment) != "cancelled"
+        and _opened(t, moment)
+    ]
     titles = _titles(store, tasks)
     rows = sorted((_row(t, titles, moment) for t in tasks), key=lambda r: (r.due or "", r.task))
     check_ins = _check_ins(store, patient_ref, since, None)
     measures = _measures(store, patient_ref, since)
-    adherence = summarize_tasks([t for t in tasks if _in_period(t, since, None)], now=moment,
-                                engagement=summarize_check_ins(check_ins))
+    adherence = summarize_tasks(
+        [t for t in tasks if _in_period(t, since, None)],
+        now=moment,
+        engagement=summarize_check_ins(check_ins),
+    )
     return SessionSummary(
         patient=patient_ref,
         since=_iso(since),
@@ -548,7 +627,7 @@ def since_last_session(store: Store, patient: str, session: date | datetime, *,
 def _name(patient: Mapping[str, Any]) -> str | None:
     for name in patient.get("name") or []:
         if name.get("text"):
-            return name["text"]
+            return str(name["text"])
         parts = [*(name.get("given") or []), name.get("family") or ""]
         if any(parts):
             return " ".join(p for p in parts if p)
@@ -558,12 +637,18 @@ def _name(patient: Mapping[str, Any]) -> str | None:
 def _behind_key(row: PanelRow) -> tuple[Any, ...]:
     a = row.adherence
     rate = a.completion_rate
-    return (a.assigned == 0, 1.0 if rate is None else rate, -(a.missed + a.overdue),
-            a.current_streak, row.patient)
+    return (
+        a.assigned == 0,
+        1.0 if rate is None else rate,
+        -(a.missed + a.overdue),
+        a.current_streak,
+        row.patient,
+    )
 
 
-def panel_summary(store: Store, practitioner: str, *, now: datetime | None = None,
-                  days: int = 28) -> list[PanelRow]:
+def panel_summary(
+    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28
+) -> list[PanelRow]:
     """Return a clinician's patients, the ones falling furthest behind first.
 
     Patients are those with homework from this clinician in the last ``days`` days and
@@ -571,10 +656,12 @@ def panel_summary(store: Store, practitioner: str, *, now: datetime | None = Non
     clinician's homework over the period. Order: lowest completion rate, then most
     missed or overdue, then shortest streak; patients with nothing assigned last.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     practitioner_ref = reference("Practitioner", practitioner)
     since = moment - timedelta(days=days)
-    tasks = _homework_tasks(store, [("requester", practitioner_ref)], since, moment + timedelta(days=1))
+    tasks = _homework_tasks(
+        store, [("requester", practitioner_ref)], since, moment + timedelta(days=1)
+    )
     by_patient: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         ref = (task.get("for") or {}).get("reference")
@@ -593,7 +680,11 @@ def panel_summary(store: Store, practitioner: str, *, now: datetime | None = Non
             except NotFound:
                 names[ref] = None
         engagement = summarize_check_ins(_check_ins(store, ref, since, None))
-        rows.append(PanelRow(patient=ref, name=names[ref],
-                             adherence=summarize_tasks(patient_tasks, now=moment,
-                                                       engagement=engagement)))
+        rows.append(
+            PanelRow(
+                patient=ref,
+                name=names[ref],
+                adherence=summarize_tasks(patient_tasks, now=moment, engagement=engagement),
+            )
+        )
     return sorted(rows, key=_behind_key)

@@ -112,6 +112,12 @@ __all__ = [
     "create_entry",
     "write_plan",
     "cancel_plan_tasks",
+    "utc_now",
+    "assignable",
+    "new_plan",
+    "plan_activity",
+    "task_activity",
+    "without_extensions",
 ]
 
 SDC_TASK_PROFILE = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-task"
@@ -128,8 +134,9 @@ EXT_OCCURRENCES_FROM = f"{STRUCTURE_BASE}/occurrences-from"
 TASK_OCCURRENCE_SYSTEM = f"{catalog.CANONICAL_BASE}/sid/task-occurrence"
 BUSINESS_STATUS_SYSTEM = f"{catalog.CODE_SYSTEM_BASE}/task-business-status"
 CARE_PLAN_CATEGORY_SYSTEM = f"{catalog.CODE_SYSTEM_BASE}/care-plan-category"
-HOMEWORK_CATEGORY = {"coding": [{"system": CARE_PLAN_CATEGORY_SYSTEM, "code": "homework",
-                                 "display": "Homework"}]}
+HOMEWORK_CATEGORY = {
+    "coding": [{"system": CARE_PLAN_CATEGORY_SYSTEM, "code": "homework", "display": "Homework"}]
+}
 
 #: Task statuses of work not begun: these are cancelled with a plan, put on hold by a pause.
 NOT_STARTED_STATUSES = frozenset({"draft", "requested", "received", "accepted", "ready", "on-hold"})
@@ -166,7 +173,8 @@ def parse_instant(value: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _now(now: datetime | None) -> datetime:
+def utc_now(now: datetime | None = None) -> datetime:
+    """Return ``now`` in UTC (the current time when None); a naive datetime is refused."""
     if now is None:
         return datetime.now(timezone.utc)
     if now.tzinfo is None:
@@ -198,7 +206,8 @@ def _ext_value(element: Mapping[str, Any], url: str) -> Any:
     return None
 
 
-def _without_ext(element: Mapping[str, Any], urls: Iterable[str]) -> list[dict[str, Any]]:
+def without_extensions(element: Mapping[str, Any], urls: Iterable[str]) -> list[dict[str, Any]]:
+    """Return an element's extensions except those with the given urls."""
     drop = set(urls)
     return [e for e in element.get("extension") or [] if e.get("url") not in drop]
 
@@ -206,8 +215,8 @@ def _without_ext(element: Mapping[str, Any], urls: Iterable[str]) -> list[dict[s
 def business_status(task: Mapping[str, Any]) -> str | None:
     """Return the Task's businessStatus code in the hw-fhir system, if any."""
     for coding in (task.get("businessStatus") or {}).get("coding") or []:
-        if coding.get("system") == BUSINESS_STATUS_SYSTEM:
-            return coding.get("code")
+        if coding.get("system") == BUSINESS_STATUS_SYSTEM and coding.get("code"):
+            return str(coding["code"])
     return None
 
 
@@ -238,7 +247,9 @@ def task_canonical(task: Mapping[str, Any]) -> str | None:
     at a Questionnaire by reference, ``Questionnaire/<id>``.
     """
     for entry in task.get("input") or []:
-        codes = {(c.get("system"), c.get("code")) for c in (entry.get("type") or {}).get("coding") or []}
+        codes = {
+            (c.get("system"), c.get("code")) for c in (entry.get("type") or {}).get("coding") or []
+        }
         if (SDC_TEMP_SYSTEM, "questionnaire") not in codes:
             continue
         if entry.get("valueCanonical"):
@@ -262,7 +273,9 @@ def transact(store: Store, entries: list[dict[str, Any]]) -> list[dict[str, Any]
     """Run entries as one transaction Bundle; return the response entries (same order)."""
     if not entries:
         return []
-    response = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    response = store.transaction(
+        {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
     return list(response.get("entry") or [])
 
 
@@ -271,7 +284,10 @@ def status_entry(resource: Mapping[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in resource.items() if k != "meta"}
     if (resource.get("meta") or {}).get("profile"):
         data["meta"] = {"profile": list(resource["meta"]["profile"])}
-    request: dict[str, Any] = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+    request: dict[str, Any] = {
+        "method": "PUT",
+        "url": f"{resource['resourceType']}/{resource['id']}",
+    }
     version = (resource.get("meta") or {}).get("versionId")
     if version:
         request["ifMatch"] = f'W/"{version}"'
@@ -299,8 +315,9 @@ class HomeworkDetails:
     def __post_init__(self) -> None:
         issues = _detail_issues(self)
         if issues:
-            raise InvalidInput("Invalid assignment: " + "; ".join(i.message for i in issues),
-                               issues=issues)
+            raise InvalidInput(
+                "Invalid assignment: " + "; ".join(i.message for i in issues), issues=issues
+            )
         for name in ("instructions", "rationale", "example", "wording"):
             object.__setattr__(self, name, getattr(self, name).strip())
         if not self.wording:
@@ -338,7 +355,7 @@ class HomeworkDetails:
         out.pop("note", None)
         if notes:
             out["note"] = notes
-        extensions = _without_ext(task, _DETAIL_EXTENSIONS) + self._common_extensions()
+        extensions = without_extensions(task, _DETAIL_EXTENSIONS) + self._common_extensions()
         out["extension"] = extensions
         return out
 
@@ -348,7 +365,7 @@ class HomeworkDetails:
         out.pop("description", None)
         if self.instructions:
             out["description"] = self.instructions
-        extensions = _without_ext(detail, _DETAIL_EXTENSIONS) + self._common_extensions()
+        extensions = without_extensions(detail, _DETAIL_EXTENSIONS) + self._common_extensions()
         if self.rationale:
             extensions.append(_ext(EXT_RATIONALE, "valueString", self.rationale))
         if self.example:
@@ -382,8 +399,13 @@ class HomeworkDetails:
         )
 
 
-_DETAIL_EXTENSIONS = (EXT_HOMEWORK_LABEL, EXT_PATIENT_CONFIDENCE, EXT_REMINDER_CHANNEL,
-                      EXT_RATIONALE, EXT_EXAMPLE)
+_DETAIL_EXTENSIONS = (
+    EXT_HOMEWORK_LABEL,
+    EXT_PATIENT_CONFIDENCE,
+    EXT_REMINDER_CHANNEL,
+    EXT_RATIONALE,
+    EXT_EXAMPLE,
+)
 
 
 def _detail_issues(details: Any) -> list[Issue]:
@@ -395,15 +417,25 @@ def _detail_issues(details: Any) -> list[Issue]:
     if confidence is not None and (
         isinstance(confidence, bool) or not isinstance(confidence, int) or not 0 <= confidence <= 10
     ):
-        issues.append(Issue(f"confidence must be a whole number from 0 to 10 (got {confidence!r})",
-                            expression="confidence"))
+        issues.append(
+            Issue(
+                f"confidence must be a whole number from 0 to 10 (got {confidence!r})",
+                expression="confidence",
+            )
+        )
     channel = details.reminder_channel
     if channel is not None and (not isinstance(channel, str) or not _CHANNEL.match(channel)):
-        issues.append(Issue(f"reminder_channel must be a channel code such as 'email' or 'sms' "
-                            f"(got {channel!r})", expression="reminder_channel"))
+        issues.append(
+            Issue(
+                f"reminder_channel must be a channel code such as 'email' or 'sms' "
+                f"(got {channel!r})",
+                expression="reminder_channel",
+            )
+        )
     if isinstance(details.wording, str) and len(details.wording) > 60:
-        issues.append(Issue("wording must be a short label (60 characters at most)",
-                            expression="wording"))
+        issues.append(
+            Issue("wording must be a short label (60 characters at most)", expression="wording")
+        )
     return issues
 
 
@@ -443,20 +475,25 @@ class Assignment:
             except InvalidInput as exc:
                 issues.append(Issue(exc.message, expression="encounter"))
         if not isinstance(self.activity, str) or not self.activity.strip():
-            issues.append(Issue("activity (the Questionnaire to complete) is required",
-                                expression="activity"))
+            issues.append(
+                Issue("activity (the Questionnaire to complete) is required", expression="activity")
+            )
         if not isinstance(self.schedule, Schedule):
             issues.append(Issue("schedule must be a Schedule", expression="schedule"))
         if issues:
-            raise InvalidInput("Invalid assignment: " + "; ".join(i.message for i in issues),
-                               issues=issues)
+            raise InvalidInput(
+                "Invalid assignment: " + "; ".join(i.message for i in issues), issues=issues
+            )
 
     @property
     def details(self) -> HomeworkDetails:
         """The tailoring part of the assignment."""
         return HomeworkDetails(
-            instructions=self.instructions, rationale=self.rationale, example=self.example,
-            wording=self.wording, confidence=self.confidence,
+            instructions=self.instructions,
+            rationale=self.rationale,
+            example=self.example,
+            wording=self.wording,
+            confidence=self.confidence,
             reminder_channel=self.reminder_channel,
         )
 
@@ -491,7 +528,7 @@ def build_task(
     identifier: Mapping[str, str] | None = None,
     encounter: str | None = None,
 ) -> dict[str, Any]:
-    """Return a new SDC Task (status ``requested``) asking the patient to complete a Questionnaire."""
+    """Return a new SDC Task (``requested``) asking the patient to complete a Questionnaire."""
     task: dict[str, Any] = {
         "resourceType": "Task",
         "meta": {"profile": [SDC_TASK_PROFILE]},
@@ -500,34 +537,56 @@ def build_task(
         task["identifier"] = [dict(identifier)]
     if based_on:
         task["basedOn"] = [{"reference": based_on}]
-    task.update({
-        "status": "requested",
-        "intent": "order",
-        "code": {"coding": [{"system": SDC_TEMP_SYSTEM, "code": COMPLETE_QUESTIONNAIRE,
-                             "display": "Complete Questionnaire"}]},
-        "for": {"reference": patient},
-    })
+    task.update(
+        {
+            "status": "requested",
+            "intent": "order",
+            "code": {
+                "coding": [
+                    {
+                        "system": SDC_TEMP_SYSTEM,
+                        "code": COMPLETE_QUESTIONNAIRE,
+                        "display": "Complete Questionnaire",
+                    }
+                ]
+            },
+            "for": {"reference": patient},
+        }
+    )
     if encounter:
         task["encounter"] = {"reference": encounter}
-    task.update({
-        "authoredOn": instant(now),
-        "lastModified": instant(now),
-        "requester": {"reference": practitioner},
-        "owner": {"reference": patient},
-        "restriction": {"period": {"start": instant(min(opens, due)), "end": instant(due)}},
-        "input": [{
-            "type": {"coding": [{"system": SDC_TEMP_SYSTEM, "code": "questionnaire",
-                                 "display": "Questionnaire"}]},
-            "valueCanonical": canonical,
-        }],
-    })
+    task.update(
+        {
+            "authoredOn": instant(now),
+            "lastModified": instant(now),
+            "requester": {"reference": practitioner},
+            "owner": {"reference": patient},
+            "restriction": {"period": {"start": instant(min(opens, due)), "end": instant(due)}},
+            "input": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": SDC_TEMP_SYSTEM,
+                                "code": "questionnaire",
+                                "display": "Questionnaire",
+                            }
+                        ]
+                    },
+                    "valueCanonical": canonical,
+                }
+            ],
+        }
+    )
     return details.apply_to_task(task)
 
 
 def occurrence_identifier(plan_id: str, activity_index: int, occurrence_key: str) -> dict[str, str]:
     """Return the stable identifier of the Task of one plan occurrence."""
-    return {"system": TASK_OCCURRENCE_SYSTEM,
-            "value": f"{plan_id}/{activity_index}/{occurrence_key}"}
+    return {
+        "system": TASK_OCCURRENCE_SYSTEM,
+        "value": f"{plan_id}/{activity_index}/{occurrence_key}",
+    }
 
 
 def activity_schedule(activity: Mapping[str, Any]) -> Schedule:
@@ -547,13 +606,15 @@ def occurrences_from(activity: Mapping[str, Any]) -> datetime | None:
 def set_occurrences_from(activity: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
     """Return a copy of a CarePlan activity whose occurrences start at ``moment``."""
     out = dict(activity)
-    out["extension"] = _without_ext(activity, [EXT_OCCURRENCES_FROM]) + [
-        _ext(EXT_OCCURRENCES_FROM, "valueDateTime", instant(moment))]
+    out["extension"] = without_extensions(activity, [EXT_OCCURRENCES_FROM]) + [
+        _ext(EXT_OCCURRENCES_FROM, "valueDateTime", instant(moment))
+    ]
     return out
 
 
-def _window_opens(schedule: Schedule, occurrence: Occurrence,
-                  released: datetime | None = None) -> datetime:
+def _window_opens(
+    schedule: Schedule, occurrence: Occurrence, released: datetime | None = None
+) -> datetime:
     """Return when an occurrence's window opens: the previous occurrence's due time.
 
     The first occurrence opens at the start of its local day, or at the release of the
@@ -572,7 +633,11 @@ def _window_opens(schedule: Schedule, occurrence: Occurrence,
 
 
 def occurrence_tasks(
-    plan: Mapping[str, Any], activity_index: int, *, until: datetime, now: datetime,
+    plan: Mapping[str, Any],
+    activity_index: int,
+    *,
+    until: datetime,
+    now: datetime,
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Return the Tasks of one CarePlan activity's occurrences due before ``until``.
@@ -595,28 +660,34 @@ def occurrence_tasks(
     for occurrence in schedule.iter_occurrences(start):
         if occurrence.due >= until:
             break
-        tasks.append(build_task(
-            canonical=canonical,
-            patient=plan["subject"]["reference"],
-            practitioner=plan["author"]["reference"],
-            details=details,
-            due=occurrence.due,
-            opens=_window_opens(schedule, occurrence, released),
-            now=now,
-            based_on=f"CarePlan/{plan['id']}",
-            identifier=occurrence_identifier(plan["id"], activity_index, occurrence.key),
-            encounter=encounter,
-        ))
+        tasks.append(
+            build_task(
+                canonical=canonical,
+                patient=plan["subject"]["reference"],
+                practitioner=plan["author"]["reference"],
+                details=details,
+                due=occurrence.due,
+                opens=_window_opens(schedule, occurrence, released),
+                now=now,
+                based_on=f"CarePlan/{plan['id']}",
+                identifier=occurrence_identifier(plan["id"], activity_index, occurrence.key),
+                encounter=encounter,
+            )
+        )
     return tasks
 
 
 def create_entry(task: Mapping[str, Any]) -> dict[str, Any]:
     """Return a conditional-create transaction entry for a Task (by its identifier)."""
-    entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": dict(task),
-                             "request": {"method": "POST", "url": "Task"}}
+    entry: dict[str, Any] = {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": dict(task),
+        "request": {"method": "POST", "url": "Task"},
+    }
     for ident in task.get("identifier") or []:
         entry["request"]["ifNoneExist"] = urlencode(
-            [("identifier", f"{ident['system']}|{ident['value']}")])
+            [("identifier", f"{ident['system']}|{ident['value']}")]
+        )
         break
     return entry
 
@@ -633,13 +704,15 @@ def plan_tasks(store: Store, plan_id: str, statuses: Iterable[str] = ()) -> list
 # -- assign -------------------------------------------------------------------------------
 
 
-def _assignable(store: Store, activity: str) -> dict[str, Any]:
+def assignable(store: Store, activity: str) -> dict[str, Any]:
+    """Return the Questionnaire an assignment names; BusinessRuleError unless it is active."""
     questionnaire = resolve_questionnaire(store, activity)
     status = questionnaire.get("status")
     if status != "active":
         hint = "publish it first" if status == "draft" else "choose a current activity"
         raise BusinessRuleError(
-            f"{catalog.canonical(questionnaire)} is {status} and cannot be assigned; {hint}")
+            f"{catalog.canonical(questionnaire)} is {status} and cannot be assigned; {hint}"
+        )
     return questionnaire
 
 
@@ -663,8 +736,8 @@ def assign(
     next ``horizon_days`` in one transaction; the materializer creates the rest later.
     Publishes ``task_created`` per Task and ``plan_created``.
     """
-    moment = _now(now)
-    questionnaire = _assignable(store, assignment.activity)
+    moment = utc_now(now)
+    questionnaire = assignable(store, assignment.activity)
     canonical = catalog.canonical(questionnaire)
     details = assignment.details
     schedule = assignment.schedule
@@ -672,27 +745,47 @@ def assign(
         due = schedule.due_on(schedule.start)
         if due <= moment:
             raise BusinessRuleError(
-                f"The due time {due.isoformat()} has already passed; choose a later one")
-        task = build_task(canonical=canonical, patient=assignment.patient,
-                          practitioner=assignment.practitioner, details=details, due=due,
-                          opens=moment, now=moment, encounter=assignment.encounter)
+                f"The due time {due.isoformat()} has already passed; choose a later one"
+            )
+        task = build_task(
+            canonical=canonical,
+            patient=assignment.patient,
+            practitioner=assignment.practitioner,
+            details=details,
+            due=due,
+            opens=moment,
+            now=moment,
+            encounter=assignment.encounter,
+        )
         stored = store.create(task).resource
         publish(events, TASK_CREATED, store=store, task=stored)
         return AssignResult(tasks=(stored,), warnings=details.warnings)
-    plan = _new_plan(
-        patient=assignment.patient, practitioner=assignment.practitioner,
+    plan = new_plan(
+        patient=assignment.patient,
+        practitioner=assignment.practitioner,
         title=assignment.title or _plan_title(questionnaire, details),
-        encounter=assignment.encounter, now=moment,
-        activities=[_activity(canonical, schedule, details, moment, assignment.patient)],
-        start=schedule.start, end=schedule.last_date,
+        encounter=assignment.encounter,
+        now=moment,
+        activities=[plan_activity(canonical, schedule, details, moment, assignment.patient)],
+        start=schedule.start,
+        end=schedule.last_date,
     )
-    stored_plan, tasks = write_plan(store, plan, now=moment, horizon_days=horizon_days,
-                                    events=events)
+    stored_plan, tasks = write_plan(
+        store, plan, now=moment, horizon_days=horizon_days, events=events
+    )
     return AssignResult(tasks=tuple(tasks), plan=stored_plan, warnings=details.warnings)
 
 
-def _activity(canonical: str, schedule: Schedule, details: HomeworkDetails, moment: datetime,
-              patient: str, *, status: str = "scheduled") -> dict[str, Any]:
+def plan_activity(
+    canonical: str,
+    schedule: Schedule,
+    details: HomeworkDetails,
+    moment: datetime,
+    patient: str,
+    *,
+    status: str = "scheduled",
+) -> dict[str, Any]:
+    """Return a CarePlan.activity for a Questionnaire on a schedule (released at ``moment``)."""
     detail = {
         "kind": "Task",
         "instantiatesCanonical": [canonical],
@@ -704,15 +797,31 @@ def _activity(canonical: str, schedule: Schedule, details: HomeworkDetails, mome
     return set_occurrences_from(activity, moment) if status == "scheduled" else activity
 
 
-def _new_plan(*, patient: str, practitioner: str, title: str, encounter: str | None,
-              now: datetime, activities: list[dict[str, Any]], start: date,
-              end: date | None, description: str | None = None,
-              instantiates_uri: str | None = None) -> dict[str, Any]:
+def new_plan(
+    *,
+    patient: str,
+    practitioner: str,
+    title: str,
+    encounter: str | None,
+    now: datetime,
+    activities: list[dict[str, Any]],
+    start: date,
+    end: date | None,
+    description: str | None = None,
+    instantiates_uri: str | None = None,
+) -> dict[str, Any]:
+    """Return a new homework CarePlan (active, intent plan) with a fresh id, not stored yet."""
     plan: dict[str, Any] = {"resourceType": "CarePlan", "id": str(uuid.uuid4())}
     if instantiates_uri:
         plan["instantiatesUri"] = [instantiates_uri]
-    plan.update({"status": "active", "intent": "plan", "category": [copy.deepcopy(HOMEWORK_CATEGORY)],
-                 "title": title})
+    plan.update(
+        {
+            "status": "active",
+            "intent": "plan",
+            "category": [copy.deepcopy(HOMEWORK_CATEGORY)],
+            "title": title,
+        }
+    )
     if description:
         plan["description"] = description
     plan["subject"] = {"reference": patient}
@@ -721,18 +830,28 @@ def _new_plan(*, patient: str, practitioner: str, title: str, encounter: str | N
     period = {"start": start.isoformat()}
     if end is not None:
         period["end"] = end.isoformat()
-    plan.update({"period": period, "created": instant(now), "author": {"reference": practitioner},
-                 "activity": activities})
+    plan.update(
+        {
+            "period": period,
+            "created": instant(now),
+            "author": {"reference": practitioner},
+            "activity": activities,
+        }
+    )
     return plan
 
 
-def write_plan(store: Store, plan: dict[str, Any], *, now: datetime, horizon_days: int,
-               events: Events | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def write_plan(
+    store: Store, plan: dict[str, Any], *, now: datetime, horizon_days: int, events: Events | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Store a new CarePlan and the Tasks of its first ``horizon_days`` in one transaction."""
     until = now + timedelta(days=horizon_days)
-    tasks = [task for index, activity in enumerate(plan["activity"])
-             if (activity.get("detail") or {}).get("status") == "scheduled"
-             for task in occurrence_tasks(plan, index, until=until, now=now)]
+    tasks = [
+        task
+        for index, activity in enumerate(plan["activity"])
+        if (activity.get("detail") or {}).get("status") == "scheduled"
+        for task in occurrence_tasks(plan, index, until=until, now=now)
+    ]
     entries = [{"resource": plan, "request": {"method": "PUT", "url": f"CarePlan/{plan['id']}"}}]
     entries += [create_entry(task) for task in tasks]
     response = transact(store, entries)
@@ -762,17 +881,27 @@ class AssignmentEdit:
 
     def __post_init__(self) -> None:
         if self.due is not None and (not isinstance(self.due, datetime) or self.due.tzinfo is None):
-            raise InvalidInput("due must be a timezone-aware datetime",
-                               issues=[Issue("due must be a timezone-aware datetime",
-                                             expression="due")])
+            raise InvalidInput(
+                "due must be a timezone-aware datetime",
+                issues=[Issue("due must be a timezone-aware datetime", expression="due")],
+            )
         if self.schedule is not None and not isinstance(self.schedule, Schedule):
             raise InvalidInput("schedule must be a Schedule")
 
     def details(self, current: HomeworkDetails) -> HomeworkDetails:
         """Return the current details with this edit applied."""
-        changes = {name: getattr(self, name) for name in
-                   ("instructions", "rationale", "example", "wording", "confidence",
-                    "reminder_channel") if getattr(self, name) is not None}
+        changes = {
+            name: getattr(self, name)
+            for name in (
+                "instructions",
+                "rationale",
+                "example",
+                "wording",
+                "confidence",
+                "reminder_channel",
+            )
+            if getattr(self, name) is not None
+        }
         if changes.get("reminder_channel") == "":
             changes["reminder_channel"] = None
         return replace(current, **changes)
@@ -803,18 +932,21 @@ def edit_assignment(
     and adds the rescheduled one, whose Tasks are created at once. Completed work is
     never touched.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     kind, rid = _split_ref(ref)
     if kind == "Task":
         return _edit_task(store, rid, edit, moment, events)
     return _edit_plan(store, rid, edit, activity_index, moment, events, horizon_days)
 
 
-def _edit_task(store: Store, rid: str, edit: AssignmentEdit, moment: datetime,
-               events: Events | None) -> AssignResult:
+def _edit_task(
+    store: Store, rid: str, edit: AssignmentEdit, moment: datetime, events: Events | None
+) -> AssignResult:
     task = store.read("Task", rid).resource
     if task.get("status") not in OPEN_STATUSES:
-        raise BusinessRuleError(f"Task/{rid} is {task.get('status')}; only open homework can be edited")
+        raise BusinessRuleError(
+            f"Task/{rid} is {task.get('status')}; only open homework can be edited"
+        )
     if edit.schedule is not None:
         raise BusinessRuleError("A single Task has no schedule; give a new due time instead")
     details = edit.details(HomeworkDetails.from_task(task))
@@ -832,8 +964,15 @@ def _edit_task(store: Store, rid: str, edit: AssignmentEdit, moment: datetime,
     return AssignResult(tasks=(stored,), warnings=details.warnings)
 
 
-def _edit_plan(store: Store, rid: str, edit: AssignmentEdit, index: int, moment: datetime,
-               events: Events | None, horizon_days: int) -> AssignResult:
+def _edit_plan(
+    store: Store,
+    rid: str,
+    edit: AssignmentEdit,
+    index: int,
+    moment: datetime,
+    events: Events | None,
+    horizon_days: int,
+) -> AssignResult:
     plan = store.read("CarePlan", rid).resource
     if plan.get("status") not in ("active", "on-hold"):
         raise BusinessRuleError(f"CarePlan/{rid} is {plan.get('status')} and cannot be edited")
@@ -845,22 +984,36 @@ def _edit_plan(store: Store, rid: str, edit: AssignmentEdit, index: int, moment:
     if detail.get("status") in ("completed", "cancelled", "stopped"):
         raise BusinessRuleError(f"Activity {index} of CarePlan/{rid} is {detail.get('status')}")
     details = edit.details(HomeworkDetails.from_detail(detail))
-    open_tasks = [t for t in plan_tasks(store, rid, NOT_STARTED_STATUSES)
-                  if _activity_of(t) == index]
+    open_tasks = [
+        t for t in plan_tasks(store, rid, NOT_STARTED_STATUSES) if task_activity(t) == index
+    ]
     entries: list[dict[str, Any]] = []
     changed: list[tuple[dict[str, Any], str]] = []
     if edit.schedule is not None:
         if plan.get("instantiatesUri"):
             raise BusinessRuleError("A pathway step keeps the pathway's schedule; skip it instead")
         activities[index] = dict(activity, detail=dict(detail, status="stopped"))
-        activities.append(_activity(detail["instantiatesCanonical"][0], edit.schedule, details,
-                                    moment, plan["subject"]["reference"]))
+        activities.append(
+            plan_activity(
+                detail["instantiatesCanonical"][0],
+                edit.schedule,
+                details,
+                moment,
+                plan["subject"]["reference"],
+            )
+        )
         for task in open_tasks:
             due = task_due(task)
             if due is None or due > moment:
-                cancelled = with_business_status(dict(task, status="cancelled",
-                                                      statusReason={"text": "Rescheduled"},
-                                                      lastModified=instant(moment)), "rescheduled")
+                cancelled = with_business_status(
+                    dict(
+                        task,
+                        status="cancelled",
+                        statusReason={"text": "Rescheduled"},
+                        lastModified=instant(moment),
+                    ),
+                    "rescheduled",
+                )
                 entries.append(status_entry(cancelled))
                 changed.append((cancelled, task["status"]))
     else:
@@ -869,16 +1022,25 @@ def _edit_plan(store: Store, rid: str, edit: AssignmentEdit, index: int, moment:
             updated = details.apply_to_task(task)
             updated["lastModified"] = instant(moment)
             entries.append(status_entry(updated))
-    new_plan = dict(plan, activity=activities)
-    if edit.schedule is not None and plan.get("period", {}).get("end"):
-        end = edit.schedule.last_date
-        new_plan["period"] = {k: v for k, v in dict(plan["period"], end=end.isoformat() if end else
-                                                     None).items() if v}
-    response = transact(store, [status_entry(new_plan), *entries])
+    changed_plan = dict(plan, activity=activities)
+    if edit.schedule is not None:
+        period = {
+            "start": (plan.get("period") or {}).get("start") or edit.schedule.start.isoformat()
+        }
+        last = edit.schedule.last_date
+        if last is not None:
+            period["end"] = last.isoformat()
+        changed_plan["period"] = period
+    response = transact(store, [status_entry(changed_plan), *entries])
     stored_plan = response[0]["resource"]
-    for (task, previous), entry in zip(changed, response[1:]):
-        publish(events, TASK_STATUS_CHANGED, store=store, task=entry["resource"],
-                previous_status=previous)
+    for (_, previous), entry in zip(changed, response[1 : 1 + len(changed)], strict=True):
+        publish(
+            events,
+            TASK_STATUS_CHANGED,
+            store=store,
+            task=entry["resource"],
+            previous_status=previous,
+        )
     created: list[dict[str, Any]] = []
     if edit.schedule is not None and stored_plan.get("status") == "active":
         until = moment + timedelta(days=horizon_days)
@@ -890,7 +1052,8 @@ def _edit_plan(store: Store, rid: str, edit: AssignmentEdit, index: int, moment:
     return AssignResult(tasks=tuple(created), plan=stored_plan, warnings=details.warnings)
 
 
-def _activity_of(task: Mapping[str, Any]) -> int | None:
+def task_activity(task: Mapping[str, Any]) -> int | None:
+    """Return which CarePlan activity a plan occurrence Task belongs to (None: not one)."""
     for ident in task.get("identifier") or []:
         if ident.get("system") == TASK_OCCURRENCE_SYSTEM:
             parts = str(ident.get("value", "")).split("/")
@@ -911,7 +1074,7 @@ def cancel_assignment(
 
     Completed, failed and cancelled Tasks are left as they are.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     kind, rid = _split_ref(ref)
     if kind == "CarePlan":
         plan, tasks = cancel_plan_tasks(store, rid, reason=reason, now=moment, events=events)
@@ -921,7 +1084,8 @@ def cancel_assignment(
         return AssignResult(tasks=(task,))
     cancelled = with_business_status(
         dict(task, status="cancelled", statusReason={"text": reason}, lastModified=instant(moment)),
-        "assignment-cancelled")
+        "assignment-cancelled",
+    )
     stored = transact(store, [status_entry(cancelled)])[0]["resource"]
     publish(events, TASK_STATUS_CHANGED, store=store, task=stored, previous_status=task["status"])
     return AssignResult(tasks=(stored,))
@@ -959,13 +1123,22 @@ def cancel_plan_tasks(
         period["end"] = max(local_end, period.get("start", local_end))
     ended["period"] = period
     ended["note"] = list(plan.get("note") or []) + [{"time": instant(now), "text": reason}]
-    future = [t for t in plan_tasks(store, plan_id, NOT_STARTED_STATUSES)
-              if task_due(t) is None or task_due(t) > now]
-    cancelled = [with_business_status(dict(t, status="cancelled", statusReason={"text": reason},
-                                           lastModified=instant(now)), "plan-cancelled")
-                 for t in future]
+    future = [
+        t
+        for t in plan_tasks(store, plan_id, NOT_STARTED_STATUSES)
+        if (task_due(t) or now + timedelta(seconds=1)) > now
+    ]
+    cancelled = [
+        with_business_status(
+            dict(t, status="cancelled", statusReason={"text": reason}, lastModified=instant(now)),
+            "plan-cancelled",
+        )
+        for t in future
+    ]
     response = transact(store, [status_entry(ended), *map(status_entry, cancelled)])
     stored = [entry["resource"] for entry in response[1:]]
-    for task, before in zip(stored, future):
-        publish(events, TASK_STATUS_CHANGED, store=store, task=task, previous_status=before["status"])
+    for task, before in zip(stored, future, strict=True):
+        publish(
+            events, TASK_STATUS_CHANGED, store=store, task=task, previous_status=before["status"]
+        )
     return response[0]["resource"], stored

@@ -33,7 +33,6 @@ from . import catalog
 from .assignment import (
     OPEN_STATUSES,
     SDC_TEMP_SYSTEM,
-    _now,
     business_status,
     instant,
     reference,
@@ -41,6 +40,7 @@ from .assignment import (
     task_canonical,
     task_due,
     transact,
+    utc_now,
     with_business_status,
 )
 from .errors import BusinessRuleError, Forbidden, InvalidInput, InvalidResponse, Issue, NotFound
@@ -84,13 +84,15 @@ def task_questionnaire(store: Store, task: Mapping[str, Any]) -> dict[str, Any]:
         return resolve_questionnaire(store, ref)
     except NotFound:
         raise BusinessRuleError(
-            f"Task/{task.get('id')} asks for {ref}, which is not stored") from None
+            f"Task/{task.get('id')} asks for {ref}, which is not stored"
+        ) from None
 
 
 def response_for_task(store: Store, task_id: str) -> dict[str, Any] | None:
     """Return the QuestionnaireResponse answering a Task (draft or submitted), or None."""
-    found = store.search("QuestionnaireResponse",
-                         [("identifier", f"{RESPONSE_TASK_SYSTEM}|{task_id}")])
+    found = store.search(
+        "QuestionnaireResponse", [("identifier", f"{RESPONSE_TASK_SYSTEM}|{task_id}")]
+    )
     return found.matches[0].resource if found.matches else None
 
 
@@ -116,20 +118,30 @@ def _check_open(task: Mapping[str, Any]) -> None:
         "cancelled": "was cancelled by the clinician",
         "on-hold": "is paused by the clinician",
     }
-    raise BusinessRuleError(
-        f"Task/{task.get('id')} {messages.get(str(status), f'is {status}')}")
+    raise BusinessRuleError(f"Task/{task.get('id')} {messages.get(str(status), f'is {status}')}")
 
 
-def _build_response(task: Mapping[str, Any], questionnaire: Mapping[str, Any],
-                    given: Any, *, patient: str, status: str,
-                    moment: datetime) -> dict[str, Any]:
+def _build_response(
+    task: Mapping[str, Any],
+    questionnaire: Mapping[str, Any],
+    given: Any,
+    *,
+    patient: str,
+    status: str,
+    moment: datetime,
+) -> dict[str, Any]:
     if not isinstance(given, Mapping):
         raise InvalidInput("The response must be a JSON object")
     if given.get("resourceType") not in (None, "QuestionnaireResponse"):
         raise InvalidResponse(
             f"Expected a QuestionnaireResponse, not a {given.get('resourceType')}",
-            issues=[Issue(f"Expected a QuestionnaireResponse, not a {given.get('resourceType')}",
-                          expression="resourceType")])
+            issues=[
+                Issue(
+                    f"Expected a QuestionnaireResponse, not a {given.get('resourceType')}",
+                    expression="resourceType",
+                )
+            ],
+        )
     subject = (given.get("subject") or {}).get("reference")
     if subject not in (None, patient):
         raise Forbidden(f"A response for {patient} cannot be about {subject}")
@@ -138,61 +150,98 @@ def _build_response(task: Mapping[str, Any], questionnaire: Mapping[str, Any],
         "meta": {"profile": [SDC_RESPONSE_PROFILE]},
         "identifier": {"system": RESPONSE_TASK_SYSTEM, "value": task["id"]},
     }
-    plans = [ref for ref in task.get("basedOn") or []
-             if str(ref.get("reference", "")).startswith("CarePlan/")]
+    plans = [
+        ref
+        for ref in task.get("basedOn") or []
+        if str(ref.get("reference", "")).startswith("CarePlan/")
+    ]
     if plans:
         response["basedOn"] = [dict(ref) for ref in plans]
-    response.update({
-        "questionnaire": given.get("questionnaire") or catalog.canonical(questionnaire),
-        "status": status,
-        "subject": {"reference": patient},
-        "authored": instant(moment),
-        "author": {"reference": patient},
-    })
+    response.update(
+        {
+            "questionnaire": given.get("questionnaire") or catalog.canonical(questionnaire),
+            "status": status,
+            "subject": {"reference": patient},
+            "authored": instant(moment),
+            "author": {"reference": patient},
+        }
+    )
     response.update({key: given[key] for key in _COPIED if key in given})
     return response
 
 
 def _write(
-    store: Store, task: dict[str, Any], new_task: dict[str, Any], response: dict[str, Any],
+    store: Store,
+    task: dict[str, Any],
+    new_task: dict[str, Any],
+    response: dict[str, Any],
     existing: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the response and the Task in one transaction; return both as stored."""
     if existing is not None:
-        response = dict(response, id=existing["id"], meta=dict(response["meta"],
-                                                                versionId=existing["meta"]["versionId"]))
+        response = dict(
+            response,
+            id=existing["id"],
+            meta=dict(response["meta"], versionId=existing["meta"]["versionId"]),
+        )
         response_entry = status_entry(response)
         target = f"QuestionnaireResponse/{existing['id']}"
     else:
         target = f"urn:uuid:{uuid.uuid4()}"
         response_entry = {
-            "fullUrl": target, "resource": response,
-            "request": {"method": "POST", "url": "QuestionnaireResponse",
-                        "ifNoneExist": urlencode([("identifier",
-                                                   f"{RESPONSE_TASK_SYSTEM}|{task['id']}")])},
+            "fullUrl": target,
+            "resource": response,
+            "request": {
+                "method": "POST",
+                "url": "QuestionnaireResponse",
+                "ifNoneExist": urlencode([("identifier", f"{RESPONSE_TASK_SYSTEM}|{task['id']}")]),
+            },
         }
     if new_task.get("status") == "completed":
-        new_task["output"] = [{
-            "type": {"coding": [{"system": SDC_TEMP_SYSTEM, "code": "questionnaire-response",
-                                 "display": "Questionnaire Response"}]},
-            "valueReference": {"reference": target},
-        }]
+        new_task["output"] = [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": SDC_TEMP_SYSTEM,
+                            "code": "questionnaire-response",
+                            "display": "Questionnaire Response",
+                        }
+                    ]
+                },
+                "valueReference": {"reference": target},
+            }
+        ]
     entries = [response_entry, status_entry(new_task)]
     stored = transact(store, entries)
     return stored[1]["resource"], stored[0]["resource"]
 
 
-def _save(store: Store, task_ref: str, given: Any, *, patient: str, final: bool,
-          events: Events | None, now: datetime | None) -> CompletionResult:
-    moment = _now(now)
+def _save(
+    store: Store,
+    task_ref: str,
+    given: Any,
+    *,
+    patient: str,
+    final: bool,
+    events: Events | None,
+    now: datetime | None,
+) -> CompletionResult:
+    moment = utc_now(now)
     task, patient_ref = _load(store, task_ref, patient)
     _check_open(task)
     questionnaire = task_questionnaire(store, task)
     existing = response_for_task(store, task["id"])
     if existing is not None and existing.get("status") != "in-progress":
         raise BusinessRuleError(f"Task/{task['id']} has a submitted response; amend it instead")
-    response = _build_response(task, questionnaire, given, patient=patient_ref,
-                               status="completed" if final else "in-progress", moment=moment)
+    response = _build_response(
+        task,
+        questionnaire,
+        given,
+        patient=patient_ref,
+        status="completed" if final else "in-progress",
+        moment=moment,
+    )
     validate_response(questionnaire, response, final=final)
     new_task = dict(task, lastModified=instant(moment))
     period = dict(task.get("executionPeriod") or {})
@@ -202,25 +251,45 @@ def _save(store: Store, task_ref: str, given: Any, *, patient: str, final: bool,
         period["end"] = instant(moment)
         due = task_due(task)
         late = due is not None and moment > due
-        new_task = with_business_status(dict(new_task, status="completed"),
-                                        "late" if late else "on-time")
+        new_task = with_business_status(
+            dict(new_task, status="completed"), "late" if late else "on-time"
+        )
     else:
         new_task["status"] = "in-progress"
     new_task["executionPeriod"] = period
     stored_task, stored_response = _write(store, task, new_task, response, existing)
     if stored_task.get("status") != task.get("status"):
-        publish(events, TASK_STATUS_CHANGED, store=store, task=stored_task,
-                previous_status=task.get("status"))
+        publish(
+            events,
+            TASK_STATUS_CHANGED,
+            store=store,
+            task=stored_task,
+            previous_status=task.get("status"),
+        )
     if final:
-        publish(events, RESPONSE_COMPLETED, store=store, response=stored_response,
-                task=stored_task, questionnaire=questionnaire, amended=False)
+        publish(
+            events,
+            RESPONSE_COMPLETED,
+            store=store,
+            response=stored_response,
+            task=stored_task,
+            questionnaire=questionnaire,
+            amended=False,
+        )
     else:
         publish(events, RESPONSE_SAVED, store=store, response=stored_response, task=stored_task)
     return CompletionResult(task=stored_task, response=stored_response, late=late)
 
 
-def save_draft(store: Store, task: str, response: Any, *, patient: str,
-               events: Events | None = None, now: datetime | None = None) -> CompletionResult:
+def save_draft(
+    store: Store,
+    task: str,
+    response: Any,
+    *,
+    patient: str,
+    events: Events | None = None,
+    now: datetime | None = None,
+) -> CompletionResult:
     """Save answers so far: response ``in-progress``, Task ``in-progress``.
 
     Answers are checked (types, options, enableWhen...) but required items may be
@@ -230,8 +299,15 @@ def save_draft(store: Store, task: str, response: Any, *, patient: str,
     return _save(store, task, response, patient=patient, final=False, events=events, now=now)
 
 
-def submit_response(store: Store, task: str, response: Any, *, patient: str,
-                    events: Events | None = None, now: datetime | None = None) -> CompletionResult:
+def submit_response(
+    store: Store,
+    task: str,
+    response: Any,
+    *,
+    patient: str,
+    events: Events | None = None,
+    now: datetime | None = None,
+) -> CompletionResult:
     """Submit the answers: response ``completed``, Task ``completed`` with its output.
 
     Late submissions (after the due time, before the sweep closes the Task) are
@@ -240,25 +316,46 @@ def submit_response(store: Store, task: str, response: Any, *, patient: str,
     return _save(store, task, response, patient=patient, final=True, events=events, now=now)
 
 
-def amend_response(store: Store, task: str, response: Any, *, patient: str,
-                   events: Events | None = None, now: datetime | None = None) -> CompletionResult:
-    """Correct a submitted response: a new version with status ``amended`` (history keeps the old)."""
-    moment = _now(now)
+def amend_response(
+    store: Store,
+    task: str,
+    response: Any,
+    *,
+    patient: str,
+    events: Events | None = None,
+    now: datetime | None = None,
+) -> CompletionResult:
+    """Correct a submitted response: a new version, status ``amended`` (history keeps the old)."""
+    moment = utc_now(now)
     current_task, patient_ref = _load(store, task, patient)
     if current_task.get("status") != "completed":
-        raise BusinessRuleError(f"Task/{current_task['id']} is {current_task.get('status')}; only "
-                                "a submitted response can be amended")
+        raise BusinessRuleError(
+            f"Task/{current_task['id']} is {current_task.get('status')}; only "
+            "a submitted response can be amended"
+        )
     existing = response_for_task(store, current_task["id"])
     if existing is None or existing.get("status") not in ("completed", "amended"):
         raise BusinessRuleError(f"Task/{current_task['id']} has no submitted response to amend")
     questionnaire = task_questionnaire(store, current_task)
-    amended = _build_response(current_task, questionnaire, response, patient=patient_ref,
-                              status="amended", moment=moment)
+    amended = _build_response(
+        current_task, questionnaire, response, patient=patient_ref, status="amended", moment=moment
+    )
     validate_response(questionnaire, amended, final=True)
-    amended = dict(amended, id=existing["id"],
-                   meta=dict(amended["meta"], versionId=existing["meta"]["versionId"]))
+    amended = dict(
+        amended,
+        id=existing["id"],
+        meta=dict(amended["meta"], versionId=existing["meta"]["versionId"]),
+    )
     stored = transact(store, [status_entry(amended)])[0]["resource"]
-    publish(events, RESPONSE_COMPLETED, store=store, response=stored, task=current_task,
-            questionnaire=questionnaire, amended=True)
-    return CompletionResult(task=current_task, response=stored,
-                            late=business_status(current_task) == "late")
+    publish(
+        events,
+        RESPONSE_COMPLETED,
+        store=store,
+        response=stored,
+        task=current_task,
+        questionnaire=questionnaire,
+        amended=True,
+    )
+    return CompletionResult(
+        task=current_task, response=stored, late=business_status(current_task) == "late"
+    )

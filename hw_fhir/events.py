@@ -60,13 +60,15 @@ RESPONSE_COMPLETED = "response_completed"
 PLAN_CREATED = "plan_created"
 
 #: Every event and the keyword arguments it is published with.
-EVENTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    TASK_CREATED: ("store", "task"),
-    TASK_STATUS_CHANGED: ("store", "task", "previous_status"),
-    RESPONSE_SAVED: ("store", "response", "task"),
-    RESPONSE_COMPLETED: ("store", "response", "task", "questionnaire", "amended"),
-    PLAN_CREATED: ("store", "plan", "tasks"),
-})
+EVENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        TASK_CREATED: ("store", "task"),
+        TASK_STATUS_CHANGED: ("store", "task", "previous_status"),
+        RESPONSE_SAVED: ("store", "response", "task"),
+        RESPONSE_COMPLETED: ("store", "response", "task", "questionnaire", "amended"),
+        PLAN_CREATED: ("store", "plan", "tasks"),
+    }
+)
 
 Listener = Callable[..., Any]
 
@@ -98,9 +100,15 @@ def _accepted(listener: Listener, name: str) -> tuple[str, ...] | None:
 
 
 class Events:
-    """Listeners by event name; :meth:`publish` calls them in subscription order."""
+    """Listeners by event name; :meth:`publish` calls them in subscription order.
 
-    def __init__(self) -> None:
+    With ``plugins`` (the pluggy plugin manager, ``services.plugins``), every event is
+    also the pluggy hook of the same name (:mod:`hw_fhir.hookspecs`), called after the
+    listeners; ``services.events`` is such a dispatcher.
+    """
+
+    def __init__(self, plugins: Any = None) -> None:
+        self.plugins = plugins
         self._listeners: dict[str, list[tuple[Listener, tuple[str, ...] | None]]] = {
             name: [] for name in EVENTS
         }
@@ -129,7 +137,8 @@ class Events:
         expected = set(EVENTS[name])
         if set(kwargs) != expected:
             raise TypeError(
-                f"{name} is published with {', '.join(EVENTS[name])}, not {', '.join(sorted(kwargs))}"
+                f"{name} is published with {', '.join(EVENTS[name])}, "
+                f"not {', '.join(sorted(kwargs))}"
             )
         results: list[Any] = []
         first_error: BaseException | None = None
@@ -138,6 +147,13 @@ class Events:
             try:
                 results.append(listener(**arguments))
             except Exception as exc:  # noqa: BLE001 - re-raised below after the others ran
+                first_error = first_error or exc
+        if self.plugins is not None:
+            from .plugins import call_each
+
+            try:
+                results.extend(call_each(self.plugins, name, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - re-raised below, like a listener's
                 first_error = first_error or exc
         if first_error is not None:
             raise first_error

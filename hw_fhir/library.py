@@ -42,6 +42,7 @@ from .errors import (
     InvalidResource,
     Issue,
     NotFound,
+    VersionConflict,
 )
 from .models import validate
 from .responses import check_questionnaire as _response_issues
@@ -88,20 +89,24 @@ _ENABLE_WHEN_ANSWERS: Mapping[str, frozenset[str]] = {
     "string": frozenset({"answerString"}),
     "text": frozenset({"answerString"}),
     "url": frozenset({"answerString"}),
-    "choice": frozenset({"answerCoding", "answerString", "answerInteger", "answerDate",
-                         "answerTime"}),
-    "open-choice": frozenset({"answerCoding", "answerString", "answerInteger", "answerDate",
-                              "answerTime"}),
+    "choice": frozenset(
+        {"answerCoding", "answerString", "answerInteger", "answerDate", "answerTime"}
+    ),
+    "open-choice": frozenset(
+        {"answerCoding", "answerString", "answerInteger", "answerDate", "answerTime"}
+    ),
     "quantity": frozenset({"answerQuantity"}),
     "reference": frozenset({"answerReference"}),
     "attachment": frozenset(),
 }
 #: answerOption.value[x] that fits each item type.
 _OPTION_VALUES: Mapping[str, frozenset[str]] = {
-    "choice": frozenset({"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime",
-                         "valueReference"}),
-    "open-choice": frozenset({"valueCoding", "valueString", "valueInteger", "valueDate",
-                              "valueTime", "valueReference"}),
+    "choice": frozenset(
+        {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime", "valueReference"}
+    ),
+    "open-choice": frozenset(
+        {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime", "valueReference"}
+    ),
     "integer": frozenset({"valueInteger"}),
     "date": frozenset({"valueDate"}),
     "time": frozenset({"valueTime"}),
@@ -136,7 +141,9 @@ def _find(store: Store, url: str, version: str | None) -> list[dict[str, Any]]:
     return iter_all(store, "Questionnaire", params)
 
 
-def load_catalog(store: Store, questionnaires: Sequence[Mapping[str, Any]] | None = None) -> CatalogLoad:
+def load_catalog(
+    store: Store, questionnaires: Sequence[Mapping[str, Any]] | None = None
+) -> CatalogLoad:
     """Write the shipped Questionnaires that are missing (by ``url|version``) in one transaction.
 
     A stored Questionnaire with the same ``url|version`` is never changed. A new one
@@ -155,14 +162,21 @@ def load_catalog(store: Store, questionnaires: Sequence[Mapping[str, Any]] | Non
         resource = {k: v for k, v in questionnaire.items() if k != "meta"}
         rid = resource.get("id")
         if rid and not _id_taken(store, rid):
-            entries.append({"resource": resource,
-                            "request": {"method": "PUT", "url": f"Questionnaire/{rid}"}})
+            entries.append(
+                {"resource": resource, "request": {"method": "PUT", "url": f"Questionnaire/{rid}"}}
+            )
         else:
             resource.pop("id", None)
-            criteria = urlencode([("url", resource["url"]), ("version", resource.get("version", ""))])
-            entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource,
-                            "request": {"method": "POST", "url": "Questionnaire",
-                                        "ifNoneExist": criteria}})
+            criteria = urlencode(
+                [("url", resource["url"]), ("version", resource.get("version", ""))]
+            )
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                    "resource": resource,
+                    "request": {"method": "POST", "url": "Questionnaire", "ifNoneExist": criteria},
+                }
+            )
         created.append(ref)
     if entries:
         store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
@@ -186,7 +200,7 @@ def _version_key(version: str | None) -> tuple[Any, ...]:
 
 
 def resolve_questionnaire(store: Store, ref: str) -> dict[str, Any]:
-    """Return the stored Questionnaire named by ``url|version``, ``url``, ``Questionnaire/id`` or id.
+    """Return the stored Questionnaire named by ``url|version``, ``url``, reference or id.
 
     A bare ``url`` means its newest ``active`` version. Raise NotFound.
     """
@@ -215,8 +229,9 @@ def clinician_system(practitioner: str) -> str:
     return f"{CLINICIAN_BASE}/{_practitioner_id(practitioner)}/Questionnaire"
 
 
-def clinician_questionnaires(store: Store, practitioner: str,
-                             status: str | None = None) -> list[dict[str, Any]]:
+def clinician_questionnaires(
+    store: Store, practitioner: str, status: str | None = None
+) -> list[dict[str, Any]]:
     """Return a clinician's own Questionnaires (every version), optionally of one status."""
     params = [("identifier", f"{clinician_system(practitioner)}|")]
     if status:
@@ -226,7 +241,9 @@ def clinician_questionnaires(store: Store, practitioner: str,
 
 
 def _practitioner_id(practitioner: str) -> str:
-    pid = practitioner.split("/", 1)[1] if practitioner.startswith("Practitioner/") else practitioner
+    pid = (
+        practitioner.split("/", 1)[1] if practitioner.startswith("Practitioner/") else practitioner
+    )
     if "/" in pid or not _ID.match(pid):
         raise InvalidInput(f"{practitioner!r} is not a Practitioner id or reference")
     return pid
@@ -261,21 +278,33 @@ def _item_issues(path: str, item: dict[str, Any]) -> list[Issue]:
     if kind == "display" and not item.get("text"):
         issues.append(Issue("A display item needs text", expression=f"{path}.text"))
     if kind in _CHOICE_TYPES and not options and not item.get("answerValueSet"):
-        issues.append(Issue(f"A {kind} item needs answerOption or answerValueSet",
-                            expression=path))
+        issues.append(Issue(f"A {kind} item needs answerOption or answerValueSet", expression=path))
     if options and item.get("answerValueSet"):
-        issues.append(Issue("An item cannot have both answerOption and answerValueSet (que-4)",
-                            expression=path))
+        issues.append(
+            Issue(
+                "An item cannot have both answerOption and answerValueSet (que-4)", expression=path
+            )
+        )
     if item.get("answerValueSet") and kind not in _CHOICE_TYPES:
-        issues.append(Issue(f"Only choice and open-choice items can have answerValueSet, not "
-                            f"{kind} (que-5)", expression=f"{path}.answerValueSet"))
+        issues.append(
+            Issue(
+                f"Only choice and open-choice items can have answerValueSet, not {kind} (que-5)",
+                expression=f"{path}.answerValueSet",
+            )
+        )
     if options and kind not in _OPTION_TYPES:
-        issues.append(Issue(f"A {kind} item cannot have answerOption", expression=f"{path}.answerOption"))
+        issues.append(
+            Issue(f"A {kind} item cannot have answerOption", expression=f"{path}.answerOption")
+        )
     elif options:
-        issues.extend(_option_issues(path, kind, options))
+        issues.extend(_option_issues(path, str(kind), options))
     if "maxLength" in item and kind not in _LENGTH_TYPES:
-        issues.append(Issue(f"maxLength only applies to text items, not {kind} (que-10)",
-                            expression=f"{path}.maxLength"))
+        issues.append(
+            Issue(
+                f"maxLength only applies to text items, not {kind} (que-10)",
+                expression=f"{path}.maxLength",
+            )
+        )
     if isinstance(item.get("linkId"), str) and len(item["linkId"]) > 255:
         issues.append(Issue("linkId is longer than 255 characters", expression=f"{path}.linkId"))
     return issues
@@ -293,12 +322,17 @@ def _option_issues(path: str, kind: str, options: list[Any]) -> list[Issue]:
         if key not in _OPTION_VALUES.get(kind, frozenset()):
             issues.append(Issue(f"{key} does not fit a {kind} item", expression=f"{where}.{key}"))
         value = option[key]
-        ident = (f"{value.get('system')}|{value.get('code')}" if isinstance(value, dict)
-                 else repr(value))
+        ident = (
+            f"{value.get('system')}|{value.get('code')}" if isinstance(value, dict) else repr(value)
+        )
         if isinstance(value, dict) and key == "valueCoding" and not value.get("code"):
-            issues.append(Issue("An answer option coding needs a code", expression=f"{where}.{key}"))
+            issues.append(
+                Issue("An answer option coding needs a code", expression=f"{where}.{key}")
+            )
         if ident in seen:
-            issues.append(Issue(f"The answer option {_show(value)} is listed twice", expression=where))
+            issues.append(
+                Issue(f"The answer option {_show(value)} is listed twice", expression=where)
+            )
         seen.add(ident)
     return issues
 
@@ -309,40 +343,57 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _enable_when_issues(path: str, item: dict[str, Any],
-                        index: Mapping[str, dict[str, Any]]) -> list[Issue]:
+def _enable_when_issues(
+    path: str, item: dict[str, Any], index: Mapping[str, dict[str, Any]]
+) -> list[Issue]:
     """Return the problems of an item's enableWhen the response validator does not report."""
     issues: list[Issue] = []
     for n, condition in enumerate(item.get("enableWhen") or []):
         if not isinstance(condition, dict):
             continue
         where = f"{path}.enableWhen[{n}]"
-        question = index.get(condition.get("question"))  # unknown linkIds are reported elsewhere
+        question = index.get(str(condition.get("question")))  # unknown: reported elsewhere
         if question is None:
             continue
         if condition.get("question") == item.get("linkId"):
-            issues.append(Issue("An item cannot be enabled by its own answer",
-                                expression=f"{where}.question"))
+            issues.append(
+                Issue("An item cannot be enabled by its own answer", expression=f"{where}.question")
+            )
             continue
-        kind = question.get("type")
+        kind = str(question.get("type"))
         if kind in ("group", "display"):
-            issues.append(Issue(f"enableWhen names {condition['question']!r}, a {kind} item "
-                                "that has no answer", expression=f"{where}.question"))
+            issues.append(
+                Issue(
+                    f"enableWhen names {condition['question']!r}, a {kind} item that has no answer",
+                    expression=f"{where}.question",
+                )
+            )
             continue
         key = _value_key(condition, "answer")
         if condition.get("operator") == "exists" or key is None:
             continue
         if key not in _ENABLE_WHEN_ANSWERS.get(kind, frozenset()):
-            issues.append(Issue(f"enableWhen compares the {kind} question {condition['question']!r} "
-                                f"with {key}", expression=f"{where}.{key}"))
+            issues.append(
+                Issue(
+                    f"enableWhen compares the {kind} question {condition['question']!r} with {key}",
+                    expression=f"{where}.{key}",
+                )
+            )
         elif key == "answerCoding" and question.get("answerOption"):
-            codes = {(o["valueCoding"].get("system"), o["valueCoding"].get("code"))
-                     for o in question["answerOption"]
-                     if isinstance(o, dict) and isinstance(o.get("valueCoding"), dict)}
+            codes = {
+                (o["valueCoding"].get("system"), o["valueCoding"].get("code"))
+                for o in question["answerOption"]
+                if isinstance(o, dict) and isinstance(o.get("valueCoding"), dict)
+            }
             wanted = condition[key]
             if codes and (wanted.get("system"), wanted.get("code")) not in codes:
-                issues.append(Issue(f"enableWhen expects {_show(wanted)}, which is not an answer "
-                                    f"option of {condition['question']!r}", expression=f"{where}.{key}"))
+                issues.append(
+                    Issue(
+                        f"enableWhen expects {_show(wanted)}, which is not an answer "
+                        f"option of {condition['question']!r}",
+                        expression=f"{where}.{key}",
+                    )
+                )
     return issues
 
 
@@ -360,14 +411,27 @@ def check_questionnaire(questionnaire: Any) -> dict[str, Any]:
     issues: list[Issue] = []
     for key in ("url", "version"):
         if not data.get(key):
-            issues.append(Issue(f"A library activity needs a {key}", code="required",
-                                expression=f"Questionnaire.{key}"))
+            issues.append(
+                Issue(
+                    f"A library activity needs a {key}",
+                    code="required",
+                    expression=f"Questionnaire.{key}",
+                )
+            )
     if not data.get("item"):
-        issues.append(Issue("A Questionnaire needs at least one item", code="required",
-                            expression="Questionnaire.item"))
+        issues.append(
+            Issue(
+                "A Questionnaire needs at least one item",
+                code="required",
+                expression="Questionnaire.item",
+            )
+        )
     issues.extend(_response_issues(data))
-    index = {item["linkId"]: item for _, item in _walk(data.get("item"), "Questionnaire")
-             if isinstance(item.get("linkId"), str)}
+    index = {
+        item["linkId"]: item
+        for _, item in _walk(data.get("item"), "Questionnaire")
+        if isinstance(item.get("linkId"), str)
+    }
     for path, item in _walk(data.get("item"), "Questionnaire"):
         issues.extend(_item_issues(path, item))
         issues.extend(_enable_when_issues(path, item, index))
@@ -375,7 +439,9 @@ def check_questionnaire(questionnaire: Any) -> dict[str, Any]:
         raise InvalidResource(
             f"The Questionnaire is not well formed ({len(issues)} problem"
             f"{'s' if len(issues) > 1 else ''}): {issues[0].message}",
-            issues=issues, resource=questionnaire)
+            issues=issues,
+            resource=questionnaire,
+        )
     return data
 
 
@@ -423,9 +489,24 @@ def clone_questionnaire(
     system = clinician_system(practitioner)
     base = _slugify(slug or title or original.get("title") or original.get("name") or "activity")
     slug_value = _unique_slug(store, system, base)
-    clone = {k: copy.deepcopy(v) for k, v in original.items()
-             if k not in ("id", "meta", "identifier", "text", "publisher", "date", "status",
-                          "derivedFrom", "url", "version", "experimental")}
+    clone = {
+        k: copy.deepcopy(v)
+        for k, v in original.items()
+        if k
+        not in (
+            "id",
+            "meta",
+            "identifier",
+            "text",
+            "publisher",
+            "date",
+            "status",
+            "derivedFrom",
+            "url",
+            "version",
+            "experimental",
+        )
+    }
     clone_title = title or original.get("title") or slug_value
     clone.update(
         resourceType="Questionnaire",
@@ -453,8 +534,9 @@ def _next_version(version: str) -> str:
     return f"{version}.1"
 
 
-def new_version(store: Store, questionnaire_id: str, *, version: str | None = None,
-                now: datetime | None = None) -> dict[str, Any]:
+def new_version(
+    store: Store, questionnaire_id: str, *, version: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Start the next ``draft`` version of a clinician's own published activity.
 
     The draft keeps the url; ``version`` defaults to the next minor version above every
@@ -463,13 +545,14 @@ def new_version(store: Store, questionnaire_id: str, *, version: str | None = No
     current = store.read("Questionnaire", questionnaire_id).resource
     url = current.get("url", "")
     if not url.startswith(CLINICIAN_BASE + "/"):
-        raise BusinessRuleError(
-            f"{url} is a library activity; clone it to make your own version")
+        raise BusinessRuleError(f"{url} is a library activity; clone it to make your own version")
     versions = _find(store, url, None)
     drafts = [q for q in versions if q.get("status") == "draft"]
     if drafts:
-        raise Conflict(f"{url} already has a draft (Questionnaire/{drafts[0]['id']}, version "
-                       f"{drafts[0].get('version')}); edit or publish it first")
+        raise Conflict(
+            f"{url} already has a draft (Questionnaire/{drafts[0]['id']}, version "
+            f"{drafts[0].get('version')}); edit or publish it first"
+        )
     newest = max((q.get("version", "") for q in versions), key=_version_key)
     version = version or _next_version(newest)
     if any(q.get("version") == version for q in versions):
@@ -480,8 +563,11 @@ def new_version(store: Store, questionnaire_id: str, *, version: str | None = No
 
 
 def _stored(store: Store, questionnaire_id: str) -> tuple[dict[str, Any], str]:
-    rid = questionnaire_id.split("/", 1)[1] if questionnaire_id.startswith("Questionnaire/") \
+    rid = (
+        questionnaire_id.split("/", 1)[1]
+        if questionnaire_id.startswith("Questionnaire/")
         else questionnaire_id
+    )
     stored = store.read("Questionnaire", rid)
     return stored.resource, stored.version_id
 
@@ -491,10 +577,9 @@ def _check_expected(version_id: str, if_match: str | None, ref: str) -> str:
         return f'W/"{version_id}"'
     wanted = if_match.strip().removeprefix("W/").strip('"')
     if wanted != version_id:
-        from .errors import VersionConflict
-
-        raise VersionConflict(f"{ref} is at version {version_id}, not {wanted}",
-                              current_version=version_id)
+        raise VersionConflict(
+            f"{ref} is at version {version_id}, not {wanted}", current_version=version_id
+        )
     return f'W/"{version_id}"'
 
 
@@ -519,43 +604,62 @@ def edit_draft(
     if current.get("status") != "draft":
         raise BusinessRuleError(
             f"{ref} ({_canonical(current)}) is {current.get('status')}; only a draft can be "
-            "edited. Start a new version or clone it.")
-    edited = dict(questionnaire(copy.deepcopy(current)) if callable(questionnaire)
-                  else copy.deepcopy(dict(questionnaire)))
+            "edited. Start a new version or clone it."
+        )
+    edited = dict(
+        questionnaire(copy.deepcopy(current))
+        if callable(questionnaire)
+        else copy.deepcopy(dict(questionnaire))
+    )
     edited.pop("meta", None)
-    changed = [key for key in _FIXED_FIELDS
-               if key in edited and key != "id" and edited.get(key) != current.get(key)]
+    changed = [
+        key
+        for key in _FIXED_FIELDS
+        if key in edited and key != "id" and edited.get(key) != current.get(key)
+    ]
     if edited.get("id") not in (None, current["id"]):
         changed.append("id")
     if changed:
         raise BusinessRuleError(
             f"An edit cannot change {', '.join(changed)} of {ref}",
-            issues=[Issue(f"{key} cannot be changed by an edit", code="business-rule",
-                          expression=f"Questionnaire.{key}") for key in changed])
+            issues=[
+                Issue(
+                    f"{key} cannot be changed by an edit",
+                    code="business-rule",
+                    expression=f"Questionnaire.{key}",
+                )
+                for key in changed
+            ],
+        )
     edited.update({key: copy.deepcopy(current[key]) for key in _FIXED_FIELDS if key in current})
     edited["date"] = _now(now)
     return store.update(check_questionnaire(edited), if_match=etag).resource
 
 
-def publish(store: Store, questionnaire_id: str, *, if_match: str | None = None,
-            now: datetime | None = None) -> dict[str, Any]:
+def publish(
+    store: Store, questionnaire_id: str, *, if_match: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Make a draft ``active`` (assignable); return the stored Questionnaire."""
     current, version_id = _stored(store, questionnaire_id)
     ref = f"Questionnaire/{current['id']}"
     etag = _check_expected(version_id, if_match, ref)
     if current.get("status") != "draft":
         raise BusinessRuleError(f"{ref} is {current.get('status')}; only a draft can be published")
-    others = [q for q in _find(store, current["url"], current.get("version"))
-              if q["id"] != current["id"]]
+    others = [
+        q for q in _find(store, current["url"], current.get("version")) if q["id"] != current["id"]
+    ]
     if others:
-        raise Conflict(f"{_canonical(current)} is already stored as Questionnaire/{others[0]['id']}")
+        raise Conflict(
+            f"{_canonical(current)} is already stored as Questionnaire/{others[0]['id']}"
+        )
     published = dict(current, status="active", date=_now(now))
     published.pop("meta", None)
     return store.update(check_questionnaire(published), if_match=etag).resource
 
 
-def retire(store: Store, questionnaire_id: str, *, if_match: str | None = None,
-           now: datetime | None = None) -> dict[str, Any]:
+def retire(
+    store: Store, questionnaire_id: str, *, if_match: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Make a Questionnaire ``retired`` (no longer assignable); retiring twice is a no-op."""
     current, version_id = _stored(store, questionnaire_id)
     etag = _check_expected(version_id, if_match, f"Questionnaire/{current['id']}")
@@ -603,8 +707,13 @@ def replace_item(questionnaire: Mapping[str, Any], link_id: str, **changes: Any)
     return edited
 
 
-def add_item(questionnaire: Mapping[str, Any], item: Mapping[str, Any], *,
-             parent: str | None = None, after: str | None = None) -> dict[str, Any]:
+def add_item(
+    questionnaire: Mapping[str, Any],
+    item: Mapping[str, Any],
+    *,
+    parent: str | None = None,
+    after: str | None = None,
+) -> dict[str, Any]:
     """Return a copy with ``item`` added under ``parent`` (top level when None), after ``after``."""
     edited = copy.deepcopy(dict(questionnaire))
     if parent is None:
@@ -630,8 +739,13 @@ def remove_item(questionnaire: Mapping[str, Any], link_id: str) -> dict[str, Any
     return edited
 
 
-def set_answer_options(questionnaire: Mapping[str, Any], link_id: str,
-                       options: Sequence[Any], *, system: str | None = None) -> dict[str, Any]:
+def set_answer_options(
+    questionnaire: Mapping[str, Any],
+    link_id: str,
+    options: Sequence[Any],
+    *,
+    system: str | None = None,
+) -> dict[str, Any]:
     """Return a copy whose item offers these options.
 
     An option is an ``answerOption`` dict, a ``(code, display)`` pair (a Coding in

@@ -41,7 +41,7 @@ not-started Tasks are cancelled; completed work and drafts in progress stay).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -56,27 +56,27 @@ from .assignment import (
     TASK_OCCURRENCE_SYSTEM,
     AssignResult,
     HomeworkDetails,
-    _activity,
-    _activity_of,
-    _assignable,
-    _new_plan,
-    _now,
-    _without_ext,
     activity_schedule,
+    assignable,
     cancel_plan_tasks,
     create_entry,
     instant,
+    new_plan,
     occurrence_identifier,
     occurrence_tasks,
+    occurrences_from,
+    plan_activity,
     plan_tasks,
     reference,
     set_occurrences_from,
     status_entry,
+    task_activity,
     task_due,
     transact,
+    utc_now,
     with_business_status,
+    without_extensions,
     write_plan,
-    occurrences_from,
 )
 from .config import Settings
 from .errors import BusinessRuleError, InvalidInput, NotFound, VersionConflict
@@ -106,8 +106,10 @@ __all__ = [
 PATHWAY_BASE = f"{catalog.CANONICAL_BASE}/pathway"
 EXT_PATHWAY_STEP = f"{STRUCTURE_BASE}/pathway-step"
 _ENDED = frozenset({"completed", "cancelled", "stopped", "entered-in-error"})
-_ACTIVE_PLAN_PARAMS = (("status", "active"),
-                       ("category", f"{catalog.CODE_SYSTEM_BASE}/care-plan-category|homework"))
+_ACTIVE_PLAN_PARAMS = (
+    ("status", "active"),
+    ("category", f"{catalog.CODE_SYSTEM_BASE}/care-plan-category|homework"),
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class SchedulerRun:
     released: tuple[str, ...] = ()
     completed_plans: tuple[str, ...] = ()
     created: tuple[dict[str, Any], ...] = ()
+    problems: tuple[str, ...] = ()
+    """Plans that could not be processed (e.g. a Timing this scheduler cannot express)."""
 
 
 def _plan_ids(store: Store, params: tuple[tuple[str, str], ...], batch: int = 200) -> list[str]:
@@ -125,8 +129,10 @@ def _plan_ids(store: Store, params: tuple[tuple[str, str], ...], batch: int = 20
     ids: list[str] = []
     offset = 0
     while True:
-        page = store.search("CarePlan", [*params, ("_sort", "_id"), ("_count", str(batch)),
-                                         ("_offset", str(offset))])
+        page = store.search(
+            "CarePlan",
+            [*params, ("_sort", "_id"), ("_count", str(batch)), ("_offset", str(offset))],
+        )
         ids.extend(m.id for m in page.matches)
         if not page.has_more or not page.matches:
             return ids
@@ -154,25 +160,43 @@ def run_scheduler(
     grace_hours: int | None = None,
 ) -> SchedulerRun:
     """Sweep overdue Tasks, advance plans and pathways, then materialize Tasks ahead."""
-    moment = _now(now)
-    horizon = horizon_days if horizon_days is not None else (
-        settings.materialize_horizon_days if settings else 14)
-    grace = grace_hours if grace_hours is not None else (
-        settings.overdue_grace_hours if settings else 24)
+    moment = utc_now(now)
+    horizon = (
+        horizon_days
+        if horizon_days is not None
+        else (settings.materialize_horizon_days if settings else 14)
+    )
+    grace = (
+        grace_hours
+        if grace_hours is not None
+        else (settings.overdue_grace_hours if settings else 24)
+    )
     failed = sweep_overdue(store, now=moment, grace_hours=grace, events=events)
     released: list[str] = []
     completed: list[str] = []
+    created: list[dict[str, Any]] = []
+    problems: list[str] = []
     for plan in _active_plans(store, None):
         try:
             advanced, steps = _advance(store, plan, moment)
+            created.extend(
+                materialize_plan(store, advanced, now=moment, horizon_days=horizon, events=events)
+            )
         except VersionConflict:
             continue  # changed meanwhile: the next pass looks again
+        except InvalidInput as exc:  # one broken plan must not stop the others
+            problems.append(f"CarePlan/{plan['id']}: {exc.message}")
+            continue
         released.extend(steps)
         if advanced.get("status") == "completed":
             completed.append(advanced["id"])
-    created = materialize(store, now=moment, horizon_days=horizon, events=events)
-    return SchedulerRun(failed=tuple(failed), released=tuple(released),
-                        completed_plans=tuple(completed), created=tuple(created))
+    return SchedulerRun(
+        failed=tuple(failed),
+        released=tuple(released),
+        completed_plans=tuple(completed),
+        created=tuple(created),
+        problems=tuple(problems),
+    )
 
 
 # -- materializer -------------------------------------------------------------------------
@@ -190,11 +214,15 @@ def materialize(
 
     Idempotent: return only the Tasks created by this call.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     created: list[dict[str, Any]] = []
     for plan in _active_plans(store, plan_id):
-        created.extend(materialize_plan(store, plan, now=moment, horizon_days=horizon_days,
-                                        events=events))
+        try:
+            created.extend(
+                materialize_plan(store, plan, now=moment, horizon_days=horizon_days, events=events)
+            )
+        except VersionConflict:
+            continue  # changed meanwhile: the next run looks again
     return created
 
 
@@ -207,16 +235,19 @@ def materialize_plan(
     events: Events | None = None,
 ) -> list[dict[str, Any]]:
     """Create the missing Tasks of one active plan's scheduled activities; return them."""
-    moment = _now(now)
+    moment = utc_now(now)
     if plan.get("status") != "active":
         return []
     since = moment - timedelta(days=horizon_days)
     until = moment + timedelta(days=horizon_days)
-    known = {ident.get("value")
-             for task in iter_all(store, "Task", [("based-on", f"CarePlan/{plan['id']}"),
-                                                   ("due", f"ge{instant(since)}")])
-             for ident in task.get("identifier") or []
-             if ident.get("system") == TASK_OCCURRENCE_SYSTEM}
+    known = {
+        ident.get("value")
+        for task in iter_all(
+            store, "Task", [("based-on", f"CarePlan/{plan['id']}"), ("due", f"ge{instant(since)}")]
+        )
+        for ident in task.get("identifier") or []
+        if ident.get("system") == TASK_OCCURRENCE_SYSTEM
+    }
     missing = []
     for index, activity in enumerate(plan.get("activity") or []):
         if (activity.get("detail") or {}).get("status") not in ("scheduled", "in-progress"):
@@ -224,8 +255,11 @@ def materialize_plan(
         for task in occurrence_tasks(plan, index, until=until, now=moment, since=since):
             if task["identifier"][0]["value"] not in known:
                 missing.append(task)
-    created = [entry["resource"] for entry in transact(store, [create_entry(t) for t in missing])
-               if str(entry["response"]["status"]).startswith("201")]
+    created = [
+        entry["resource"]
+        for entry in transact(store, [create_entry(t) for t in missing])
+        if str(entry["response"]["status"]).startswith("201")
+    ]
     for task in created:
         publish(events, TASK_CREATED, store=store, task=task)
     return created
@@ -247,11 +281,16 @@ def sweep_overdue(
     Tasks on hold (a paused plan) are left alone. A Task changed meanwhile (the patient
     submitting it right now) is skipped. Return the Tasks marked failed.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     cutoff = moment - timedelta(hours=grace_hours)
     statuses = ",".join(sorted(OPEN_STATUSES - {"on-hold", "draft"}))
-    params = [("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}"), ("status", statuses),
-              ("due", f"eb{instant(cutoff)}"), ("_sort", "_id"), ("_count", str(batch))]
+    params = [
+        ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}"),
+        ("status", statuses),
+        ("due", f"eb{instant(cutoff)}"),
+        ("_sort", "_id"),
+        ("_count", str(batch)),
+    ]
     failed: list[dict[str, Any]] = []
     skipped = 0
     while True:
@@ -259,18 +298,28 @@ def sweep_overdue(
         if not page.matches:
             return failed
         for task in page.resources:
-            marked = with_business_status(dict(
-                task, status="failed",
-                statusReason={"text": "The due time passed before it was completed"},
-                lastModified=instant(moment)), "missed")
+            marked = with_business_status(
+                dict(
+                    task,
+                    status="failed",
+                    statusReason={"text": "The due time passed before it was completed"},
+                    lastModified=instant(moment),
+                ),
+                "missed",
+            )
             try:
                 stored = transact(store, [status_entry(marked)])[0]["resource"]
             except VersionConflict:
                 skipped += 1
                 continue
             failed.append(stored)
-            publish(events, TASK_STATUS_CHANGED, store=store, task=stored,
-                    previous_status=task["status"])
+            publish(
+                events,
+                TASK_STATUS_CHANGED,
+                store=store,
+                task=stored,
+                previous_status=task["status"],
+            )
         if not page.has_more:
             return failed
 
@@ -292,8 +341,9 @@ def pathway_step(activity: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _step_extension(sequence: int, start: Mapping[str, Any], required: bool,
-                    released: datetime | None = None) -> dict[str, Any]:
+def _step_extension(
+    sequence: int, start: Mapping[str, Any], required: bool, released: datetime | None = None
+) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"url": "sequence", "valueInteger": sequence}]
     if "afterPrevious" in start:
         parts.append({"url": "afterPrevious", "valueBoolean": True})
@@ -307,16 +357,21 @@ def _step_extension(sequence: int, start: Mapping[str, Any], required: bool,
 
 def _mark_released(activity: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
     step = pathway_step(activity) or {}
-    start = {"afterPrevious": True} if step.get("afterPrevious") else {
-        "delayDays": step.get("delayDays", 0)}
+    start = (
+        {"afterPrevious": True}
+        if step.get("afterPrevious")
+        else {"delayDays": step.get("delayDays", 0)}
+    )
     out = dict(activity)
-    out["extension"] = _without_ext(activity, [EXT_PATHWAY_STEP]) + [
-        _step_extension(int(step.get("sequence", 0)), start, bool(step.get("required", True)),
-                        moment)]
+    out["extension"] = without_extensions(activity, [EXT_PATHWAY_STEP]) + [
+        _step_extension(
+            int(step.get("sequence", 0)), start, bool(step.get("required", True)), moment
+        )
+    ]
     return out
 
 
-def _first_day(day: date, schedule_for: Any, moment: datetime) -> date:
+def _first_day(day: date, schedule_for: Callable[[date], Schedule], moment: datetime) -> date:
     """Return ``day``, or the next day whose due time is still ahead when ``day`` has passed."""
     zone_today = moment.astimezone(schedule_for(day).zone).date()
     day = max(day, zone_today)
@@ -326,10 +381,16 @@ def _first_day(day: date, schedule_for: Any, moment: datetime) -> date:
 
 
 def _rescheduled(schedule: Schedule, start: date) -> Schedule:
-    return Schedule(frequency=schedule.frequency, start=start, timezone=schedule.timezone,
-                    time_of_day=schedule.time_of_day, interval=schedule.interval,
-                    days_of_week=schedule.days_of_week, count=schedule.count,
-                    until=schedule.until)
+    return Schedule(
+        frequency=schedule.frequency,
+        start=start,
+        timezone=schedule.timezone,
+        time_of_day=schedule.time_of_day,
+        interval=schedule.interval,
+        days_of_week=schedule.days_of_week,
+        count=schedule.count,
+        until=schedule.until,
+    )
 
 
 def _release(activity: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
@@ -337,21 +398,23 @@ def _release(activity: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
     template = activity_schedule(activity)
     start = _first_day(moment.date(), lambda d: _rescheduled(template, d), moment)
     schedule = _rescheduled(template, start)
-    detail = dict(activity.get("detail") or {}, status="scheduled",
-                  scheduledTiming=schedule.to_fhir_timing())
+    detail = dict(
+        activity.get("detail") or {}, status="scheduled", scheduledTiming=schedule.to_fhir_timing()
+    )
     released = _mark_released(dict(activity, detail=detail), moment)
     return set_occurrences_from(released, moment)
 
 
-def _activity_ended(store: Store, plan: Mapping[str, Any], index: int,
-                    open_tasks: list[dict[str, Any]]) -> bool:
+def _activity_ended(
+    store: Store, plan: Mapping[str, Any], index: int, open_tasks: list[dict[str, Any]]
+) -> bool:
     """Whether a scheduled activity is over: its last occurrence exists and nothing is open."""
     activity = plan["activity"][index]
     schedule = activity_schedule(activity)
     last_date = schedule.last_date
     if last_date is None:
         return False
-    if any(_activity_of(t) == index for t in open_tasks):
+    if any(task_activity(t) == index for t in open_tasks):
         return False
     last = next(schedule.iter_occurrences(schedule.due_on(last_date)), None)
     start = occurrences_from(activity)
@@ -362,7 +425,9 @@ def _activity_ended(store: Store, plan: Mapping[str, Any], index: int,
     return bool(found.matches)
 
 
-def _advance(store: Store, plan: dict[str, Any], moment: datetime) -> tuple[dict[str, Any], list[str]]:
+def _advance(
+    store: Store, plan: dict[str, Any], moment: datetime
+) -> tuple[dict[str, Any], list[str]]:
     activities = copy.deepcopy(list(plan.get("activity") or []))
     open_tasks = plan_tasks(store, plan["id"], OPEN_STATUSES)
     changed = False
@@ -370,7 +435,8 @@ def _advance(store: Store, plan: dict[str, Any], moment: datetime) -> tuple[dict
     for index, activity in enumerate(activities):
         detail = activity.get("detail") or {}
         if detail.get("status") == "scheduled" and _activity_ended(
-                store, dict(plan, activity=activities), index, open_tasks):
+            store, dict(plan, activity=activities), index, open_tasks
+        ):
             activities[index] = dict(activity, detail=dict(detail, status="completed"))
             changed = True
         elif detail.get("status") == "not-started":
@@ -390,10 +456,16 @@ def _advance(store: Store, plan: dict[str, Any], moment: datetime) -> tuple[dict
     return stored, released
 
 
-def advance_plan(store: Store, plan_id: str, *, now: datetime | None = None,
-                 horizon_days: int = 14, events: Events | None = None) -> dict[str, Any]:
-    """Complete ended activities, release due pathway steps and create their Tasks; return the plan."""
-    moment = _now(now)
+def advance_plan(
+    store: Store,
+    plan_id: str,
+    *,
+    now: datetime | None = None,
+    horizon_days: int = 14,
+    events: Events | None = None,
+) -> dict[str, Any]:
+    """Complete ended activities, release due pathway steps, create their Tasks; return the plan."""
+    moment = utc_now(now)
     plan = store.read("CarePlan", plan_id).resource
     if plan.get("status") != "active":
         return plan
@@ -427,64 +499,93 @@ def assign_pathway(
     start after a delay are scheduled at once; steps that start after the previous one
     wait to be released. The Tasks due within the horizon are created with the plan.
     """
-    moment = _now(now)
-    template = catalog.get_pathway(pathway) if isinstance(pathway, str) else \
-        catalog.check_pathway(dict(pathway))
+    moment = utc_now(now)
+    template = (
+        catalog.get_pathway(pathway)
+        if isinstance(pathway, str)
+        else catalog.check_pathway(dict(pathway))
+    )
     patient_ref = reference("Patient", patient)
     practitioner_ref = reference("Practitioner", practitioner)
     if isinstance(start, datetime) or not isinstance(start, date):
         raise InvalidInput(f"start must be a date (got {start!r})")
     activities = []
     for sequence, step in enumerate(template["steps"], start=1):
-        questionnaire = _assignable(store, step["activity"])
+        questionnaire = assignable(store, step["activity"])
         canonical = catalog.canonical(questionnaire)
-        details = HomeworkDetails(instructions=step.get("instructions", ""),
-                                  rationale=step.get("rationale", ""), wording=wording,
-                                  reminder_channel=reminder_channel)
+        details = HomeworkDetails(
+            instructions=step.get("instructions", ""),
+            rationale=step.get("rationale", ""),
+            wording=wording,
+            reminder_channel=reminder_channel,
+        )
 
         def schedule_for(day: date, step: Mapping[str, Any] = step) -> Schedule:
-            return catalog.step_schedule(step, start=day, timezone=timezone, time_of_day=time_of_day)
+            return catalog.step_schedule(
+                step, start=day, timezone=timezone, time_of_day=time_of_day
+            )
 
         if "afterPrevious" in step["start"]:
-            activity = _activity(canonical, schedule_for(start), details, moment, patient_ref,
-                                 status="not-started")
+            activity = plan_activity(
+                canonical, schedule_for(start), details, moment, patient_ref, status="not-started"
+            )
             released = None
         else:
             day = start + timedelta(days=step["start"]["delayDays"])
             if schedule_for(day).due_on(day) <= moment:
                 day = _first_day(day, schedule_for, moment)
-            activity = _activity(canonical, schedule_for(day), details, moment, patient_ref)
+            activity = plan_activity(canonical, schedule_for(day), details, moment, patient_ref)
             released = moment
         activity["extension"] = list(activity.get("extension") or []) + [
-            _step_extension(sequence, step["start"], step.get("required", True), released)]
+            _step_extension(sequence, step["start"], step.get("required", True), released)
+        ]
         activities.append(activity)
-    plan = _new_plan(patient=patient_ref, practitioner=practitioner_ref, title=template["title"],
-                     description=template.get("description"), encounter=encounter and
-                     reference("Encounter", encounter), now=moment, activities=activities,
-                     start=start, end=None, instantiates_uri=f"{PATHWAY_BASE}/{template['id']}")
-    stored_plan, tasks = write_plan(store, plan, now=moment, horizon_days=horizon_days,
-                                    events=events)
+    plan = new_plan(
+        patient=patient_ref,
+        practitioner=practitioner_ref,
+        title=template["title"],
+        description=template.get("description"),
+        encounter=encounter and reference("Encounter", encounter),
+        now=moment,
+        activities=activities,
+        start=start,
+        end=None,
+        instantiates_uri=f"{PATHWAY_BASE}/{template['id']}",
+    )
+    stored_plan, tasks = write_plan(
+        store, plan, now=moment, horizon_days=horizon_days, events=events
+    )
     return AssignResult(tasks=tuple(tasks), plan=stored_plan)
 
 
 # -- pause, resume, skip, stop ------------------------------------------------------------
 
 
-def _change_tasks(store: Store, plan: dict[str, Any], tasks: list[tuple[dict[str, Any], str]],
-                  events: Events | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _change_tasks(
+    store: Store,
+    plan: dict[str, Any],
+    tasks: list[tuple[dict[str, Any], str]],
+    events: Events | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Write a plan and changed Tasks (with their previous status) in one transaction."""
     response = transact(store, [status_entry(plan), *(status_entry(t) for t, _ in tasks)])
     stored = [entry["resource"] for entry in response[1:]]
-    for task, (_, previous) in zip(stored, tasks):
+    for task, (_, previous) in zip(stored, tasks, strict=True):
         if task.get("status") != previous:
             publish(events, TASK_STATUS_CHANGED, store=store, task=task, previous_status=previous)
     return response[0]["resource"], stored
 
 
-def pause_plan(store: Store, plan_id: str, *, reason: str = "Paused by the clinician",
-               now: datetime | None = None, events: Events | None = None) -> dict[str, Any]:
+def pause_plan(
+    store: Store,
+    plan_id: str,
+    *,
+    reason: str = "Paused by the clinician",
+    now: datetime | None = None,
+    events: Events | None = None,
+) -> dict[str, Any]:
     """Put an active plan ``on-hold``: no new Tasks, and its future not-started Tasks wait."""
-    moment = _now(now)
+    moment = utc_now(now)
     plan = store.read("CarePlan", plan_id).resource
     if plan.get("status") == "on-hold":
         return plan
@@ -494,23 +595,41 @@ def pause_plan(store: Store, plan_id: str, *, reason: str = "Paused by the clini
     for task in plan_tasks(store, plan_id, NOT_STARTED_STATUSES - {"on-hold"}):
         due = task_due(task)
         if due is None or due > moment:
-            held.append((dict(task, status="on-hold", statusReason={"text": reason},
-                              lastModified=instant(moment)), task["status"]))
-    paused = dict(plan, status="on-hold",
-                  note=list(plan.get("note") or []) + [{"time": instant(moment), "text": reason}])
+            held.append(
+                (
+                    dict(
+                        task,
+                        status="on-hold",
+                        statusReason={"text": reason},
+                        lastModified=instant(moment),
+                    ),
+                    task["status"],
+                )
+            )
+    paused = dict(
+        plan,
+        status="on-hold",
+        note=list(plan.get("note") or []) + [{"time": instant(moment), "text": reason}],
+    )
     stored, _ = _change_tasks(store, paused, held, events)
     return stored
 
 
-def resume_plan(store: Store, plan_id: str, *, now: datetime | None = None,
-                horizon_days: int = 14, events: Events | None = None) -> dict[str, Any]:
+def resume_plan(
+    store: Store,
+    plan_id: str,
+    *,
+    now: datetime | None = None,
+    horizon_days: int = 14,
+    events: Events | None = None,
+) -> dict[str, Any]:
     """Make a paused plan ``active`` again and create its upcoming Tasks.
 
     Held Tasks still ahead go back to ``requested``; held Tasks whose due time passed
     during the pause are cancelled (businessStatus ``paused``). Occurrences due during
     the pause are not created.
     """
-    moment = _now(now)
+    moment = utc_now(now)
     plan = store.read("CarePlan", plan_id).resource
     if plan.get("status") == "active":
         return plan
@@ -521,52 +640,92 @@ def resume_plan(store: Store, plan_id: str, *, now: datetime | None = None,
         due = task_due(task)
         if due is None or due > moment:
             back = {k: v for k, v in task.items() if k != "statusReason"}
-            changes.append((dict(back, status="requested", lastModified=instant(moment)), "on-hold"))
+            changes.append(
+                (dict(back, status="requested", lastModified=instant(moment)), "on-hold")
+            )
         else:
-            changes.append((with_business_status(dict(
-                task, status="cancelled", statusReason={"text": "Due while the plan was paused"},
-                lastModified=instant(moment)), "paused"), "on-hold"))
-    activities = [set_occurrences_from(a, moment)
-                  if (a.get("detail") or {}).get("status") == "scheduled" else a
-                  for a in plan.get("activity") or []]
+            changes.append(
+                (
+                    with_business_status(
+                        dict(
+                            task,
+                            status="cancelled",
+                            statusReason={"text": "Due while the plan was paused"},
+                            lastModified=instant(moment),
+                        ),
+                        "paused",
+                    ),
+                    "on-hold",
+                )
+            )
+    activities = [
+        set_occurrences_from(a, moment)
+        if (a.get("detail") or {}).get("status") == "scheduled"
+        else a
+        for a in plan.get("activity") or []
+    ]
     resumed = dict(plan, status="active", activity=activities)
     stored, _ = _change_tasks(store, resumed, changes, events)
     materialize_plan(store, stored, now=moment, horizon_days=horizon_days, events=events)
     return stored
 
 
-def skip_step(store: Store, plan_id: str, activity_index: int, *,
-              reason: str = "Skipped by the clinician", now: datetime | None = None,
-              horizon_days: int = 14, events: Events | None = None) -> dict[str, Any]:
-    """Skip one step (activity) of a plan: its not-started Tasks are cancelled, the next is released."""
-    moment = _now(now)
+def skip_step(
+    store: Store,
+    plan_id: str,
+    step_index: int,
+    *,
+    reason: str = "Skipped by the clinician",
+    now: datetime | None = None,
+    horizon_days: int = 14,
+    events: Events | None = None,
+) -> dict[str, Any]:
+    """Skip a step (activity) of a plan: cancel its not-started Tasks and release the next."""
+    moment = utc_now(now)
     plan = store.read("CarePlan", plan_id).resource
     if plan.get("status") not in ("active", "on-hold"):
         raise BusinessRuleError(f"CarePlan/{plan_id} is {plan.get('status')}")
     activities = list(plan.get("activity") or [])
-    if not 0 <= activity_index < len(activities):
-        raise NotFound(f"CarePlan/{plan_id} has no step {activity_index}")
-    detail = dict(activities[activity_index].get("detail") or {})
+    if not 0 <= step_index < len(activities):
+        raise NotFound(f"CarePlan/{plan_id} has no step {step_index}")
+    detail = dict(activities[step_index].get("detail") or {})
     if detail.get("status") in _ENDED:
-        raise BusinessRuleError(f"Step {activity_index} of CarePlan/{plan_id} is {detail['status']}")
+        raise BusinessRuleError(f"Step {step_index} of CarePlan/{plan_id} is {detail['status']}")
     detail["status"] = "cancelled" if detail.get("status") == "not-started" else "stopped"
     detail["statusReason"] = {"text": reason}
-    activities[activity_index] = dict(activities[activity_index], detail=detail)
-    changes = [(with_business_status(dict(t, status="cancelled", statusReason={"text": reason},
-                                          lastModified=instant(moment)), "step-skipped"),
-                t["status"])
-               for t in plan_tasks(store, plan_id, NOT_STARTED_STATUSES)
-               if _activity_of(t) == activity_index]
+    activities[step_index] = dict(activities[step_index], detail=detail)
+    changes = [
+        (
+            with_business_status(
+                dict(
+                    t,
+                    status="cancelled",
+                    statusReason={"text": reason},
+                    lastModified=instant(moment),
+                ),
+                "step-skipped",
+            ),
+            t["status"],
+        )
+        for t in plan_tasks(store, plan_id, NOT_STARTED_STATUSES)
+        if task_activity(t) == step_index
+    ]
     stored, _ = _change_tasks(store, dict(plan, activity=activities), changes, events)
     if stored.get("status") == "active":
         stored = advance_plan(store, plan_id, now=moment, horizon_days=horizon_days, events=events)
     return stored
 
 
-def cancel_plan(store: Store, plan_id: str, *, reason: str = "Stopped by the clinician",
-                now: datetime | None = None, events: Events | None = None) -> dict[str, Any]:
+def cancel_plan(
+    store: Store,
+    plan_id: str,
+    *,
+    reason: str = "Stopped by the clinician",
+    now: datetime | None = None,
+    events: Events | None = None,
+) -> dict[str, Any]:
     """Stop a plan or pathway (``revoked``); cancel only its future, not-started Tasks."""
-    plan, _ = cancel_plan_tasks(store, plan_id, reason=reason, now=_now(now), events=events)
+    plan, _ = cancel_plan_tasks(store, plan_id, reason=reason, now=utc_now(now), events=events)
     return plan
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 import pytest
@@ -33,8 +33,12 @@ LOINC = "http://loinc.org"
 
 
 def mood(day: date) -> dict[str, Any]:
-    return {"item": [{"linkId": "date", "answer": [{"valueDate": day.isoformat()}]},
-                     {"linkId": "mood", "answer": [{"valueInteger": 5}]}]}
+    return {
+        "item": [
+            {"linkId": "date", "answer": [{"valueDate": day.isoformat()}]},
+            {"linkId": "mood", "answer": [{"valueInteger": 5}]},
+        ]
+    }
 
 
 def due(task: dict[str, Any]) -> datetime:
@@ -45,49 +49,93 @@ def at(day: int, hour: int) -> datetime:
     return datetime(2026, 3, day, hour, 0, tzinfo=timezone.utc)
 
 
-def check_in(store: Any, patient: str, authored: datetime, *, amount: str,
-             as_agreed: bool | None = None, difficulty: int | None = None,
-             helpfulness: int | None = None, minutes: int | None = None,
-             reasons: tuple[str, ...] = (), other: str | None = None,
-             plan: str | None = None) -> dict[str, Any]:
+def check_in(
+    store: Any,
+    patient: str,
+    authored: datetime,
+    *,
+    amount: str,
+    as_agreed: bool | None = None,
+    difficulty: int | None = None,
+    helpfulness: int | None = None,
+    minutes: int | None = None,
+    reasons: tuple[str, ...] = (),
+    other: str | None = None,
+    plan: str | None = None,
+) -> dict[str, Any]:
     """Store a valid engagement check-in filled in at a session."""
-    items = [{"linkId": "amount-done", "answer": [{"valueCoding": {
-        "system": catalog.AMOUNT_DONE_SYSTEM, "code": amount}}]}]
+    items = [
+        {
+            "linkId": "amount-done",
+            "answer": [{"valueCoding": {"system": catalog.AMOUNT_DONE_SYSTEM, "code": amount}}],
+        }
+    ]
     if as_agreed is not None:
         items.append({"linkId": "as-agreed", "answer": [{"valueBoolean": as_agreed}]})
-    for link_id, value in (("difficulty", difficulty), ("helpfulness", helpfulness),
-                           ("minutes-spent", minutes)):
+    for link_id, value in (
+        ("difficulty", difficulty),
+        ("helpfulness", helpfulness),
+        ("minutes-spent", minutes),
+    ):
         if value is not None:
             items.append({"linkId": link_id, "answer": [{"valueInteger": value}]})
     if reasons:
-        items.append({"linkId": "reason-not-done", "answer": [
-            {"valueCoding": {"system": catalog.NON_COMPLETION_REASON_SYSTEM, "code": code}}
-            for code in reasons]})
+        items.append(
+            {
+                "linkId": "reason-not-done",
+                "answer": [
+                    {"valueCoding": {"system": catalog.NON_COMPLETION_REASON_SYSTEM, "code": code}}
+                    for code in reasons
+                ],
+            }
+        )
     if other:
         items.append({"linkId": "reason-other", "answer": [{"valueString": other}]})
     response: dict[str, Any] = {
-        "resourceType": "QuestionnaireResponse", "questionnaire": CHECK_IN, "status": "completed",
-        "subject": {"reference": patient}, "authored": authored.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "item": items}
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": CHECK_IN,
+        "status": "completed",
+        "subject": {"reference": patient},
+        "authored": authored.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "item": items,
+    }
     if plan:
         response["basedOn"] = [{"reference": plan}]
     validate_response(library.resolve_questionnaire(store, CHECK_IN), response, final=True)
     return store.create(response).resource
 
 
-def observation(store: Any, patient: str, code: str, display: str, value: float,
-                when: datetime) -> dict[str, Any]:
-    return store.create({
-        "resourceType": "Observation", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                            "observation-category", "code": "survey"}]}],
-        "code": {"coding": [{"system": LOINC, "code": code, "display": display}],
-                 "text": display},
-        "subject": {"reference": patient},
-        "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "valueQuantity": {"value": value, "unit": "{score}",
-                          "system": "http://unitsofmeasure.org", "code": "{score}"},
-    }).resource
+def observation(
+    store: Any, patient: str, code: str, display: str, value: float, when: datetime
+) -> dict[str, Any]:
+    return store.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "survey",
+                        }
+                    ]
+                }
+            ],
+            "code": {
+                "coding": [{"system": LOINC, "code": code, "display": display}],
+                "text": display,
+            },
+            "subject": {"reference": patient},
+            "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "valueQuantity": {
+                "value": value,
+                "unit": "{score}",
+                "system": "http://unitsofmeasure.org",
+                "code": "{score}",
+            },
+        }
+    ).resource
 
 
 @pytest.fixture
@@ -95,44 +143,107 @@ def practice(sql_store):
     """A week of homework: Ava's daily mood log, Ben's done, Eve's missed, Carmen's none."""
     store = sql_store
     library.load_catalog(store)
-    for pid, name in (("pat-ava", "Ava Nguyen"), ("pat-ben", "Ben Schmidt"),
-                      ("pat-carmen", "Carmen Lopez"), ("pat-eve", "Eve Adams")):
+    for pid, name in (
+        ("pat-ava", "Ava Nguyen"),
+        ("pat-ben", "Ben Schmidt"),
+        ("pat-carmen", "Carmen Lopez"),
+        ("pat-eve", "Eve Adams"),
+    ):
         given, family = name.split()
-        store.update({"resourceType": "Patient", "id": pid,
-                      "name": [{"given": [given], "family": family}],
-                      "generalPractitioner": [{"reference": "Practitioner/dr-rivera"}]
-                      if pid == "pat-carmen" else []})
-    plan = assign(store, Assignment(
-        patient="pat-ava", practitioner="dr-rivera", activity=MOOD_LOG,
-        schedule=Schedule(frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0),
-                          timezone=NY, count=7)), now=NOW, horizon_days=10)
+        store.update(
+            {
+                "resourceType": "Patient",
+                "id": pid,
+                "name": [{"given": [given], "family": family}],
+                "generalPractitioner": [{"reference": "Practitioner/dr-rivera"}]
+                if pid == "pat-carmen"
+                else [],
+            }
+        )
+    plan = assign(
+        store,
+        Assignment(
+            patient="pat-ava",
+            practitioner="dr-rivera",
+            activity=MOOD_LOG,
+            schedule=Schedule(
+                frequency="daily",
+                start=date(2026, 3, 2),
+                time_of_day=time(20, 0),
+                timezone=NY,
+                count=7,
+            ),
+        ),
+        now=NOW,
+        horizon_days=10,
+    )
     d1, d2, d3, d4, d5, d6, d7 = sorted(plan.tasks, key=due)
     submit_response(store, d1["id"], mood(date(2026, 3, 2)), patient="pat-ava", now=at(2, 20))
     submit_response(store, d2["id"], mood(date(2026, 3, 3)), patient="pat-ava", now=at(4, 3))
     submit_response(store, d4["id"], mood(date(2026, 3, 5)), patient="pat-ava", now=at(5, 20))
     submit_response(store, d5["id"], mood(date(2026, 3, 6)), patient="pat-ava", now=at(6, 20))
-    once = Schedule(frequency="once", start=date(2026, 3, 4), time_of_day=time(18, 0),
-                    timezone=NY)
-    dropped = assign(store, Assignment(patient="pat-ava", practitioner="dr-rivera",
-                                       activity=MOOD_LOG, schedule=once), now=NOW).task
+    once = Schedule(frequency="once", start=date(2026, 3, 4), time_of_day=time(18, 0), timezone=NY)
+    dropped = assign(
+        store,
+        Assignment(patient="pat-ava", practitioner="dr-rivera", activity=MOOD_LOG, schedule=once),
+        now=NOW,
+    ).task
     cancel_assignment(store, f"Task/{dropped['id']}", now=NOW)
-    ben = assign(store, Assignment(patient="pat-ben", practitioner="dr-rivera",
-                                   activity=MOOD_LOG, schedule=once), now=NOW).task
+    ben = assign(
+        store,
+        Assignment(patient="pat-ben", practitioner="dr-rivera", activity=MOOD_LOG, schedule=once),
+        now=NOW,
+    ).task
     submit_response(store, ben["id"], mood(date(2026, 3, 4)), patient="pat-ben", now=at(3, 12))
     for day in (3, 4):
-        assign(store, Assignment(
-            patient="pat-eve", practitioner="dr-rivera", activity=MOOD_LOG,
-            schedule=Schedule(frequency="once", start=date(2026, 3, day), time_of_day=time(9, 0),
-                              timezone=NY)), now=NOW)
-    assign(store, Assignment(patient="pat-dev", practitioner="dr-okafor", activity=MOOD_LOG,
-                             schedule=once), now=NOW)
+        assign(
+            store,
+            Assignment(
+                patient="pat-eve",
+                practitioner="dr-rivera",
+                activity=MOOD_LOG,
+                schedule=Schedule(
+                    frequency="once", start=date(2026, 3, day), time_of_day=time(9, 0), timezone=NY
+                ),
+            ),
+            now=NOW,
+        )
+    assign(
+        store,
+        Assignment(patient="pat-dev", practitioner="dr-okafor", activity=MOOD_LOG, schedule=once),
+        now=NOW,
+    )
     sweep_overdue(store, now=REVIEW, grace_hours=24)
-    check_in(store, "Patient/pat-ava", at(7, 14), amount="some", as_agreed=False, difficulty=8,
-             helpfulness=6, minutes=20, reasons=("lack-of-time", "forgot"))
-    check_in(store, "Patient/pat-ava", at(7, 15), amount="all", as_agreed=True, difficulty=4,
-             helpfulness=8, minutes=40, plan=f"CarePlan/{plan.plan['id']}")
-    check_in(store, "Patient/pat-ava", at(1, 15), amount="none", reasons=("other",),
-             other="Visitors all week")  # before the session: not counted since then
+    check_in(
+        store,
+        "Patient/pat-ava",
+        at(7, 14),
+        amount="some",
+        as_agreed=False,
+        difficulty=8,
+        helpfulness=6,
+        minutes=20,
+        reasons=("lack-of-time", "forgot"),
+    )
+    check_in(
+        store,
+        "Patient/pat-ava",
+        at(7, 15),
+        amount="all",
+        as_agreed=True,
+        difficulty=4,
+        helpfulness=8,
+        minutes=40,
+        plan=f"CarePlan/{plan.plan['id']}",
+    )
+    check_in(
+        store,
+        "Patient/pat-ava",
+        at(1, 15),
+        amount="none",
+        reasons=("other",),
+        other="Visitors all week",
+    )  # before the session: not counted since then
     return {"store": store, "plan": plan.plan, "tasks": (d1, d2, d3, d4, d5, d6, d7)}
 
 
@@ -162,11 +273,16 @@ def test_patient_adherence_counts(practice):
 
 def test_a_period_limits_what_counts(practice):
     store = practice["store"]
-    first_days = patient_adherence(store, "pat-ava", now=REVIEW, since=date(2026, 3, 2),
-                                   until=date(2026, 3, 4))
+    first_days = patient_adherence(
+        store, "pat-ava", now=REVIEW, since=date(2026, 3, 2), until=date(2026, 3, 4)
+    )
     assert (first_days.assigned, first_days.completed, first_days.late) == (1, 1, 0)
-    assert patient_adherence(store, "pat-ava", now=REVIEW, since=date(2026, 3, 3),
-                             until=date(2026, 3, 5)).late == 1
+    assert (
+        patient_adherence(
+            store, "pat-ava", now=REVIEW, since=date(2026, 3, 3), until=date(2026, 3, 5)
+        ).late
+        == 1
+    )
     nothing = patient_adherence(store, "pat-ava", now=REVIEW, since=date(2026, 4, 1))
     assert nothing.assigned == 0 and nothing.completion_rate is None
 
@@ -181,19 +297,36 @@ def test_plan_adherence_counts_only_the_plan(practice):
 
 def test_summarize_tasks_streaks():
     def task(day: int, status: str, done: int | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": status, "restriction": {
-            "period": {"end": f"2026-03-{day:02d}T12:00:00Z"}}}
+        out: dict[str, Any] = {
+            "status": status,
+            "restriction": {"period": {"end": f"2026-03-{day:02d}T12:00:00Z"}},
+        }
         if done is not None:
             out["executionPeriod"] = {"end": f"2026-03-{done:02d}T11:00:00Z"}
         return out
 
-    tasks = [task(1, "completed", 1), task(2, "failed"), task(3, "completed", 4),
-             task(4, "completed", 4), task(5, "requested"), task(9, "requested"),
-             task(6, "cancelled")]
+    tasks = [
+        task(1, "completed", 1),
+        task(2, "failed"),
+        task(3, "completed", 4),
+        task(4, "completed", 4),
+        task(5, "requested"),
+        task(9, "requested"),
+        task(6, "cancelled"),
+    ]
     result = summarize_tasks(tasks, now=datetime(2026, 3, 6, tzinfo=timezone.utc))
-    assert result == Adherence(assigned=5, completed=3, on_time=2, late=1, missed=1, overdue=1,
-                               upcoming=1, cancelled=1, current_streak=2,
-                               last_completed="2026-03-04T11:00:00Z")
+    assert result == Adherence(
+        assigned=5,
+        completed=3,
+        on_time=2,
+        late=1,
+        missed=1,
+        overdue=1,
+        upcoming=1,
+        cancelled=1,
+        current_streak=2,
+        last_completed="2026-03-04T11:00:00Z",
+    )
     assert summarize_tasks([], now=NOW).completion_rate is None
     assert summarize_tasks([task(1, "failed")], now=NOW).current_streak == 0
 
@@ -211,17 +344,23 @@ def test_since_last_session(practice):
     observation(store, "Patient/pat-ava", "44261-6", "PHQ-9 total score", 15, at(1, 12))
     observation(store, "Patient/pat-ava", "44261-6", "PHQ-9 total score", 11, at(6, 12))
     observation(store, "Patient/pat-ava", "70274-6", "GAD-7 total score", 9, at(6, 12))
-    store.create({"resourceType": "Flag", "status": "active",
-                  "code": {"text": "PHQ-9 item 9: thoughts of self-harm"},
-                  "subject": {"reference": "Patient/pat-ava"},
-                  "period": {"start": "2026-03-06T12:00:00Z"}})
+    store.create(
+        {
+            "resourceType": "Flag",
+            "status": "active",
+            "code": {"text": "PHQ-9 item 9: thoughts of self-harm"},
+            "subject": {"reference": "Patient/pat-ava"},
+            "period": {"start": "2026-03-06T12:00:00Z"},
+        }
+    )
     summary = since_last_session(store, "pat-ava", date(2026, 3, 2), now=REVIEW)
     assert summary.patient == "Patient/pat-ava" and summary.since == "2026-03-02T00:00:00Z"
     assert len(summary.assigned) == 7
     assert {row.title for row in summary.assigned} == {"Daily mood log"}
     assert [row.outcome for row in summary.done] == ["on-time", "late", "on-time", "on-time"]
-    assert all(row.response and row.response.startswith("QuestionnaireResponse/")
-               for row in summary.done)
+    assert all(
+        row.response and row.response.startswith("QuestionnaireResponse/") for row in summary.done
+    )
     assert [row.outcome for row in summary.not_done] == ["missed", "overdue"]
     assert summary.adherence.completed == 4 and summary.adherence.engagement.check_ins == 2
     kinds = [point.kind for point in summary.to_discuss]
@@ -244,10 +383,13 @@ def test_since_last_session(practice):
 
 def test_panel_puts_who_is_falling_behind_first(practice):
     rows = panel_summary(practice["store"], "dr-rivera", now=REVIEW)
-    assert [row.patient for row in rows] == ["Patient/pat-eve", "Patient/pat-ava",
-                                             "Patient/pat-ben", "Patient/pat-carmen"]
-    assert [row.name for row in rows] == ["Eve Adams", "Ava Nguyen", "Ben Schmidt",
-                                          "Carmen Lopez"]
+    assert [row.patient for row in rows] == [
+        "Patient/pat-eve",
+        "Patient/pat-ava",
+        "Patient/pat-ben",
+        "Patient/pat-carmen",
+    ]
+    assert [row.name for row in rows] == ["Eve Adams", "Ava Nguyen", "Ben Schmidt", "Carmen Lopez"]
     eve, ava, ben, carmen = (row.adherence for row in rows)
     assert (eve.assigned, eve.missed, eve.completion_rate) == (2, 2, 0.0)
     assert ava.completion_rate == pytest.approx(4 / 6)

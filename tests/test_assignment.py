@@ -61,8 +61,13 @@ def events():
     """An event dispatcher recording every event as (name, kwargs)."""
     dispatcher = Events()
     dispatcher.log = []
-    for name in ("task_created", "task_status_changed", "response_saved", "response_completed",
-                 "plan_created"):
+    for name in (
+        "task_created",
+        "task_status_changed",
+        "response_saved",
+        "response_completed",
+        "plan_created",
+    ):
         dispatcher.subscribe(name, lambda name=name, **kw: dispatcher.log.append((name, kw)))
     return dispatcher
 
@@ -73,11 +78,17 @@ def once(day: date = date(2026, 3, 5), at: time = time(18, 0), zone: str = NY) -
 
 def mood_log(schedule: Schedule, **changes: Any) -> Assignment:
     values: dict[str, Any] = dict(
-        patient="pat-ava", practitioner="Practitioner/dr-rivera", activity=MOOD_LOG,
-        schedule=schedule, instructions="Log your mood each evening after dinner.",
+        patient="pat-ava",
+        practitioner="Practitioner/dr-rivera",
+        activity=MOOD_LOG,
+        schedule=schedule,
+        instructions="Log your mood each evening after dinner.",
         rationale="Seeing patterns helps us plan activities.",
         example="Mood 4: tired after work, better after a walk.",
-        wording="skills practice", confidence=8, reminder_channel="email")
+        wording="skills practice",
+        confidence=8,
+        reminder_channel="email",
+    )
     values.update(changes)
     return Assignment(**values)
 
@@ -111,8 +122,10 @@ def test_one_off_assignment_is_one_sdc_task(store, events):
     assert task["restriction"]["period"]["start"] == "2026-03-02T15:00:00Z"
     assert task["description"] == "Log your mood each evening after dinner."
     notes = {n["extension"][0]["valueCode"]: n["text"] for n in task["note"]}
-    assert notes == {"rationale": "Seeing patterns helps us plan activities.",
-                     "example": "Mood 4: tired after work, better after a walk."}
+    assert notes == {
+        "rationale": "Seeing patterns helps us plan activities.",
+        "example": "Mood 4: tired after work, better after a walk.",
+    }
     assert all(n["extension"][0]["url"] == EXT_NOTE_KIND for n in task["note"])
     extensions = {e["url"]: e for e in task["extension"]}
     assert extensions[EXT_HOMEWORK_LABEL]["valueString"] == "skills practice"
@@ -124,8 +137,9 @@ def test_one_off_assignment_is_one_sdc_task(store, events):
     assert events.log[0][1]["task"] == task and events.log[0][1]["store"] is store
 
 
-@pytest.mark.parametrize("confidence,warned", [(0, True), (6, True), (7, False), (10, False),
-                                               (None, False)])
+@pytest.mark.parametrize(
+    "confidence,warned", [(0, True), (6, True), (7, False), (10, False), (None, False)]
+)
 def test_low_confidence_comes_back_with_a_warning(store, confidence, warned):
     result = assign(store, mood_log(once(), confidence=confidence), now=NOW)
     assert bool(result.warnings) is warned
@@ -133,11 +147,20 @@ def test_low_confidence_comes_back_with_a_warning(store, confidence, warned):
         assert f"{confidence}/10" in result.warnings[0]
 
 
-@pytest.mark.parametrize("field,value", [("confidence", 11), ("confidence", -1),
-                                         ("confidence", True), ("confidence", 7.5),
-                                         ("reminder_channel", "SMS now!"),
-                                         ("patient", "Practitioner/x"), ("patient", ""),
-                                         ("activity", " "), ("wording", "x" * 61)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("confidence", 11),
+        ("confidence", -1),
+        ("confidence", True),
+        ("confidence", 7.5),
+        ("reminder_channel", "SMS now!"),
+        ("patient", "Practitioner/x"),
+        ("patient", ""),
+        ("activity", " "),
+        ("wording", "x" * 61),
+    ],
+)
 def test_invalid_assignments_are_refused(field, value):
     with pytest.raises(InvalidInput) as caught:
         mood_log(once(), **{field: value})
@@ -183,10 +206,16 @@ def test_a_bare_url_assigns_the_newest_active_version(store):
 
 
 def test_recurring_assignment_is_a_careplan_with_one_task_per_occurrence(store, events):
-    schedule = Schedule(frequency="daily", start=date(2026, 3, 3), time_of_day=time(20, 0),
-                        timezone=NY, count=10)
-    result = assign(store, mood_log(schedule, encounter="Encounter/session-1"), events=events,
-                    now=NOW, horizon_days=5)
+    schedule = Schedule(
+        frequency="daily", start=date(2026, 3, 3), time_of_day=time(20, 0), timezone=NY, count=10
+    )
+    result = assign(
+        store,
+        mood_log(schedule, encounter="Encounter/session-1"),
+        events=events,
+        now=NOW,
+        horizon_days=5,
+    )
     plan = result.plan
     assert validate(plan) == plan
     assert plan["status"] == "active" and plan["intent"] == "plan"
@@ -207,13 +236,17 @@ def test_recurring_assignment_is_a_careplan_with_one_task_per_occurrence(store, 
     # occurrences due before now + 5 days: 3, 4, 5, 6 March at 20:00 New York
     tasks = sorted(result.tasks, key=lambda t: t["restriction"]["period"]["end"])
     assert [t["restriction"]["period"]["end"] for t in tasks] == [
-        "2026-03-04T01:00:00Z", "2026-03-05T01:00:00Z", "2026-03-06T01:00:00Z",
-        "2026-03-07T01:00:00Z"]
+        "2026-03-04T01:00:00Z",
+        "2026-03-05T01:00:00Z",
+        "2026-03-06T01:00:00Z",
+        "2026-03-07T01:00:00Z",
+    ]
     for n, task in enumerate(tasks, start=1):
         assert validate(task) == task
         assert task["basedOn"] == [{"reference": f"CarePlan/{plan['id']}"}]
-        assert task["identifier"] == [{"system": TASK_OCCURRENCE_SYSTEM,
-                                       "value": f"{plan['id']}/0/2026-03-0{n + 2}/{n}"}]
+        assert task["identifier"] == [
+            {"system": TASK_OCCURRENCE_SYSTEM, "value": f"{plan['id']}/0/2026-03-0{n + 2}/{n}"}
+        ]
         assert task["encounter"] == {"reference": "Encounter/session-1"}
         assert task["input"][0]["valueCanonical"] == MOOD_LOG
         assert coding(task["code"]) == (SDC_TEMP, "complete-questionnaire")
@@ -226,16 +259,26 @@ def test_recurring_assignment_is_a_careplan_with_one_task_per_occurrence(store, 
     assert events.log[-1][1]["plan"] == plan
 
 
-@pytest.mark.parametrize("zone,spring_forward", [("America/New_York", date(2026, 3, 8)),
-                                                  ("Europe/Berlin", date(2026, 3, 29))])
+@pytest.mark.parametrize(
+    "zone,spring_forward",
+    [("America/New_York", date(2026, 3, 8)), ("Europe/Berlin", date(2026, 3, 29))],
+)
 def test_weekly_tasks_keep_their_local_time_across_daylight_saving(store, zone, spring_forward):
     start = spring_forward - timedelta(days=14)
-    schedule = Schedule(frequency="weekly", start=start, time_of_day=time(19, 30), timezone=zone,
-                        days_of_week=("sun", "wed"), count=8)
+    schedule = Schedule(
+        frequency="weekly",
+        start=start,
+        time_of_day=time(19, 30),
+        timezone=zone,
+        days_of_week=("sun", "wed"),
+        count=8,
+    )
     now = datetime.combine(start, time(0), tzinfo=ZoneInfo(zone)).astimezone(timezone.utc)
     result = assign(store, mood_log(schedule, patient="pat-ben"), now=now, horizon_days=40)
-    dues = sorted(datetime.fromisoformat(t["restriction"]["period"]["end"].replace("Z", "+00:00"))
-                  for t in result.tasks)
+    dues = sorted(
+        datetime.fromisoformat(t["restriction"]["period"]["end"].replace("Z", "+00:00"))
+        for t in result.tasks
+    )
     assert len(dues) == 8
     local = [d.astimezone(ZoneInfo(zone)) for d in dues]
     assert {(d.hour, d.minute) for d in local} == {(19, 30)}
@@ -250,8 +293,19 @@ def test_weekly_tasks_keep_their_local_time_across_daylight_saving(store, zone, 
 
 def test_every_written_resource_validates(store):
     assign(store, mood_log(once()), now=NOW)
-    assign(store, mood_log(Schedule(frequency="every-n-days", interval=3, start=date(2026, 3, 3),
-                                    timezone=NY, until=date(2026, 4, 1))), now=NOW)
+    assign(
+        store,
+        mood_log(
+            Schedule(
+                frequency="every-n-days",
+                interval=3,
+                start=date(2026, 3, 3),
+                timezone=NY,
+                until=date(2026, 4, 1),
+            )
+        ),
+        now=NOW,
+    )
     every_resource_is_valid(store)
 
 
@@ -261,9 +315,12 @@ def test_every_written_resource_validates(store):
 def test_edit_a_one_off_task(store):
     task = assign(store, mood_log(once()), now=NOW).task
     due = datetime(2026, 3, 6, 23, 0, tzinfo=timezone.utc)
-    edited = edit_assignment(store, f"Task/{task['id']}",
-                             AssignmentEdit(instructions="Only on weekdays.", example="",
-                                            confidence=5, due=due), now=NOW)
+    edited = edit_assignment(
+        store,
+        f"Task/{task['id']}",
+        AssignmentEdit(instructions="Only on weekdays.", example="", confidence=5, due=due),
+        now=NOW,
+    )
     updated = edited.task
     assert updated["description"] == "Only on weekdays."
     assert [n["extension"][0]["valueCode"] for n in updated["note"]] == ["rationale"]
@@ -273,15 +330,25 @@ def test_edit_a_one_off_task(store):
     assert updated["meta"]["versionId"] == "2"
     assert validate(updated) == updated
     with pytest.raises(BusinessRuleError):
-        edit_assignment(store, f"Task/{task['id']}", AssignmentEdit(due=NOW - timedelta(hours=1)),
-                        now=NOW)
+        edit_assignment(
+            store, f"Task/{task['id']}", AssignmentEdit(due=NOW - timedelta(hours=1)), now=NOW
+        )
 
 
 def test_finished_homework_cannot_be_edited(store):
     task = assign(store, mood_log(once()), now=NOW).task
-    submit_response(store, task["id"], {"item": [
-        {"linkId": "date", "answer": [{"valueDate": "2026-03-03"}]},
-        {"linkId": "mood", "answer": [{"valueInteger": 6}]}]}, patient="pat-ava", now=NOW)
+    submit_response(
+        store,
+        task["id"],
+        {
+            "item": [
+                {"linkId": "date", "answer": [{"valueDate": "2026-03-03"}]},
+                {"linkId": "mood", "answer": [{"valueInteger": 6}]},
+            ]
+        },
+        patient="pat-ava",
+        now=NOW,
+    )
     before = snapshot(store)
     with pytest.raises(BusinessRuleError, match="only open homework"):
         edit_assignment(store, f"Task/{task['id']}", AssignmentEdit(instructions="x"), now=NOW)
@@ -289,16 +356,29 @@ def test_finished_homework_cannot_be_edited(store):
 
 
 def test_edit_a_plan_updates_open_tasks_and_leaves_completed_ones(store):
-    schedule = Schedule(frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0),
-                        timezone=NY)
+    schedule = Schedule(
+        frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0), timezone=NY
+    )
     result = assign(store, mood_log(schedule), now=NOW, horizon_days=4)
     first = min(result.tasks, key=lambda t: t["restriction"]["period"]["end"])
-    done = submit_response(store, first["id"], {"item": [
-        {"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
-        {"linkId": "mood", "answer": [{"valueInteger": 6}]}]}, patient="pat-ava", now=NOW).task
-    edited = edit_assignment(store, f"CarePlan/{result.plan['id']}",
-                             AssignmentEdit(instructions="New words", reminder_channel="sms"),
-                             now=NOW)
+    done = submit_response(
+        store,
+        first["id"],
+        {
+            "item": [
+                {"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
+                {"linkId": "mood", "answer": [{"valueInteger": 6}]},
+            ]
+        },
+        patient="pat-ava",
+        now=NOW,
+    ).task
+    edited = edit_assignment(
+        store,
+        f"CarePlan/{result.plan['id']}",
+        AssignmentEdit(instructions="New words", reminder_channel="sms"),
+        now=NOW,
+    )
     detail = edited.plan["activity"][0]["detail"]
     assert detail["description"] == "New words"
     assert HomeworkDetails.from_detail(detail).reminder_channel == "sms"
@@ -312,20 +392,42 @@ def test_edit_a_plan_updates_open_tasks_and_leaves_completed_ones(store):
 
 
 def test_rescheduling_a_plan_replaces_its_future_tasks(store, events):
-    daily = Schedule(frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0),
-                     timezone=NY, count=10)
+    daily = Schedule(
+        frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0), timezone=NY, count=10
+    )
     result = assign(store, mood_log(daily), now=NOW, horizon_days=6)
     plan_id = result.plan["id"]
     first = min(result.tasks, key=lambda t: t["restriction"]["period"]["end"])
-    done = submit_response(store, first["id"], {"item": [
-        {"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
-        {"linkId": "mood", "answer": [{"valueInteger": 6}]}]}, patient="pat-ava", now=NOW).task
-    weekly = Schedule(frequency="weekly", start=date(2026, 3, 4), time_of_day=time(8, 0),
-                      timezone=NY, days_of_week=("wed", "sat"), count=4)
+    done = submit_response(
+        store,
+        first["id"],
+        {
+            "item": [
+                {"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
+                {"linkId": "mood", "answer": [{"valueInteger": 6}]},
+            ]
+        },
+        patient="pat-ava",
+        now=NOW,
+    ).task
+    weekly = Schedule(
+        frequency="weekly",
+        start=date(2026, 3, 4),
+        time_of_day=time(8, 0),
+        timezone=NY,
+        days_of_week=("wed", "sat"),
+        count=4,
+    )
     later = NOW + timedelta(hours=1)
     events.log.clear()
-    edited = edit_assignment(store, f"CarePlan/{plan_id}", AssignmentEdit(schedule=weekly),
-                             events=events, now=later, horizon_days=6)
+    edited = edit_assignment(
+        store,
+        f"CarePlan/{plan_id}",
+        AssignmentEdit(schedule=weekly),
+        events=events,
+        now=later,
+        horizon_days=6,
+    )
     old, new = edited.plan["activity"]
     assert old["detail"]["status"] == "stopped"
     assert new["detail"]["status"] == "scheduled"
@@ -336,12 +438,20 @@ def test_rescheduling_a_plan_replaces_its_future_tasks(store, events):
     assert by_id[first["id"]] == done
     cancelled = [t for t in tasks if t["status"] == "cancelled"]
     assert len(cancelled) == len(result.tasks) - 1
-    assert all(t["businessStatus"]["coding"][0] == {
-        "system": BUSINESS_STATUS_SYSTEM, "code": "rescheduled",
-        "display": "Cancelled: the schedule was changed"} for t in cancelled)
+    assert all(
+        t["businessStatus"]["coding"][0]
+        == {
+            "system": BUSINESS_STATUS_SYSTEM,
+            "code": "rescheduled",
+            "display": "Cancelled: the schedule was changed",
+        }
+        for t in cancelled
+    )
     fresh = [t for t in tasks if t["status"] == "requested"]
     assert sorted(t["identifier"][0]["value"].split("/", 2)[2] for t in fresh) == [
-        "2026-03-04/1", "2026-03-07/2"]
+        "2026-03-04/1",
+        "2026-03-07/2",
+    ]
     assert all(t["identifier"][0]["value"].split("/")[1] == "1" for t in fresh)
     names = [name for name, _ in events.log]
     assert names.count("task_status_changed") == len(cancelled)
@@ -353,8 +463,9 @@ def test_rescheduling_a_plan_replaces_its_future_tasks(store, events):
 
 def test_cancel_a_one_off_task_but_never_finished_work(store, events):
     task = assign(store, mood_log(once()), now=NOW).task
-    cancelled = cancel_assignment(store, f"Task/{task['id']}", reason="Changed our plan",
-                                  events=events, now=NOW).task
+    cancelled = cancel_assignment(
+        store, f"Task/{task['id']}", reason="Changed our plan", events=events, now=NOW
+    ).task
     assert cancelled["status"] == "cancelled"
     assert cancelled["statusReason"] == {"text": "Changed our plan"}
     assert events.log[-1][0] == "task_status_changed"
@@ -364,9 +475,18 @@ def test_cancel_a_one_off_task_but_never_finished_work(store, events):
     assert snapshot(store) == before
 
     other = assign(store, mood_log(once()), now=NOW).task
-    submit_response(store, other["id"], {"item": [
-        {"linkId": "date", "answer": [{"valueDate": "2026-03-03"}]},
-        {"linkId": "mood", "answer": [{"valueInteger": 6}]}]}, patient="pat-ava", now=NOW)
+    submit_response(
+        store,
+        other["id"],
+        {
+            "item": [
+                {"linkId": "date", "answer": [{"valueDate": "2026-03-03"}]},
+                {"linkId": "mood", "answer": [{"valueInteger": 6}]},
+            ]
+        },
+        patient="pat-ava",
+        now=NOW,
+    )
     after_submit = snapshot(store)
     assert cancel_assignment(store, f"Task/{other['id']}", now=NOW).task["status"] == "completed"
     assert snapshot(store) == after_submit

@@ -37,15 +37,32 @@ FORM: dict[str, Any] = {
     "title": "Practice log",
     "item": [
         {"linkId": "did-it", "type": "boolean", "text": "Did you practice?", "required": True},
-        {"linkId": "minutes", "type": "integer", "text": "For how many minutes?", "required": True,
-         "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": True}],
-         "extension": [{"url": EXT + "minValue", "valueInteger": 0},
-                       {"url": EXT + "maxValue", "valueInteger": 120}]},
-        {"linkId": "feeling", "type": "choice", "text": "How did it feel?",
-         "answerOption": [{"valueCoding": {"system": FEEL, "code": "calm", "display": "Calm"}},
-                          {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}}]},
-        {"linkId": "why-not", "type": "string", "text": "What got in the way?",
-         "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": False}]},
+        {
+            "linkId": "minutes",
+            "type": "integer",
+            "text": "For how many minutes?",
+            "required": True,
+            "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": True}],
+            "extension": [
+                {"url": EXT + "minValue", "valueInteger": 0},
+                {"url": EXT + "maxValue", "valueInteger": 120},
+            ],
+        },
+        {
+            "linkId": "feeling",
+            "type": "choice",
+            "text": "How did it feel?",
+            "answerOption": [
+                {"valueCoding": {"system": FEEL, "code": "calm", "display": "Calm"}},
+                {"valueCoding": {"system": FEEL, "code": "tense", "display": "Tense"}},
+            ],
+        },
+        {
+            "linkId": "why-not",
+            "type": "string",
+            "text": "What got in the way?",
+            "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": False}],
+        },
     ],
 }
 
@@ -54,8 +71,13 @@ def answer(link_id: str, **value: Any) -> dict[str, Any]:
     return {"linkId": link_id, "answer": [value]}
 
 
-GOOD = {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueInteger=20),
-                 answer("feeling", valueCoding={"system": FEEL, "code": "calm"})]}
+GOOD = {
+    "item": [
+        answer("did-it", valueBoolean=True),
+        answer("minutes", valueInteger=20),
+        answer("feeling", valueCoding={"system": FEEL, "code": "calm"}),
+    ]
+}
 
 
 def snapshot(store: Any) -> set[tuple[str, str, str]]:
@@ -76,18 +98,34 @@ def events():
     """An event dispatcher recording every event as (name, kwargs)."""
     dispatcher = Events()
     dispatcher.log = []
-    for name in ("task_created", "task_status_changed", "response_saved", "response_completed",
-                 "plan_created"):
+    for name in (
+        "task_created",
+        "task_status_changed",
+        "response_saved",
+        "response_completed",
+        "plan_created",
+    ):
         dispatcher.subscribe(name, lambda name=name, **kw: dispatcher.log.append((name, kw)))
     return dispatcher
 
 
-def one_off(store: Any, *, patient: str = "pat-ava", activity: str = f"{URL}|1.0.0",
-            day: date = date(2026, 3, 3)) -> dict[str, Any]:
-    return assign(store, Assignment(
-        patient=patient, practitioner="dr-rivera", activity=activity,
-        schedule=Schedule(frequency="once", start=day, time_of_day=time(20, 0), timezone=NY)),
-        now=NOW).task
+def one_off(
+    store: Any,
+    *,
+    patient: str = "pat-ava",
+    activity: str = f"{URL}|1.0.0",
+    day: date = date(2026, 3, 3),
+) -> dict[str, Any]:
+    return assign(
+        store,
+        Assignment(
+            patient=patient,
+            practitioner="dr-rivera",
+            activity=activity,
+            schedule=Schedule(frequency="once", start=day, time_of_day=time(20, 0), timezone=NY),
+        ),
+        now=NOW,
+    ).task
 
 
 def coding(concept: dict[str, Any]) -> tuple[str, str]:
@@ -99,8 +137,14 @@ def coding(concept: dict[str, Any]) -> tuple[str, str]:
 
 def test_save_a_draft_then_submit(store, events):
     task = one_off(store)
-    draft = save_draft(store, task["id"], {"item": [answer("did-it", valueBoolean=True)]},
-                       patient="pat-ava", events=events, now=NOW)
+    draft = save_draft(
+        store,
+        task["id"],
+        {"item": [answer("did-it", valueBoolean=True)]},
+        patient="pat-ava",
+        events=events,
+        now=NOW,
+    )
     response = draft.response
     assert validate(response) == response
     assert response["status"] == "in-progress"
@@ -128,10 +172,14 @@ def test_save_a_draft_then_submit(store, events):
     [output] = task_after["output"]
     assert coding(output["type"]) == (SDC_TEMP, "questionnaire-response")
     assert output["valueReference"] == {"reference": f"QuestionnaireResponse/{response['id']}"}
-    assert task_after["executionPeriod"] == {"start": "2026-03-02T15:00:00Z",
-                                             "end": "2026-03-02T17:00:00Z"}
+    assert task_after["executionPeriod"] == {
+        "start": "2026-03-02T15:00:00Z",
+        "end": "2026-03-02T17:00:00Z",
+    }
     assert coding(task_after["businessStatus"]) == (
-        "http://hw-fhir.org/fhir/CodeSystem/task-business-status", "on-time")
+        "http://hw-fhir.org/fhir/CodeSystem/task-business-status",
+        "on-time",
+    )
     assert len(iter_all(store, "QuestionnaireResponse", [("subject", "Patient/pat-ava")])) == 1
     assert [n for n, _ in events.log][2:] == ["task_status_changed", "response_completed"]
     completed = events.log[-1][1]
@@ -145,18 +193,33 @@ def test_submit_without_a_draft_and_late(store):
     done = submit_response(store, task["id"], GOOD, patient="pat-ava", now=late_at)
     assert done.late is True
     assert done.task["businessStatus"]["coding"][0]["code"] == "late"
-    assert done.task["executionPeriod"] == {"start": "2026-03-04T03:00:00Z",
-                                            "end": "2026-03-04T03:00:00Z"}
+    assert done.task["executionPeriod"] == {
+        "start": "2026-03-04T03:00:00Z",
+        "end": "2026-03-04T03:00:00Z",
+    }
     output_ref = done.task["output"][0]["valueReference"]["reference"]
     assert output_ref == f"QuestionnaireResponse/{done.response['id']}"
     assert response_for_task(store, task["id"]) == done.response
 
 
 def test_a_plan_occurrence_response_is_based_on_the_careplan(store):
-    result = assign(store, Assignment(
-        patient="pat-ava", practitioner="dr-rivera", activity=f"{URL}|1.0.0",
-        schedule=Schedule(frequency="daily", start=date(2026, 3, 2), time_of_day=time(20, 0),
-                          timezone=NY, count=3)), now=NOW, horizon_days=2)
+    result = assign(
+        store,
+        Assignment(
+            patient="pat-ava",
+            practitioner="dr-rivera",
+            activity=f"{URL}|1.0.0",
+            schedule=Schedule(
+                frequency="daily",
+                start=date(2026, 3, 2),
+                time_of_day=time(20, 0),
+                timezone=NY,
+                count=3,
+            ),
+        ),
+        now=NOW,
+        horizon_days=2,
+    )
     task = result.tasks[0]
     done = submit_response(store, task["id"], GOOD, patient="pat-ava", now=NOW)
     assert done.response["basedOn"] == [{"reference": f"CarePlan/{result.plan['id']}"}]
@@ -168,8 +231,13 @@ def test_drafts_may_be_incomplete_but_not_wrong(store):
     assert empty.response["status"] == "in-progress"
     before = snapshot(store)
     with pytest.raises(InvalidResponse) as caught:
-        save_draft(store, task["id"], {"item": [answer("minutes", valueString="ten")]},
-                   patient="pat-ava", now=NOW)
+        save_draft(
+            store,
+            task["id"],
+            {"item": [answer("minutes", valueString="ten")]},
+            patient="pat-ava",
+            now=NOW,
+        )
     assert any("minutes" in (i.expression or "") for i in caught.value.issues)
     assert snapshot(store) == before
 
@@ -179,33 +247,67 @@ def test_drafts_may_be_incomplete_but_not_wrong(store):
 INVALID = [
     ("wrong type", {"item": [answer("did-it", valueString="yes")]}, "did-it"),
     ("missing required", {"item": [answer("did-it", valueBoolean=True)]}, "minutes"),
-    ("answer to a disabled item",
-     {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueInteger=5),
-               answer("why-not", valueString="tired")]}, "why-not"),
-    ("value not in answerOption",
-     {"item": [answer("did-it", valueBoolean=False),
-               answer("feeling", valueCoding={"system": FEEL, "code": "angry"})]}, "feeling"),
-    ("text for an integer",
-     {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueString="ten")]},
-     "minutes"),
-    ("above maxValue",
-     {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueInteger=500)]},
-     "minutes"),
-    ("unknown item", {"item": [answer("did-it", valueBoolean=False),
-                               answer("extra", valueString="?")]}, "extra"),
-    ("another questionnaire version", dict(GOOD, questionnaire=f"{URL}|0.9.0"),
-     "QuestionnaireResponse.questionnaire"),
-    ("another questionnaire", dict(GOOD, questionnaire="http://example.org/Questionnaire/x|1"),
-     "QuestionnaireResponse.questionnaire"),
+    (
+        "answer to a disabled item",
+        {
+            "item": [
+                answer("did-it", valueBoolean=True),
+                answer("minutes", valueInteger=5),
+                answer("why-not", valueString="tired"),
+            ]
+        },
+        "why-not",
+    ),
+    (
+        "value not in answerOption",
+        {
+            "item": [
+                answer("did-it", valueBoolean=False),
+                answer("feeling", valueCoding={"system": FEEL, "code": "angry"}),
+            ]
+        },
+        "feeling",
+    ),
+    (
+        "text for an integer",
+        {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueString="ten")]},
+        "minutes",
+    ),
+    (
+        "above maxValue",
+        {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueInteger=500)]},
+        "minutes",
+    ),
+    (
+        "unknown item",
+        {"item": [answer("did-it", valueBoolean=False), answer("extra", valueString="?")]},
+        "extra",
+    ),
+    (
+        "another questionnaire version",
+        dict(GOOD, questionnaire=f"{URL}|0.9.0"),
+        "QuestionnaireResponse.questionnaire",
+    ),
+    (
+        "another questionnaire",
+        dict(GOOD, questionnaire="http://example.org/Questionnaire/x|1"),
+        "QuestionnaireResponse.questionnaire",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,response,where", INVALID, ids=[i[0] for i in INVALID])
-def test_invalid_responses_are_rejected_per_item_and_nothing_is_stored(store, events, name,
-                                                                         response, where):
+def test_invalid_responses_are_rejected_per_item_and_nothing_is_stored(
+    store, events, name, response, where
+):
     task = one_off(store)
-    save_draft(store, task["id"], {"item": [answer("did-it", valueBoolean=True)]},
-               patient="pat-ava", now=NOW)
+    save_draft(
+        store,
+        task["id"],
+        {"item": [answer("did-it", valueBoolean=True)]},
+        patient="pat-ava",
+        now=NOW,
+    )
     events.log.clear()
     before = snapshot(store)
     with pytest.raises(InvalidResponse) as caught:
@@ -233,14 +335,19 @@ def test_validation_uses_the_exact_version_the_task_names(store):
         submit_response(store, task["id"], with_extra, patient="pat-ava", now=NOW)
     assert any("extra" in (i.expression or "") for i in caught.value.issues)
     with pytest.raises(InvalidResponse):
-        submit_response(store, task["id"], dict(GOOD, questionnaire=f"{URL}|2.0.0"),
-                        patient="pat-ava", now=NOW)
+        submit_response(
+            store, task["id"], dict(GOOD, questionnaire=f"{URL}|2.0.0"), patient="pat-ava", now=NOW
+        )
     assert snapshot(store) == before
     done = submit_response(store, task["id"], GOOD, patient="pat-ava", now=NOW)
     assert done.response["questionnaire"] == f"{URL}|1.0.0"
     newer = one_off(store, activity=f"{URL}|2.0.0")
-    assert submit_response(store, newer["id"], with_extra, patient="pat-ava",
-                           now=NOW).response["questionnaire"] == f"{URL}|2.0.0"
+    assert (
+        submit_response(store, newer["id"], with_extra, patient="pat-ava", now=NOW).response[
+            "questionnaire"
+        ]
+        == f"{URL}|2.0.0"
+    )
 
 
 def test_only_the_patient_of_the_task_can_answer(store):
@@ -251,8 +358,13 @@ def test_only_the_patient_of_the_task_can_answer(store):
     with pytest.raises(Forbidden):
         save_draft(store, task["id"], GOOD, patient="Patient/pat-ben", now=NOW)
     with pytest.raises(Forbidden):
-        submit_response(store, task["id"], dict(GOOD, subject={"reference": "Patient/pat-ben"}),
-                        patient="pat-ava", now=NOW)
+        submit_response(
+            store,
+            task["id"],
+            dict(GOOD, subject={"reference": "Patient/pat-ben"}),
+            patient="pat-ava",
+            now=NOW,
+        )
     assert snapshot(store) == before
 
 
@@ -283,8 +395,9 @@ def test_amend_keeps_the_earlier_version(store, events):
     first = submit_response(store, task["id"], GOOD, patient="pat-ava", now=NOW).response
     changed = {"item": [answer("did-it", valueBoolean=True), answer("minutes", valueInteger=35)]}
     later = NOW + timedelta(days=1)
-    amended = amend_response(store, task["id"], changed, patient="pat-ava", events=events,
-                             now=later)
+    amended = amend_response(
+        store, task["id"], changed, patient="pat-ava", events=events, now=later
+    )
     response = amended.response
     assert response["id"] == first["id"]
     assert response["status"] == "amended"
@@ -299,8 +412,13 @@ def test_amend_keeps_the_earlier_version(store, events):
     assert events.log[-1][0] == "response_completed" and events.log[-1][1]["amended"] is True
     before = snapshot(store)
     with pytest.raises(InvalidResponse):
-        amend_response(store, task["id"], {"item": [answer("did-it", valueBoolean=True)]},
-                       patient="pat-ava", now=later)
+        amend_response(
+            store,
+            task["id"],
+            {"item": [answer("did-it", valueBoolean=True)]},
+            patient="pat-ava",
+            now=later,
+        )
     with pytest.raises(Forbidden):
         amend_response(store, task["id"], changed, patient="pat-ben", now=later)
     assert snapshot(store) == before
@@ -341,22 +459,34 @@ def test_a_concurrent_task_change_writes_nothing_half(store):
     assert iter_all(store, "QuestionnaireResponse") == []
     stored = store.read("Task", task["id"]).resource
     assert stored["status"] == "requested" and stored["businessStatus"] == {"text": "reminded"}
-    assert submit_response(store, task["id"], GOOD, patient="pat-ava",
-                           now=NOW).task["status"] == "completed"
+    assert (
+        submit_response(store, task["id"], GOOD, patient="pat-ava", now=NOW).task["status"]
+        == "completed"
+    )
 
 
 def test_a_task_pointing_at_its_questionnaire_by_focus(store):
     questionnaire = library.resolve_questionnaire(store, f"{URL}|1.0.0")
-    task = store.create({
-        "resourceType": "Task", "status": "requested", "intent": "order",
-        "code": {"coding": [{"system": SDC_TEMP, "code": "complete-questionnaire"}]},
-        "focus": {"reference": f"Questionnaire/{questionnaire['id']}"},
-        "for": {"reference": "Patient/pat-ava"}, "authoredOn": "2026-03-01T00:00:00Z",
-        "requester": {"reference": "Practitioner/dr-rivera"}}).resource
+    task = store.create(
+        {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": SDC_TEMP, "code": "complete-questionnaire"}]},
+            "focus": {"reference": f"Questionnaire/{questionnaire['id']}"},
+            "for": {"reference": "Patient/pat-ava"},
+            "authoredOn": "2026-03-01T00:00:00Z",
+            "requester": {"reference": "Practitioner/dr-rivera"},
+        }
+    ).resource
     done = submit_response(store, task["id"], GOOD, patient="pat-ava", now=NOW)
     assert done.response["questionnaire"] == f"{URL}|1.0.0"
     assert done.late is False
     with pytest.raises(InvalidResponse):
-        submit_response(store, one_off(store)["id"], {"item": [answer("minutes",
-                                                                      valueInteger=3)]},
-                        patient="pat-ava", now=NOW)
+        submit_response(
+            store,
+            one_off(store)["id"],
+            {"item": [answer("minutes", valueInteger=3)]},
+            patient="pat-ava",
+            now=NOW,
+        )

@@ -46,11 +46,21 @@ def small_questionnaire(**changes: Any) -> dict[str, Any]:
         "status": "draft",
         "item": [
             {"linkId": "did-it", "text": "Did you do it?", "type": "boolean", "required": True},
-            {"linkId": "feel", "text": "How was it?", "type": "choice",
-             "answerOption": [{"valueCoding": {"system": "urn:x", "code": "ok"}},
-                              {"valueCoding": {"system": "urn:x", "code": "bad"}}]},
-            {"linkId": "why", "text": "Why not?", "type": "string",
-             "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": False}]},
+            {
+                "linkId": "feel",
+                "text": "How was it?",
+                "type": "choice",
+                "answerOption": [
+                    {"valueCoding": {"system": "urn:x", "code": "ok"}},
+                    {"valueCoding": {"system": "urn:x", "code": "bad"}},
+                ],
+            },
+            {
+                "linkId": "why",
+                "text": "Why not?",
+                "type": "string",
+                "enableWhen": [{"question": "did-it", "operator": "=", "answerBoolean": False}],
+            },
         ],
     }
     q.update(changes)
@@ -125,15 +135,19 @@ def test_resolve_questionnaire_by_canonical_url_id_and_reference(store):
 
 def test_clone_is_a_draft_in_the_clinicians_namespace_derived_from_the_source(store):
     source_before = store.read("Questionnaire", "mood-log")
-    clone = library.clone_questionnaire(store, MOOD_LOG, practitioner=DR, title="Ava's mood log",
-                                        now=NOW)
-    assert clone["url"] == "http://hw-fhir.org/fhir/clinician/dr-rivera/Questionnaire/ava-s-mood-log"
+    clone = library.clone_questionnaire(
+        store, MOOD_LOG, practitioner=DR, title="Ava's mood log", now=NOW
+    )
+    assert (
+        clone["url"] == "http://hw-fhir.org/fhir/clinician/dr-rivera/Questionnaire/ava-s-mood-log"
+    )
     assert clone["version"] == "1.0.0"
     assert clone["status"] == "draft"
     assert clone["derivedFrom"] == [MOOD_LOG]
     assert clone["title"] == "Ava's mood log"
-    assert clone["identifier"] == [{"system": library.clinician_system(DR),
-                                    "value": "ava-s-mood-log"}]
+    assert clone["identifier"] == [
+        {"system": library.clinician_system(DR), "value": "ava-s-mood-log"}
+    ]
     assert clone["item"] == source_before.resource["item"]
     assert clone["id"] != "mood-log"
     assert validate(clone) == clone
@@ -168,11 +182,13 @@ def test_edit_draft_changes_texts_items_and_options(store):
 
     def edit(q: dict[str, Any]) -> dict[str, Any]:
         q = library.replace_item(q, "mood", text="Mood today, 0 to 10")
-        q = library.set_answer_options(q, "feelings", [("calm", "Calm"), ("tense", "Tense")],
-                                       system="urn:example:feelings")
+        q = library.set_answer_options(
+            q, "feelings", [("calm", "Calm"), ("tense", "Tense")], system="urn:example:feelings"
+        )
         q = library.remove_item(q, "sleep-hours")
-        return library.add_item(q, {"linkId": "walk", "type": "boolean",
-                                    "text": "Did you go for a walk?"}, after="mood")
+        return library.add_item(
+            q, {"linkId": "walk", "type": "boolean", "text": "Did you go for a walk?"}, after="mood"
+        )
 
     edited = library.edit_draft(store, clone["id"], edit, now=NOW)
     assert edited["meta"]["versionId"] == "2"
@@ -199,8 +215,12 @@ def test_edit_draft_with_a_whole_resource_and_if_match(store):
 def test_edit_cannot_change_identity_or_status(store):
     clone = library.clone_questionnaire(store, MOOD_LOG, practitioner=DR, now=NOW)
     before = snapshot(store)
-    for change in ({"url": "http://evil.example/q"}, {"version": "9"}, {"status": "active"},
-                   {"derivedFrom": []}):
+    for change in (
+        {"url": "http://evil.example/q"},
+        {"version": "9"},
+        {"status": "active"},
+        {"derivedFrom": []},
+    ):
         with pytest.raises(BusinessRuleError) as caught:
             library.edit_draft(store, clone["id"], dict(clone, **change))
         assert caught.value.issues[0].expression == f"Questionnaire.{next(iter(change))}"
@@ -222,38 +242,65 @@ def test_a_published_version_is_never_edited_in_place(store):
 
 
 BROKEN_EDITS = [
-    ("duplicate linkId",
-     lambda q: library.add_item(q, {"linkId": "mood", "type": "string", "text": "again"}),
-     "used more than once"),
-    ("enableWhen to a missing item",
-     lambda q: library.replace_item(q, "hard", enableWhen=[
-         {"question": "nope", "operator": "exists", "answerBoolean": True}]),
-     "unknown linkId 'nope'"),
-    ("choice without options",
-     lambda q: library.replace_item(q, "feelings", answerOption=None),
-     "needs answerOption or answerValueSet"),
-    ("enableWhen answer of the wrong type",
-     lambda q: library.replace_item(q, "hard", enableWhen=[
-         {"question": "mood", "operator": "=", "answerString": "high"}]),
-     "compares the integer question 'mood' with answerString"),
-    ("enableWhen on a display item",
-     lambda q: library.replace_item(q, "hard", enableWhen=[
-         {"question": "intro", "operator": "exists", "answerBoolean": True}]),
-     "a display item that has no answer"),
-    ("group without items",
-     lambda q: library.add_item(q, {"linkId": "g", "type": "group", "text": "Empty"}),
-     "needs at least one item"),
-    ("answerOption on a boolean",
-     lambda q: library.replace_item(q, "mood", type="boolean",
-                                    answerOption=[{"valueInteger": 1}]),
-     "cannot have answerOption"),
-    ("repeated option",
-     lambda q: library.set_answer_options(q, "feelings", [("a", "A"), ("a", "A again")],
-                                          system="urn:x"),
-     "listed twice"),
-    ("invalid item type",
-     lambda q: library.replace_item(q, "mood", type="slider"),
-     "not a valid Questionnaire item type"),
+    (
+        "duplicate linkId",
+        lambda q: library.add_item(q, {"linkId": "mood", "type": "string", "text": "again"}),
+        "used more than once",
+    ),
+    (
+        "enableWhen to a missing item",
+        lambda q: library.replace_item(
+            q,
+            "hard",
+            enableWhen=[{"question": "nope", "operator": "exists", "answerBoolean": True}],
+        ),
+        "unknown linkId 'nope'",
+    ),
+    (
+        "choice without options",
+        lambda q: library.replace_item(q, "feelings", answerOption=None),
+        "needs answerOption or answerValueSet",
+    ),
+    (
+        "enableWhen answer of the wrong type",
+        lambda q: library.replace_item(
+            q, "hard", enableWhen=[{"question": "mood", "operator": "=", "answerString": "high"}]
+        ),
+        "compares the integer question 'mood' with answerString",
+    ),
+    (
+        "enableWhen on a display item",
+        lambda q: library.replace_item(
+            q,
+            "hard",
+            enableWhen=[{"question": "intro", "operator": "exists", "answerBoolean": True}],
+        ),
+        "a display item that has no answer",
+    ),
+    (
+        "group without items",
+        lambda q: library.add_item(q, {"linkId": "g", "type": "group", "text": "Empty"}),
+        "needs at least one item",
+    ),
+    (
+        "answerOption on a boolean",
+        lambda q: library.replace_item(
+            q, "mood", type="boolean", answerOption=[{"valueInteger": 1}]
+        ),
+        "cannot have answerOption",
+    ),
+    (
+        "repeated option",
+        lambda q: library.set_answer_options(
+            q, "feelings", [("a", "A"), ("a", "A again")], system="urn:x"
+        ),
+        "listed twice",
+    ),
+    (
+        "invalid item type",
+        lambda q: library.replace_item(q, "mood", type="slider"),
+        "not a valid Questionnaire item type",
+    ),
 ]
 
 
@@ -279,8 +326,9 @@ def test_check_questionnaire_points_at_the_item():
 
 def test_enable_when_must_name_an_offered_option():
     q = small_questionnaire()
-    q["item"][2]["enableWhen"] = [{"question": "feel", "operator": "=",
-                                   "answerCoding": {"system": "urn:x", "code": "awful"}}]
+    q["item"][2]["enableWhen"] = [
+        {"question": "feel", "operator": "=", "answerCoding": {"system": "urn:x", "code": "awful"}}
+    ]
     with pytest.raises(InvalidResource, match="not an answer option"):
         library.check_questionnaire(q)
 
@@ -309,11 +357,14 @@ def test_new_version_starts_the_next_draft_with_the_same_url(store):
     assert draft["id"] != clone["id"]
     with pytest.raises(Conflict, match="already has a draft"):
         library.new_version(store, clone["id"])
-    edited = library.edit_draft(store, draft["id"],
-                                lambda q: library.replace_item(q, "mood", text="v2 wording"))
+    edited = library.edit_draft(
+        store, draft["id"], lambda q: library.replace_item(q, "mood", text="v2 wording")
+    )
     library.publish(store, edited["id"])
-    assert library.find_item(store.read("Questionnaire", clone["id"]).resource, "mood")["text"] \
+    assert (
+        library.find_item(store.read("Questionnaire", clone["id"]).resource, "mood")["text"]
         != "v2 wording"
+    )
     newest = library.resolve_questionnaire(store, clone["url"])
     assert newest["version"] == "1.1.0"
 
@@ -328,7 +379,10 @@ def test_set_answer_options_accepts_plain_values():
     q = library.replace_item(q, "why", type="choice", enableWhen=None)
     out = library.set_answer_options(q, "why", ["time", "energy", 3])
     assert library.find_item(out, "why")["answerOption"] == [
-        {"valueString": "time"}, {"valueString": "energy"}, {"valueInteger": 3}]
+        {"valueString": "time"},
+        {"valueString": "energy"},
+        {"valueInteger": 3},
+    ]
     assert "answerOption" not in library.find_item(q, "why")  # the input is not changed
     with pytest.raises(NotFound):
         library.find_item(q, "missing")

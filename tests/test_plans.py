@@ -43,8 +43,12 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"
 MOOD_LOG = "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0"
-MOOD_ANSWERS = {"item": [{"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
-                         {"linkId": "mood", "answer": [{"valueInteger": 6}]}]}
+MOOD_ANSWERS = {
+    "item": [
+        {"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
+        {"linkId": "mood", "answer": [{"valueInteger": 6}]},
+    ]
+}
 
 
 def snapshot(store: Any) -> set[tuple[str, str, str]]:
@@ -60,17 +64,29 @@ def store(sql_store):
 
 
 def daily(start: date = date(2026, 3, 2), **changes: Any) -> Schedule:
-    values: dict[str, Any] = dict(frequency="daily", start=start, time_of_day=time(20, 0),
-                                  timezone=NY)
+    values: dict[str, Any] = dict(
+        frequency="daily", start=start, time_of_day=time(20, 0), timezone=NY
+    )
     values.update(changes)
     return Schedule(**values)
 
 
-def plan_of(store: Any, schedule: Schedule, *, now: datetime = NOW, horizon: int = 3,
-            activity: str = MOOD_LOG) -> dict[str, Any]:
-    result = assign(store, Assignment(patient="pat-ava", practitioner="dr-rivera",
-                                      activity=activity, schedule=schedule),
-                    now=now, horizon_days=horizon)
+def plan_of(
+    store: Any,
+    schedule: Schedule,
+    *,
+    now: datetime = NOW,
+    horizon: int = 3,
+    activity: str = MOOD_LOG,
+) -> dict[str, Any]:
+    result = assign(
+        store,
+        Assignment(
+            patient="pat-ava", practitioner="dr-rivera", activity=activity, schedule=schedule
+        ),
+        now=now,
+        horizon_days=horizon,
+    )
     return result.plan
 
 
@@ -113,8 +129,9 @@ def test_materializer_creates_exactly_the_occurrences_entering_the_horizon(store
     for task in new:
         assert validate(task) == task
         assert task["identifier"][0]["system"] == TASK_OCCURRENCE_SYSTEM
-    assert [key(t) for t in materialize(store, now=later + timedelta(days=1), horizon_days=3)] \
-        == ["0/2026-03-07/6"]
+    assert [key(t) for t in materialize(store, now=later + timedelta(days=1), horizon_days=3)] == [
+        "0/2026-03-07/6"
+    ]
     assert materialize(store, now=later + timedelta(days=30), horizon_days=3) == []
     keys = [key(t) for t in tasks_of(store, plan["id"])]
     assert keys == sorted(set(keys)) and len(keys) == 6  # count 6: never more
@@ -168,12 +185,15 @@ def test_overdue_sweep_fails_unfinished_tasks_after_the_grace(store):
     submit_response(store, third["id"], MOOD_ANSWERS, patient="pat-ava", now=NOW)
     events = Events()
     changes: list[tuple[str, str]] = []
-    events.subscribe("task_status_changed",
-                     lambda task, previous_status: changes.append((task["id"], previous_status)))
+    events.subscribe(
+        "task_status_changed",
+        lambda task, previous_status: changes.append((task["id"], previous_status)),
+    )
     # first is due 3 March 01:00Z: within the 24 h grace at 2 March 23:00Z + 1 day
     assert sweep_overdue(store, now=due(first) + timedelta(hours=23), grace_hours=24) == []
-    failed = sweep_overdue(store, now=due(second) + timedelta(hours=25), grace_hours=24,
-                           events=events)
+    failed = sweep_overdue(
+        store, now=due(second) + timedelta(hours=25), grace_hours=24, events=events
+    )
     assert sorted(t["id"] for t in failed) == sorted([first["id"], second["id"]])
     for task in failed:
         assert task["status"] == "failed"
@@ -188,15 +208,21 @@ def test_overdue_sweep_fails_unfinished_tasks_after_the_grace(store):
 def test_late_completion_is_allowed_until_the_sweep_closes_the_task(store):
     plan = plan_of(store, daily(count=2))
     first, second = tasks_of(store, plan["id"])
-    late = submit_response(store, first["id"], MOOD_ANSWERS, patient="pat-ava",
-                           now=due(first) + timedelta(hours=3))
+    late = submit_response(
+        store, first["id"], MOOD_ANSWERS, patient="pat-ava", now=due(first) + timedelta(hours=3)
+    )
     assert late.late and late.task["businessStatus"]["coding"][0]["code"] == "late"
     run_scheduler(store, now=due(second) + timedelta(hours=30), grace_hours=24)
     assert store.read("Task", second["id"]).resource["status"] == "failed"
     before = snapshot(store)
     with pytest.raises(BusinessRuleError, match="not completed in time"):
-        submit_response(store, second["id"], MOOD_ANSWERS, patient="pat-ava",
-                        now=due(second) + timedelta(hours=31))
+        submit_response(
+            store,
+            second["id"],
+            MOOD_ANSWERS,
+            patient="pat-ava",
+            now=due(second) + timedelta(hours=31),
+        )
     assert snapshot(store) == before
 
 
@@ -221,53 +247,85 @@ def test_a_finished_plan_completes(store):
 
 
 def test_pathway_becomes_one_ordered_careplan(store):
-    result = assign_pathway(store, "panic-breathing-interoceptive-exposure", patient="pat-ben",
-                            practitioner="dr-rivera", start=date(2026, 3, 2), timezone=BERLIN,
-                            time_of_day=time(18, 0), now=NOW)
+    result = assign_pathway(
+        store,
+        "panic-breathing-interoceptive-exposure",
+        patient="pat-ben",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 2),
+        timezone=BERLIN,
+        time_of_day=time(18, 0),
+        now=NOW,
+    )
     plan = result.plan
     assert validate(plan) == plan
     assert plan["instantiatesUri"] == [f"{PATHWAY_BASE}/panic-breathing-interoceptive-exposure"]
     assert plan["status"] == "active" and plan["intent"] == "plan"
     assert plan["subject"] == {"reference": "Patient/pat-ben"}
     assert plan["author"] == {"reference": "Practitioner/dr-rivera"}
-    canonicals = [a["detail"]["instantiatesCanonical"][0].split("/")[-1]
-                  for a in plan["activity"]]
-    assert canonicals == ["audio-understanding-panic|1.0.0", "paced-breathing|1.0.0",
-                          "interoceptive-exposure|1.0.0"]
+    canonicals = [a["detail"]["instantiatesCanonical"][0].split("/")[-1] for a in plan["activity"]]
+    assert canonicals == [
+        "audio-understanding-panic|1.0.0",
+        "paced-breathing|1.0.0",
+        "interoceptive-exposure|1.0.0",
+    ]
     assert [a["detail"]["status"] for a in plan["activity"]] == [
-        "scheduled", "not-started", "not-started"]
+        "scheduled",
+        "not-started",
+        "not-started",
+    ]
     steps = [pathway_step(a) for a in plan["activity"]]
     assert [s["sequence"] for s in steps] == [1, 2, 3]
     assert steps[0]["delayDays"] == 0 and steps[1]["afterPrevious"] is True
     assert all(s["required"] is True for s in steps)
     assert "releasedAt" in steps[0] and "releasedAt" not in steps[1]
-    assert all(e["url"] == EXT_PATHWAY_STEP for a in plan["activity"] for e in a["extension"]
-               if "extension" in e)
+    assert all(
+        e["url"] == EXT_PATHWAY_STEP
+        for a in plan["activity"]
+        for e in a["extension"]
+        if "extension" in e
+    )
     [task] = result.tasks
     assert task["input"][0]["valueCanonical"].endswith("audio-understanding-panic|1.0.0")
-    assert due(task).astimezone(ZoneInfo(BERLIN)) == datetime(2026, 3, 2, 18, 0,
-                                                               tzinfo=ZoneInfo(BERLIN))
+    assert due(task).astimezone(ZoneInfo(BERLIN)) == datetime(
+        2026, 3, 2, 18, 0, tzinfo=ZoneInfo(BERLIN)
+    )
 
 
 def test_the_next_pathway_step_is_released_when_the_previous_one_is_done(store):
-    result = assign_pathway(store, "panic-breathing-interoceptive-exposure", patient="pat-ben",
-                            practitioner="dr-rivera", start=date(2026, 3, 2), timezone=BERLIN,
-                            now=NOW, horizon_days=3)
+    result = assign_pathway(
+        store,
+        "panic-breathing-interoceptive-exposure",
+        patient="pat-ben",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 2),
+        timezone=BERLIN,
+        now=NOW,
+        horizon_days=3,
+    )
     plan_id = result.plan["id"]
     # 9:00 Berlin has passed at 15:00 UTC: the one-off first step moves to the next day
     [audio] = result.tasks
     assert audio["restriction"]["period"]["end"] == "2026-03-03T08:00:00Z"
     assert run_scheduler(store, now=NOW + timedelta(hours=1), horizon_days=3).released == ()
     q = library.resolve_questionnaire(store, audio["input"][0]["valueCanonical"])
-    answers = {"item": [{"linkId": i["linkId"], "answer": [{"valueBoolean": True}]}
-                        for i in q["item"] if i["type"] == "boolean" and i.get("required")]}
+    answers = {
+        "item": [
+            {"linkId": i["linkId"], "answer": [{"valueBoolean": True}]}
+            for i in q["item"]
+            if i["type"] == "boolean" and i.get("required")
+        ]
+    }
     done_at = datetime(2026, 3, 2, 19, 0, tzinfo=timezone.utc)  # 20:00 in Berlin
     submit_response(store, audio["id"], answers, patient="pat-ben", now=done_at)
     run = run_scheduler(store, now=done_at + timedelta(minutes=5), horizon_days=3)
     assert run.released == (f"CarePlan/{plan_id}#1",)
     plan = store.read("CarePlan", plan_id).resource
     assert [a["detail"]["status"] for a in plan["activity"]] == [
-        "completed", "scheduled", "not-started"]
+        "completed",
+        "scheduled",
+        "not-started",
+    ]
     timing = plan["activity"][1]["detail"]["scheduledTiming"]
     assert timing["repeat"]["boundsPeriod"]["start"] == "2026-03-03"  # 9:00 today has passed
     assert "releasedAt" in pathway_step(plan["activity"][1])
@@ -278,8 +336,16 @@ def test_the_next_pathway_step_is_released_when_the_previous_one_is_done(store):
 
 
 def test_a_step_is_released_when_the_previous_ones_window_passed(store):
-    result = assign_pathway(store, "staying-well", patient="pat-ava", practitioner="dr-rivera",
-                            start=date(2026, 3, 3), timezone=NY, now=NOW, horizon_days=3)
+    result = assign_pathway(
+        store,
+        "staying-well",
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 3),
+        timezone=NY,
+        now=NOW,
+        horizon_days=3,
+    )
     [first] = result.tasks
     moment = due(first) + timedelta(hours=25)
     run = run_scheduler(store, now=moment, horizon_days=3, grace_hours=24)
@@ -289,13 +355,22 @@ def test_a_step_is_released_when_the_previous_ones_window_passed(store):
 
 
 def test_delayed_steps_appear_when_they_enter_the_horizon(store):
-    result = assign_pathway(store, "insomnia-4-weeks", patient="pat-ava",
-                            practitioner="dr-rivera", start=date(2026, 3, 3), timezone=NY,
-                            time_of_day=time(8, 0), now=NOW, horizon_days=3)
+    result = assign_pathway(
+        store,
+        "insomnia-4-weeks",
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 3),
+        timezone=NY,
+        time_of_day=time(8, 0),
+        now=NOW,
+        horizon_days=3,
+    )
     plan = result.plan
     assert [a["detail"]["status"] for a in plan["activity"]] == ["scheduled", "scheduled"]
     assert plan["activity"][1]["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"] == {
-        "start": "2026-03-10"}
+        "start": "2026-03-10"
+    }
     assert all(key(t).startswith("0/") for t in result.tasks)
     created = materialize(store, now=NOW + timedelta(days=6), horizon_days=3)
     stimulus = sorted(key(t) for t in created if key(t).startswith("1/"))
@@ -306,17 +381,27 @@ def test_skip_a_step_cancels_its_tasks_and_releases_the_next(store):
     events = Events()
     changed: list[str] = []
     events.subscribe("task_status_changed", lambda task: changed.append(task["status"]))
-    result = assign_pathway(store, "distress-tolerance-4-weeks", patient="pat-ava",
-                            practitioner="dr-rivera", start=date(2026, 3, 2), timezone=NY,
-                            time_of_day=time(20, 0), now=NOW, horizon_days=3)
+    result = assign_pathway(
+        store,
+        "distress-tolerance-4-weeks",
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 2),
+        timezone=NY,
+        time_of_day=time(20, 0),
+        now=NOW,
+        horizon_days=3,
+    )
     plan_id = result.plan["id"]
     grounding = tasks_of(store, plan_id)
     skipped = skip_step(store, plan_id, 0, now=NOW, horizon_days=3, events=events)
     assert skipped["activity"][0]["detail"]["status"] == "stopped"
     assert skipped["activity"][0]["detail"]["statusReason"] == {"text": "Skipped by the clinician"}
     assert skipped["activity"][1]["detail"]["status"] == "scheduled"
-    states = {key(t): (t["status"], (t.get("businessStatus") or {}).get("coding", [{}])[0]
-                       .get("code")) for t in tasks_of(store, plan_id)}
+    states = {
+        key(t): (t["status"], (t.get("businessStatus") or {}).get("coding", [{}])[0].get("code"))
+        for t in tasks_of(store, plan_id)
+    }
     assert {v for k, v in states.items() if k.startswith("0/")} == {("cancelled", "step-skipped")}
     assert {v for k, v in states.items() if k.startswith("1/")} == {("requested", None)}
     assert changed == ["cancelled"] * len(grounding)
@@ -333,8 +418,9 @@ def test_pause_and_resume(store):
     paused_at = NOW + timedelta(hours=1)
     paused = pause_plan(store, plan["id"], now=paused_at)
     assert paused["status"] == "on-hold"
-    assert [t["status"] for t in tasks_of(store, plan["id"])] == \
-        ["in-progress"] + ["on-hold"] * len(rest)
+    assert [t["status"] for t in tasks_of(store, plan["id"])] == ["in-progress"] + [
+        "on-hold"
+    ] * len(rest)
     before = snapshot(store)
     assert materialize(store, now=paused_at + timedelta(days=1), horizon_days=4) == []
     run = run_scheduler(store, now=paused_at + timedelta(days=1), horizon_days=4)
@@ -350,9 +436,16 @@ def test_pause_and_resume(store):
         assert after[held]["status"] == "cancelled"
         assert after[held]["businessStatus"]["coding"][0]["code"] == "paused"
     # occurrences due during the pause (6 and 7 March) are never created
-    assert sorted(after) == ["0/2026-03-02/1", "0/2026-03-03/2", "0/2026-03-04/3",
-                             "0/2026-03-05/4", "0/2026-03-08/7", "0/2026-03-09/8",
-                             "0/2026-03-10/9", "0/2026-03-11/10"]
+    assert sorted(after) == [
+        "0/2026-03-02/1",
+        "0/2026-03-03/2",
+        "0/2026-03-04/3",
+        "0/2026-03-05/4",
+        "0/2026-03-08/7",
+        "0/2026-03-09/8",
+        "0/2026-03-10/9",
+        "0/2026-03-11/10",
+    ]
     assert {after[k]["status"] for k in after if k >= "0/2026-03-08"} == {"requested"}
     assert resume_plan(store, plan["id"], now=resumed_at)["meta"] == resumed["meta"]
     cancel_plan(store, plan["id"], now=resumed_at)
@@ -365,10 +458,13 @@ def test_pause_and_resume(store):
 def test_cancelling_a_plan_cancels_only_future_not_started_tasks(store):
     events = Events()
     seen: list[tuple[str, str]] = []
-    events.subscribe("task_status_changed",
-                     lambda task, previous_status: seen.append((task["status"], previous_status)))
-    plan = plan_of(store, daily(start=date(2026, 2, 28), count=10), now=NOW - timedelta(days=2),
-                   horizon=6)
+    events.subscribe(
+        "task_status_changed",
+        lambda task, previous_status: seen.append((task["status"], previous_status)),
+    )
+    plan = plan_of(
+        store, daily(start=date(2026, 2, 28), count=10), now=NOW - timedelta(days=2), horizon=6
+    )
     tasks = tasks_of(store, plan["id"])
     done = submit_response(store, tasks[0]["id"], MOOD_ANSWERS, patient="pat-ava", now=NOW).task
     draft = save_draft(store, tasks[3]["id"], {"item": []}, patient="pat-ava", now=NOW).task
@@ -404,20 +500,44 @@ def test_scheduler_reads_grace_and_horizon_from_settings(store):
 def test_pathway_input_is_checked(store):
     before = snapshot(store)
     with pytest.raises(NotFound):
-        assign_pathway(store, "no-such-pathway", patient="p", practitioner="d",
-                       start=date(2026, 3, 2), timezone=NY, now=NOW)
+        assign_pathway(
+            store,
+            "no-such-pathway",
+            patient="p",
+            practitioner="d",
+            start=date(2026, 3, 2),
+            timezone=NY,
+            now=NOW,
+        )
     with pytest.raises(InvalidInput):
-        assign_pathway(store, {"id": "x", "steps": []}, patient="p", practitioner="d",
-                       start=date(2026, 3, 2), timezone=NY, now=NOW)
+        assign_pathway(
+            store,
+            {"id": "x", "steps": []},
+            patient="p",
+            practitioner="d",
+            start=date(2026, 3, 2),
+            timezone=NY,
+            now=NOW,
+        )
     with pytest.raises(InvalidInput):
-        assign_pathway(store, "insomnia-4-weeks", patient="p", practitioner="d",
-                       start=date(2026, 3, 2), timezone="Mars/Olympus", now=NOW)
+        assign_pathway(
+            store,
+            "insomnia-4-weeks",
+            patient="p",
+            practitioner="d",
+            start=date(2026, 3, 2),
+            timezone="Mars/Olympus",
+            now=NOW,
+        )
     assert snapshot(store) == before
 
 
 DONE_CHECK = {
-    "resourceType": "Questionnaire", "url": "http://example.org/Questionnaire/done",
-    "version": "1", "status": "active", "title": "Done?",
+    "resourceType": "Questionnaire",
+    "url": "http://example.org/Questionnaire/done",
+    "version": "1",
+    "status": "active",
+    "title": "Done?",
     "item": [{"linkId": "done", "type": "boolean", "text": "Done?", "required": True}],
 }
 
@@ -425,34 +545,59 @@ DONE_CHECK = {
 def test_a_custom_pathway_advances_as_soon_as_asked(store):
     store.create(DONE_CHECK)
     template = {
-        "id": "two-steps", "title": "Two steps", "description": "One, then the other.",
+        "id": "two-steps",
+        "title": "Two steps",
+        "description": "One, then the other.",
         "problemArea": "general",
         "steps": [
-            {"activity": "http://example.org/Questionnaire/done|1", "start": {"delayDays": 0},
-             "schedule": {"frequency": "once"}},
-            {"activity": "http://example.org/Questionnaire/done|1",
-             "start": {"afterPrevious": True}, "schedule": {"frequency": "daily", "count": 2},
-             "required": False, "instructions": "Twice more."},
+            {
+                "activity": "http://example.org/Questionnaire/done|1",
+                "start": {"delayDays": 0},
+                "schedule": {"frequency": "once"},
+            },
+            {
+                "activity": "http://example.org/Questionnaire/done|1",
+                "start": {"afterPrevious": True},
+                "schedule": {"frequency": "daily", "count": 2},
+                "required": False,
+                "instructions": "Twice more.",
+            },
         ],
     }
-    result = assign_pathway(store, template, patient="pat-ava", practitioner="dr-rivera",
-                            start=date(2026, 3, 3), timezone=NY, time_of_day=time(21, 0),
-                            now=NOW, horizon_days=5)
+    result = assign_pathway(
+        store,
+        template,
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 3),
+        timezone=NY,
+        time_of_day=time(21, 0),
+        now=NOW,
+        horizon_days=5,
+    )
     assert result.plan["instantiatesUri"] == [f"{PATHWAY_BASE}/two-steps"]
     assert pathway_step(result.plan["activity"][1])["required"] is False
     [first] = result.tasks
-    submit_response(store, first["id"], {"item": [{"linkId": "done",
-                                                   "answer": [{"valueBoolean": True}]}]},
-                    patient="pat-ava", now=NOW)
+    submit_response(
+        store,
+        first["id"],
+        {"item": [{"linkId": "done", "answer": [{"valueBoolean": True}]}]},
+        patient="pat-ava",
+        now=NOW,
+    )
     plan = advance_plan(store, result.plan["id"], now=NOW, horizon_days=5)
     assert [a["detail"]["status"] for a in plan["activity"]] == ["completed", "scheduled"]
     second = [t for t in tasks_of(store, plan["id"]) if key(t).startswith("1/")]
     assert [key(t) for t in second] == ["1/2026-03-02/1", "1/2026-03-03/2"]
     assert second[0]["description"] == "Twice more."
     for task in second:
-        submit_response(store, task["id"], {"item": [{"linkId": "done",
-                                                      "answer": [{"valueBoolean": True}]}]},
-                        patient="pat-ava", now=NOW)
+        submit_response(
+            store,
+            task["id"],
+            {"item": [{"linkId": "done", "answer": [{"valueBoolean": True}]}]},
+            patient="pat-ava",
+            now=NOW,
+        )
     plan = advance_plan(store, plan["id"], now=NOW + timedelta(minutes=1), horizon_days=5)
     assert plan["status"] == "completed"
     assert [a["detail"]["status"] for a in plan["activity"]] == ["completed", "completed"]
