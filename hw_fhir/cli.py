@@ -45,10 +45,10 @@ def db() -> None:
 def db_upgrade() -> None:
     """Create or upgrade the database schema (keeps all data) and load the activity library."""
     services = _services(upgrade=True)
-    from .store.sql import SqlStore  # noqa: F401  (schema is up to date now)
-
-    for hook in services.extras.get("after_upgrade", []):
-        hook(services)
+    try:
+        services.plugins.hook.database_upgraded(services=services)
+    except HwFhirError as exc:
+        fail(exc.message)
     click.echo(f"Database is up to date: {_safe_url(services.settings.database_url)}")
 
 

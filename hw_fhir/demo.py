@@ -63,6 +63,6 @@ def load_demo_data(services: Services) -> int:
         except NotFound:
             services.store.update(resource)
             written += 1
-    for hook in services.extras.get("after_demo", []):
-        written += hook(services) or 0
+    for count in services.plugins.hook.demo_data_loaded(services=services):
+        written += int(count or 0)
     return written

@@ -22,13 +22,35 @@ class Services:
     settings: Settings
     store: SqlStore
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The pluggy plugin manager (:func:`hw_fhir.plugins.build_plugin_manager`).
+    plugins: Any = None
+
+    def __post_init__(self) -> None:
+        if self.plugins is None:
+            from .plugins import build_plugin_manager
+
+            self.plugins = build_plugin_manager(self.settings)
+
+    @property
+    def events(self) -> Any:
+        """The domain event dispatcher, publishing to the plugins' hooks (pass as ``events=``)."""
+        dispatcher = self.extras.get("_events")
+        if dispatcher is None:
+            from .events import Events
+
+            dispatcher = self.extras["_events"] = Events(plugins=self.plugins)
+        return dispatcher
 
     def close(self) -> None:
         """Release database connections."""
         self.store.dispose()
 
 
-def build_services(settings: Settings, *, upgrade: bool = True) -> Services:
-    """Open the store (migrating it to the newest schema) and wire the services."""
+def build_services(settings: Settings, *, upgrade: bool = True, plugins: Any = None) -> Services:
+    """Open the store (migrating it to the newest schema), build the plugin manager, wire both."""
     store = open_store(settings.database_url, base_url=settings.fhir_base, upgrade=upgrade)
-    return Services(settings=settings, store=store)
+    if plugins is None:
+        from .plugins import build_plugin_manager
+
+        plugins = build_plugin_manager(settings)
+    return Services(settings=settings, store=store, plugins=plugins)

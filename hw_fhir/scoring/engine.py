@@ -12,7 +12,7 @@ from .sdc import calculate, sdc_result
 
 __all__ = ["DEFAULT_SCORERS", "score_response"]
 
-#: The built-in instrument scorers, tried in order (a later step makes them pluggy hooks).
+#: The built-in instrument scorers, tried in order (``register_scorers`` of ``default_scoring``).
 DEFAULT_SCORERS: tuple[Scorer, ...] = (phq9.score_for, gad7.score_for, phq2.score_for, pcl5.score_for)
 
 
@@ -20,12 +20,21 @@ def score_response(
     questionnaire: dict[str, Any],
     response: dict[str, Any],
     scorers: Sequence[Scorer] | None = None,
+    *,
+    plugins: Any = None,
 ) -> ScoreResult:
     """Calculate a response's expressions, then interpret it with the first scorer that knows it.
 
     ``scorers`` defaults to :data:`DEFAULT_SCORERS`; pass ``[]`` for the generic
-    path alone. The result's ``response`` is the calculated copy of ``response``.
+    path alone. With ``plugins`` (the plugin manager, ``services.plugins``) and no
+    ``scorers``, the plugin hooks score it (``score_for``, ``register_scorers``,
+    ``interpret_score``; see :func:`hw_fhir.plugins.score`). The result's ``response``
+    is the calculated copy of ``response``.
     """
+    if plugins is not None and scorers is None:
+        from ..plugins import score
+
+        return score(plugins, questionnaire, response)
     calculated = calculate(questionnaire, response)
     base = sdc_result(questionnaire, calculated)
     for scorer in DEFAULT_SCORERS if scorers is None else scorers:

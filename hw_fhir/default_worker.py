@@ -1,0 +1,73 @@
+"""Built-in plugin: the worker's periodic jobs — the reminder queue and the plan scheduler."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+
+from .hookspecs import hookimpl
+
+__all__ = ["register_worker_tasks", "reminder_queue", "plan_scheduler", "take_turn"]
+
+log = logging.getLogger("hw_fhir.worker")
+
+#: Seconds between two scheduler passes (whichever worker takes the turn).
+SCHEDULER_EVERY_SECONDS = 60
+
+
+def take_turn(services: Any, key: str, every_seconds: float, *, now: datetime | None = None) -> bool:
+    """Take the turn for a periodic job shared by all workers; False if it is not due yet.
+
+    The turn is a row of ``reminder_state`` (``turn/<key>`` → the next due instant),
+    taken with one conditional UPDATE, so exactly one worker wins each period.
+    """
+    from .reminder_tables import reminder_state
+    from .reminders import now_text
+
+    moment = now or datetime.now(timezone.utc)
+    name = f"turn/{key}"
+    until = now_text(moment + timedelta(seconds=every_seconds))
+    try:
+        with services.store.begin() as conn:
+            done = conn.execute(update(reminder_state)
+                                .where(reminder_state.c.key == name,
+                                       reminder_state.c.value <= now_text(moment))
+                                .values(value=until))
+            if done.rowcount:
+                return True
+            exists = conn.execute(reminder_state.select().where(reminder_state.c.key == name)).first()
+            if exists is None:
+                conn.execute(insert(reminder_state).values(key=name, value=until))
+                return True
+    except IntegrityError:  # another worker created the turn at the same moment
+        return False
+    return False
+
+
+def reminder_queue(services: Any) -> int:
+    """Discover, plan and send due reminders and alerts (a bounded batch); return jobs done."""
+    from .reminders import ReminderPolicy, run_reminders
+
+    policy = ReminderPolicy.from_settings(services.settings)
+    run = run_reminders(services, worker=services.extras.get("worker_name"), limit=policy.batch * 10)
+    return run.work
+
+
+def plan_scheduler(services: Any) -> int:
+    """Once a minute (one worker): overdue Tasks fail, pathways advance, Tasks materialize."""
+    from .plans import run_scheduler
+
+    if not take_turn(services, "plan-scheduler", SCHEDULER_EVERY_SECONDS):
+        return 0
+    run = run_scheduler(services.store, settings=services.settings, events=services.events)
+    return len(run.failed) + len(run.released) + len(run.completed_plans) + len(run.created)
+
+
+@hookimpl(tryfirst=True)
+def register_worker_tasks() -> list[Any]:
+    """Return the built-in periodic jobs."""
+    return [reminder_queue, plan_scheduler]

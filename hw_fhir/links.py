@@ -1,0 +1,285 @@
+"""Secure patient links: signed, expiring, bound to one Task and one patient, revocable.
+
+A link is ``{base_url}/p/<token>``. The token is 45 URL-safe characters::
+
+    base64url(link id (12 random bytes) + expiry (4 bytes, Unix seconds))
+    "." base64url(HMAC-SHA256(key, "hw-fhir.link.v1" + those 16 bytes)[:16])
+
+It carries **no PHI**: not the Task id, not the patient id, no name or date — only a
+random id and its expiry. The key is derived from ``Settings.secret_key``. The
+``patient_link`` table (:mod:`hw_fhir.reminder_tables`) holds what the id opens
+(Task, Patient), whether the date of birth is asked as a second factor, and the
+revocation (``revoked_at``). :meth:`PatientLinks.open_link` raises:
+
+* :class:`~hw_fhir.errors.LinkTampered` — malformed token, bad signature or unknown id;
+* :class:`~hw_fhir.errors.LinkExpired` — past its lifetime (``link_lifetime_hours``);
+* :class:`~hw_fhir.errors.LinkRevoked` — revoked, or locked after
+  :data:`MAX_BIRTH_DATE_FAILURES` wrong birth dates;
+* :class:`~hw_fhir.errors.BirthDateRequired` — the link needs ``dob`` and none was given;
+* :class:`~hw_fhir.errors.LinkWrongPatient` — wrong birth date, the Task now belongs to
+  someone else, or the signed-in patient (``patient=``) is another one.
+
+Errors never say which patient or Task a link belongs to. The birth-date check is
+on for every new link when ``Settings.link_birth_date_check`` (or the config file key
+``link_birth_date_check``) is true, and can be set per link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from .errors import (
+    BirthDateRequired,
+    LinkExpired,
+    LinkRevoked,
+    LinkTampered,
+    LinkWrongPatient,
+    NotFound,
+)
+from .reminder_tables import patient_link
+
+__all__ = [
+    "LINK_PATH",
+    "MAX_BIRTH_DATE_FAILURES",
+    "IssuedLink",
+    "LinkTarget",
+    "PatientLinks",
+    "patient_links",
+    "link_key",
+    "birth_date_check_default",
+]
+
+#: URL path of a link; the patient pages serve ``/p/<token>``.
+LINK_PATH = "/p/"
+#: Wrong birth dates after which a link is locked (revoked).
+MAX_BIRTH_DATE_FAILURES = 5
+_CONTEXT = b"hw-fhir.link.v1"
+_ID_BYTES = 12
+_SIG_BYTES = 16
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    """A link just made: its token, full URL and expiry (Unix seconds)."""
+
+    token: str
+    url: str
+    link_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """What an opened link leads to: the Task (as stored now) and its patient."""
+
+    link_id: str
+    task_id: str
+    patient_id: str
+    expires_at: int
+    task: dict[str, Any]
+
+    @property
+    def task_reference(self) -> str:
+        """``Task/<id>``."""
+        return f"Task/{self.task_id}"
+
+    @property
+    def patient_reference(self) -> str:
+        """``Patient/<id>``."""
+        return f"Patient/{self.patient_id}"
+
+
+def link_key(secret_key: str) -> bytes:
+    """Derive the link signing key from the app's secret key."""
+    return hmac.new(secret_key.encode(), b"hw-fhir patient link key", hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def birth_date_check_default(settings: Any) -> bool:
+    """Tell whether new links ask for the date of birth (setting ``link_birth_date_check``)."""
+    value = getattr(settings, "link_birth_date_check", None)
+    if value is None:
+        value = (getattr(settings, "extra", None) or {}).get("link_birth_date_check", False)
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _ref_id(reference: str, resource_type: str) -> str:
+    prefix = f"{resource_type}/"
+    return reference[len(prefix):] if reference.startswith(prefix) else reference
+
+
+class PatientLinks:
+    """Make, open and revoke secure patient links over a SqlStore."""
+
+    def __init__(self, store: Any, *, secret_key: str, base_url: str = "",
+                 lifetime_hours: int = 72, birth_date_check: bool = False) -> None:
+        if not secret_key:
+            raise ValueError("Secure links need a secret key")
+        self.store = store
+        self.key = link_key(secret_key)
+        self.base_url = base_url.rstrip("/")
+        self.lifetime_seconds = int(lifetime_hours) * 3600
+        self.birth_date_check = birth_date_check
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def _sign(self, body: bytes) -> bytes:
+        return hmac.new(self.key, _CONTEXT + body, hashlib.sha256).digest()[:_SIG_BYTES]
+
+    def _token(self, link_id: bytes, expires_at: int) -> str:
+        body = link_id + expires_at.to_bytes(4, "big")
+        return f"{_b64(body)}.{_b64(self._sign(body))}"
+
+    def _parse(self, token: str) -> tuple[str, int]:
+        """Return (link id hex, expiry) of a well-signed token; LinkTampered otherwise."""
+        if not isinstance(token, str) or len(token) > 100 or token.count(".") != 1:
+            raise LinkTampered("This link is not valid. Check that it was copied completely.")
+        head, _, sig = token.partition(".")
+        try:
+            body, mac = _unb64(head), _unb64(sig)
+        except (binascii.Error, ValueError):
+            raise LinkTampered("This link is not valid. Check that it was copied completely.") from None
+        if len(body) != _ID_BYTES + 4 or not hmac.compare_digest(mac, self._sign(body)):
+            raise LinkTampered("This link is not valid. Check that it was copied completely.")
+        return body[:_ID_BYTES].hex(), int.from_bytes(body[_ID_BYTES:], "big")
+
+    def url(self, token: str) -> str:
+        """Return the full URL of a token (``{base_url}/p/<token>``)."""
+        return f"{self.base_url}{LINK_PATH}{token}"
+
+    # -- issue ----------------------------------------------------------------------
+
+    def make_link(self, task: str, patient: str, *, birth_date_check: bool | None = None,
+                  lifetime_hours: int | None = None, now: float | None = None,
+                  conn: Any = None) -> IssuedLink:
+        """Issue a link opening ``task`` (``Task/<id>`` or id) for ``patient``; return it.
+
+        ``conn`` writes through an open transaction (the reminder being recorded).
+        """
+        moment = int(now if now is not None else time.time())
+        lifetime = self.lifetime_seconds if lifetime_hours is None else int(lifetime_hours) * 3600
+        expires = moment + lifetime
+        raw_id = secrets.token_bytes(_ID_BYTES)
+        row = dict(
+            id=raw_id.hex(), task_id=_ref_id(task, "Task"), patient_id=_ref_id(patient, "Patient"),
+            created_at=moment, expires_at=expires, failed_checks=0,
+            birth_date_check=self.birth_date_check if birth_date_check is None else birth_date_check,
+        )
+        if conn is not None:
+            conn.execute(insert(patient_link).values(**row))
+        else:
+            with self.store.begin() as own:
+                own.execute(insert(patient_link).values(**row))
+        token = self._token(raw_id, expires)
+        return IssuedLink(token=token, url=self.url(token), link_id=row["id"], expires_at=expires)
+
+    # -- open -----------------------------------------------------------------------
+
+    def open_link(self, token: str, *, dob: str | date | None = None, patient: str | None = None,
+                  now: float | None = None) -> LinkTarget:
+        """Check a token (and the birth date when the link asks for it); return its target."""
+        link_id, expires = self._parse(token)
+        moment = int(now if now is not None else time.time())
+        with self.store.begin() as conn:
+            row = conn.execute(select(patient_link).where(patient_link.c.id == link_id)
+                               .with_for_update()).first()
+            if row is None or row.expires_at != expires:
+                raise LinkTampered("This link is not valid. Check that it was copied completely.")
+            if row.revoked_at is not None:
+                raise LinkRevoked("This link is no longer valid. Ask your care team for a new one.")
+            if moment >= row.expires_at:
+                raise LinkExpired("This link has expired. A new one comes with your next reminder, "
+                                  "or ask your care team.")
+            if patient is not None and _ref_id(patient, "Patient") != row.patient_id:
+                raise LinkWrongPatient("This link belongs to someone else.")
+            refused = self._check_birth_date(conn, row, dob, moment) if row.birth_date_check else None
+            if refused is None:
+                conn.execute(update(patient_link).where(patient_link.c.id == link_id)
+                             .values(opened_at=moment))
+        if refused is not None:
+            raise refused  # after the commit, so the failure count is kept
+        try:
+            task = self.store.read("Task", row.task_id).resource
+        except NotFound:
+            raise LinkRevoked("This link is no longer valid. Ask your care team for a new one.") from None
+        owner = ((task.get("for") or {}).get("reference") or "")
+        if _ref_id(owner, "Patient") != row.patient_id:
+            raise LinkWrongPatient("This link belongs to someone else.")
+        return LinkTarget(link_id=row.id, task_id=row.task_id, patient_id=row.patient_id,
+                          expires_at=row.expires_at, task=task)
+
+    def _check_birth_date(self, conn: Any, row: Any, dob: str | date | None,
+                          moment: int) -> Exception | None:
+        """Return the error refusing this birth date (counting the failure), or None."""
+        if dob is None or str(dob).strip() == "":
+            return BirthDateRequired("Enter your date of birth to open this link.")
+        try:
+            patient = self.store.read("Patient", row.patient_id).resource
+        except NotFound:
+            return LinkRevoked("This link is no longer valid. Ask your care team for a new one.")
+        given = dob.isoformat() if isinstance(dob, date) else str(dob).strip()
+        if patient.get("birthDate") and hmac.compare_digest(given, str(patient["birthDate"])):
+            if row.failed_checks:
+                conn.execute(update(patient_link).where(patient_link.c.id == row.id)
+                             .values(failed_checks=0))
+            return None
+        failures = row.failed_checks + 1
+        values: dict[str, Any] = {"failed_checks": failures}
+        if failures >= MAX_BIRTH_DATE_FAILURES:
+            values.update(revoked_at=moment, revoked_reason="birth-date-failures")
+        conn.execute(update(patient_link).where(patient_link.c.id == row.id).values(**values))
+        if failures >= MAX_BIRTH_DATE_FAILURES:
+            return LinkRevoked("This link is locked after too many attempts. "
+                               "Ask your care team for a new one.")
+        return LinkWrongPatient("That date of birth does not match. Check it and try again.")
+
+    # -- revoke ---------------------------------------------------------------------
+
+    def revoke(self, token: str, *, reason: str = "revoked", now: float | None = None) -> None:
+        """Revoke one link (its token must be well signed)."""
+        link_id, _ = self._parse(token)
+        self._revoke(patient_link.c.id == link_id, reason, now)
+
+    def revoke_task(self, task: str, *, reason: str = "task-closed", now: float | None = None) -> int:
+        """Revoke every link of a Task; return how many were revoked."""
+        return self._revoke(patient_link.c.task_id == _ref_id(task, "Task"), reason, now)
+
+    def revoke_patient(self, patient: str, *, reason: str = "revoked", now: float | None = None) -> int:
+        """Revoke every link of a patient; return how many were revoked."""
+        return self._revoke(patient_link.c.patient_id == _ref_id(patient, "Patient"), reason, now)
+
+    def _revoke(self, where: Any, reason: str, now: float | None) -> int:
+        moment = int(now if now is not None else time.time())
+        with self.store.begin() as conn:
+            done = conn.execute(update(patient_link)
+                                .where(where, patient_link.c.revoked_at.is_(None))
+                                .values(revoked_at=moment, revoked_reason=reason[:64]))
+        return int(done.rowcount or 0)
+
+
+def patient_links(services: Any) -> PatientLinks:
+    """Return the link service of running services (settings: secret, base URL, lifetime)."""
+    settings = services.settings
+    return PatientLinks(services.store, secret_key=settings.secret_key, base_url=settings.base_url,
+                        lifetime_hours=settings.link_lifetime_hours,
+                        birth_date_check=birth_date_check_default(settings))
+

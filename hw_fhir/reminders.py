@@ -1,0 +1,1207 @@
+"""Reminder rules: when a patient is reminded of homework, how, and what is recorded.
+
+The plan (FHIR)
+---------------
+Each homework Task gets one ``CommunicationRequest`` (identifier
+``http://hw-fhir.org/fhir/sid/reminder-plan|<task id>``): ``status`` ``active``,
+``category`` ``reminder`` (system :data:`COMMUNICATION_CATEGORY_SYSTEM`), ``priority``
+``routine``, ``subject`` and ``recipient`` the Patient, ``about`` → the Task,
+``requester`` the Task's requester, ``medium`` the planned channel's medium,
+``occurrencePeriod`` from the first to the last planned send, and ``payload`` a text
+with **no clinical content** — it names the practice (``Settings.practice_name``),
+says there is an activity, and carries the secure link (:mod:`hw_fhir.links`). The
+plan ends ``completed`` when the Task is completed and ``revoked`` when it is
+cancelled or failed; pending sends are cancelled at once.
+
+Every send attempt is one ``Communication``: ``identifier``
+``http://hw-fhir.org/fhir/sid/communication-attempt|<idempotency key>`` (plus the
+channel's own id, e.g. the SMS vendor's message sid), ``basedOn`` and ``partOf`` →
+the CommunicationRequest, ``status`` (``completed``; ``in-progress`` while a channel
+waits for its delivery callback; ``not-done`` with ``statusReason`` when it failed),
+``category``, ``medium``, ``subject``, ``recipient``, ``about`` → the Task (for risk
+alerts: the Flag and the QuestionnaireResponse), ``sent`` and ``payload`` (the text
+sent). ``Communication?about=Task/<id>`` is the reminder history of a Task.
+
+When (per Task)
+---------------
+* ``assigned`` — when the Task's window opens (at once for a one-off assignment);
+* ``before-due`` — at the patient's preferred time of day on the due day (the day
+  before when that time is after the due time), else ``before_due_hours`` before due;
+* ``overdue`` — one nudge after the due time (at the preferred time of day, else
+  ``overdue_after_hours`` later) while the Task can still be completed (before due +
+  ``Settings.overdue_grace_hours``).
+
+Every send time is moved out of the patient's quiet hours, in the patient's time zone
+(DST-safe: wall-clock times are converted with :mod:`zoneinfo`; a time that does not
+exist on a spring-forward day moves forward). Sends closer than ``min_gap_minutes``
+collapse into one. At most ``max_per_day`` reminders per patient and local day; one
+over the limit moves to the next day when that is still useful, else it is skipped.
+Nothing is sent once the Task is ``completed``, ``cancelled`` or ``failed``, nor on a
+channel the patient opted out of (SMS ``STOP`` opts out of ``sms``). Quiet hours and
+preferences are read again at send time, so a change takes effect on the next reminder.
+
+Patient preferences (written by the patient pages)
+--------------------------------------------------
+On ``Patient.extension``:
+
+``http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences`` (complex)
+    ``channel`` (valueCode): preferred channel (``email``, ``sms``, a plugin's name);
+    ``timeOfDay`` (valueTime): preferred local time for reminders;
+    ``quietStart`` / ``quietEnd`` (valueTime): no reminders from start to end (may wrap
+    midnight; default 21:00–08:00, :class:`ReminderPolicy`);
+    ``optOut`` (valueCode, repeats): channels never to use.
+``http://hl7.org/fhir/StructureDefinition/timezone`` (valueCode)
+    IANA time zone (default UTC).
+
+A Task's ``reminder-channel`` extension (:data:`hw_fhir.assignment.EXT_REMINDER_CHANNEL`)
+chooses its channel; ``none`` turns its reminders off.
+
+Tuning (config file table ``[reminders]``): every field of :class:`ReminderPolicy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+
+from .assignment import EXT_REMINDER_CHANNEL, OPEN_STATUSES
+from .channels.base import Delivery, Message
+from .errors import (
+    DeliveryError,
+    HwFhirError,
+    NotFound,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    VersionConflict,
+)
+from .links import patient_links
+from .models import validate
+from .reminder_tables import reminder_job, reminder_state
+
+__all__ = [
+    "REMINDER_PREFERENCES_URL",
+    "TIMEZONE_URL",
+    "COMMUNICATION_CATEGORY_SYSTEM",
+    "REMINDER_PLAN_SYSTEM",
+    "ATTEMPT_SYSTEM",
+    "ReminderPreferences",
+    "ReminderPolicy",
+    "ReminderRun",
+    "preferences",
+    "local_moment",
+    "reminder_times",
+    "default_message",
+    "enqueue_plan",
+    "stop_task_reminders",
+    "enqueue_alert",
+    "discover_tasks",
+    "discover_alerts",
+    "claim_jobs",
+    "process_job",
+    "run_reminders",
+    "update_delivery_status",
+    "opt_out",
+    "failures",
+    "now_text",
+]
+
+log = logging.getLogger("hw_fhir.reminders")
+
+STRUCTURE_BASE = "http://hw-fhir.org/fhir/StructureDefinition"
+REMINDER_PREFERENCES_URL = f"{STRUCTURE_BASE}/reminder-preferences"
+TIMEZONE_URL = "http://hl7.org/fhir/StructureDefinition/timezone"
+COMMUNICATION_CATEGORY_SYSTEM = "http://hw-fhir.org/fhir/CodeSystem/communication-category"
+REMINDER_PLAN_SYSTEM = "http://hw-fhir.org/fhir/sid/reminder-plan"
+ATTEMPT_SYSTEM = "http://hw-fhir.org/fhir/sid/communication-attempt"
+_SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+_DISCOVERY_KEY = "task-discovery-cursor"
+_REMINDER_CATEGORY = {"coding": [{"system": COMMUNICATION_CATEGORY_SYSTEM, "code": "reminder",
+                                  "display": "Homework reminder"}]}
+_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+# -- time ---------------------------------------------------------------------------------
+
+
+def now_text(moment: datetime | None = None) -> str:
+    """Return a moment as the fixed-width UTC text the job table orders by."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).strftime(_FMT)
+
+
+def _parse(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _fhir(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """Return the UTC instant of a local wall-clock time; a time skipped by DST moves forward."""
+    naive = datetime.combine(day, at)
+    for fold in (0, 1):
+        candidate = naive.replace(tzinfo=zone, fold=fold)
+        utc = candidate.astimezone(timezone.utc)
+        if utc.astimezone(zone).replace(tzinfo=None) == naive:
+            return utc
+    # the wall-clock time does not exist (spring forward): fold=1 reads it with the
+    # offset before the gap, which lands just after the gap
+    return naive.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+
+
+def _parse_time(value: Any) -> time | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+# -- preferences and policy ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderPolicy:
+    """How reminders are scheduled and retried (config table ``[reminders]``)."""
+
+    before_due_hours: float = 3.0
+    overdue_after_hours: float = 2.0
+    max_per_day: int = 2
+    min_gap_minutes: int = 60
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 0)
+    max_tries: int = 6
+    retry_base_seconds: float = 30.0
+    retry_cap_seconds: float = 3600.0
+    alert_retry_cap_seconds: float = 900.0
+    lease_seconds: int = 120
+    batch: int = 20
+    discovery_batch: int = 500
+    discovery_lag_seconds: float = 30.0
+    grace_hours: int = 24
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ReminderPolicy":
+        """Read the ``[reminders]`` table of the config file (and ``overdue_grace_hours``)."""
+        raw = dict(((getattr(settings, "extra", None) or {}).get("reminders") or {}))
+        values: dict[str, Any] = {"grace_hours": getattr(settings, "overdue_grace_hours", 24)}
+        kinds = {f.name: f.type for f in fields(cls)}
+        for key, value in raw.items():
+            name = key.replace("-", "_")
+            if name not in kinds:
+                continue
+            default = getattr(cls, name)
+            if isinstance(default, time):
+                values[name] = _parse_time(value) or default
+            elif isinstance(default, bool):
+                values[name] = bool(value)
+            elif isinstance(default, int):
+                values[name] = int(value)
+            else:
+                values[name] = float(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ReminderPreferences:
+    """A patient's reminder preferences (see the module docs for the extension)."""
+
+    channel: str | None = None
+    time_of_day: time | None = None
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    timezone: str = "UTC"
+    opt_out: frozenset[str] = frozenset()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The patient's time zone."""
+        return _zone(self.timezone)
+
+    def _quiet(self) -> tuple[time, time] | None:
+        if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:
+            return None
+        return self.quiet_start, self.quiet_end
+
+    def in_quiet_hours(self, moment: datetime) -> bool:
+        """Tell whether a moment falls in the patient's quiet hours (local time)."""
+        quiet = self._quiet()
+        if quiet is None:
+            return False
+        start, end = quiet
+        local = moment.astimezone(self.zone).time().replace(tzinfo=None)
+        if start < end:
+            return start <= local < end
+        return local >= start or local < end
+
+    def next_allowed(self, moment: datetime) -> datetime:
+        """Return the moment itself, or the end of the quiet hours it falls in."""
+        if not self.in_quiet_hours(moment):
+            return moment
+        start, end = self._quiet()  # type: ignore[misc]
+        local = moment.astimezone(self.zone)
+        day = local.date()
+        if start > end and local.time().replace(tzinfo=None) >= start:
+            day += timedelta(days=1)
+        return local_moment(day, end, self.zone)
+
+    def previous_allowed(self, moment: datetime) -> datetime:
+        """Return the moment itself, or just before the start of the quiet hours it falls in."""
+        if not self.in_quiet_hours(moment):
+            return moment
+        start, end = self._quiet()  # type: ignore[misc]
+        local = moment.astimezone(self.zone)
+        day = local.date()
+        if start > end and local.time().replace(tzinfo=None) < end:
+            day -= timedelta(days=1)
+        return local_moment(day, start, self.zone) - timedelta(minutes=1)
+
+
+def _sub_values(ext: Mapping[str, Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for sub in ext.get("extension") or []:
+        for key, value in sub.items():
+            if key.startswith("value"):
+                out.setdefault(str(sub.get("url")), []).append(value)
+    return out
+
+
+def preferences(patient: Mapping[str, Any] | None,
+                policy: ReminderPolicy | None = None) -> ReminderPreferences:
+    """Read a Patient's reminder preferences (policy defaults for missing quiet hours)."""
+    policy = policy or ReminderPolicy()
+    prefs: dict[str, Any] = {"quiet_start": policy.quiet_start, "quiet_end": policy.quiet_end}
+    for ext in (patient or {}).get("extension") or []:
+        if ext.get("url") == TIMEZONE_URL and isinstance(ext.get("valueCode"), str):
+            prefs["timezone"] = ext["valueCode"]
+        if ext.get("url") != REMINDER_PREFERENCES_URL:
+            continue
+        subs = _sub_values(ext)
+        if subs.get("channel"):
+            prefs["channel"] = str(subs["channel"][0])
+        if subs.get("timeOfDay"):
+            prefs["time_of_day"] = _parse_time(subs["timeOfDay"][0])
+        start = _parse_time((subs.get("quietStart") or [None])[0])
+        end = _parse_time((subs.get("quietEnd") or [None])[0])
+        if start is not None and end is not None:
+            prefs["quiet_start"], prefs["quiet_end"] = start, end
+        prefs["opt_out"] = frozenset(str(v) for v in subs.get("optOut", []))
+    return ReminderPreferences(**prefs)
+
+
+# -- when ---------------------------------------------------------------------------------
+
+
+def _task_window(task: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    period = (task.get("restriction") or {}).get("period") or {}
+    opens = period.get("start") or task.get("authoredOn")
+    due = period.get("end")
+    return (_parse(opens) if opens else None), (_parse(due) if due else None)
+
+
+def reminder_times(task: Mapping[str, Any], prefs: ReminderPreferences, policy: ReminderPolicy,
+                   *, now: datetime) -> list[tuple[str, datetime, datetime]]:
+    """Return the planned sends of a Task: (purpose, when, deadline), in time order.
+
+    ``deadline`` is the moment after which the send is pointless (it is skipped).
+    """
+    opens, due = _task_window(task)
+    gap = timedelta(minutes=policy.min_gap_minutes)
+    end_of_grace = due + timedelta(hours=policy.grace_hours) if due else None
+    planned: list[tuple[str, datetime, datetime]] = []
+    first = prefs.next_allowed(max(now, opens or now))
+    if due is None:
+        return [("assigned", first, first + timedelta(days=1))]
+    if first < due:
+        planned.append(("assigned", first, due))
+    before = _before_due(due, prefs, policy)
+    if before is not None and before > max(now, opens or now):
+        planned.append(("before-due", before, due))
+    overdue = _overdue(due, prefs, policy)
+    if end_of_grace is not None and overdue < end_of_grace and overdue > now:
+        planned.append(("overdue", overdue, end_of_grace))
+    planned.sort(key=lambda p: p[1])
+    kept: list[tuple[str, datetime, datetime]] = []
+    for item in planned:
+        if kept and item[1] - kept[-1][1] < gap:
+            continue
+        kept.append(item)
+    return kept
+
+
+def _before_due(due: datetime, prefs: ReminderPreferences, policy: ReminderPolicy) -> datetime | None:
+    zone = prefs.zone
+    if prefs.time_of_day is not None:
+        local_due = due.astimezone(zone)
+        for back in (0, 1):
+            candidate = local_moment(local_due.date() - timedelta(days=back), prefs.time_of_day, zone)
+            if candidate < due and not prefs.in_quiet_hours(candidate):
+                return candidate
+    candidate = prefs.previous_allowed(due - timedelta(hours=policy.before_due_hours))
+    return candidate if candidate < due else None
+
+
+def _overdue(due: datetime, prefs: ReminderPreferences, policy: ReminderPolicy) -> datetime:
+    zone = prefs.zone
+    if prefs.time_of_day is not None:
+        local_due = due.astimezone(zone)
+        for ahead in (0, 1):
+            candidate = local_moment(local_due.date() + timedelta(days=ahead), prefs.time_of_day, zone)
+            if candidate > due + timedelta(minutes=30):
+                return prefs.next_allowed(candidate)
+    return prefs.next_allowed(due + timedelta(hours=policy.overdue_after_hours))
+
+
+# -- what ---------------------------------------------------------------------------------
+
+
+_TEXTS = {
+    "assigned": ("A new activity from {practice}",
+                 "Hello, {practice} has shared an activity with you. Open it here: {link}"),
+    "before-due": ("Reminder from {practice}",
+                   "Reminder from {practice}: you have an activity to complete. Open it here: {link}"),
+    "overdue": ("Your activity is still open",
+                "{practice}: your activity is still open and you can still complete it here: {link}"),
+    "risk-alert": ("Urgent: a safety alert needs your review",
+                   "A patient's recent response in hw-fhir raised a safety alert. Open hw-fhir "
+                   "from your EHR to review it now.{link_line}"),
+}
+
+
+def default_message(*, kind: str, purpose: str, channel: str, to: str | None, recipient: str,
+                    practice: str, link: str | None, idempotency_key: str,
+                    about: Iterable[str] = ()) -> Message:
+    """Return the built-in message: the practice, that there is an activity, the link."""
+    subject, body = _TEXTS.get(purpose, _TEXTS["before-due"])
+    link_line = f" {link}" if link else ""
+    fill = {"practice": practice, "link": link or "", "link_line": link_line}
+    return Message(
+        kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
+        subject=subject.format(**fill), text=body.format(**fill), link=link,
+        idempotency_key=idempotency_key, priority="stat" if kind == "alert" else "routine",
+        about=tuple(about),
+    )
+
+
+# -- queue helpers ------------------------------------------------------------------------
+
+
+def _engine_store(store: Any) -> bool:
+    return hasattr(store, "engine") and hasattr(store, "begin")
+
+
+def _insert_ignore(conn: Any, rows: list[dict[str, Any]]) -> int:
+    """Insert job rows, skipping ids already queued; return how many were new."""
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(reminder_job).on_conflict_do_nothing(index_elements=["id"])
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(reminder_job).on_conflict_do_nothing(index_elements=["id"])
+    else:  # pragma: no cover - other databases: one by one
+        done = 0
+        for row in rows:
+            if conn.execute(select(reminder_job.c.id).where(reminder_job.c.id == row["id"])).first():
+                continue
+            conn.execute(insert(reminder_job).values(**row))
+            done += 1
+        return done
+    return int(conn.execute(stmt, rows).rowcount or 0)
+
+
+def _job(id: str, *, kind: str, purpose: str, due: datetime, now: datetime,
+         task_id: str | None = None, request_id: str | None = None,
+         patient_id: str | None = None) -> dict[str, Any]:
+    stamp = now_text(now)
+    return dict(id=id, kind=kind, purpose=purpose, task_id=task_id, request_id=request_id,
+                patient_id=patient_id, due_at=now_text(due), status="pending", attempt=1,
+                tries=0, channel=None, failed_channels=None, lease_until=None, worker=None,
+                counted_at=None, last_error=None, communication_id=None, created_at=stamp,
+                updated_at=stamp)
+
+
+def _ref_id(reference: str | None, resource_type: str) -> str | None:
+    if not reference:
+        return None
+    prefix = f"{resource_type}/"
+    return reference[len(prefix):] if reference.startswith(prefix) else None
+
+
+def _is_homework(task: Mapping[str, Any]) -> bool:
+    return any(c.get("system") == _SDC_TEMP and c.get("code") == "complete-questionnaire"
+               for c in (task.get("code") or {}).get("coding") or [])
+
+
+def enqueue_plan(store: Any, task: Mapping[str, Any], *, now: datetime | None = None,
+                 conn: Any = None) -> bool:
+    """Queue the planning of a homework Task's reminders (idempotent); return True if new."""
+    if not _engine_store(store) or not _is_homework(task) or task.get("status") not in OPEN_STATUSES:
+        return False
+    moment = now or datetime.now(timezone.utc)
+    row = _job(f"plan/{task['id']}", kind="plan", purpose="plan", due=moment, now=moment,
+               task_id=task["id"], patient_id=_ref_id((task.get("for") or {}).get("reference"),
+                                                      "Patient"))
+    if conn is not None:
+        return _insert_ignore(conn, [row]) > 0
+    with store.begin() as own:
+        return _insert_ignore(own, [row]) > 0
+
+
+def stop_task_reminders(store: Any, task: Mapping[str, Any], *, now: datetime | None = None) -> int:
+    """Cancel a closed Task's pending reminders and queue closing its plan; return how many."""
+    if not _engine_store(store) or task.get("status") in OPEN_STATUSES:
+        return 0
+    moment = now or datetime.now(timezone.utc)
+    with store.begin() as conn:
+        done = conn.execute(
+            update(reminder_job)
+            .where(reminder_job.c.task_id == task["id"], reminder_job.c.kind.in_(("reminder", "plan")),
+                   reminder_job.c.status == "pending")
+            .values(status="cancelled", updated_at=now_text(moment),
+                    last_error=f"Task {task.get('status')}"))
+        _insert_ignore(conn, [_job(f"close/{task['id']}", kind="close", purpose="close",
+                                   due=moment, now=moment, task_id=task["id"])])
+    return int(done.rowcount or 0)
+
+
+def enqueue_alert(store: Any, request: Mapping[str, Any], *, now: datetime | None = None,
+                  conn: Any = None) -> bool:
+    """Queue delivery of a clinician risk alert (CommunicationRequest); return True if new."""
+    if not _engine_store(store) or request.get("status") != "active":
+        return False
+    moment = now or datetime.now(timezone.utc)
+    row = _job(f"alert/{request['id']}", kind="alert", purpose="risk-alert", due=moment, now=moment,
+               request_id=request["id"],
+               patient_id=_ref_id((request.get("subject") or {}).get("reference"), "Patient"))
+    if conn is not None:
+        return _insert_ignore(conn, [row]) > 0
+    with store.begin() as own:
+        return _insert_ignore(own, [row]) > 0
+
+
+def discover_tasks(services: Any, *, now: datetime | None = None, limit: int | None = None,
+                   pages: int = 20) -> int:
+    """Queue planning for open homework Tasks written since the last sweep (any path, e.g. /fhir).
+
+    One worker at a time advances the cursor (``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
+    Tasks newer than ``discovery_lag_seconds`` wait for the next sweep so that a write
+    committed late is not skipped. Reads at most ``pages`` pages. Return how many plans
+    were queued.
+    """
+    queued = 0
+    for _ in range(pages):
+        more, count = _discover_page(services, now=now, limit=limit)
+        queued += count
+        if not more:
+            break
+    return queued
+
+
+def _discover_page(services: Any, *, now: datetime | None, limit: int | None) -> tuple[bool, int]:
+    store = services.store
+    policy = ReminderPolicy.from_settings(services.settings)
+    moment = now or datetime.now(timezone.utc)
+    horizon = moment - timedelta(seconds=policy.discovery_lag_seconds)
+    batch = limit or policy.discovery_batch
+    with store.begin() as conn:
+        stmt = select(reminder_state.c.value).where(reminder_state.c.key == _DISCOVERY_KEY)
+        if conn.dialect.name == "postgresql":
+            _ensure_state(conn, _DISCOVERY_KEY)
+            row = conn.execute(stmt.with_for_update(skip_locked=True)).first()
+            if row is None:
+                return False, 0  # another worker is sweeping
+        else:
+            row = conn.execute(stmt).first()
+        cursor = row.value if row is not None else ""
+        params = [("code", f"{_SDC_TEMP}|complete-questionnaire"),
+                  ("status", ",".join(sorted(OPEN_STATUSES))),
+                  ("_lastUpdated", f"le{_store_instant(horizon)}"),
+                  ("_sort", "_lastUpdated"), ("_count", str(batch))]
+        if cursor:
+            params.append(("_lastUpdated", f"ge{cursor}"))
+        page = store.search("Task", params)
+        rows = []
+        last = cursor
+        for stored in page.matches:
+            task = stored.resource
+            last = max(last, stored.last_updated)
+            rows.append(_job(f"plan/{task['id']}", kind="plan", purpose="plan", due=moment,
+                             now=moment, task_id=task["id"],
+                             patient_id=_ref_id((task.get("for") or {}).get("reference"), "Patient")))
+        queued = _insert_ignore(conn, rows)
+        if page.matches and last == cursor and page.has_more:
+            log.warning("More than %d Tasks share lastUpdated %s; raise discovery_batch", batch, last)
+        _set_state(conn, _DISCOVERY_KEY, last)
+    return bool(page.has_more and last != cursor), queued
+
+
+def _store_instant(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ensure_state(conn: Any, key: str) -> None:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    conn.execute(pg_insert(reminder_state).values(key=key, value="")
+                 .on_conflict_do_nothing(index_elements=["key"]))
+
+
+def _set_state(conn: Any, key: str, value: str) -> None:
+    done = conn.execute(update(reminder_state).where(reminder_state.c.key == key).values(value=value))
+    if not done.rowcount:
+        conn.execute(insert(reminder_state).values(key=key, value=value))
+
+
+def discover_alerts(services: Any, *, now: datetime | None = None) -> int:
+    """Queue delivery of every active risk-alert CommunicationRequest not queued yet."""
+    store = services.store
+    moment = now or datetime.now(timezone.utc)
+    params = [("category", f"{COMMUNICATION_CATEGORY_SYSTEM}|risk-alert"), ("status", "active"),
+              ("_sort", "_id"), ("_count", "200")]
+    queued = 0
+    offset = 0
+    while True:
+        page = store.search("CommunicationRequest", [*params, ("_offset", str(offset))])
+        rows = [_job(f"alert/{r['id']}", kind="alert", purpose="risk-alert", due=moment, now=moment,
+                     request_id=r["id"],
+                     patient_id=_ref_id((r.get("subject") or {}).get("reference"), "Patient"))
+                for r in page.resources]
+        if rows:
+            with store.begin() as conn:
+                queued += _insert_ignore(conn, rows)
+        if not page.has_more or not page.matches:
+            return queued
+        offset += len(page.matches)
+
+
+# -- claiming -----------------------------------------------------------------------------
+
+
+def claim_jobs(store: Any, *, worker: str, limit: int, lease_seconds: int,
+               now: datetime | None = None) -> list[Any]:
+    """Claim up to ``limit`` due jobs (and jobs whose worker's lease ran out) for ``worker``.
+
+    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers never claim
+    the same row. SQLite: the claim runs in a ``BEGIN IMMEDIATE`` transaction.
+    """
+    moment = now or datetime.now(timezone.utc)
+    stamp = now_text(moment)
+    j = reminder_job.c
+    stmt = (select(reminder_job)
+            .where(or_(and_(j.status == "pending", j.due_at <= stamp),
+                       and_(j.status == "sending", j.lease_until < stamp)))
+            .order_by(j.due_at).limit(limit))
+    with store.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = conn.execute(stmt).fetchall()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        lease = now_text(moment + timedelta(seconds=lease_seconds))
+        conn.execute(update(reminder_job).where(j.id.in_(ids))
+                     .values(status="sending", lease_until=lease, worker=worker, updated_at=stamp))
+        claimed = conn.execute(select(reminder_job).where(j.id.in_(ids)).order_by(j.due_at)).fetchall()
+    return claimed
+
+
+def _finish(conn: Any, job: Any, worker: str, now: datetime, **values: Any) -> bool:
+    """Update a claimed job if this worker still holds it; return whether it did."""
+    values.setdefault("lease_until", None)
+    done = conn.execute(update(reminder_job)
+                        .where(reminder_job.c.id == job.id, reminder_job.c.status == "sending",
+                               reminder_job.c.worker == worker)
+                        .values(updated_at=now_text(now), **values))
+    return bool(done.rowcount)
+
+
+def _release(store: Any, job: Any, worker: str, now: datetime, **values: Any) -> bool:
+    with store.begin() as conn:
+        return _finish(conn, job, worker, now, **values)
+
+
+# -- processing ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReminderRun:
+    """What one pass over the queue did."""
+
+    claimed: int = 0
+    planned: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    deferred: int = 0
+    closed: int = 0
+
+    @property
+    def work(self) -> int:
+        """How many jobs this pass dealt with."""
+        return self.claimed
+
+    def add(self, outcome: str) -> None:
+        """Count one job's outcome."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+@dataclass
+class _Context:
+    services: Any
+    policy: ReminderPolicy
+    channels: dict[str, Any]
+    worker: str
+    now: datetime
+
+    @property
+    def store(self) -> Any:
+        return self.services.store
+
+    @property
+    def pm(self) -> Any:
+        return self.services.plugins
+
+
+def _read(store: Any, resource_type: str, rid: str | None) -> dict[str, Any] | None:
+    if not rid:
+        return None
+    try:
+        return store.read(resource_type, rid).resource
+    except NotFound:
+        return None
+
+
+def process_job(ctx: _Context, job: Any) -> str:
+    """Do one claimed job; return its outcome (``sent``, ``retried``, ``skipped``...)."""
+    handler = {"plan": _plan, "reminder": _send_reminder, "alert": _send_alert,
+               "close": _close}.get(job.kind)
+    if handler is None:
+        _release(ctx.store, job, ctx.worker, ctx.now, status="failed",
+                 last_error=f"unknown job kind {job.kind!r}")
+        return "failed"
+    return handler(ctx, job)
+
+
+def _plan(ctx: _Context, job: Any) -> str:
+    store, settings = ctx.store, ctx.services.settings
+    task = _read(store, "Task", job.task_id)
+    if task is None or task.get("status") not in OPEN_STATUSES or not _is_homework(task):
+        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="Task not open")
+        return "skipped"
+    chosen = _task_channel(task)
+    if chosen == "none":
+        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="reminders off")
+        return "skipped"
+    patient_id = _ref_id((task.get("for") or {}).get("reference"), "Patient")
+    patient = _read(store, "Patient", patient_id)
+    prefs = preferences(patient, ctx.policy)
+    times = reminder_times(task, prefs, ctx.policy, now=ctx.now)
+    if not times:
+        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="nothing to send")
+        return "skipped"
+    links = patient_links(ctx.services)
+    planned_channel = chosen or prefs.channel
+    with store.unit_of_work() as unit:
+        link = links.make_link(task["id"], patient_id or "", conn=unit.conn,
+                               now=ctx.now.timestamp()) if settings.base_url else None
+        message = default_message(kind="reminder", purpose="assigned", channel=planned_channel or "",
+                                  to=None, recipient=f"Patient/{patient_id}",
+                                  practice=settings.practice_name,
+                                  link=link.url if link else None, idempotency_key="")
+        request = _plan_request(task, patient_id, times, message.text, ctx,
+                                ctx.channels.get(planned_channel or ""))
+        criteria = f"identifier={REMINDER_PLAN_SYSTEM}|{task['id']}"
+        stored = unit.create(validate(request), if_none_exist=criteria).resource
+        rows = [_job(f"reminder/{task['id']}/{purpose}", kind="reminder", purpose=purpose, due=when,
+                     now=ctx.now, task_id=task["id"], request_id=stored["id"],
+                     patient_id=patient_id)
+                for purpose, when, _deadline in times]
+        _insert_ignore(unit.conn, rows)
+        _finish(unit.conn, job, ctx.worker, ctx.now, status="sent", request_id=stored["id"])
+    return "planned"
+
+
+def _task_channel(task: Mapping[str, Any]) -> str | None:
+    for ext in task.get("extension") or []:
+        if ext.get("url") == EXT_REMINDER_CHANNEL and ext.get("valueCode"):
+            return str(ext["valueCode"])
+    return None
+
+
+def _plan_request(task: Mapping[str, Any], patient_id: str | None,
+                  times: list[tuple[str, datetime, datetime]], text_: str, ctx: _Context,
+                  channel: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "resourceType": "CommunicationRequest",
+        "identifier": [{"system": REMINDER_PLAN_SYSTEM, "value": task["id"]}],
+        "status": "active",
+        "category": [_REMINDER_CATEGORY],
+        "priority": "routine",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "about": [{"reference": f"Task/{task['id']}"}],
+        "payload": [{"contentString": text_}],
+        "occurrencePeriod": {"start": _fhir(times[0][1]), "end": _fhir(times[-1][1])},
+        "authoredOn": _fhir(ctx.now),
+        "recipient": [{"reference": f"Patient/{patient_id}"}],
+    }
+    if channel is not None:
+        request["medium"] = [channel.medium]
+    if (task.get("requester") or {}).get("reference"):
+        request["requester"] = {"reference": task["requester"]["reference"]}
+    return request
+
+
+def _close(ctx: _Context, job: Any) -> str:
+    store = ctx.store
+    task = _read(store, "Task", job.task_id)
+    outcome = "closed"
+    if task is not None and task.get("status") not in OPEN_STATUSES:
+        _close_request(store, task)
+    _release(store, job, ctx.worker, ctx.now, status="sent")
+    return outcome
+
+
+def _close_request(store: Any, task: Mapping[str, Any]) -> None:
+    """End a Task's reminder plan: ``completed`` with the Task, else ``revoked``."""
+    status = "completed" if task.get("status") == "completed" else "revoked"
+    page = store.search("CommunicationRequest",
+                        [("identifier", f"{REMINDER_PLAN_SYSTEM}|{task['id']}")])
+    for stored in page.matches:
+        request = stored.resource
+        if request.get("status") != "active":
+            continue
+        try:
+            store.update(dict(request, status=status), if_match=stored.version_id)
+        except VersionConflict:
+            log.info("Reminder plan %s changed meanwhile; closed next time", stored.id)
+
+
+def _key(job: Any) -> str:
+    return f"{job.id}#{job.attempt}"
+
+
+def _send_reminder(ctx: _Context, job: Any) -> str:
+    store, settings = ctx.store, ctx.services.settings
+    task = _read(store, "Task", job.task_id)
+    if task is None or task.get("status") not in OPEN_STATUSES:
+        if task is not None:
+            _close_request(store, task)
+        _release(store, job, ctx.worker, ctx.now, status="cancelled",
+                 last_error=f"Task {task.get('status') if task else 'deleted'}")
+        return "cancelled"
+    request = _read(store, "CommunicationRequest", job.request_id)
+    if request is None or request.get("status") != "active":
+        _release(store, job, ctx.worker, ctx.now, status="cancelled", last_error="plan not active")
+        return "cancelled"
+    patient = _read(store, "Patient", job.patient_id)
+    prefs = preferences(patient, ctx.policy)
+    _, due = _task_window(task)
+    deadline = _deadline(job.purpose, due, ctx.policy)
+    if _task_channel(task) == "none":
+        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="reminders off")
+        return "skipped"
+    if deadline is not None and ctx.now >= deadline:
+        _release(store, job, ctx.worker, ctx.now, status="skipped",
+                 last_error=f"too late: not sent before {_fhir(deadline)}")
+        return "skipped"
+    if prefs.in_quiet_hours(ctx.now):
+        return _defer(ctx, job, prefs.next_allowed(ctx.now), deadline, "quiet hours")
+    available = _available(ctx, patient, prefs, job)
+    if not available:
+        reason = ("opted out of every channel" if prefs.opt_out else
+                  "no channel can reach this patient (no address)")
+        return _fail(ctx, job, request, task, patient, PermanentDeliveryError(reason), None)
+    if not _count_today(ctx, job, prefs):
+        day = ctx.now.astimezone(prefs.zone).date() + timedelta(days=1)
+        at = prefs.time_of_day or prefs.quiet_end or time(9, 0)
+        return _defer(ctx, job, prefs.next_allowed(local_moment(day, at, prefs.zone)), deadline,
+                      "daily limit reached")
+    name = ctx.pm.hook.channel_for(recipient=patient, task=task, request=request,
+                                   channels=available, preferences=prefs, settings=settings)
+    channel = available.get(name or "")
+    if channel is None:
+        return _fail(ctx, job, request, task, patient,
+                     PermanentDeliveryError(f"channel_for chose {name!r}, which is not available"),
+                     None)
+    if not settings.base_url:
+        return _fail(ctx, job, request, task, patient, PermanentDeliveryError(
+            "HW_FHIR_BASE_URL is not set: reminder links need the app's public address"), channel)
+    link = patient_links(ctx.services).make_link(task["id"], job.patient_id,
+                                                 now=ctx.now.timestamp())
+    message = default_message(kind="reminder", purpose=job.purpose, channel=channel.name,
+                              to=channel.address(patient), recipient=f"Patient/{job.patient_id}",
+                              practice=settings.practice_name, link=link.url,
+                              idempotency_key=_key(job), about=(f"Task/{task['id']}",))
+    ctx.pm.hook.prepare_message(message=message, recipient=patient, task=task, request=request,
+                                settings=settings)
+    return _deliver(ctx, job, channel, message, request, task, patient)
+
+
+def _deadline(purpose: str, due: datetime | None, policy: ReminderPolicy) -> datetime | None:
+    if due is None:
+        return None
+    if purpose == "overdue":
+        return due + timedelta(hours=policy.grace_hours)
+    return due
+
+
+def _defer(ctx: _Context, job: Any, when: datetime, deadline: datetime | None, why: str) -> str:
+    if deadline is not None and when >= deadline:
+        _release(ctx.store, job, ctx.worker, ctx.now, status="skipped",
+                 last_error=f"{why}: no time left before {_fhir(deadline)}")
+        return "skipped"
+    _release(ctx.store, job, ctx.worker, ctx.now, status="pending", due_at=now_text(when),
+             last_error=why, counted_at=None)
+    return "deferred"
+
+
+def _available(ctx: _Context, recipient: Mapping[str, Any] | None, prefs: ReminderPreferences | None,
+               job: Any) -> dict[str, Any]:
+    if recipient is None:
+        return {}
+    failed = set((job.failed_channels or "").split(",")) - {""}
+    out = {}
+    for name, channel in ctx.channels.items():
+        if name in failed or (prefs is not None and name in prefs.opt_out):
+            continue
+        try:
+            if channel.address(recipient):
+                out[name] = channel
+        except Exception:  # noqa: BLE001 - a broken plugin channel must not stop reminders
+            log.exception("Channel %s failed to find an address", name)
+    return out
+
+
+def _count_today(ctx: _Context, job: Any, prefs: ReminderPreferences) -> bool:
+    """Count this reminder towards the patient's daily limit; False if the limit is reached."""
+    if ctx.policy.max_per_day <= 0 or job.counted_at:
+        return True
+    local_day = ctx.now.astimezone(prefs.zone).date()
+    start = local_moment(local_day, time(0), prefs.zone)
+    end = local_moment(local_day + timedelta(days=1), time(0), prefs.zone)
+    j = reminder_job.c
+    with ctx.store.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                         {"k": f"reminder-patient/{job.patient_id}"})
+        count = conn.execute(select(func.count()).select_from(reminder_job).where(
+            j.patient_id == job.patient_id, j.kind == "reminder", j.id != job.id,
+            j.counted_at >= now_text(start), j.counted_at < now_text(end))).scalar_one()
+        if count >= ctx.policy.max_per_day:
+            return False
+        _finish(conn, job, ctx.worker, ctx.now, counted_at=now_text(ctx.now),
+                lease_until=job.lease_until)
+        return True
+
+
+def _communication(job: Any, message: Message, request: Mapping[str, Any], channel: Any,
+                   status: str, now: datetime, *, delivery: Delivery | None = None,
+                   reason: str | None = None) -> dict[str, Any]:
+    identifiers = [{"system": ATTEMPT_SYSTEM, "value": message.idempotency_key}]
+    if delivery is not None and delivery.vendor_id and delivery.vendor_system:
+        identifiers.append({"system": delivery.vendor_system, "value": delivery.vendor_id})
+    comm: dict[str, Any] = {
+        "resourceType": "Communication",
+        "identifier": identifiers,
+        "basedOn": [{"reference": f"CommunicationRequest/{request['id']}"}],
+        "partOf": [{"reference": f"CommunicationRequest/{request['id']}"}],
+        "status": status,
+        "category": request.get("category") or [_REMINDER_CATEGORY],
+        "priority": request.get("priority", "routine"),
+        "subject": request.get("subject"),
+        "about": [{"reference": ref} for ref in message.about],
+        "recipient": [{"reference": message.recipient}],
+        "payload": [{"contentString": message.text}],
+    }
+    if channel is not None:
+        comm["medium"] = [channel.medium]
+    if status != "not-done":
+        comm["sent"] = _fhir(now)
+    if reason:
+        comm["statusReason"] = {"text": reason[:500]}
+    return {k: v for k, v in comm.items() if v not in (None, [], {})}
+
+
+def _record(ctx: _Context, job: Any, comm: dict[str, Any], **job_values: Any) -> dict[str, Any]:
+    """Store an attempt's Communication and the job's new state in one transaction."""
+    key = comm["identifier"][0]["value"]
+    with ctx.store.unit_of_work() as unit:
+        stored = unit.create(validate(comm), if_none_exist=f"identifier={ATTEMPT_SYSTEM}|{key}")
+        if not _finish(unit.conn, job, ctx.worker, ctx.now, communication_id=stored.resource["id"],
+                       **job_values):
+            log.warning("Job %s was reclaimed by another worker while this one sent it", job.id)
+    return stored.resource
+
+
+def _deliver(ctx: _Context, job: Any, channel: Any, message: Message, request: dict[str, Any],
+             task: dict[str, Any] | None, recipient: dict[str, Any] | None) -> str:
+    try:
+        delivery = channel.send(message)
+    except DeliveryError as exc:
+        return _fail(ctx, job, request, task, recipient, exc, channel, message)
+    except Exception as exc:  # noqa: BLE001 - a plugin channel's bug is a transient failure
+        log.exception("Channel %s raised", channel.name)
+        return _fail(ctx, job, request, task, recipient,
+                     TransientDeliveryError(f"{type(exc).__name__}: {exc}", maybe_sent=True),
+                     channel, message)
+    status = delivery.status if delivery.status in ("completed", "in-progress") else "completed"
+    comm = _communication(job, message, request, channel, status, ctx.now, delivery=delivery)
+    stored = _record(ctx, job, comm, status="sent", channel=channel.name, last_error=None)
+    if job.kind == "alert":
+        _complete_alert(ctx.store, request)
+    _notify(ctx, "reminder_sent", store=ctx.store, communication=stored, request=request,
+            task=task, message=message)
+    return "sent"
+
+
+def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any] | None,
+          recipient: dict[str, Any] | None, error: DeliveryError, channel: Any,
+          message: Message | None = None) -> str:
+    """Record a failed attempt; retry with backoff, another channel, or give up."""
+    alert = job.kind == "alert"
+    failed = [c for c in (job.failed_channels or "").split(",") if c]
+    if error.permanent and channel is not None:
+        failed.append(channel.name)
+    others = bool(error.permanent and channel is not None and recipient is not None and
+                  set(_available(ctx, recipient, None if alert else preferences(recipient, ctx.policy),
+                                 job)) - set(failed))
+    give_up = error.permanent and not others
+    if not error.permanent and not alert and job.tries + 1 >= ctx.policy.max_tries:
+        give_up = True
+    comm_stored = None
+    values: dict[str, Any] = {"last_error": error.message[:1000], "tries": job.tries + 1,
+                              "failed_channels": ",".join(failed) or None}
+    if give_up:
+        values["status"] = "failed"
+    else:
+        values.update(status="pending", due_at=now_text(ctx.now + _backoff(ctx.policy, job, error)))
+    if error.maybe_sent and not give_up:
+        _release(ctx.store, job, ctx.worker, ctx.now, **values)  # same attempt key next time
+    else:
+        values["attempt"] = job.attempt + 1
+        msg = message or default_message(
+            kind=job.kind, purpose=job.purpose, channel=channel.name if channel else "", to=None,
+            recipient=_recipient_ref(job, request), practice=ctx.services.settings.practice_name,
+            link=None, idempotency_key=_key(job),
+            about=tuple(a.get("reference") for a in request.get("about") or []))
+        comm = _communication(job, msg, request, channel, "not-done", ctx.now, reason=error.message)
+        comm_stored = _record(ctx, job, comm, **values)
+    _notify(ctx, "reminder_failed", store=ctx.store, communication=comm_stored, request=request,
+            task=task, error=error, permanent=give_up)
+    if give_up:
+        log.warning("%s %s failed for good: %s", job.kind, job.id, error.message)
+        return "failed"
+    return "retried"
+
+
+def _recipient_ref(job: Any, request: Mapping[str, Any]) -> str:
+    for recipient in request.get("recipient") or []:
+        if recipient.get("reference"):
+            return str(recipient["reference"])
+    return f"Patient/{job.patient_id}"
+
+
+def _backoff(policy: ReminderPolicy, job: Any, error: DeliveryError) -> timedelta:
+    cap = policy.alert_retry_cap_seconds if job.kind == "alert" else policy.retry_cap_seconds
+    if error.permanent:  # an alert trying its next channel: at once
+        return timedelta(seconds=0)
+    delay = min(cap, policy.retry_base_seconds * (2 ** job.tries)) * random.uniform(0.8, 1.2)
+    return timedelta(seconds=max(delay, error.retry_after or 0))
+
+
+def _notify(ctx: _Context, hook: str, **kwargs: Any) -> None:
+    from .plugins import call_each
+
+    try:
+        call_each(ctx.pm, hook, **kwargs)
+    except Exception:  # noqa: BLE001 - after a send, a listener's error must not cause a resend
+        log.exception("A %s listener failed", hook)
+
+
+def _send_alert(ctx: _Context, job: Any) -> str:
+    store, settings = ctx.store, ctx.services.settings
+    request = _read(store, "CommunicationRequest", job.request_id)
+    if request is None or request.get("status") != "active":
+        _release(store, job, ctx.worker, ctx.now, status="cancelled", last_error="alert not active")
+        return "cancelled"
+    recipient_ref = _recipient_ref(job, request)
+    resource_type, _, rid = recipient_ref.partition("/")
+    recipient = _read(store, resource_type, rid) if resource_type in ("Practitioner", "PractitionerRole",
+                                                                      "Patient") else None
+    available = _available(ctx, recipient, None, job)
+    if not available:
+        return _fail(ctx, job, request, None, recipient, PermanentDeliveryError(
+            f"no channel can reach {recipient_ref} (add an email address or configure the EHR inbox)"),
+            None)
+    name = ctx.pm.hook.channel_for(recipient=recipient, task=None, request=request,
+                                   channels=available, preferences=None, settings=settings)
+    channel = available.get(name or "") or next(iter(available.values()))
+    link = f"{settings.base_url.rstrip('/')}/" if settings.base_url else None
+    message = default_message(
+        kind="alert", purpose="risk-alert", channel=channel.name, to=channel.address(recipient),
+        recipient=recipient_ref, practice=settings.practice_name, link=link,
+        idempotency_key=_key(job),
+        about=tuple(a.get("reference") for a in request.get("about") or [] if a.get("reference")))
+    ctx.pm.hook.prepare_message(message=message, recipient=recipient, task=None, request=request,
+                                settings=settings)
+    return _deliver(ctx, job, channel, message, request, None, recipient)
+
+
+def _complete_alert(store: Any, request: Mapping[str, Any]) -> None:
+    for _ in range(3):
+        try:
+            current = store.read("CommunicationRequest", request["id"])
+            if current.resource.get("status") != "active":
+                return
+            store.update(dict(current.resource, status="completed"), if_match=current.version_id)
+            return
+        except VersionConflict:
+            continue
+        except NotFound:
+            return
+
+
+# -- the pass -----------------------------------------------------------------------------
+
+
+def run_reminders(services: Any, *, worker: str | None = None, now: datetime | None = None,
+                  limit: int | None = None, discover: bool = True) -> ReminderRun:
+    """Queue what is new, then claim and process due jobs until none is due (or ``limit``)."""
+    policy = ReminderPolicy.from_settings(services.settings)
+    name = worker or f"worker-{uuid.uuid4().hex[:8]}"
+    from .plugins import channels as registered
+
+    run = ReminderRun()
+    if discover:
+        discover_tasks(services, now=now)
+        discover_alerts(services, now=now)
+    chans = registered(services.plugins, services.settings)
+    while limit is None or run.claimed < limit:
+        moment = now or datetime.now(timezone.utc)
+        take = policy.batch if limit is None else min(policy.batch, limit - run.claimed)
+        jobs = claim_jobs(services.store, worker=name, limit=take,
+                          lease_seconds=policy.lease_seconds, now=moment)
+        if not jobs:
+            return run
+        ctx = _Context(services=services, policy=policy, channels=chans, worker=name, now=moment)
+        for job in jobs:
+            run.claimed += 1
+            try:
+                run.add(process_job(ctx, job))
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
+                message = exc.message if isinstance(exc, HwFhirError) else f"{type(exc).__name__}: {exc}"
+                log.warning("Job %s: %s; retried later", job.id, message,
+                            exc_info=not isinstance(exc, HwFhirError))
+                _release(services.store, job, name, moment, status="pending",
+                         due_at=now_text(moment + timedelta(seconds=policy.retry_base_seconds)),
+                         last_error=message[:1000], tries=job.tries + 1)
+                run.add("retried")
+    return run
+
+
+# -- callbacks, opt-out, failures ---------------------------------------------------------
+
+
+_RANK = {"preparation": 0, "in-progress": 1, "on-hold": 1, "completed": 2, "not-done": 2,
+         "stopped": 2, "entered-in-error": 3, "unknown": 1}
+
+
+def update_delivery_status(services: Any, *, vendor_system: str, vendor_id: str, status: str,
+                           reason: str | None = None,
+                           received: datetime | None = None) -> dict[str, Any] | None:
+    """Apply a channel's delivery callback to the Communication it names; return it (or None).
+
+    ``status`` is a Communication status (``completed`` delivered, ``not-done``
+    undelivered, ``in-progress`` still on its way). A callback arriving out of order
+    never moves a Communication back (delivered then "sent" stays delivered).
+    Announces ``delivery_status_changed``.
+    """
+    store = services.store
+    for _ in range(3):
+        page = store.search("Communication", [("identifier", f"{vendor_system}|{vendor_id}")])
+        if not page.matches:
+            return None
+        stored = page.matches[0]
+        comm = stored.resource
+        previous = comm.get("status", "unknown")
+        if previous == status or _RANK.get(status, 0) < _RANK.get(previous, 0):
+            return comm
+        changed = dict(comm, status=status)
+        if status == "completed":
+            changed["received"] = _fhir(received or datetime.now(timezone.utc))
+        if reason:
+            changed["statusReason"] = {"text": reason[:500]}
+        try:
+            new = store.update(changed, if_match=stored.version_id).resource
+        except VersionConflict:
+            continue
+        from .plugins import call_each
+
+        call_each(services.plugins, "delivery_status_changed", store=store, communication=new,
+                  previous_status=previous)
+        return new
+    return None
+
+
+def opt_out(services: Any, patient_id: str, channel: str) -> bool:
+    """Record that a patient opted out of a channel (e.g. replied STOP); True if it changed."""
+    store = services.store
+    for _ in range(5):
+        stored = store.read("Patient", patient_id)
+        patient = stored.resource
+        extensions = list(patient.get("extension") or [])
+        prefs = next((e for e in extensions if e.get("url") == REMINDER_PREFERENCES_URL), None)
+        if prefs is None:
+            prefs = {"url": REMINDER_PREFERENCES_URL, "extension": []}
+            extensions.append(prefs)
+        if any(s.get("url") == "optOut" and s.get("valueCode") == channel
+               for s in prefs.get("extension") or []):
+            return False
+        index = extensions.index(prefs)
+        extensions[index] = dict(prefs, extension=[*(prefs.get("extension") or []),
+                                                   {"url": "optOut", "valueCode": channel}])
+        try:
+            store.update(dict(patient, extension=extensions), if_match=stored.version_id)
+            return True
+        except VersionConflict:
+            continue
+    raise VersionConflict(f"Patient/{patient_id} kept changing; opt-out not recorded")
+
+
+def failures(services: Any, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Return the reminders and alerts that failed for good, newest first."""
+    j = reminder_job.c
+    with services.store.engine.connect() as conn:
+        rows = conn.execute(select(reminder_job).where(j.status == "failed")
+                            .order_by(j.updated_at.desc()).limit(limit)).fetchall()
+    return [{"id": r.id, "kind": r.kind, "task": r.task_id, "request": r.request_id,
+             "patient": r.patient_id, "error": r.last_error, "tries": r.tries,
+             "communication": r.communication_id, "at": r.updated_at} for r in rows]
+

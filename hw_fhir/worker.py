@@ -1,0 +1,133 @@
+"""The worker: runs every plugin's periodic jobs in a loop (``hw-fhir worker``).
+
+Each cycle runs the jobs of ``register_worker_tasks`` in order — built in: the
+reminder queue (:func:`hw_fhir.reminders.run_reminders`: discover new Tasks and
+alerts, plan, send) and the plan scheduler (:func:`hw_fhir.plans.run_scheduler`:
+overdue → failed, pathway release, materializing Tasks ahead). Other subsystems (EHR
+write-back outbox, bulk export, subscription delivery) add theirs the same way. When
+a whole cycle did nothing the worker sleeps ``poll_seconds``.
+
+Scaling: on PostgreSQL run as many workers as you like, on as many machines; they
+share the queue through ``SELECT … FOR UPDATE SKIP LOCKED`` and never send twice. On
+SQLite only one worker may run: a second one stops with a clear error (an exclusive
+lock on ``<database>.worker.lock``). SIGTERM/SIGINT finish the current job and stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .plugins import worker_tasks
+
+__all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker"]
+
+log = logging.getLogger("hw_fhir.worker")
+
+
+def worker_name() -> str:
+    """Return a unique name for this worker process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did: work done per job, and the jobs that failed."""
+
+    work: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """All work done in the cycle."""
+        return sum(self.work.values())
+
+
+@contextlib.contextmanager
+def single_sqlite_worker(services: Any) -> Iterator[None]:
+    """Hold the one-worker lock of a SQLite database (no-op on other databases)."""
+    store = services.store
+    if getattr(store, "dialect", "") != "sqlite":
+        yield
+        return
+    import fcntl
+
+    database = store.engine.url.database or ""
+    path = Path(f"{database}.worker.lock") if database and database != ":memory:" else None
+    if path is None:
+        yield
+        return
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                "Another worker is already running on this SQLite database; SQLite supports one "
+                "worker (use PostgreSQL to run several).") from None
+        yield
+    finally:
+        handle.close()
+
+
+class Worker:
+    """Run the periodic jobs of all plugins, once or until stopped."""
+
+    def __init__(self, services: Any, *, name: str | None = None, poll_seconds: float = 5.0) -> None:
+        self.services = services
+        self.name = name or worker_name()
+        self.poll_seconds = poll_seconds
+        self.stopping = threading.Event()
+        services.extras["worker_name"] = self.name
+        self.jobs = worker_tasks(services.plugins, services.settings)
+
+    def run_once(self) -> CycleReport:
+        """Run every job once; return what each did (a failing job is logged, the rest run)."""
+        work: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for job in self.jobs:
+            label = getattr(job, "__qualname__", None) or getattr(job, "__name__", repr(job))
+            if self.stopping.is_set():
+                break
+            try:
+                work[label] = int(job(self.services) or 0)
+            except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the worker
+                log.exception("Worker job %s failed", label)
+                errors[label] = f"{type(exc).__name__}: {exc}"
+        return CycleReport(work=work, errors=errors)
+
+    def run(self, *, cycles: int | None = None, until_idle: bool = False) -> int:
+        """Run cycles until stopped (or ``cycles`` done, or a cycle did nothing); return the work."""
+        done = 0
+        count = 0
+        with single_sqlite_worker(self.services):
+            while not self.stopping.is_set():
+                report = self.run_once()
+                done += report.total
+                count += 1
+                if cycles is not None and count >= cycles:
+                    break
+                if report.total == 0:
+                    if until_idle:
+                        break
+                    self.stopping.wait(self.poll_seconds)
+        return done
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT (finish the current job first)."""
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("Worker %s stopping (signal %d)", self.name, signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
