@@ -108,3 +108,8 @@ def load(file: Path) -> None:
         details = "; ".join(i.message for i in exc.issues if i.message != exc.message)
         fail(f"{exc.message}" + (f" ({details})" if details else "") + ". Nothing was loaded.")
     click.echo(f"Loaded {count} entries from {file.name}")
+
+
+from .sync.cli import register as _register_sync  # noqa: E402  (commands defined after cli)
+
+_register_sync(cli)
