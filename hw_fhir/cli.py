@@ -110,6 +110,79 @@ def load(file: Path) -> None:
     click.echo(f"Loaded {count} entries from {file.name}")
 
 
+@cli.command("plugins")
+@click.option("--all", "include_builtins", is_flag=True, help="Include the built-in default_* plugins.")
+def plugins_command(include_builtins: bool) -> None:
+    """List the loaded plugins with their versions and hooks (JSON)."""
+    from .plugins import build_plugin_manager, plugin_infos
+
+    try:
+        pm = build_plugin_manager(load_settings())
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+    infos = [{"name": p.name, "version": p.version, "distribution": p.distribution,
+              "builtin": p.builtin, "hooks": list(p.hooks)}
+             for p in plugin_infos(pm, include_builtins=include_builtins)]
+    click.echo(orjson.dumps(infos, option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.group()
+def reminders() -> None:
+    """Reminder commands."""
+
+
+@reminders.command("run")
+@click.option("--once", is_flag=True, required=True,
+              help="Send everything due now, then exit (for cron).")
+def reminders_run(once: bool) -> None:
+    """Discover, plan and send every reminder and alert due now, then exit."""
+    from .reminders import run_reminders
+    from .worker import single_sqlite_worker, worker_name
+
+    services = _services()
+    try:
+        with single_sqlite_worker(services):
+            run = run_reminders(services, worker=worker_name())
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+    click.echo(f"Reminders: {run.sent} sent, {run.planned} planned, {run.retried} to retry, "
+               f"{run.failed} failed, {run.deferred} deferred, {run.skipped} skipped, "
+               f"{run.cancelled} cancelled")
+
+
+@reminders.command("failures")
+@click.option("--limit", default=50, show_default=True, type=int)
+def reminders_failures(limit: int) -> None:
+    """List reminders and alerts that could not be delivered (JSON)."""
+    from .reminders import failures
+
+    click.echo(orjson.dumps(failures(_services(), limit=limit), option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.command("worker")
+@click.option("--poll", default=5.0, show_default=True, type=float,
+              help="Seconds to sleep when a cycle found nothing to do.")
+@click.option("--once", is_flag=True, help="Run one cycle of every job, then exit.")
+def worker_command(poll: float, once: bool) -> None:
+    """Run the worker: reminders, plan scheduler and every plugin's periodic jobs."""
+    from .worker import Worker
+
+    services = _services()
+    worker = Worker(services, poll_seconds=poll)
+    worker.install_signal_handlers()
+    click.echo(f"Worker {worker.name} started ({len(worker.jobs)} jobs)")
+    try:
+        done = worker.run(cycles=1 if once else None)
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+    finally:
+        services.close()
+    click.echo(f"Worker {worker.name} stopped after {done} units of work")
+
+
 from .sync.cli import register as _register_sync  # noqa: E402  (commands defined after cli)
 
 _register_sync(cli)

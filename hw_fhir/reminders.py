@@ -986,6 +986,8 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
           message: Message | None = None) -> str:
     """Record a failed attempt; retry with backoff, another channel, or give up."""
     alert = job.kind == "alert"
+    if getattr(error, "opt_out", False) and channel is not None and job.patient_id and not alert:
+        opt_out(ctx.services, job.patient_id, channel.name)  # e.g. the number replied STOP
     failed = [c for c in (job.failed_channels or "").split(",") if c]
     if error.permanent and channel is not None:
         failed.append(channel.name)
