@@ -9,6 +9,7 @@ live enableWhen, "add another" without a round trip, sliders and autosave.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +18,7 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 
 from hw_fhir import render
 from hw_fhir.adherence import patient_adherence
-from hw_fhir.assignment import OPEN_STATUSES, instant
+from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
 from hw_fhir.completion import (
     response_for_task,
     save_draft,
@@ -35,7 +36,8 @@ from hw_fhir.errors import (
     LinkTampered,
     LinkWrongPatient,
 )
-from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history, score_quietly
+from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
+from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
 
 from . import access
@@ -52,6 +54,7 @@ from .todo import patient_tasks, patient_zone, todo_list
 __all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM"]
 
 bp = Blueprint("patient", __name__)
+log = logging.getLogger("hw_fhir.patient")
 
 #: On a Patient (valueBoolean): the clinician lets the patient see their own measure trend.
 SHARE_SCORES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
@@ -69,8 +72,9 @@ def _store() -> Any:
 
 
 def _events() -> Any:
+    """The completion path's dispatcher (scoring listens there), else the plugins' one."""
     services = access.services()
-    return getattr(services, "events", None) or services.extras.get("events")
+    return services.extras.get("events") or getattr(services, "events", None)
 
 
 def _client() -> str:
@@ -315,7 +319,7 @@ def task_post(task_id: str) -> Any:
     response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
     final = kind == "submit"
     try:
-        result = (submit_response if final else save_draft)(
+        (submit_response if final else save_draft)(
             _store(), task_id, response, patient=patient_ref, events=_events())
     except InvalidResponse as exc:
         view = render.build_form(questionnaire, parsed.response(questionnaire), issues=exc.issues,
@@ -328,9 +332,6 @@ def task_post(task_id: str) -> Any:
             "save again."))
     if not final:
         return redirect(url_for("patient.task", task_id=task_id, saved=1))
-    if _events() is None:
-        score_quietly(_store(), result.response, questionnaire=questionnaire, task=result.task,
-                      settings=access.services().settings)
     return redirect(url_for("patient.done", task_id=task_id))
 
 
@@ -370,8 +371,8 @@ def done(task_id: str) -> Any:
     if task.get("status") != "completed":
         return redirect(url_for("patient.task", task_id=task_id))
     response = response_for_task(_store(), task_id)
-    flags = flags_for_response(_store(), response) if response else []
-    crisis = crisis_resources(access.services().settings) if flags else None
+    crisis = crisis_resources(access.services().settings) if response and _risk_raised(
+        task, response) else None
     patient = _patient_resource(patient_ref)
     now, zone = _now(), patient_zone(patient)
     todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
@@ -381,6 +382,17 @@ def done(task_id: str) -> Any:
     return render_template("patient/done.html", task=task, crisis=crisis, todo=todo,
                            title=activity_title(_store(), task, {}), clinician=clinician,
                            late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late")
+
+
+def _risk_raised(task: dict[str, Any], response: dict[str, Any]) -> bool:
+    """Whether the response raised a risk: a Flag for it, or (scoring not wired yet) its score."""
+    if flags_for_response(_store(), response):
+        return True
+    try:
+        return bool(score_response(task_questionnaire(_store(), task), response).risks)
+    except Exception:  # noqa: BLE001 - a scoring failure must not hide the confirmation
+        log.exception("scoring QuestionnaireResponse/%s for the confirmation failed", response.get("id"))
+        return False
 
 
 def _clinician_name(task: dict[str, Any]) -> str:
@@ -408,16 +420,19 @@ def _note(patient_ref: str) -> dict[str, Any] | None:
     return found.matches[0].resource if found.matches else None
 
 
-def _completed(patient_ref: str, limit: int = 20) -> list[dict[str, Any]]:
+def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, Any]]:
     from .todo import activity_title
 
     since = instant(_now() - timedelta(days=90))
     tasks = iter_all(_store(), "Task", [("patient", patient_ref), ("status", "completed"),
                                         ("_lastUpdated", f"ge{since}")])
     titles: dict[str, str] = {}
-    rows = [{"title": activity_title(_store(), t, titles),
-             "end": (t.get("executionPeriod") or {}).get("end") or ""} for t in tasks]
-    rows.sort(key=lambda r: r["end"], reverse=True)
+    rows = []
+    for t in tasks:
+        end = (t.get("executionPeriod") or {}).get("end") or t.get("lastModified")
+        rows.append({"title": activity_title(_store(), t, titles),
+                     "end": parse_instant(end).astimezone(zone) if end else None})
+    rows.sort(key=lambda r: r["end"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
     return rows[:limit]
 
 
@@ -439,7 +454,7 @@ def progress() -> Any:
     note = _note(patient_ref)
     note_text = ((note or {}).get("payload") or [{}])[0].get("contentString", "")
     return render_template("patient/progress.html", patient=patient, adherence=adherence,
-                           completed=_completed(patient_ref), trends=trends, note=note_text,
+                           completed=_completed(patient_ref, zone), trends=trends, note=note_text,
                            saved=request.args.get("saved") == "1", zone=zone)
 
 

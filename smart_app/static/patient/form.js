@@ -165,9 +165,10 @@
 
   /* autosave */
   var status = form.querySelector("[data-hw-status]");
-  var timer = null, saving = false, again = false;
+  var timer = null, saving = false, again = false, submitting = false;
   function say(text) { if (status) { status.textContent = text; } }
   function save(keepalive) {
+    if (submitting) { return; }
     if (saving) { again = true; return; }
     saving = true;
     var data = new FormData(form);
@@ -194,11 +195,11 @@
   function scheduleSave() {
     if (!form.dataset.autosaveUrl) { return; }
     clearTimeout(timer);
-    timer = setTimeout(function () { save(false); }, 1500);
+    timer = setTimeout(function () { timer = null; save(false); }, 1500);
   }
   form.addEventListener("input", function () { applyEnableWhen(); scheduleSave(); });
   form.addEventListener("change", function () { applyEnableWhen(); scheduleSave(); });
-  form.addEventListener("submit", function () { clearTimeout(timer); });
+  form.addEventListener("submit", function () { submitting = true; clearTimeout(timer); timer = null; });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "hidden" && timer) { clearTimeout(timer); timer = null; save(true); }
   });
