@@ -15,6 +15,7 @@
     ├── BusinessRuleError            422: well-formed, but not allowed by a domain rule
     ├── Forbidden                    403: authenticated, but the scopes/context do not allow it
     ├── Unauthorized                 401: no or bad credentials
+    ├── Throttled                    429: too many requests or jobs at once (.retry_after)
     ├── RemoteError                  a remote FHIR server failed (.response)
     ├── LinkError                    403: a secure patient link cannot be opened (.reason)
     │   ├── LinkTampered             the token is malformed or its signature is wrong
@@ -50,6 +51,7 @@ __all__ = [
     "BusinessRuleError",
     "Forbidden",
     "Unauthorized",
+    "Throttled",
     "RemoteError",
     "LinkError",
     "LinkTampered",
@@ -201,6 +203,19 @@ class Unauthorized(HwFhirError):
 
     status = 401
     code = "login"
+
+
+class Throttled(HwFhirError):
+    """Too many requests or jobs at once; try again later."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(retry_after)}
 
 
 class RemoteError(HwFhirError):

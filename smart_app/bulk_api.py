@@ -7,7 +7,7 @@
   ``DELETE`` cancels;
 * ``GET /fhir/bulkfiles/<job>/<file>`` → the NDJSON file.
 
-Requests pass the same authorizer as the rest of /fhir. A job belongs to the
+Requests pass the same authorizer as the rest of /fhir (bearer tokens, so no CSRF token). A job belongs to the
 client that started it (its ``client_id``, plus the user or patient of the
 token when there is one); anyone else gets 404 for its status and files.
 """
@@ -28,6 +28,7 @@ from hw_fhir.sync import subscriptions
 from . import services
 from .errors import FHIR_JSON, outcome_response
 from .fhir_api import fhir_base
+from .security import csrf_exempt
 
 __all__ = ["bp", "init_app", "job_owner"]
 
@@ -126,18 +127,21 @@ def _kickoff(level: str, group_id: str | None = None) -> Response:
 
 
 @bp.route("/$export", methods=["GET", "POST"])
+@csrf_exempt
 def export_system() -> Response:
     """Kick off a system-level export."""
     return _kickoff("system")
 
 
 @bp.route("/Patient/$export", methods=["GET", "POST"])
+@csrf_exempt
 def export_patients() -> Response:
     """Kick off an export of every patient's data."""
     return _kickoff("patient")
 
 
 @bp.route("/Group/<group_id>/$export", methods=["GET", "POST"])
+@csrf_exempt
 def export_group(group_id: str) -> Response:
     """Kick off an export of the data of a Group's member patients."""
     return _kickoff("group", group_id)
@@ -167,6 +171,7 @@ def export_status(job_id: str) -> Response:
 
 
 @bp.delete("/bulkstatus/<job_id>")
+@csrf_exempt
 def export_cancel(job_id: str) -> Response:
     """Cancel an export and delete its files."""
     bulk.cancel_export(services(), job_id, job_owner())

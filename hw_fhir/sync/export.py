@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import orjson
 from sqlalchemy import and_, or_, select, update
 
-from ..errors import Forbidden, InvalidInput, InvalidSearch, Issue, NotFound
+from ..errors import Forbidden, InvalidInput, InvalidSearch, Issue, NotFound, Throttled
 from ..smart.compartment import COMPARTMENT_PARAMS, matches_filters, patients_of
 from ..smart.policy import AccessPolicy, Grant
 from ..store import schema as S
@@ -557,10 +557,8 @@ def start_export(services: "Services", request: ExportRequest, *, client_id: str
     """Queue an export for the worker; Forbidden when the grant can read none of its types.
 
     A client may have ``export_max_active_jobs`` exports queued or running at
-    once; one more raises BusinessRuleError.
+    once; one more raises Throttled (429).
     """
-    from ..errors import BusinessRuleError
-
     now = time.time() if now is None else now
     if access is not None:
         policy = access.policy()
@@ -578,8 +576,9 @@ def start_export(services: "Services", request: ExportRequest, *, client_id: str
         active = conn.execute(select(j.c.id).where(j.c.client_id == client_id,
                                                    j.c.status.in_(_ACTIVE))).all()
         if limit and len(active) >= limit:
-            raise BusinessRuleError(f"This client already has {len(active)} exports in progress "
-                                    f"(at most {limit}); wait for one to finish or cancel one")
+            raise Throttled(f"This client already has {len(active)} exports in progress "
+                                    f"(at most {limit}); wait for one to finish or cancel one",
+                            retry_after=60)
         conn.execute(j.insert().values(
             id=job_id, client_id=client_id, status="accepted", request=request.to_json(),
             access=access.to_json() if access is not None else None, created_at=now,

@@ -1,0 +1,242 @@
+"""Helpers for the sync tests: homework data, the worker, a notification listener, a failing EHR.
+
+Everything is real: the listener is an HTTP server on 127.0.0.1, the "EHR" is a
+second hw-fhir app served over HTTP whose WSGI entry can be switched to fail
+(500, slow answers, answers lost after the write) or stopped and started again
+on the same port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import orjson
+from werkzeug.serving import make_server
+
+SURVEY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                      "code": "survey"}]}
+PHQ9_TOTAL = {"coding": [{"system": "http://loinc.org", "code": "44261-6",
+                          "display": "PHQ-9 total score"}]}
+
+
+def task(patient: str, status: str = "requested", **extra: Any) -> dict[str, Any]:
+    """An SDC-style homework Task for a patient."""
+    return {"resourceType": "Task", "status": status, "intent": "order",
+            "for": {"reference": f"Patient/{patient}"}, "owner": {"reference": f"Patient/{patient}"},
+            "authoredOn": "2026-11-01T10:00:00Z", **extra}
+
+
+def response(patient: str, status: str = "completed", **extra: Any) -> dict[str, Any]:
+    """A QuestionnaireResponse of a patient."""
+    return {"resourceType": "QuestionnaireResponse", "status": status,
+            "questionnaire": "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0",
+            "subject": {"reference": f"Patient/{patient}"}, "authored": "2026-11-02T09:00:00Z",
+            "item": [{"linkId": "1", "answer": [{"valueInteger": 2}]}], **extra}
+
+
+def score(patient: str, value: int = 7, **extra: Any) -> dict[str, Any]:
+    """A PHQ-9 total score Observation."""
+    return {"resourceType": "Observation", "status": "final", "category": [SURVEY],
+            "code": PHQ9_TOTAL, "subject": {"reference": f"Patient/{patient}"},
+            "effectiveDateTime": "2026-11-02T09:00:00Z",
+            "valueQuantity": {"value": value, "unit": "{score}", "system": "http://unitsofmeasure.org",
+                              "code": "{score}"}, **extra}
+
+
+def flag(patient: str) -> dict[str, Any]:
+    """A risk Flag about a patient."""
+    return {"resourceType": "Flag", "status": "active", "code": {"text": "Risk: PHQ-9 item 9"},
+            "subject": {"reference": f"Patient/{patient}"}}
+
+
+def homework(store: Any, patient: str, n: int = 3) -> list[Any]:
+    """Write Tasks, responses, scores and a Flag for a patient; return the stored versions."""
+    out = []
+    for i in range(n):
+        out.append(store.create(task(patient, "completed" if i % 2 else "requested")).stored)
+        out.append(store.create(response(patient, "completed" if i % 2 == 0 else "in-progress")).stored)
+        out.append(store.create(score(patient, i)).stored)
+    out.append(store.create(flag(patient)).stored)
+    return out
+
+
+def with_sync_plugin(services: Any) -> Any:
+    """Make sure the services' plugin manager has the built-in sync plugin."""
+    from hw_fhir import default_sync
+
+    if not services.plugins.is_registered(default_sync):
+        services.plugins.register(default_sync)
+    return services
+
+
+def run_worker_cycle(services: Any) -> Any:
+    """Run one cycle of the real worker (with the sync jobs) and return its report."""
+    from hw_fhir.worker import Worker
+
+    report = Worker(with_sync_plugin(services), name="test-worker").run_once()
+    assert not report.errors, report.errors
+    return report
+
+
+def free_port() -> int:
+    """Return a TCP port that is free right now on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------ the listener
+
+
+@dataclass
+class Received:
+    """One request the listener got."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    answered: int
+
+
+@dataclass
+class Listener:
+    """A notification endpoint on 127.0.0.1 that records POSTs and can be told to fail."""
+
+    received: list[Received] = field(default_factory=list)
+    fail_next: int = 0
+    fail_status: int = 500
+    delay: float = 0.0
+    server: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def start(self) -> "Listener":
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with listener.lock:
+                    failing = listener.fail_next > 0
+                    if failing:
+                        listener.fail_next -= 1
+                    delay = listener.delay
+                if delay:
+                    time.sleep(delay)
+                status = listener.fail_status if failing else 200
+                with listener.lock:
+                    listener.received.append(Received(self.path, dict(self.headers),
+                                                      orjson.loads(body) if body else {}, status))
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The bodies the listener answered 200 to, in arrival order."""
+        with self.lock:
+            return [r.body for r in self.received if r.answered == 200]
+
+
+# ----------------------------------------------------------- a failing EHR
+
+
+class FailSwitch:
+    """WSGI middleware: answer normally, or fail in one of several ways.
+
+    modes: ``None`` (normal), ``"500"``, ``"429"``, ``"slow"`` (sleep ``delay`` before
+    handling), ``"lost"`` (handle the request, then sleep ``delay`` so the client times
+    out and never learns that the write happened).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.mode: str | None = None
+        self.delay = 2.0
+        self.calls: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        mode = self.mode
+        if mode in ("500", "429") and path.startswith("/fhir/") and not path.endswith(
+                ("smart-configuration", "metadata")):
+            with self.lock:
+                self.calls.append((method, path, int(mode)))
+            start_response(f"{mode} Failing on purpose", [("Content-Type", "application/fhir+json"),
+                                                          ("Retry-After", "1")])
+            return [orjson.dumps({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "transient", "diagnostics": "down for a test"}]})]
+        if mode == "slow":
+            time.sleep(self.delay)
+        status_holder: list[str] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            status_holder.append(status)
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        with self.lock:
+            self.calls.append((method, path, int(status_holder[0].split()[0])))
+        if mode == "lost" and method == "POST" and path.startswith("/fhir/"):
+            time.sleep(self.delay)
+        return [body]
+
+    def posts(self, prefix: str) -> list[tuple[str, str, int]]:
+        """The POSTs to paths starting with ``prefix`` that reached the app."""
+        with self.lock:
+            return [c for c in self.calls if c[0] == "POST" and c[1].startswith(prefix)]
+
+
+class RestartableServer:
+    """A WSGI app served on a fixed port of 127.0.0.1 that can be stopped and started again."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> "RestartableServer":
+        for _ in range(50):
+            try:
+                self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"port {self.port} stays busy")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            if self.thread is not None:
+                self.thread.join(timeout=5)
+            self.server = None
