@@ -42,12 +42,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     bulk_api.init_app(app)
     outcomes_api.init_app(app)
 
-    from . import auth, launch, patient, security
+    from . import auth, clinician, launch, patient, security
 
     security.init_app(app)
     auth.init_app(app)
     launch.init_app(app)
     patient.init_app(app)
+    clinician.init_app(app)
     if settings.sandbox:
         from . import sandbox
 
