@@ -14,7 +14,7 @@ __all__ = ["register_catalog", "database_upgraded"]
 log = logging.getLogger("hw_fhir.catalog")
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def register_catalog() -> list[CatalogContent]:
     """Return the Questionnaires and pathway templates shipped in :mod:`hw_fhir.catalog`."""
     return [CatalogContent(questionnaires=tuple(catalog.load_questionnaires()),

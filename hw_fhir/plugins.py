@@ -212,16 +212,20 @@ def _flatten(results: Iterable[Any]) -> list[Any]:
 
 
 def channels(pm: pluggy.PluginManager, settings: Any) -> dict[str, Any]:
-    """Return every registered channel by name (a later plugin's channel wins a name clash)."""
+    """Return every registered channel by name; a plugin's channel replaces a built-in namesake.
+
+    Built-ins implement ``register_*`` with ``tryfirst``, so they come first in the
+    results and anything after them wins a name clash.
+    """
     found: dict[str, Any] = {}
-    for channel in _flatten(reversed(pm.hook.register_channels(settings=settings))):
+    for channel in _flatten(pm.hook.register_channels(settings=settings)):
         found[channel.name] = channel
     return found
 
 
 def catalog_content(pm: pluggy.PluginManager, settings: Any = None) -> list[CatalogContent]:
     """Return every plugin's catalog content (built-in catalog first)."""
-    items = _flatten(reversed(pm.hook.register_catalog(settings=settings)))
+    items = _flatten(pm.hook.register_catalog(settings=settings))
     for item in items:
         if not isinstance(item, CatalogContent):
             raise ConfigurationError(f"register_catalog returned {type(item).__name__}, "
@@ -259,7 +263,7 @@ def catalog_pathways(pm: pluggy.PluginManager, settings: Any = None) -> list[dic
 
 def scorers(pm: pluggy.PluginManager) -> list[Any]:
     """Return every registered scorer, built-in ones first."""
-    return _flatten(reversed(pm.hook.register_scorers()))
+    return _flatten(pm.hook.register_scorers())
 
 
 def _same_score(a: Any, b: Any) -> bool:
@@ -282,8 +286,8 @@ def score(pm: pluggy.PluginManager, questionnaire: dict[str, Any], response: dic
     else:
         extra = tuple(s for s in base.scores if not any(_same_score(s, m) for m in result.scores))
         result = replace(result, scores=result.scores + extra, response=calculated)
-    for extras in _flatten(reversed(pm.hook.interpret_score(
-            questionnaire=questionnaire, response=calculated, result=result))):
+    for extras in _flatten(pm.hook.interpret_score(
+            questionnaire=questionnaire, response=calculated, result=result)):
         result = replace(
             result,
             scores=result.scores + tuple(extras.scores),
@@ -296,14 +300,14 @@ def score(pm: pluggy.PluginManager, questionnaire: dict[str, Any], response: dic
 
 def blueprints(pm: pluggy.PluginManager, settings: Any) -> list[Any]:
     """Return every plugin's Flask blueprints (for the app factory to register)."""
-    return _flatten(reversed(pm.hook.register_blueprints(settings=settings)))
+    return _flatten(pm.hook.register_blueprints(settings=settings))
 
 
 def template_dirs(pm: pluggy.PluginManager, settings: Any) -> list[Path]:
     """Return every plugin's template folders."""
-    return [Path(p) for p in _flatten(reversed(pm.hook.register_template_dirs(settings=settings)))]
+    return [Path(p) for p in _flatten(pm.hook.register_template_dirs(settings=settings))]
 
 
 def worker_tasks(pm: pluggy.PluginManager, settings: Any) -> list[Any]:
     """Return every plugin's periodic worker jobs, built-in ones first."""
-    return _flatten(reversed(pm.hook.register_worker_tasks(settings=settings)))
+    return _flatten(pm.hook.register_worker_tasks(settings=settings))
