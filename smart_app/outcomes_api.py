@@ -1,4 +1,4 @@
-"""Outcomes on the /fhir API: scoring after writes, and ``GET /fhir/Patient/<id>/$measure-progress``.
+"""Outcomes on the /fhir API: scoring after writes, ``GET /fhir/Patient/<id>/$measure-progress``.
 
 Every path scores. A QuestionnaireResponse created or updated through /fhir (also
 inside a transaction or batch Bundle) is scored by :func:`score_written` /
@@ -8,13 +8,14 @@ completion path scores through the ``response_completed`` event, subscribed in
 :func:`init_app`.
 
 Scoring errors on /fhir: the response is already stored when scoring runs, and it is
-never lost nor turned into an error. The write answers as usual (201/200, the stored
-response — its newest version when calculated items were filled in — with ETag and
-Location of that version). What could not be scored is reported as warnings: in the
-``Warning`` header (``199 hw-fhir "<text>"`` per warning, comma separated); with ``Prefer: return=OperationOutcome``
-as ``warning`` issues of the OperationOutcome; in a Bundle as
-``entry.response.outcome``. Scoring writes with the server's own store (the derived
-Observations, Flags and alerts are the server's, whatever the client's scopes).
+never lost nor turned into an error (never a 500). The write answers as usual
+(201/200, the stored response — its newest version when calculated items were filled
+in — with the ETag and Location of that version). What could not be scored is
+reported as warnings: in the ``Warning`` header (``199 hw-fhir "<text>"`` per
+warning, comma separated); with ``Prefer: return=OperationOutcome`` as ``warning``
+issues of the OperationOutcome; in a Bundle as ``entry.response.outcome``. Scoring
+writes with the server's own store: the derived Observations, Flags and alerts are
+the server's, whatever the client's scopes.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _ascii(text: str) -> str:
 
 
 def warning_headers(warnings: list[Issue] | None) -> dict[str, str]:
-    """Return a ``Warning`` header (``199 hw-fhir "<text>"``, comma separated) for scoring warnings."""
+    """Return a ``Warning`` header (``199 hw-fhir "<text>"`` per scoring warning)."""
     if not warnings:
         return {}
     return {"Warning": ", ".join(f'199 hw-fhir "{_ascii(w.message)}"' for w in warnings)}
@@ -142,7 +143,8 @@ def score_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
         if rid is None or not status.startswith(("200", "201")):
             continue
         try:
-            response = entry.get("resource") or svc.store.read("QuestionnaireResponse", rid).resource
+            response = (entry.get("resource")
+                        or svc.store.read("QuestionnaireResponse", rid).resource)
         except Exception:  # noqa: BLE001 - deleted since, or unreadable: nothing to score
             continue
         recorded = outcomes.score_quietly(svc.store, response, settings=svc.settings)

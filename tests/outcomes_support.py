@@ -29,8 +29,8 @@ def instrument_response(instrument: str, weights: list[int | None], *, patient: 
         if weight is None:
             continue
         code, display = ANSWERS[weight]
-        items.append({"linkId": f"{prefix}-{n}",
-                      "answer": [{"valueCoding": {"system": LOINC, "code": code, "display": display}}]})
+        coding = {"system": LOINC, "code": code, "display": display}
+        items.append({"linkId": f"{prefix}-{n}", "answer": [{"valueCoding": coding}]})
     return {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": f"{CATALOG}/{instrument}|1.0.0",
@@ -54,7 +54,7 @@ def _option(code: str, weight: int) -> dict[str, Any]:
 
 
 def vendor_questionnaire() -> dict[str, Any]:
-    """A vendor's own instrument: itemWeight and a calculatedExpression, no scorer plugin knows it."""
+    """A vendor's own instrument: itemWeight and a calculatedExpression, no plugin knows it."""
     options = [_option("never", 0), _option("sometimes", 2), _option("often", 4)]
     return {
         "resourceType": "Questionnaire",
@@ -86,7 +86,8 @@ def vendor_questionnaire() -> dict[str, Any]:
 def vendor_response(w1: str, w2: str, w3: str, *, patient: str = "pat-ava") -> dict[str, Any]:
     """A response to the vendor instrument."""
     def answer(link_id: str, code: str) -> dict[str, Any]:
-        return {"linkId": link_id, "answer": [{"valueCoding": {"system": VENDOR_SYSTEM, "code": code}}]}
+        coding = {"system": VENDOR_SYSTEM, "code": code}
+        return {"linkId": link_id, "answer": [{"valueCoding": coding}]}
 
     return {"resourceType": "QuestionnaireResponse", "questionnaire": f"{VENDOR_URL}|3.0",
             "status": "completed", "subject": {"reference": f"Patient/{patient}"},

@@ -49,7 +49,8 @@ def stored(store: Any, response: dict[str, Any]) -> dict[str, Any]:
 
 
 def derived(store: Any, response_id: str) -> list[dict[str, Any]]:
-    return iter_all(store, "Observation", [("derived-from", f"QuestionnaireResponse/{response_id}")])
+    return iter_all(store, "Observation",
+                    [("derived-from", f"QuestionnaireResponse/{response_id}")])
 
 
 def versions(store: Any) -> set[tuple[str, str, str]]:
@@ -63,7 +64,8 @@ def test_phq9_scores_become_a_panel_total_and_item_observations(store):
     # items 1..9 weigh 1+2+3+0+1+2+3+1+0 = 13 → moderate (10-14); item 9 "Not at all"
     response = stored(store, instrument_response("phq-9", [1, 2, 3, 0, 1, 2, 3, 1, 0]))
     recorded = outcomes.record_scores(store, response, now=NOW)
-    assert recorded.scored and not recorded.warnings and not recorded.flags and recorded.crisis is None
+    assert recorded.scored and not recorded.warnings
+    assert not recorded.flags and recorded.crisis is None
     rid = response["id"]
 
     # the calculated total is written back into the response: a new version
@@ -96,12 +98,13 @@ def test_phq9_scores_become_a_panel_total_and_item_observations(store):
     total = obs["44261-6"]
     assert total["id"] == observation_id(rid, "44261-6")
     assert total["code"]["text"] == "PHQ-9 total score"
-    assert total["valueQuantity"] == {"value": 13, "unit": "{score}", "system": UCUM, "code": "{score}"}
+    assert total["valueQuantity"] == {"value": 13, "unit": "{score}", "system": UCUM,
+                                      "code": "{score}"}
     assert codes(total["interpretation"][0]) == [(SCORE_BANDS, "moderate")]
     assert "note" not in total
 
     weights = [1, 2, 3, 0, 1, 2, 3, 1, 0]
-    for code, weight in zip(PHQ9_ITEM_CODES, weights):
+    for code, weight in zip(PHQ9_ITEM_CODES, weights, strict=True):
         item = obs[code]
         assert item["valueCodeableConcept"]["coding"] == [
             {"system": LOINC, "code": ANSWERS[weight][0], "display": ANSWERS[weight][1]}]
@@ -180,7 +183,8 @@ def test_partial_phq9_is_prorated_following_the_published_rule(store):
     assert codes(total["interpretation"][0]) == [(SCORE_BANDS, "moderate")]
     assert any(n["text"].startswith("Prorated: 7 of 9") for n in total["note"])
     assert {w.expression for w in recorded.warnings if w.code == "required"} == {
-        "QuestionnaireResponse.item[linkId='phq9-4']", "QuestionnaireResponse.item[linkId='phq9-6']"}
+        "QuestionnaireResponse.item[linkId='phq9-4']",
+        "QuestionnaireResponse.item[linkId='phq9-6']"}
 
 
 def test_vendor_questionnaire_in_the_store_is_scored_by_weights_and_expressions(store):
@@ -273,7 +277,8 @@ def test_item_9_raises_a_flag_and_a_stat_alert_once(store):
     assert flag["subject"] == {"reference": "Patient/pat-ava"}
     assert flag["author"] == {"reference": "Practitioner/dr-rivera"}
     assert flag["period"] == {"start": "2026-03-02T15:00:00Z"}
-    assert flag["identifier"] == [{"system": outcomes.RISK_FLAG_SYSTEM, "value": f"{rid}/self-harm"}]
+    assert flag["identifier"] == [{"system": outcomes.RISK_FLAG_SYSTEM,
+                                   "value": f"{rid}/self-harm"}]
     assert flag["extension"] == [{"url": outcomes.FLAG_DETAIL_EXTENSION,
                                   "valueReference": {"reference": f"QuestionnaireResponse/{rid}"}}]
 
@@ -286,7 +291,8 @@ def test_item_9_raises_a_flag_and_a_stat_alert_once(store):
     assert alert["about"] == [{"reference": f"Flag/{flag['id']}"},
                               {"reference": f"QuestionnaireResponse/{rid}"}]
     assert alert["authoredOn"] == "2026-03-02T15:00:00Z"
-    assert alert["identifier"] == [{"system": outcomes.RISK_ALERT_SYSTEM, "value": f"{rid}/self-harm"}]
+    assert alert["identifier"] == [{"system": outcomes.RISK_ALERT_SYSTEM,
+                                    "value": f"{rid}/self-harm"}]
     assert "harm" not in alert["payload"][0]["contentString"]  # no clinical content on channels
 
     # the panel says why
@@ -322,13 +328,45 @@ def test_a_risk_without_a_known_clinician_is_still_flagged(store):
     assert any(w.code == "incomplete" for w in recorded.warnings)
 
 
+def test_the_clinician_to_alert_is_found_from_task_plan_or_patient(store):
+    from hw_fhir.completion import RESPONSE_TASK_SYSTEM
+
+    store.update({"resourceType": "Patient", "id": "pat-ava",
+                  "generalPractitioner": [{"reference": "Practitioner/dr-rivera"}]})
+    sdc = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+
+    def task(tid: str, patient: str, requester: str) -> None:
+        store.update({"resourceType": "Task", "id": tid, "status": "requested", "intent": "order",
+                      "code": {"coding": [{"system": sdc, "code": "complete-questionnaire"}]},
+                      "for": {"reference": patient}, "requester": {"reference": requester}})
+
+    task("t-ava", "Patient/pat-ava", "Practitioner/dr-lee")
+    task("t-ben", "Patient/pat-ben", "Practitioner/dr-mal")
+    store.update({"resourceType": "CarePlan", "id": "plan-ava", "status": "active",
+                  "intent": "plan", "subject": {"reference": "Patient/pat-ava"},
+                  "author": {"reference": "Practitioner/dr-kim"}})
+    base = dict(instrument_response("phq-9", [0] * 9), id="r1")
+
+    def answering(tid: str) -> dict[str, Any]:
+        return dict(base, identifier={"system": RESPONSE_TASK_SYSTEM, "value": tid})
+
+    assert outcomes.assigning_practitioner(store, answering("t-ava")) == "Practitioner/dr-lee"
+    # a Task of another patient is not trusted: the patient's own clinician is alerted
+    assert outcomes.assigning_practitioner(store, answering("t-ben")) == "Practitioner/dr-rivera"
+    planned = dict(base, basedOn=[{"reference": "CarePlan/plan-ava"}])
+    assert outcomes.assigning_practitioner(store, planned) == "Practitioner/dr-kim"
+    assert outcomes.assigning_practitioner(store, base) == "Practitioner/dr-rivera"
+    assert outcomes.assigning_practitioner(
+        store, dict(base, subject={"reference": "Patient/pat-ben"})) is None
+
+
 def test_acknowledging_a_flag_ends_it_and_completes_its_alert(store):
     response = stored(store, instrument_response("phq-9", [0, 0, 0, 0, 0, 0, 0, 0, 2]))
     recorded = outcomes.record_scores(store, response, now=NOW)
     [flag], [alert] = recorded.flags, recorded.alerts
 
-    done = outcomes.acknowledge_flag(store, flag["id"], "dr-rivera", "Called; safety plan reviewed.",
-                                     now=LATER)
+    done = outcomes.acknowledge_flag(store, flag["id"], "dr-rivera",
+                                     "Called; safety plan reviewed.", now=LATER)
     assert validate(done) == done and done == store.read("Flag", flag["id"]).resource
     assert done["status"] == "inactive"
     assert done["period"] == {"start": "2026-03-02T15:00:00Z", "end": "2026-03-02T16:30:00Z"}
@@ -341,7 +379,8 @@ def test_acknowledging_a_flag_ends_it_and_completes_its_alert(store):
     assert closed["status"] == "completed"
     assert closed["note"] == [{"authorReference": {"reference": "Practitioner/dr-rivera"},
                                "time": "2026-03-02T16:30:00Z",
-                               "text": "Acknowledged by Practitioner/dr-rivera: Called; safety plan reviewed."}]
+                               "text": "Acknowledged by Practitioner/dr-rivera: "
+                                       "Called; safety plan reviewed."}]
     assert outcomes.flags_for_response(store, response) == []
     assert outcomes.flags_for_response(store, response, active_only=False) == [done]
 
@@ -463,8 +502,9 @@ def test_measure_history_and_progress(store):
     score_series(store, "phq-9", [("2026-01-05T10:00:00Z", [3] * 9)], patient="pat-ben")
     extra = stored(store, instrument_response("phq-9", [3] * 9, authored="2026-03-01T10:00:00Z"))
     outcomes.record_scores(store, extra, now=NOW)
-    outcomes.record_scores(store, store.update(dict(store.read("QuestionnaireResponse", extra["id"]).resource,
-                                                    status="entered-in-error")).resource, now=NOW)
+    current = store.read("QuestionnaireResponse", extra["id"]).resource
+    retracted = store.update(dict(current, status="entered-in-error")).resource
+    outcomes.record_scores(store, retracted, now=NOW)
 
     assert outcomes.measure_history(store, "Patient/pat-ava", "phq-9") == [
         ("2026-01-05T10:00:00Z", 18), ("2026-02-02T10:00:00Z", 12), ("2026-03-02T10:00:00Z", 4)]
@@ -537,7 +577,8 @@ def test_crisis_resources_are_configurable(tmp_path):
                              crisis_text="Need help now? Call Samaritans.",
                              extra={"crisis_contacts": [
                                  {"name": "Samaritans", "number": "116 123"},
-                                 {"name": "Text line", "number": "+44 85258", "actions": ["text"]}]})
+                                 {"name": "Text line", "number": "+44 85258",
+                                  "actions": ["text"]}]})
     info = outcomes.crisis_resources(settings)
     assert info.text == "Need help now? Call Samaritans."
     assert [c.links for c in info.contacts] == [(("Call 116 123", "tel:116123"),),

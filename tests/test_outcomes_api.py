@@ -53,7 +53,8 @@ def client(app):
 
 
 def post(client: Any, resource: dict[str, Any], **headers: str) -> Any:
-    return client.post(f"/fhir/{resource['resourceType']}", json=resource, headers={**FHIR, **headers})
+    return client.post(f"/fhir/{resource['resourceType']}", json=resource,
+                       headers={**FHIR, **headers})
 
 
 def put(client: Any, resource: dict[str, Any], **headers: str) -> Any:
@@ -107,15 +108,16 @@ def test_phq9_created_through_fhir_is_scored_before_the_write_returns(client):
         f"Observation/{o['id']}" for o in found if o is not panel)
     assert total["id"] == observation_id(rid, "44261-6")
     assert codes(total["code"]) == [(LOINC, "44261-6")]
-    assert total["valueQuantity"] == {"value": 12, "unit": "{score}", "system": UCUM, "code": "{score}"}
+    assert total["valueQuantity"] == {"value": 12, "unit": "{score}", "system": UCUM,
+                                      "code": "{score}"}
     assert total["interpretation"][0]["coding"][0]["system"] == SCORE_BANDS
     assert total["interpretation"][0]["coding"][0]["code"] == "moderate"
     item4 = obs[PHQ9_ITEM_CODES[3]]
     assert item4["valueCodeableConcept"]["coding"][0]["code"] == ANSWERS[3][0]
     assert "hasMember" not in item4 and "valueQuantity" not in item4
     # the scores are also found by patient and code
-    assert [o["id"] for o in search(client, f"Observation?patient=pat-ava&code={LOINC}|44261-6")] == [
-        total["id"]]
+    by_patient = search(client, f"Observation?patient=pat-ava&code={LOINC}|44261-6")
+    assert [o["id"] for o in by_patient] == [total["id"]]
 
 
 def test_amended_through_fhir_updates_the_same_observations(client):
@@ -171,7 +173,8 @@ def test_vendor_questionnaire_with_weights_and_expression_is_scored_through_fhir
     # sometimes (2) + often (4) - never (0) = 6
     sent = post(client, vendor_response("sometimes", "often", "never"))
     assert sent.status_code == 201 and "Warning" not in sent.headers
-    assert [i["answer"] for i in sent.json["item"] if i["linkId"] == "score"] == [[{"valueInteger": 6}]]
+    assert [i["answer"] for i in sent.json["item"] if i["linkId"] == "score"] == [
+        [{"valueInteger": 6}]]
     found = {o["code"]["coding"][0]["code"]: o for o in derived(client, sent.json["id"])}
     assert set(found) == {"panel", "score", "w1"}
     assert found["score"]["code"]["coding"][0]["system"] == VENDOR_SYSTEM
@@ -248,7 +251,8 @@ def test_measure_progress_operation(client):
     for authored, weights in [("2026-01-05T10:00:00Z", [3, 3, 2, 2, 2, 2, 2, 2, 1]),   # 19
                               ("2026-02-02T10:00:00Z", [2, 2, 1, 1, 1, 1, 1, 1, 0]),   # 10
                               ("2026-03-02T10:00:00Z", [1, 1, 1, 0, 0, 0, 0, 0, 0])]:  # 3
-        assert post(client, instrument_response("phq-9", weights, authored=authored)).status_code == 201
+        sent = post(client, instrument_response("phq-9", weights, authored=authored))
+        assert sent.status_code == 201
     for authored, weights in [("2026-01-05T10:00:00Z", [1, 1, 1, 1, 1, 1, 1]),         # 7
                               ("2026-03-02T10:00:00Z", [2, 2, 2, 1, 1, 1, 1])]:        # 10
         post(client, instrument_response("gad-7", weights, authored=authored))
@@ -291,7 +295,8 @@ def test_measure_progress_operation(client):
 
 def test_measure_progress_errors_and_capability(client):
     empty = client.get("/fhir/Patient/pat-ava/$measure-progress").json
-    assert empty["parameter"] == [{"name": "subject", "valueReference": {"reference": "Patient/pat-ava"}}]
+    assert empty["parameter"] == [{"name": "subject",
+                                   "valueReference": {"reference": "Patient/pat-ava"}}]
     missing = client.get("/fhir/Patient/nobody/$measure-progress")
     assert missing.status_code == 404 and missing.json["resourceType"] == "OperationOutcome"
     for query in ("instrument=bdi-ii", "instrument=phq-2", "since=2026"):

@@ -40,9 +40,10 @@ class CrisisContact:
 
     @property
     def links(self) -> tuple[tuple[str, str], ...]:
-        """Return ``(label, href)`` pairs: ``("Call 988", "tel:988")``, ``("Text 988", "sms:988")``."""
+        """Return ``(label, href)`` pairs such as ``("Call 988", "tel:988")``."""
         digits = re.sub(r"[^0-9+]", "", self.number)
-        return tuple((f"{_LABELS[a]} {self.number}", f"{_SCHEMES[a]}:{digits}") for a in self.actions)
+        return tuple((f"{_LABELS[a]} {self.number}", f"{_SCHEMES[a]}:{digits}")
+                     for a in self.actions)
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,20 @@ def _contact(n: int, raw: Any) -> CrisisContact:
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError(f"{where}.name is required")
     if not isinstance(number, str) or not _NUMBER.match(number.strip()):
-        raise ConfigurationError(f"{where}.number must be a phone number such as \"988\", not {number!r}")
+        raise ConfigurationError(
+            f"{where}.number must be a phone number such as \"988\", not {number!r}")
     actions = raw.get("actions", ["call"])
     if (not isinstance(actions, Sequence) or isinstance(actions, str) or not actions
             or any(a not in _SCHEMES for a in actions)):
-        raise ConfigurationError(f"{where}.actions must list \"call\" and/or \"text\", not {actions!r}")
+        raise ConfigurationError(
+            f"{where}.actions must list \"call\" and/or \"text\", not {actions!r}")
     description = raw.get("description", "")
-    return CrisisContact(name.strip(), number.strip(), tuple(dict.fromkeys(actions)), str(description))
+    return CrisisContact(name.strip(), number.strip(), tuple(dict.fromkeys(actions)),
+                         str(description))
 
 
 def crisis_resources(settings: Settings | None = None) -> CrisisInfo:
-    """Return the crisis text and contacts configured in ``settings`` (US 988 and 911 by default)."""
+    """Return the crisis text and contacts of ``settings`` (US 988 and 911 by default)."""
     settings = settings or Settings()
     raw = settings.extra.get("crisis_contacts")
     if raw is None:

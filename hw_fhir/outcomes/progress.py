@@ -18,8 +18,7 @@ from typing import Any
 
 from ..assignment import reference
 from ..errors import InvalidInput
-from ..scoring import Progress, progress
-from ..scoring import gad7, pcl5, phq2, phq9
+from ..scoring import Progress, gad7, pcl5, phq2, phq9, progress
 from ..scoring.instruments import SumInstrument
 from ..scoring.mbc import THRESHOLDS
 from ..store.base import Store, iter_all
@@ -62,6 +61,7 @@ class Measure:
 
 
 def _measure(instrument: SumInstrument) -> Measure:
+    codes: tuple[tuple[str, str], ...]
     if instrument.total_code is not None:
         codes = ((instrument.total_code.system, instrument.total_code.code),)
     else:
@@ -71,7 +71,8 @@ def _measure(instrument: SumInstrument) -> Measure:
 
 #: The instruments whose totals are followed, by key.
 MEASURES: Mapping[str, Measure] = {
-    m.key: m for m in map(_measure, (phq9.INSTRUMENT, gad7.INSTRUMENT, phq2.INSTRUMENT, pcl5.INSTRUMENT))
+    m.key: m
+    for m in map(_measure, (phq9.INSTRUMENT, gad7.INSTRUMENT, phq2.INSTRUMENT, pcl5.INSTRUMENT))
 }
 
 
@@ -135,7 +136,8 @@ def patient_progress(store: Store, patient_ref: str,
     ``instruments`` defaults to every instrument with measurement-based-care thresholds
     (PHQ-9, GAD-7, PCL-5); PHQ-2 is a screen and has none.
     """
-    return {key: summary for key, (summary, _) in _summaries(store, patient_ref, instruments).items()}
+    found = _summaries(store, patient_ref, instruments)
+    return {key: summary for key, (summary, _) in found.items()}
 
 
 def _summaries(store: Store, patient_ref: str, instruments: Iterable[str] | None,
@@ -154,8 +156,9 @@ def _summaries(store: Store, patient_ref: str, instruments: Iterable[str] | None
     return out
 
 
-def measure_progress(store: Store, patient_ref: str, instruments: Iterable[str] | None = None) -> Json:
-    """Return the ``$measure-progress`` Parameters of a patient (see :func:`progress_parameters`)."""
+def measure_progress(store: Store, patient_ref: str,
+                     instruments: Iterable[str] | None = None) -> Json:
+    """Return a patient's ``$measure-progress`` Parameters (see :func:`progress_parameters`)."""
     found = _summaries(store, patient_ref, instruments)
     return progress_parameters(patient_ref, {k: s for k, (s, _) in found.items()},
                                {k: h for k, (_, h) in found.items()})
@@ -199,7 +202,7 @@ def _measure_parameter(summary: Progress, history: list[tuple[str, Value]] | Non
 
 def progress_parameters(patient_ref: str, summaries: Mapping[str, Progress],
                         histories: Mapping[str, list[tuple[str, Value]]] | None = None) -> Json:
-    """Return the ``$measure-progress`` result: a Parameters resource, one ``measure`` per instrument.
+    """Return the ``$measure-progress`` result: Parameters with one ``measure`` per instrument.
 
     Each ``measure`` has parts ``instrument``, ``code`` (of the total), ``count``,
     ``baseline`` and ``latest`` (``date`` + ``value``), ``change``, ``percentChange``

@@ -37,7 +37,13 @@ from ..errors import HwFhirError, InvalidInput, Issue, NotFound, VersionConflict
 from ..library import resolve_questionnaire
 from ..models import validate
 from ..responses import check_response
-from ..scoring import OBSERVATION_SYSTEM, ScoreResult, Scorer, observations_for, score_response
+from ..scoring import (
+    OBSERVATION_SYSTEM,
+    Scorer,
+    ScoreResult,
+    observations_for,
+    score_response,
+)
 from ..store.base import Store, iter_all
 from .crisis import CrisisInfo, crisis_resources
 from .safety import assigning_practitioner, flag_entries, now_utc
@@ -133,7 +139,8 @@ def _ours(store: Store, response_id: str) -> dict[str, Json]:
     return {o["id"]: o for o in found}
 
 
-def _observation_entries(new: list[Json], existing: dict[str, Json]) -> tuple[list[Json], list[Json]]:
+def _observation_entries(new: list[Json],
+                         existing: dict[str, Json]) -> tuple[list[Json], list[Json]]:
     """Return (entries to write, retracted Observations) for the new Observations."""
     entries: list[Json] = []
     for obs in new:
@@ -170,7 +177,7 @@ def _transact(store: Store, entries: list[Json]) -> tuple[list[Json], int]:
         return [], 0
     bundle = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     out = bundle.get("entry") or []
-    written = sum(1 for sent, got in zip(entries, out)
+    written = sum(1 for sent, got in zip(entries, out, strict=True)
                   if sent["request"]["method"] == "PUT"
                   or str((got.get("response") or {}).get("status", "")).startswith("201"))
     return [e.get("resource") or {} for e in out], written
@@ -183,7 +190,8 @@ def _retract_all(store: Store, response: Mapping[str, Any]) -> RecordedScores:
                           written=written)
 
 
-def _score(questionnaire: Json, response: Json, scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
+def _score(questionnaire: Json, response: Json,
+           scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
     warnings = [_warning(f"The response does not conform to {catalog.canonical(questionnaire)}: "
                          f"{i.message}", code=i.code, expression=i.expression)
                 for i in check_response(questionnaire, response, final=True)
@@ -196,14 +204,16 @@ def _score(questionnaire: Json, response: Json, scorers: Any) -> tuple[ScoreResu
                                  for i in issues]
 
 
-def _record(store: Store, response: Json, questionnaire: Json | None, task: Mapping[str, Any] | None,
-            settings: Settings | None, scorers: Any, moment: datetime) -> RecordedScores:
+def _record(store: Store, response: Json, questionnaire: Json | None,
+            task: Mapping[str, Any] | None, settings: Settings | None, scorers: Any,
+            moment: datetime) -> RecordedScores:
     if questionnaire is None:
         try:
             questionnaire = resolve_for(store, response)
         except (NotFound, InvalidInput) as exc:
-            return RecordedScores(response=response, warnings=(_warning(
-                f"Not scored: {exc.message}", code="not-found", expression="QuestionnaireResponse.questionnaire"),))
+            warning = _warning(f"Not scored: {exc.message}", code="not-found",
+                               expression="QuestionnaireResponse.questionnaire")
+            return RecordedScores(response=response, warnings=(warning,))
     result, warnings = _score(questionnaire, response, scorers)
     if result is None:
         return RecordedScores(response=response, warnings=tuple(warnings))
@@ -220,8 +230,9 @@ def _record(store: Store, response: Json, questionnaire: Json | None, task: Mapp
     entries += obs_entries
     risk_entries: list[Json] = []
     if result.risks and not response.get("subject"):
-        warnings.append(_warning("A risk was raised but the response has no subject: no Flag was "
-                                 "recorded", code="required", expression="QuestionnaireResponse.subject"))
+        warnings.append(_warning("A risk was raised but the response has no subject: no Flag "
+                                 "was recorded", code="required",
+                                 expression="QuestionnaireResponse.subject"))
     elif result.risks:
         clinician = assigning_practitioner(store, response, task)
         if clinician is None:
@@ -230,7 +241,8 @@ def _record(store: Store, response: Json, questionnaire: Json | None, task: Mapp
         risk_entries = flag_entries(response, result.risks, clinician=clinician, moment=moment)
     stored, written = _transact(store, entries + risk_entries)
     by_id = {(r.get("resourceType"), r.get("id")): r for r in stored}
-    current = {o["id"]: by_id.get(("Observation", o["id"])) or existing[o["id"]] for o in observations}
+    current = {o["id"]: by_id.get(("Observation", o["id"])) or existing[o["id"]]
+               for o in observations}
     written_risks = stored[len(entries):]
     return RecordedScores(
         response=by_id.get(("QuestionnaireResponse", response["id"]), response),

@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 
 from .. import catalog
 from ..assignment import instant, reference
+from ..completion import RESPONSE_TASK_SYSTEM
 from ..errors import BusinessRuleError, InvalidInput, NotFound
 from ..scoring import RiskFlag
 from ..store.base import Store, iter_all
@@ -96,7 +97,8 @@ def _flag(response: Mapping[str, Any], risk: RiskFlag, author: str | None, momen
         "identifier": [{"system": RISK_FLAG_SYSTEM, "value": _key(response["id"], risk)}],
         "status": "active",
         "category": [
-            {"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": "clinical", "display": "Clinical"}]},
+            {"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": "clinical",
+                         "display": "Clinical"}]},
             {"coding": [{"system": LOCAL_FLAG_CATEGORY_SYSTEM, "code": f"{risk.code}-risk",
                          "display": display}]},
         ],
@@ -166,16 +168,16 @@ def _read(store: Store, ref: str) -> Json | None:
 
 
 def _task_of(store: Store, response: Mapping[str, Any]) -> Json | None:
-    from ..completion import RESPONSE_TASK_SYSTEM  # completion imports the domain; load late
-
+    """Return the Task a response answers (only a Task for the response's own subject)."""
+    subject = (response.get("subject") or {}).get("reference")
+    candidates: list[Json] = []
     identifiers = response.get("identifier")
     for ident in identifiers if isinstance(identifiers, list) else [identifiers or {}]:
         if ident.get("system") == RESPONSE_TASK_SYSTEM and ident.get("value"):
-            task = _read(store, f"Task/{ident['value']}")
-            if task is not None:
-                return task
+            candidates += [t for t in [_read(store, f"Task/{ident['value']}")] if t]
     found = store.search("Task", [("output", f"QuestionnaireResponse/{response['id']}")])
-    return found.matches[0].resource if found.matches else None
+    candidates += found.resources
+    return next((t for t in candidates if (t.get("for") or {}).get("reference") == subject), None)
 
 
 def assigning_practitioner(store: Store, response: Mapping[str, Any],
@@ -215,7 +217,8 @@ def flags_for_response(store: Store, response: Mapping[str, Any], *,
         params.append(("status", "active"))
     prefix = f"{response['id']}/"
     return [f for f in iter_all(store, "Flag", params)
-            if any(i.get("system") == RISK_FLAG_SYSTEM and str(i.get("value", "")).startswith(prefix)
+            if any(i.get("system") == RISK_FLAG_SYSTEM
+                   and str(i.get("value", "")).startswith(prefix)
                    for i in f.get("identifier") or [])]
 
 
@@ -242,7 +245,8 @@ def acknowledge_flag(store: Store, flag_id: str, practitioner_ref: str, note: st
     if flag.get("status") == "inactive":
         return flag
     if flag.get("status") != "active":
-        raise BusinessRuleError(f"Flag/{flag_id} is {flag.get('status')}; it cannot be acknowledged")
+        raise BusinessRuleError(
+            f"Flag/{flag_id} is {flag.get('status')}; it cannot be acknowledged")
     when = instant(now_utc(now))
     ack: Json = {"url": ACKNOWLEDGEMENT_EXTENSION, "extension": [
         {"url": "by", "valueReference": {"reference": clinician}},
