@@ -80,8 +80,8 @@ def _launch_in_iframe(driver: Any, base: str, patient: str,
     driver.find_element(By.ID, "launch-hw-fhir").click()
     wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
     wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
-    name = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "h1 .patient-name"))).text
-    user = driver.find_element(By.ID, "signed-in-user").text
+    user = wait.until(ec.visibility_of_element_located((By.ID, "signed-in-user"))).text
+    name = driver.find_element(By.CSS_SELECTOR, ".patient-name").text
     driver.switch_to.default_content()
     return name, user
 
@@ -109,7 +109,7 @@ def test_second_launch_in_another_tab_keeps_the_first(driver: Any, served: Any) 
     driver.switch_to.window(first_tab)
     driver.switch_to.frame(driver.find_element(By.ID, "smart-app"))
     assert (first_name, second_name) == ("Ava Nguyen", "Dev Patel")
-    assert driver.find_element(By.CSS_SELECTOR, "h1 .patient-name").text == "Ava Nguyen"
+    assert driver.find_element(By.CSS_SELECTOR, ".patient-name").text == "Ava Nguyen"
     assert first_app and "launch=" in first_app
 
 
@@ -147,8 +147,8 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
             driver.get(f"http://localhost:{ehr.port}/chart")
             wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
             wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
-            heading = wait.until(ec.visibility_of_element_located((By.TAG_NAME, "h1")))
-            text, page = heading.text, driver.page_source
+            wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+            text, page = driver.find_element(By.TAG_NAME, "body").text, driver.page_source
             driver.switch_to.default_content()
             OUTPUT.mkdir(exist_ok=True)
             driver.save_screenshot(str(OUTPUT / f"browser-cross-site-{'secure' if secure else 'lax'}.png"))
@@ -163,12 +163,12 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
 def test_cross_site_iframe_launch_needs_samesite_none(app_config: dict[str, Any], driver: Any,
                                                      tmp_path: Path) -> None:
     """The EHR on another site frames hw-fhir: production cookies work, the local-http switch does not."""
-    heading, _ = _frame_launch(app_config, driver, secure=True)
-    assert heading == "Homework for Carmen Lopez"
+    text, _ = _frame_launch(app_config, driver, secure=True)
+    assert "Carmen Lopez" in text
     lax_config = {**app_config, "instance_path": str(tmp_path / "lax"),
                   "database_url": f"sqlite:///{tmp_path / 'lax.db'}"}
-    heading, page = _frame_launch(lax_config, driver, secure=False)
+    text, page = _frame_launch(lax_config, driver, secure=False)
     # without SameSite=None the framed app's cookie is not sent back: the CSRF-protected approval
     # (and the launch's state check after it) cannot find the session
-    assert heading != "Homework for Carmen Lopez"
+    assert "Carmen Lopez" not in text
     assert "This form has expired" in page
