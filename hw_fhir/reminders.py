@@ -163,9 +163,9 @@ def local_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
         utc = candidate.astimezone(timezone.utc)
         if utc.astimezone(zone).replace(tzinfo=None) == naive:
             return utc
-    # the wall-clock time does not exist (spring forward): fold=1 reads it with the
-    # offset before the gap, which lands just after the gap
-    return naive.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    # the wall-clock time does not exist (spring forward): fold=0 reads it with the
+    # offset before the gap, which lands as far after the gap as it was into it
+    return naive.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
 
 
 def _parse_time(value: Any) -> time | None:
@@ -434,12 +434,17 @@ def _insert_ignore(conn: Any, rows: list[dict[str, Any]]) -> int:
     return int(conn.execute(stmt, rows).rowcount or 0)
 
 
-def _job(id: str, *, kind: str, purpose: str, due: datetime, now: datetime,
+#: ``due_at`` of jobs to do as soon as possible (plans, alerts, closing): before anything else.
+ASAP = "0001-01-01T00:00:00.000000Z"
+
+
+def _job(id: str, *, kind: str, purpose: str, due: datetime | None, now: datetime,
          task_id: str | None = None, request_id: str | None = None,
          patient_id: str | None = None) -> dict[str, Any]:
     stamp = now_text(now)
     return dict(id=id, kind=kind, purpose=purpose, task_id=task_id, request_id=request_id,
-                patient_id=patient_id, due_at=now_text(due), status="pending", attempt=1,
+                patient_id=patient_id, due_at=ASAP if due is None else now_text(due),
+                status="pending", attempt=1,
                 tries=0, channel=None, failed_channels=None, lease_until=None, worker=None,
                 counted_at=None, last_error=None, communication_id=None, created_at=stamp,
                 updated_at=stamp)
@@ -463,7 +468,7 @@ def enqueue_plan(store: Any, task: Mapping[str, Any], *, now: datetime | None = 
     if not _engine_store(store) or not _is_homework(task) or task.get("status") not in OPEN_STATUSES:
         return False
     moment = now or datetime.now(timezone.utc)
-    row = _job(f"plan/{task['id']}", kind="plan", purpose="plan", due=moment, now=moment,
+    row = _job(f"plan/{task['id']}", kind="plan", purpose="plan", due=None, now=moment,
                task_id=task["id"], patient_id=_ref_id((task.get("for") or {}).get("reference"),
                                                       "Patient"))
     if conn is not None:
@@ -485,7 +490,7 @@ def stop_task_reminders(store: Any, task: Mapping[str, Any], *, now: datetime | 
             .values(status="cancelled", updated_at=now_text(moment),
                     last_error=f"Task {task.get('status')}"))
         _insert_ignore(conn, [_job(f"close/{task['id']}", kind="close", purpose="close",
-                                   due=moment, now=moment, task_id=task["id"])])
+                                   due=None, now=moment, task_id=task["id"])])
     return int(done.rowcount or 0)
 
 
@@ -495,7 +500,7 @@ def enqueue_alert(store: Any, request: Mapping[str, Any], *, now: datetime | Non
     if not _engine_store(store) or request.get("status") != "active":
         return False
     moment = now or datetime.now(timezone.utc)
-    row = _job(f"alert/{request['id']}", kind="alert", purpose="risk-alert", due=moment, now=moment,
+    row = _job(f"alert/{request['id']}", kind="alert", purpose="risk-alert", due=None, now=moment,
                request_id=request["id"],
                patient_id=_ref_id((request.get("subject") or {}).get("reference"), "Patient"))
     if conn is not None:
@@ -550,7 +555,7 @@ def _discover_page(services: Any, *, now: datetime | None, limit: int | None) ->
         for stored in page.matches:
             task = stored.resource
             last = max(last, stored.last_updated)
-            rows.append(_job(f"plan/{task['id']}", kind="plan", purpose="plan", due=moment,
+            rows.append(_job(f"plan/{task['id']}", kind="plan", purpose="plan", due=None,
                              now=moment, task_id=task["id"],
                              patient_id=_ref_id((task.get("for") or {}).get("reference"), "Patient")))
         queued = _insert_ignore(conn, rows)
@@ -587,7 +592,7 @@ def discover_alerts(services: Any, *, now: datetime | None = None) -> int:
     offset = 0
     while True:
         page = store.search("CommunicationRequest", [*params, ("_offset", str(offset))])
-        rows = [_job(f"alert/{r['id']}", kind="alert", purpose="risk-alert", due=moment, now=moment,
+        rows = [_job(f"alert/{r['id']}", kind="alert", purpose="risk-alert", due=None, now=moment,
                      request_id=r["id"],
                      patient_id=_ref_id((r.get("subject") or {}).get("reference"), "Patient"))
                 for r in page.resources]
