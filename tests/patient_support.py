@@ -7,6 +7,7 @@ import html
 import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hw_fhir import library
 from hw_fhir.assignment import Assignment, assign
@@ -35,7 +36,7 @@ def give_homework(app: Any, activity: str, *, patient: str = "pat-ava", days: in
     canonical = activity if "://" in activity else f"{CATALOG}{activity}|1.0.0"
     store = app.extensions["hw_fhir"].store
     zone = "America/New_York"
-    day = (datetime.now(timezone.utc) + timedelta(days=days)).date()
+    day = (datetime.now(ZoneInfo(zone)) + timedelta(days=days)).date()
     return assign(store, Assignment(
         patient=patient, practitioner="dr-rivera", activity=canonical, wording=wording,
         instructions=instructions, rationale=rationale, example=example,
