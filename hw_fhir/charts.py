@@ -250,8 +250,7 @@ def score_chart(
         body.append(f'<line class="{cls}" x1="{left}" y1="{_num(y(value))}" x2="{left + plot_w}" '
                     f'y2="{_num(y(value))}" stroke="{colour}" stroke-width="1.6" '
                     f'stroke-dasharray="{dash}"><title>{escape(label)}</title></line>')
-        body.append(_text(left + plot_w - 4, y(value) + dy, label, size=10, anchor="end",
-                          fill=colour, weight="600"))
+        body.append(_text(left + 6, y(value) + dy, label, size=10, fill=colour, weight="600"))
     if len(ordered) > 1:
         path = " ".join(f"{_num(x(d))},{_num(y(v))}" for d, v in ordered)
         body.append(f'<polyline class="series" points="{path}" fill="none" stroke="{_LINE}" '

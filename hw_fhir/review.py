@@ -63,6 +63,7 @@ from .store.base import Store, iter_all
 __all__ = [
     "TIMEZONE_EXTENSION",
     "REVIEW_PROMPTS",
+    "MEASURE_INSTRUCTIONS",
     "FlagRow",
     "AssignmentRow",
     "MeasureRow",
@@ -144,9 +145,15 @@ def patient_zone(patient: Mapping[str, Any] | None, default: str = "UTC") -> str
     return default
 
 
+_ACRONYM = re.compile(r"\(([A-Z][A-Z0-9-]{1,11})\)\s*$")
+
+
 def _title(questionnaire: Mapping[str, Any] | None) -> str:
+    """Return an activity's title, shortened to its acronym when it ends with one (PHQ-9)."""
     q = questionnaire or {}
-    return str(q.get("title") or q.get("name") or "Activity")
+    title = str(q.get("title") or q.get("name") or "Activity")
+    found = _ACRONYM.search(title)
+    return found.group(1) if found and len(title) > 24 else title
 
 
 def _questionnaires(store: Store, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -756,6 +763,7 @@ class SessionPrep:
     since: date
     prompts: tuple[Prompt, ...]
     responses: tuple[ResponseSummary, ...] = ()
+    flags: tuple[FlagRow, ...] = ()
 
 
 def default_session_date(store: Store, patient: str, *, now: datetime | None = None,
@@ -780,7 +788,7 @@ def default_session_date(store: Store, patient: str, *, now: datetime | None = N
     return max(earlier) if earlier else moment.date() - timedelta(days=fallback_days)
 
 
-def _prompts(summary: SessionSummary) -> tuple[Prompt, ...]:
+def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Prompt, ...]:
     a = summary.adherence
     win: list[str] = []
     if a.completed:
@@ -802,7 +810,7 @@ def _prompts(summary: SessionSummary) -> tuple[Prompt, ...]:
     nxt = []
     if a.missed + a.overdue:
         nxt.append("Consider a smaller step the patient is at least 7/10 confident about")
-    if any(p.kind == "risk" for p in summary.to_discuss):
+    if flags or any(p.kind == "risk" for p in summary.to_discuss):
         nxt.insert(0, "Review the safety plan first: a risk flag was raised")
     nxt.append("Agree what, when, where, how often and how long; check understanding")
     points = (win, done, hard, learned, nxt)
@@ -820,8 +828,9 @@ def session_prep(store: Store, patient: str, since: date | None = None, *,
     summary = since_last_session(store, patient, day, now=moment)
     responses = [r for r in _response_summaries(store, reference("Patient", patient), 20)
                  if r.authored and r.authored[:10] >= day.isoformat()]
-    return SessionPrep(summary=summary, since=day, prompts=_prompts(summary),
-                       responses=tuple(responses))
+    flags = tuple(_flag_rows(store, reference("Patient", patient)))
+    return SessionPrep(summary=summary, since=day, prompts=_prompts(summary, flags),
+                       responses=tuple(responses), flags=flags)
 
 
 # -- a clinician's panel --------------------------------------------------------------------
@@ -973,6 +982,10 @@ class AssignDefaults:
                         days_of_week=self.days_of_week, count=self.count, until=self.until)
 
 
+#: Default instructions of a measure (its description is written for the clinician).
+MEASURE_INSTRUCTIONS = ("Please answer these questions about how you have been feeling lately. It "
+                        "takes a few minutes, and there are no right or wrong answers.")
+
 _KIND_SCHEDULES: dict[str, tuple[str, int, int | None, int]] = {
     # kind: (frequency, interval, count, days until the first due date)
     "measure": ("every-n-days", 14, 6, 1),
@@ -996,12 +1009,15 @@ def assign_defaults(questionnaire: Mapping[str, Any], *, timezone_name: str,
     """
     moment = _now(now)
     kinds = catalog.tags(questionnaire).get("kind") or ["reflection"]
+    instructions = str(questionnaire.get("description") or "")
+    if kinds[0] == "measure":
+        instructions = MEASURE_INSTRUCTIONS
     frequency, interval, count, offset = _KIND_SCHEDULES.get(kinds[0], ("once", 1, None, 6))
     local_today = moment.astimezone(ZoneInfo(timezone_name)).date()
     return AssignDefaults(
         frequency=frequency, interval=interval, days_of_week=(), start=local_today + timedelta(days=offset),
         time_of_day=time(19, 0), count=count, until=None,
-        instructions=str(questionnaire.get("description") or ""),
+        instructions=instructions,
         rationale=str(questionnaire.get("purpose") or ""), example="", wording="homework",
         reminder_channel=channel, timezone=timezone_name)
 

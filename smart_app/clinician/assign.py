@@ -130,6 +130,9 @@ def preview_frame(qid: str) -> Any:
         resource = _read(kind, rid, pid)
         details = (HomeworkDetails.from_task(resource) if kind == "Task" else
                    HomeworkDetails.from_detail((resource.get("activity") or [{}])[0].get("detail") or {}))
+    else:
+        defaults = review.assign_defaults(questionnaire, timezone_name="UTC", now=now())
+        details = HomeworkDetails(instructions=defaults.instructions, rationale=defaults.rationale)
     return render_template("clinician/preview_frame.html", form=render.build_form(questionnaire),
                            details=details, questionnaire=questionnaire)
 
