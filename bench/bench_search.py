@@ -30,8 +30,9 @@ SELECT r.res_id, r.content FROM resource r
 WHERE r.res_type = 'Task' AND r.deleted = 0
   AND r.res_id IN (SELECT res_id FROM sp_reference WHERE res_type = 'Task' AND param = 'patient'
                    AND target_id = ? AND target_type = 'Patient')
-  AND r.res_id IN (SELECT res_id FROM sp_token WHERE res_type = 'Task' AND param = 'status'
-                   AND code = ?)
+  AND EXISTS (SELECT 1 FROM sp_token t WHERE t.res_type = r.res_type AND t.res_id = r.res_id
+              AND t.param = 'status' AND t.code = ?)
+ORDER BY +r.last_updated, r.res_id
 """
 
 

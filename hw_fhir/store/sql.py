@@ -25,6 +25,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     not_,
     or_,
     select,
@@ -337,7 +338,12 @@ class SqlStore:
         if not q.sort and q.cursor:
             where.append(or_(r.c.last_updated > q.cursor[0],
                              and_(r.c.last_updated == q.cursor[0], r.c.res_id > q.cursor[1])))
-        order.extend([r.c.last_updated.asc(), r.c.res_id.asc()])
+        last_updated: Any = r.c.last_updated
+        if q.filters and self.dialect == "sqlite":
+            # keep SQLite from walking the whole type in lastUpdated-index order
+            # when a selective filter drives the query ("+col" disables the index)
+            last_updated = literal_column(f"+{r.name}.last_updated")
+        order.extend([last_updated.asc(), r.c.res_id.asc()])
         stmt = (select(r.c.res_id, r.c.version_id, r.c.last_updated, r.c.content)
                 .where(*where).order_by(*order).limit(q.count + 1))
         if q.offset and not q.cursor:
