@@ -7,7 +7,7 @@ only when a username is set), ``smtp_starttls`` (STARTTLS after connecting),
 and ``smtp_timeout`` (seconds, default 30). Certificates are always verified.
 
 Guarantee: SMTP has no idempotency key. The attempt's key becomes the
-``Message-ID`` (``<key@hw-fhir>``), the same on every retry of the same attempt, so
+``Message-ID`` (a digest of it, :func:`message_id`), the same on every retry of the same attempt, so
 mail systems and clients that de-duplicate by Message-ID show one message. A worker
 that dies after the server accepted the message and before recording it sends it
 again once its lease expires (at least once, window = one SMTP transaction).
@@ -15,6 +15,7 @@ again once its lease expires (at least once, window = one SMTP transaction).
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import socket
 import ssl
@@ -27,10 +28,15 @@ from typing import Any
 from ..errors import PermanentDeliveryError, TransientDeliveryError
 from .base import Delivery, Message, medium, telecom
 
-__all__ = ["EmailChannel", "MESSAGE_ID_SYSTEM"]
+__all__ = ["EmailChannel", "MESSAGE_ID_SYSTEM", "message_id"]
 
 #: ``Communication.identifier`` system of the Message-ID of an email sent.
 MESSAGE_ID_SYSTEM = "http://hw-fhir.org/fhir/sid/email-message-id"
+
+
+def message_id(key: str, domain: str) -> str:
+    """Return the Message-ID of an attempt: a digest of its key (no Task id in mail headers)."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
 
 
 class EmailChannel:
@@ -82,7 +88,7 @@ class EmailChannel:
         email["Subject"] = message.subject
         email["Date"] = format_datetime(datetime.now(timezone.utc))
         domain = parseaddr(self.sender)[1].rpartition("@")[2] or "hw-fhir"
-        email["Message-ID"] = f"<{message.idempotency_key.replace('/', '.')}@{domain}>"
+        email["Message-ID"] = message_id(message.idempotency_key, domain)
         email["Auto-Submitted"] = "auto-generated"
         if message.priority == "stat":
             email["Importance"] = "high"
