@@ -335,7 +335,7 @@ class FakeEhr:
     """
 
     def __init__(self, *, client_id: str = "hw-fhir", mode: str = "valid", patient_id: str = "ehr-123",
-                 practitioner_id: str = "doc-9") -> None:
+                 practitioner_id: str = "doc-9", discovery: str = "smart-configuration") -> None:
         from flask import Flask, jsonify, redirect, request
 
         self.client_id = client_id
@@ -347,6 +347,8 @@ class FakeEhr:
         self.patient_id = patient_id
         self.practitioner_id = practitioner_id
         self.nonces: dict[str, str] = {}
+        self.scopes: dict[str, str] = {}
+        self.discovery = discovery
         self.patient = {"resourceType": "Patient", "id": patient_id, "active": True,
                         "identifier": [{"system": "urn:oid:1.2.3.4", "value": "MRN-777"}],
                         "name": [{"family": "Okoye", "given": ["Ifeoma"], "text": "Ifeoma Okoye"}],
@@ -363,10 +365,21 @@ class FakeEhr:
 
         @app.get("/fhir/.well-known/smart-configuration")
         def config() -> Any:
+            if self.discovery == "capability":
+                return jsonify({"error": "not here"}), 404
             return jsonify({"issuer": self.iss, "authorization_endpoint": f"{self.url}/authorize",
                             "token_endpoint": f"{self.url}/token", "jwks_uri": f"{self.url}/jwks",
                             "code_challenge_methods_supported": ["S256"],
                             "capabilities": ["launch-ehr", "launch-standalone"]})
+
+        @app.get("/fhir/metadata")
+        def metadata() -> Any:
+            oauth = {"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                     "extension": [{"url": "authorize", "valueUri": f"{self.url}/authorize"},
+                                   {"url": "token", "valueUri": f"{self.url}/token"}]}
+            return jsonify({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+                            "fhirVersion": "4.0.1", "format": ["json"],
+                            "rest": [{"mode": "server", "security": {"extension": [oauth]}}]})
 
         @app.get("/jwks")
         def jwks() -> Any:
@@ -378,6 +391,7 @@ class FakeEhr:
             assert args["code_challenge_method"] == "S256" and args["aud"] == self.iss
             code = secrets.token_urlsafe(8)
             self.nonces[code] = args.get("nonce", "")
+            self.scopes[code] = args.get("scope", "")
             return redirect(f"{args['redirect_uri']}?code={code}&state={args['state']}")
 
         @app.post("/token")
@@ -385,10 +399,10 @@ class FakeEhr:
             form = request.form
             assert form.get("code_verifier"), "PKCE verifier missing"
             nonce = self.nonces.get(form.get("code", ""), "")
+            scope = self.scopes.get(form.get("code", ""), "")
             body = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": 3600,
-                    "scope": "launch openid fhirUser user/Patient.rs user/Practitioner.rs",
-                    "patient": self.patient_id, "need_patient_banner": True}
-            if self.mode != "missing":
+                    "scope": scope, "patient": self.patient_id, "need_patient_banner": True}
+            if self.mode != "missing" and "openid" in scope.split():
                 body["id_token"] = self.id_token(nonce)
             return jsonify(body)
 

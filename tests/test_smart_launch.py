@@ -313,3 +313,20 @@ def test_bad_id_tokens_are_refused(fake_ehr_app: tuple[Browser, FakeEhr, Any], m
     store = app.extensions["hw_fhir"].store
     assert store.search("Patient", [("identifier", f"{URL_IDENTIFIER_SYSTEM}|{ehr.iss}/Patient/ehr-123")]).matches == []
     assert not any(p.startswith("/fhir/Patient") for p in ehr.hits)  # nothing was read with that token
+
+
+def test_discovery_falls_back_to_the_capability_statement(app_config: dict[str, Any]) -> None:
+    ehr = FakeEhr(discovery="capability").start()
+    app = make_app(app_config, extra={"smart": {"ehr": [{
+        "iss": ehr.iss, "client_id": "hw-fhir", "scope": "launch user/Patient.rs"}]}})
+    server = serve(app)
+    try:
+        browser = Browser(server.url)
+        done = _external_launch(browser, ehr)
+        assert done.status_code == 302, done.text
+        assert _patient_name(browser.get(done.headers["Location"]).text) == "Ifeoma Okoye"
+        assert "/fhir/.well-known/smart-configuration" in ehr.hits and "/fhir/metadata" in ehr.hits
+    finally:
+        server.stop()
+        ehr.stop()
+        app.extensions["hw_fhir"].close()

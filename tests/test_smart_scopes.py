@@ -199,3 +199,28 @@ def test_sandbox_registers_its_own_iss_only() -> None:
 def test_bad_registrations_are_configuration_errors(item: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         EhrRegistration.from_config(item)
+
+
+def test_expired_records_are_purged(sql_store: Any) -> None:
+    import sqlalchemy as sa
+
+    from hw_fhir.smart.authstore import AuthStore
+    from hw_fhir.smart.sessions import WebSessionStore
+    from hw_fhir.smart.tables import smart_auth_code, smart_token, smart_web_session
+
+    auth = AuthStore(sql_store)
+    auth.save_code("old-code", "c", {}, lifetime=-2 * 86400)
+    auth.save_code("new-code", "c", {})
+    auth.save_token(access_token="old", client_id="c", scope="", context={}, expires_in=-2 * 86400)
+    auth.save_token(access_token="new", client_id="c", scope="", context={}, expires_in=60)
+    sessions = WebSessionStore(sql_store)
+    sessions.save("gone", {"a": 1}, lifetime=-10)
+    sessions.save("kept", {"a": 2}, lifetime=60)
+    auth.purge()
+    sessions.purge()
+    with sql_store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(smart_auth_code)).scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(smart_token)).scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(smart_web_session)).scalar_one() == 1
+    assert auth.introspect("new") is not None and auth.introspect("old") is None
+    assert sessions.load("kept") == {"a": 2} and sessions.load("gone") is None

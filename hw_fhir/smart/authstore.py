@@ -68,15 +68,18 @@ def _token(row: Any) -> TokenRecord:
 class AuthStore:
     """Launch ids, codes, tokens and assertion ids in the store's database."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, purge_interval: int = 600) -> None:
         self.store = store
         self.engine = store.engine
+        self.purge_interval = purge_interval
+        self._next_purge = 0.0
 
     # --------------------------------------------------------------- launch
 
     def create_launch(self, context: dict[str, Any], *, lifetime: int = 3600) -> str:
         """Store an EHR launch context; return its opaque ``launch`` id."""
         launch_id = secrets.token_urlsafe(24)
+        self.maybe_purge()
         with self.store.begin() as conn:
             conn.execute(insert(smart_auth_launch).values(
                 id=launch_id, data=orjson.dumps(context).decode(), expires_at=_now() + lifetime))
@@ -93,6 +96,7 @@ class AuthStore:
 
     def save_code(self, code: str, client_id: str, data: dict[str, Any], *, lifetime: int = 120) -> None:
         """Store an authorization code (hashed) for one client."""
+        self.maybe_purge()
         with self.store.begin() as conn:
             conn.execute(insert(smart_auth_code).values(
                 code_hash=hash_secret(code), client_id=client_id,
@@ -123,6 +127,7 @@ class AuthStore:
                    expires_in: int, refresh_token: str | None = None,
                    refresh_expires_in: int | None = None, code: str | None = None) -> None:
         """Store an issued access token (and its refresh token), hashed."""
+        self.maybe_purge()
         now = _now()
         with self.store.begin() as conn:
             conn.execute(insert(smart_token).values(
@@ -180,6 +185,14 @@ class AuthStore:
         return True
 
     # ---------------------------------------------------------------- purge
+
+    def maybe_purge(self) -> None:
+        """Purge expired records, at most once per ``purge_interval`` seconds in this process."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_interval
+        self.purge()
 
     def purge(self, *, grace: int = 86400) -> None:
         """Delete records that expired more than ``grace`` seconds ago."""

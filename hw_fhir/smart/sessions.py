@@ -70,8 +70,10 @@ class Sealer:
 class WebSessionStore:
     """Browser session data by session id."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, purge_interval: int = 600) -> None:
         self.store = store
+        self.purge_interval = purge_interval
+        self._next_purge = 0.0
 
     def load(self, sid: str) -> dict[str, Any] | None:
         """Return a session's data (None when unknown or expired)."""
@@ -82,7 +84,10 @@ class WebSessionStore:
         return orjson.loads(row.data) if row else None
 
     def save(self, sid: str, data: dict[str, Any], *, lifetime: int) -> None:
-        """Create or replace a session's data."""
+        """Create or replace a session's data (and now and then purge expired ones)."""
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + self.purge_interval
+            self.purge()
         key = hash_secret(sid)
         values = {"data": orjson.dumps(data).decode(), "expires_at": _now() + lifetime}
         with self.store.begin() as conn:
