@@ -34,7 +34,7 @@ def task(patient: str, status: str = "requested", **extra: Any) -> dict[str, Any
 def response(patient: str, status: str = "completed", **extra: Any) -> dict[str, Any]:
     """A QuestionnaireResponse of a patient."""
     return {"resourceType": "QuestionnaireResponse", "status": status,
-            "questionnaire": "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0",
+            "questionnaire": "http://example.org/fhir/Questionnaire/mood-check|1.0",
             "subject": {"reference": f"Patient/{patient}"}, "authored": "2026-11-02T09:00:00Z",
             "item": [{"linkId": "1", "answer": [{"valueInteger": 2}]}], **extra}
 
