@@ -199,3 +199,62 @@ def remove_fake_distribution(root: Path, module: str) -> None:
     import importlib
 
     importlib.invalidate_caches()
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 receiving signed webhooks.
+
+    It checks the signature (and the replay window), answers with the scripted status
+    codes first (then 200), and keeps one delivery per ``Idempotency-Key``, as the
+    webhook contract asks of receivers; ``requests`` counts every POST.
+    """
+
+    def __init__(self, secret: str, statuses: Iterable[int] = ()) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from hw_fhir.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+
+        receiver = self
+        self.secret = secret
+        self.statuses = list(statuses)
+        self.deliveries: dict[str, dict[str, Any]] = {}
+        self.requests: list[str] = []
+        self.refused = 0
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    verify_signature(receiver.secret, body, self.headers.get(TIMESTAMP_HEADER),
+                                     self.headers.get(SIGNATURE_HEADER))
+                except Exception:  # noqa: BLE001 - any failure is a refusal
+                    with receiver.lock:
+                        receiver.refused += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                key = self.headers.get("Idempotency-Key", "")
+                with receiver.lock:
+                    receiver.requests.append(key)
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if status == 200:
+                        receiver.deliveries.setdefault(key, json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/reminders"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
