@@ -65,6 +65,7 @@ from .assignment import (
     occurrence_identifier,
     occurrence_tasks,
     occurrences_from,
+    parse_instant,
     plan_activity,
     plan_tasks,
     reference,
@@ -92,6 +93,7 @@ __all__ = [
     "materialize",
     "materialize_plan",
     "advance_plan",
+    "completion_listener",
     "sweep_overdue",
     "assign_pathway",
     "pause_plan",
@@ -279,7 +281,9 @@ def sweep_overdue(
     """Mark open homework Tasks ``failed`` (businessStatus ``missed``) once due + grace passed.
 
     Tasks on hold (a paused plan) are left alone. A Task changed meanwhile (the patient
-    submitting it right now) is skipped. Return the Tasks marked failed.
+    submitting it right now) is skipped. Each match is checked again here, so a remote
+    server that does not know the ``due`` search parameter cannot make it fail Tasks
+    that are not overdue. Return the Tasks marked failed.
     """
     moment = utc_now(now)
     cutoff = moment - timedelta(hours=grace_hours)
@@ -298,6 +302,10 @@ def sweep_overdue(
         if not page.matches:
             return failed
         for task in page.resources:
+            due = task_due(task)
+            if due is None or due >= cutoff or task.get("status") not in OPEN_STATUSES:
+                skipped += 1  # a server that ignored a search parameter: never fail these
+                continue
             marked = with_business_status(
                 dict(
                     task,
@@ -472,6 +480,40 @@ def advance_plan(
     plan, _ = _advance(store, plan, moment)
     materialize_plan(store, plan, now=moment, horizon_days=horizon_days, events=events)
     return plan
+
+
+def completion_listener(
+    events: Events | None = None, *, horizon_days: int = 14
+) -> Callable[..., None]:
+    """Return a ``response_completed`` listener that advances the completed Task's plan.
+
+    Subscribed (``events.subscribe("response_completed", completion_listener(events))``),
+    the next pathway step is released, and its Tasks created (announced on ``events``),
+    as soon as the previous step is done, instead of at the next scheduler pass. The
+    completion time (``Task.executionPeriod.end``) is the moment of release.
+    """
+
+    def listener(store: Store, task: Mapping[str, Any], amended: bool) -> None:
+        if amended or task.get("status") != "completed":
+            return
+        end = (task.get("executionPeriod") or {}).get("end")
+        moment = parse_instant(end) if end else utc_now()
+        for ref in task.get("basedOn") or []:
+            target = str(ref.get("reference", ""))
+            if not target.startswith("CarePlan/"):
+                continue
+            try:
+                advance_plan(
+                    store,
+                    target.split("/", 1)[1],
+                    now=moment,
+                    horizon_days=horizon_days,
+                    events=events,
+                )
+            except VersionConflict:
+                return  # changed meanwhile: the scheduler advances it
+
+    return listener
 
 
 # -- pathways -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from hw_fhir.plans import (
     advance_plan,
     assign_pathway,
     cancel_plan,
+    completion_listener,
     materialize,
     pathway_step,
     pause_plan,
@@ -601,3 +602,102 @@ def test_a_custom_pathway_advances_as_soon_as_asked(store):
     plan = advance_plan(store, plan["id"], now=NOW + timedelta(minutes=1), horizon_days=5)
     assert plan["status"] == "completed"
     assert [a["detail"]["status"] for a in plan["activity"]] == ["completed", "completed"]
+
+
+def test_completion_listener_releases_the_next_step_at_once(store):
+    store.create(DONE_CHECK)
+    events = Events()
+    created: list[dict[str, Any]] = []
+    events.subscribe("task_created", lambda task: created.append(task))
+    events.subscribe("response_completed", completion_listener(events, horizon_days=5))
+    template = {
+        "id": "then",
+        "title": "Then",
+        "description": "One, then the other.",
+        "problemArea": "general",
+        "steps": [
+            {
+                "activity": "http://example.org/Questionnaire/done|1",
+                "start": {"delayDays": 0},
+                "schedule": {"frequency": "once"},
+            },
+            {
+                "activity": "http://example.org/Questionnaire/done|1",
+                "start": {"afterPrevious": True},
+                "schedule": {"frequency": "once"},
+            },
+        ],
+    }
+    result = assign_pathway(
+        store,
+        template,
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 3),
+        timezone=NY,
+        time_of_day=time(21, 0),
+        now=NOW,
+        horizon_days=5,
+    )
+    created.clear()
+    done_at = NOW + timedelta(hours=3)
+    submit_response(
+        store,
+        result.tasks[0]["id"],
+        {"item": [{"linkId": "done", "answer": [{"valueBoolean": True}]}]},
+        patient="pat-ava",
+        events=events,
+        now=done_at,
+    )
+    plan = store.read("CarePlan", result.plan["id"]).resource
+    assert [a["detail"]["status"] for a in plan["activity"]] == ["completed", "scheduled"]
+    assert pathway_step(plan["activity"][1])["releasedAt"] == "2026-03-02T18:00:00Z"
+    assert [key(t) for t in created] == ["1/2026-03-02/1"]
+
+
+class IgnoringStore:
+    """The real store behind a server that ignores the ``due`` search parameter."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def search(self, resource_type: str, params: Any = (), **kwargs: Any) -> Any:
+        return self.store.search(resource_type, [p for p in params if p[0] != "due"], **kwargs)
+
+
+def test_the_sweep_never_fails_tasks_that_are_not_overdue(store):
+    plan = plan_of(store, daily(count=4), horizon=5)
+    first, *later = tasks_of(store, plan["id"])
+    failed = sweep_overdue(
+        IgnoringStore(store), now=due(first) + timedelta(hours=25), grace_hours=24, batch=2
+    )
+    assert [t["id"] for t in failed] == [first["id"]]
+    assert {t["status"] for t in tasks_of(store, plan["id"]) if t["id"] != first["id"]} == {
+        "requested"
+    }
+
+
+def test_every_resource_the_scheduler_writes_validates(store):
+    result = assign_pathway(
+        store,
+        "distress-tolerance-4-weeks",
+        patient="pat-ava",
+        practitioner="dr-rivera",
+        start=date(2026, 3, 2),
+        timezone=NY,
+        now=NOW,
+        horizon_days=10,
+    )
+    plan_id = result.plan["id"]
+    pause_plan(store, plan_id, now=NOW + timedelta(days=1))
+    resume_plan(store, plan_id, now=NOW + timedelta(days=2), horizon_days=10)
+    skip_step(store, plan_id, 0, now=NOW + timedelta(days=2), horizon_days=10)
+    run_scheduler(store, now=NOW + timedelta(days=9), horizon_days=10)
+    cancel_plan(store, plan_id, now=NOW + timedelta(days=10))
+    entries = store.history(count=100000).entries
+    assert {e.resource_type for e in entries} >= {"CarePlan", "Task"}
+    for entry in entries:
+        assert validate(entry.resource) == entry.resource
