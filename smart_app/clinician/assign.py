@@ -278,7 +278,7 @@ def pathway(pid: str, pathway_id: str) -> Any:
         except (NotFound, InvalidInput):
             titles[step["activity"]] = step["activity"]
     return page("clinician/pathway.html", status, patient=patient, nav_active="assign",
-                template=template, titles=titles, values=values, errors=errors, channels=_channels(),
+                pw=template, titles=titles, values=values, errors=errors, channels=_channels(),
                 labels=_FIELD_LABELS)
 
 
