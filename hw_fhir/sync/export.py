@@ -97,6 +97,7 @@ _ACTIVE = ("accepted", "in-progress")
 _FILE_NAME = re.compile(r"^[A-Za-z]+-\d+\.ndjson$")
 _FILTER_START = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
 _MATCHABLE = {"token", "reference", "uri", "string"}
+_SQLITE_MMAP = 1 << 30
 
 
 class _Cancelled(RuntimeError):
@@ -391,10 +392,13 @@ def _plan(store: SqlStore, request: ExportRequest, rtype: str, policy: AccessPol
     return _TypePlan(where, post, filters)
 
 
-def _stream(store: SqlStore, stmt: Any, batch: int) -> Iterator[list[Any]]:
+def _stream(store: SqlStore, stmt: Any, batch: int, *, scalars: bool = False) -> Iterator[list[Any]]:
+    """Yield the rows of ``stmt`` in batches (a server-side cursor on PostgreSQL)."""
     with store.engine.connect() as conn:
+        if store.dialect == "sqlite":  # read the file through mmap: far fewer copies per page
+            conn.exec_driver_sql(f"PRAGMA mmap_size={_SQLITE_MMAP}")
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-        yield from result.partitions()
+        yield from (result.scalars() if scalars else result).partitions()
 
 
 def _outcome_line(message: str, code: str = "forbidden", severity: str = "error") -> str:
@@ -489,12 +493,10 @@ def write_export(store: SqlStore, request: ExportRequest, out_dir: Path, *,
         r = S.resource
         files = _Files(out_dir, rtype, rtype, max_lines)
         stmt = select(r.c.content).where(*plan.where, r.c.deleted == False)  # noqa: E712
-        for rows in _stream(store, stmt, batch):
-            if plan.post_filter is None:
-                lines = [row.content for row in rows]
-            else:
-                lines = [row.content for row in rows
-                         if plan.post_filter.allows("r", orjson.loads(row.content))]
+        for lines in _stream(store, stmt, batch, scalars=True):
+            if plan.post_filter is not None:
+                lines = [line for line in lines
+                         if plan.post_filter.allows("r", orjson.loads(line))]
             files.write(lines)
             done += len(lines)
             if progress is not None:
