@@ -94,7 +94,7 @@ _LOCAL_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)$
 _INT32 = (-(2**31), 2**31 - 1)
 
 
-# -- values -------------------------------------------------------------------------------
+# -- values ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -251,14 +251,16 @@ class ParsedForm:
 
     def response(self, questionnaire: Mapping[str, Any]) -> dict[str, Any]:
         """Return a QuestionnaireResponse skeleton (questionnaire + items) for the domain."""
-        out: dict[str, Any] = {"resourceType": "QuestionnaireResponse",
-                               "questionnaire": canonical_of(questionnaire)}
+        out: dict[str, Any] = {
+            "resourceType": "QuestionnaireResponse",
+            "questionnaire": canonical_of(questionnaire),
+        }
         if self.items:
             out["item"] = copy.deepcopy(self.items)
         return out
 
 
-# -- small helpers --------------------------------------------------------------------------
+# -- small helpers --------------------------------------------------------------------------------
 
 
 def _list(value: Any) -> list[Any]:
@@ -301,8 +303,8 @@ def _control(definition: Mapping[str, Any]) -> str | None:
 
 def _typed(element: Mapping[str, Any], prefix: str) -> tuple[str, Any] | None:
     for key, value in element.items():
-        if key.startswith(prefix) and key != prefix and key[len(prefix):][:1].isupper():
-            return key[len(prefix):], value
+        if key.startswith(prefix) and key != prefix and key[len(prefix) :][:1].isupper():
+            return key[len(prefix) :], value
     return None
 
 
@@ -330,10 +332,12 @@ def _is_calculated(definition: Mapping[str, Any]) -> bool:
     return _ext(definition, CALCULATED) is not None
 
 
-# -- options ----------------------------------------------------------------------------------
+# -- options --------------------------------------------------------------------------------------
 
 
-def _options(definition: Mapping[str, Any], questionnaire: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+def _options(
+    definition: Mapping[str, Any], questionnaire: Mapping[str, Any]
+) -> list[tuple[str, Any, str]]:
     """Return (value key, value, label) for each option of a choice item."""
     out: list[tuple[str, Any, str]] = []
     for option in _list(definition.get("answerOption")):
@@ -346,15 +350,20 @@ def _options(definition: Mapping[str, Any], questionnaire: Mapping[str, Any]) ->
     if isinstance(vs, str) and vs.startswith("#"):
         for resource in _list(questionnaire.get("contained")):
             if isinstance(resource, dict) and resource.get("id") == vs[1:]:
-                out.extend(("Coding", c, _option_label("Coding", c)) for c in _value_set_codings(resource))
+                out.extend(
+                    ("Coding", c, _option_label("Coding", c)) for c in _value_set_codings(resource)
+                )
     return out
 
 
 def _value_set_codings(value_set: Mapping[str, Any]) -> list[dict[str, Any]]:
     expansion = (value_set.get("expansion") or {}).get("contains")
     if isinstance(expansion, list):
-        return [{k: c[k] for k in ("system", "code", "display") if k in c}
-                for c in expansion if isinstance(c, dict) and c.get("code")]
+        return [
+            {k: c[k] for k in ("system", "code", "display") if k in c}
+            for c in expansion
+            if isinstance(c, dict) and c.get("code")
+        ]
     out = []
     for include in _list((value_set.get("compose") or {}).get("include")):
         for concept in _list(include.get("concept")):
@@ -380,8 +389,8 @@ def _same(kind: str, a: Any, b: Any) -> bool:
             return False
         if a.get("code") != b.get("code"):
             return False
-        return not (a.get("system") and b.get("system")) or a.get("system") == b.get("system")
-    return a == b
+        return not (a.get("system") and b.get("system")) or bool(a.get("system") == b.get("system"))
+    return bool(a == b)
 
 
 def _option_token(options: list[tuple[str, Any, str]], kind: str, value: Any) -> str | None:
@@ -391,11 +400,13 @@ def _option_token(options: list[tuple[str, Any, str]], kind: str, value: Any) ->
     return None
 
 
-# -- xhtml ------------------------------------------------------------------------------------
+# -- xhtml ----------------------------------------------------------------------------------------
 
 
 _ALLOWED_TAGS = frozenset({"p", "ol", "ul", "li", "a", "strong", "em", "b", "i", "br"})
-_DROP_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "template", "svg", "math"})
+_DROP_CONTENT = frozenset(
+    {"script", "style", "iframe", "object", "embed", "template", "svg", "math"}
+)
 _SAFE_HREF = re.compile(r"^(https?://|tel:|mailto:|/(?!/)|#)", re.I)
 
 
@@ -423,8 +434,11 @@ class _Sanitizer(HTMLParser):
             if not _SAFE_HREF.match(href):
                 self.out.append("<a>")
             else:
-                extra = ' target="_blank" rel="noopener noreferrer"' if not href.lower().startswith(
-                    ("tel:", "mailto:", "#")) else ""
+                extra = (
+                    ' target="_blank" rel="noopener noreferrer"'
+                    if not href.lower().startswith(("tel:", "mailto:", "#"))
+                    else ""
+                )
                 self.out.append(f'<a href="{html.escape(href, quote=True)}"{extra}>')
         else:
             self.out.append(f"<{tag}>")
@@ -481,11 +495,14 @@ def _media(definition: Mapping[str, Any]) -> Media | None:
     url = str(attachment.get("url") or "")
     if not re.match(r"^(https://|/(?!/))", url):
         return None
-    return Media(url=url, content_type=str(attachment.get("contentType") or ""),
-                 title=str(attachment.get("title") or definition.get("text") or "Media"))
+    return Media(
+        url=url,
+        content_type=str(attachment.get("contentType") or ""),
+        title=str(attachment.get("title") or definition.get("text") or "Media"),
+    )
 
 
-# -- widgets --------------------------------------------------------------------------------
+# -- widgets --------------------------------------------------------------------------------------
 
 
 def _widget(definition: Mapping[str, Any], options: list[tuple[str, Any, str]]) -> str:
@@ -503,7 +520,17 @@ def _widget(definition: Mapping[str, Any], options: list[tuple[str, Any, str]]) 
         return "radio"
     if kind in ("integer", "decimal") and control == "slider":
         return "slider"
-    if kind in ("string", "text", "integer", "decimal", "boolean", "date", "time", "dateTime", "url"):
+    if kind in (
+        "string",
+        "text",
+        "integer",
+        "decimal",
+        "boolean",
+        "date",
+        "time",
+        "dateTime",
+        "url",
+    ):
         return kind
     return "unsupported"
 
@@ -524,11 +551,14 @@ def _unit(definition: Mapping[str, Any]) -> str | None:
     return None
 
 
-# -- enableWhen for the browser ------------------------------------------------------------------
+# -- enableWhen for the browser -------------------------------------------------------------------
 
 
-def _conditions(definition: Mapping[str, Any], index: Mapping[str, Mapping[str, Any]],
-                questionnaire: Mapping[str, Any]) -> tuple[tuple[Condition, ...], str]:
+def _conditions(
+    definition: Mapping[str, Any],
+    index: Mapping[str, Mapping[str, Any]],
+    questionnaire: Mapping[str, Any],
+) -> tuple[tuple[Condition, ...], str]:
     out: list[Condition] = []
     phrases: list[str] = []
     for cond in _list(definition.get("enableWhen")):
@@ -545,8 +575,13 @@ def _conditions(definition: Mapping[str, Any], index: Mapping[str, Mapping[str, 
     return tuple(out), text
 
 
-def _condition(question: str, operator: str, expected: tuple[str, Any] | None,
-               target: Mapping[str, Any], questionnaire: Mapping[str, Any]) -> Condition:
+def _condition(
+    question: str,
+    operator: str,
+    expected: tuple[str, Any] | None,
+    target: Mapping[str, Any],
+    questionnaire: Mapping[str, Any],
+) -> Condition:
     if operator == "exists":
         return Condition(question, operator, "exists", bool(expected and expected[1] is True))
     if expected is None:
@@ -565,8 +600,12 @@ def _condition(question: str, operator: str, expected: tuple[str, Any] | None,
     return Condition(question, operator, "any", None)
 
 
-def _phrase(operator: str, expected: tuple[str, Any] | None, target: Mapping[str, Any],
-            questionnaire: Mapping[str, Any]) -> str:
+def _phrase(
+    operator: str,
+    expected: tuple[str, Any] | None,
+    target: Mapping[str, Any],
+    questionnaire: Mapping[str, Any],
+) -> str:
     label = f"“{_short(item_text(target) or str(target.get('linkId', 'another question')))}”"
     if operator == "exists":
         answered = bool(expected and expected[1] is True)
@@ -578,12 +617,18 @@ def _phrase(operator: str, expected: tuple[str, Any] | None, target: Mapping[str
         shown = "Yes" if value else "No"
     else:
         shown = _option_label(kind, value)
-    words = {"=": "is", "!=": "is not", ">": "is more than", "<": "is less than",
-             ">=": "is at least", "<=": "is at most"}
+    words = {
+        "=": "is",
+        "!=": "is not",
+        ">": "is more than",
+        "<": "is less than",
+        ">=": "is at least",
+        "<=": "is at most",
+    }
     return f"your answer to {label} {words.get(operator, operator)} “{shown}”"
 
 
-# -- building the view ---------------------------------------------------------------------------
+# -- building the view ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -598,8 +643,15 @@ class _Builder:
     nodes: dict[int, Any]
     summary: list[FormError] = field(default_factory=list)
 
-    def items(self, definitions: list[Any], response_items: list[Any], prefix: str,
-              expression: str, depth: int, container: Any) -> tuple[ItemView, ...]:
+    def items(
+        self,
+        definitions: list[Any],
+        response_items: list[Any],
+        prefix: str,
+        expression: str,
+        depth: int,
+        container: Any,
+    ) -> tuple[ItemView, ...]:
         by_link: dict[str, list[dict[str, Any]]] = {}
         for item in response_items:
             if isinstance(item, dict) and isinstance(item.get("linkId"), str):
@@ -614,31 +666,57 @@ class _Builder:
             out.append(self.item(definition, found, prefix, expression, depth, container))
         return tuple(out)
 
-    def item(self, definition: Mapping[str, Any], found: list[dict[str, Any]], prefix: str,
-             expression: str, depth: int, container: Any) -> ItemView:
+    def item(
+        self,
+        definition: Mapping[str, Any],
+        found: list[dict[str, Any]],
+        prefix: str,
+        expression: str,
+        depth: int,
+        container: Any,
+    ) -> ItemView:
         link_id = str(definition["linkId"])
         name = _join(prefix, link_id)
         item_expr = f"{expression}.item[linkId={_quote_link(link_id)}]"
-        options = _options(definition, self.questionnaire) if definition.get("type") in (
-            "choice", "open-choice") else []
+        options = (
+            _options(definition, self.questionnaire)
+            if definition.get("type") in ("choice", "open-choice")
+            else []
+        )
         widget = _widget(definition, options)
         conditions, condition_text = _conditions(definition, self.index, self.questionnaire)
         low, high, step = _limits(definition)
         enabled = True
         if self.form is not None and container is not None and conditions:
             enabled = self.form.enabled_at(dict(definition), container)
-        base = dict(
-            link_id=link_id, type=str(definition.get("type")), widget=widget, name=name,
-            id=field_id(name), expression=item_expr, text=item_text(definition) if widget != "display"
+        base: dict[str, Any] = dict(
+            link_id=link_id,
+            type=str(definition.get("type")),
+            widget=widget,
+            name=name,
+            id=field_id(name),
+            expression=item_expr,
+            text=item_text(definition)
+            if widget != "display"
             else " ".join(str(definition.get("text") or "").split()),
-            prefix=str(definition.get("prefix") or ""), html=_xhtml(definition),
-            required=bool(definition.get("required")), repeats=bool(definition.get("repeats")),
-            unit=_unit(definition), max_length=definition.get("maxLength") if isinstance(
-                definition.get("maxLength"), int) else None,
-            media=_media(definition), conditions=conditions,
+            prefix=str(definition.get("prefix") or ""),
+            html=_xhtml(definition),
+            required=bool(definition.get("required")),
+            repeats=bool(definition.get("repeats")),
+            unit=_unit(definition),
+            max_length=definition.get("maxLength")
+            if isinstance(definition.get("maxLength"), int)
+            else None,
+            media=_media(definition),
+            conditions=conditions,
             behavior="any" if definition.get("enableBehavior") == "any" else "all",
-            condition_text=condition_text, minimum=low, maximum=high, step=step, depth=depth,
-            open_choice=definition.get("type") == "open-choice", enabled=enabled,
+            condition_text=condition_text,
+            minimum=low,
+            maximum=high,
+            step=step,
+            depth=depth,
+            open_choice=definition.get("type") == "open-choice",
+            enabled=enabled,
         )
         children_defs = [d for d in _list(definition.get("item")) if isinstance(d, dict)]
         if widget == "group" and definition.get("repeats"):
@@ -647,33 +725,59 @@ class _Builder:
             instance = found[0] if found else {}
             node = self.nodes.get(id(instance)) if found else None
             errors = self.take(item_expr if len(found) <= 1 else f"{item_expr}[0]", item_expr)
-            children = self.items(children_defs, _list(instance.get("item")), name,
-                                  item_expr if len(found) <= 1 else f"{item_expr}[0]", depth + 1,
-                                  node if node is not None else container)
-            view = ItemView(**base, children=children, errors=errors)
+            members = self.items(
+                children_defs,
+                _list(instance.get("item")),
+                name,
+                item_expr if len(found) <= 1 else f"{item_expr}[0]",
+                depth + 1,
+                node if node is not None else container,
+            )
+            view = ItemView(**base, children=members, errors=errors)
             self.note(view)
             return view
         answers = [a for a in _list(found[0].get("answer")) if isinstance(a, dict)] if found else []
         values, other, chosen = self.values(definition, name, answers, options)
         errors = self.take(item_expr)
-        view_options = tuple(Option(str(n), label, str(n) in chosen)
-                             for n, (_, _, label) in enumerate(options))
+        view_options = tuple(
+            Option(str(n), label, str(n) in chosen) for n, (_, _, label) in enumerate(options)
+        )
         children: tuple[ItemView, ...] = ()
         if children_defs:
             first = answers[0] if answers else {}
             node = self.nodes.get(id(first)) if answers else None
-            children = self.items(children_defs, _list(first.get("item")), name,
-                                  f"{item_expr}.answer[0]", depth + 1,
-                                  node if node is not None else container)
+            children = self.items(
+                children_defs,
+                _list(first.get("item")),
+                name,
+                f"{item_expr}.answer[0]",
+                depth + 1,
+                node if node is not None else container,
+            )
         if not answers and not (self.raw is not None) and widget not in ("readonly",):
-            values, other, view_options = self.initial(definition, options, values, other, view_options)
-        view = ItemView(**base, options=view_options, values=values, other=other,
-                        errors=errors, children=children)
+            values, other, view_options = self.initial(
+                definition, options, values, other, view_options
+            )
+        view = ItemView(
+            **base,
+            options=view_options,
+            values=values,
+            other=other,
+            errors=errors,
+            children=children,
+        )
         self.note(view)
         return view
 
-    def repeating_group(self, definition: Mapping[str, Any], found: list[dict[str, Any]],
-                        name: str, item_expr: str, depth: int, base: dict[str, Any]) -> ItemView:
+    def repeating_group(
+        self,
+        definition: Mapping[str, Any],
+        found: list[dict[str, Any]],
+        name: str,
+        item_expr: str,
+        depth: int,
+        base: dict[str, Any],
+    ) -> ItemView:
         children_defs = [d for d in _list(definition.get("item")) if isinstance(d, dict)]
         instances = []
         shown = list(found) or [{}]
@@ -684,23 +788,43 @@ class _Builder:
             inst_expr = item_expr if len(found) <= 1 else f"{item_expr}[{n}]"
             node = self.nodes.get(id(instance)) if instance else None
             errors = self.take(inst_expr) if len(found) > 1 else ()
-            items = self.items(children_defs, _list(instance.get("item")), inst_name, inst_expr,
-                               depth + 1, node)
+            items = self.items(
+                children_defs, _list(instance.get("item")), inst_name, inst_expr, depth + 1, node
+            )
             instances.append(Instance(n + 1, inst_name, items, errors))
         placeholder = f"__i{depth}__"
-        template_builder = _Builder(self.questionnaire, {}, {} if self.raw is not None else None, (),
-                                    self.zone, self.index, None, {})
-        template_items = template_builder.items(children_defs, [], f"{name}.{placeholder}",
-                                                item_expr, depth + 1, None)
+        template_builder = _Builder(
+            self.questionnaire,
+            {},
+            {} if self.raw is not None else None,
+            (),
+            self.zone,
+            self.index,
+            None,
+            {},
+        )
+        template_items = template_builder.items(
+            children_defs, [], f"{name}.{placeholder}", item_expr, depth + 1, None
+        )
         template = Instance(0, f"{name}.{placeholder}", template_items)
         errors = self.take(item_expr) if len(found) <= 1 else self.take(item_expr)
-        view = ItemView(**base, instances=tuple(instances), template=template,
-                        placeholder=placeholder, errors=errors)
+        view = ItemView(
+            **base,
+            instances=tuple(instances),
+            template=template,
+            placeholder=placeholder,
+            errors=errors,
+        )
         self.note(view)
         return view
 
-    def values(self, definition: Mapping[str, Any], name: str, answers: list[dict[str, Any]],
-               options: list[tuple[str, Any, str]]) -> tuple[tuple[str, ...], str, set[str]]:
+    def values(
+        self,
+        definition: Mapping[str, Any],
+        name: str,
+        answers: list[dict[str, Any]],
+        options: list[tuple[str, Any, str]],
+    ) -> tuple[tuple[str, ...], str, set[str]]:
         kind = definition.get("type")
         if self.raw is not None:
             raw = tuple(self.raw.get(name, ()))
@@ -725,13 +849,26 @@ class _Builder:
             values.append(self.show(vkind, value))
         return tuple(values), other, chosen
 
-    def initial(self, definition: Mapping[str, Any], options: list[tuple[str, Any, str]],
-                values: tuple[str, ...], other: str,
-                view_options: tuple[Option, ...]) -> tuple[tuple[str, ...], str, tuple[Option, ...]]:
-        chosen = {str(n) for n, option in enumerate(_list(definition.get("answerOption")))
-                  if isinstance(option, dict) and option.get("initialSelected")}
-        initial = [t for t in (_typed(i, "value") for i in _list(definition.get("initial"))
-                               if isinstance(i, dict)) if t is not None]
+    def initial(
+        self,
+        definition: Mapping[str, Any],
+        options: list[tuple[str, Any, str]],
+        values: tuple[str, ...],
+        other: str,
+        view_options: tuple[Option, ...],
+    ) -> tuple[tuple[str, ...], str, tuple[Option, ...]]:
+        chosen = {
+            str(n)
+            for n, option in enumerate(_list(definition.get("answerOption")))
+            if isinstance(option, dict) and option.get("initialSelected")
+        }
+        initial = [
+            t
+            for t in (
+                _typed(i, "value") for i in _list(definition.get("initial")) if isinstance(i, dict)
+            )
+            if t is not None
+        ]
         if definition.get("type") in ("choice", "open-choice"):
             for kind, value in initial:
                 token = _option_token(options, kind, value)
@@ -739,8 +876,11 @@ class _Builder:
                     chosen.add(token)
             if not chosen:
                 return values, other, view_options
-            return tuple(sorted(chosen)), other, tuple(
-                Option(o.token, o.label, o.token in chosen) for o in view_options)
+            return (
+                tuple(sorted(chosen)),
+                other,
+                tuple(Option(o.token, o.label, o.token in chosen) for o in view_options),
+            )
         if not initial:
             return values, other, view_options
         return tuple(self.show(k, v) for k, v in initial), other, view_options
@@ -769,7 +909,9 @@ class _Builder:
 
 
 def _target_id(view: ItemView) -> str:
-    if view.widget in ("radio", "checkbox", "boolean") and (view.options or view.widget == "boolean"):
+    if view.widget in ("radio", "checkbox", "boolean") and (
+        view.options or view.widget == "boolean"
+    ):
         return f"{view.id}-0"
     if view.widget == "group" and view.instances:
         return f"{view.id}-group"
@@ -792,7 +934,7 @@ def _friendly(message: str, label: str | None) -> str:
     """Turn a validator message into a short, kind message shown next to the item."""
     text = message
     if label and text.startswith(label + ": "):
-        text = text[len(label) + 2:]
+        text = text[len(label) + 2 :]
     elif text.startswith('"') and '": ' in text:
         text = text.split('": ', 1)[1]
     replacements = {
@@ -865,19 +1007,33 @@ def build_form(
     response = response or {}
     form = _Form(questionnaire, {"item": response.get("item") or []}, {})
     builder = _Builder(
-        questionnaire=questionnaire, issues=_issue_map(questionnaire, issues), raw=raw, add=add,
-        zone=zone or timezone.utc, index=dict(_index(questionnaire.get("item"))), form=form,
-        nodes=_nodes(form))
-    items = builder.items(_list(questionnaire.get("item")), _list(form.root.data.get("item")), "",
-                          "QuestionnaireResponse", 0, form.root)
+        questionnaire=questionnaire,
+        issues=_issue_map(questionnaire, issues),
+        raw=raw,
+        add=add,
+        zone=zone or timezone.utc,
+        index=dict(_index(questionnaire.get("item"))),
+        form=form,
+        nodes=_nodes(form),
+    )
+    items = builder.items(
+        _list(questionnaire.get("item")),
+        _list(form.root.data.get("item")),
+        "",
+        "QuestionnaireResponse",
+        0,
+        form.root,
+    )
     leftovers = [FormError(message) for messages in builder.issues.values() for message in messages]
     return FormView(
         title=str(questionnaire.get("title") or questionnaire.get("name") or "Questionnaire"),
         description=str(questionnaire.get("description") or ""),
-        items=items, errors=tuple(leftovers + builder.summary))
+        items=items,
+        errors=tuple(leftovers + builder.summary),
+    )
 
 
-# -- reading the form back -----------------------------------------------------------------------
+# -- reading the form back ------------------------------------------------------------------------
 
 
 class _Fields:
@@ -892,7 +1048,7 @@ class _Fields:
             raw = getlist(key) if getlist else form[key]
             if isinstance(raw, str):
                 raw = [raw]
-            self.values[key[len(FIELD_PREFIX):]] = [str(v).replace("\r\n", "\n") for v in raw]
+            self.values[key[len(FIELD_PREFIX) :]] = [str(v).replace("\r\n", "\n") for v in raw]
 
     def get(self, name: str) -> list[str]:
         return self.values.get(name, [])
@@ -906,7 +1062,7 @@ class _Fields:
         head = name + "."
         for key, values in self.values.items():
             if key.startswith(head) and any(v.strip() for v in values):
-                number = key[len(head):].split("/", 1)[0].split("~", 1)[0]
+                number = key[len(head) :].split("/", 1)[0].split("~", 1)[0]
                 if number.isdigit():
                     found.add(int(number))
         return [str(n) for n in sorted(found)]
@@ -920,8 +1076,9 @@ class _Parser:
     issues: list[Issue] = field(default_factory=list)
     raw: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def container(self, definitions: list[Any], prefix: str, norm: str,
-                  expression: str) -> list[dict[str, Any]]:
+    def container(
+        self, definitions: list[Any], prefix: str, norm: str, expression: str
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for definition in definitions:
             if not isinstance(definition, dict) or not isinstance(definition.get("linkId"), str):
@@ -939,7 +1096,9 @@ class _Parser:
                 sent = self.fields.instances(name)
                 for n, number in enumerate(sent):
                     inst_expr = item_expr if len(sent) == 1 else f"{item_expr}[{n}]"
-                    inner = self.container(children, f"{name}.{number}", f"{norm_name}.{n}", inst_expr)
+                    inner = self.container(
+                        children, f"{name}.{number}", f"{norm_name}.{n}", inst_expr
+                    )
                     out.append({"linkId": link_id, "item": inner} if inner else {"linkId": link_id})
                 continue
             if kind == "group":
@@ -956,8 +1115,9 @@ class _Parser:
                 out.append({"linkId": link_id, "answer": answers})
         return out
 
-    def answers(self, definition: Mapping[str, Any], name: str, norm: str,
-                expression: str) -> list[dict[str, Any]]:
+    def answers(
+        self, definition: Mapping[str, Any], name: str, norm: str, expression: str
+    ) -> list[dict[str, Any]]:
         sent = self.fields.get(name)
         other = self.fields.get(name + OTHER_SUFFIX)
         if sent:
@@ -978,8 +1138,11 @@ class _Parser:
             text = " ".join(" ".join(other).split())
             if text and kind == "open-choice":
                 if out and not definition.get("repeats"):
-                    self.problem(expression, label,
-                                 "Choose one of the options or type your own answer, not both.")
+                    self.problem(
+                        expression,
+                        label,
+                        "Choose one of the options or type your own answer, not both.",
+                    )
                 else:
                     out.append({"valueString": text})
             return out
@@ -1008,8 +1171,11 @@ class _Parser:
                 number = None
             if number is None or not number.is_finite():
                 return self.problem(expression, label, "Enter a number, for example 7.5.")
-            return {"valueDecimal": int(number) if number == number.to_integral_value() and "." not in text
-                    and "," not in text else float(number)}
+            return {
+                "valueDecimal": int(number)
+                if number == number.to_integral_value() and "." not in text and "," not in text
+                else float(number)
+            }
         if kind == "boolean":
             if text in ("true", "false"):
                 return {"valueBoolean": text == "true"}
@@ -1023,8 +1189,12 @@ class _Parser:
                 return self.problem(expression, label, "Enter a date, for example 2026-03-08.")
         if kind == "time":
             match = _TIME.match(text)
-            if match and int(match.group(1)) < 24 and int(match.group(2)) < 60 and int(
-                    match.group(3) or 0) < 60:
+            if (
+                match
+                and int(match.group(1)) < 24
+                and int(match.group(2)) < 60
+                and int(match.group(3) or 0) < 60
+            ):
                 return {"valueTime": f"{match.group(1)}:{match.group(2)}:{match.group(3) or '00'}"}
             return self.problem(expression, label, "Enter a time, for example 21:30.")
         if kind == "dateTime":
@@ -1036,21 +1206,31 @@ class _Parser:
         try:
             if match:
                 clock = match.group(2) if match.group(2).count(":") == 2 else match.group(2) + ":00"
-                local = datetime.fromisoformat(f"{match.group(1)}T{clock}").replace(tzinfo=self.zone)
+                local = datetime.fromisoformat(f"{match.group(1)}T{clock}").replace(
+                    tzinfo=self.zone
+                )
                 return {"valueDateTime": local.isoformat()}
             if _DATE.match(text):
                 return {"valueDateTime": date.fromisoformat(text).isoformat()}
         except ValueError:
             pass
-        return self.problem(expression, label, "Enter a date and time, for example 2026-03-08 21:30.")
+        return self.problem(
+            expression, label, "Enter a date and time, for example 2026-03-08 21:30."
+        )
 
-    def problem(self, expression: str, label: str, message: str) -> None:
+    def problem(self, expression: str, label: str, message: str) -> dict[str, Any] | None:
+        """Record a field that cannot be read; return None (no answer)."""
         self.issues.append(Issue(message, code="value", expression=expression))
         return None
 
 
-def parse_form(questionnaire: Mapping[str, Any], form: Mapping[str, Any], *,
-               zone: tzinfo | None = None, remove: Collection[str] = ()) -> ParsedForm:
+def parse_form(
+    questionnaire: Mapping[str, Any],
+    form: Mapping[str, Any],
+    *,
+    zone: tzinfo | None = None,
+    remove: Collection[str] = (),
+) -> ParsedForm:
     """Read submitted answer fields back into ``QuestionnaireResponse.item``.
 
     ``form`` maps field names to lists of strings (a werkzeug MultiDict works); other
@@ -1062,15 +1242,18 @@ def parse_form(questionnaire: Mapping[str, Any], form: Mapping[str, Any], *,
     """
     fields = _Fields(form)
     for name in remove:
-        for key in [k for k in fields.values if k == name or k.startswith(name + "/")
-                    or k.startswith(name + "~")]:
+        for key in [
+            k
+            for k in fields.values
+            if k == name or k.startswith(name + "/") or k.startswith(name + "~")
+        ]:
             del fields.values[key]
     parser = _Parser(questionnaire, fields, zone or timezone.utc)
     items = parser.container(_list(questionnaire.get("item")), "", "", "QuestionnaireResponse")
     return ParsedForm(items=items, issues=tuple(parser.issues), raw=dict(parser.raw))
 
 
-# -- enableWhen on the server ----------------------------------------------------------------------
+# -- enableWhen on the server ---------------------------------------------------------------------
 
 
 def prune_disabled(questionnaire: Mapping[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:

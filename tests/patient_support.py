@@ -29,22 +29,46 @@ def patient_app(app_config: dict[str, Any], **overrides: Any) -> Any:
     return app
 
 
-def give_homework(app: Any, activity: str, *, patient: str = "pat-ava", days: int = 1,
-                  wording: str = "homework", instructions: str = "", rationale: str = "",
-                  example: str = "", when: time = time(20, 0)) -> dict[str, Any]:
+def give_homework(
+    app: Any,
+    activity: str,
+    *,
+    patient: str = "pat-ava",
+    days: int = 1,
+    wording: str = "homework",
+    instructions: str = "",
+    rationale: str = "",
+    example: str = "",
+    when: time = time(20, 0),
+) -> dict[str, Any]:
     """Assign one activity (catalog id or canonical) due in ``days`` days; return the Task."""
     canonical = activity if "://" in activity else f"{CATALOG}{activity}|1.0.0"
     store = app.extensions["hw_fhir"].store
     zone = "America/New_York"
     day = (datetime.now(ZoneInfo(zone)) + timedelta(days=days)).date()
-    return assign(store, Assignment(
-        patient=patient, practitioner="dr-rivera", activity=canonical, wording=wording,
-        instructions=instructions, rationale=rationale, example=example,
-        schedule=Schedule(frequency="once", start=day, time_of_day=when, timezone=zone))).task
+    return assign(
+        store,
+        Assignment(
+            patient=patient,
+            practitioner="dr-rivera",
+            activity=canonical,
+            wording=wording,
+            instructions=instructions,
+            rationale=rationale,
+            example=example,
+            schedule=Schedule(frequency="once", start=day, time_of_day=when, timezone=zone),
+        ),
+    ).task
 
 
-def link_for(app: Any, task: dict[str, Any], *, patient: str | None = None,
-             birth_date_check: bool = False, **kwargs: Any) -> str:
+def link_for(
+    app: Any,
+    task: dict[str, Any],
+    *,
+    patient: str | None = None,
+    birth_date_check: bool = False,
+    **kwargs: Any,
+) -> str:
     """Issue a secure link for a Task; return its path ``/p/<token>``."""
     links = patient_links(app.extensions["hw_fhir"])
     patient = patient or task["for"]["reference"]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import ROOT, serve
 from patient_support import give_homework, link_for, patient_app, stored
 
@@ -49,13 +48,21 @@ def phone() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                f"--window-size={WIDTH},{HEIGHT}"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        f"--window-size={WIDTH},{HEIGHT}",
+    ):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 2, "mobile": True})
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 2, "mobile": True},
+    )
     browser.set_page_load_timeout(30)
     try:
         yield browser
@@ -78,13 +85,22 @@ def _shot(driver: Any, name: str) -> Path:
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / f"patient-{name}.png"
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": WIDTH, "height": max(HEIGHT, int(height)), "deviceScaleFactor": 1, "mobile": True})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {
+            "width": WIDTH,
+            "height": max(HEIGHT, int(height)),
+            "deviceScaleFactor": 1,
+            "mobile": True,
+        },
+    )
     try:
         assert driver.save_screenshot(str(path))
     finally:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 2, "mobile": True})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 2, "mobile": True},
+        )
     return path
 
 
@@ -97,7 +113,8 @@ def _axe(driver: Any, page: str) -> None:
         "axe.run(document, {resultTypes: ['violations']})"
         ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
         " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
-        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));")
+        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
+    )
     bad = [v for v in result if v["impact"] in ("serious", "critical")]
     assert not bad, f"accessibility violations on {page}: {bad}"
 
@@ -108,8 +125,9 @@ def _wait(driver: Any, timeout: float = 15) -> Any:
     return WebDriverWait(driver, timeout)
 
 
-def _fill_entry(driver: Any, index: int, situation: str, thought: str, emotion: str,
-                intensity: int) -> None:
+def _fill_entry(
+    driver: Any, index: int, situation: str, thought: str, emotion: str, intensity: int
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -127,10 +145,16 @@ def test_phone_thought_record_with_two_entries_and_phq9(phone: Any, served: Any)
     from selenium.webdriver.support import expected_conditions as ec
 
     app = served.app
-    record = give_homework(app, "thought-record", days=0, when=time(23, 59),
-                           wording="skills practice", instructions="Fill in one entry whenever your mood dips.",
-                           rationale="Writing thoughts down makes them easier to question.",
-                           example="Situation: meeting ran late. Thought: 'I always mess up.'")
+    record = give_homework(
+        app,
+        "thought-record",
+        days=0,
+        when=time(23, 59),
+        wording="skills practice",
+        instructions="Fill in one entry whenever your mood dips.",
+        rationale="Writing thoughts down makes them easier to question.",
+        example="Situation: meeting ran late. Thought: 'I always mess up.'",
+    )
     phq9 = give_homework(app, "phq-9", days=1, wording="skills practice")
     link = link_for(app, record, birth_date_check=True)
 
@@ -149,9 +173,17 @@ def test_phone_thought_record_with_two_entries_and_phq9(phone: Any, served: Any)
     assert phone.find_elements(By.CSS_SELECTOR, "[data-hw-slider] input[type=range]")
     _axe(phone, "thought record")
     _shot(phone, "2-thought-record-empty")
-    _fill_entry(phone, 0, "Team meeting ran over and my manager frowned at my slides.",
-                "They think I'm not good enough for this job.", "Anxious or worried", 70)
-    _wait(phone).until(lambda d: "Draft saved" in d.find_element(By.CSS_SELECTOR, "[data-hw-status]").text)
+    _fill_entry(
+        phone,
+        0,
+        "Team meeting ran over and my manager frowned at my slides.",
+        "They think I'm not good enough for this job.",
+        "Anxious or worried",
+        70,
+    )
+    _wait(phone).until(
+        lambda d: "Draft saved" in d.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+    )
     drafts = [r for r in stored(app, "QuestionnaireResponse") if r["status"] == "in-progress"]
     assert drafts and "Team meeting" in str(drafts[0]["item"])
 
@@ -160,8 +192,14 @@ def test_phone_thought_record_with_two_entries_and_phq9(phone: Any, served: Any)
     phone.find_element(By.CSS_SELECTOR, "[data-hw-add]").click()
     _wait(phone).until(ec.presence_of_element_located((By.ID, "f-entry-1--situation")))
     assert phone.current_url == url_before
-    _fill_entry(phone, 1, "Evening: a friend didn't answer my message.",
-                "Nobody wants to spend time with me.", "Lonely", 55)
+    _fill_entry(
+        phone,
+        1,
+        "Evening: a friend didn't answer my message.",
+        "Nobody wants to spend time with me.",
+        "Lonely",
+        55,
+    )
     belief = phone.find_element(By.CSS_SELECTOR, "#item-f-entry-1--belief-before input[type=range]")
     belief.click()  # the slider sets its number field
     assert phone.find_element(By.ID, "f-entry-1--belief-before").get_attribute("value") != ""
@@ -173,8 +211,9 @@ def test_phone_thought_record_with_two_entries_and_phq9(phone: Any, served: Any)
     assert not phone.find_elements(By.ID, "crisis")
     _axe(phone, "confirmation")
     _shot(phone, "4-thought-record-done")
-    [response] = [r for r in stored(app, "QuestionnaireResponse")
-                  if r["identifier"]["value"] == record["id"]]
+    [response] = [
+        r for r in stored(app, "QuestionnaireResponse") if r["identifier"]["value"] == record["id"]
+    ]
     entries = [i for i in response["item"] if i["linkId"] == "entry"]
     assert response["status"] == "completed" and len(entries) == 2
     assert "Lonely" in str(entries[1])
@@ -241,7 +280,8 @@ def test_phone_enable_when_live_and_a_player_for_the_audio(phone: Any, served: A
     duration = phone.execute_async_script(
         "const done = arguments[arguments.length - 1]; const a = document.querySelector('audio');"
         "a.preload = 'auto'; a.addEventListener('loadedmetadata', () => done(a.duration));"
-        "a.addEventListener('error', () => done(-1)); a.load(); setTimeout(() => done(-2), 10000);")
+        "a.addEventListener('error', () => done(-1)); a.load(); setTimeout(() => done(-2), 10000);"
+    )
     assert duration and duration > 0, "the placeholder audio does not play"
     _axe(phone, "body scan")
     _shot(phone, "10-body-scan")
@@ -264,6 +304,7 @@ def test_phone_video_placeholder_plays(phone: Any, served: Any) -> None:
         "const done = arguments[arguments.length - 1]; const v = document.querySelector('video');"
         "if (v.readyState >= 1) { done(v.duration); return; }"
         "v.addEventListener('loadedmetadata', () => done(v.duration));"
-        "v.addEventListener('error', () => done(-1)); v.load(); setTimeout(() => done(-2), 10000);")
+        "v.addEventListener('error', () => done(-1)); v.load(); setTimeout(() => done(-2), 10000);"
+    )
     assert duration and duration > 0, "the placeholder video does not play"
     _axe(phone, "video")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hw_fhir import library
-from smart_app.patient.ratelimit import Limit, RateLimiter
 from patient_support import give_homework
 from smart_support import (
     Browser,
@@ -14,6 +12,9 @@ from smart_support import (
     sandbox_app,  # noqa: F401
     sandbox_server,  # noqa: F401
 )
+
+from hw_fhir import library
+from smart_app.patient.ratelimit import Limit, RateLimiter
 
 
 def test_a_portal_launch_signs_the_patient_in(browser: Browser, sandbox_app: Any) -> None:
@@ -31,7 +32,8 @@ def test_a_portal_launch_signs_the_patient_in(browser: Browser, sandbox_app: Any
 
 
 def test_a_launch_of_another_browser_session_or_a_clinician_does_not_sign_in(
-        browser: Browser, sandbox_app: Any) -> None:
+    browser: Browser, sandbox_app: Any
+) -> None:
     patient_launch = browser.standalone_launch("pat-ben")
     stranger = Browser(browser.base)
     assert stranger.get(f"/my/launch?launch={patient_launch.launch_id}").status_code == 401

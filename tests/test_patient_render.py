@@ -21,8 +21,12 @@ NY = ZoneInfo("America/New_York")
 
 
 def control(code: str) -> dict[str, Any]:
-    return {"url": EXT + "questionnaire-itemControl", "valueCodeableConcept": {
-        "coding": [{"system": "http://hl7.org/fhir/questionnaire-item-control", "code": code}]}}
+    return {
+        "url": EXT + "questionnaire-itemControl",
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/questionnaire-item-control", "code": code}]
+        },
+    }
 
 
 def coding(code: str, system: str = COLORS) -> dict[str, Any]:
@@ -34,73 +38,212 @@ def options(*codes: str) -> list[dict[str, Any]]:
 
 
 def limits(low: int, high: int) -> list[dict[str, Any]]:
-    return [{"url": EXT + "minValue", "valueInteger": low}, {"url": EXT + "maxValue", "valueInteger": high}]
+    return [
+        {"url": EXT + "minValue", "valueInteger": low},
+        {"url": EXT + "maxValue", "valueInteger": high},
+    ]
 
 
 def unit(display: str, code: str) -> dict[str, Any]:
-    return {"url": EXT + "questionnaire-unit",
-            "valueCoding": {"system": "http://unitsofmeasure.org", "code": code, "display": display}}
+    return {
+        "url": EXT + "questionnaire-unit",
+        "valueCoding": {"system": "http://unitsofmeasure.org", "code": code, "display": display},
+    }
 
 
 ALL_TYPES: dict[str, Any] = {
-    "resourceType": "Questionnaire", "url": "http://example.org/Questionnaire/all-types",
-    "version": "2", "status": "active", "title": "Every item type",
+    "resourceType": "Questionnaire",
+    "url": "http://example.org/Questionnaire/all-types",
+    "version": "2",
+    "status": "active",
+    "title": "Every item type",
     "item": [
-        {"linkId": "intro", "type": "display", "text": "Read this first.",
-         "_text": {"extension": [{"url": EXT + "rendering-xhtml", "valueString":
-                   '<div xmlns="http://www.w3.org/1999/xhtml"><p>Read <strong>this</strong> '
-                   '<a href="/static/media/audio/body-scan.mp3">track</a>'
-                   '<a href="javascript:alert(1)">bad</a></p><script>alert(1)</script>'
-                   '<ol><li onclick="x()">one</li></ol><img src="x" onerror="y()"></div>'}]},
-         "extension": [{"url": SDC + "sdc-questionnaire-itemMedia", "valueAttachment": {
-             "contentType": "audio/mpeg", "url": "/static/media/audio/body-scan.mp3", "title": "Track"}}]},
-        {"linkId": "name", "type": "string", "text": "Your name", "required": True, "maxLength": 20},
+        {
+            "linkId": "intro",
+            "type": "display",
+            "text": "Read this first.",
+            "_text": {
+                "extension": [
+                    {
+                        "url": EXT + "rendering-xhtml",
+                        "valueString": '<div xmlns="http://www.w3.org/1999/xhtml">'
+                        '<p>Read <strong>this</strong> '
+                        '<a href="/static/media/audio/body-scan.mp3">track</a>'
+                        '<a href="javascript:alert(1)">bad</a></p><script>alert(1)</script>'
+                        '<ol><li onclick="x()">one</li></ol><img src="x" onerror="y()"></div>',
+                    }
+                ]
+            },
+            "extension": [
+                {
+                    "url": SDC + "sdc-questionnaire-itemMedia",
+                    "valueAttachment": {
+                        "contentType": "audio/mpeg",
+                        "url": "/static/media/audio/body-scan.mp3",
+                        "title": "Track",
+                    },
+                }
+            ],
+        },
+        {
+            "linkId": "name",
+            "type": "string",
+            "text": "Your name",
+            "required": True,
+            "maxLength": 20,
+        },
         {"linkId": "story", "type": "text", "text": "Tell the story"},
-        {"linkId": "count", "type": "integer", "text": "How many times?", "extension":
-            [*limits(0, 10), unit("times", "{times}")]},
+        {
+            "linkId": "count",
+            "type": "integer",
+            "text": "How many times?",
+            "extension": [*limits(0, 10), unit("times", "{times}")],
+        },
         {"linkId": "weight", "type": "decimal", "text": "Weight", "extension": [unit("kg", "kg")]},
         {"linkId": "ok", "type": "boolean", "text": "Did it go well?", "required": True},
-        {"linkId": "color", "type": "choice", "text": "Colour", "answerOption": options("red", "green", "blue")},
-        {"linkId": "city", "type": "choice", "text": "City", "answerOption": options(
-            "amsterdam", "berlin", "cairo", "delhi", "edinburgh", "fez", "geneva", "hanoi")},
-        {"linkId": "picked", "type": "choice", "text": "Pick", "extension": [control("drop-down")],
-         "answerOption": options("a", "b")},
-        {"linkId": "fruits", "type": "choice", "text": "Fruits", "repeats": True,
-         "extension": [control("check-box")], "answerOption": options("apple", "pear", "plum")},
-        {"linkId": "feeling", "type": "open-choice", "text": "Feeling", "maxLength": 30,
-         "answerOption": options("calm", "tense")},
+        {
+            "linkId": "color",
+            "type": "choice",
+            "text": "Colour",
+            "answerOption": options("red", "green", "blue"),
+        },
+        {
+            "linkId": "city",
+            "type": "choice",
+            "text": "City",
+            "answerOption": options(
+                "amsterdam", "berlin", "cairo", "delhi", "edinburgh", "fez", "geneva", "hanoi"
+            ),
+        },
+        {
+            "linkId": "picked",
+            "type": "choice",
+            "text": "Pick",
+            "extension": [control("drop-down")],
+            "answerOption": options("a", "b"),
+        },
+        {
+            "linkId": "fruits",
+            "type": "choice",
+            "text": "Fruits",
+            "repeats": True,
+            "extension": [control("check-box")],
+            "answerOption": options("apple", "pear", "plum"),
+        },
+        {
+            "linkId": "feeling",
+            "type": "open-choice",
+            "text": "Feeling",
+            "maxLength": 30,
+            "answerOption": options("calm", "tense"),
+        },
         {"linkId": "day", "type": "date", "text": "Which day?"},
         {"linkId": "at", "type": "time", "text": "What time?"},
         {"linkId": "when", "type": "dateTime", "text": "When exactly?"},
-        {"linkId": "suds", "type": "integer", "text": "Distress", "extension": [
-            *limits(0, 100), control("slider"), {"url": EXT + "questionnaire-sliderStepValue", "valueInteger": 5}]},
-        {"linkId": "extra", "type": "string", "text": "What went wrong?",
-         "enableWhen": [{"question": "ok", "operator": "=", "answerBoolean": False}]},
-        {"linkId": "detail", "type": "group", "text": "Details", "item": [
-            {"linkId": "note", "type": "string", "text": "Why red?",
-             "enableWhen": [{"question": "color", "operator": "=", "answerCoding": {"system": COLORS, "code": "red"}}]},
-            {"linkId": "mood", "type": "integer", "text": "Mood"}]},
-        {"linkId": "rows", "type": "group", "text": "Entry", "repeats": True, "required": True, "item": [
-            {"linkId": "what", "type": "string", "text": "What happened?", "required": True},
-            {"linkId": "rating", "type": "integer", "text": "Rating", "extension": [*limits(0, 10), control("slider")]},
-            {"linkId": "why", "type": "text", "text": "Why so high?",
-             "enableWhen": [{"question": "rating", "operator": ">", "answerInteger": 5}]}]},
-        {"linkId": "score", "type": "integer", "text": "Total", "readOnly": True,
-         "extension": [{"url": SDC + "sdc-questionnaire-calculatedExpression",
-                        "valueExpression": {"language": "text/fhirpath", "expression": "1"}}]},
+        {
+            "linkId": "suds",
+            "type": "integer",
+            "text": "Distress",
+            "extension": [
+                *limits(0, 100),
+                control("slider"),
+                {"url": EXT + "questionnaire-sliderStepValue", "valueInteger": 5},
+            ],
+        },
+        {
+            "linkId": "extra",
+            "type": "string",
+            "text": "What went wrong?",
+            "enableWhen": [{"question": "ok", "operator": "=", "answerBoolean": False}],
+        },
+        {
+            "linkId": "detail",
+            "type": "group",
+            "text": "Details",
+            "item": [
+                {
+                    "linkId": "note",
+                    "type": "string",
+                    "text": "Why red?",
+                    "enableWhen": [
+                        {
+                            "question": "color",
+                            "operator": "=",
+                            "answerCoding": {"system": COLORS, "code": "red"},
+                        }
+                    ],
+                },
+                {"linkId": "mood", "type": "integer", "text": "Mood"},
+            ],
+        },
+        {
+            "linkId": "rows",
+            "type": "group",
+            "text": "Entry",
+            "repeats": True,
+            "required": True,
+            "item": [
+                {"linkId": "what", "type": "string", "text": "What happened?", "required": True},
+                {
+                    "linkId": "rating",
+                    "type": "integer",
+                    "text": "Rating",
+                    "extension": [*limits(0, 10), control("slider")],
+                },
+                {
+                    "linkId": "why",
+                    "type": "text",
+                    "text": "Why so high?",
+                    "enableWhen": [{"question": "rating", "operator": ">", "answerInteger": 5}],
+                },
+            ],
+        },
+        {
+            "linkId": "score",
+            "type": "integer",
+            "text": "Total",
+            "readOnly": True,
+            "extension": [
+                {
+                    "url": SDC + "sdc-questionnaire-calculatedExpression",
+                    "valueExpression": {"language": "text/fhirpath", "expression": "1"},
+                }
+            ],
+        },
     ],
 }
 
-VALID = MultiDict([
-    ("q:name", "  Ava  "), ("q:story", "Line one\r\nLine two"), ("q:count", "3"), ("q:weight", "72,5"),
-    ("q:ok", "false"), ("q:color", "0"), ("q:city", "7"), ("q:picked", "1"), ("q:fruits", "0"),
-    ("q:fruits", "2"), ("q:feeling", ""), ("q:feeling~other", "relieved"), ("q:day", "2026-03-01"),
-    ("q:at", "21:30"), ("q:when", "2026-03-08T21:30"), ("q:suds", "45"), ("q:extra", "Rain"),
-    ("q:detail/note", "I like it"), ("q:detail/mood", "6"),
-    ("q:rows.0/what", "Walk"), ("q:rows.0/rating", "3"), ("q:rows.0/why", "hidden in the browser"),
-    ("q:rows.3/what", "Call"), ("q:rows.3/rating", "8"), ("q:rows.3/why", "It mattered"),
-    ("csrf_token", "ignored"), ("_action", "submit"),
-])
+VALID = MultiDict(
+    [
+        ("q:name", "  Ava  "),
+        ("q:story", "Line one\r\nLine two"),
+        ("q:count", "3"),
+        ("q:weight", "72,5"),
+        ("q:ok", "false"),
+        ("q:color", "0"),
+        ("q:city", "7"),
+        ("q:picked", "1"),
+        ("q:fruits", "0"),
+        ("q:fruits", "2"),
+        ("q:feeling", ""),
+        ("q:feeling~other", "relieved"),
+        ("q:day", "2026-03-01"),
+        ("q:at", "21:30"),
+        ("q:when", "2026-03-08T21:30"),
+        ("q:suds", "45"),
+        ("q:extra", "Rain"),
+        ("q:detail/note", "I like it"),
+        ("q:detail/mood", "6"),
+        ("q:rows.0/what", "Walk"),
+        ("q:rows.0/rating", "3"),
+        ("q:rows.0/why", "hidden in the browser"),
+        ("q:rows.3/what", "Call"),
+        ("q:rows.3/rating", "8"),
+        ("q:rows.3/why", "It mattered"),
+        ("csrf_token", "ignored"),
+        ("_action", "submit"),
+    ]
+)
 
 
 def items_by_link(view_items: Any) -> dict[str, render.ItemView]:
@@ -127,18 +270,34 @@ def parse(form: Any, **kwargs: Any) -> render.ParsedForm:
     return render.parse_form(ALL_TYPES, form, zone=NY, **kwargs)
 
 
-# -- rendering ----------------------------------------------------------------------------------
+# -- rendering ------------------------------------------------------------------------------------
 
 
 def test_every_item_type_gets_its_widget() -> None:
     view = render.build_form(ALL_TYPES)
     widgets = {k: v.widget for k, v in items_by_link(view.items).items() if "." not in k}
     assert widgets == {
-        "intro": "display", "name": "string", "story": "text", "count": "integer", "weight": "decimal",
-        "ok": "boolean", "color": "radio", "city": "select", "picked": "select", "fruits": "checkbox",
-        "feeling": "radio", "day": "date", "at": "time", "when": "dateTime", "suds": "slider",
-        "extra": "string", "detail": "group", "note": "string", "mood": "integer",
-        "rows": "group"}
+        "intro": "display",
+        "name": "string",
+        "story": "text",
+        "count": "integer",
+        "weight": "decimal",
+        "ok": "boolean",
+        "color": "radio",
+        "city": "select",
+        "picked": "select",
+        "fruits": "checkbox",
+        "feeling": "radio",
+        "day": "date",
+        "at": "time",
+        "when": "dateTime",
+        "suds": "slider",
+        "extra": "string",
+        "detail": "group",
+        "note": "string",
+        "mood": "integer",
+        "rows": "group",
+    }
     assert "score" not in widgets  # calculated scores are not shown
 
 
@@ -154,7 +313,10 @@ def test_item_details_for_the_template() -> None:
     assert [i.name for i in rows.instances] == ["rows.0"]
     assert rows.template is not None and rows.template.name == "rows.__i0__"
     assert [c.input_name for c in rows.template.items] == [
-        "q:rows.__i0__/what", "q:rows.__i0__/rating", "q:rows.__i0__/why"]
+        "q:rows.__i0__/what",
+        "q:rows.__i0__/rating",
+        "q:rows.__i0__/why",
+    ]
     assert items["rows.0/what"].id == "f-rows-0--what"
 
 
@@ -164,14 +326,19 @@ def test_display_markup_is_sanitised_and_media_embedded() -> None:
     assert "<script" not in intro.html and "alert" not in intro.html and "onclick" not in intro.html
     assert "<img" not in intro.html and "javascript:" not in intro.html
     assert "<strong>this</strong>" in intro.html and "<ol><li>one</li></ol>" in intro.html
-    assert '<a href="/static/media/audio/body-scan.mp3" target="_blank" rel="noopener noreferrer">' in intro.html
+    assert (
+        '<a href="/static/media/audio/body-scan.mp3" target="_blank" rel="noopener noreferrer">'
+        in intro.html
+    )
     assert intro.media == render.Media("/static/media/audio/body-scan.mp3", "audio/mpeg", "Track")
     assert intro.media.kind == "audio"
 
 
 def test_sanitiser_keeps_only_safe_tags() -> None:
-    dirty = ('<p>ok <a href="tel:988">988</a> <a href="//evil.example/x">x</a>'
-             '<iframe src="x">inner</iframe><b onmouseover="z">bold</b></p>')
+    dirty = (
+        '<p>ok <a href="tel:988">988</a> <a href="//evil.example/x">x</a>'
+        '<iframe src="x">inner</iframe><b onmouseover="z">bold</b></p>'
+    )
     clean = render.sanitize_xhtml(dirty)
     assert clean == '<p>ok <a href="tel:988">988</a> <a>x</a><b>bold</b></p>'
 
@@ -180,8 +347,13 @@ def test_enable_when_is_described_for_the_browser_and_for_people() -> None:
     items = items_by_link(render.build_form(ALL_TYPES).items)
     assert items["extra"].conditions_json == [{"q": "ok", "op": "=", "kind": "token", "v": "false"}]
     assert items["note"].conditions_json == [{"q": "color", "op": "=", "kind": "token", "v": "0"}]
-    assert items["rows.0/why"].conditions_json == [{"q": "rating", "op": ">", "kind": "number", "v": 5.0}]
-    assert items["extra"].condition_text == "Answer this only if your answer to “Did it go well?” is “No”."
+    assert items["rows.0/why"].conditions_json == [
+        {"q": "rating", "op": ">", "kind": "number", "v": 5.0}
+    ]
+    assert (
+        items["extra"].condition_text
+        == "Answer this only if your answer to “Did it go well?” is “No”."
+    )
 
 
 # -- reading the form back ------------------------------------------------------------------------
@@ -191,17 +363,41 @@ def test_valid_fields_become_fhir_answers_of_every_type() -> None:
     parsed = parse(VALID)
     assert parsed.issues == ()
     items = parsed.items
-    first = {k: answers(items, k) for k in ("name", "story", "count", "weight", "ok", "color", "city",
-                                          "picked", "fruits", "feeling", "day", "at", "when", "suds")}
+    first = {
+        k: answers(items, k)
+        for k in (
+            "name",
+            "story",
+            "count",
+            "weight",
+            "ok",
+            "color",
+            "city",
+            "picked",
+            "fruits",
+            "feeling",
+            "day",
+            "at",
+            "when",
+            "suds",
+        )
+    }
     assert first == {
-        "name": [{"valueString": "Ava"}], "story": [{"valueString": "Line one\nLine two"}],
-        "count": [{"valueInteger": 3}], "weight": [{"valueDecimal": 72.5}],
-        "ok": [{"valueBoolean": False}], "color": [{"valueCoding": coding("red")}],
-        "city": [{"valueCoding": coding("hanoi")}], "picked": [{"valueCoding": coding("b")}],
+        "name": [{"valueString": "Ava"}],
+        "story": [{"valueString": "Line one\nLine two"}],
+        "count": [{"valueInteger": 3}],
+        "weight": [{"valueDecimal": 72.5}],
+        "ok": [{"valueBoolean": False}],
+        "color": [{"valueCoding": coding("red")}],
+        "city": [{"valueCoding": coding("hanoi")}],
+        "picked": [{"valueCoding": coding("b")}],
         "fruits": [{"valueCoding": coding("apple")}, {"valueCoding": coding("plum")}],
-        "feeling": [{"valueString": "relieved"}], "day": [{"valueDate": "2026-03-01"}],
-        "at": [{"valueTime": "21:30:00"}], "when": [{"valueDateTime": "2026-03-08T21:30:00-04:00"}],
-        "suds": [{"valueInteger": 45}]}
+        "feeling": [{"valueString": "relieved"}],
+        "day": [{"valueDate": "2026-03-01"}],
+        "at": [{"valueTime": "21:30:00"}],
+        "when": [{"valueDateTime": "2026-03-08T21:30:00-04:00"}],
+        "suds": [{"valueInteger": 45}],
+    }
     rows = [i for i in items if i["linkId"] == "rows"]
     assert len(rows) == 2  # instances 0 and 3 (a gap left by a removed entry) in order
     assert answers(rows[1]["item"], "what") == [{"valueString": "Call"}]
@@ -233,24 +429,30 @@ def test_prune_drops_answers_enable_when_switched_off_and_empty_containers() -> 
     validate_response(ALL_TYPES, pruned, final=True)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("q:count", "three", "Enter a whole number, for example 7."),
-    ("q:weight", "heavy", "Enter a number, for example 7.5."),
-    ("q:ok", "maybe", "Choose Yes or No."),
-    ("q:day", "2026-02-30", "Enter a date, for example 2026-03-08."),
-    ("q:at", "25:00", "Enter a time, for example 21:30."),
-    ("q:when", "soon", "Enter a date and time, for example 2026-03-08 21:30."),
-    ("q:color", "9", "Choose one of the options shown."),
-    ("q:rows.3/rating", "lots", "Enter a whole number, for example 7."),
-])
-def test_unreadable_fields_are_issues_next_to_their_item(field: str, value: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("q:count", "three", "Enter a whole number, for example 7."),
+        ("q:weight", "heavy", "Enter a number, for example 7.5."),
+        ("q:ok", "maybe", "Choose Yes or No."),
+        ("q:day", "2026-02-30", "Enter a date, for example 2026-03-08."),
+        ("q:at", "25:00", "Enter a time, for example 21:30."),
+        ("q:when", "soon", "Enter a date and time, for example 2026-03-08 21:30."),
+        ("q:color", "9", "Choose one of the options shown."),
+        ("q:rows.3/rating", "lots", "Enter a whole number, for example 7."),
+    ],
+)
+def test_unreadable_fields_are_issues_next_to_their_item(
+    field: str, value: str, message: str
+) -> None:
     form = MultiDict(VALID)
     form.setlist(field, [value])
     parsed = parse(form)
     [issue] = parsed.issues
     assert issue.message == message
-    view = render.build_form(ALL_TYPES, parsed.response(ALL_TYPES), issues=parsed.issues, raw=parsed.raw,
-                             zone=NY)
+    view = render.build_form(
+        ALL_TYPES, parsed.response(ALL_TYPES), issues=parsed.issues, raw=parsed.raw, zone=NY
+    )
     items = items_by_link(view.items)
     key = field[2:].replace("rows.3", "rows.1")  # instances are renumbered in order
     shown = items[key if "/" not in key or key.startswith("rows") else key.split("/")[-1]]
@@ -286,13 +488,15 @@ def test_validator_issues_land_on_their_items_with_kind_wording() -> None:
 def test_a_required_repeating_group_left_empty_is_flagged_on_the_group() -> None:
     form = MultiDict([(k, v) for k, v in VALID.items(multi=True) if not k.startswith("q:rows")])
     response = parse(form).response(ALL_TYPES)
-    view = render.build_form(ALL_TYPES, response, issues=check_response(ALL_TYPES, response, final=True))
+    view = render.build_form(
+        ALL_TYPES, response, issues=check_response(ALL_TYPES, response, final=True)
+    )
     rows = items_by_link(view.items)["rows"]
     assert rows.errors == ("Please fill in at least one answer here.",)
     assert len(rows.instances) == 1  # an empty entry is offered
 
 
-# -- repeats, drafts, round trips ------------------------------------------------------------------
+# -- repeats, drafts, round trips -----------------------------------------------------------------
 
 
 def test_add_and_remove_entries_without_javascript() -> None:
@@ -313,7 +517,9 @@ def test_a_saved_draft_fills_the_form_again() -> None:
     assert items["weight"].values == ("72.5",)
     assert items["ok"].values == ("false",)
     assert [o.selected for o in items["fruits"].options] == [True, False, True]
-    assert items["feeling"].other == "relieved" and not any(o.selected for o in items["feeling"].options)
+    assert items["feeling"].other == "relieved" and not any(
+        o.selected for o in items["feeling"].options
+    )
     assert items["at"].values == ("21:30",)
     assert items["when"].values == ("2026-03-08T21:30",)
     assert items["rows.1/why"].values == ("It mattered",)
@@ -341,10 +547,20 @@ def _fill(view_items: Any, form: MultiDict) -> None:
             else:
                 _fill(item.children, form)
             continue
-        value = {"string": "words", "text": "Some words\nmore", "date": "2026-03-01", "time": "07:15",
-                 "dateTime": "2026-03-01T07:15", "boolean": "true", "radio": "0", "select": "0",
-                 "decimal": item.minimum or "7.5", "url": "https://example.org",
-                 "integer": item.minimum or "3", "slider": item.maximum or "5"}.get(item.widget)
+        value = {
+            "string": "words",
+            "text": "Some words\nmore",
+            "date": "2026-03-01",
+            "time": "07:15",
+            "dateTime": "2026-03-01T07:15",
+            "boolean": "true",
+            "radio": "0",
+            "select": "0",
+            "decimal": item.minimum or "7.5",
+            "url": "https://example.org",
+            "integer": item.minimum or "3",
+            "slider": item.maximum or "5",
+        }.get(item.widget)
         if item.widget == "checkbox":
             form.setlist(item.input_name, ["0", "1"])
         elif value is not None:
@@ -353,7 +569,9 @@ def _fill(view_items: Any, form: MultiDict) -> None:
 
 
 @pytest.mark.parametrize("questionnaire", catalog.load_questionnaires(), ids=lambda q: q["id"])
-def test_every_catalog_activity_renders_fills_and_round_trips(questionnaire: dict[str, Any]) -> None:
+def test_every_catalog_activity_renders_fills_and_round_trips(
+    questionnaire: dict[str, Any],
+) -> None:
     view = render.build_form(questionnaire)
     assert view.title == questionnaire["title"] and view.items
     form = MultiDict()

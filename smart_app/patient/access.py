@@ -18,8 +18,18 @@ from hw_fhir.links import PatientLinks, patient_links
 
 from .ratelimit import Limit, RateLimiter
 
-__all__ = ["SESSION_KEY", "LINK_GUESSES", "BIRTH_DATE_GUESSES", "current_patient", "sign_in",
-           "sign_out", "own_task", "links", "limiter", "services"]
+__all__ = [
+    "SESSION_KEY",
+    "LINK_GUESSES",
+    "BIRTH_DATE_GUESSES",
+    "current_patient",
+    "sign_in",
+    "sign_out",
+    "own_task",
+    "links",
+    "limiter",
+    "services",
+]
 
 SESSION_KEY = "hw_patient"
 #: Bad link tokens one client address may try (per 10 minutes).
@@ -54,8 +64,12 @@ def current_patient() -> str | None:
 
 def sign_in(patient_id: str, *, via: str, launch: str | None = None) -> None:
     """Remember the patient in this browser session."""
-    session[SESSION_KEY] = {"patient": patient_id, "via": via, "at": int(time.time()),
-                            **({"launch": launch} if launch else {})}
+    session[SESSION_KEY] = {
+        "patient": patient_id,
+        "via": via,
+        "at": int(time.time()),
+        **({"launch": launch} if launch else {}),
+    }
 
 
 def sign_out() -> None:
@@ -66,7 +80,7 @@ def sign_out() -> None:
 def own_task(task_id: str, patient_ref: str) -> dict[str, Any]:
     """Return the Task if it is this patient's homework; NotFound or Forbidden otherwise."""
     try:
-        task = services().store.read("Task", task_id).resource
+        task: dict[str, Any] = services().store.read("Task", task_id).resource
     except NotFound:
         raise NotFound("There is no such homework.") from None
     if (task.get("for") or {}).get("reference") != patient_ref:

@@ -26,8 +26,16 @@ from hw_fhir.errors import InvalidInput, Issue
 
 from .todo import TIMEZONE_EXTENSION
 
-__all__ = ["PREFERENCES_EXTENSION", "OPT_OUTS", "CHANNELS", "Preferences", "read_preferences",
-           "with_preferences", "parse_preferences", "time_zones"]
+__all__ = [
+    "PREFERENCES_EXTENSION",
+    "OPT_OUTS",
+    "CHANNELS",
+    "Preferences",
+    "read_preferences",
+    "with_preferences",
+    "parse_preferences",
+    "time_zones",
+]
 
 PREFERENCES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences"
 #: Channels a patient can pick here, with their labels (plugins may add more later).
@@ -59,7 +67,7 @@ class Preferences:
 
 
 def _sub(extension: Mapping[str, Any], url: str) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for ext in extension.get("extension") or []:
         if ext.get("url") == url:
             out.extend(v for k, v in ext.items() if k.startswith("value"))
@@ -68,9 +76,17 @@ def _sub(extension: Mapping[str, Any], url: str) -> list[Any]:
 
 def read_preferences(patient: Mapping[str, Any]) -> Preferences:
     """Return the reminder preferences stored on a Patient."""
-    zone = next((e.get("valueCode") for e in patient.get("extension") or []
-                 if e.get("url") == TIMEZONE_EXTENSION), None)
-    prefs = next((e for e in patient.get("extension") or [] if e.get("url") == PREFERENCES_EXTENSION), None)
+    zone = next(
+        (
+            e.get("valueCode")
+            for e in patient.get("extension") or []
+            if e.get("url") == TIMEZONE_EXTENSION
+        ),
+        None,
+    )
+    prefs = next(
+        (e for e in patient.get("extension") or [] if e.get("url") == PREFERENCES_EXTENSION), None
+    )
     if prefs is None:
         return Preferences(timezone=zone)
 
@@ -79,10 +95,15 @@ def read_preferences(patient: Mapping[str, Any]) -> Preferences:
         return values[0] if values else None
 
     opt_out = tuple(str(v) for v in _sub(prefs, "optOut"))
-    return Preferences(channel=first("channel"), time_of_day=first("timeOfDay"),
-                       quiet_start=first("quietStart"), quiet_end=first("quietEnd"),
-                       opt_out=tuple(v for v in opt_out if v in OPT_OUTS), timezone=zone,
-                       extra_opt_out=tuple(v for v in opt_out if v not in OPT_OUTS))
+    return Preferences(
+        channel=first("channel"),
+        time_of_day=first("timeOfDay"),
+        quiet_start=first("quietStart"),
+        quiet_end=first("quietEnd"),
+        opt_out=tuple(v for v in opt_out if v in OPT_OUTS),
+        timezone=zone,
+        extra_opt_out=tuple(v for v in opt_out if v not in OPT_OUTS),
+    )
 
 
 def with_preferences(patient: Mapping[str, Any], prefs: Preferences) -> dict[str, Any]:
@@ -90,13 +111,21 @@ def with_preferences(patient: Mapping[str, Any], prefs: Preferences) -> dict[str
     subs: list[dict[str, Any]] = []
     if prefs.channel:
         subs.append({"url": "channel", "valueCode": prefs.channel})
-    for url, value in (("timeOfDay", prefs.time_of_day), ("quietStart", prefs.quiet_start),
-                       ("quietEnd", prefs.quiet_end)):
+    for url, value in (
+        ("timeOfDay", prefs.time_of_day),
+        ("quietStart", prefs.quiet_start),
+        ("quietEnd", prefs.quiet_end),
+    ):
         if value:
             subs.append({"url": url, "valueTime": value})
-    subs += [{"url": "optOut", "valueCode": code} for code in (*prefs.opt_out, *prefs.extra_opt_out)]
-    kept = [e for e in patient.get("extension") or []
-            if e.get("url") not in (PREFERENCES_EXTENSION, TIMEZONE_EXTENSION)]
+    subs += [
+        {"url": "optOut", "valueCode": code} for code in (*prefs.opt_out, *prefs.extra_opt_out)
+    ]
+    kept = [
+        e
+        for e in patient.get("extension") or []
+        if e.get("url") not in (PREFERENCES_EXTENSION, TIMEZONE_EXTENSION)
+    ]
     if prefs.timezone:
         kept.append({"url": TIMEZONE_EXTENSION, "valueCode": prefs.timezone})
     if subs:
@@ -109,7 +138,9 @@ def with_preferences(patient: Mapping[str, Any], prefs: Preferences) -> dict[str
 
 def time_zones() -> list[str]:
     """Return the IANA time zone names a patient can choose, sorted."""
-    return sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
+    return sorted(
+        z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))
+    )
 
 
 def _time(value: str, name: str, label: str, issues: list[Issue]) -> str | None:
@@ -142,10 +173,17 @@ def parse_preferences(form: Mapping[str, Any], current: Preferences) -> Preferen
         time_of_day=_time(form.get("time_of_day", ""), "time_of_day", "Time of day", issues),
         quiet_start=_time(form.get("quiet_start", ""), "quiet_start", "Quiet hours start", issues),
         quiet_end=_time(form.get("quiet_end", ""), "quiet_end", "Quiet hours end", issues),
-        opt_out=opt_out, timezone=zone, extra_opt_out=current.extra_opt_out)
+        opt_out=opt_out,
+        timezone=zone,
+        extra_opt_out=current.extra_opt_out,
+    )
     if bool(prefs.quiet_start) != bool(prefs.quiet_end):
-        issues.append(Issue("Give both the start and the end of your quiet hours, or neither",
-                            expression="quiet_end" if prefs.quiet_start else "quiet_start"))
+        issues.append(
+            Issue(
+                "Give both the start and the end of your quiet hours, or neither",
+                expression="quiet_end" if prefs.quiet_start else "quiet_start",
+            )
+        )
     if issues:
         raise InvalidInput("Some preferences need fixing", issues=issues)
     return prefs

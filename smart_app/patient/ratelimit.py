@@ -14,7 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
 
 __all__ = ["Limit", "RateLimiter", "patient_attempt"]
 
@@ -55,8 +66,13 @@ class RateLimiter:
         since = int(self.clock()) - limit.window
         t = patient_attempt
         with self.store.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t).where(
-                t.c.kind == limit.kind, t.c.key_hash == _hash(key), t.c.at > since)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t)
+                    .where(t.c.kind == limit.kind, t.c.key_hash == _hash(key), t.c.at > since)
+                ).scalar_one()
+            )
 
     def blocked(self, limit: Limit, key: str) -> bool:
         """Return whether ``key`` has used up its failures."""
@@ -66,12 +82,17 @@ class RateLimiter:
         """Record one failure; return the failures now inside the window."""
         now = int(self.clock())
         with self.store.begin() as conn:
-            conn.execute(insert(patient_attempt).values(kind=limit.kind, key_hash=_hash(key), at=now))
+            conn.execute(
+                insert(patient_attempt).values(kind=limit.kind, key_hash=_hash(key), at=now)
+            )
             conn.execute(delete(patient_attempt).where(patient_attempt.c.at < now - 7 * 86400))
         return self.failures(limit, key)
 
     def clear(self, limit: Limit, key: str) -> None:
         """Forget a key's failures (after a success)."""
         with self.store.begin() as conn:
-            conn.execute(delete(patient_attempt).where(patient_attempt.c.kind == limit.kind,
-                                                       patient_attempt.c.key_hash == _hash(key)))
+            conn.execute(
+                delete(patient_attempt).where(
+                    patient_attempt.c.kind == limit.kind, patient_attempt.c.key_hash == _hash(key)
+                )
+            )

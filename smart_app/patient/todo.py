@@ -27,8 +27,16 @@ from hw_fhir.errors import HwFhirError
 from hw_fhir.library import resolve_questionnaire
 from hw_fhir.store.base import Store, iter_all
 
-__all__ = ["TodoItem", "TodoList", "TIMEZONE_EXTENSION", "patient_zone", "patient_tasks",
-           "todo_list", "activity_title", "due_text"]
+__all__ = [
+    "TodoItem",
+    "TodoList",
+    "TIMEZONE_EXTENSION",
+    "patient_zone",
+    "patient_tasks",
+    "todo_list",
+    "activity_title",
+    "due_text",
+]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 _CODE = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
@@ -75,7 +83,9 @@ class TodoList:
     @property
     def wording(self) -> str:
         """The word the clinician uses for homework (the most common one on the list)."""
-        words = [i.wording for i in (*self.overdue, *self.today, *self.week, *self.later, *self.done)]
+        words = [
+            i.wording for i in (*self.overdue, *self.today, *self.week, *self.later, *self.done)
+        ]
         return max(set(words), key=words.count) if words else "homework"
 
 
@@ -94,8 +104,11 @@ def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict
     """Return the patient's open homework Tasks and those completed in the last days."""
     tasks = iter_all(store, "Task", [("patient", patient_ref), _CODE, ("status", _OPEN)])
     since = instant(now - timedelta(days=DONE_DAYS))
-    tasks += iter_all(store, "Task", [("patient", patient_ref), _CODE, ("status", "completed"),
-                                      ("_lastUpdated", f"ge{since}")])
+    tasks += iter_all(
+        store,
+        "Task",
+        [("patient", patient_ref), _CODE, ("status", "completed"), ("_lastUpdated", f"ge{since}")],
+    )
     return tasks
 
 
@@ -129,8 +142,9 @@ def due_text(due: datetime | None, now: datetime, zone: tzinfo) -> str:
     return f"{local.strftime('%a %d %b').replace(' 0', ' ')}, {clock}"
 
 
-def _item(store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo,
-          titles: dict[str, str]) -> TodoItem:
+def _item(
+    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, str]
+) -> TodoItem:
     details = HomeworkDetails.from_task(task)
     due = task_due(task)
     start = ((task.get("restriction") or {}).get("period") or {}).get("start")
@@ -138,19 +152,31 @@ def _item(store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo,
     end = (task.get("executionPeriod") or {}).get("end")
     status = str(task.get("status"))
     return TodoItem(
-        task_id=str(task["id"]), title=activity_title(store, task, titles), wording=details.wording,
-        instructions=details.instructions, rationale=details.rationale, example=details.example,
-        status=status, due=due, due_text=due_text(due, now, zone),
+        task_id=str(task["id"]),
+        title=activity_title(store, task, titles),
+        wording=details.wording,
+        instructions=details.instructions,
+        rationale=details.rationale,
+        example=details.example,
+        status=status,
+        due=due,
+        due_text=due_text(due, now, zone),
         overdue=status in OPEN_STATUSES and due is not None and due <= now,
-        opens=opens, available=opens is None or opens <= now or status == "in-progress",
-        draft=status == "in-progress", done_at=parse_instant(end) if end else None)
+        opens=opens,
+        available=opens is None or opens <= now or status == "in-progress",
+        draft=status == "in-progress",
+        done_at=parse_instant(end) if end else None,
+    )
 
 
-def todo_list(store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime,
-              zone: tzinfo) -> TodoList:
+def todo_list(
+    store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime, zone: tzinfo
+) -> TodoList:
     """Sort Tasks into overdue, today, this week, later and done (newest first)."""
     titles: dict[str, str] = {}
-    sections: dict[str, list[TodoItem]] = {k: [] for k in ("overdue", "today", "week", "later", "done")}
+    sections: dict[str, list[TodoItem]] = {
+        k: [] for k in ("overdue", "today", "week", "later", "done")
+    }
     today = now.astimezone(zone).date()
     for task in tasks:
         item = _item(store, task, now, zone, titles)

@@ -60,7 +60,11 @@ log = logging.getLogger("hw_fhir.patient")
 SHARE_SCORES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
 #: Identifier system of the patient's note for the next session (a Communication).
 SESSION_NOTE_SYSTEM = "http://hw-fhir.org/fhir/sid/session-note"
-_MEASURES = (("phq-9", "PHQ-9 (mood)", 27), ("gad-7", "GAD-7 (anxiety)", 21), ("pcl-5", "PCL-5", 80))
+_MEASURES = (
+    ("phq-9", "PHQ-9 (mood)", 27),
+    ("gad-7", "GAD-7 (anxiety)", 21),
+    ("pcl-5", "PCL-5", 80),
+)
 
 
 def _now() -> datetime:
@@ -90,7 +94,8 @@ def _message(status: int, title: str, text: str, **context: Any) -> tuple[str, i
 
 
 def _patient_resource(patient_ref: str) -> dict[str, Any]:
-    return _store().read("Patient", patient_ref.split("/", 1)[1]).resource
+    patient: dict[str, Any] = _store().read("Patient", patient_ref.split("/", 1)[1]).resource
+    return patient
 
 
 def _require_patient() -> str | None:
@@ -98,40 +103,59 @@ def _require_patient() -> str | None:
 
 
 def _signed_out() -> tuple[str, int]:
-    return _message(401, "Please open your link again",
-                    "For your privacy, this page needs the secure link from your latest reminder, "
-                    "or sign in through your patient portal.")
+    return _message(
+        401,
+        "Please open your link again",
+        "For your privacy, this page needs the secure link from your latest reminder, "
+        "or sign in through your patient portal.",
+    )
 
 
 @bp.errorhandler(HwFhirError)
 def _error_page(exc: HwFhirError) -> Any:
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"ok": False, "message": exc.message}), exc.status
-    titles = {403: "This page is not available to you", 404: "We could not find that",
-              409: "Something changed", 412: "Something changed", 422: "That could not be done"}
+    titles = {
+        403: "This page is not available to you",
+        404: "We could not find that",
+        409: "Something changed",
+        412: "Something changed",
+        422: "That could not be done",
+    }
     return _message(exc.status, titles.get(exc.status, "Something is not right"), exc.message)
 
 
-# -- entry ------------------------------------------------------------------------------------
+# -- entry ----------------------------------------------------------------------------------------
 
 
 def _link_failed(exc: LinkError) -> tuple[str, int]:
-    titles = {"expired": "This link has expired", "revoked": "This link no longer works",
-              "tampered": "This link does not work", "wrong-patient": "This link is for someone else"}
-    return _message(exc.status, titles.get(exc.reason, "This link does not work"), exc.message,
-                    link_problem=exc.reason)
+    titles = {
+        "expired": "This link has expired",
+        "revoked": "This link no longer works",
+        "tampered": "This link does not work",
+        "wrong-patient": "This link is for someone else",
+    }
+    return _message(
+        exc.status,
+        titles.get(exc.reason, "This link does not work"),
+        exc.message,
+        link_problem=exc.reason,
+    )
 
 
 def _too_many() -> tuple[str, int]:
-    return _message(429, "Too many attempts",
-                    "For your safety this has been paused. Wait 15 minutes and try again, or ask "
-                    "your care team for a new link.")
+    return _message(
+        429,
+        "Too many attempts",
+        "For your safety this has been paused. Wait 15 minutes and try again, or ask "
+        "your care team for a new link.",
+    )
 
 
 def _opened(target: Any) -> Any:
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != target.patient_reference:
-        return _page("patient/switch.html", 409, token=request.view_args.get("token"))
+        return _page("patient/switch.html", 409, token=(request.view_args or {}).get("token"))
     access.sign_in(target.patient_id, via="link")
     access.limiter().clear(access.LINK_GUESSES, _client())
     task = target.task
@@ -173,7 +197,9 @@ def link_birth_date(token: str) -> Any:
     """Check the date of birth a link asks for (rate limited per client and per link)."""
     limiter = access.limiter()
     client = _client()
-    if limiter.blocked(access.LINK_GUESSES, client) or limiter.blocked(access.BIRTH_DATE_GUESSES, client):
+    if limiter.blocked(access.LINK_GUESSES, client) or limiter.blocked(
+        access.BIRTH_DATE_GUESSES, client
+    ):
         return _too_many()
     values = {k: request.form.get(k, "") for k in ("dob_day", "dob_month", "dob_year")}
     dob, problem = _birth_date(request.form)
@@ -204,8 +230,11 @@ def from_launch() -> Any:
 
     active = current_launch()
     if active is None or active.context.user_type != "Patient" or not active.context.local_patient:
-        return _message(401, "Please sign in through your patient portal",
-                        "This page opens from your patient portal. Start from the portal again.")
+        return _message(
+            401,
+            "Please sign in through your patient portal",
+            "This page opens from your patient portal. Start from the portal again.",
+        )
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != f"Patient/{active.context.local_patient}":
         access.sign_out()
@@ -220,12 +249,15 @@ def signout() -> Any:
     after = request.form.get("next", "")
     if after.startswith("/p/") and "//" not in after:
         return redirect(after)
-    return _message(200, "You are signed out",
-                    "Nothing of yours is shown in this browser any more. Open the link in your next "
-                    "reminder to carry on.")
+    return _message(
+        200,
+        "You are signed out",
+        "Nothing of yours is shown in this browser any more. Open the link in your next "
+        "reminder to carry on.",
+    )
 
 
-# -- to-do list -------------------------------------------------------------------------------------
+# -- to-do list -----------------------------------------------------------------------------------
 
 
 @bp.get("/my/")
@@ -242,15 +274,30 @@ def home() -> Any:
     return render_template("patient/todo.html", patient=patient, todo=todo, now=now)
 
 
-# -- the homework form --------------------------------------------------------------------------
+# -- the homework form ----------------------------------------------------------------------------
 
 
-def _form_page(task: dict[str, Any], questionnaire: dict[str, Any], view: render.FormView, *,
-               status: int = 200, saved: bool = False, notice: str | None = None) -> tuple[str, int]:
+def _form_page(
+    task: dict[str, Any],
+    questionnaire: dict[str, Any],
+    view: render.FormView,
+    *,
+    status: int = 200,
+    saved: bool = False,
+    notice: str | None = None,
+) -> tuple[str, int]:
     from hw_fhir.assignment import HomeworkDetails
 
-    return _page("patient/task.html", status, task=task, questionnaire=questionnaire, form=view,
-                 details=HomeworkDetails.from_task(task), saved=saved, notice=notice)
+    return _page(
+        "patient/task.html",
+        status,
+        task=task,
+        questionnaire=questionnaire,
+        form=view,
+        details=HomeworkDetails.from_task(task),
+        saved=saved,
+        notice=notice,
+    )
 
 
 def _closed(task: dict[str, Any]) -> tuple[str, int] | None:
@@ -260,11 +307,15 @@ def _closed(task: dict[str, Any]) -> tuple[str, int] | None:
     texts = {
         "cancelled": "Your care team has taken this off your list. There is nothing to do.",
         "failed": "The time for this one has passed. That is all right: you can talk about it at "
-                  "your next session.",
+        "your next session.",
         "on-hold": "Your care team has paused this for now.",
     }
-    return _message(410 if status in ("cancelled", "failed") else 409, "Nothing to do here",
-                    texts.get(str(status), "This homework is closed."), show_home=True)
+    return _message(
+        410 if status in ("cancelled", "failed") else 409,
+        "Nothing to do here",
+        texts.get(str(status), "This homework is closed."),
+        show_home=True,
+    )
 
 
 @bp.get("/my/tasks/<task_id>")
@@ -299,37 +350,68 @@ def task_post(task_id: str) -> Any:
     if patient_ref is None:
         return _signed_out()
     task = access.own_task(task_id, patient_ref)
-    closed = _closed(task) if task.get("status") != "completed" else _message(
-        409, "Already done", "You have already sent this one. Thank you!", show_home=True)
+    closed = (
+        _closed(task)
+        if task.get("status") != "completed"
+        else _message(
+            409, "Already done", "You have already sent this one. Thank you!", show_home=True
+        )
+    )
     if closed is not None:
         return closed
     questionnaire = task_questionnaire(_store(), task)
     zone = patient_zone(_patient_resource(patient_ref))
     kind, arg = _action()
-    parsed = render.parse_form(questionnaire, request.form, zone=zone,
-                               remove=[arg] if kind == "remove" else [])
+    parsed = render.parse_form(
+        questionnaire, request.form, zone=zone, remove=[arg] if kind == "remove" else []
+    )
     if kind in ("add", "remove"):
-        view = render.build_form(questionnaire, parsed.response(questionnaire), raw=parsed.raw,
-                                 add=[arg] if kind == "add" else [], zone=zone)
+        view = render.build_form(
+            questionnaire,
+            parsed.response(questionnaire),
+            raw=parsed.raw,
+            add=[arg] if kind == "add" else [],
+            zone=zone,
+        )
         return _form_page(task, questionnaire, view)
     if parsed.issues:
-        view = render.build_form(questionnaire, parsed.response(questionnaire), issues=parsed.issues,
-                                 raw=parsed.raw, zone=zone)
+        view = render.build_form(
+            questionnaire,
+            parsed.response(questionnaire),
+            issues=parsed.issues,
+            raw=parsed.raw,
+            zone=zone,
+        )
         return _form_page(task, questionnaire, view, status=422)
     response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
     final = kind == "submit"
     try:
         (submit_response if final else save_draft)(
-            _store(), task_id, response, patient=patient_ref, events=_events())
+            _store(), task_id, response, patient=patient_ref, events=_events()
+        )
     except InvalidResponse as exc:
-        view = render.build_form(questionnaire, parsed.response(questionnaire), issues=exc.issues,
-                                 raw=parsed.raw, zone=zone)
+        view = render.build_form(
+            questionnaire,
+            parsed.response(questionnaire),
+            issues=exc.issues,
+            raw=parsed.raw,
+            zone=zone,
+        )
         return _form_page(task, questionnaire, view, status=422)
     except Conflict:
-        view = render.build_form(questionnaire, parsed.response(questionnaire), raw=parsed.raw, zone=zone)
-        return _form_page(task, questionnaire, view, status=409, notice=(
-            "These answers were changed on another device at the same time. Check them and "
-            "save again."))
+        view = render.build_form(
+            questionnaire, parsed.response(questionnaire), raw=parsed.raw, zone=zone
+        )
+        return _form_page(
+            task,
+            questionnaire,
+            view,
+            status=409,
+            notice=(
+                "These answers were changed on another device at the same time. Check them and "
+                "save again."
+            ),
+        )
     if not final:
         return redirect(url_for("patient.task", task_id=task_id, saved=1))
     return redirect(url_for("patient.done", task_id=task_id))
@@ -348,22 +430,34 @@ def autosave(task_id: str) -> Any:
     zone = patient_zone(_patient_resource(patient_ref))
     parsed = render.parse_form(questionnaire, request.form, zone=zone)
     if parsed.issues:
-        return jsonify({"ok": False, "message": "Some answers need a look before they can be saved.",
-                        "problems": len(parsed.issues)}), 200
+        return jsonify(
+            {
+                "ok": False,
+                "message": "Some answers need a look before they can be saved.",
+                "problems": len(parsed.issues),
+            }
+        ), 200
     response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
     try:
         save_draft(_store(), task_id, response, patient=patient_ref, events=_events())
     except InvalidResponse as exc:
-        return jsonify({"ok": False, "message": "Some answers need a look before they can be saved.",
-                        "problems": len(exc.issues)}), 200
+        return jsonify(
+            {
+                "ok": False,
+                "message": "Some answers need a look before they can be saved.",
+                "problems": len(exc.issues),
+            }
+        ), 200
     except Conflict:
-        return jsonify({"ok": False, "message": "Changed on another device; reload to see it."}), 409
+        return jsonify(
+            {"ok": False, "message": "Changed on another device; reload to see it."}
+        ), 409
     return jsonify({"ok": True, "savedAt": instant(_now())})
 
 
 @bp.get("/my/tasks/<task_id>/done")
 def done(task_id: str) -> Any:
-    """Confirm a submission, say what happens next, and show crisis resources when a risk was raised."""
+    """Confirm a submission and what comes next; crisis resources at once when a risk was raised."""
     patient_ref = _require_patient()
     if patient_ref is None:
         return _signed_out()
@@ -371,17 +465,26 @@ def done(task_id: str) -> Any:
     if task.get("status") != "completed":
         return redirect(url_for("patient.task", task_id=task_id))
     response = response_for_task(_store(), task_id)
-    crisis = crisis_resources(access.services().settings) if response and _risk_raised(
-        task, response) else None
+    crisis = (
+        crisis_resources(access.services().settings)
+        if response and _risk_raised(task, response)
+        else None
+    )
     patient = _patient_resource(patient_ref)
     now, zone = _now(), patient_zone(patient)
     todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
     clinician = _clinician_name(task)
     from .todo import activity_title
 
-    return render_template("patient/done.html", task=task, crisis=crisis, todo=todo,
-                           title=activity_title(_store(), task, {}), clinician=clinician,
-                           late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late")
+    return render_template(
+        "patient/done.html",
+        task=task,
+        crisis=crisis,
+        todo=todo,
+        title=activity_title(_store(), task, {}),
+        clinician=clinician,
+        late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late",
+    )
 
 
 def _risk_raised(task: dict[str, Any], response: dict[str, Any]) -> bool:
@@ -391,7 +494,9 @@ def _risk_raised(task: dict[str, Any], response: dict[str, Any]) -> bool:
     try:
         return bool(score_response(task_questionnaire(_store(), task), response).risks)
     except Exception:  # noqa: BLE001 - a scoring failure must not hide the confirmation
-        log.exception("scoring QuestionnaireResponse/%s for the confirmation failed", response.get("id"))
+        log.exception(
+            "scoring QuestionnaireResponse/%s for the confirmation failed", response.get("id")
+        )
         return False
 
 
@@ -407,16 +512,20 @@ def _clinician_name(task: dict[str, Any]) -> str:
     return "your care team"
 
 
-# -- progress --------------------------------------------------------------------------------------
+# -- progress -------------------------------------------------------------------------------------
 
 
 def _shares_scores(patient: dict[str, Any]) -> bool:
-    return any(e.get("url") == SHARE_SCORES_EXTENSION and e.get("valueBoolean") is True
-               for e in patient.get("extension") or [])
+    return any(
+        e.get("url") == SHARE_SCORES_EXTENSION and e.get("valueBoolean") is True
+        for e in patient.get("extension") or []
+    )
 
 
 def _note(patient_ref: str) -> dict[str, Any] | None:
-    found = _store().search("Communication", [("identifier", f"{SESSION_NOTE_SYSTEM}|{patient_ref}")])
+    found = _store().search(
+        "Communication", [("identifier", f"{SESSION_NOTE_SYSTEM}|{patient_ref}")]
+    )
     return found.matches[0].resource if found.matches else None
 
 
@@ -424,14 +533,21 @@ def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, A
     from .todo import activity_title
 
     since = instant(_now() - timedelta(days=90))
-    tasks = iter_all(_store(), "Task", [("patient", patient_ref), ("status", "completed"),
-                                        ("_lastUpdated", f"ge{since}")])
+    tasks = iter_all(
+        _store(),
+        "Task",
+        [("patient", patient_ref), ("status", "completed"), ("_lastUpdated", f"ge{since}")],
+    )
     titles: dict[str, str] = {}
     rows = []
     for t in tasks:
         end = (t.get("executionPeriod") or {}).get("end") or t.get("lastModified")
-        rows.append({"title": activity_title(_store(), t, titles),
-                     "end": parse_instant(end).astimezone(zone) if end else None})
+        rows.append(
+            {
+                "title": activity_title(_store(), t, titles),
+                "end": parse_instant(end).astimezone(zone) if end else None,
+            }
+        )
     rows.sort(key=lambda r: r["end"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
     return rows[:limit]
 
@@ -453,9 +569,16 @@ def progress() -> Any:
                 trends.append({"key": key, "label": label, "top": top, "points": history})
     note = _note(patient_ref)
     note_text = ((note or {}).get("payload") or [{}])[0].get("contentString", "")
-    return render_template("patient/progress.html", patient=patient, adherence=adherence,
-                           completed=_completed(patient_ref, zone), trends=trends, note=note_text,
-                           saved=request.args.get("saved") == "1", zone=zone)
+    return render_template(
+        "patient/progress.html",
+        patient=patient,
+        adherence=adherence,
+        completed=_completed(patient_ref, zone),
+        trends=trends,
+        note=note_text,
+        saved=request.args.get("saved") == "1",
+        zone=zone,
+    )
 
 
 @bp.post("/my/progress/note")
@@ -474,8 +597,17 @@ def save_note() -> Any:
         "id": current["id"] if current else str(uuid.uuid4()),
         "identifier": [{"system": SESSION_NOTE_SYSTEM, "value": patient_ref}],
         "status": "in-progress",
-        "category": [{"coding": [{"system": "http://hw-fhir.org/fhir/CodeSystem/communication-category",
-                                  "code": "session-note", "display": "Note for the next session"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hw-fhir.org/fhir/CodeSystem/communication-category",
+                        "code": "session-note",
+                        "display": "Note for the next session",
+                    }
+                ]
+            }
+        ],
         "subject": {"reference": patient_ref},
         "sender": {"reference": patient_ref},
         "recipient": [dict(r) for r in patient.get("generalPractitioner") or []] or None,
@@ -491,7 +623,7 @@ def save_note() -> Any:
     return redirect(url_for("patient.progress", saved=1) + "#note")
 
 
-# -- preferences -----------------------------------------------------------------------------------
+# -- preferences ----------------------------------------------------------------------------------
 
 
 @bp.route("/my/preferences", methods=["GET", "POST"])
@@ -519,7 +651,13 @@ def preferences() -> Any:
     channels = dict(CHANNELS)
     if shown.channel and shown.channel not in channels:
         channels[shown.channel] = shown.channel
-    return render_template("patient/preferences.html", prefs=shown, channels=channels,
-                           opt_outs=OPT_OUTS, zones=time_zones(), errors=errors, saved=saved,
-                           form=request.form if request.method == "POST" else None), status
-
+    return render_template(
+        "patient/preferences.html",
+        prefs=shown,
+        channels=channels,
+        opt_outs=OPT_OUTS,
+        zones=time_zones(),
+        errors=errors,
+        saved=saved,
+        form=request.form if request.method == "POST" else None,
+    ), status
