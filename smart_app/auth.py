@@ -40,9 +40,9 @@ def authorize_fhir_request() -> None:
     """Check the bearer token of a /fhir request and install the guarded store."""
     services = current_app.extensions["hw_fhir"]
     if services.settings.open_api:
-        return None
+        return
     if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
-        return None
+        return
     header = request.headers.get("Authorization", "").strip()
     if not header:
         raise unauthorized("This FHIR API needs an access token: send 'Authorization: Bearer <token>'",
@@ -56,7 +56,7 @@ def authorize_fhir_request() -> None:
     grant = Grant.from_token(record.scope, record.client_id, record.context)
     g.smart_grant = grant
     g.fhir_store = GuardedStore(services.store, AccessPolicy(grant))
-    return None
+    return
 
 
 def current_grant() -> Grant | None:

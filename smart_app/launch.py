@@ -12,7 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from hw_fhir.errors import HwFhirError
 from hw_fhir.smart.client import EhrClient
@@ -60,7 +72,7 @@ def launch() -> Any:
                       "This address is the SMART launch URL. Open hw-fhir from your EHR or patient "
                       "portal; the launch must name the EHR's FHIR server (iss).")
     try:
-        launch_id, url = launcher().start(
+        _, url = launcher().start(
             iss=iss, launch=request.args.get("launch") or None, session_id=session_id(),
             redirect_uri=f"{_base()}/callback", local_fhir_base=fhir_base())
     except HwFhirError as exc:
@@ -84,7 +96,7 @@ def callback() -> Any:
             hint = ("This browser did not send hw-fhir's session cookie back. If hw-fhir runs inside "
                     "an EHR frame, the browser may be blocking its cookies.")
         return _error(exc.status, "The launch did not complete", exc.message, hint=hint)
-    return redirect(url_for("launch.home", **{LAUNCH_ARG: active.id}))
+    return redirect(url_for("launch.home", launch=active.id))
 
 
 @bp.get("/app")

@@ -49,7 +49,7 @@ def secure_cookies_over_http() -> Iterator[None]:
 def form_fields(page: str, form_id: str | None = None) -> tuple[str, dict[str, str]]:
     """Return (action, hidden fields) of a form in an HTML page."""
     if form_id:
-        match = re.search(r'<form[^>]*id="%s"[^>]*>(.*?)</form>' % re.escape(form_id), page, re.S)
+        match = re.search(r'<form[^>]*id="%s"[^>]*>(.*?)</form>' % re.escape(form_id), page, re.DOTALL)
         assert match, f"no form #{form_id} in the page"
         block = match.group(0)
     else:

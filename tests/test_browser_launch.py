@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import ROOT, serve
 from smart_support import make_app
 
@@ -146,7 +145,9 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
             wait = WebDriverWait(driver, 20)
             driver.get(f"http://localhost:{ehr.port}/chart")
             wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
-            wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
+            approve = wait.until(ec.element_to_be_clickable((By.ID, "approve")))
+            approve.click()
+            wait.until(ec.staleness_of(approve))
             wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
             text, page = driver.find_element(By.TAG_NAME, "body").text, driver.page_source
             driver.switch_to.default_content()

@@ -7,11 +7,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
-from hw_fhir.config import load_settings
-from hw_fhir.errors import ConfigurationError
-from hw_fhir.smart.authstore import hash_secret
-from hw_fhir.smart.tables import smart_token
 from smart_support import (
     Browser,
     _browser_like_cookies,  # noqa: F401  (autouse fixture)
@@ -21,6 +16,11 @@ from smart_support import (
     sandbox_server,  # noqa: F401
     token_for,
 )
+
+from hw_fhir.config import load_settings
+from hw_fhir.errors import ConfigurationError
+from hw_fhir.smart.authstore import hash_secret
+from hw_fhir.smart.tables import smart_token
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 

@@ -10,14 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import serve
-from hw_fhir.smart.authserver import ClientRegistration
-from hw_fhir.smart.mirror import URL_IDENTIFIER_SYSTEM
-from hw_fhir.smart.registry import EhrRegistration
-from hw_fhir.smart.authstore import hash_secret
-from hw_fhir.smart.tables import smart_launch, smart_token
-from smart_app.sandbox import APP_CLIENT_SCOPE
 from smart_support import (
     Browser,
     FakeEhr,
@@ -29,6 +22,12 @@ from smart_support import (
     sandbox_server,  # noqa: F401
 )
 
+from hw_fhir.smart.authserver import ClientRegistration
+from hw_fhir.smart.authstore import hash_secret
+from hw_fhir.smart.mirror import URL_IDENTIFIER_SYSTEM
+from hw_fhir.smart.registry import EhrRegistration
+from hw_fhir.smart.tables import smart_launch, smart_token
+from smart_app.sandbox import APP_CLIENT_SCOPE
 
 _DEMO_NAMES = ("Ava Nguyen", "Ben Schmidt", "Carmen Lopez", "Dev Patel", "Ifeoma Okoye")
 

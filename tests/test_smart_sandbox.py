@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import serve
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey
-
-from conftest import serve
 from smart_support import (
     APP_CLIENT,
     BackendClient,
@@ -143,7 +142,7 @@ def test_code_is_bound_to_its_redirect_uri(browser: Browser) -> None:
 
 
 def test_wrong_aud_is_refused(browser: Browser) -> None:
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": APP_CLIENT, "redirect_uri": f"{browser.base}/callback",
               "scope": "launch/patient patient/Patient.rs", "state": "s3",
               "aud": "https://attacker.example/fhir", "code_challenge": challenge,
@@ -155,7 +154,7 @@ def test_wrong_aud_is_refused(browser: Browser) -> None:
 
 
 def test_unknown_redirect_uri_is_never_redirected_to(browser: Browser) -> None:
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": APP_CLIENT, "redirect_uri": "https://attacker.example/cb",
               "scope": "launch/patient", "state": "s4", "aud": f"{browser.base}/fhir",
               "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -166,7 +165,7 @@ def test_unknown_redirect_uri_is_never_redirected_to(browser: Browser) -> None:
 
 
 def test_unknown_launch_id_is_refused(browser: Browser) -> None:
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": APP_CLIENT, "redirect_uri": f"{browser.base}/callback",
               "scope": "launch openid", "state": "s5", "aud": f"{browser.base}/fhir", "launch": "nope",
               "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -175,7 +174,7 @@ def test_unknown_launch_id_is_refused(browser: Browser) -> None:
 
 
 def test_denied_authorization_goes_back_as_access_denied(browser: Browser) -> None:
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": APP_CLIENT, "redirect_uri": f"{browser.base}/callback",
               "scope": "launch/patient patient/Patient.rs", "state": "s6", "aud": f"{browser.base}/fhir",
               "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -190,7 +189,7 @@ def test_denied_authorization_goes_back_as_access_denied(browser: Browser) -> No
 
 
 def test_approval_needs_the_csrf_token(browser: Browser) -> None:
-    verifier, challenge = pkce_pair()
+    _, challenge = pkce_pair()
     params = {"response_type": "code", "client_id": APP_CLIENT, "redirect_uri": f"{browser.base}/callback",
               "scope": "launch/patient patient/Patient.rs", "state": "s7", "aud": f"{browser.base}/fhir",
               "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -314,7 +313,7 @@ def test_assertion_living_longer_than_five_minutes_is_refused(backend: Any) -> N
 
 
 def test_assertion_signed_by_another_key_or_for_another_audience_is_refused(backend: Any) -> None:
-    base, rs, es = backend
+    base, rs, _ = backend
     stranger = BackendClient.create("sync-rs", "RS384")
     assert rs.token_request(base, stranger.assertion(f"{base}/sandbox/token")).status_code in (400, 401)
     wrong_aud = rs.assertion("https://other.example/token")

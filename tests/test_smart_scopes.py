@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import FIXTURES
+
 from hw_fhir.config import load_settings
 from hw_fhir.errors import ConfigurationError, Forbidden
 from hw_fhir.smart.authserver import AuthUser, client_from_config, narrow_scope_for_user, token_context

@@ -18,7 +18,7 @@ from .guard import GuardedStore
 from .launcher import Launcher
 from .mirror import ehr_identifier, mirror_resource
 from .policy import AccessPolicy, Grant, bearer_challenge
-from .registry import EhrRegistration, EhrRegistry, SANDBOX_CLIENT_ID
+from .registry import SANDBOX_CLIENT_ID, EhrRegistration, EhrRegistry
 from .scopes import Scope, ScopeSet, grantable_scopes, parse_scope
 from .sessions import Launch, LaunchContext, LaunchStore, LaunchTokens, WebSessionStore
 

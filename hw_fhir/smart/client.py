@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 from urllib.parse import urljoin
 
 import requests
@@ -261,7 +261,8 @@ def verify_id_token(id_token: str, *, jwks: dict[str, Any], issuer: str, client_
                     nonce: str | None = None, leeway: int = 60) -> dict[str, Any]:
     """Verify an id_token's signature (against the JWKS), ``iss``, ``aud``, ``exp``; return its claims."""
     try:
-        token = jwt.decode(id_token, KeySet.import_key_set(jwks), algorithms=list(ID_TOKEN_ALGORITHMS))
+        token = jwt.decode(id_token, KeySet.import_key_set(cast(Any, jwks)),
+                           algorithms=list(ID_TOKEN_ALGORITHMS))
         registry = jwt.JWTClaimsRegistry(
             leeway=leeway,
             iss={"essential": True, "value": issuer},

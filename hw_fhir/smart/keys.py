@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
@@ -23,6 +23,7 @@ Key = Any  # a joserfc RSAKey or ECKey
 
 def generate_key(alg: str) -> Key:
     """Generate a private key for ``alg`` (RS256, RS384, ES384...), with ``kid``, ``alg`` and ``use``."""
+    key: RSAKey | ECKey
     if alg.startswith(("RS", "PS")):
         key = RSAKey.generate_key(2048, private=True)
     elif alg == "ES256":
@@ -71,4 +72,4 @@ def public_jwks(keys: Iterable[Key]) -> dict[str, Any]:
 
 def key_set(jwks: dict[str, Any]) -> KeySet:
     """Import a JWKS document as a joserfc KeySet."""
-    return KeySet.import_key_set(jwks)
+    return KeySet.import_key_set(cast(Any, jwks))

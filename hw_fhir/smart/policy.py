@@ -111,9 +111,7 @@ class AccessPolicy:
             return permission in "rs"
         if compartment_param(rtype, patient) is None or not in_compartment(resource, patient):
             return False
-        if permission in "cud" and not referenced_patients(resource) <= {patient}:
-            return False
-        return True
+        return permission not in "cud" or referenced_patients(resource) <= {patient}
 
     def allows(self, permission: str, resource: dict[str, Any]) -> bool:
         """Whether ``permission`` is granted on this very resource."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -261,7 +261,7 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
 
         def resolve_client_public_key(self, client: ClientRegistration) -> KeySet:
             jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else {"keys": []})
-            return KeySet.import_key_set(jwks)
+            return KeySet.import_key_set(cast(Any, jwks))
 
         def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
             try:
