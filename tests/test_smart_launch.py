@@ -329,3 +329,16 @@ def test_discovery_falls_back_to_the_capability_statement(app_config: dict[str, 
         server.stop()
         ehr.stop()
         app.extensions["hw_fhir"].close()
+
+
+def test_a_denied_launch_says_so_and_opens_nothing(browser: Browser) -> None:
+    from smart_support import form_fields
+
+    start = browser.get(browser.open_ehr_chart())
+    page = browser.get(start.headers["Location"])
+    action, hidden = form_fields(page.text, "authorize-form")
+    denied = browser.post(action, data={**hidden, "decision": "deny"})
+    result = browser.get(denied.headers["Location"])
+    assert result.status_code == 401
+    assert "access_denied" in result.text and "Ava" not in result.text
+    assert browser.get("/app").status_code == 401
