@@ -63,6 +63,15 @@ def _error(status: int, title: str, message: str, *, hint: str | None = None) ->
 # --------------------------------------------------------------------- views
 
 
+@bp.get("/")
+def index() -> Any:
+    """Send newcomers to the sandbox EHR when it runs; otherwise explain how hw-fhir is opened."""
+    if "hw_fhir_sandbox" in current_app.extensions:
+        return redirect(url_for("sandbox.ehr"))
+    return render_template("launch/index.html", launch_uri=f"{_base()}/launch",
+                           redirect_uri=f"{_base()}/callback")
+
+
 @bp.get("/launch")
 def launch() -> Any:
     """Start an EHR launch (``iss`` + ``launch``) or a standalone launch (``iss`` only)."""

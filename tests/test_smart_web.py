@@ -103,3 +103,13 @@ def test_ehr_launch_and_tokens_on_postgresql(app_config: dict[str, Any], pg_url:
     finally:
         server.stop()
         app.extensions["hw_fhir"].close()
+
+
+def test_the_front_page_leads_to_the_sandbox_or_explains_the_launch(app_config: dict[str, Any],
+                                                                   client: Any) -> None:
+    app = make_app(app_config)
+    response = app.test_client().get("/")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/sandbox/")
+    app.extensions["hw_fhir"].close()
+    page = client.get("/")  # no sandbox
+    assert page.status_code == 200 and b"/launch" in page.data
