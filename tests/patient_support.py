@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import tempfile
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,14 +21,44 @@ from hw_fhir.schedule import Schedule
 CATALOG = "http://hw-fhir.org/fhir/Questionnaire/"
 
 
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _template_database() -> Path:
+    """A migrated SQLite file holding the demo practice and the catalog, made once per run."""
+    if "db" not in _TEMPLATE:
+        from smart_app import create_app
+
+        folder = Path(tempfile.mkdtemp(prefix="hw-fhir-patient-template-"))
+        app = create_app({"TESTING": True, "instance_path": str(folder / "instance"),
+                          "database_url": f"sqlite:///{folder / 'template.db'}",
+                          "secret_key": "template", "secure_cookies": False})
+        services = app.extensions["hw_fhir"]
+        load_demo_data(services)
+        library.load_catalog(services.store)
+        services.close()
+        _TEMPLATE["db"] = folder / "template.db"
+    return _TEMPLATE["db"]
+
+
 def patient_app(app_config: dict[str, Any], **overrides: Any) -> Any:
-    """Create the app with the demo practice and the activity catalog loaded."""
+    """Create the app with the demo practice and the activity catalog loaded.
+
+    On SQLite the database starts as a copy of a prepared one (migrating and loading
+    the catalog for every test would triple the suite's time); on another database
+    the data is loaded directly.
+    """
     from smart_app import create_app
 
-    app = create_app({**app_config, "secure_cookies": False, **overrides})
+    config = {**app_config, "secure_cookies": False, **overrides}
+    url = str(config.get("database_url", ""))
+    if url.startswith("sqlite:///"):
+        shutil.copyfile(_template_database(), url[len("sqlite:///"):])
+    app = create_app(config)
     services = app.extensions["hw_fhir"]
     load_demo_data(services)
-    library.load_catalog(services.store)
+    if not url.startswith("sqlite:///"):
+        library.load_catalog(services.store)
     return app
 
 
