@@ -87,7 +87,10 @@ class AccessPolicy:
         """Return the scopes granting ``permission`` on the type; Forbidden when there are none."""
         scopes = self.grant.scopes.covering(permission, resource_type)
         if not scopes:
-            needed = f"{'patient' if self.grant.patient else 'user'}/{resource_type}.{permission}"
+            contexts = self.grant.scopes.contexts
+            context = ("system" if "system" in contexts else "patient" if self.grant.patient
+                       and "user" not in contexts else "user")
+            needed = f"{context}/{resource_type}.{permission}"
             raise forbidden(f"The access token has no scope allowing '{permission}' on {resource_type} "
                             f"(granted: {self.grant.scopes.text or 'none'})", scope=needed)
         return scopes
