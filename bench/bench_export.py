@@ -1,4 +1,4 @@
-"""Benchmark: Bulk Data $export of N resources on SQLite and PostgreSQL — resources/s and peak memory.
+"""Benchmark: $export of N resources on SQLite and PostgreSQL — resources/s and peak memory.
 
 Usage::
 
@@ -48,7 +48,8 @@ def fill(url: str, n: int, batch: int = 20000) -> float:
     """Write N Tasks and N/10 Patients as current resources; return seconds taken."""
     from sqlalchemy import insert
 
-    from hw_fhir.store import open_store, schema as S
+    from hw_fhir.store import open_store
+    from hw_fhir.store import schema as S
 
     store = open_store(url)
     start = time.perf_counter()
@@ -143,7 +144,8 @@ def main() -> None:
         print(orjson.dumps(export_once(sys.argv[2], sys.argv[3])).decode())
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="how many Tasks (default 1 000 000)")
+    parser.add_argument("--n", type=int, default=1_000_000,
+                        help="how many Tasks (default 1 000 000)")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     args = parser.parse_args()
     for db in ("sqlite", "postgresql") if args.db == "both" else (args.db,):

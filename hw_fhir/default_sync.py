@@ -1,4 +1,4 @@
-"""Built-in plugin: the worker's sync jobs — Bulk Data exports, Subscription notifications, EHR outbox."""
+"""Built-in plugin: the worker's sync jobs — $export, Subscription notifications, EHR outbox."""
 
 from __future__ import annotations
 

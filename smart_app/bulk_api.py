@@ -7,15 +7,15 @@
   ``DELETE`` cancels;
 * ``GET /fhir/bulkfiles/<job>/<file>`` → the NDJSON file.
 
-Requests pass the same authorizer as the rest of /fhir (bearer tokens, so no CSRF token). A job belongs to the
-client that started it (its ``client_id``, plus the user or patient of the
-token when there is one); anyone else gets 404 for its status and files.
+Requests pass the same authorizer as the rest of /fhir (bearer tokens, so no CSRF
+token). A job belongs to the client that started it (its ``client_id``, plus the user
+or patient of the token when there is one); anyone else gets 404 for its status and files.
 """
 
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -51,7 +51,7 @@ def _authorize() -> Response | None:
     from .fhir_api import _BEFORE  # the authorizers every /fhir request passes
 
     for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
-        response = func()
+        response: Response | None = func()
         if response is not None:
             return response
     return None

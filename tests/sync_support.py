@@ -18,40 +18,69 @@ from typing import Any, Callable
 import orjson
 from werkzeug.serving import make_server
 
-SURVEY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                      "code": "survey"}]}
-PHQ9_TOTAL = {"coding": [{"system": "http://loinc.org", "code": "44261-6",
-                          "display": "PHQ-9 total score"}]}
+SURVEY = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}
+    ]
+}
+PHQ9_TOTAL = {
+    "coding": [{"system": "http://loinc.org", "code": "44261-6", "display": "PHQ-9 total score"}]
+}
 
 
 def task(patient: str, status: str = "requested", **extra: Any) -> dict[str, Any]:
     """An SDC-style homework Task for a patient."""
-    return {"resourceType": "Task", "status": status, "intent": "order",
-            "for": {"reference": f"Patient/{patient}"}, "owner": {"reference": f"Patient/{patient}"},
-            "authoredOn": "2026-11-01T10:00:00Z", **extra}
+    return {
+        "resourceType": "Task",
+        "status": status,
+        "intent": "order",
+        "for": {"reference": f"Patient/{patient}"},
+        "owner": {"reference": f"Patient/{patient}"},
+        "authoredOn": "2026-11-01T10:00:00Z",
+        **extra,
+    }
 
 
 def response(patient: str, status: str = "completed", **extra: Any) -> dict[str, Any]:
     """A QuestionnaireResponse of a patient."""
-    return {"resourceType": "QuestionnaireResponse", "status": status,
-            "questionnaire": "http://example.org/fhir/Questionnaire/mood-check|1.0",
-            "subject": {"reference": f"Patient/{patient}"}, "authored": "2026-11-02T09:00:00Z",
-            "item": [{"linkId": "1", "answer": [{"valueInteger": 2}]}], **extra}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "status": status,
+        "questionnaire": "http://example.org/fhir/Questionnaire/mood-check|1.0",
+        "subject": {"reference": f"Patient/{patient}"},
+        "authored": "2026-11-02T09:00:00Z",
+        "item": [{"linkId": "1", "answer": [{"valueInteger": 2}]}],
+        **extra,
+    }
 
 
 def score(patient: str, value: int = 7, **extra: Any) -> dict[str, Any]:
     """A PHQ-9 total score Observation."""
-    return {"resourceType": "Observation", "status": "final", "category": [SURVEY],
-            "code": PHQ9_TOTAL, "subject": {"reference": f"Patient/{patient}"},
-            "effectiveDateTime": "2026-11-02T09:00:00Z",
-            "valueQuantity": {"value": value, "unit": "{score}", "system": "http://unitsofmeasure.org",
-                              "code": "{score}"}, **extra}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [SURVEY],
+        "code": PHQ9_TOTAL,
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": "2026-11-02T09:00:00Z",
+        "valueQuantity": {
+            "value": value,
+            "unit": "{score}",
+            "system": "http://unitsofmeasure.org",
+            "code": "{score}",
+        },
+        **extra,
+    }
 
 
 def flag(patient: str) -> dict[str, Any]:
     """A risk Flag about a patient."""
-    return {"resourceType": "Flag", "status": "active", "code": {"text": "Risk: PHQ-9 item 9"},
-            "subject": {"reference": f"Patient/{patient}"}}
+    return {
+        "resourceType": "Flag",
+        "status": "active",
+        "code": {"text": "Risk: PHQ-9 item 9"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
 
 
 def homework(store: Any, patient: str, n: int = 3) -> list[Any]:
@@ -59,7 +88,9 @@ def homework(store: Any, patient: str, n: int = 3) -> list[Any]:
     out = []
     for i in range(n):
         out.append(store.create(task(patient, "completed" if i % 2 else "requested")).stored)
-        out.append(store.create(response(patient, "completed" if i % 2 == 0 else "in-progress")).stored)
+        out.append(
+            store.create(response(patient, "completed" if i % 2 == 0 else "in-progress")).stored
+        )
         out.append(store.create(score(patient, i)).stored)
     out.append(store.create(flag(patient)).stored)
     return out
@@ -133,8 +164,14 @@ class Listener:
                     time.sleep(delay)
                 status = listener.fail_status if failing else 200
                 with listener.lock:
-                    listener.received.append(Received(self.path, dict(self.headers),
-                                                      orjson.loads(body) if body else {}, status))
+                    listener.received.append(
+                        Received(
+                            self.path,
+                            dict(self.headers),
+                            orjson.loads(body) if body else {},
+                            status,
+                        )
+                    )
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
@@ -181,14 +218,31 @@ class FailSwitch:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         mode = self.mode
-        if mode in ("500", "429") and path.startswith("/fhir/") and not path.endswith(
-                ("smart-configuration", "metadata")):
+        if (
+            mode in ("500", "429")
+            and path.startswith("/fhir/")
+            and not path.endswith(("smart-configuration", "metadata"))
+        ):
             with self.lock:
                 self.calls.append((method, path, int(mode)))
-            start_response(f"{mode} Failing on purpose", [("Content-Type", "application/fhir+json"),
-                                                          ("Retry-After", "1")])
-            return [orjson.dumps({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "transient", "diagnostics": "down for a test"}]})]
+            start_response(
+                f"{mode} Failing on purpose",
+                [("Content-Type", "application/fhir+json"), ("Retry-After", "1")],
+            )
+            return [
+                orjson.dumps(
+                    {
+                        "resourceType": "OperationOutcome",
+                        "issue": [
+                            {
+                                "severity": "error",
+                                "code": "transient",
+                                "diagnostics": "down for a test",
+                            }
+                        ],
+                    }
+                )
+            ]
         if mode == "slow":
             time.sleep(self.delay)
         status_holder: list[str] = []

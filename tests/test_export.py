@@ -15,12 +15,12 @@ from urllib.parse import unquote
 import orjson
 import pytest
 import requests
-
 from conftest import serve
+from smart_support import BackendClient, make_app
+from sync_support import homework, run_worker_cycle, score
+
 from hw_fhir.models import validate
 from hw_fhir.sync.export import expire_exports
-from sync_support import homework, run_worker_cycle, score
-from smart_support import BackendClient, make_app
 
 NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 
@@ -45,8 +45,12 @@ class Bulk:
         return {"Authorization": f"Bearer {self.token}", "Accept": "application/fhir+json", **extra}
 
     def kickoff(self, path: str = "$export", params: Any = None, **extra: str) -> requests.Response:
-        return requests.get(f"{self.base}/fhir/{path}", params=params, timeout=10,
-                            headers=self.headers(Prefer="respond-async", **extra))
+        return requests.get(
+            f"{self.base}/fhir/{path}",
+            params=params,
+            timeout=10,
+            headers=self.headers(Prefer="respond-async", **extra),
+        )
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         return requests.get(url, headers=self.headers(), timeout=10, **kwargs)
@@ -62,7 +66,9 @@ def bulk_app(app_config: dict[str, Any]) -> Iterator[Any]:
         "warehouse": BackendClient.create("warehouse", "ES384", "system/*.rs"),
         "scores-only": BackendClient.create("scores-only", "RS384", "system/Observation.rs"),
     }
-    app = make_app(app_config, extra={"smart": {"sandbox_clients": [c.config for c in clients.values()]}})
+    app = make_app(
+        app_config, extra={"smart": {"sandbox_clients": [c.config for c in clients.values()]}}
+    )
     store = app.extensions["hw_fhir"].store
     for patient in ("pat-ava", "pat-ben", "pat-carmen"):
         homework(store, patient, 3)
@@ -89,7 +95,9 @@ def _run(bulk: Bulk, path: str = "$export", params: Any = None, app: Any = None)
     return manifest
 
 
-def _download(bulk: Bulk, manifest: dict[str, Any], kind: str = "output") -> dict[str, list[dict[str, Any]]]:
+def _download(
+    bulk: Bulk, manifest: dict[str, Any], kind: str = "output"
+) -> dict[str, list[dict[str, Any]]]:
     """Download every file of a manifest section; check each line; return resources by type."""
     out: dict[str, list[dict[str, Any]]] = {}
     for item in manifest[kind]:
@@ -127,7 +135,14 @@ def test_complete_export_over_http(bulk_app: Any) -> None:
     assert manifest["error"] == [] and manifest["deleted"] == []
     assert "Expires" in done.headers
     exported = _download(bulk, manifest)
-    expected_types = {"Patient", "Practitioner", "Task", "QuestionnaireResponse", "Observation", "Flag"}
+    expected_types = {
+        "Patient",
+        "Practitioner",
+        "Task",
+        "QuestionnaireResponse",
+        "Observation",
+        "Flag",
+    }
     assert expected_types <= set(exported)
     for rtype, resources in exported.items():
         ids = [r["id"] for r in resources]
@@ -139,8 +154,9 @@ def test_complete_export_over_http(bulk_app: Any) -> None:
 @pytest.mark.parametrize("output_format", NDJSON_TYPES)
 def test_every_ndjson_output_format_is_accepted(bulk_app: Any, output_format: str) -> None:
     app, clients = bulk_app
-    manifest = _run(clients["analytics"], "$export", {"_outputFormat": output_format,
-                                                      "_type": "Flag"}, app)
+    manifest = _run(
+        clients["analytics"], "$export", {"_outputFormat": output_format, "_type": "Flag"}, app
+    )
     assert [f["type"] for f in manifest["output"]] == ["Flag"]
 
 
@@ -154,17 +170,23 @@ def test_since_returns_only_what_changed(bulk_app: Any) -> None:
     changed = store.update({**tasks[0].resource, "status": "in-progress"}).stored
     created = store.create(score("pat-dev", 12)).stored
     store.delete("Task", tasks[1].id)
-    second = _run(bulk, "$export", {"_type": "Observation,Task,QuestionnaireResponse",
-                                    "_since": since}, app)
+    second = _run(
+        bulk, "$export", {"_type": "Observation,Task,QuestionnaireResponse", "_since": since}, app
+    )
     assert second["transactionTime"] > since
     exported = _download(bulk, second)
     assert {(t, r["id"]) for t, rs in exported.items() for r in rs} == {
-        ("Task", changed.id), ("Observation", created.id)}
+        ("Task", changed.id),
+        ("Observation", created.id),
+    }
     assert exported["Task"][0]["meta"]["versionId"] == changed.version_id
     gone = _download(bulk, second, "deleted")
     assert [e["request"] for b in gone["Bundle"] for e in b["entry"]] == [
-        {"method": "DELETE", "url": f"Task/{tasks[1].id}"}]
-    third = _run(bulk, "$export", {"_type": "Observation,Task", "_since": second["transactionTime"]}, app)
+        {"method": "DELETE", "url": f"Task/{tasks[1].id}"}
+    ]
+    third = _run(
+        bulk, "$export", {"_type": "Observation,Task", "_since": second["transactionTime"]}, app
+    )
     assert third["output"] == [] and third["deleted"] == []
 
 
@@ -204,8 +226,15 @@ def test_patient_and_group_level_exports(bulk_app: Any) -> None:
     app, clients = bulk_app
     bulk = clients["analytics"]
     store = app.extensions["hw_fhir"].store
-    store.update({"resourceType": "Group", "id": "rivera-clients", "type": "person", "actual": True,
-                  "member": [{"entity": {"reference": "Patient/pat-ben"}}]})
+    store.update(
+        {
+            "resourceType": "Group",
+            "id": "rivera-clients",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/pat-ben"}}],
+        }
+    )
     patients = _download(bulk, _run(bulk, "Patient/$export", None, app))
     assert "Questionnaire" not in patients and "Practitioner" not in patients
     assert {r["id"] for r in patients["Patient"]} == {r.id for r in store.search("Patient").matches}
@@ -223,38 +252,67 @@ def test_type_filter(bulk_app: Any) -> None:
     app, clients = bulk_app
     bulk = clients["analytics"]
     store = app.extensions["hw_fhir"].store
-    manifest = _run(bulk, "$export", {"_type": "QuestionnaireResponse,Task",
-                                      "_typeFilter": "QuestionnaireResponse?status=completed"}, app)
+    manifest = _run(
+        bulk,
+        "$export",
+        {
+            "_type": "QuestionnaireResponse,Task",
+            "_typeFilter": "QuestionnaireResponse?status=completed",
+        },
+        app,
+    )
     exported = _download(bulk, manifest)
     assert {r["status"] for r in exported["QuestionnaireResponse"]} == {"completed"}
-    assert len(exported["QuestionnaireResponse"]) == store.search(
-        "QuestionnaireResponse", [("status", "completed")]).total
+    assert (
+        len(exported["QuestionnaireResponse"])
+        == store.search("QuestionnaireResponse", [("status", "completed")]).total
+    )
     assert len(exported["Task"]) == store.count("Task")  # no filter for Task: all of them
-    two = _run(bulk, "$export", [("_type", "Task"), ("_typeFilter", "Task?status=completed"),
-                                 ("_typeFilter", "Task?status=requested")], app)
+    two = _run(
+        bulk,
+        "$export",
+        [
+            ("_type", "Task"),
+            ("_typeFilter", "Task?status=completed"),
+            ("_typeFilter", "Task?status=requested"),
+        ],
+        app,
+    )
     statuses = [r["status"] for r in _download(bulk, two)["Task"]]
-    assert sorted(statuses) == sorted(r.resource["status"] for r in store.search(
-        "Task", [("status", "completed,requested"), ("_count", "1000")]).matches)
+    assert sorted(statuses) == sorted(
+        r.resource["status"]
+        for r in store.search(
+            "Task", [("status", "completed,requested"), ("_count", "1000")]
+        ).matches
+    )
 
 
-@pytest.mark.parametrize("params, headers, status", [
-    ({"_type": "Patient"}, {"Prefer": ""}, 400),
-    ({"_outputFormat": "text/csv"}, {}, 400),
-    ({"_type": "Spaceship"}, {}, 400),
-    ({"_since": "yesterday"}, {}, 400),
-    ({"_since": "2026-01-01T10:00:00"}, {}, 400),
-    ({"_typeFilter": "Task?no-such-param=1"}, {}, 400),
-    ({"_typeFilter": "Task?status=done&_sort=status"}, {}, 400),
-    ({"_type": "Task", "_typeFilter": "Flag?status=active"}, {}, 400),
-    ({"_elements": "id"}, {}, 400),
-    ({"_elements": "id"}, {"Prefer": "respond-async, handling=lenient"}, 202),
-])
-def test_kickoff_refuses_bad_requests(bulk_app: Any, params: dict[str, str], headers: dict[str, str],
-                                      status: int) -> None:
+@pytest.mark.parametrize(
+    "params, headers, status",
+    [
+        ({"_type": "Patient"}, {"Prefer": ""}, 400),
+        ({"_outputFormat": "text/csv"}, {}, 400),
+        ({"_type": "Spaceship"}, {}, 400),
+        ({"_since": "yesterday"}, {}, 400),
+        ({"_since": "2026-01-01T10:00:00"}, {}, 400),
+        ({"_typeFilter": "Task?no-such-param=1"}, {}, 400),
+        ({"_typeFilter": "Task?status=done&_sort=status"}, {}, 400),
+        ({"_type": "Task", "_typeFilter": "Flag?status=active"}, {}, 400),
+        ({"_elements": "id"}, {}, 400),
+        ({"_elements": "id"}, {"Prefer": "respond-async, handling=lenient"}, 202),
+    ],
+)
+def test_kickoff_refuses_bad_requests(
+    bulk_app: Any, params: dict[str, str], headers: dict[str, str], status: int
+) -> None:
     _, clients = bulk_app
     bulk = clients["analytics"]
-    response = requests.get(f"{bulk.base}/fhir/$export", params=params, timeout=10,
-                            headers={**bulk.headers(Prefer="respond-async"), **headers})
+    response = requests.get(
+        f"{bulk.base}/fhir/$export",
+        params=params,
+        timeout=10,
+        headers={**bulk.headers(Prefer="respond-async"), **headers},
+    )
     assert response.status_code == status, response.text
     if status == 400:
         assert response.json()["resourceType"] == "OperationOutcome"
@@ -264,11 +322,19 @@ def test_kickoff_refuses_bad_requests(bulk_app: Any, params: dict[str, str], hea
 def test_post_kickoff_with_parameters(bulk_app: Any) -> None:
     app, clients = bulk_app
     bulk = clients["analytics"]
-    body = {"resourceType": "Parameters", "parameter": [
-        {"name": "_outputFormat", "valueString": "ndjson"}, {"name": "_type", "valueString": "Flag"}]}
-    kick = requests.post(f"{bulk.base}/fhir/$export", data=orjson.dumps(body), timeout=10,
-                         headers=bulk.headers(Prefer="respond-async",
-                                              **{"Content-Type": "application/fhir+json"}))
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_outputFormat", "valueString": "ndjson"},
+            {"name": "_type", "valueString": "Flag"},
+        ],
+    }
+    kick = requests.post(
+        f"{bulk.base}/fhir/$export",
+        data=orjson.dumps(body),
+        timeout=10,
+        headers=bulk.headers(Prefer="respond-async", **{"Content-Type": "application/fhir+json"}),
+    )
     assert kick.status_code == 202, kick.text
     run_worker_cycle(app.extensions["hw_fhir"])
     manifest = bulk.get(kick.headers["Content-Location"]).json()
@@ -284,8 +350,11 @@ def test_cancel_stops_and_forgets_the_job(bulk_app: Any) -> None:
     report = run_worker_cycle(app.extensions["hw_fhir"])
     assert report.work["export_jobs"] == 0  # nothing left to run
     manifest = _run(bulk, "$export", {"_type": "Patient"}, app)
-    folder = Path(app.extensions["hw_fhir"].settings.instance_path) / "exports" / \
-        manifest["_status_url"].rsplit("/", 1)[1]
+    folder = (
+        Path(app.extensions["hw_fhir"].settings.instance_path)
+        / "exports"
+        / manifest["_status_url"].rsplit("/", 1)[1]
+    )
     assert folder.is_dir()
     assert bulk.delete(manifest["_status_url"]).status_code == 202
     assert not folder.exists()
@@ -297,7 +366,11 @@ def test_files_expire(bulk_app: Any) -> None:
     bulk = clients["analytics"]
     manifest = _run(bulk, "$export", {"_type": "Patient"}, app)
     services = app.extensions["hw_fhir"]
-    folder = Path(services.settings.instance_path) / "exports" / manifest["_status_url"].rsplit("/", 1)[1]
+    folder = (
+        Path(services.settings.instance_path)
+        / "exports"
+        / manifest["_status_url"].rsplit("/", 1)[1]
+    )
     assert expire_exports(services) == 0 and folder.is_dir()  # not yet
     assert expire_exports(services, now=time.time() + 25 * 3600) == 1
     assert not folder.exists()

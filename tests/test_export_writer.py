@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+from sync_support import response, score, task
 
 from hw_fhir.config import load_settings
 from hw_fhir.errors import InvalidInput
@@ -16,7 +17,6 @@ from hw_fhir.models import validate
 from hw_fhir.services import build_services
 from hw_fhir.sync import export as bulk
 from hw_fhir.sync.export import ExportAccess, parse_export_request, write_export
-from sync_support import response, score, task
 
 
 def _lines(folder: Path, files: Any) -> list[dict[str, Any]]:
@@ -27,44 +27,69 @@ def _lines(folder: Path, files: Any) -> list[dict[str, Any]]:
 
 
 def test_large_export_is_split_into_files_and_streamed(sql_store: Any, tmp_path: Path) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": score(f"p{i % 7}", i), "request": {"method": "POST", "url": "Observation"}}
-        for i in range(2500)]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": score(f"p{i % 7}", i), "request": {"method": "POST", "url": "Observation"}}
+            for i in range(2500)
+        ],
+    }
     sql_store.transaction(bundle)
     request = parse_export_request([("_type", "Observation")])
     result = write_export(sql_store, request, tmp_path, max_lines=1000, batch=300)
     assert [(f.name, f.count) for f in result.output] == [
-        ("Observation-1.ndjson", 1000), ("Observation-2.ndjson", 1000), ("Observation-3.ndjson", 500)]
+        ("Observation-1.ndjson", 1000),
+        ("Observation-2.ndjson", 1000),
+        ("Observation-3.ndjson", 500),
+    ]
     resources = _lines(tmp_path, result.output)
     assert len({r["id"] for r in resources}) == 2500
     assert all(validate(r) == r for r in resources[::97])
 
 
-def test_only_versions_up_to_the_transaction_time_are_exported(sql_store: Any, tmp_path: Path) -> None:
+def test_only_versions_up_to_the_transaction_time_are_exported(
+    sql_store: Any, tmp_path: Path
+) -> None:
     early = sql_store.create(task("p1")).stored
     before = bulk.barrier(sql_store).instant
     late = sql_store.create(task("p2")).stored
-    result = write_export(sql_store, parse_export_request([("_type", "Task")]), tmp_path / "a",
-                          transaction_time=before)
+    result = write_export(
+        sql_store,
+        parse_export_request([("_type", "Task")]),
+        tmp_path / "a",
+        transaction_time=before,
+    )
     assert [r["id"] for r in _lines(tmp_path / "a", result.output)] == [early.id]
-    following = write_export(sql_store, parse_export_request([("_type", "Task"), ("_since", before)]),
-                             tmp_path / "b")
+    following = write_export(
+        sql_store, parse_export_request([("_type", "Task"), ("_since", before)]), tmp_path / "b"
+    )
     assert [r["id"] for r in _lines(tmp_path / "b", following.output)] == [late.id]
 
 
 def test_group_export_lists_deleted_members_data_only(sql_store: Any, tmp_path: Path) -> None:
-    sql_store.update({"resourceType": "Group", "id": "g", "type": "person", "actual": True,
-                      "member": [{"entity": {"reference": "Patient/in"}}]})
+    sql_store.update(
+        {
+            "resourceType": "Group",
+            "id": "g",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/in"}}],
+        }
+    )
     mine = sql_store.create(response("in")).stored
     theirs = sql_store.create(response("out")).stored
     since = bulk.barrier(sql_store).instant
     sql_store.delete("QuestionnaireResponse", mine.id)
     sql_store.delete("QuestionnaireResponse", theirs.id)
-    request = parse_export_request([("_type", "QuestionnaireResponse"), ("_since", since)],
-                                   level="group", group_id="g")
+    request = parse_export_request(
+        [("_type", "QuestionnaireResponse"), ("_since", since)], level="group", group_id="g"
+    )
     result = write_export(sql_store, request, tmp_path)
     deleted = _lines(tmp_path, result.deleted)
-    assert [b["entry"][0]["request"]["url"] for b in deleted] == [f"QuestionnaireResponse/{mine.id}"]
+    assert [b["entry"][0]["request"]["url"] for b in deleted] == [
+        f"QuestionnaireResponse/{mine.id}"
+    ]
 
 
 def test_patient_scopes_reach_only_their_compartment(sql_store: Any, tmp_path: Path) -> None:
@@ -81,25 +106,30 @@ def test_patient_scopes_reach_only_their_compartment(sql_store: Any, tmp_path: P
     assert {r["status"] for r in _lines(tmp_path / "f", result.output)} == {"completed"}
 
 
-def test_type_filters_on_several_parameters_are_and_and_repeats_are_or(tmp_path: Path,
-                                                                      sql_store: Any) -> None:
+def test_type_filters_on_several_parameters_are_and_and_repeats_are_or(
+    tmp_path: Path, sql_store: Any
+) -> None:
     a = sql_store.create(task("x", "completed")).stored
     b = sql_store.create(task("y", "completed")).stored
     c = sql_store.create(task("y", "requested")).stored
-    request = parse_export_request([
-        ("_typeFilter", "Task?status=completed&patient=Patient/x,Task?status=requested")])
+    request = parse_export_request(
+        [("_typeFilter", "Task?status=completed&patient=Patient/x,Task?status=requested")]
+    )
     result = write_export(sql_store, request, tmp_path)
     assert sorted(r["id"] for r in _lines(tmp_path, result.output)) == sorted([a.id, c.id])
     assert b.id not in {r["id"] for r in _lines(tmp_path, result.output)}
 
 
-@pytest.mark.parametrize("params", [
-    [("_outputFormat", "application/json")],
-    [("_since", "2026-02-30T00:00:00Z")],
-    [("_typeFilter", "Task")],
-    [("_typeFilter", "Task?status=ok&_include=Task:patient")],
-    [("_since", "2026-01-01T00:00:00Z"), ("_since", "2026-01-02T00:00:00Z")],
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("_outputFormat", "application/json")],
+        [("_since", "2026-02-30T00:00:00Z")],
+        [("_typeFilter", "Task")],
+        [("_typeFilter", "Task?status=ok&_include=Task:patient")],
+        [("_since", "2026-01-01T00:00:00Z"), ("_since", "2026-01-02T00:00:00Z")],
+    ],
+)
 def test_bad_parameters(params: list[tuple[str, str]]) -> None:
     with pytest.raises(InvalidInput):
         parse_export_request(params)
@@ -111,8 +141,9 @@ def test_patient_level_refuses_types_outside_the_compartment() -> None:
 
 
 def _services(tmp_path: Path, url: str) -> Any:
-    settings = load_settings({}, database_url=url, instance_path=str(tmp_path / "instance"),
-                             secret_key="x")
+    settings = load_settings(
+        {}, database_url=url, instance_path=str(tmp_path / "instance"), secret_key="x"
+    )
     return build_services(settings)
 
 
@@ -148,11 +179,14 @@ def test_cli_export(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(cli, ["export", "--type", "Observation", "--out", str(out)])
     assert result.exit_code == 0, result.output
     manifest = orjson.loads((out / "manifest.json").read_bytes())
-    assert manifest["output"] == [{"type": "Observation", "url": "Observation-1.ndjson", "count": 3}]
+    assert manifest["output"] == [
+        {"type": "Observation", "url": "Observation-1.ndjson", "count": 3}
+    ]
     lines = (out / "Observation-1.ndjson").read_text().splitlines()
     assert sorted(orjson.loads(line)["id"] for line in lines) == sorted(created)
-    again = CliRunner().invoke(cli, ["export", "--since", manifest["transactionTime"], "--out",
-                                     str(tmp_path / "next")])
+    again = CliRunner().invoke(
+        cli, ["export", "--since", manifest["transactionTime"], "--out", str(tmp_path / "next")]
+    )
     assert again.exit_code == 0, again.output
     assert orjson.loads((tmp_path / "next" / "manifest.json").read_bytes())["output"] == []
     refused = CliRunner().invoke(cli, ["export", "--type", "Nope", "--out", str(tmp_path / "x")])

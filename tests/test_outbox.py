@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner
+from sync_support import FailSwitch, RestartableServer, free_port, response, run_worker_cycle, score
 
 from hw_fhir.config import load_settings
 from hw_fhir.errors import ConfigurationError
@@ -30,7 +31,6 @@ from hw_fhir.sync.outbox import (
     run_outbox,
     write_back_copy,
 )
-from sync_support import FailSwitch, RestartableServer, free_port, response, run_worker_cycle, score
 
 CLIENT_ID = "hw-fhir-writeback"
 EHR_SCOPE = "system/QuestionnaireResponse.crs system/Observation.crs"
@@ -44,21 +44,46 @@ class Ehr:
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        config = {"name": "chart", "base_url": f"{self.base}/fhir", "auth": "backend-services",
-                  "client_id": CLIENT_ID, "timeout": 1, **target}
-        self.settings = load_settings({}, database_url=our_db, instance_path=str(tmp_path / "ours"),
-                                      secret_key="ours", extra={
-                                          "ehr": [config],
-                                          "sync": {"outbox_backoff": 1, "outbox_max_backoff": 60}})
+        config = {
+            "name": "chart",
+            "base_url": f"{self.base}/fhir",
+            "auth": "backend-services",
+            "client_id": CLIENT_ID,
+            "timeout": 1,
+            **target,
+        }
+        self.settings = load_settings(
+            {},
+            database_url=our_db,
+            instance_path=str(tmp_path / "ours"),
+            secret_key="ours",
+            extra={"ehr": [config], "sync": {"outbox_backoff": 1, "outbox_max_backoff": 60}},
+        )
         self.services = build_services(self.settings)
         self.store = self.services.store
         jwks = ehr_targets(self.settings)[0].public_jwks()  # what an admin registers with the EHR
-        self.app = create_app({
-            "TESTING": True, "instance_path": str(tmp_path / "ehr"), "secret_key": "ehr",
-            "database_url": f"sqlite:///{tmp_path / 'ehr.db'}", "open_api": False, "sandbox": True,
-            "extra": {"smart": {"sandbox_clients": [{
-                "client_id": CLIENT_ID, "token_endpoint_auth_method": "private_key_jwt",
-                "jwks": jwks, "scope": EHR_SCOPE}]}}})
+        self.app = create_app(
+            {
+                "TESTING": True,
+                "instance_path": str(tmp_path / "ehr"),
+                "secret_key": "ehr",
+                "database_url": f"sqlite:///{tmp_path / 'ehr.db'}",
+                "open_api": False,
+                "sandbox": True,
+                "extra": {
+                    "smart": {
+                        "sandbox_clients": [
+                            {
+                                "client_id": CLIENT_ID,
+                                "token_endpoint_auth_method": "private_key_jwt",
+                                "jwks": jwks,
+                                "scope": EHR_SCOPE,
+                            }
+                        ]
+                    }
+                },
+            }
+        )
         self.ehr_store = self.app.extensions["hw_fhir"].store
         self.switch = FailSwitch(self.app)
         self.server = RestartableServer(self.switch, self.port)
@@ -70,13 +95,19 @@ class Ehr:
 
     def copies(self, rtype: str, local_id: str) -> list[dict[str, Any]]:
         """The EHR's resources carrying the write-back identifier of a local resource."""
-        found = self.ehr_store.search(rtype, [
-            ("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|{rtype}/{local_id}"), ("_count", "10")])
+        found = self.ehr_store.search(
+            rtype,
+            [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|{rtype}/{local_id}"), ("_count", "10")],
+        )
         return found.resources
 
     def written_back(self, rtype: str) -> int:
-        return self.ehr_store.search(rtype, [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|"),
-                                             ("_total", "accurate")]).total or 0
+        return (
+            self.ehr_store.search(
+                rtype, [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|"), ("_total", "accurate")]
+            ).total
+            or 0
+        )
 
 
 @pytest.fixture
@@ -113,7 +144,9 @@ def test_every_record_arrives_exactly_once_after_outages(ehr: Ehr) -> None:
     assert _pending(ehr) == 5 and not list_outbox(ehr.services)  # waiting, not failed
     first = list_outbox(ehr.services, status="pending")[0]
     assert first.attempts == 6 and "ConnectionError" in (first.last_error or "")
-    assert all(r.attempts == 0 for r in list_outbox(ehr.services, status="pending")[1:])  # not hammered
+    assert all(
+        r.attempts == 0 for r in list_outbox(ehr.services, status="pending")[1:]
+    )  # not hammered
     # it comes back answering 500
     ehr.server.start()
     ehr.switch.mode = "500"
@@ -138,49 +171,93 @@ def test_every_record_arrives_exactly_once_after_outages(ehr: Ehr) -> None:
     assert run_outbox(ehr.services, now=t0 + 10 * 3600) == 0
     assert len(ehr.switch.posts("/fhir/")) == posts  # nothing sent twice
     delivered = list_outbox(ehr.services, status="delivered")
-    assert {r.remote_ref.split("/")[0] for r in delivered} == {"QuestionnaireResponse", "Observation"}
+    assert {r.remote_ref.split("/")[0] for r in delivered} == {
+        "QuestionnaireResponse",
+        "Observation",
+    }
 
 
 def test_copies_keep_their_meaning_in_the_ehr(ehr: Ehr) -> None:
     store = ehr.store
     link = ehr_identifier(f"{ehr.base}/fhir", "Patient", "ehr-123")
     store.update({"resourceType": "Patient", "id": "local-ava", "identifier": [link]})
-    store.update({"resourceType": "Patient", "id": "local-ben",
-                  "identifier": [{"system": "urn:mrn", "value": "B-7"}]})
+    store.update(
+        {
+            "resourceType": "Patient",
+            "id": "local-ben",
+            "identifier": [{"system": "urn:mrn", "value": "B-7"}],
+        }
+    )
     run_outbox(ehr.services)
-    qr = store.create(response("local-ava", identifier={"system": "urn:form", "value": "f-1"})).stored
-    obs = store.create(score("local-ben", 12, derivedFrom=[{"reference": f"QuestionnaireResponse/{qr.id}"}],
-                             performer=[{"reference": "Patient/unknown", "display": "Someone"}])).stored
+    qr = store.create(
+        response("local-ava", identifier={"system": "urn:form", "value": "f-1"})
+    ).stored
+    obs = store.create(
+        score(
+            "local-ben",
+            12,
+            derivedFrom=[{"reference": f"QuestionnaireResponse/{qr.id}"}],
+            performer=[{"reference": "Patient/unknown", "display": "Someone"}],
+        )
+    ).stored
     ehr.server.start()
     assert run_outbox(ehr.services) == 2
     (qr_copy,) = ehr.copies("QuestionnaireResponse", qr.id)
     assert qr_copy["subject"] == {"reference": "Patient/ehr-123"}  # the EHR's own patient
-    assert qr_copy["identifier"] == {"system": DEFAULT_IDENTIFIER_SYSTEM,
-                                     "value": f"QuestionnaireResponse/{qr.id}"}
+    assert qr_copy["identifier"] == {
+        "system": DEFAULT_IDENTIFIER_SYSTEM,
+        "value": f"QuestionnaireResponse/{qr.id}",
+    }
     assert qr_copy["id"] != qr.id
     (obs_copy,) = ehr.copies("Observation", obs.id)
-    assert obs_copy["subject"] == {"type": "Patient", "identifier": {"system": "urn:mrn", "value": "B-7"}}
-    assert obs_copy["derivedFrom"] == [{"type": "QuestionnaireResponse", "identifier": {
-        "system": DEFAULT_IDENTIFIER_SYSTEM, "value": f"QuestionnaireResponse/{qr.id}"}}]
+    assert obs_copy["subject"] == {
+        "type": "Patient",
+        "identifier": {"system": "urn:mrn", "value": "B-7"},
+    }
+    assert obs_copy["derivedFrom"] == [
+        {
+            "type": "QuestionnaireResponse",
+            "identifier": {
+                "system": DEFAULT_IDENTIFIER_SYSTEM,
+                "value": f"QuestionnaireResponse/{qr.id}",
+            },
+        }
+    ]
     assert obs_copy["performer"] == [{"reference": "Patient/unknown", "display": "Someone"}]
 
 
 def test_write_back_copy_without_a_server() -> None:
     target = EhrTarget.from_config({"name": "x", "base_url": "https://ehr.example.org/fhir"})
-    local = {"resourceType": "Observation", "id": "o1",
-             "meta": {"versionId": "3", "lastUpdated": "2026-01-01T00:00:00Z", "profile": ["http://p"]},
-             "status": "final", "code": {"text": "x"},
-             "identifier": [{"system": "urn:other", "value": "1"}],
-             "subject": {"reference": "Patient/p1"}, "basedOn": [{"reference": "CarePlan/c1"}]}
-    patients = {("Patient", "p1"): {"resourceType": "Patient", "id": "p1", "identifier": [
-        ehr_identifier("https://ehr.example.org/fhir", "Patient", "E9")]}}
+    local = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "meta": {"versionId": "3", "lastUpdated": "2026-01-01T00:00:00Z", "profile": ["http://p"]},
+        "status": "final",
+        "code": {"text": "x"},
+        "identifier": [{"system": "urn:other", "value": "1"}],
+        "subject": {"reference": "Patient/p1"},
+        "basedOn": [{"reference": "CarePlan/c1"}],
+    }
+    patients = {
+        ("Patient", "p1"): {
+            "resourceType": "Patient",
+            "id": "p1",
+            "identifier": [ehr_identifier("https://ehr.example.org/fhir", "Patient", "E9")],
+        }
+    }
     out = write_back_copy(local, target, lambda t, i: patients.get((t, i)))
     assert "id" not in out and out["meta"] == {"profile": ["http://p"]}
-    assert out["identifier"] == [{"system": "urn:other", "value": "1"},
-                                 {"system": DEFAULT_IDENTIFIER_SYSTEM, "value": "Observation/o1"}]
+    assert out["identifier"] == [
+        {"system": "urn:other", "value": "1"},
+        {"system": DEFAULT_IDENTIFIER_SYSTEM, "value": "Observation/o1"},
+    ]
     assert out["subject"] == {"reference": "Patient/E9"}
-    assert out["basedOn"] == [{"type": "CarePlan", "identifier": {"system": DEFAULT_IDENTIFIER_SYSTEM,
-                                                                  "value": "CarePlan/c1"}}]
+    assert out["basedOn"] == [
+        {
+            "type": "CarePlan",
+            "identifier": {"system": DEFAULT_IDENTIFIER_SYSTEM, "value": "CarePlan/c1"},
+        }
+    ]
     assert local["subject"] == {"reference": "Patient/p1"}  # the original is untouched
 
 
@@ -209,15 +286,26 @@ def test_backfill_sends_what_existed_before(tmp_path: Path, sqlite_url: str) -> 
         setup.close()
 
 
-def test_permanent_failures_are_shown_to_an_administrator(tmp_path: Path, sqlite_url: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_permanent_failures_are_shown_to_an_administrator(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the EHR registered this client for responses and scores only: a Flag is refused (403)
-    setup = Ehr(tmp_path, sqlite_url, write_back=["QuestionnaireResponse", "Flag"],
-                scope="system/QuestionnaireResponse.crs system/Flag.crs")
+    setup = Ehr(
+        tmp_path,
+        sqlite_url,
+        write_back=["QuestionnaireResponse", "Flag"],
+        scope="system/QuestionnaireResponse.crs system/Flag.crs",
+    )
     try:
         run_outbox(setup.services)
-        setup.store.create({"resourceType": "Flag", "status": "active", "code": {"text": "risk"},
-                            "subject": {"reference": "Patient/ava"}})
+        setup.store.create(
+            {
+                "resourceType": "Flag",
+                "status": "active",
+                "code": {"text": "risk"},
+                "subject": {"reference": "Patient/ava"},
+            }
+        )
         qr = setup.store.create(response("ava")).stored
         setup.server.start()
         assert run_outbox(setup.services) == 1  # the response goes, the Flag cannot
@@ -301,17 +389,36 @@ def test_the_worker_runs_the_outbox(ehr: Ehr) -> None:
     assert len(ehr.copies("QuestionnaireResponse", qr.id)) == 1
 
 
-@pytest.mark.parametrize("item, message", [
-    ({"base_url": "https://e.example.org"}, "name"),
-    ({"name": "e", "base_url": "ehr.example.org"}, "base_url"),
-    ({"name": "e", "base_url": "https://e.example.org", "write_back": ["Patient"]}, "Patient"),
-    ({"name": "e", "base_url": "https://e.example.org", "auth": "magic"}, "auth"),
-    ({"name": "e", "base_url": "https://e.example.org", "auth": "backend-services"}, "client_id"),
-    ({"name": "e", "base_url": "https://e.example.org", "colour": "red"}, "unknown"),
-    ({"name": "e", "base_url": "https://e.example.org", "criteria": {"Flag": "status=active"}}, "Flag"),
-    ({"name": "e", "base_url": "https://e.example.org",
-      "criteria": {"Observation": "date=2026"}}, "date"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"base_url": "https://e.example.org"}, "name"),
+        ({"name": "e", "base_url": "ehr.example.org"}, "base_url"),
+        ({"name": "e", "base_url": "https://e.example.org", "write_back": ["Patient"]}, "Patient"),
+        ({"name": "e", "base_url": "https://e.example.org", "auth": "magic"}, "auth"),
+        (
+            {"name": "e", "base_url": "https://e.example.org", "auth": "backend-services"},
+            "client_id",
+        ),
+        ({"name": "e", "base_url": "https://e.example.org", "colour": "red"}, "unknown"),
+        (
+            {
+                "name": "e",
+                "base_url": "https://e.example.org",
+                "criteria": {"Flag": "status=active"},
+            },
+            "Flag",
+        ),
+        (
+            {
+                "name": "e",
+                "base_url": "https://e.example.org",
+                "criteria": {"Observation": "date=2026"},
+            },
+            "date",
+        ),
+    ],
+)
 def test_bad_ehr_configuration(item: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         EhrTarget.from_config(item)

@@ -8,8 +8,9 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-
 from conftest import serve
+from sync_support import Listener, flag, response, run_worker_cycle, score, task
+
 from hw_fhir.models import validate
 from hw_fhir.sync.subscriptions import (
     EXT_CONTENT,
@@ -21,19 +22,28 @@ from hw_fhir.sync.subscriptions import (
     TOPIC_BASE,
     run_subscriptions,
 )
-from sync_support import Listener, flag, response, run_worker_cycle, score, task
 
 BASE = "https://hw.example.org"
 TASK_TOPIC = f"{TOPIC_BASE}/task-status"
 
 
-def subscription(endpoint: str, topic: str = TASK_TOPIC, *, criteria: str | None = None,
-                 heartbeat: int | None = None, max_count: int | None = None,
-                 timeout: int | None = None, content: str = "id-only") -> dict[str, Any]:
+def subscription(
+    endpoint: str,
+    topic: str = TASK_TOPIC,
+    *,
+    criteria: str | None = None,
+    heartbeat: int | None = None,
+    max_count: int | None = None,
+    timeout: int | None = None,
+    content: str = "id-only",
+) -> dict[str, Any]:
     channel: dict[str, Any] = {
-        "type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
+        "type": "rest-hook",
+        "endpoint": endpoint,
+        "payload": "application/fhir+json",
         "_payload": {"extension": [{"url": EXT_CONTENT, "valueCode": content}]},
-        "header": ["Authorization: Bearer listener-secret"]}
+        "header": ["Authorization: Bearer listener-secret"],
+    }
     extensions = []
     if heartbeat:
         extensions.append({"url": EXT_HEARTBEAT, "valueUnsignedInt": heartbeat})
@@ -43,9 +53,13 @@ def subscription(endpoint: str, topic: str = TASK_TOPIC, *, criteria: str | None
         extensions.append({"url": EXT_TIMEOUT, "valueUnsignedInt": timeout})
     if extensions:
         channel["extension"] = extensions
-    sub: dict[str, Any] = {"resourceType": "Subscription", "status": "requested",
-                           "reason": "Tell the clinic's system about homework", "criteria": topic,
-                           "channel": channel}
+    sub: dict[str, Any] = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Tell the clinic's system about homework",
+        "criteria": topic,
+        "channel": channel,
+    }
     if criteria:
         sub["_criteria"] = {"extension": [{"url": EXT_FILTER, "valueString": criteria}]}
     return sub
@@ -60,8 +74,12 @@ class Hooks:
         self.store = self.services.store
 
     def subscribe(self, sub: dict[str, Any]) -> str:
-        r = requests.post(f"{self.url}/fhir/Subscription", json=sub, timeout=10,
-                          headers={"Content-Type": "application/fhir+json"})
+        r = requests.post(
+            f"{self.url}/fhir/Subscription",
+            json=sub,
+            timeout=10,
+            headers={"Content-Type": "application/fhir+json"},
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
@@ -100,8 +118,19 @@ def _events(bundle: dict[str, Any]) -> list[tuple[int, str]]:
 def hooks(app_config: dict[str, Any]) -> Iterator[Hooks]:
     from smart_app import create_app
 
-    app = create_app({**app_config, "base_url": BASE, "extra": {"sync": {
-        "notification_backoff": 1, "notification_timeout": 3, "notification_error_after": 3}}})
+    app = create_app(
+        {
+            **app_config,
+            "base_url": BASE,
+            "extra": {
+                "sync": {
+                    "notification_backoff": 1,
+                    "notification_timeout": 3,
+                    "notification_error_after": 3,
+                }
+            },
+        }
+    )
     listener = Listener().start()
     server = serve(app)
     yield Hooks(app, server.url, listener)
@@ -123,16 +152,25 @@ def test_handshake_then_id_only_notifications_in_order(hooks: Hooks) -> None:
     store.create(task("ben"))  # filtered out
     moved = store.update({**first.resource, "status": "in-progress"}).stored
     store.update({**moved.resource, "description": "no status change"})
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": task("ava", "accepted"), "request": {"method": "POST", "url": "Task"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": task("ava", "accepted"), "request": {"method": "POST", "url": "Task"}}
+        ],
+    }
     via_bundle = store.transaction(bundle)["entry"][0]["response"]["location"].split("/")[1]
     store.update({**before.resource, "status": "completed"})
     assert hooks.run() >= 1
     notes = hooks.notifications()
     events = [e for b in notes for e in _events(b)]
     assert [n for n, _ in events] == [1, 2, 3, 4]
-    assert [f for _, f in events] == [f"{BASE}/fhir/Task/{first.id}", f"{BASE}/fhir/Task/{first.id}",
-                                      f"{BASE}/fhir/Task/{via_bundle}", f"{BASE}/fhir/Task/{before.id}"]
+    assert [f for _, f in events] == [
+        f"{BASE}/fhir/Task/{first.id}",
+        f"{BASE}/fhir/Task/{first.id}",
+        f"{BASE}/fhir/Task/{via_bundle}",
+        f"{BASE}/fhir/Task/{before.id}",
+    ]
     for b in notes:
         assert validate(b)["type"] == "history"
         assert b["meta"]["profile"] == [NOTIFICATION_PROFILE]
@@ -164,7 +202,9 @@ def test_failed_notifications_are_retried_with_backoff_in_order(hooks: Hooks) ->
     assert hooks.run(t0 + 7.3) == 3  # recovered: 5 events in bundles of 2, 2, 1
     assert hooks.read(sub_id)["status"] == "active"
     failed = [r.body for r in hooks.listener.received if r.answered == 500]
-    assert [[n for n, _ in _events(b)] for b in failed] == [[1, 2]] * 3  # always the same first events
+    assert [[n for n, _ in _events(b)] for b in failed] == [
+        [1, 2]
+    ] * 3  # always the same first events
     delivered = [_events(b) for b in hooks.notifications()]
     assert [[n for n, _ in e] for e in delivered] == [[1, 2], [3, 4], [5]]
     assert [f.rsplit("/", 1)[1] for e in delivered for _, f in e] == made
@@ -218,8 +258,9 @@ def test_each_topic_triggers_on_its_own_changes(hooks: Hooks) -> None:
     by_sub: dict[str, list[str]] = {}
     for b in hooks.notifications():
         sub = _param(b, "subscription")["reference"].rsplit("/", 1)[1]
-        by_sub.setdefault(sub, []).extend(f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[1]
-                                          for _, f in _events(b))
+        by_sub.setdefault(sub, []).extend(
+            f.rsplit("/", 2)[-2] + "/" + f.rsplit("/", 1)[1] for _, f in _events(b)
+        )
     assert by_sub == {
         qr_sub: [f"QuestionnaireResponse/{draft.id}", f"QuestionnaireResponse/{direct.id}"],
         obs_sub: [f"Observation/{obs.id}"],
@@ -243,21 +284,40 @@ def test_status_operation(hooks: Hooks) -> None:
     assert status["events-since-subscription-start"]["valueString"] == "3"
     both = requests.get(f"{hooks.url}/fhir/Subscription/$status", params={"id": sub_id}, timeout=10)
     assert both.json()["total"] == 1
-    assert requests.get(f"{hooks.url}/fhir/Subscription/nope/$status", timeout=10).status_code == 404
+    assert (
+        requests.get(f"{hooks.url}/fhir/Subscription/nope/$status", timeout=10).status_code == 404
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"criteria": "http://example.org/SubscriptionTopic/unknown"}, "Unknown topic"),
-    ({"channel": {"type": "email", "endpoint": "mailto:a@example.org"}}, "not supported"),
-    ({"channel": {"type": "rest-hook", "endpoint": "ftp://example.org/x"}}, "endpoint"),
-    ({"_criteria": {"extension": [{"url": EXT_FILTER, "valueString": "Task?authored-on=2026"}]}},
-     "not supported"),
-    ({"channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/x",
-                  "_payload": {"extension": [{"url": EXT_CONTENT, "valueCode": "full-resource"}]}}},
-     "full-resource"),
-])
-def test_unsupported_subscriptions_get_error_status(hooks: Hooks, change: dict[str, Any],
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"criteria": "http://example.org/SubscriptionTopic/unknown"}, "Unknown topic"),
+        ({"channel": {"type": "email", "endpoint": "mailto:a@example.org"}}, "not supported"),
+        ({"channel": {"type": "rest-hook", "endpoint": "ftp://example.org/x"}}, "endpoint"),
+        (
+            {
+                "_criteria": {
+                    "extension": [{"url": EXT_FILTER, "valueString": "Task?authored-on=2026"}]
+                }
+            },
+            "not supported",
+        ),
+        (
+            {
+                "channel": {
+                    "type": "rest-hook",
+                    "endpoint": "http://127.0.0.1:9/x",
+                    "_payload": {"extension": [{"url": EXT_CONTENT, "valueCode": "full-resource"}]},
+                }
+            },
+            "full-resource",
+        ),
+    ],
+)
+def test_unsupported_subscriptions_get_error_status(
+    hooks: Hooks, change: dict[str, Any], message: str
+) -> None:
     sub_id = hooks.subscribe({**subscription(hooks.listener.url), **change})
     hooks.run()
     shown = hooks.read(sub_id)
@@ -274,8 +334,12 @@ def test_turning_a_subscription_off_stops_it(hooks: Hooks) -> None:
     hooks.store.create(task("ava"))
     assert hooks.run() == 1
     current = hooks.read(sub_id)
-    off = requests.put(f"{hooks.url}/fhir/Subscription/{sub_id}", timeout=10,
-                       json={**current, "status": "off"}, headers={"Content-Type": "application/fhir+json"})
+    off = requests.put(
+        f"{hooks.url}/fhir/Subscription/{sub_id}",
+        timeout=10,
+        json={**current, "status": "off"},
+        headers={"Content-Type": "application/fhir+json"},
+    )
     assert off.status_code == 200
     hooks.store.create(task("ava"))
     assert hooks.run() == 0

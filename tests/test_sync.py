@@ -12,19 +12,22 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
-from sqlalchemy import select
-
 from conftest import serve
+from sqlalchemy import select
+from sync_support import task
+
 from hw_fhir.store import schema as S
 from hw_fhir.sync.changes import barrier, read_changes
-from sync_support import task
 
 
 class Writer:
     """A thread that creates and updates Tasks until stopped."""
 
-    def __init__(self, create: Callable[[dict[str, Any]], dict[str, Any]],
-                 update: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(
+        self,
+        create: Callable[[dict[str, Any]], dict[str, Any]],
+        update: Callable[[dict[str, Any]], Any],
+    ) -> None:
         self.create, self.update = create, update
         self.stop = threading.Event()
         self.count = 0
@@ -38,7 +41,9 @@ class Writer:
                 made.append(self.create(task(f"w{self.count % 5}")))
                 if self.count % 3 == 0 and made:
                     current = made[self.count % len(made)]
-                    made[self.count % len(made)] = self.update({**current, "status": "in-progress"}) or current
+                    made[self.count % len(made)] = (
+                        self.update({**current, "status": "in-progress"}) or current
+                    )
                 self.count += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
@@ -56,8 +61,10 @@ class Writer:
 def _versions(store: Any) -> set[tuple[str, str, str]]:
     v = S.resource_version
     with store.engine.connect() as conn:
-        return {(r.res_type, r.res_id, str(r.version_id))
-                for r in conn.execute(select(v.c.res_type, v.c.res_id, v.c.version_id))}
+        return {
+            (r.res_type, r.res_id, str(r.version_id))
+            for r in conn.execute(select(v.c.res_type, v.c.res_id, v.c.version_id))
+        }
 
 
 def test_history_pages_skip_and_repeat_nothing_while_writes_happen(sql_store: Any) -> None:
@@ -93,14 +100,22 @@ def _http_writer(base: str) -> Writer:
     session = requests.Session()
 
     def create(resource: dict[str, Any]) -> dict[str, Any]:
-        r = session.post(f"{base}/fhir/Task", json=resource, timeout=10,
-                         headers={"Content-Type": "application/fhir+json"})
+        r = session.post(
+            f"{base}/fhir/Task",
+            json=resource,
+            timeout=10,
+            headers={"Content-Type": "application/fhir+json"},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
     def update(resource: dict[str, Any]) -> dict[str, Any]:
-        r = session.put(f"{base}/fhir/Task/{resource['id']}", json=resource, timeout=10,
-                        headers={"Content-Type": "application/fhir+json"})
+        r = session.put(
+            f"{base}/fhir/Task/{resource['id']}",
+            json=resource,
+            timeout=10,
+            headers={"Content-Type": "application/fhir+json"},
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -121,8 +136,10 @@ def test_history_over_http_while_another_client_writes(app: Any, served: str) ->
         store.create(task(f"p{i % 10}"))
     before = _versions(store)
     with _http_writer(served) as writer:
-        seen = [(*e["fullUrl"].rsplit("/", 2)[-2:], e["response"]["etag"].split('"')[1])
-                for e in _follow(f"{served}/fhir/_history?_count=13")]
+        seen = [
+            (*e["fullUrl"].rsplit("/", 2)[-2:], e["response"]["etag"].split('"')[1])
+            for e in _follow(f"{served}/fhir/_history?_count=13")
+        ]
     assert writer.count > 0
     assert len(seen) == len(set(seen))
     assert before <= set(seen)
@@ -130,11 +147,14 @@ def test_history_over_http_while_another_client_writes(app: Any, served: str) ->
 
 def test_history_since_returns_exactly_the_later_versions(app: Any, served: str) -> None:
     store = app.extensions["hw_fhir"].store
-    for i in range(20):
+    for _ in range(20):
         store.create(task("p"))
     since = barrier(store).instant
     later = {store.create(task("q")).stored.id for _ in range(30)}
-    got = [e["fullUrl"].rsplit("/", 1)[1] for e in _follow(f"{served}/fhir/Task/_history?_since={since}&_count=7")]
+    got = [
+        e["fullUrl"].rsplit("/", 1)[1]
+        for e in _follow(f"{served}/fhir/Task/_history?_since={since}&_count=7")
+    ]
     assert sorted(got) == sorted(later)
 
 
@@ -142,8 +162,10 @@ def test_last_updated_search_pages_while_another_client_writes(app: Any, served:
     store = app.extensions["hw_fhir"].store
     ids = {store.create(task(f"p{i % 4}")).stored.id for i in range(120)}
     with _http_writer(served) as writer:
-        seen = [(e["resource"]["id"], e["resource"]["meta"]["versionId"])
-                for e in _follow(f"{served}/fhir/Task?_lastUpdated=ge2000-01-01&_count=11")]
+        seen = [
+            (e["resource"]["id"], e["resource"]["meta"]["versionId"])
+            for e in _follow(f"{served}/fhir/Task?_lastUpdated=ge2000-01-01&_count=11")
+        ]
     assert writer.count > 0
     assert len(seen) == len(set(seen)), "a version was returned twice"
     assert ids <= {i for i, _ in seen}, "a resource that existed before paging was skipped"
@@ -185,7 +207,11 @@ def test_change_feed_with_concurrent_writers_misses_nothing(sql_store: Any) -> N
     horizon = barrier(sql_store).seq
     with sql_store.engine.connect() as conn:
         seen.extend(c.seq for c in read_changes(conn, after=cursor, upto=horizon, limit=10**6))
-        everything = [r.seq for r in conn.execute(select(S.resource_version.c.seq)
-                                                  .order_by(S.resource_version.c.seq))]
+        everything = [
+            r.seq
+            for r in conn.execute(
+                select(S.resource_version.c.seq).order_by(S.resource_version.c.seq)
+            )
+        ]
     assert len(everything) > 100
     assert seen == everything, "the feed skipped or repeated a write"

@@ -73,7 +73,8 @@ class BackendServicesToken:
                 response = requests.post(token_url, data=form, timeout=self.timeout,
                                          headers={"Accept": "application/json"})
             except requests.RequestException as exc:
-                raise RemoteError(f"Cannot reach the token endpoint: {type(exc).__name__}") from None
+                raise RemoteError(f"Cannot reach the token endpoint: {type(exc).__name__}") \
+                    from None
             if response.status_code >= 500 or response.status_code == 429:
                 raise RemoteError(f"The token endpoint answered HTTP {response.status_code}",
                                   status=response.status_code)
@@ -81,8 +82,10 @@ class BackendServicesToken:
                 body = response.json()
             except ValueError:
                 body = {}
-            if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-                error = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
+            if not isinstance(body, dict):
+                body = {}
+            if response.status_code != 200 or not body.get("access_token"):
+                error = body.get("error_description") or body.get("error")
                 raise Unauthorized(f"The token endpoint refused the client {self.client_id!r}: "
                                    f"{error or f'HTTP {response.status_code}'}")
             self._token = str(body["access_token"])

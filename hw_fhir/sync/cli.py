@@ -98,7 +98,8 @@ def outbox_status() -> None:
         click.echo("No EHR is configured for write-back ([[ehr]] in the config file).")
         return
     for name in names:
-        parts = ", ".join(f"{counts.get((name, s), 0)} {s}" for s in ("pending", "delivered", "failed"))
+        parts = ", ".join(f"{counts.get((name, s), 0)} {s}"
+                          for s in ("pending", "delivered", "failed"))
         click.echo(f"{name}: {parts}")
 
 

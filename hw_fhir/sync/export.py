@@ -392,7 +392,8 @@ def _plan(store: SqlStore, request: ExportRequest, rtype: str, policy: AccessPol
     return _TypePlan(where, post, filters)
 
 
-def _stream(store: SqlStore, stmt: Any, batch: int, *, scalars: bool = False) -> Iterator[list[Any]]:
+def _stream(store: SqlStore, stmt: Any, batch: int, *,
+            scalars: bool = False) -> Iterator[Sequence[Any]]:
     """Yield the rows of ``stmt`` in batches (a server-side cursor on PostgreSQL)."""
     with store.engine.connect() as conn:
         if store.dialect == "sqlite":  # read the file through mmap: far fewer copies per page

@@ -13,7 +13,7 @@ Each EHR that accepts writes is an ``[[ehr]]`` table in the config file::
     # key_file = "ehr-main-ehr-key.json"             (instance folder; created; RS384)
     # token = "..."                                  (bearer)
     # identifier_system = "http://hw-fhir.org/fhir/sid/write-back"
-    # iss = "https://ehr.example.org/fhir"           (how local Patients link to it; default base_url)
+    # iss = "https://ehr.example.org/fhir"           (how local Patients link to it)
     # timeout = 10
     # backfill = false                               (true: also write back what existed before)
     [ehr.criteria]                                   # which versions qualify, as search criteria
@@ -156,7 +156,8 @@ class EhrTarget:
         criteria = {t: DEFAULT_CRITERIA.get(t, ()) for t in types}
         for rtype, query in (item.get("criteria") or {}).items():
             if rtype not in types:
-                raise ConfigurationError(f"{where}: criteria for {rtype}, which is not written back")
+                raise ConfigurationError(f"{where}: criteria for {rtype}, which is not "
+                                         "written back")
             pairs = tuple(parse_qsl(str(query), keep_blank_values=True))
             known = params_for(rtype)
             for pname, _ in pairs:
@@ -177,7 +178,8 @@ class EhrTarget:
                    scope=str(item.get("scope") or " ".join(f"system/{t}.crs" for t in types)),
                    token_url=str(item.get("token_url") or ""), key_file=key_file,
                    key_alg=str(item.get("key_alg") or "RS384"), token=str(item.get("token") or ""),
-                   identifier_system=str(item.get("identifier_system") or DEFAULT_IDENTIFIER_SYSTEM),
+                   identifier_system=str(item.get("identifier_system")
+                                         or DEFAULT_IDENTIFIER_SYSTEM),
                    iss=normalize_iss(str(item.get("iss") or base_url)), timeout=timeout,
                    backfill=bool(item.get("backfill", False)), criteria=criteria)
 
@@ -256,7 +258,10 @@ def _record(row: Any) -> OutboxRecord:
 # ---------------------------------------------------------------- transform
 
 
-def _rewrite(node: Any, resolve: Callable[[str, str, dict[str, Any]], dict[str, Any] | None]) -> Any:
+_Resolver = Callable[[str, str, dict[str, Any]], "dict[str, Any] | None"]
+
+
+def _rewrite(node: Any, resolve: _Resolver) -> Any:
     if isinstance(node, list):
         return [_rewrite(item, resolve) for item in node]
     if not isinstance(node, dict):
@@ -283,7 +288,8 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
     """
     rtype, rid = resource["resourceType"], resource["id"]
     data = {k: copy.deepcopy(v) for k, v in resource.items() if k not in ("id", "meta", "text")}
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k in ("profile", "tag", "security")}
+    meta = {k: v for k, v in (resource.get("meta") or {}).items()
+            if k in ("profile", "tag", "security")}
     if meta:
         data["meta"] = copy.deepcopy(meta)
     ident = target.identifier(rtype, rid)
@@ -305,7 +311,8 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
                 if i.get("system") == URL_IDENTIFIER_SYSTEM and value.startswith(prefix):
                     return {"reference": f"{ref_type}/{value[len(prefix):]}", **keep}
             business = [i for i in local.get("identifier") or []
-                        if i.get("system") and i.get("value") and i.get("system") != URL_IDENTIFIER_SYSTEM]
+                        if i.get("system") and i.get("value")
+                        and i.get("system") != URL_IDENTIFIER_SYSTEM]
             if business:
                 ident = {k: business[0][k] for k in ("system", "value")}
                 return {"type": ref_type, "identifier": ident, **keep}
@@ -319,10 +326,9 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
 
 
 def _insert_ignore(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(sync_outbox).on_conflict_do_nothing(index_elements=["ehr", "res_type", "res_id"])
 
 
@@ -347,7 +353,8 @@ def feed_outbox(services: "Services", *, now: float | None = None, batch: int = 
                 rows = [dict(ehr=target.name, res_type=c.resource_type, res_id=c.id,
                              version_id=c.version_id, seq=c.seq, status="pending", attempts=0,
                              next_attempt_at=now, created_at=now)
-                        for c in changes if not c.deleted and c.raw and target.qualifies(c.resource)]
+                        for c in changes
+                        if not c.deleted and c.raw and target.qualifies(c.resource)]
                 if rows:
                     result = conn.execute(_insert_ignore(store.dialect), rows)
                     added += max(0, result.rowcount or 0)
@@ -392,7 +399,7 @@ def _claim(services: "Services", target: EhrTarget, now: float, cfg: SyncConfig)
                                 o.c.next_attempt_at <= now,
                                 or_(o.c.lease_until.is_(None), o.c.lease_until < now))
                 .order_by(o.c.id).limit(cfg.outbox_batch))
-        rows = conn.execute(for_update(stmt, store.dialect, skip_locked=True)).all()
+        rows = list(conn.execute(for_update(stmt, store.dialect, skip_locked=True)).all())
         if rows:
             conn.execute(update(o).where(o.c.id.in_([r.id for r in rows]))
                          .values(lease_until=now + lease))
@@ -446,8 +453,9 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
                 _backoff(services, target, rows[n:], attempts, now, cfg,
                          f"Unexpected {type(exc).__name__}: {exc}")
                 return delivered
-            _finish(services, row.id, status="delivered", attempts=attempts, delivered_at=time.time(),
-                    last_error=None, remote_ref=result.stored.reference)
+            _finish(services, row.id, status="delivered", attempts=attempts,
+                    delivered_at=time.time(), last_error=None,
+                    remote_ref=result.stored.reference)
             delivered += 1
     finally:
         remote.close()

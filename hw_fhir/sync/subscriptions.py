@@ -4,7 +4,8 @@ A client creates an R4 ``Subscription`` through the normal /fhir API::
 
     criteria  = one of the TOPICS below (canonical URL)
     _criteria.extension[backport-filter-criteria].valueString = "Task?patient=Patient/123"
-    channel.type = "rest-hook", channel.endpoint = "https://...", channel.header = ["Authorization: ..."]
+    channel.type = "rest-hook", channel.endpoint = "https://...",
+    channel.header = ["Authorization: ..."]
     channel.payload = "application/fhir+json"
     channel._payload.extension[backport-payload-content].valueCode = "id-only"   (or "empty")
     channel.extension: backport-heartbeat-period, backport-timeout, backport-max-count
@@ -42,7 +43,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import requests
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Gone, InvalidInput, NotFound, VersionConflict
@@ -82,7 +83,8 @@ TOPIC_BASE = "http://hw-fhir.org/fhir/SubscriptionTopic"
 
 #: CapabilityStatement ``rest.operation`` entry for ``$status``.
 SUBSCRIPTION_OPERATIONS = [
-    {"name": "status", "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-status"},
+    {"name": "status",
+     "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-status"},
 ]
 
 _CONTENTS = ("id-only", "empty")
@@ -172,7 +174,7 @@ def _ext(element: Any, url: str) -> Any:
 
 
 def _exts(element: Any, url: str) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for ext in (element or {}).get("extension") or [] if isinstance(element, dict) else []:
         if isinstance(ext, dict) and ext.get("url") == url:
             out.extend(v for k, v in ext.items() if k.startswith("value"))
@@ -190,12 +192,14 @@ def parse_subscription(resource: dict[str, Any], *, require_https: bool = False)
         raise InvalidInput(f"Channel type {channel.get('type')!r} is not supported (use rest-hook)")
     endpoint = str(channel.get("endpoint") or "")
     scheme = urlsplit(endpoint).scheme
-    if scheme not in (("https",) if require_https else ("https", "http")) or not urlsplit(endpoint).netloc:
-        raise InvalidInput(f"channel.endpoint must be an absolute {'https' if require_https else 'http(s)'} "
-                           f"URL, not {endpoint!r}")
+    schemes = ("https",) if require_https else ("https", "http")
+    if scheme not in schemes or not urlsplit(endpoint).netloc:
+        raise InvalidInput(f"channel.endpoint must be an absolute {' or '.join(schemes)} URL, "
+                           f"not {endpoint!r}")
     payload = channel.get("payload") or "application/fhir+json"
     if payload not in _PAYLOADS:
-        raise InvalidInput(f"channel.payload {payload!r} is not supported (use application/fhir+json)")
+        raise InvalidInput(f"channel.payload {payload!r} is not supported "
+                           "(use application/fhir+json)")
     content = _ext(channel.get("_payload"), EXT_CONTENT) or "id-only"
     if content not in _CONTENTS:
         raise InvalidInput(f"Payload content {content!r} is not supported (use id-only or empty)")
@@ -252,7 +256,8 @@ def _status_parameters(*, base: str, sub_id: str, topic: str, status: str, kind:
                        events_total: int, events: list[_Event], content: str,
                        error: str | None = None) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": "subscription", "valueReference": {"reference": _url(base, f"Subscription/{sub_id}")}},
+        {"name": "subscription",
+         "valueReference": {"reference": _url(base, f"Subscription/{sub_id}")}},
         {"name": "topic", "valueCanonical": topic},
         {"name": "status", "valueCode": status},
         {"name": "type", "valueCode": kind},
@@ -353,7 +358,7 @@ def _set_resource_status(services: "Services", sub_id: str, status: str,
 
 
 def _refresh(services: "Services", now: float) -> int:
-    """Bring the state table in line with the Subscription resources; return how many want delivery."""
+    """Bring the state table in line with the Subscriptions; return how many want delivery."""
     store = services.store
     r, s = S.resource, sync_subscription
     with store.engine.connect() as conn:
@@ -383,7 +388,8 @@ def _refresh(services: "Services", now: float) -> int:
             _set_resource_status(services, res.res_id, "error", exc.message)
             continue
         wanting += 1
-        if state is not None and state.status not in ("off", "invalid") and state.topic == config.topic:
+        if state is not None and state.status not in ("off", "invalid") \
+                and state.topic == config.topic:
             with store.begin() as c:  # the client edited it: keep the numbering and the cursor
                 c.execute(update(s).where(s.c.sub_id == res.res_id).values(
                     version_id=res.version_id, config=config.to_json()))
@@ -530,7 +536,8 @@ def _deliver_one(services: "Services", sub_id: str, now: float, cfg: SyncConfig,
         problem = _post(config, bundle, config.timeout or cfg.notification_timeout)
         if problem is not None:
             attempts = int(state.attempts) + 1
-            delay = min(cfg.notification_max_backoff, cfg.notification_backoff * 2 ** (attempts - 1))
+            delay = min(cfg.notification_max_backoff,
+                        cfg.notification_backoff * 2 ** (attempts - 1))
             failing = attempts >= cfg.notification_error_after
             with store.begin() as conn:
                 conn.execute(update(s).where(s.c.sub_id == sub_id).values(

@@ -39,7 +39,8 @@ sync_export_job = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("client_id", String(255), nullable=False),
-    Column("status", String(16), nullable=False),  # accepted in-progress completed failed cancelled expired
+    # accepted in-progress completed failed cancelled expired
+    Column("status", String(16), nullable=False),
     Column("request", Text, nullable=False),  # JSON of the ExportRequest
     Column("access", Text, nullable=True),  # JSON {scope, client_id, context}; null: unrestricted
     Column("transaction_time", String(32), nullable=True),
