@@ -97,7 +97,6 @@ _ACTIVE = ("accepted", "in-progress")
 _FILE_NAME = re.compile(r"^[A-Za-z]+-\d+\.ndjson$")
 _FILTER_START = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
 _MATCHABLE = {"token", "reference", "uri", "string"}
-_SQLITE_MMAP = 1 << 30
 
 
 class _Cancelled(RuntimeError):
@@ -396,8 +395,6 @@ def _stream(store: SqlStore, stmt: Any, batch: int, *,
             scalars: bool = False) -> Iterator[Sequence[Any]]:
     """Yield the rows of ``stmt`` in batches (a server-side cursor on PostgreSQL)."""
     with store.engine.connect() as conn:
-        if store.dialect == "sqlite":  # read the file through mmap: far fewer copies per page
-            conn.exec_driver_sql(f"PRAGMA mmap_size={_SQLITE_MMAP}")
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
         yield from (result.scalars() if scalars else result).partitions()
 
