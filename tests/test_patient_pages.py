@@ -453,7 +453,8 @@ def test_an_opened_link_of_a_finished_task_shows_the_confirmation(app: Any) -> N
     page = sign_in(client, app, task)
     form_post(client, task, page, "submit", **phq9())
     again = client.get(link_for(app, task))
-    assert again.status_code == 302 and again.headers["Location"].endswith("/done")
+    assert again.status_code == 302 and "/done?already=1" in again.headers["Location"]
+    assert "already sent this one" in text(client.get(again.headers["Location"]))
     before = snapshot(app)
     resubmit = form_post(client, task, page, "submit", **phq9(item9="3"))
     assert resubmit.status_code == 409 and snapshot(app) == before

@@ -39,10 +39,11 @@ __all__ = [
 ]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
-_CODE = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
+_CODE = (SDC_TEMP_SYSTEM, COMPLETE_QUESTIONNAIRE)
 _OPEN = ",".join(sorted(OPEN_STATUSES - {"on-hold"}))
-#: Done items stay on the list this long.
+#: Done items stay on the list this long, at most this many.
 DONE_DAYS = 7
+DONE_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,24 @@ def patient_zone(patient: Mapping[str, Any] | None) -> tzinfo:
     return timezone.utc
 
 
+def _homework(task: Mapping[str, Any]) -> bool:
+    codes = (task.get("code") or {}).get("coding") or []
+    return any((c.get("system"), c.get("code")) == _CODE for c in codes)
+
+
 def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict[str, Any]]:
-    """Return the patient's open homework Tasks and those completed in the last days."""
-    tasks = iter_all(store, "Task", [("patient", patient_ref), _CODE, ("status", _OPEN)])
+    """Return the patient's open homework Tasks and those completed in the last days.
+
+    The homework code is checked here rather than searched: a token search on
+    ``Task.code`` is far slower than on ``status`` in the SqlStore.
+    """
+    tasks = iter_all(store, "Task", [("patient", patient_ref), ("status", _OPEN)])
     since = instant(now - timedelta(days=DONE_DAYS))
-    tasks += iter_all(
-        store,
-        "Task",
-        [("patient", patient_ref), _CODE, ("status", "completed"), ("_lastUpdated", f"ge{since}")],
-    )
-    return tasks
+    done = store.search("Task", [("patient", patient_ref), ("status", "completed"),
+                                 ("_lastUpdated", f"ge{since}"), ("_sort", "-_lastUpdated"),
+                                 ("_count", str(DONE_SHOWN * 3))])
+    tasks += done.resources
+    return [t for t in tasks if _homework(t)]
 
 
 def activity_title(store: Store, task: Mapping[str, Any], cache: dict[str, str]) -> str:
@@ -196,4 +205,5 @@ def todo_list(
     for key in ("overdue", "today", "week", "later"):
         sections[key].sort(key=lambda i: (i.due or far, i.title))
     sections["done"].sort(key=lambda i: i.done_at or now, reverse=True)
+    del sections["done"][DONE_SHOWN:]
     return TodoList(**{k: tuple(v) for k, v in sections.items()})

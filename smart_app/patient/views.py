@@ -160,7 +160,7 @@ def _opened(target: Any) -> Any:
     access.limiter().clear(access.LINK_GUESSES, _client())
     task = target.task
     if task.get("status") == "completed":
-        return redirect(url_for("patient.done", task_id=target.task_id))
+        return redirect(url_for("patient.done", task_id=target.task_id, already=1))
     return redirect(url_for("patient.task", task_id=target.task_id))
 
 
@@ -484,6 +484,7 @@ def done(task_id: str) -> Any:
         title=activity_title(_store(), task, {}),
         clinician=clinician,
         late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late",
+        already=request.args.get("already") == "1",
     )
 
 
