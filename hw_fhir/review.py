@@ -359,16 +359,34 @@ def _plan_rows(plans: list[dict[str, Any]], tasks_by_plan: dict[str, list[dict[s
              str((a.get("detail") or {}).get("status") or ""))
             for n, a in enumerate(activities)) if pathway else ()
         canonical = (first.get("instantiatesCanonical") or [None])[0]
+        next_due = open_due[0] if open_due else None
+        if next_due is None and plan.get("status") == "active" and live:
+            own = [t for t in tasks if _activity_index(t) == live[0][0]]
+            next_due = _next_scheduled(first, own, now)
         rows.append(AssignmentRow(
             kind="pathway" if pathway else "plan", ref=ref,
-            title=str(plan.get("title") or _title(titles.get(canonical or ""))),
+            title=str(plan.get("title") if pathway or canonical not in titles
+                      else _title(titles.get(canonical or ""))),
             status=str(plan.get("status")), schedule=_schedule_text(first) if not pathway else
             f"{len(activities)} steps",
-            next_due=open_due[0].isoformat() if open_due else None, wording=details.wording,
+            next_due=next_due.isoformat() if next_due else None, wording=details.wording,
             instructions=details.instructions, channel=details.reminder_channel,
             last_reminder=last[0] if last else None, reminder_status=last[1] if last else None,
             done=done, assigned=assigned, steps=steps, activity=canonical))
     return rows
+
+
+def _next_scheduled(detail: Mapping[str, Any], tasks: list[dict[str, Any]],
+                    now: datetime) -> datetime | None:
+    """Return the next due time of a plan activity after its latest materialized Task."""
+    try:
+        schedule = activity_schedule({"detail": detail})
+    except InvalidInput:
+        return None
+    dues = [d for d in (task_due(t) for t in tasks) if d is not None]
+    after = max([now, *(d + timedelta(seconds=1) for d in dues)])
+    found = schedule.next_occurrence(after)
+    return found.due if found else None
 
 
 def _task_rows(tasks: list[dict[str, Any]], titles: Mapping[str, dict[str, Any]],
@@ -390,7 +408,7 @@ def _task_rows(tasks: list[dict[str, Any]], titles: Mapping[str, dict[str, Any]]
     return rows
 
 
-def _measure_rows(store: Store, patient_ref: str) -> list[MeasureRow]:
+def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[MeasureRow]:
     from .outcomes import MEASURES, measure_history
     from .scoring import progress
 
@@ -399,16 +417,15 @@ def _measure_rows(store: Store, patient_ref: str) -> list[MeasureRow]:
         history = measure_history(store, patient_ref, key)
         if not history:
             continue
-        points = [(parse_instant(when) if "T" in when else date.fromisoformat(when[:10]), float(v))
-                  for when, v in history]
+        points = [(parse_instant(when).astimezone(zone).date() if "T" in when
+                   else date.fromisoformat(when[:10]), float(v)) for when, v in history]
         name = MEASURES[key].name
         summary = progress(key, history) if key != "phq-2" else None
         latest_when, latest = points[-1]
         band = _band_name(key, latest)
         rows.append(MeasureRow(
             instrument=key, name=name, latest=latest,
-            latest_date=latest_when.date().isoformat() if isinstance(latest_when, datetime)
-            else latest_when.isoformat(),
+            latest_date=latest_when.isoformat(),
             band=band, baseline=points[0][1], change=latest - points[0][1],
             labels=tuple(_MBC_LABELS.get(label, label) for label in (summary.labels if summary else ())),
             count=len(points), chart=instrument_chart(key, points, chart_id=f"chart-{key}")))
@@ -471,9 +488,13 @@ def _walk_response(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 
 def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None,
-                      weeks: int = 12, responses: int = 8) -> PatientDashboard:
-    """Return a patient's dashboard (see the module doc); reads each resource type once."""
+                      zone: str = "UTC", weeks: int = 12, responses: int = 8) -> PatientDashboard:
+    """Return a patient's dashboard (see the module doc); reads each resource type once.
+
+    ``zone`` is the patient's time zone: calendar days and score dates are the patient's.
+    """
     moment = _now(now)
+    local = ZoneInfo(zone)
     patient_ref = reference("Patient", patient)
     tasks = iter_all(store, "Task", [("patient", patient_ref), _HOMEWORK_TASKS])
     plans = [p for p in iter_all(store, "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS,
@@ -498,10 +519,9 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
         ("patient", patient_ref), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL),
         ("status", "completed,amended")])
     adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
-    today = moment.date()
     calendar = completion_calendar(
-        [(due, _outcome(t, moment)) for t in tasks if (due := task_due(t)) is not None],
-        end=today, weeks=weeks)
+        [(due.astimezone(local).date(), _outcome(t, moment)) for t in tasks
+         if (due := task_due(t)) is not None], end=moment.astimezone(local).date(), weeks=weeks)
     recent_tasks = sorted((t for t in tasks if _outcome(t, moment) != "cancelled"
                            and (task_due(t) or moment) <= moment + timedelta(days=7)),
                           key=lambda t: task_due(t) or moment, reverse=True)[:10]
@@ -516,7 +536,7 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
     return PatientDashboard(
         patient=patient_ref, flags=tuple(_flag_rows(store, patient_ref)),
         assignments=tuple(assignments), adherence=adherence,
-        measures=tuple(_measure_rows(store, patient_ref)), calendar=calendar,
+        measures=tuple(_measure_rows(store, patient_ref, local)), calendar=calendar,
         responses=tuple(_response_summaries(store, patient_ref, responses)), recent=recent)
 
 
@@ -921,7 +941,8 @@ def library_entries(questionnaires: Iterable[Mapping[str, Any]], *,
     for q in newest.values():
         found = catalog.tags(q)
         out.append(LibraryEntry(
-            id=str(q.get("id")), canonical=catalog.canonical(q), title=_title(q),
+            id=str(q.get("id")), canonical=catalog.canonical(q),
+            title=str(q.get("title") or q.get("name") or "Activity"),
             description=str(q.get("description") or ""), status=str(q.get("status") or ""),
             tags={k: tuple(v) for k, v in found.items()},
             own=bool(own_prefix and str(q.get("url", "")).startswith(own_prefix)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -236,3 +236,47 @@ def test_panel_puts_risk_first_then_missed_homework(app: Any, store: Any) -> Non
     ben = page[page.index('id="panel-pat-ben"'):]
     assert "1 missed" in ben[:600]
     assert "1 active risk flag" in page[page.index('id="panel-pat-ava"'):][:600]
+
+
+def test_quick_picks_on_a_fresh_dashboard(ava: Session, store: Any) -> None:
+    page = ava.get("/clinician/patients/pat-ava").text
+    picks = page[page.index('id="quick-picks"'):]
+    assert "PHQ-9 every 2 weeks" in picks[:2000]
+    assert f"/clinician/patients/pat-ava/assign/phq-9?launch={ava.launch_id}" in picks[:2000]
+    assign_once(store, due_in_days=3)
+    assert 'id="quick-picks"' not in ava.get("/clinician/patients/pat-ava").text
+
+
+def test_calendar_and_dates_are_the_patients_local_days(store: Any) -> None:
+    from hw_fhir.review import patient_dashboard
+
+    # due 21:00 in New York (EDT) is already the next day in UTC
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+    from hw_fhir.assignment import Assignment, assign
+    from hw_fhir.schedule import Schedule
+
+    assign(store, Assignment(patient="pat-ava", practitioner="dr-rivera", activity="phq-9",
+                             schedule=Schedule(frequency="once", start=date(2026, 3, 11),
+                                               timezone="America/New_York", time_of_day="21:00"),
+                             instructions="x"), now=now)
+    local = patient_dashboard(store, "pat-ava", now=now, zone="America/New_York")
+    utc = patient_dashboard(store, "pat-ava", now=now, zone="UTC")
+    assert local.calendar.rows == (("2026-03-11", "Due later"),)
+    assert utc.calendar.rows == (("2026-03-12", "Due later"),)
+
+
+def test_a_plans_next_due_comes_from_its_schedule_when_done_early(store: Any, ava: Session) -> None:
+    from hw_fhir.assignment import Assignment, assign
+    from hw_fhir.review import patient_dashboard
+    from hw_fhir.schedule import Schedule
+
+    now = datetime.now(timezone.utc)
+    start = (now + timedelta(days=1)).date()
+    result = assign(store, Assignment(
+        patient="pat-ava", practitioner="dr-rivera", activity="phq-9", instructions="x",
+        schedule=Schedule(frequency="every-n-days", interval=14, count=3, start=start, timezone="UTC")),
+        now=now)
+    complete_phq9(store, result.tasks[0], [0] * 9, when=now)  # done a day early
+    row = next(r for r in patient_dashboard(store, "pat-ava", now=now).assignments if r.kind == "plan")
+    assert row.title == "PHQ-9" and row.done == 1
+    assert row.next_due is not None and row.next_due.startswith((start + timedelta(days=14)).isoformat())

@@ -82,6 +82,26 @@ def _channels() -> tuple[tuple[str, str], ...]:
     return CHANNELS
 
 
+#: Activities offered one click away (catalog url, label).
+QUICK_PICKS = (
+    (f"{catalog.CANONICAL_BASE}/Questionnaire/phq-9", "PHQ-9 every 2 weeks"),
+    (f"{catalog.CANONICAL_BASE}/Questionnaire/gad-7", "GAD-7 every 2 weeks"),
+    (f"{catalog.CANONICAL_BASE}/Questionnaire/mood-log", "Daily mood log"),
+    (f"{catalog.CANONICAL_BASE}/Questionnaire/thought-record", "Thought record"),
+)
+
+
+def quick_picks() -> list[tuple[str, str]]:
+    """Return (Questionnaire id, label) of the common activities that are stored and active."""
+    out = []
+    for url, label in QUICK_PICKS:
+        try:
+            out.append((resolve_questionnaire(store(), url)["id"], label))
+        except (NotFound, InvalidInput):
+            continue
+    return out
+
+
 # -- browse ---------------------------------------------------------------------------------
 
 
@@ -99,7 +119,7 @@ def library(pid: str) -> Any:
                                   kind=filters["kind"])
     return page("clinician/library.html", patient=patient, nav_active="assign", entries=shown,
                 total=len(entries), filters=filters, pathways=catalog.load_pathways(),
-                problem_areas=catalog.PROBLEM_AREAS, modalities=catalog.MODALITIES,
+                quick=quick_picks(), problem_areas=catalog.PROBLEM_AREAS, modalities=catalog.MODALITIES,
                 media_types=catalog.MEDIA_TYPES, kinds=catalog.ACTIVITY_KINDS)
 
 

@@ -25,8 +25,12 @@ def index() -> Any:
 
 
 def _dashboard_context(pid: str) -> dict[str, Any]:
+    from .assign import quick_picks
+
     patient = patient_or_404(pid)
-    return {"patient": patient, "dash": review.patient_dashboard(store(), pid, now=now())}
+    dash = review.patient_dashboard(store(), pid, now=now(), zone=review.patient_zone(patient))
+    fresh = not dash.assignments and not dash.responses and not dash.adherence.assigned
+    return {"patient": patient, "dash": dash, "quick": quick_picks() if fresh else []}
 
 
 @bp.get("/patients/<pid>")

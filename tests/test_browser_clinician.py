@@ -1,0 +1,267 @@
+"""End to end in a real browser: the sandbox EHR launches hw-fhir in its iframe, the clinician
+assigns a PHQ-9 every two weeks, the patient completes it on the patient pages, and the
+clinician's dashboard shows the score, its band and the chart.
+
+Every clinician page visited is also opened full-height at the iframe's width (960 px) and
+saved as a screenshot under ``test-output/`` for review, and checked with axe-core
+(no serious or critical accessibility violation). Production cookie settings
+(``Secure; SameSite=None; Partitioned``): Chromium treats http://127.0.0.1 as a secure
+context. Skipped only when Chromium is missing and ``CI`` is not set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, serve
+from hw_fhir.library import load_catalog
+from smart_support import make_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("HW_FHIR_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("HW_FHIR_CHROMEDRIVER", "/usr/bin/chromedriver")
+OUTPUT = ROOT / "test-output"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+FRAME_WIDTH = 960
+#: The answers the patient gives to PHQ-9 items 1–9 (option index = its weight).
+ANSWERS = [2, 2, 1, 1, 1, 1, 1, 0, 0]
+
+
+def _require_chromium() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium is required on CI but {', '.join(missing)} is missing")
+    pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing)")
+
+
+@pytest.fixture
+def driver() -> Iterator[Any]:
+    _require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def served(app_config: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    app = make_app(app_config)  # sandbox, demo practice, production cookie settings
+    load_catalog(app.extensions["hw_fhir"].store)
+    server = serve(app)
+    yield app, server
+    server.stop()
+    app.extensions["hw_fhir"].close()
+
+
+def _wait(driver: Any, timeout: float = 20) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout)
+
+
+def _axe(driver: Any, page: str) -> None:
+    if not AXE.exists():
+        return
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    driver.set_script_timeout(60)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
+        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));")
+    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"accessibility violations on {page}: {bad}"
+
+
+class Frame:
+    """The app inside the EHR's iframe, and full-page shots of its pages at the iframe's width."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.ehr_tab = driver.current_window_handle
+
+    def enter(self) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+
+        self.driver.switch_to.default_content()
+        _wait(self.driver).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
+
+    def click(self, element_id: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+
+        _press(self.driver, _wait(self.driver).until(ec.element_to_be_clickable((By.ID, element_id))))
+
+    def shot(self, name: str) -> str:
+        """Open the iframe's page on its own at 960 px, screenshot it whole, check it with axe."""
+        url = self.driver.execute_script("return location.href")
+        self.driver.switch_to.new_window("tab")
+        try:
+            self.driver.set_window_size(FRAME_WIDTH, 900)
+            self.driver.get(url)
+            _axe(self.driver, name)
+            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(FRAME_WIDTH, min(int(height) + 140, 6000))
+            OUTPUT.mkdir(exist_ok=True)
+            assert self.driver.save_screenshot(str(OUTPUT / f"clinician-{name}.png"))
+            text = self.driver.find_element("tag name", "body").text
+        finally:
+            self.driver.close()
+            self.driver.switch_to.window(self.ehr_tab)
+            self.driver.set_window_size(1280, 1000)
+            self.enter()
+        return str(text)
+
+
+def _launch(driver: Any, base: str) -> Frame:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/sandbox/")
+    driver.find_element(By.CSS_SELECTOR, 'input[value="Practitioner/dr-rivera"]').click()
+    driver.find_element(By.CSS_SELECTOR, 'input[name="patient"][value="pat-ava"]').click()
+    driver.find_element(By.ID, "launch-hw-fhir").click()
+    frame = Frame(driver)
+    frame.enter()
+    frame.click("approve")
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
+    return frame
+
+
+def _press(driver: Any, element: Any) -> None:
+    """Scroll an element into the middle of the frame and click it (as a keyboard user would)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
+def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
+    """The patient signs in through the sandbox portal and submits the PHQ-9 on the patient pages."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    ehr_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.set_window_size(430, 900)
+    driver.get(f"{base}/sandbox/portal")
+    driver.find_element(By.CSS_SELECTOR, 'input[name="patient"][value="pat-ava"]').click()
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _wait(driver).until(ec.element_to_be_clickable((By.ID, "open-hw-fhir"))).click()
+    user = _wait(driver).until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, 'input[name="user"][value="Patient/pat-ava"]')))
+    if not user.is_selected():
+        user.click()
+    driver.find_element(By.ID, "approve").click()
+    _wait(driver).until(lambda d: "launch=" in d.current_url)
+    launch_id = re.search(r"launch=([^&]+)", driver.current_url).group(1)
+    driver.get(f"{base}/my/launch?launch={launch_id}")
+    _wait(driver).until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, f"#task-{task_id} a.button"))).click()
+    for n, weight in enumerate(ANSWERS, start=1):
+        _wait(driver).until(ec.element_to_be_clickable(
+            (By.CSS_SELECTOR, f"label[for='f-phq9-{n}-{weight}']"))).click()
+    driver.find_element(By.CSS_SELECTOR, "label[for='f-phq9-10-0']").click()
+    driver.find_element(By.ID, "submit-button").click()
+    _wait(driver).until(lambda d: "/done" in d.current_url or "/my/" in d.current_url)
+    OUTPUT.mkdir(exist_ok=True)
+    driver.save_screenshot(str(OUTPUT / "clinician-e2e-patient-done.png"))
+    driver.close()
+    driver.switch_to.window(ehr_tab)
+    driver.set_window_size(1280, 1000)
+
+
+def test_assign_phq9_every_two_weeks_then_see_the_score(driver: Any, served: tuple[Any, Any]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    app, server = served
+    store = app.extensions["hw_fhir"].store
+    frame = _launch(driver, server.url)
+    driver.switch_to.default_content()
+    OUTPUT.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(OUTPUT / "clinician-0-ehr-with-app.png"))
+    frame.enter()
+    assert "No active homework" in frame.shot("1-dashboard-empty")
+
+    # click 1: Assign homework; click 2: Assign next to PHQ-9; click 3: Assign
+    frame.click("assign-button")
+    library = frame.shot("2-library")
+    assert "Patient Health Questionnaire-9 (PHQ-9)" in library
+    frame.click("assign-phq-9")
+    Select(driver.find_element(By.ID, "f-frequency")).select_by_value("every-n-days")
+    interval = driver.find_element(By.ID, "f-interval")
+    interval.clear()
+    interval.send_keys("14")
+    frame.shot("3-tailor")
+    frame.click("assign-submit")
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    confirmation = frame.shot("4-confirmation")
+    assert "Every 14 days at 19:00, 6 times" in confirmation
+    plan_id = re.search(r"/assigned/CarePlan/([^?]+)", driver.execute_script("return location.href")).group(1)
+    tasks = store.search("Task", [("based-on", f"CarePlan/{plan_id}")]).resources
+    assert len(tasks) == 1
+
+    frame.click("back-to-dashboard")
+    assert "Every 14 days" in frame.shot("5-dashboard-assigned")
+
+    _patient_completes_phq9(driver, server.url, tasks[0]["id"])
+    total = sum(ANSWERS)
+
+    frame.enter()
+    driver.execute_script("location.reload()")
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "measures"))
+    score = _wait(driver).until(lambda d: d.find_elements(By.ID, "score-phq-9"))
+    assert score[0].text == str(total)
+    measure = driver.find_element(By.ID, "measure-phq-9")
+    assert "Mild" in measure.text
+    svg = measure.find_element(By.CSS_SELECTOR, "svg#chart-phq-9")
+    assert svg.get_attribute("role") == "img"
+    assert len(svg.find_elements(By.CSS_SELECTOR, "circle.point")) == 1
+    assert driver.find_element(By.ID, "completion-rate").text == "100%"
+    dashboard = frame.shot("6-dashboard-scored")
+    assert f"{total} Mild" in dashboard or "Mild" in dashboard
+
+    review_link = driver.find_elements(By.CSS_SELECTOR, "#responses a[id^='review-']")
+    assert review_link
+    _press(driver, review_link[0])
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "answers"))
+    review = frame.shot("7-response")
+    assert "Several days" in review and "More than half the days" in review
+
+    _press(driver, driver.find_element(By.LINK_TEXT, "Session prep"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "prompts"))
+    assert "What was learned" in frame.shot("8-session-prep")
+
+    _press(driver, driver.find_element(By.LINK_TEXT, "My activities"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "copy"))
+    frame.shot("9-my-activities")
+    _press(driver, driver.find_element(By.ID, "clone-mood-log"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "editor-form"))
+    frame.shot("10-editor")
+
+    _press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "panel"))
+    assert "Ava Nguyen" in frame.shot("11-panel")
