@@ -192,6 +192,28 @@ class PatientLinks:
         token = self._token(raw_id, expires)
         return IssuedLink(token=token, url=self.url(token), link_id=row["id"], expires_at=expires)
 
+    def link_for(self, task: str, patient: str, *, min_remaining_hours: float = 24,
+                 now: float | None = None) -> IssuedLink:
+        """Return a live link of the Task (valid ``min_remaining_hours`` more), or make one.
+
+        Reminders reuse the Task's link while it lives, so each send does not store a
+        new one; the token is rebuilt from the stored id and expiry.
+        """
+        moment = int(now if now is not None else time.time())
+        task_id, patient_id = _ref_id(task, "Task"), _ref_id(patient, "Patient")
+        l = patient_link.c
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(l.id, l.expires_at, l.birth_date_check)
+                .where(l.task_id == task_id, l.patient_id == patient_id, l.revoked_at.is_(None),
+                       l.expires_at > moment + int(min_remaining_hours * 3600))
+                .order_by(l.expires_at.desc()).limit(1)).first()
+        if row is None or row.birth_date_check != self.birth_date_check:
+            return self.make_link(task_id, patient_id, now=moment)
+        token = self._token(bytes.fromhex(row.id), int(row.expires_at))
+        return IssuedLink(token=token, url=self.url(token), link_id=row.id,
+                          expires_at=int(row.expires_at))
+
     # -- open -----------------------------------------------------------------------
 
     def open_link(self, token: str, *, dob: str | date | None = None, patient: str | None = None,

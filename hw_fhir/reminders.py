@@ -111,6 +111,7 @@ __all__ = [
     "opt_out",
     "failures",
     "now_text",
+    "resource_id",
 ]
 
 log = logging.getLogger("hw_fhir.reminders")
@@ -418,11 +419,11 @@ def _insert_ignore(conn: Any, rows: list[dict[str, Any]]) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(reminder_job).on_conflict_do_nothing(index_elements=["id"])
+        make: Any = pg_insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(reminder_job).on_conflict_do_nothing(index_elements=["id"])
+        make = sqlite_insert
     else:  # pragma: no cover - other databases: one by one
         done = 0
         for row in rows:
@@ -431,7 +432,12 @@ def _insert_ignore(conn: Any, rows: list[dict[str, Any]]) -> int:
             conn.execute(insert(reminder_job).values(**row))
             done += 1
         return done
-    return int(conn.execute(stmt, rows).rowcount or 0)
+    done = 0
+    for start in range(0, len(rows), 500):  # one statement per chunk: an exact rowcount
+        stmt = (make(reminder_job).values(rows[start:start + 500])
+                .on_conflict_do_nothing(index_elements=["id"]).returning(reminder_job.c.id))
+        done += len(conn.execute(stmt).fetchall())
+    return done
 
 
 #: ``due_at`` of jobs to do as soon as possible (plans, alerts, closing): before anything else.
@@ -543,9 +549,8 @@ def _discover_page(services: Any, *, now: datetime | None, limit: int | None) ->
         else:
             row = conn.execute(stmt).first()
         cursor = row.value if row is not None else ""
-        params = [("code", f"{_SDC_TEMP}|complete-questionnaire"),
-                  ("status", ",".join(sorted(OPEN_STATUSES))),
-                  ("_lastUpdated", f"le{_store_instant(horizon)}"),
+        # by _lastUpdated alone (one index range); code and status are checked here
+        params = [("_lastUpdated", f"le{_store_instant(horizon)}"),
                   ("_sort", "_lastUpdated"), ("_count", str(batch))]
         if cursor:
             params.append(("_lastUpdated", f"ge{cursor}"))
@@ -555,6 +560,8 @@ def _discover_page(services: Any, *, now: datetime | None, limit: int | None) ->
         for stored in page.matches:
             task = stored.resource
             last = max(last, stored.last_updated)
+            if task.get("status") not in OPEN_STATUSES or not _is_homework(task):
+                continue
             rows.append(_job(f"plan/{task['id']}", kind="plan", purpose="plan", due=None,
                              now=moment, task_id=task["id"],
                              patient_id=_ref_id((task.get("for") or {}).get("reference"), "Patient")))
@@ -742,8 +749,8 @@ def _plan(ctx: _Context, job: Any) -> str:
                                   link=link.url if link else None, idempotency_key="")
         request = _plan_request(task, patient_id, times, message.text, ctx,
                                 ctx.channels.get(planned_channel or ""))
-        criteria = f"identifier={REMINDER_PLAN_SYSTEM}|{task['id']}"
-        stored = unit.create(validate(request), if_none_exist=criteria).resource
+        request["id"] = resource_id("reminder-plan", task["id"])
+        stored = _put_once(unit, request)
         rows = [_job(f"reminder/{task['id']}/{purpose}", kind="reminder", purpose=purpose, due=when,
                      now=ctx.now, task_id=task["id"], request_id=stored["id"],
                      patient_id=patient_id)
@@ -812,6 +819,26 @@ def _key(job: Any) -> str:
     return f"{job.id}#{job.attempt}"
 
 
+_ID_NAMESPACE = uuid.UUID("6f0c5c1e-4b1d-5a9e-9c3e-2f6a3c1b7d10")
+
+
+def resource_id(kind: str, key: str) -> str:
+    """Return the stable id of the resource recording ``key`` (a plan's Task id, an attempt key).
+
+    Writing it with a PUT by this id makes recording idempotent: a worker that redoes
+    an interrupted job finds the resource instead of creating a second one.
+    """
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}"))
+
+
+def _put_once(unit: Any, resource: dict[str, Any]) -> dict[str, Any]:
+    """Store a resource under its (stable) id unless it is already there; return the stored one."""
+    try:
+        return unit.read(resource["resourceType"], resource["id"]).resource
+    except NotFound:
+        return unit.update(validate(resource)).resource
+
+
 def _send_reminder(ctx: _Context, job: Any) -> str:
     store, settings = ctx.store, ctx.services.settings
     task = _read(store, "Task", job.task_id)
@@ -858,8 +885,8 @@ def _send_reminder(ctx: _Context, job: Any) -> str:
     if not settings.base_url:
         return _fail(ctx, job, request, task, patient, PermanentDeliveryError(
             "HW_FHIR_BASE_URL is not set: reminder links need the app's public address"), channel)
-    link = patient_links(ctx.services).make_link(task["id"], job.patient_id,
-                                                 now=ctx.now.timestamp())
+    link = patient_links(ctx.services).link_for(task["id"], job.patient_id,
+                                                now=ctx.now.timestamp())
     message = default_message(kind="reminder", purpose=job.purpose, channel=channel.name,
                               to=channel.address(patient), recipient=f"Patient/{job.patient_id}",
                               practice=settings.practice_name, link=link.url,
@@ -958,11 +985,11 @@ def _record(ctx: _Context, job: Any, comm: dict[str, Any], **job_values: Any) ->
     """Store an attempt's Communication and the job's new state in one transaction."""
     key = comm["identifier"][0]["value"]
     with ctx.store.unit_of_work() as unit:
-        stored = unit.create(validate(comm), if_none_exist=f"identifier={ATTEMPT_SYSTEM}|{key}")
-        if not _finish(unit.conn, job, ctx.worker, ctx.now, communication_id=stored.resource["id"],
+        stored = _put_once(unit, dict(comm, id=resource_id("attempt", key)))
+        if not _finish(unit.conn, job, ctx.worker, ctx.now, communication_id=stored["id"],
                        **job_values):
             log.warning("Job %s was reclaimed by another worker while this one sent it", job.id)
-    return stored.resource
+    return stored
 
 
 def _deliver(ctx: _Context, job: Any, channel: Any, message: Message, request: dict[str, Any],
