@@ -969,7 +969,7 @@ def _communication(job: Any, message: Message, request: Mapping[str, Any], chann
         "priority": request.get("priority", "routine"),
         "subject": request.get("subject"),
         "about": [{"reference": ref} for ref in message.about],
-        "recipient": [{"reference": message.recipient}],
+        "recipient": [{"reference": message.recipient}] if message.recipient else None,
         "payload": [{"contentString": message.text}],
     }
     if channel is not None:
@@ -1042,7 +1042,8 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
         values["attempt"] = job.attempt + 1
         msg = message or default_message(
             kind=job.kind, purpose=job.purpose, channel=channel.name if channel else "", to=None,
-            recipient=_recipient_ref(job, request), practice=ctx.services.settings.practice_name,
+            recipient=(_alert_recipient(ctx.store, request) or "") if alert else
+            _recipient_ref(job, request), practice=ctx.services.settings.practice_name,
             link=None, idempotency_key=_key(job),
             about=tuple(a.get("reference") for a in request.get("about") or []))
         comm = _communication(job, msg, request, channel, "not-done", ctx.now, reason=error.message)
@@ -1085,7 +1086,10 @@ def _send_alert(ctx: _Context, job: Any) -> str:
     if request is None or request.get("status") != "active":
         _release(store, job, ctx.worker, ctx.now, status="cancelled", last_error="alert not active")
         return "cancelled"
-    recipient_ref = _recipient_ref(job, request)
+    recipient_ref = _alert_recipient(store, request)
+    if recipient_ref is None:
+        return _fail(ctx, job, request, None, None, PermanentDeliveryError(
+            "the alert names no clinician and the patient has no general practitioner"), None)
     resource_type, _, rid = recipient_ref.partition("/")
     recipient = _read(store, resource_type, rid) if resource_type in ("Practitioner", "PractitionerRole",
                                                                       "Patient") else None
@@ -1106,6 +1110,21 @@ def _send_alert(ctx: _Context, job: Any) -> str:
     ctx.pm.hook.prepare_message(message=message, recipient=recipient, task=None, request=request,
                                 settings=settings)
     return _deliver(ctx, job, channel, message, request, None, recipient)
+
+
+def _alert_recipient(store: Any, request: Mapping[str, Any]) -> str | None:
+    """Return the clinician an alert goes to: its recipient, else the patient's GP."""
+    for recipient in request.get("recipient") or []:
+        ref = str(recipient.get("reference") or "")
+        if ref.startswith(("Practitioner/", "PractitionerRole/")):
+            return ref
+    patient = _read(store, "Patient", _ref_id((request.get("subject") or {}).get("reference"),
+                                              "Patient"))
+    for gp in (patient or {}).get("generalPractitioner") or []:
+        ref = str(gp.get("reference") or "")
+        if ref.startswith(("Practitioner/", "PractitionerRole/")):
+            return ref
+    return None
 
 
 def _complete_alert(store: Any, request: Mapping[str, Any]) -> None:

@@ -369,3 +369,23 @@ def test_cli_reminders_run_once_and_the_sqlite_single_worker_rule(tmp_path, monk
     # the built-in email channel found no SMTP server on 127.0.0.1:25: retried later, not lost
     assert "1 to retry" in result.output or "1 sent" in result.output
     services.close()
+
+
+def test_an_alert_without_recipient_goes_to_the_patients_practitioner(tmp_path):
+    from test_plugins import _alert
+
+    email = RecordingChannel("email", telecom_system="email")
+    services = make_services(tmp_path, channel_plugin(email))
+    _, alert = _alert(services, practitioner="dr-gp")
+    patient = services.store.read("Patient", "p-risk").resource
+    services.store.update(dict(patient, generalPractitioner=[{"reference": "Practitioner/dr-gp"}]))
+    services.store.update({k: v for k, v in alert.items() if k != "recipient"})
+    run_reminders(services, worker="w")
+    assert [m.to for m in email.sent] == ["dr-gp@clinic.example"]
+    services.store.update(dict(patient, generalPractitioner=[]))
+    _, orphan = _alert(services, practitioner="dr-other")
+    services.store.update({k: v for k, v in orphan.items() if k != "recipient"})
+    run_reminders(services, worker="w")
+    assert len(email.sent) == 1  # never to the patient: recorded as a failure instead
+    assert "no clinician" in failures(services)[0]["error"]
+    services.close()
