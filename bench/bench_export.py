@@ -91,8 +91,36 @@ def export_once(url: str, rtype: str) -> dict[str, Any]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _child(url: str, rtype: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", url, rtype], check=True,
+def bare_read(url: str, rtype: str) -> dict[str, Any]:
+    """Read the same rows with a bare DBAPI cursor into one file: the floor an export can reach."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    raw = engine.raw_connection()
+    postgres = engine.dialect.name == "postgresql"
+    cursor = raw.cursor(name="bare") if postgres else raw.cursor()  # type: ignore[call-arg]
+    sql = "SELECT content FROM resource WHERE res_type = %s" if postgres else \
+        "SELECT content FROM resource WHERE res_type = ?"
+    out = Path(tempfile.mkdtemp(prefix="hw-bare-")) / "bare.ndjson"
+    start = time.perf_counter()
+    count = 0
+    cursor.execute(sql, (rtype,))
+    with out.open("w", encoding="utf-8") as fh:
+        while rows := cursor.fetchmany(2000):
+            fh.write("\n".join(r[0] for r in rows))
+            fh.write("\n")
+            count += len(rows)
+    seconds = time.perf_counter() - start
+    out.unlink()
+    out.parent.rmdir()
+    raw.close()
+    engine.dispose()
+    return {"type": rtype, "count": count, "seconds": seconds, "bytes": 0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(url: str, rtype: str, mode: str = "--child") -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, mode, url, rtype], check=True,
                          capture_output=True, text=True)
     return orjson.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -132,6 +160,9 @@ def run(db: str, n: int) -> None:
             print(f"  $export {rtype:<8} {fig['count']:>10,} resources  {fig['seconds']:6.2f} s  "
                   f"{rate:>10,.0f} resources/s  {fig['bytes'] / 2**20:8.1f} MB NDJSON  "
                   f"peak RSS {fig['peak_rss_mb']:.0f} MB")
+        bare = _child(url, "Task", "--bare")
+        print(f"  bare DBAPI read + write of the same Tasks: {bare['seconds']:6.2f} s  "
+              f"{bare['count'] / bare['seconds']:>10,.0f} rows/s (the floor on this machine)")
     finally:
         if cleanup is not None:
             cleanup()
@@ -140,8 +171,9 @@ def run(db: str, n: int) -> None:
 
 def main() -> None:
     """Parse the command line and run the benchmark."""
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        print(orjson.dumps(export_once(sys.argv[2], sys.argv[3])).decode())
+    if len(sys.argv) == 4 and sys.argv[1] in ("--child", "--bare"):
+        measure = export_once if sys.argv[1] == "--child" else bare_read
+        print(orjson.dumps(measure(sys.argv[2], sys.argv[3])).decode())
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000,
