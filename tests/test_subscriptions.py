@@ -363,3 +363,27 @@ def test_the_worker_runs_subscriptions(hooks: Hooks) -> None:
     hooks.store.create(task("ava"))
     run_worker_cycle(hooks.services)
     assert [[n for n, _ in _events(b)] for b in hooks.notifications()] == [[1]]
+
+
+def test_notifications_on_both_databases(tmp_path: Any, db_url: str) -> None:
+    from hw_fhir.config import load_settings
+    from hw_fhir.services import build_services
+
+    settings = load_settings(
+        {}, database_url=db_url, instance_path=str(tmp_path / "i"), secret_key="x", base_url=BASE
+    )
+    services = build_services(settings)
+    listener = Listener().start()
+    try:
+        sub = services.store.create(subscription(listener.url, max_count=3)).stored
+        assert run_subscriptions(services) == 1
+        ids = [services.store.create(task(f"p{i}")).stored.id for i in range(7)]
+        assert run_subscriptions(services) == 3
+        bodies = [b for b in listener.accepted() if _param(b, "type") == "event-notification"]
+        events = [e for b in bodies for e in _events(b)]
+        assert [n for n, _ in events] == list(range(1, 8))
+        assert [f.rsplit("/", 1)[1] for _, f in events] == ids
+        assert services.store.read("Subscription", sub.id).resource["status"] == "active"
+    finally:
+        listener.stop()
+        services.close()
