@@ -190,7 +190,7 @@ class PatientLinks:
             with self.store.begin() as own:
                 own.execute(insert(patient_link).values(**row))
         token = self._token(raw_id, expires)
-        return IssuedLink(token=token, url=self.url(token), link_id=row["id"], expires_at=expires)
+        return IssuedLink(token=token, url=self.url(token), link_id=raw_id.hex(), expires_at=expires)
 
     def link_for(self, task: str, patient: str, *, min_remaining_hours: float = 24,
                  now: float | None = None) -> IssuedLink:

@@ -15,7 +15,8 @@ cancelled or failed; pending sends are cancelled at once.
 
 Every send attempt is one ``Communication``: ``identifier``
 ``http://hw-fhir.org/fhir/sid/communication-attempt|<idempotency key>`` (plus the
-channel's own id, e.g. the SMS vendor's message sid), ``basedOn`` and ``partOf`` →
+channel's own id, e.g. the SMS vendor's message sid) and an ``id`` derived from that
+key (:func:`resource_id`, so recording an attempt twice stores it once), ``basedOn`` and ``partOf`` →
 the CommunicationRequest, ``status`` (``completed``; ``in-progress`` while a channel
 waits for its delivery callback; ``not-done`` with ``statusReason`` when it failed),
 ``category``, ``medium``, ``subject``, ``recipient``, ``about`` → the Task (for risk
@@ -57,6 +58,21 @@ A Task's ``reminder-channel`` extension (:data:`hw_fhir.assignment.EXT_REMINDER_
 chooses its channel; ``none`` turns its reminders off.
 
 Tuning (config file table ``[reminders]``): every field of :class:`ReminderPolicy`.
+
+Sending and never sending twice
+-------------------------------
+Work is queued in ``reminder_job`` (:mod:`hw_fhir.reminder_tables`). A worker claims
+due rows (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL) under a lease, checks the
+Task, the patient's preferences and the daily limit again, sends, and records the
+Communication and the row's new state in one transaction. The idempotency key of an
+attempt is ``<job id>#<attempt>``: a worker that dies mid-send leaves the row
+``sending``; when its lease runs out another worker sends again **with the same key**,
+so a channel that de-duplicates by key delivers once (each channel states its
+guarantee: :mod:`hw_fhir.channels`). Transient failures retry with exponential
+backoff (``Retry-After`` honoured) and a new key, up to ``max_tries``; a permanent
+failure tries the patient's other channels, then is recorded (``not-done``
+Communication with ``statusReason``) and listed by :func:`failures`
+(``hw-fhir reminders failures``). Risk alerts retry until delivered.
 """
 
 from __future__ import annotations
@@ -639,7 +655,7 @@ def claim_jobs(store: Any, *, worker: str, limit: int, lease_seconds: int,
         conn.execute(update(reminder_job).where(j.id.in_(ids))
                      .values(status="sending", lease_until=lease, worker=worker, updated_at=stamp))
         claimed = conn.execute(select(reminder_job).where(j.id.in_(ids)).order_by(j.due_at)).fetchall()
-    return claimed
+    return list(claimed)
 
 
 def _finish(conn: Any, job: Any, worker: str, now: datetime, **values: Any) -> bool:
@@ -705,7 +721,8 @@ def _read(store: Any, resource_type: str, rid: str | None) -> dict[str, Any] | N
     if not rid:
         return None
     try:
-        return store.read(resource_type, rid).resource
+        found: dict[str, Any] = store.read(resource_type, rid).resource
+        return found
     except NotFound:
         return None
 
@@ -834,9 +851,10 @@ def resource_id(kind: str, key: str) -> str:
 def _put_once(unit: Any, resource: dict[str, Any]) -> dict[str, Any]:
     """Store a resource under its (stable) id unless it is already there; return the stored one."""
     try:
-        return unit.read(resource["resourceType"], resource["id"]).resource
+        found: dict[str, Any] = unit.read(resource["resourceType"], resource["id"]).resource
     except NotFound:
-        return unit.update(validate(resource)).resource
+        found = unit.update(validate(resource)).resource
+    return found
 
 
 def _send_reminder(ctx: _Context, job: Any) -> str:
@@ -1205,7 +1223,7 @@ def update_delivery_status(services: Any, *, vendor_system: str, vendor_id: str,
         comm = stored.resource
         previous = comm.get("status", "unknown")
         if previous == status or _RANK.get(status, 0) < _RANK.get(previous, 0):
-            return comm
+            return dict(comm)
         changed = dict(comm, status=status)
         if status == "completed":
             changed["received"] = _fhir(received or datetime.now(timezone.utc))
@@ -1219,7 +1237,7 @@ def update_delivery_status(services: Any, *, vendor_system: str, vendor_id: str,
 
         call_each(services.plugins, "delivery_status_changed", store=store, communication=new,
                   previous_status=previous)
-        return new
+        return dict(new)
     return None
 
 

@@ -96,7 +96,7 @@ class Worker:
         work: dict[str, int] = {}
         errors: dict[str, str] = {}
         for job in self.jobs:
-            label = getattr(job, "__qualname__", None) or getattr(job, "__name__", repr(job))
+            label = str(getattr(job, "__qualname__", None) or getattr(job, "__name__", repr(job)))
             if self.stopping.is_set():
                 break
             try:
