@@ -20,6 +20,7 @@ Pure read-side logic over FHIR JSON and the store; no web framework. The clinici
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -102,7 +103,27 @@ _CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-
 _ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl"
 _FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 _HOMEWORK_PLANS = ("category", f"{catalog.CODE_SYSTEM_BASE}/care-plan-category|homework")
-_HOMEWORK_TASKS = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
+def _is_homework(task: Mapping[str, Any]) -> bool:
+    """Whether a Task asks to complete a Questionnaire (SDC ``complete-questionnaire``)."""
+    return any(c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
+               for c in (task.get("code") or {}).get("coding") or [])
+
+
+def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
+    """Return a patient's homework Tasks: one search driven by the patient, filtered here.
+
+    The code is checked in Python rather than as a second search parameter, which keeps
+    the query to the patient index alone (a per-row token check can be slow on SQLite).
+    """
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while True:  # large pages: one query for a patient's usual history
+        page = store.search("Task", [("patient", patient_ref), ("_count", "2000"),
+                                     ("_offset", str(offset))])
+        found += [t for t in page.resources if _is_homework(t)]
+        if not page.has_more or not page.matches:
+            return found
+        offset += len(page.matches)
 _MEASURES = ("phq-9", "gad-7", "pcl-5", "phq-2")
 _OUTCOME_LABELS = {
     "on-time": "Done on time", "late": "Done late", "missed": "Missed", "overdue": "Overdue",
@@ -156,20 +177,30 @@ def _title(questionnaire: Mapping[str, Any] | None) -> str:
     return found.group(1) if found and len(title) > 24 else title
 
 
+#: Per store: ``url|version`` → the title and name of that Questionnaire version. A stored
+#: version's content never changes once it can be assigned, so its title can be kept.
+_TITLES: "weakref.WeakKeyDictionary[Any, dict[str, dict[str, Any]]]" = weakref.WeakKeyDictionary()
+
+
 def _questionnaires(store: Store, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Resolve canonical refs (``url|version``) to stored Questionnaires, one search per url."""
-    out: dict[str, dict[str, Any]] = {}
-    by_url: dict[str, set[str]] = {}
-    for ref in refs:
-        if ref:
-            url, _, version = ref.partition("|")
-            by_url.setdefault(url, set()).add(version)
-    for url in by_url:
-        if "://" not in url:
-            continue
+    """Return ``{ref: {"title", "name"}}`` for canonical refs (``url|version`` or ``url``).
+
+    Versioned refs are remembered per store; the others cost one search per url.
+    """
+    try:
+        cache = _TITLES.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced: no cache
+        cache = {}
+    wanted = {ref for ref in refs if ref and "://" in ref}
+    out = {ref: cache[ref] for ref in wanted if ref in cache}
+    for url in {ref.partition("|")[0] for ref in wanted - set(out)}:
         for q in iter_all(store, "Questionnaire", [("url", url)]):
-            out[f"{url}|{q.get('version')}" if q.get("version") else url] = q
-            out.setdefault(url, q)
+            brief = {"title": q.get("title"), "name": q.get("name")}
+            key = f"{url}|{q.get('version')}" if q.get("version") else url
+            if q.get("status") in ("active", "retired") and q.get("version"):
+                cache[key] = brief
+            out[key] = brief
+            out.setdefault(url, brief)
     return out
 
 
@@ -278,9 +309,9 @@ def _flag_rows(store: Store, patient_ref: str) -> list[FlagRow]:
     return sorted(rows, key=lambda r: r.raised or "", reverse=True)
 
 
-def _outcome(task: Mapping[str, Any], now: datetime) -> str:
+def _outcome(task: Mapping[str, Any], now: datetime, due: datetime | None = None) -> str:
     status = task.get("status")
-    due = task_due(task)
+    due = due if due is not None else task_due(task)
     if status in ("cancelled", "entered-in-error", "rejected"):
         return "cancelled"
     if status == "completed":
@@ -311,12 +342,26 @@ def _activity_index(task: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _reminders(store: Store, patient_ref: str) -> dict[str, tuple[str, str]]:
+def _reminder_targets(one_off: list[dict[str, Any]], tasks_by_plan: Mapping[str, list[dict[str, Any]]],
+                      now: datetime) -> list[str]:
+    """Return the Tasks whose reminders the dashboard shows: open one-offs, each plan's latest."""
+    refs = [f"Task/{t['id']}" for t in one_off]
+    for tasks in tasks_by_plan.values():
+        dated = sorted(((task_due(t), t) for t in tasks if task_due(t) is not None),
+                       key=lambda pair: pair[0])
+        past = [t for due, t in dated if due <= now][-2:]
+        ahead = [t for due, t in dated if due > now][:1]
+        refs += [f"Task/{t['id']}" for t in past + ahead]
+    return refs
+
+
+def _reminders(store: Store, targets: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Return Task ref → (sent, status) of the latest reminder Communication about it."""
     latest: dict[str, tuple[str, str]] = {}
-    found = store.search("Communication", [("patient", patient_ref), ("_sort", "-sent"),
-                                           ("_count", "300")])
-    for comm in found.resources:
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(targets), 50):
+        found += iter_all(store, "Communication", [("about", ",".join(targets[start:start + 50]))])
+    for comm in found:
         when = comm.get("sent") or ""
         for about in comm.get("about") or []:
             ref = about.get("reference")
@@ -408,13 +453,50 @@ def _task_rows(tasks: list[dict[str, Any]], titles: Mapping[str, dict[str, Any]]
     return rows
 
 
+_ASSERTED = ("final", "amended", "corrected")
+
+
+def _histories(store: Store, patient_ref: str) -> dict[str, list[tuple[str, float]]]:
+    """Return each followed instrument's ``(effective, total)`` points, oldest first.
+
+    One Observation search for every instrument's total code (the same Observations
+    :func:`hw_fhir.outcomes.measure_history` reads: asserted ones with a value and a time).
+    """
+    from .outcomes import MEASURES
+
+    by_code = {(system, code): key for key in _MEASURES for system, code in MEASURES[key].total_codes}
+    codes = ",".join(f"{system}|{code}" for system, code in by_code)
+    out: dict[str, list[tuple[datetime, str, float]]] = {}
+    for obs in iter_all(store, "Observation", [("subject", patient_ref), ("code", codes)]):
+        if obs.get("status") not in _ASSERTED:
+            continue
+        key = next((by_code[(c.get("system"), c.get("code"))] for c in (obs.get("code") or {})
+                    .get("coding") or [] if (c.get("system"), c.get("code")) in by_code), None)
+        quantity = obs.get("valueQuantity") or {}
+        value = quantity.get("value", obs.get("valueInteger"))
+        when = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") \
+            or obs.get("issued")
+        if key is None or isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not isinstance(when, str) or len(when) < 10:
+            continue
+        try:
+            moment = parse_instant(when) if "T" in when else datetime.fromisoformat(
+                when[:10]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        out.setdefault(key, []).append((moment, when, float(value)))
+    return {key: [(when, value) for _, when, value in sorted(points, key=lambda p: p[0])]
+            for key, points in out.items()}
+
+
 def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[MeasureRow]:
-    from .outcomes import MEASURES, measure_history
+    from .outcomes import MEASURES
     from .scoring import progress
 
     rows = []
+    histories = _histories(store, patient_ref)
     for key in _MEASURES:
-        history = measure_history(store, patient_ref, key)
+        history = histories.get(key)
         if not history:
             continue
         points = [(parse_instant(when).astimezone(zone).date() if "T" in when
@@ -496,7 +578,7 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
     moment = _now(now)
     local = ZoneInfo(zone)
     patient_ref = reference("Patient", patient)
-    tasks = iter_all(store, "Task", [("patient", patient_ref), _HOMEWORK_TASKS])
+    tasks = _homework_tasks(store, patient_ref)
     plans = [p for p in iter_all(store, "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS,
                                                       ("status", "active,on-hold")])]
     tasks_by_plan: dict[str, list[dict[str, Any]]] = {}
@@ -511,28 +593,28 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
     refs |= {c for p in plans for a in p.get("activity") or []
              for c in (a.get("detail") or {}).get("instantiatesCanonical") or []}
     titles = _questionnaires(store, refs)
-    reminders = _reminders(store, patient_ref)
+    reminders = _reminders(store, _reminder_targets(one_off, tasks_by_plan, moment))
     assignments = _task_rows(sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {})
                                     .get("end", "")), titles, reminders)
     assignments += _plan_rows(plans, tasks_by_plan, titles, reminders, moment)
-    check_ins = iter_all(store, "QuestionnaireResponse", [
-        ("patient", patient_ref), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL),
-        ("status", "completed,amended")])
+    check_ins = [r for r in iter_all(store, "QuestionnaireResponse", [
+        ("patient", patient_ref), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL)])
+        if r.get("status") in ("completed", "amended")]
     adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
-    calendar = completion_calendar(
-        [(due.astimezone(local).date(), _outcome(t, moment)) for t in tasks
-         if (due := task_due(t)) is not None], end=moment.astimezone(local).date(), weeks=weeks)
-    recent_tasks = sorted((t for t in tasks if _outcome(t, moment) != "cancelled"
-                           and (task_due(t) or moment) <= moment + timedelta(days=7)),
-                          key=lambda t: task_due(t) or moment, reverse=True)[:10]
-    recent_titles = _questionnaires(store, (task_canonical(t) or "" for t in recent_tasks))
+    dated = [(t, due, _outcome(t, moment, due)) for t in tasks if (due := task_due(t)) is not None]
+    calendar = completion_calendar([(due.astimezone(local).date(), outcome)
+                                    for _, due, outcome in dated],
+                                   end=moment.astimezone(local).date(), weeks=weeks)
+    soon = moment + timedelta(days=7)
+    recent_tasks = sorted(((t, due, o) for t, due, o in dated if o != "cancelled" and due <= soon),
+                          key=lambda item: item[1], reverse=True)[:10]
+    recent_titles = _questionnaires(store, (task_canonical(t) or "" for t, _, _ in recent_tasks))
     recent = tuple(TaskRow(task=f"Task/{t['id']}", activity=task_canonical(t),
                            title=_title(recent_titles.get(task_canonical(t) or "")),
-                           due=(task_due(t).isoformat() if task_due(t) else None),
-                           status=str(t.get("status")), outcome=_outcome(t, moment),
+                           due=due.isoformat(), status=str(t.get("status")), outcome=outcome,
                            response=next(((o.get("valueReference") or {}).get("reference")
                                           for o in t.get("output") or []), None))
-                   for t in recent_tasks)
+                   for t, due, outcome in recent_tasks)
     return PatientDashboard(
         patient=patient_ref, flags=tuple(_flag_rows(store, patient_ref)),
         assignments=tuple(assignments), adherence=adherence,
@@ -796,8 +878,7 @@ def default_session_date(store: Store, patient: str, *, now: datetime | None = N
     moment = _now(now)
     patient_ref = reference("Patient", patient)
     days: list[date] = []
-    for task in store.search("Task", [("patient", patient_ref), _HOMEWORK_TASKS,
-                                      ("_sort", "-authored-on"), ("_count", "50")]).resources:
+    for task in _homework_tasks(store, patient_ref):
         if not _plan_of(task) and task.get("authoredOn"):
             days.append(parse_instant(task["authoredOn"]).date())
     for plan in store.search("CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS,
@@ -871,7 +952,8 @@ class PanelEntry:
 def panel(store: Store, practitioner: str, *, now: datetime | None = None,
           days: int = 28) -> list[PanelEntry]:
     """Return a clinician's patients: risk flags first, then worsening scores, then missed work."""
-    from .outcomes import patient_progress
+    from .scoring import progress
+    from .scoring.mbc import THRESHOLDS
 
     moment = _now(now)
     rows = panel_summary(store, practitioner, now=moment, days=days)
@@ -882,8 +964,11 @@ def panel(store: Store, practitioner: str, *, now: datetime | None = None,
             flagged[subject] = flagged.get(subject, 0) + 1
     entries = []
     for row in rows:
+        histories = _histories(store, row.patient)
+        summaries = {key: progress(key, points) for key, points in histories.items()
+                     if key in THRESHOLDS}
         worse = tuple(f"{key.upper()} {p.baseline.value:g} → {p.latest.value:g}"
-                      for key, p in patient_progress(store, row.patient).items() if p.deterioration)
+                      for key, p in summaries.items() if p is not None and p.deterioration)
         a = row.adherence
         reasons = []
         if flagged.get(row.patient):

@@ -280,3 +280,34 @@ def test_a_plans_next_due_comes_from_its_schedule_when_done_early(store: Any, av
     row = next(r for r in patient_dashboard(store, "pat-ava", now=now).assignments if r.kind == "plan")
     assert row.title == "PHQ-9" and row.done == 1
     assert row.next_due is not None and row.next_due.startswith((start + timedelta(days=14)).isoformat())
+
+
+def test_dashboard_shows_the_last_reminder_and_its_delivery(store: Any, ava: Session) -> None:
+    task = assign_once(store, due_in_days=3)
+    other = assign_once(store, due_in_days=4)
+    for sent, status, about in (("2026-03-01T08:00:00Z", "completed", task),
+                                ("2026-03-02T08:00:00Z", "not-done", task),
+                                ("2026-03-05T08:00:00Z", "completed", other)):
+        store.create({"resourceType": "Communication", "status": status, "sent": sent,
+                      "subject": {"reference": "Patient/pat-ava"},
+                      "about": [{"reference": f"Task/{about['id']}"}],
+                      "medium": [{"coding": [{"code": "email"}]}]})
+    page = ava.get("/clinician/patients/pat-ava").text
+    row = page[page.index(f'id="assignment-Task-{task["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert "Mon 2 Mar 2026" in row and "not-done" in row and "none yet" not in row
+
+
+def test_panel_puts_worsening_scores_before_missed_homework(app: Any, store: Any) -> None:
+    from hw_fhir.plans import sweep_overdue
+
+    now = datetime.now(timezone.utc)
+    for days, weights in ((20, [0, 1, 0, 1, 0, 1, 0, 1, 0]), (6, [2, 2, 2, 2, 2, 1, 1, 1, 0])):
+        task = assign_once(store, patient="pat-ben", now=now - timedelta(days=days), due_in_days=2)
+        complete_phq9(store, task, weights, when=now - timedelta(days=days - 1))
+    assign_once(store, patient="pat-ava", now=now - timedelta(days=10), due_in_days=1)
+    sweep_overdue(store, now=now)
+    session = open_launch(app, app.test_client(), patient=None)
+    page = session.get("/clinician/panel").text
+    assert page.index('id="panel-pat-ben"') < page.index('id="panel-pat-ava"')
+    assert "Worse: PHQ-9 4 → 13" in page
