@@ -315,8 +315,11 @@ def completion_calendar(
     weeks: int = 8,
     title: str = "Homework over the last weeks",
     chart_id: str = "completion-calendar",
+    today: date | None = None,
 ) -> Chart:
     """Return a calendar of ``weeks`` weeks ending with the week of ``end``.
+
+    ``today`` (when given) is outlined, so days still to come stand apart.
 
     ``days`` holds ``(due date, outcome)`` pairs (outcome: ``on-time``, ``late``,
     ``missed``, ``overdue``, ``upcoming``; others are ignored). A day with several
@@ -354,9 +357,13 @@ def completion_calendar(
                 ", ".join(OUTCOME_STYLES[o][0].lower() for o in outcomes) if outcomes else "nothing due")
             if day > end:
                 fill, stroke = "#ffffff", "#eef0f4"
+            width_ = "1.5"
+            if day == today:
+                stroke, width_ = _TEXT, "2.5"
+                tip = "Today, " + tip
             body.append(f'<g class="day" data-date="{day.isoformat()}" data-outcome="{worst or ""}">'
                         f'<rect x="{cx}" y="{cy}" width="{cell}" height="{cell}" rx="3" '
-                        f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+                        f'fill="{fill}" stroke="{stroke}" stroke-width="{width_}"/>'
                         + (_text(cx + cell / 2, cy + 14, glyph, size=12, anchor="middle",
                                  fill=glyph_fill, weight="700") if glyph else "")
                         + f"<title>{escape(tip)}</title></g>")

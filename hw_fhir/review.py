@@ -602,9 +602,11 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
         if r.get("status") in ("completed", "amended")]
     adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
     dated = [(t, due, _outcome(t, moment, due)) for t in tasks if (due := task_due(t)) is not None]
+    local_today = moment.astimezone(local).date()
     calendar = completion_calendar([(due.astimezone(local).date(), outcome)
                                     for _, due, outcome in dated],
-                                   end=moment.astimezone(local).date(), weeks=weeks)
+                                   end=local_today + timedelta(days=7), weeks=weeks,
+                                   today=local_today, title="Homework by week")
     soon = moment + timedelta(days=7)
     recent_tasks = sorted(((t, due, o) for t, due, o in dated if o != "cancelled" and due <= soon),
                           key=lambda item: item[1], reverse=True)[:10]

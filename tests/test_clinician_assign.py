@@ -158,6 +158,10 @@ def test_three_clicks_assign_a_phq9_every_two_weeks(store: Any, ava: Session) ->
     dues = re.findall(r"<li>([^<]+)</li>", text[text.index('id="due-list"'):])
     assert len(dues) == 6 and dues[0].endswith("19:00")
     assert "no right or wrong answers" in text and "by email" in text
+    plan = text[text.index('id="reminder-plan"'):]
+    assert "Before it is due" in plan and "(a secure link)" in plan
+    assert "PHQ" not in plan[:plan.index("</section>")]  # no clinical content in the message
+    assert 'id="patient-view"' in text and f"ref=CarePlan/{plan_id}" in text
 
 
 def test_assign_once_with_tailoring_and_low_confidence_warning(store: Any, ava: Session) -> None:

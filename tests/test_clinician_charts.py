@@ -167,3 +167,14 @@ def test_calendar_weeks_end_with_the_week_of_end() -> None:
     dates = sorted(g.get("data-date") for g in root.iter(f"{SVG}g"))
     assert dates[-1] == "2026-03-01"
     assert date.fromisoformat(dates[0]) == end - timedelta(days=27)
+
+
+def test_calendar_outlines_today() -> None:
+    root = _tree(completion_calendar([(date(2026, 3, 12), "upcoming")], end=date(2026, 3, 15),
+                                     weeks=1, today=date(2026, 3, 11)))
+    outlined = [g.get("data-date") for g in root.iter(f"{SVG}g")
+                if g.find(f"{SVG}rect").get("stroke-width") == "2.5"]
+    assert outlined == ["2026-03-11"]
+    titles = {g.get("data-date"): g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")}
+    assert titles["2026-03-11"].startswith("Today")
+    assert "due later" in titles["2026-03-12"]

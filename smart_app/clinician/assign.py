@@ -242,9 +242,42 @@ def assigned(pid: str, kind: str, rid: str) -> Any:
                 o.due for _, o in zip(range(6), schedule.iter_occurrences(moment))]
             steps.append(_step(canonical, step_details, schedule.describe() if schedule else "",
                                dues, status, last=schedule.last_date if schedule else None))
+    first_task = resource if kind == "Task" else _first_open_task(rid, moment)
     return page("clinician/assigned.html", patient=patient, nav_active="assign", resource=resource,
-                kind=kind, steps=steps,
+                kind=kind, steps=steps, reminders=_reminder_plan(first_task, patient, moment),
                 warnings=[w for s in steps for w in s["details"].warnings])
+
+
+def _first_open_task(plan_id: str, moment: datetime) -> dict[str, Any] | None:
+    from hw_fhir.assignment import OPEN_STATUSES, plan_tasks
+
+    upcoming = [t for t in plan_tasks(store(), plan_id, OPEN_STATUSES) if (task_due(t) or moment) > moment]
+    return min(upcoming, key=lambda t: task_due(t) or moment, default=None)
+
+
+_PURPOSES = {"assigned": "When it is assigned", "before-due": "Before it is due",
+             "overdue": "If it is not done yet"}
+
+
+def _reminder_plan(task: dict[str, Any] | None, patient: dict[str, Any],
+                   moment: datetime) -> list[dict[str, Any]]:
+    """Return the planned reminders of a Task with the exact message the patient will get."""
+    from hw_fhir import reminders
+
+    if task is None or HomeworkDetails.from_task(task).reminder_channel in (None, "none"):
+        return []
+    policy = reminders.ReminderPolicy.from_settings(settings())
+    channel = HomeworkDetails.from_task(task).reminder_channel or "email"
+    out = []
+    for purpose, when, _ in reminders.reminder_times(task, reminders.preferences(patient, policy),
+                                                     policy, now=moment):
+        message = reminders.default_message(
+            kind="reminder", purpose=purpose, channel=channel, to=None, recipient=f"Patient/{patient['id']}",
+            practice=getattr(settings(), "practice_name", "your care team"),
+            link="(a secure link)", idempotency_key="preview")
+        out.append({"label": _PURPOSES.get(purpose, purpose), "when": when, "subject": message.subject,
+                    "text": message.text, "channel": channel})
+    return out
 
 
 def _step(canonical: str, details: HomeworkDetails, schedule: str, dues: list[datetime],
