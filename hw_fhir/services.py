@@ -30,15 +30,22 @@ class Services:
             from .plugins import build_plugin_manager
 
             self.plugins = build_plugin_manager(self.settings)
+        self.events  # noqa: B018 - create the shared dispatcher now, bound to the plugins
 
     @property
     def events(self) -> Any:
-        """The domain event dispatcher, publishing to the plugins' hooks (pass as ``events=``)."""
-        dispatcher = self.extras.get("_events")
+        """The one domain event dispatcher (``extras["events"]``), publishing to the plugins' hooks.
+
+        Pass it as ``events=`` to the domain functions. A dispatcher someone stored in
+        ``extras["events"]`` first is kept (its listeners stay) and bound to the plugins.
+        """
+        dispatcher = self.extras.get("events")
         if dispatcher is None:
             from .events import Events
 
-            dispatcher = self.extras["_events"] = Events(plugins=self.plugins)
+            dispatcher = self.extras["events"] = Events(plugins=self.plugins)
+        elif getattr(dispatcher, "plugins", False) is None:
+            dispatcher.plugins = self.plugins
         return dispatcher
 
     def close(self) -> None:

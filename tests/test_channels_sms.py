@@ -54,7 +54,7 @@ def app(tmp_path, vendor):
                               "practice_name": "Elm Clinic", "extra": extra})
     services = application.extensions["hw_fhir"]
     services.plugins = build_plugin_manager(services.settings, entry_points=False, plugins=[sms_plugin])
-    services.extras.pop("_events", None)
+    services.events.plugins = services.plugins
     for bp in blueprints(services.plugins, services.settings):
         application.register_blueprint(bp)
     yield application
