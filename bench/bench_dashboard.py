@@ -37,10 +37,13 @@ from _data import tasks as other_tasks  # noqa: E402
 from clinician_support import clinician_app, open_launch  # noqa: E402
 
 PHQ9 = "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0"
-ACTIVITIES = [PHQ9, "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0",
-              "http://hw-fhir.org/fhir/Questionnaire/thought-record|1.0.0",
-              "http://hw-fhir.org/fhir/Questionnaire/sleep-diary|1.0.0",
-              "http://hw-fhir.org/fhir/Questionnaire/paced-breathing|1.0.0"]
+ACTIVITIES = [
+    PHQ9,
+    "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0",
+    "http://hw-fhir.org/fhir/Questionnaire/thought-record|1.0.0",
+    "http://hw-fhir.org/fhir/Questionnaire/sleep-diary|1.0.0",
+    "http://hw-fhir.org/fhir/Questionnaire/paced-breathing|1.0.0",
+]
 TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
 BUSINESS = "http://hw-fhir.org/fhir/CodeSystem/task-business-status"
 
@@ -50,20 +53,49 @@ def _iso(moment: datetime) -> str:
 
 
 def _plan(pid: str, index: int, canonical: str, now: datetime) -> dict[str, Any]:
-    return {"resourceType": "CarePlan", "id": f"bench-plan-{index}", "status": "active",
-            "intent": "plan", "title": f"Homework {index}",
-            "category": [{"coding": [{"system": "http://hw-fhir.org/fhir/CodeSystem/care-plan-category",
-                                      "code": "homework"}]}],
-            "subject": {"reference": f"Patient/{pid}"}, "author": {"reference": "Practitioner/dr-rivera"},
-            "created": _iso(now - timedelta(days=720)),
-            "period": {"start": (now - timedelta(days=720)).date().isoformat()},
-            "activity": [{"detail": {"kind": "Task", "instantiatesCanonical": [canonical],
-                                     "status": "scheduled", "description": "Practice as agreed.",
-                                     "scheduledTiming": {"repeat": {
-                                         "boundsPeriod": {"start": (now - timedelta(days=720)).date().isoformat()},
-                                         "frequency": 1, "period": 3, "periodUnit": "d",
-                                         "timeOfDay": ["19:00:00"]}},
-                                     "performer": [{"reference": f"Patient/{pid}"}]}}]}
+    return {
+        "resourceType": "CarePlan",
+        "id": f"bench-plan-{index}",
+        "status": "active",
+        "intent": "plan",
+        "title": f"Homework {index}",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hw-fhir.org/fhir/CodeSystem/care-plan-category",
+                        "code": "homework",
+                    }
+                ]
+            }
+        ],
+        "subject": {"reference": f"Patient/{pid}"},
+        "author": {"reference": "Practitioner/dr-rivera"},
+        "created": _iso(now - timedelta(days=720)),
+        "period": {"start": (now - timedelta(days=720)).date().isoformat()},
+        "activity": [
+            {
+                "detail": {
+                    "kind": "Task",
+                    "instantiatesCanonical": [canonical],
+                    "status": "scheduled",
+                    "description": "Practice as agreed.",
+                    "scheduledTiming": {
+                        "repeat": {
+                            "boundsPeriod": {
+                                "start": (now - timedelta(days=720)).date().isoformat()
+                            },
+                            "frequency": 1,
+                            "period": 3,
+                            "periodUnit": "d",
+                            "timeOfDay": ["19:00:00"],
+                        }
+                    },
+                    "performer": [{"reference": f"Patient/{pid}"}],
+                }
+            }
+        ],
+    }
 
 
 def history(pid: str, n: int, now: datetime, seed: int = 11) -> Iterator[dict[str, Any]]:
@@ -74,65 +106,131 @@ def history(pid: str, n: int, now: datetime, seed: int = 11) -> Iterator[dict[st
     for i in range(n):
         due = now - timedelta(days=720) + timedelta(hours=i * 720 * 24 / n) + timedelta(days=14)
         plan = plans[i % len(plans)] if i % 4 else None
-        canonical = plan["activity"][0]["detail"]["instantiatesCanonical"][0] if plan else rnd.choice(ACTIVITIES)
+        canonical = (
+            plan["activity"][0]["detail"]["instantiatesCanonical"][0]
+            if plan
+            else rnd.choice(ACTIVITIES)
+        )
         task: dict[str, Any] = {
-            "resourceType": "Task", "id": str(uuid.UUID(int=rnd.getrandbits(128))),
+            "resourceType": "Task",
+            "id": str(uuid.UUID(int=rnd.getrandbits(128))),
             "meta": {"profile": ["http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-task"]},
-            "intent": "order", "code": {"coding": [{"system": TEMP, "code": "complete-questionnaire"}]},
-            "for": {"reference": f"Patient/{pid}"}, "owner": {"reference": f"Patient/{pid}"},
+            "intent": "order",
+            "code": {"coding": [{"system": TEMP, "code": "complete-questionnaire"}]},
+            "for": {"reference": f"Patient/{pid}"},
+            "owner": {"reference": f"Patient/{pid}"},
             "requester": {"reference": "Practitioner/dr-rivera"},
             "authoredOn": _iso(due - timedelta(days=7)),
             "restriction": {"period": {"start": _iso(due - timedelta(days=3)), "end": _iso(due)}},
-            "input": [{"type": {"coding": [{"system": TEMP, "code": "questionnaire"}]},
-                       "valueCanonical": canonical}],
+            "input": [
+                {
+                    "type": {"coding": [{"system": TEMP, "code": "questionnaire"}]},
+                    "valueCanonical": canonical,
+                }
+            ],
             "description": "Practice as agreed.",
         }
         if plan:
             task["basedOn"] = [{"reference": f"CarePlan/{plan['id']}"}]
-            task["identifier"] = [{"system": "http://hw-fhir.org/fhir/sid/task-occurrence",
-                                   "value": f"{plan['id']}/0/{due.date().isoformat()}/{i}"}]
+            task["identifier"] = [
+                {
+                    "system": "http://hw-fhir.org/fhir/sid/task-occurrence",
+                    "value": f"{plan['id']}/0/{due.date().isoformat()}/{i}",
+                }
+            ]
         roll = rnd.random()
         if due > now:
             task["status"] = "requested"
         elif roll < 0.7:
             late = roll > 0.6
             end = due + timedelta(hours=5) if late else due - timedelta(hours=3)
-            task.update(status="completed", executionPeriod={"start": _iso(end - timedelta(minutes=9)),
-                                                             "end": _iso(end)},
-                        businessStatus={"coding": [{"system": BUSINESS, "code": "late" if late else "on-time"}]})
+            task.update(
+                status="completed",
+                executionPeriod={"start": _iso(end - timedelta(minutes=9)), "end": _iso(end)},
+                businessStatus={
+                    "coding": [{"system": BUSINESS, "code": "late" if late else "on-time"}]
+                },
+            )
         elif roll < 0.9:
-            task.update(status="failed", businessStatus={"coding": [{"system": BUSINESS, "code": "missed"}]})
+            task.update(
+                status="failed", businessStatus={"coding": [{"system": BUSINESS, "code": "missed"}]}
+            )
         else:
             task["status"] = "cancelled"
         if task["status"] != "cancelled" and due <= now:
-            yield {"resourceType": "Communication", "id": str(uuid.UUID(int=rnd.getrandbits(128))),
-                   "status": "completed", "subject": {"reference": f"Patient/{pid}"},
-                   "about": [{"reference": f"Task/{task['id']}"}], "sent": _iso(due - timedelta(hours=6)),
-                   "medium": [{"coding": [{"code": "email"}]}]}
+            yield {
+                "resourceType": "Communication",
+                "id": str(uuid.UUID(int=rnd.getrandbits(128))),
+                "status": "completed",
+                "subject": {"reference": f"Patient/{pid}"},
+                "about": [{"reference": f"Task/{task['id']}"}],
+                "sent": _iso(due - timedelta(hours=6)),
+                "medium": [{"coding": [{"code": "email"}]}],
+            }
         if task["status"] == "completed" and canonical == PHQ9:
             qr_id = str(uuid.UUID(int=rnd.getrandbits(128)))
             score = max(0, min(27, 18 - i * 12 // n + rnd.randrange(-2, 3)))
             authored = task["executionPeriod"]["end"]
-            task["output"] = [{"type": {"coding": [{"system": TEMP, "code": "questionnaire-response"}]},
-                               "valueReference": {"reference": f"QuestionnaireResponse/{qr_id}"}}]
-            yield {"resourceType": "QuestionnaireResponse", "id": qr_id, "questionnaire": PHQ9,
-                   "status": "completed", "subject": {"reference": f"Patient/{pid}"}, "authored": authored,
-                   "item": [{"linkId": "phq9-total", "answer": [{"valueInteger": score}]}]}
-            yield {"resourceType": "Observation", "id": str(uuid.UUID(int=rnd.getrandbits(128))),
-                   "status": "final",
-                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                             "code": "survey"}]}],
-                   "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
-                   "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": authored,
-                   "valueQuantity": {"value": score, "unit": "{score}", "system": "http://unitsofmeasure.org",
-                                     "code": "{score}"},
-                   "derivedFrom": [{"reference": f"QuestionnaireResponse/{qr_id}"}]}
+            task["output"] = [
+                {
+                    "type": {"coding": [{"system": TEMP, "code": "questionnaire-response"}]},
+                    "valueReference": {"reference": f"QuestionnaireResponse/{qr_id}"},
+                }
+            ]
+            yield {
+                "resourceType": "QuestionnaireResponse",
+                "id": qr_id,
+                "questionnaire": PHQ9,
+                "status": "completed",
+                "subject": {"reference": f"Patient/{pid}"},
+                "authored": authored,
+                "item": [{"linkId": "phq9-total", "answer": [{"valueInteger": score}]}],
+            }
+            yield {
+                "resourceType": "Observation",
+                "id": str(uuid.UUID(int=rnd.getrandbits(128))),
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "survey",
+                            }
+                        ]
+                    }
+                ],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": authored,
+                "valueQuantity": {
+                    "value": score,
+                    "unit": "{score}",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "{score}",
+                },
+                "derivedFrom": [{"reference": f"QuestionnaireResponse/{qr_id}"}],
+            }
         yield task
-    yield {"resourceType": "Flag", "id": "bench-flag", "status": "active",
-           "category": [{"coding": [{"system": "http://hw-fhir.org/fhir/CodeSystem/flag-category",
-                                     "code": "self-harm-risk", "display": "Self-harm risk"}]}],
-           "code": {"text": "PHQ-9 item 9 scored 1 of 3."}, "subject": {"reference": f"Patient/{pid}"},
-           "period": {"start": _iso(now - timedelta(days=2))}}
+    yield {
+        "resourceType": "Flag",
+        "id": "bench-flag",
+        "status": "active",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://hw-fhir.org/fhir/CodeSystem/flag-category",
+                        "code": "self-harm-risk",
+                        "display": "Self-harm risk",
+                    }
+                ]
+            }
+        ],
+        "code": {"text": "PHQ-9 item 9 scored 1 of 3."},
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {"start": _iso(now - timedelta(days=2))},
+    }
 
 
 def _time(session: Any, path: str, runs: int, **params: Any) -> tuple[float, float, float]:
@@ -145,8 +243,11 @@ def _time(session: Any, path: str, runs: int, **params: Any) -> tuple[float, flo
         cpu.append((time.process_time() - start_cpu) * 1000)
         assert response.status_code == 200, (path, response.status_code, response.text[:500])
     samples.sort()
-    return (statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)],
-            statistics.median(cpu))
+    return (
+        statistics.median(samples),
+        samples[max(0, int(len(samples) * 0.95) - 1)],
+        statistics.median(cpu),
+    )
 
 
 def main() -> None:
@@ -154,19 +255,30 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--others", type=int, default=20_000, help="Tasks of other patients")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--analyze", action="store_true",
-                        help="run SQLite ANALYZE after loading (planner statistics)")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="run SQLite ANALYZE after loading (planner statistics)",
+    )
     args = parser.parse_args()
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
-        app = clinician_app({"instance_path": tmp, "database_url": f"sqlite:///{tmp}/bench.db",
-                             "open_api": True, "secret_key": "bench"})
+        app = clinician_app(
+            {
+                "instance_path": tmp,
+                "database_url": f"sqlite:///{tmp}/bench.db",
+                "open_api": True,
+                "secret_key": "bench",
+            }
+        )
         store = app.extensions["hw_fhir"].store
         count, secs = load(store, history("pat-ava", args.tasks, now))
         others, other_secs = load(store, other_tasks(args.others, 500))
         mine = store.search("Task", [("patient", "Patient/pat-ava"), ("_summary", "count")]).total
-        print(f"pat-ava: {mine} Tasks ({count} resources in {secs:.1f} s); "
-              f"{others} Tasks of other patients ({other_secs:.1f} s)")
+        print(
+            f"pat-ava: {mine} Tasks ({count} resources in {secs:.1f} s); "
+            f"{others} Tasks of other patients ({other_secs:.1f} s)"
+        )
         if args.analyze:
             import sqlalchemy as sa
 
@@ -174,24 +286,42 @@ def main() -> None:
                 conn.execute(sa.text("ANALYZE"))
             print("ran ANALYZE")
         session = open_launch(app, app.test_client())
-        responses = store.search("QuestionnaireResponse", [("patient", "Patient/pat-ava"),
-                                                           ("_sort", "-authored"), ("_count", "2")]).resources
-        task = store.search("Task", [("patient", "Patient/pat-ava"), ("status", "requested"),
-                                     ("_count", "1")]).resources[0]
+        responses = store.search(
+            "QuestionnaireResponse",
+            [("patient", "Patient/pat-ava"), ("_sort", "-authored"), ("_count", "2")],
+        ).resources
+        task = store.search(
+            "Task", [("patient", "Patient/pat-ava"), ("status", "requested"), ("_count", "1")]
+        ).resources[0]
         pages = [
             ("dashboard", "/clinician/patients/pat-ava", {}),
             ("landing /app", "/app", {}),
             ("assign: library", "/clinician/patients/pat-ava/assign", {}),
-            ("assign: library search", "/clinician/patients/pat-ava/assign", {"q": "sleep", "problem": "insomnia"}),
+            (
+                "assign: library search",
+                "/clinician/patients/pat-ava/assign",
+                {"q": "sleep", "problem": "insomnia"},
+            ),
             ("assign: tailor", "/clinician/patients/pat-ava/assign/phq-9", {}),
-            ("assign: confirmation", "/clinician/patients/pat-ava/assigned/CarePlan/bench-plan-0", {}),
+            (
+                "assign: confirmation",
+                "/clinician/patients/pat-ava/assigned/CarePlan/bench-plan-0",
+                {},
+            ),
             ("change a plan", "/clinician/patients/pat-ava/assignments/CarePlan/bench-plan-1", {}),
             ("change a task", f"/clinician/patients/pat-ava/assignments/Task/{task['id']}", {}),
             ("response review", f"/clinician/patients/pat-ava/responses/{responses[0]['id']}", {}),
-            ("compare", "/clinician/patients/pat-ava/compare", {"a": responses[1]["id"], "b": responses[0]["id"]}),
+            (
+                "compare",
+                "/clinician/patients/pat-ava/compare",
+                {"a": responses[1]["id"], "b": responses[0]["id"]},
+            ),
             ("session prep", "/clinician/patients/pat-ava/session-prep", {}),
-            ("session prep, 8 weeks", "/clinician/patients/pat-ava/session-prep",
-             {"since": (now - timedelta(days=56)).date().isoformat()}),
+            (
+                "session prep, 8 weeks",
+                "/clinician/patients/pat-ava/session-prep",
+                {"since": (now - timedelta(days=56)).date().isoformat()},
+            ),
             ("pathway", "/clinician/patients/pat-ava/pathways/insomnia-4-weeks", {}),
             ("preview", "/clinician/library/phq-9/preview", {"patient": "pat-ava"}),
             ("my activities", "/clinician/library", {}),
@@ -205,8 +335,10 @@ def main() -> None:
             worst = max(worst, median)
             flag = "" if median < 100 else "  <-- over 100 ms"
             print(f"{name:28} {median:10.1f} {p95:8.1f} {cpu:8.1f}{flag}")
-        print(f"slowest median: {worst:.1f} ms (bar: < 100 ms); load average now "
-              f"{__import__('os').getloadavg()[0]:.1f} on {__import__('os').cpu_count()} CPUs")
+        print(
+            f"slowest median: {worst:.1f} ms (bar: < 100 ms); load average now "
+            f"{__import__('os').getloadavg()[0]:.1f} on {__import__('os').cpu_count()} CPUs"
+        )
         app.extensions["hw_fhir"].close()
 
 

@@ -61,7 +61,8 @@ OUTCOME_STYLES: dict[str, tuple[str, str, str, str, str]] = {
 }
 _EMPTY = ("Nothing due", "#eef0f4", "#d5dae3", "", _TEXT)
 _INSTRUMENTS: dict[str, SumInstrument] = {
-    i.key: i for i in (phq9.INSTRUMENT, gad7.INSTRUMENT, phq2.INSTRUMENT, pcl5.INSTRUMENT)}
+    i.key: i for i in (phq9.INSTRUMENT, gad7.INSTRUMENT, phq2.INSTRUMENT, pcl5.INSTRUMENT)
+}
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,20 @@ def _short(day: date, with_year: bool) -> str:
     return f"{day.day} {day:%b}" + (f" {day:%y}" if with_year else "")
 
 
-def _text(x: float, y: float, content: str, *, size: int = 11, anchor: str = "start",
-          fill: str = _TEXT, weight: str = "normal") -> str:
-    return (f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" text-anchor="{anchor}" '
-            f'fill="{fill}" font-weight="{weight}">{escape(content)}</text>')
+def _text(
+    x: float,
+    y: float,
+    content: str,
+    *,
+    size: int = 11,
+    anchor: str = "start",
+    fill: str = _TEXT,
+    weight: str = "normal",
+) -> str:
+    return (
+        f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" text-anchor="{anchor}" '
+        f'fill="{fill}" font-weight="{weight}">{escape(content)}</text>'
+    )
 
 
 def _svg(chart_id: str, width: int, height: int, title: str, summary: str, body: list[str]) -> str:
@@ -127,8 +138,7 @@ def _svg(chart_id: str, width: int, height: int, title: str, summary: str, body:
         f'role="img" aria-labelledby="{escape(chart_id)}-title {escape(chart_id)}-desc" '
         f'font-family="{_FONT}" style="max-width:{width}px">'
         f'<title id="{escape(chart_id)}-title">{escape(title)}</title>'
-        f'<desc id="{escape(chart_id)}-desc">{escape(summary)}</desc>'
-        + "".join(body) + "</svg>"
+        f'<desc id="{escape(chart_id)}-desc">{escape(summary)}</desc>' + "".join(body) + "</svg>"
     )
 
 
@@ -156,8 +166,13 @@ def instrument_bands(instrument: str) -> tuple[ScoreBand, ...]:
     return tuple(ScoreBand(b.low, b.high, b.display) for b in found.bands)
 
 
-def instrument_chart(instrument: str, points: Sequence[tuple[When, float]], *,
-                     title: str | None = None, chart_id: str | None = None) -> Chart:
+def instrument_chart(
+    instrument: str,
+    points: Sequence[tuple[When, float]],
+    *,
+    title: str | None = None,
+    chart_id: str | None = None,
+) -> Chart:
     """Chart a known instrument's totals with its bands, remission and response thresholds.
 
     The response threshold is the instrument's response reduction below the baseline
@@ -200,7 +215,9 @@ def score_chart(
     "remission: below N"; ``response_at`` draws "response: N or lower".
     """
     ordered = sorted(((_day(w), float(v)) for w, v in points), key=lambda p: p[0])
-    top = y_max if y_max is not None else max([b.high for b in bands] + [v for _, v in ordered] + [1])
+    top = (
+        y_max if y_max is not None else max([b.high for b in bands] + [v for _, v in ordered] + [1])
+    )
     left, right, upper, lower = 34, 150, 10, 26
     plot_w, plot_h = width - left - right, height - upper - lower
 
@@ -220,15 +237,27 @@ def score_chart(
     body: list[str] = [f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
     for index, band in enumerate(bands):
         y_top, y_bottom = y(min(band.high + 0.5, top)), y(max(band.low - 0.5, 0))
-        body.append(f'<rect class="band" x="{left}" y="{_num(y_top)}" width="{plot_w}" '
-                    f'height="{_num(y_bottom - y_top)}" fill="{_band_fill(index, len(bands))}">'
-                    f'<title>{escape(band.label)} ({_fmt(band.low)}–{_fmt(band.high)})</title></rect>')
-        body.append(_text(left + plot_w + 6, (y_top + y_bottom) / 2 + 4,
-                          f"{band.label} {_fmt(band.low)}–{_fmt(band.high)}", size=10))
-    body.append(f'<line x1="{left}" y1="{upper + plot_h}" x2="{left + plot_w}" y2="{upper + plot_h}" '
-                f'stroke="{_AXIS}" stroke-width="1"/>')
-    body.append(f'<line x1="{left}" y1="{upper}" x2="{left}" y2="{upper + plot_h}" '
-                f'stroke="{_AXIS}" stroke-width="1"/>')
+        body.append(
+            f'<rect class="band" x="{left}" y="{_num(y_top)}" width="{plot_w}" '
+            f'height="{_num(y_bottom - y_top)}" fill="{_band_fill(index, len(bands))}">'
+            f"<title>{escape(band.label)} ({_fmt(band.low)}–{_fmt(band.high)})</title></rect>"
+        )
+        body.append(
+            _text(
+                left + plot_w + 6,
+                (y_top + y_bottom) / 2 + 4,
+                f"{band.label} {_fmt(band.low)}–{_fmt(band.high)}",
+                size=10,
+            )
+        )
+    body.append(
+        f'<line x1="{left}" y1="{upper + plot_h}" x2="{left + plot_w}" y2="{upper + plot_h}" '
+        f'stroke="{_AXIS}" stroke-width="1"/>'
+    )
+    body.append(
+        f'<line x1="{left}" y1="{upper}" x2="{left}" y2="{upper + plot_h}" '
+        f'stroke="{_AXIS}" stroke-width="1"/>'
+    )
     ticks = sorted({0.0, float(top), *(float(b.low) for b in bands if 0 < b.low < top)})
     for tick in ticks:
         body.append(_text(left - 5, y(tick) + 4, _fmt(tick), size=10, anchor="end", fill=_AXIS))
@@ -236,45 +265,85 @@ def score_chart(
     count = min(5, max(len({d for d, _ in ordered}), 2))
     for n in range(count):
         day = first + timedelta(days=round(span * n / (count - 1)))
-        body.append(f'<line x1="{_num(x(day))}" y1="{upper + plot_h}" x2="{_num(x(day))}" '
-                    f'y2="{upper + plot_h + 4}" stroke="{_AXIS}"/>')
-        body.append(_text(x(day), height - 8, _short(day, with_year), size=10, anchor="middle",
-                          fill=_AXIS))
+        body.append(
+            f'<line x1="{_num(x(day))}" y1="{upper + plot_h}" x2="{_num(x(day))}" '
+            f'y2="{upper + plot_h + 4}" stroke="{_AXIS}"/>'
+        )
+        body.append(
+            _text(x(day), height - 8, _short(day, with_year), size=10, anchor="middle", fill=_AXIS)
+        )
     for value, label, colour, dash, cls, dy in (
-            (remission_below, f"Remission: below {_fmt(remission_below or 0)}", _REMISSION, "6 3",
-             "threshold-remission", 12),
-            (response_at, f"Response: {_fmt(round(response_at or 0, 1))} or lower", _RESPONSE, "2 3",
-             "threshold-response", -4)):
+        (
+            remission_below,
+            f"Remission: below {_fmt(remission_below or 0)}",
+            _REMISSION,
+            "6 3",
+            "threshold-remission",
+            12,
+        ),
+        (
+            response_at,
+            f"Response: {_fmt(round(response_at or 0, 1))} or lower",
+            _RESPONSE,
+            "2 3",
+            "threshold-response",
+            -4,
+        ),
+    ):
         if value is None or not 0 <= value <= top:
             continue
-        body.append(f'<line class="{cls}" x1="{left}" y1="{_num(y(value))}" x2="{left + plot_w}" '
-                    f'y2="{_num(y(value))}" stroke="{colour}" stroke-width="1.6" '
-                    f'stroke-dasharray="{dash}"><title>{escape(label)}</title></line>')
+        body.append(
+            f'<line class="{cls}" x1="{left}" y1="{_num(y(value))}" x2="{left + plot_w}" '
+            f'y2="{_num(y(value))}" stroke="{colour}" stroke-width="1.6" '
+            f'stroke-dasharray="{dash}"><title>{escape(label)}</title></line>'
+        )
         body.append(_text(left + 6, y(value) + dy, label, size=10, fill=colour, weight="600"))
     if len(ordered) > 1:
         path = " ".join(f"{_num(x(d))},{_num(y(v))}" for d, v in ordered)
-        body.append(f'<polyline class="series" points="{path}" fill="none" stroke="{_LINE}" '
-                    f'stroke-width="2.2" stroke-linejoin="round"/>')
+        body.append(
+            f'<polyline class="series" points="{path}" fill="none" stroke="{_LINE}" '
+            f'stroke-width="2.2" stroke-linejoin="round"/>'
+        )
     rows: list[tuple[str, ...]] = []
     for day, value in ordered:
-        band = _band_of(value, bands)
-        band_name = band.label if band else ""
+        found = _band_of(value, bands)
+        band_name = found.label if found else ""
         rows.append((day.isoformat(), _fmt(value), band_name))
         tip = f"{_long(day)}: {_fmt(value)}" + (f" ({band_name})" if band_name else "")
-        body.append(f'<circle class="point" cx="{_num(x(day))}" cy="{_num(y(value))}" r="4" '
-                    f'fill="{_LINE}" stroke="#ffffff" stroke-width="1.5" '
-                    f'data-value="{_fmt(value)}" data-date="{day.isoformat()}">'
-                    f'<title>{escape(tip)}</title></circle>')
+        body.append(
+            f'<circle class="point" cx="{_num(x(day))}" cy="{_num(y(value))}" r="4" '
+            f'fill="{_LINE}" stroke="#ffffff" stroke-width="1.5" '
+            f'data-value="{_fmt(value)}" data-date="{day.isoformat()}">'
+            f"<title>{escape(tip)}</title></circle>"
+        )
     if not ordered:
-        body.append(_text(left + plot_w / 2, upper + plot_h / 2, "No scores yet", size=12,
-                          anchor="middle", fill=_AXIS))
+        body.append(
+            _text(
+                left + plot_w / 2,
+                upper + plot_h / 2,
+                "No scores yet",
+                size=12,
+                anchor="middle",
+                fill=_AXIS,
+            )
+        )
     summary = _score_summary(title, ordered, bands, remission_below, response_at)
-    return Chart(svg=_svg(chart_id, width, height, title, summary, body), title=title,
-                 summary=summary, headers=("Date", "Score", "Severity"), rows=tuple(rows))
+    return Chart(
+        svg=_svg(chart_id, width, height, title, summary, body),
+        title=title,
+        summary=summary,
+        headers=("Date", "Score", "Severity"),
+        rows=tuple(rows),
+    )
 
 
-def _score_summary(title: str, ordered: list[tuple[date, float]], bands: Sequence[ScoreBand],
-                   remission_below: float | None, response_at: float | None) -> str:
+def _score_summary(
+    title: str,
+    ordered: list[tuple[date, float]],
+    bands: Sequence[ScoreBand],
+    remission_below: float | None,
+    response_at: float | None,
+) -> str:
     if not ordered:
         return f"{title}: no scores yet."
 
@@ -287,13 +356,17 @@ def _score_summary(title: str, ordered: list[tuple[date, float]], bands: Sequenc
     if len(ordered) == 1:
         text = f"{title}: one score, {described(latest)} on {_long(last_day)}."
     else:
-        text = (f"{title}: {len(ordered)} scores from {_long(first_day)} to {_long(last_day)}. "
-                f"First {described(baseline)}, latest {described(latest)}, "
-                f"change {latest - baseline:+g}.")
+        text = (
+            f"{title}: {len(ordered)} scores from {_long(first_day)} to {_long(last_day)}. "
+            f"First {described(baseline)}, latest {described(latest)}, "
+            f"change {latest - baseline:+g}."
+        )
     if remission_below is not None:
         text += f" Remission threshold: below {_fmt(remission_below)}."
     if response_at is not None:
-        text += f" Response threshold: {_fmt(round(response_at, 1))} or lower (half the first score)."
+        text += (
+            f" Response threshold: {_fmt(round(response_at, 1))} or lower (half the first score)."
+        )
     return text
 
 
@@ -338,15 +411,17 @@ def completion_calendar(
     height = legend_y + 14
     body: list[str] = [f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
     for row, name in ((0, "Mon"), (2, "Wed"), (4, "Fri"), (6, "Sun")):
-        body.append(_text(left - 4, upper + row * (cell + gap) + 13, name, size=9, anchor="end",
-                          fill=_AXIS))
+        body.append(
+            _text(left - 4, upper + row * (cell + gap) + 13, name, size=9, anchor="end", fill=_AXIS)
+        )
     shown_month = None
     for week in range(weeks):
         monday = first + timedelta(weeks=week)
         if monday.month != shown_month:
             shown_month = monday.month
-            body.append(_text(left + week * (cell + gap), upper - 6, f"{monday:%b}", size=9,
-                              fill=_AXIS))
+            body.append(
+                _text(left + week * (cell + gap), upper - 6, f"{monday:%b}", size=9, fill=_AXIS)
+            )
         for weekday in range(7):
             day = monday + timedelta(days=weekday)
             outcomes = by_day.get(day, [])
@@ -354,32 +429,57 @@ def completion_calendar(
             label, fill, stroke, glyph, glyph_fill = OUTCOME_STYLES[worst] if worst else _EMPTY
             cx, cy = left + week * (cell + gap), upper + weekday * (cell + gap)
             tip = f"{day:%a} {_long(day)}: " + (
-                ", ".join(OUTCOME_STYLES[o][0].lower() for o in outcomes) if outcomes else "nothing due")
+                ", ".join(OUTCOME_STYLES[o][0].lower() for o in outcomes)
+                if outcomes
+                else "nothing due"
+            )
             if day > end:
                 fill, stroke = "#ffffff", "#eef0f4"
             width_ = "1.5"
             if day == today:
                 stroke, width_ = _TEXT, "2.5"
                 tip = "Today, " + tip
-            body.append(f'<g class="day" data-date="{day.isoformat()}" data-outcome="{worst or ""}">'
-                        f'<rect x="{cx}" y="{cy}" width="{cell}" height="{cell}" rx="3" '
-                        f'fill="{fill}" stroke="{stroke}" stroke-width="{width_}"/>'
-                        + (_text(cx + cell / 2, cy + 14, glyph, size=12, anchor="middle",
-                                 fill=glyph_fill, weight="700") if glyph else "")
-                        + f"<title>{escape(tip)}</title></g>")
+            body.append(
+                f'<g class="day" data-date="{day.isoformat()}" data-outcome="{worst or ""}">'
+                f'<rect x="{cx}" y="{cy}" width="{cell}" height="{cell}" rx="3" '
+                f'fill="{fill}" stroke="{stroke}" stroke-width="{width_}"/>'
+                + (
+                    _text(
+                        cx + cell / 2,
+                        cy + 14,
+                        glyph,
+                        size=12,
+                        anchor="middle",
+                        fill=glyph_fill,
+                        weight="700",
+                    )
+                    if glyph
+                    else ""
+                )
+                + f"<title>{escape(tip)}</title></g>"
+            )
     x = left
     for outcome in ("on-time", "late", "missed", "overdue", "upcoming"):
         label, fill, stroke, glyph, glyph_fill = OUTCOME_STYLES[outcome]
-        body.append(f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" rx="2" fill="{fill}" '
-                    f'stroke="{stroke}" stroke-width="1.5"/>')
+        body.append(
+            f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" rx="2" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="1.5"/>'
+        )
         body.append(_text(x + 16, legend_y, label, size=10, fill=_TEXT))
         x += 16 + 6 * len(label) + 14
     counts = {o: sum(v.count(o) for v in by_day.values()) for o in OUTCOME_STYLES}
     summary = _calendar_summary(title, first, min(last, end), counts)
-    rows = tuple((day.isoformat(), ", ".join(OUTCOME_STYLES[o][0] for o in outcomes))
-                 for day, outcomes in sorted(by_day.items()))
-    return Chart(svg=_svg(chart_id, width, height, title, summary, body), title=title,
-                 summary=summary, headers=("Due date", "What happened"), rows=rows)
+    rows = tuple(
+        (day.isoformat(), ", ".join(OUTCOME_STYLES[o][0] for o in outcomes))
+        for day, outcomes in sorted(by_day.items())
+    )
+    return Chart(
+        svg=_svg(chart_id, width, height, title, summary, body),
+        title=title,
+        summary=summary,
+        headers=("Due date", "What happened"),
+        rows=rows,
+    )
 
 
 def _calendar_summary(title: str, first: date, last: date, counts: dict[str, int]) -> str:

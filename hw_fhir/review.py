@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from . import catalog
 from .adherence import (
     Adherence,
-    DiscussionPoint,
     SessionSummary,
     TaskRow,
     panel_summary,
@@ -40,7 +39,6 @@ from .adherence import (
 )
 from .assignment import (
     COMPLETE_QUESTIONNAIRE,
-    HOMEWORK_CATEGORY,
     OPEN_STATUSES,
     SDC_TEMP_SYSTEM,
     TASK_OCCURRENCE_SYSTEM,
@@ -99,14 +97,20 @@ __all__ = [
 ]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
-_CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
+_CALCULATED = (
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
+)
 _ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl"
 _FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 _HOMEWORK_PLANS = ("category", f"{catalog.CODE_SYSTEM_BASE}/care-plan-category|homework")
+
+
 def _is_homework(task: Mapping[str, Any]) -> bool:
     """Whether a Task asks to complete a Questionnaire (SDC ``complete-questionnaire``)."""
-    return any(c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
-               for c in (task.get("code") or {}).get("coding") or [])
+    return any(
+        c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
+        for c in (task.get("code") or {}).get("coding") or []
+    )
 
 
 def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
@@ -118,20 +122,30 @@ def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     offset = 0
     while True:  # large pages: one query for a patient's usual history
-        page = store.search("Task", [("patient", patient_ref), ("_count", "2000"),
-                                     ("_offset", str(offset))])
+        page = store.search(
+            "Task", [("patient", patient_ref), ("_count", "2000"), ("_offset", str(offset))]
+        )
         found += [t for t in page.resources if _is_homework(t)]
         if not page.has_more or not page.matches:
             return found
         offset += len(page.matches)
+
+
 _MEASURES = ("phq-9", "gad-7", "pcl-5", "phq-2")
 _OUTCOME_LABELS = {
-    "on-time": "Done on time", "late": "Done late", "missed": "Missed", "overdue": "Overdue",
-    "upcoming": "Due later", "cancelled": "Cancelled",
+    "on-time": "Done on time",
+    "late": "Done late",
+    "missed": "Missed",
+    "overdue": "Overdue",
+    "upcoming": "Due later",
+    "cancelled": "Cancelled",
 }
 _MBC_LABELS = {
-    "response": "Response", "remission": "Remission", "reliable-improvement": "Reliable improvement",
-    "deterioration": "Deterioration", "no-reliable-change": "No reliable change",
+    "response": "Response",
+    "remission": "Remission",
+    "reliable-improvement": "Reliable improvement",
+    "deterioration": "Deterioration",
+    "no-reliable-change": "No reliable change",
 }
 
 #: The structure of the homework review at the next session (DOMAIN.md).
@@ -298,14 +312,28 @@ def _flag_rows(store: Store, patient_ref: str) -> list[FlagRow]:
                 if isinstance(ref, str) and ref.startswith("QuestionnaireResponse/"):
                     response = ref
         code = flag.get("code") or {}
-        category = next((c.get("display") or c.get("code") for cat in flag.get("category") or []
-                         for c in cat.get("coding") or []
-                         if c.get("system") != "http://terminology.hl7.org/CodeSystem/flag-category"),
-                        "Risk")
-        text = code.get("text") or next((c.get("display") for c in code.get("coding") or []
-                                         if c.get("display")), "A risk was raised")
-        rows.append(FlagRow(id=flag["id"], text=str(text), category=str(category),
-                            raised=(flag.get("period") or {}).get("start"), response=response))
+        category = next(
+            (
+                c.get("display") or c.get("code")
+                for cat in flag.get("category") or []
+                for c in cat.get("coding") or []
+                if c.get("system") != "http://terminology.hl7.org/CodeSystem/flag-category"
+            ),
+            "Risk",
+        )
+        text = code.get("text") or next(
+            (c.get("display") for c in code.get("coding") or [] if c.get("display")),
+            "A risk was raised",
+        )
+        rows.append(
+            FlagRow(
+                id=flag["id"],
+                text=str(text),
+                category=str(category),
+                raised=(flag.get("period") or {}).get("start"),
+                response=response,
+            )
+        )
     return sorted(rows, key=lambda r: r.raised or "", reverse=True)
 
 
@@ -342,13 +370,15 @@ def _activity_index(task: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _reminder_targets(one_off: list[dict[str, Any]], tasks_by_plan: Mapping[str, list[dict[str, Any]]],
-                      now: datetime) -> list[str]:
+def _reminder_targets(
+    one_off: list[dict[str, Any]], tasks_by_plan: Mapping[str, list[dict[str, Any]]], now: datetime
+) -> list[str]:
     """Return the Tasks whose reminders the dashboard shows: open one-offs, each plan's latest."""
     refs = [f"Task/{t['id']}" for t in one_off]
     for tasks in tasks_by_plan.values():
-        dated = sorted(((task_due(t), t) for t in tasks if task_due(t) is not None),
-                       key=lambda pair: pair[0])
+        dated = sorted(
+            ((due, t) for t in tasks if (due := task_due(t)) is not None), key=lambda pair: pair[0]
+        )
         past = [t for due, t in dated if due <= now][-2:]
         ahead = [t for due, t in dated if due > now][:1]
         refs += [f"Task/{t['id']}" for t in past + ahead]
@@ -360,13 +390,18 @@ def _reminders(store: Store, targets: Sequence[str]) -> dict[str, tuple[str, str
     latest: dict[str, tuple[str, str]] = {}
     found: list[dict[str, Any]] = []
     for start in range(0, len(targets), 50):
-        found += iter_all(store, "Communication", [("about", ",".join(targets[start:start + 50]))])
+        found += iter_all(
+            store, "Communication", [("about", ",".join(targets[start : start + 50]))]
+        )
     for comm in found:
         when = comm.get("sent") or ""
         for about in comm.get("about") or []:
             ref = about.get("reference")
-            if isinstance(ref, str) and ref.startswith("Task/") and (
-                    ref not in latest or when > latest[ref][0]):
+            if (
+                isinstance(ref, str)
+                and ref.startswith("Task/")
+                and (ref not in latest or when > latest[ref][0])
+            ):
                 latest[ref] = (when, str(comm.get("status") or ""))
     return latest
 
@@ -378,51 +413,93 @@ def _schedule_text(detail: Mapping[str, Any]) -> str:
         return ""
 
 
-def _plan_rows(plans: list[dict[str, Any]], tasks_by_plan: dict[str, list[dict[str, Any]]],
-               titles: Mapping[str, dict[str, Any]], reminders: Mapping[str, tuple[str, str]],
-               now: datetime) -> list[AssignmentRow]:
+def _plan_rows(
+    plans: list[dict[str, Any]],
+    tasks_by_plan: dict[str, list[dict[str, Any]]],
+    titles: Mapping[str, dict[str, Any]],
+    reminders: Mapping[str, tuple[str, str]],
+    now: datetime,
+) -> list[AssignmentRow]:
     rows = []
     for plan in plans:
         ref = f"CarePlan/{plan['id']}"
         tasks = tasks_by_plan.get(ref, [])
         activities = plan.get("activity") or []
-        live = [(n, a.get("detail") or {}) for n, a in enumerate(activities)
-                if (a.get("detail") or {}).get("status") in ("scheduled", "in-progress", "not-started",
-                                                             "on-hold")]
+        live = [
+            (n, a.get("detail") or {})
+            for n, a in enumerate(activities)
+            if (a.get("detail") or {}).get("status")
+            in ("scheduled", "in-progress", "not-started", "on-hold")
+        ]
         first = live[0][1] if live else ((activities[0].get("detail") or {}) if activities else {})
-        open_due = sorted(d for d in (task_due(t) for t in tasks if t.get("status") in OPEN_STATUSES
-                                      and (task_due(t) or now) > now) if d)
+        open_due = sorted(
+            d
+            for d in (
+                task_due(t)
+                for t in tasks
+                if t.get("status") in OPEN_STATUSES and (task_due(t) or now) > now
+            )
+            if d
+        )
         outcomes = [_outcome(t, now) for t in tasks]
         done = sum(o in ("on-time", "late") for o in outcomes)
         assigned = sum(o in ("on-time", "late", "missed", "overdue") for o in outcomes)
-        last = max((reminders[f"Task/{t['id']}"] for t in tasks if f"Task/{t['id']}" in reminders),
-                   default=None)
+        last = max(
+            (reminders[f"Task/{t['id']}"] for t in tasks if f"Task/{t['id']}" in reminders),
+            default=None,
+        )
         details = HomeworkDetails.from_detail(first) if first else HomeworkDetails()
         pathway = bool(plan.get("instantiatesUri"))
-        steps = tuple(
-            (n, _title(titles.get(((a.get("detail") or {}).get("instantiatesCanonical") or [""])[0])),
-             str((a.get("detail") or {}).get("status") or ""))
-            for n, a in enumerate(activities)) if pathway else ()
+        steps = (
+            tuple(
+                (
+                    n,
+                    _title(
+                        titles.get(
+                            ((a.get("detail") or {}).get("instantiatesCanonical") or [""])[0]
+                        )
+                    ),
+                    str((a.get("detail") or {}).get("status") or ""),
+                )
+                for n, a in enumerate(activities)
+            )
+            if pathway
+            else ()
+        )
         canonical = (first.get("instantiatesCanonical") or [None])[0]
         next_due = open_due[0] if open_due else None
         if next_due is None and plan.get("status") == "active" and live:
             own = [t for t in tasks if _activity_index(t) == live[0][0]]
             next_due = _next_scheduled(first, own, now)
-        rows.append(AssignmentRow(
-            kind="pathway" if pathway else "plan", ref=ref,
-            title=str(plan.get("title") if pathway or canonical not in titles
-                      else _title(titles.get(canonical or ""))),
-            status=str(plan.get("status")), schedule=_schedule_text(first) if not pathway else
-            f"{len(activities)} steps",
-            next_due=next_due.isoformat() if next_due else None, wording=details.wording,
-            instructions=details.instructions, channel=details.reminder_channel,
-            last_reminder=last[0] if last else None, reminder_status=last[1] if last else None,
-            done=done, assigned=assigned, steps=steps, activity=canonical))
+        rows.append(
+            AssignmentRow(
+                kind="pathway" if pathway else "plan",
+                ref=ref,
+                title=str(
+                    plan.get("title")
+                    if pathway or canonical not in titles
+                    else _title(titles.get(canonical or ""))
+                ),
+                status=str(plan.get("status")),
+                schedule=_schedule_text(first) if not pathway else f"{len(activities)} steps",
+                next_due=next_due.isoformat() if next_due else None,
+                wording=details.wording,
+                instructions=details.instructions,
+                channel=details.reminder_channel,
+                last_reminder=last[0] if last else None,
+                reminder_status=last[1] if last else None,
+                done=done,
+                assigned=assigned,
+                steps=steps,
+                activity=canonical,
+            )
+        )
     return rows
 
 
-def _next_scheduled(detail: Mapping[str, Any], tasks: list[dict[str, Any]],
-                    now: datetime) -> datetime | None:
+def _next_scheduled(
+    detail: Mapping[str, Any], tasks: list[dict[str, Any]], now: datetime
+) -> datetime | None:
     """Return the next due time of a plan activity after its latest materialized Task."""
     try:
         schedule = activity_schedule({"detail": detail})
@@ -434,8 +511,11 @@ def _next_scheduled(detail: Mapping[str, Any], tasks: list[dict[str, Any]],
     return found.due if found else None
 
 
-def _task_rows(tasks: list[dict[str, Any]], titles: Mapping[str, dict[str, Any]],
-               reminders: Mapping[str, tuple[str, str]]) -> list[AssignmentRow]:
+def _task_rows(
+    tasks: list[dict[str, Any]],
+    titles: Mapping[str, dict[str, Any]],
+    reminders: Mapping[str, tuple[str, str]],
+) -> list[AssignmentRow]:
     rows = []
     for task in tasks:
         ref = f"Task/{task['id']}"
@@ -443,13 +523,22 @@ def _task_rows(tasks: list[dict[str, Any]], titles: Mapping[str, dict[str, Any]]
         details = HomeworkDetails.from_task(task)
         due = task_due(task)
         last = reminders.get(ref)
-        rows.append(AssignmentRow(
-            kind="task", ref=ref, title=_title(titles.get(canonical or "")), status=str(task.get("status")),
-            schedule="Once",
-            next_due=due.isoformat() if due else None, wording=details.wording,
-            instructions=details.instructions, channel=details.reminder_channel,
-            last_reminder=last[0] if last else None, reminder_status=last[1] if last else None,
-            activity=canonical))
+        rows.append(
+            AssignmentRow(
+                kind="task",
+                ref=ref,
+                title=_title(titles.get(canonical or "")),
+                status=str(task.get("status")),
+                schedule="Once",
+                next_due=due.isoformat() if due else None,
+                wording=details.wording,
+                instructions=details.instructions,
+                channel=details.reminder_channel,
+                last_reminder=last[0] if last else None,
+                reminder_status=last[1] if last else None,
+                activity=canonical,
+            )
+        )
     return rows
 
 
@@ -464,29 +553,50 @@ def _histories(store: Store, patient_ref: str) -> dict[str, list[tuple[str, floa
     """
     from .outcomes import MEASURES
 
-    by_code = {(system, code): key for key in _MEASURES for system, code in MEASURES[key].total_codes}
+    by_code = {
+        (system, code): key for key in _MEASURES for system, code in MEASURES[key].total_codes
+    }
     codes = ",".join(f"{system}|{code}" for system, code in by_code)
     out: dict[str, list[tuple[datetime, str, float]]] = {}
     for obs in iter_all(store, "Observation", [("subject", patient_ref), ("code", codes)]):
         if obs.get("status") not in _ASSERTED:
             continue
-        key = next((by_code[(c.get("system"), c.get("code"))] for c in (obs.get("code") or {})
-                    .get("coding") or [] if (c.get("system"), c.get("code")) in by_code), None)
+        key = next(
+            (
+                by_code[(c.get("system"), c.get("code"))]
+                for c in (obs.get("code") or {}).get("coding") or []
+                if (c.get("system"), c.get("code")) in by_code
+            ),
+            None,
+        )
         quantity = obs.get("valueQuantity") or {}
         value = quantity.get("value", obs.get("valueInteger"))
-        when = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") \
+        when = (
+            obs.get("effectiveDateTime")
+            or (obs.get("effectivePeriod") or {}).get("start")
             or obs.get("issued")
-        if key is None or isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not isinstance(when, str) or len(when) < 10:
+        )
+        if (
+            key is None
+            or isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not isinstance(when, str)
+            or len(when) < 10
+        ):
             continue
         try:
-            moment = parse_instant(when) if "T" in when else datetime.fromisoformat(
-                when[:10]).replace(tzinfo=timezone.utc)
+            moment = (
+                parse_instant(when)
+                if "T" in when
+                else datetime.fromisoformat(when[:10]).replace(tzinfo=timezone.utc)
+            )
         except ValueError:
             continue
         out.setdefault(key, []).append((moment, when, float(value)))
-    return {key: [(when, value) for _, when, value in sorted(points, key=lambda p: p[0])]
-            for key, points in out.items()}
+    return {
+        key: [(when, value) for _, when, value in sorted(points, key=lambda p: p[0])]
+        for key, points in out.items()
+    }
 
 
 def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[MeasureRow]:
@@ -499,18 +609,35 @@ def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[Measur
         history = histories.get(key)
         if not history:
             continue
-        points = [(parse_instant(when).astimezone(zone).date() if "T" in when
-                   else date.fromisoformat(when[:10]), float(v)) for when, v in history]
+        points = [
+            (
+                parse_instant(when).astimezone(zone).date()
+                if "T" in when
+                else date.fromisoformat(when[:10]),
+                float(v),
+            )
+            for when, v in history
+        ]
         name = MEASURES[key].name
         summary = progress(key, history) if key != "phq-2" else None
         latest_when, latest = points[-1]
         band = _band_name(key, latest)
-        rows.append(MeasureRow(
-            instrument=key, name=name, latest=latest,
-            latest_date=latest_when.isoformat(),
-            band=band, baseline=points[0][1], change=latest - points[0][1],
-            labels=tuple(_MBC_LABELS.get(label, label) for label in (summary.labels if summary else ())),
-            count=len(points), chart=instrument_chart(key, points, chart_id=f"chart-{key}")))
+        rows.append(
+            MeasureRow(
+                instrument=key,
+                name=name,
+                latest=latest,
+                latest_date=latest_when.isoformat(),
+                band=band,
+                baseline=points[0][1],
+                change=latest - points[0][1],
+                labels=tuple(
+                    _MBC_LABELS.get(label, label) for label in (summary.labels if summary else ())
+                ),
+                count=len(points),
+                chart=instrument_chart(key, points, chart_id=f"chart-{key}"),
+            )
+        )
     return rows
 
 
@@ -524,22 +651,45 @@ def _band_name(instrument: str, value: float) -> str | None:
 
 
 def _response_summaries(store: Store, patient_ref: str, limit: int) -> list[ResponseSummary]:
-    found = store.search("QuestionnaireResponse", [
-        ("patient", patient_ref), ("status", "completed,amended"), ("_sort", "-authored"),
-        ("_count", str(limit * 3))]).resources
-    found = [r for r in found if (r.get("questionnaire") or "").split("|")[0]
-             != catalog.ENGAGEMENT_CHECK_IN_URL]
+    found = store.search(
+        "QuestionnaireResponse",
+        [
+            ("patient", patient_ref),
+            ("status", "completed,amended"),
+            ("_sort", "-authored"),
+            ("_count", str(limit * 3)),
+        ],
+    ).resources
+    found = [
+        r
+        for r in found
+        if (r.get("questionnaire") or "").split("|")[0] != catalog.ENGAGEMENT_CHECK_IN_URL
+    ]
     titles = _questionnaires(store, (r.get("questionnaire") or "" for r in found))
     out: list[ResponseSummary] = []
     for n, response in enumerate(found[:limit]):
         ref = response.get("questionnaire") or ""
         url = ref.split("|")[0]
-        previous = next((r["id"] for r in found[n + 1:]
-                         if (r.get("questionnaire") or "").split("|")[0] == url), None)
+        previous = next(
+            (
+                r["id"]
+                for r in found[n + 1 :]
+                if (r.get("questionnaire") or "").split("|")[0] == url
+            ),
+            None,
+        )
         score, band = _total_of(response)
-        out.append(ResponseSummary(id=response["id"], title=_title(titles.get(ref) or titles.get(url)),
-                                   authored=response.get("authored"), questionnaire=ref,
-                                   score=score, band=band, previous=previous))
+        out.append(
+            ResponseSummary(
+                id=response["id"],
+                title=_title(titles.get(ref) or titles.get(url)),
+                authored=response.get("authored"),
+                questionnaire=ref,
+                score=score,
+                band=band,
+                previous=previous,
+            )
+        )
     return out
 
 
@@ -556,7 +706,11 @@ def _total_of(response: Mapping[str, Any]) -> tuple[float | None, str | None]:
                 found = answer_value(answer)
                 if found and isinstance(found[1], (int, float)):
                     return float(found[1]), _band_name(key, float(found[1]))
-                if found and isinstance(found[1], dict) and isinstance(found[1].get("value"), (int, float)):
+                if (
+                    found
+                    and isinstance(found[1], dict)
+                    and isinstance(found[1].get("value"), (int, float))
+                ):
                     return float(found[1]["value"]), _band_name(key, float(found[1]["value"]))
     return None, None
 
@@ -569,8 +723,15 @@ def _walk_response(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
             yield from _walk_response(answer.get("item") or [])
 
 
-def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None,
-                      zone: str = "UTC", weeks: int = 12, responses: int = 8) -> PatientDashboard:
+def patient_dashboard(
+    store: Store,
+    patient: str,
+    *,
+    now: datetime | None = None,
+    zone: str = "UTC",
+    weeks: int = 12,
+    responses: int = 8,
+) -> PatientDashboard:
     """Return a patient's dashboard (see the module doc); reads each resource type once.
 
     ``zone`` is the patient's time zone: calendar days and score dates are the patient's.
@@ -579,8 +740,14 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
     local = ZoneInfo(zone)
     patient_ref = reference("Patient", patient)
     tasks = _homework_tasks(store, patient_ref)
-    plans = [p for p in iter_all(store, "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS,
-                                                      ("status", "active,on-hold")])]
+    plans = [
+        p
+        for p in iter_all(
+            store,
+            "CarePlan",
+            [("patient", patient_ref), _HOMEWORK_PLANS, ("status", "active,on-hold")],
+        )
+    ]
     tasks_by_plan: dict[str, list[dict[str, Any]]] = {}
     one_off: list[dict[str, Any]] = []
     for task in tasks:
@@ -590,38 +757,71 @@ def patient_dashboard(store: Store, patient: str, *, now: datetime | None = None
         elif task.get("status") in OPEN_STATUSES:
             one_off.append(task)
     refs = {task_canonical(t) or "" for t in one_off}
-    refs |= {c for p in plans for a in p.get("activity") or []
-             for c in (a.get("detail") or {}).get("instantiatesCanonical") or []}
+    refs |= {
+        c
+        for p in plans
+        for a in p.get("activity") or []
+        for c in (a.get("detail") or {}).get("instantiatesCanonical") or []
+    }
     titles = _questionnaires(store, refs)
     reminders = _reminders(store, _reminder_targets(one_off, tasks_by_plan, moment))
-    assignments = _task_rows(sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {})
-                                    .get("end", "")), titles, reminders)
+    assignments = _task_rows(
+        sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {}).get("end", "")),
+        titles,
+        reminders,
+    )
     assignments += _plan_rows(plans, tasks_by_plan, titles, reminders, moment)
-    check_ins = [r for r in iter_all(store, "QuestionnaireResponse", [
-        ("patient", patient_ref), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL)])
-        if r.get("status") in ("completed", "amended")]
+    check_ins = [
+        r
+        for r in iter_all(
+            store,
+            "QuestionnaireResponse",
+            [("patient", patient_ref), ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL)],
+        )
+        if r.get("status") in ("completed", "amended")
+    ]
     adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
     dated = [(t, due, _outcome(t, moment, due)) for t in tasks if (due := task_due(t)) is not None]
     local_today = moment.astimezone(local).date()
-    calendar = completion_calendar([(due.astimezone(local).date(), outcome)
-                                    for _, due, outcome in dated],
-                                   end=local_today + timedelta(days=7), weeks=weeks,
-                                   today=local_today, title="Homework by week")
+    calendar = completion_calendar(
+        [(due.astimezone(local).date(), outcome) for _, due, outcome in dated],
+        end=local_today + timedelta(days=7),
+        weeks=weeks,
+        today=local_today,
+        title="Homework by week",
+    )
     soon = moment + timedelta(days=7)
-    recent_tasks = sorted(((t, due, o) for t, due, o in dated if o != "cancelled" and due <= soon),
-                          key=lambda item: item[1], reverse=True)[:10]
+    recent_tasks = sorted(
+        ((t, due, o) for t, due, o in dated if o != "cancelled" and due <= soon),
+        key=lambda item: item[1],
+        reverse=True,
+    )[:10]
     recent_titles = _questionnaires(store, (task_canonical(t) or "" for t, _, _ in recent_tasks))
-    recent = tuple(TaskRow(task=f"Task/{t['id']}", activity=task_canonical(t),
-                           title=_title(recent_titles.get(task_canonical(t) or "")),
-                           due=due.isoformat(), status=str(t.get("status")), outcome=outcome,
-                           response=next(((o.get("valueReference") or {}).get("reference")
-                                          for o in t.get("output") or []), None))
-                   for t, due, outcome in recent_tasks)
+    recent = tuple(
+        TaskRow(
+            task=f"Task/{t['id']}",
+            activity=task_canonical(t),
+            title=_title(recent_titles.get(task_canonical(t) or "")),
+            due=due.isoformat(),
+            status=str(t.get("status")),
+            outcome=outcome,
+            response=next(
+                ((o.get("valueReference") or {}).get("reference") for o in t.get("output") or []),
+                None,
+            ),
+        )
+        for t, due, outcome in recent_tasks
+    )
     return PatientDashboard(
-        patient=patient_ref, flags=tuple(_flag_rows(store, patient_ref)),
-        assignments=tuple(assignments), adherence=adherence,
-        measures=tuple(_measure_rows(store, patient_ref, local)), calendar=calendar,
-        responses=tuple(_response_summaries(store, patient_ref, responses)), recent=recent)
+        patient=patient_ref,
+        flags=tuple(_flag_rows(store, patient_ref)),
+        assignments=tuple(assignments),
+        adherence=adherence,
+        measures=tuple(_measure_rows(store, patient_ref, local)),
+        calendar=calendar,
+        responses=tuple(_response_summaries(store, patient_ref, responses)),
+        recent=recent,
+    )
 
 
 # -- one response, two responses -----------------------------------------------------------
@@ -693,8 +893,9 @@ def _is_calculated(item: Mapping[str, Any]) -> bool:
     return any(e.get("url") == _CALCULATED for e in item.get("extension") or [])
 
 
-def _weight_text(questionnaire: Mapping[str, Any], item: Mapping[str, Any],
-                 answers: list[dict[str, Any]]) -> str | None:
+def _weight_text(
+    questionnaire: Mapping[str, Any], item: Mapping[str, Any], answers: list[dict[str, Any]]
+) -> str | None:
     if item.get("type") not in ("choice", "open-choice"):
         return None
     weights = [answer_weight(dict(questionnaire), dict(item), a) for a in answers]
@@ -704,9 +905,15 @@ def _weight_text(questionnaire: Mapping[str, Any], item: Mapping[str, Any],
     return ", ".join(f"{w.normalize():f}" for w in known)
 
 
-def _answer_rows(questionnaire: Mapping[str, Any], q_items: list[dict[str, Any]],
-                 r_items: list[dict[str, Any]], depth: int, prefix: str,
-                 risks: Mapping[str, str], out: list[AnswerRow]) -> None:
+def _answer_rows(
+    questionnaire: Mapping[str, Any],
+    q_items: list[dict[str, Any]],
+    r_items: list[dict[str, Any]],
+    depth: int,
+    prefix: str,
+    risks: Mapping[str, str],
+    out: list[AnswerRow],
+) -> None:
     by_link: dict[str, list[dict[str, Any]]] = {}
     for item in r_items:
         by_link.setdefault(str(item.get("linkId")), []).append(item)
@@ -723,26 +930,46 @@ def _answer_rows(questionnaire: Mapping[str, Any], q_items: list[dict[str, Any]]
                 if len(instances) > 1:
                     label += f" ({n + 1} of {len(instances)})"
                 key = f"{prefix}{link_id}[{n}]"
-                out.append(AnswerRow(key=key, link_id=link_id, text=label, kind="group", depth=depth))
-                _answer_rows(questionnaire, q_item.get("item") or [], instance.get("item") or [],
-                             depth + 1, key + "/", risks, out)
+                out.append(
+                    AnswerRow(key=key, link_id=link_id, text=label, kind="group", depth=depth)
+                )
+                _answer_rows(
+                    questionnaire,
+                    q_item.get("item") or [],
+                    instance.get("item") or [],
+                    depth + 1,
+                    key + "/",
+                    risks,
+                    out,
+                )
             continue
         answers = [a for item in found for a in item.get("answer") or []]
         key = f"{prefix}{link_id}"
-        out.append(AnswerRow(
-            key=key, link_id=link_id, text=str(q_item.get("prefix", "") + " " if q_item.get("prefix")
-                                                else "") + str(q_item.get("text") or link_id),
-            kind="score" if _is_calculated(q_item) else "question", depth=depth,
-            answers=tuple(answer_text(a, q_item) for a in answers),
-            weight=_weight_text(questionnaire, q_item, answers),
-            flagged=link_id in risks, flag_reason=risks.get(link_id, "")))
+        out.append(
+            AnswerRow(
+                key=key,
+                link_id=link_id,
+                text=str(q_item.get("prefix", "") + " " if q_item.get("prefix") else "")
+                + str(q_item.get("text") or link_id),
+                kind="score" if _is_calculated(q_item) else "question",
+                depth=depth,
+                answers=tuple(answer_text(a, q_item) for a in answers),
+                weight=_weight_text(questionnaire, q_item, answers),
+                flagged=link_id in risks,
+                flag_reason=risks.get(link_id, ""),
+            )
+        )
         if q_item.get("item"):
             nested = [i for a in answers for i in a.get("item") or []]
             _answer_rows(questionnaire, q_item["item"], nested, depth + 1, key + "/", risks, out)
 
 
-def response_view(questionnaire: Mapping[str, Any], response: Mapping[str, Any], *,
-                  result: ScoreResult | None = None) -> ResponseView:
+def response_view(
+    questionnaire: Mapping[str, Any],
+    response: Mapping[str, Any],
+    *,
+    result: ScoreResult | None = None,
+) -> ResponseView:
     """Return a response side by side with its questions, scored, risky answers flagged.
 
     ``result`` is the score (computed with :func:`hw_fhir.scoring.score_response` when
@@ -755,19 +982,30 @@ def response_view(questionnaire: Mapping[str, Any], response: Mapping[str, Any],
     shown = dict(scored.response) if scored is not None and scored.response else dict(response)
     risks = {r.link_id: r.reason for r in (scored.risks if scored else ()) if r.link_id}
     rows: list[AnswerRow] = []
-    _answer_rows(questionnaire, questionnaire.get("item") or [], shown.get("item") or [], 0, "",
-                 risks, rows)
+    _answer_rows(
+        questionnaire, questionnaire.get("item") or [], shown.get("item") or [], 0, "", risks, rows
+    )
     band = scored.interpretation.display if scored and scored.interpretation else None
-    scores = tuple((s.label or s.key, f"{s.value:g}") for s in (scored.scores if scored else ())
-                   if s is not (scored.total if scored else None))
+    scores = tuple(
+        (s.label or s.key, f"{s.value:g}")
+        for s in (scored.scores if scored else ())
+        if s is not (scored.total if scored else None)
+    )
     return ResponseView(
-        id=response.get("id"), title=_title(questionnaire),
-        questionnaire=str(response.get("questionnaire") or ""), authored=response.get("authored"),
-        status=str(response.get("status") or ""), rows=tuple(rows),
+        id=response.get("id"),
+        title=_title(questionnaire),
+        questionnaire=str(response.get("questionnaire") or ""),
+        authored=response.get("authored"),
+        status=str(response.get("status") or ""),
+        rows=tuple(rows),
         total=float(scored.value) if scored and scored.value is not None else None,
-        total_label=(scored.total.label if scored and scored.total else None), band=band,
-        scores=scores, risks=tuple(f"{r.display}: {r.reason}" for r in (scored.risks if scored else ())),
-        notes=tuple(scored.notes) if scored else (), instrument=scored.instrument if scored else None)
+        total_label=(scored.total.label if scored and scored.total else None),
+        band=band,
+        scores=scores,
+        risks=tuple(f"{r.display}: {r.reason}" for r in (scored.risks if scored else ())),
+        notes=tuple(scored.notes) if scored else (),
+        instrument=scored.instrument if scored else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -806,8 +1044,10 @@ class Comparison:
         return sum(r.changed for r in self.rows)
 
 
-def compare_responses(first: tuple[Mapping[str, Any], Mapping[str, Any]],
-                      second: tuple[Mapping[str, Any], Mapping[str, Any]]) -> Comparison:
+def compare_responses(
+    first: tuple[Mapping[str, Any], Mapping[str, Any]],
+    second: tuple[Mapping[str, Any], Mapping[str, Any]],
+) -> Comparison:
     """Compare two ``(questionnaire, response)`` pairs of the same activity (same url).
 
     The earlier response (by ``authored``) becomes ``before``. Raise InvalidInput when
@@ -825,24 +1065,49 @@ def compare_responses(first: tuple[Mapping[str, Any], Mapping[str, Any]],
     for row in after.rows:
         old = earlier.get(row.key)
         seen.add(row.key)
-        rows.append(CompareRow(key=row.key, text=row.text, kind=row.kind, depth=row.depth,
-                               before=old.answers if old else (), after=row.answers,
-                               before_weight=old.weight if old else None, after_weight=row.weight,
-                               flagged=row.flagged or bool(old and old.flagged)))
+        rows.append(
+            CompareRow(
+                key=row.key,
+                text=row.text,
+                kind=row.kind,
+                depth=row.depth,
+                before=old.answers if old else (),
+                after=row.answers,
+                before_weight=old.weight if old else None,
+                after_weight=row.weight,
+                flagged=row.flagged or bool(old and old.flagged),
+            )
+        )
     for row in before.rows:
         if row.key not in seen:
-            rows.append(CompareRow(key=row.key, text=row.text, kind=row.kind, depth=row.depth,
-                                   before=row.answers, after=(), before_weight=row.weight,
-                                   flagged=row.flagged))
-    change = after.total - before.total if after.total is not None and before.total is not None else None
+            rows.append(
+                CompareRow(
+                    key=row.key,
+                    text=row.text,
+                    kind=row.kind,
+                    depth=row.depth,
+                    before=row.answers,
+                    after=(),
+                    before_weight=row.weight,
+                    flagged=row.flagged,
+                )
+            )
+    change = (
+        after.total - before.total if after.total is not None and before.total is not None else None
+    )
     labels: tuple[str, ...] = ()
     if change is not None and after.instrument:
         from .scoring import progress
         from .scoring.mbc import THRESHOLDS
 
-        if after.instrument in THRESHOLDS:
-            summary = progress(after.instrument, [(before.authored or "1970-01-01", before.total),
-                                                  (after.authored or "1970-01-02", after.total)])
+        if after.instrument in THRESHOLDS and after.total is not None and before.total is not None:
+            summary = progress(
+                after.instrument,
+                [
+                    (before.authored or "1970-01-01", before.total),
+                    (after.authored or "1970-01-02", after.total),
+                ],
+            )
             labels = tuple(_MBC_LABELS.get(x, x) for x in (summary.labels if summary else ()))
     return Comparison(before=before, after=after, rows=tuple(rows), change=change, labels=labels)
 
@@ -870,8 +1135,9 @@ class SessionPrep:
     flags: tuple[FlagRow, ...] = ()
 
 
-def default_session_date(store: Store, patient: str, *, now: datetime | None = None,
-                         fallback_days: int = 7) -> date:
+def default_session_date(
+    store: Store, patient: str, *, now: datetime | None = None, fallback_days: int = 7
+) -> date:
     """Guess the last session: the latest day homework was assigned, else a week ago.
 
     Homework is usually agreed in session, so the newest ``authoredOn`` of a one-off
@@ -883,8 +1149,9 @@ def default_session_date(store: Store, patient: str, *, now: datetime | None = N
     for task in _homework_tasks(store, patient_ref):
         if not _plan_of(task) and task.get("authoredOn"):
             days.append(parse_instant(task["authoredOn"]).date())
-    for plan in store.search("CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS,
-                                          ("_count", "50")]).resources:
+    for plan in store.search(
+        "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS, ("_count", "50")]
+    ).resources:
         if plan.get("created"):
             days.append(parse_instant(plan["created"]).date())
     earlier = [d for d in days if d < moment.date()]
@@ -895,18 +1162,30 @@ def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Pr
     a = summary.adherence
     win: list[str] = []
     if a.completed:
-        win.append(f"{a.completed} of {a.assigned} done" + (f", {a.on_time} on time" if a.on_time else ""))
+        win.append(
+            f"{a.completed} of {a.assigned} done" + (f", {a.on_time} on time" if a.on_time else "")
+        )
     if a.current_streak >= 2:
         win.append(f"{a.current_streak} in a row completed")
     for change in summary.measures:
         if change.change is not None and change.change < 0:
-            win.append(f"{change.display or change.code} down {abs(change.change):g} "
-                       f"({change.before:g} → {change.latest:g})")
-    done = [f"{r.title or r.activity or 'Homework'} — due {str(r.due or '')[:10]} "
-            f"({outcome_label(r.outcome).lower()})" for r in summary.done]
-    hard = [f"{r.title or r.activity or 'Homework'} — {outcome_label(r.outcome).lower()}, due "
-            f"{str(r.due or '')[:10]}" for r in summary.not_done]
-    hard += [p.text for p in summary.to_discuss if p.kind in ("reason", "difficulty", "helpfulness")]
+            win.append(
+                f"{change.display or change.code} down {abs(change.change):g} "
+                f"({change.before:g} → {change.latest:g})"
+            )
+    done = [
+        f"{r.title or r.activity or 'Homework'} — due {str(r.due or '')[:10]} "
+        f"({outcome_label(r.outcome).lower()})"
+        for r in summary.done
+    ]
+    hard = [
+        f"{r.title or r.activity or 'Homework'} — {outcome_label(r.outcome).lower()}, due "
+        f"{str(r.due or '')[:10]}"
+        for r in summary.not_done
+    ]
+    hard += [
+        p.text for p in summary.to_discuss if p.kind in ("reason", "difficulty", "helpfulness")
+    ]
     learned = [p.text for p in summary.to_discuss if p.kind == "measure"]
     if a.engagement.mean_helpfulness is not None:
         learned.append(f"Rated helpfulness {a.engagement.mean_helpfulness:g}/10 on average")
@@ -917,23 +1196,34 @@ def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Pr
         nxt.insert(0, "Review the safety plan first: a risk flag was raised")
     nxt.append("Agree what, when, where, how often and how long; check understanding")
     points = (win, done, hard, learned, nxt)
-    return tuple(Prompt(heading, question, tuple(p)) for (heading, question), p
-                 in zip(REVIEW_PROMPTS, points))
+    return tuple(
+        Prompt(heading, question, tuple(p))
+        for (heading, question), p in zip(REVIEW_PROMPTS, points, strict=True)
+    )
 
 
-def session_prep(store: Store, patient: str, since: date | None = None, *,
-                 now: datetime | None = None) -> SessionPrep:
+def session_prep(
+    store: Store, patient: str, since: date | None = None, *, now: datetime | None = None
+) -> SessionPrep:
     """Return the session-prep page: homework since ``since`` (default: the last session)."""
     moment = _now(now)
     day = since or default_session_date(store, patient, now=moment)
     if day > moment.date():
         raise InvalidInput("The last session cannot be in the future")
     summary = since_last_session(store, patient, day, now=moment)
-    responses = [r for r in _response_summaries(store, reference("Patient", patient), 20)
-                 if r.authored and r.authored[:10] >= day.isoformat()]
+    responses = [
+        r
+        for r in _response_summaries(store, reference("Patient", patient), 20)
+        if r.authored and r.authored[:10] >= day.isoformat()
+    ]
     flags = tuple(_flag_rows(store, reference("Patient", patient)))
-    return SessionPrep(summary=summary, since=day, prompts=_prompts(summary, flags),
-                       responses=tuple(responses), flags=flags)
+    return SessionPrep(
+        summary=summary,
+        since=day,
+        prompts=_prompts(summary, flags),
+        responses=tuple(responses),
+        flags=flags,
+    )
 
 
 # -- a clinician's panel --------------------------------------------------------------------
@@ -951,8 +1241,9 @@ class PanelEntry:
     reasons: tuple[str, ...] = ()
 
 
-def panel(store: Store, practitioner: str, *, now: datetime | None = None,
-          days: int = 28) -> list[PanelEntry]:
+def panel(
+    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28
+) -> list[PanelEntry]:
     """Return a clinician's patients: risk flags first, then worsening scores, then missed work."""
     from .scoring import progress
     from .scoring.mbc import THRESHOLDS
@@ -967,28 +1258,48 @@ def panel(store: Store, practitioner: str, *, now: datetime | None = None,
     entries = []
     for row in rows:
         histories = _histories(store, row.patient)
-        summaries = {key: progress(key, points) for key, points in histories.items()
-                     if key in THRESHOLDS}
-        worse = tuple(f"{key.upper()} {p.baseline.value:g} → {p.latest.value:g}"
-                      for key, p in summaries.items() if p is not None and p.deterioration)
+        summaries = {
+            key: progress(key, points) for key, points in histories.items() if key in THRESHOLDS
+        }
+        worse = tuple(
+            f"{key.upper()} {p.baseline.value:g} → {p.latest.value:g}"
+            for key, p in summaries.items()
+            if p is not None and p.deterioration
+        )
         a = row.adherence
         reasons = []
         if flagged.get(row.patient):
-            reasons.append(f"{flagged[row.patient]} active risk flag" + ("s" if flagged[row.patient] > 1 else ""))
+            reasons.append(
+                f"{flagged[row.patient]} active risk flag"
+                + ("s" if flagged[row.patient] > 1 else "")
+            )
         reasons += [f"Worse: {w}" for w in worse]
         if a.missed:
             reasons.append(f"{a.missed} missed")
         if a.overdue:
             reasons.append(f"{a.overdue} overdue")
-        entries.append(PanelEntry(patient=row.patient, name=row.name, adherence=a,
-                                  flags=flagged.get(row.patient, 0), worsening=worse,
-                                  reasons=tuple(reasons)))
+        entries.append(
+            PanelEntry(
+                patient=row.patient,
+                name=row.name,
+                adherence=a,
+                flags=flagged.get(row.patient, 0),
+                worsening=worse,
+                reasons=tuple(reasons),
+            )
+        )
 
     def key(entry: PanelEntry) -> tuple[Any, ...]:
         a = entry.adherence
         rate = a.completion_rate
-        return (-entry.flags, -len(entry.worsening), -(a.missed + a.overdue),
-                1.0 if rate is None else rate, a.assigned == 0, entry.name or entry.patient)
+        return (
+            -entry.flags,
+            -len(entry.worsening),
+            -(a.missed + a.overdue),
+            1.0 if rate is None else rate,
+            a.assigned == 0,
+            entry.name or entry.patient,
+        )
 
     return sorted(entries, key=key)
 
@@ -1011,34 +1322,48 @@ class LibraryEntry:
 
     def tag_labels(self, category: str) -> tuple[str, ...]:
         """Return the display names of one tag category."""
-        names = {"problem-area": catalog.PROBLEM_AREAS, "modality": catalog.MODALITIES,
-                 "media": catalog.MEDIA_TYPES, "kind": catalog.ACTIVITY_KINDS}[category]
+        names = {
+            "problem-area": catalog.PROBLEM_AREAS,
+            "modality": catalog.MODALITIES,
+            "media": catalog.MEDIA_TYPES,
+            "kind": catalog.ACTIVITY_KINDS,
+        }[category]
         return tuple(names.get(code, code) for code in self.tags.get(category, ()))
 
 
-def library_entries(questionnaires: Iterable[Mapping[str, Any]], *,
-                    own_prefix: str | None = None) -> list[LibraryEntry]:
+def library_entries(
+    questionnaires: Iterable[Mapping[str, Any]], *, own_prefix: str | None = None
+) -> list[LibraryEntry]:
     """Return library entries for Questionnaires, sorted by title (newest version per url)."""
     newest: dict[str, Mapping[str, Any]] = {}
     for q in questionnaires:
         url = str(q.get("url") or q.get("id"))
-        if url not in newest or _version_key(q.get("version")) > _version_key(newest[url].get("version")):
+        if url not in newest or _version_key(q.get("version")) > _version_key(
+            newest[url].get("version")
+        ):
             newest[url] = q
     out = []
     for q in newest.values():
         found = catalog.tags(q)
-        out.append(LibraryEntry(
-            id=str(q.get("id")), canonical=catalog.canonical(q),
-            title=str(q.get("title") or q.get("name") or "Activity"),
-            description=str(q.get("description") or ""), status=str(q.get("status") or ""),
-            tags={k: tuple(v) for k, v in found.items()},
-            own=bool(own_prefix and str(q.get("url", "")).startswith(own_prefix)),
-            items=sum(1 for _ in _walk_items(q.get("item") or []))))
+        out.append(
+            LibraryEntry(
+                id=str(q.get("id")),
+                canonical=catalog.canonical(q),
+                title=str(q.get("title") or q.get("name") or "Activity"),
+                description=str(q.get("description") or ""),
+                status=str(q.get("status") or ""),
+                tags={k: tuple(v) for k, v in found.items()},
+                own=bool(own_prefix and str(q.get("url", "")).startswith(own_prefix)),
+                items=sum(1 for _ in _walk_items(q.get("item") or [])),
+            )
+        )
     return sorted(out, key=lambda e: (not e.own, e.title.lower()))
 
 
 def _version_key(version: Any) -> tuple[Any, ...]:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(version or "").split("."))
+    return tuple(
+        (0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(version or "").split(".")
+    )
 
 
 def _walk_items(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -1048,8 +1373,15 @@ def _walk_items(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         yield from _walk_items(item.get("item") or [])
 
 
-def filter_library(entries: Sequence[LibraryEntry], *, text: str = "", problem_area: str = "",
-                   modality: str = "", media: str = "", kind: str = "") -> list[LibraryEntry]:
+def filter_library(
+    entries: Sequence[LibraryEntry],
+    *,
+    text: str = "",
+    problem_area: str = "",
+    modality: str = "",
+    media: str = "",
+    kind: str = "",
+) -> list[LibraryEntry]:
     """Return the entries matching every given filter; ``text`` matches title and description."""
     words = [w for w in re.split(r"\s+", text.lower().strip()) if w]
     out = []
@@ -1057,9 +1389,15 @@ def filter_library(entries: Sequence[LibraryEntry], *, text: str = "", problem_a
         haystack = f"{entry.title} {entry.description}".lower()
         if any(w not in haystack for w in words):
             continue
-        if any(value and value not in entry.tags.get(category, ()) for category, value in (
-                ("problem-area", problem_area), ("modality", modality), ("media", media),
-                ("kind", kind))):
+        if any(
+            value and value not in entry.tags.get(category, ())
+            for category, value in (
+                ("problem-area", problem_area),
+                ("modality", modality),
+                ("media", media),
+                ("kind", kind),
+            )
+        ):
             continue
         out.append(entry)
     return out
@@ -1085,14 +1423,23 @@ class AssignDefaults:
 
     def schedule(self) -> Schedule:
         """Return the default schedule."""
-        return Schedule(frequency=self.frequency, start=self.start, timezone=self.timezone,
-                        time_of_day=self.time_of_day, interval=self.interval,
-                        days_of_week=self.days_of_week, count=self.count, until=self.until)
+        return Schedule(
+            frequency=self.frequency,
+            start=self.start,
+            timezone=self.timezone,
+            time_of_day=self.time_of_day,
+            interval=self.interval,
+            days_of_week=self.days_of_week,
+            count=self.count,
+            until=self.until,
+        )
 
 
 #: Default instructions of a measure (its description is written for the clinician).
-MEASURE_INSTRUCTIONS = ("Please answer these questions about how you have been feeling lately. It "
-                        "takes a few minutes, and there are no right or wrong answers.")
+MEASURE_INSTRUCTIONS = (
+    "Please answer these questions about how you have been feeling lately. It "
+    "takes a few minutes, and there are no right or wrong answers."
+)
 
 _KIND_SCHEDULES: dict[str, tuple[str, int, int | None, int]] = {
     # kind: (frequency, interval, count, days until the first due date)
@@ -1106,8 +1453,13 @@ _KIND_SCHEDULES: dict[str, tuple[str, int, int | None, int]] = {
 }
 
 
-def assign_defaults(questionnaire: Mapping[str, Any], *, timezone_name: str,
-                    now: datetime | None = None, channel: str = "email") -> AssignDefaults:
+def assign_defaults(
+    questionnaire: Mapping[str, Any],
+    *,
+    timezone_name: str,
+    now: datetime | None = None,
+    channel: str = "email",
+) -> AssignDefaults:
     """Return sensible tailoring defaults for an activity and patient time zone.
 
     Measures repeat every 2 weeks (6 times), logs and practice daily for 1–2 weeks,
@@ -1123,11 +1475,20 @@ def assign_defaults(questionnaire: Mapping[str, Any], *, timezone_name: str,
     frequency, interval, count, offset = _KIND_SCHEDULES.get(kinds[0], ("once", 1, None, 6))
     local_today = moment.astimezone(ZoneInfo(timezone_name)).date()
     return AssignDefaults(
-        frequency=frequency, interval=interval, days_of_week=(), start=local_today + timedelta(days=offset),
-        time_of_day=time(19, 0), count=count, until=None,
+        frequency=frequency,
+        interval=interval,
+        days_of_week=(),
+        start=local_today + timedelta(days=offset),
+        time_of_day=time(19, 0),
+        count=count,
+        until=None,
         instructions=instructions,
-        rationale=str(questionnaire.get("purpose") or ""), example="", wording="homework",
-        reminder_channel=channel, timezone=timezone_name)
+        rationale=str(questionnaire.get("purpose") or ""),
+        example="",
+        wording="homework",
+        reminder_channel=channel,
+        timezone=timezone_name,
+    )
 
 
 # -- preview --------------------------------------------------------------------------------
@@ -1155,17 +1516,22 @@ def _help_text(item: Mapping[str, Any]) -> str:
             continue
         for ext in child.get("extension") or []:
             if ext.get("url") == _ITEM_CONTROL and any(
-                    c.get("code") in ("help", "flyover") for c in
-                    (ext.get("valueCodeableConcept") or {}).get("coding") or []):
+                c.get("code") in ("help", "flyover")
+                for c in (ext.get("valueCodeableConcept") or {}).get("coding") or []
+            ):
                 return str(child.get("text") or "")
     return ""
 
 
 def _is_help(item: Mapping[str, Any]) -> bool:
     return item.get("type") == "display" and any(
-        e.get("url") == _ITEM_CONTROL and any(c.get("code") in ("help", "flyover") for c in
-                                               (e.get("valueCodeableConcept") or {}).get("coding") or [])
-        for e in item.get("extension") or [])
+        e.get("url") == _ITEM_CONTROL
+        and any(
+            c.get("code") in ("help", "flyover")
+            for c in (e.get("valueCodeableConcept") or {}).get("coding") or []
+        )
+        for e in item.get("extension") or []
+    )
 
 
 def preview_rows(questionnaire: Mapping[str, Any]) -> list[PreviewRow]:
@@ -1177,11 +1543,20 @@ def preview_rows(questionnaire: Mapping[str, Any]) -> list[PreviewRow]:
             if _is_help(item):
                 continue
             options = tuple(answer_text(o) for o in item.get("answerOption") or [])
-            rows.append(PreviewRow(
-                link_id=str(item.get("linkId")), text=str(item.get("text") or ""),
-                type=str(item.get("type")), depth=depth, required=bool(item.get("required")),
-                repeats=bool(item.get("repeats")), options=options, help=_help_text(item),
-                calculated=_is_calculated(item), enable_when=bool(item.get("enableWhen"))))
+            rows.append(
+                PreviewRow(
+                    link_id=str(item.get("linkId")),
+                    text=str(item.get("text") or ""),
+                    type=str(item.get("type")),
+                    depth=depth,
+                    required=bool(item.get("required")),
+                    repeats=bool(item.get("repeats")),
+                    options=options,
+                    help=_help_text(item),
+                    calculated=_is_calculated(item),
+                    enable_when=bool(item.get("enableWhen")),
+                )
+            )
             walk(item.get("item") or [], depth + 1)
 
     walk(list(questionnaire.get("item") or []), 0)
@@ -1192,14 +1567,32 @@ def preview_rows(questionnaire: Mapping[str, Any]) -> list[PreviewRow]:
 
 #: Item types the editor offers, with their labels.
 EDITABLE_TYPES: Mapping[str, str] = {
-    "string": "Short text", "text": "Long text", "integer": "Whole number", "decimal": "Number",
-    "boolean": "Yes / no", "choice": "Choose from a list", "open-choice": "List or own words",
-    "date": "Date", "time": "Time", "dateTime": "Date and time", "display": "Text to read",
+    "string": "Short text",
+    "text": "Long text",
+    "integer": "Whole number",
+    "decimal": "Number",
+    "boolean": "Yes / no",
+    "choice": "Choose from a list",
+    "open-choice": "List or own words",
+    "date": "Date",
+    "time": "Time",
+    "dateTime": "Date and time",
+    "display": "Text to read",
     "group": "Section",
 }
 _CHOICE = ("choice", "open-choice")
-_HELP_CONTROL = {"url": _ITEM_CONTROL, "valueCodeableConcept": {"coding": [{
-    "system": "http://hl7.org/fhir/questionnaire-item-control", "code": "help", "display": "Help-Button"}]}}
+_HELP_CONTROL = {
+    "url": _ITEM_CONTROL,
+    "valueCodeableConcept": {
+        "coding": [
+            {
+                "system": "http://hl7.org/fhir/questionnaire-item-control",
+                "code": "help",
+                "display": "Help-Button",
+            }
+        ]
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -1225,12 +1618,20 @@ def editor_rows(questionnaire: Mapping[str, Any]) -> list[EditorRow]:
     def walk(items: list[dict[str, Any]], depth: int) -> None:
         visible = [i for i in items if not _is_help(i)]
         for n, item in enumerate(visible):
-            rows.append(EditorRow(
-                link_id=str(item.get("linkId")), text=str(item.get("text") or ""),
-                type=str(item.get("type")), depth=depth, required=bool(item.get("required")),
-                help=_help_text(item),
-                options="\n".join(answer_text(o) for o in item.get("answerOption") or []),
-                calculated=_is_calculated(item), first=n == 0, last=n == len(visible) - 1))
+            rows.append(
+                EditorRow(
+                    link_id=str(item.get("linkId")),
+                    text=str(item.get("text") or ""),
+                    type=str(item.get("type")),
+                    depth=depth,
+                    required=bool(item.get("required")),
+                    help=_help_text(item),
+                    options="\n".join(answer_text(o) for o in item.get("answerOption") or []),
+                    calculated=_is_calculated(item),
+                    first=n == 0,
+                    last=n == len(visible) - 1,
+                )
+            )
             walk(item.get("item") or [], depth + 1)
 
     walk(list(questionnaire.get("item") or []), 0)
@@ -1254,13 +1655,20 @@ def _siblings(items: list[dict[str, Any]], link_id: str) -> tuple[list[dict[str,
     return None
 
 
-def _options(lines: str, current: list[dict[str, Any]], link_id: str,
-             item_type: str) -> list[dict[str, Any]]:
-    """Turn one-option-per-line text into answerOptions, keeping codes and weights of kept labels."""
+def _options(
+    lines: str, current: list[dict[str, Any]], link_id: str, item_type: str
+) -> list[dict[str, Any]]:
+    """Turn one option per line into answerOptions; kept labels keep their codes and weights."""
     labels = [line.strip() for line in lines.splitlines() if line.strip()]
     by_label = {answer_text(o): o for o in current}
-    system = next((o["valueCoding"].get("system") for o in current
-                   if isinstance(o.get("valueCoding"), dict) and o["valueCoding"].get("system")), None)
+    system = next(
+        (
+            o["valueCoding"].get("system")
+            for o in current
+            if isinstance(o.get("valueCoding"), dict) and o["valueCoding"].get("system")
+        ),
+        None,
+    )
     coded = any("valueCoding" in o for o in current) or not current
     used = {str((o.get("valueCoding") or {}).get("code")) for o in current}
     out = []
@@ -1287,8 +1695,15 @@ def _options(lines: str, current: list[dict[str, Any]], link_id: str,
 def _set_help(item: dict[str, Any], text: str, link_id: str) -> None:
     children = [c for c in item.get("item") or [] if not _is_help(c)]
     if text.strip():
-        children.insert(0, {"linkId": f"{link_id}-help", "text": text.strip(), "type": "display",
-                            "extension": [_HELP_CONTROL]})
+        children.insert(
+            0,
+            {
+                "linkId": f"{link_id}-help",
+                "text": text.strip(),
+                "type": "display",
+                "extension": [_HELP_CONTROL],
+            },
+        )
     if children:
         item["item"] = children
     else:
@@ -1310,7 +1725,9 @@ def _edit_item(item: dict[str, Any], form: Mapping[str, Any]) -> None:
         if new_type not in EDITABLE_TYPES:
             raise InvalidInput(f"{new_type!r} is not an item type the editor offers")
         if (new_type == "group") != (item.get("type") == "group"):
-            raise InvalidInput(f"Item {text or link_id!r} cannot change between a section and a question")
+            raise InvalidInput(
+                f"Item {text or link_id!r} cannot change between a section and a question"
+            )
         item["type"] = new_type
     kind = item.get("type")
     if f"type.{link_id}" in form and kind not in ("display", "group"):
@@ -1322,7 +1739,9 @@ def _edit_item(item: dict[str, Any], form: Mapping[str, Any]) -> None:
         item.pop("answerOption", None)
     options = _first(form, f"options.{link_id}")
     if kind in _CHOICE and options is not None:
-        item["answerOption"] = _options(options, list(item.get("answerOption") or []), link_id, str(kind))
+        item["answerOption"] = _options(
+            options, list(item.get("answerOption") or []), link_id, str(kind)
+        )
         if not item["answerOption"]:
             item.pop("answerOption")
         item.pop("answerValueSet", None) if item.get("answerOption") else None
@@ -1397,9 +1816,12 @@ def apply_item_editor(questionnaire: Mapping[str, Any], form: Mapping[str, Any])
         text = (_first(form, "new_text") or "").strip()
         kind = _first(form, "new_type") or "string"
         if not text:
-            raise InvalidInput("Write the new item's question or text first",
-                               issues=[Issue("Write the new item's question or text first",
-                                             expression="new_text")])
+            raise InvalidInput(
+                "Write the new item's question or text first",
+                issues=[
+                    Issue("Write the new item's question or text first", expression="new_text")
+                ],
+            )
         if kind not in EDITABLE_TYPES or kind == "group":
             raise InvalidInput(f"{kind!r} is not an item type the editor offers")
         item: dict[str, Any] = {"linkId": _new_link_id(edited, text), "text": text, "type": kind}

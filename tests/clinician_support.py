@@ -53,8 +53,9 @@ class Session:
         """GET a page of this launch."""
         return self.client.get(path, query_string={"launch": self.launch_id, **params})
 
-    def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True,
-             **params: Any) -> Any:
+    def post(
+        self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True, **params: Any
+    ) -> Any:
         """POST a form of this launch (with the CSRF token unless ``csrf=False``)."""
         form = dict(data or {})
         if csrf:
@@ -62,10 +63,17 @@ class Session:
         return self.client.post(path, data=form, query_string={"launch": self.launch_id, **params})
 
 
-def open_launch(app: Any, client: Any, *, practitioner: str = "dr-rivera",
-                patient: str | None = "pat-ava", scope: str = EHR_SCOPE,
-                need_patient_banner: bool | None = False, style_url: str | None = None,
-                user_type: str = "Practitioner") -> Session:
+def open_launch(
+    app: Any,
+    client: Any,
+    *,
+    practitioner: str = "dr-rivera",
+    patient: str | None = "pat-ava",
+    scope: str = EHR_SCOPE,
+    need_patient_banner: bool | None = False,
+    style_url: str | None = None,
+    user_type: str = "Practitioner",
+) -> Session:
     """Bind an active launch to the client's browser session (as a finished callback does)."""
     store = app.extensions["hw_fhir"].store
     sid = secrets.token_urlsafe(32)
@@ -74,17 +82,35 @@ def open_launch(app: Any, client: Any, *, practitioner: str = "dr-rivera",
     client.set_cookie("hw_fhir_session", sid, domain="localhost")
     launches = app.extensions["hw_fhir_launcher"].launches
     state = secrets.token_urlsafe(16)
-    launch_id = launches.create_pending(sid, PendingLaunch(
-        iss=ISS, client_id="hw-fhir-app", state=state, code_verifier="v" * 43,
-        redirect_uri="http://localhost/callback", scope=scope, launch="l1"))
+    launch_id = launches.create_pending(
+        sid,
+        PendingLaunch(
+            iss=ISS,
+            client_id="hw-fhir-app",
+            state=state,
+            code_verifier="v" * 43,
+            redirect_uri="http://localhost/callback",
+            scope=scope,
+            launch="l1",
+        ),
+    )
     launches.take_pending(state, sid)
     user = practitioner if user_type == "Practitioner" else (patient or "")
-    launches.activate(launch_id, LaunchContext(
-        iss=ISS, client_id="hw-fhir-app", scope=scope, patient=patient,
-        need_patient_banner=need_patient_banner, smart_style_url=style_url,
-        fhir_user=f"{ISS}/{user_type}/{user}", local_patient=patient,
-        local_practitioner=practitioner if user_type == "Practitioner" else None),
-        LaunchTokens(access_token="test-token", token_endpoint="http://localhost/sandbox/token"))
+    launches.activate(
+        launch_id,
+        LaunchContext(
+            iss=ISS,
+            client_id="hw-fhir-app",
+            scope=scope,
+            patient=patient,
+            need_patient_banner=need_patient_banner,
+            smart_style_url=style_url,
+            fhir_user=f"{ISS}/{user_type}/{user}",
+            local_patient=patient,
+            local_practitioner=practitioner if user_type == "Practitioner" else None,
+        ),
+        LaunchTokens(access_token="test-token", token_endpoint="http://localhost/sandbox/token"),
+    )
     return Session(client, launch_id, csrf)
 
 
@@ -92,8 +118,15 @@ def snapshot(store: Any, *types: str) -> dict[str, list[tuple[str, str]]]:
     """Return (id, versionId) of every resource of the given types: compare before/after."""
     from hw_fhir.store.base import iter_all
 
-    names = types or ("Task", "CarePlan", "Questionnaire", "QuestionnaireResponse", "Observation",
-                      "Flag", "CommunicationRequest")
+    names = types or (
+        "Task",
+        "CarePlan",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "Observation",
+        "Flag",
+        "CommunicationRequest",
+    )
     return {t: sorted((r["id"], r["meta"]["versionId"]) for r in iter_all(store, t)) for t in names}
 
 
@@ -106,8 +139,12 @@ def phq9_answers(questionnaire: dict[str, Any], weights: list[int]) -> dict[str,
         qitem = next(i for i in questionnaire["item"] if i["linkId"] == f"phq9-{n}")
         option = next(o for o in _options(questionnaire, qitem) if option_weight(o) == weight)
         items.append({"linkId": f"phq9-{n}", "answer": [{"valueCoding": option["valueCoding"]}]})
-    return {"resourceType": "QuestionnaireResponse", "questionnaire": PHQ9, "status": "completed",
-            "item": items}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": PHQ9,
+        "status": "completed",
+        "item": items,
+    }
 
 
 def _options(questionnaire: dict[str, Any], qitem: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,33 +154,53 @@ def _options(questionnaire: dict[str, Any], qitem: dict[str, Any]) -> list[dict[
     valueset = next(r for r in questionnaire.get("contained", []) if r.get("id") == ref)
     out = []
     for c in valueset.get("expansion", {}).get("contains", []) or [
-            dict(c, system=inc.get("system")) for inc in valueset["compose"]["include"]
-            for c in inc.get("concept", [])]:
+        dict(c, system=inc.get("system"))
+        for inc in valueset["compose"]["include"]
+        for c in inc.get("concept", [])
+    ]:
         coding = {k: c[k] for k in ("system", "code", "display") if k in c}
         out.append({"valueCoding": coding, "extension": c.get("extension", [])})
     return out
 
 
-def complete_phq9(store: Any, task: dict[str, Any], weights: list[int], *,
-                  when: datetime | None = None) -> dict[str, Any]:
+def complete_phq9(
+    store: Any, task: dict[str, Any], weights: list[int], *, when: datetime | None = None
+) -> dict[str, Any]:
     """Submit a PHQ-9 for a Task through the domain (as the patient pages do) and score it."""
     questionnaire = catalog.get_questionnaire(PHQ9)
     patient = task["for"]["reference"]
-    result = submit_response(store, f"Task/{task['id']}", phq9_answers(questionnaire, weights),
-                             patient=patient, now=when)
+    result = submit_response(
+        store, f"Task/{task['id']}", phq9_answers(questionnaire, weights), patient=patient, now=when
+    )
     recorded = record_scores(store, result.response, task=result.task, now=when)
     return recorded.response
 
 
-def assign_once(store: Any, activity: str = PHQ9, *, patient: str = "pat-ava",
-                due_in_days: int = 3, now: datetime | None = None,
-                practitioner: str = "dr-rivera") -> dict[str, Any]:
+def assign_once(
+    store: Any,
+    activity: str = PHQ9,
+    *,
+    patient: str = "pat-ava",
+    due_in_days: int = 3,
+    now: datetime | None = None,
+    practitioner: str = "dr-rivera",
+) -> dict[str, Any]:
     """Assign an activity once, due in a few days; return the Task."""
     moment = now or datetime.now(timezone.utc)
-    schedule = Schedule(frequency="once", start=(moment + timedelta(days=due_in_days)).date(),
-                        timezone="UTC")
-    result = assign(store, Assignment(patient=patient, practitioner=practitioner, activity=activity,
-                                      schedule=schedule, instructions="Fill it in."), now=moment)
+    schedule = Schedule(
+        frequency="once", start=(moment + timedelta(days=due_in_days)).date(), timezone="UTC"
+    )
+    result = assign(
+        store,
+        Assignment(
+            patient=patient,
+            practitioner=practitioner,
+            activity=activity,
+            schedule=schedule,
+            instructions="Fill it in.",
+        ),
+        now=moment,
+    )
     assert result.task is not None
     return result.task
 

@@ -54,8 +54,15 @@ def driver() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1000"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     browser.set_page_load_timeout(30)
@@ -92,7 +99,8 @@ def _axe(driver: Any, page: str) -> None:
         "axe.run(document, {resultTypes: ['violations']})"
         ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
         " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
-        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));")
+        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
+    )
     bad = [v for v in result if v["impact"] in ("serious", "critical")]
     assert not bad, f"accessibility violations on {page}: {bad}"
 
@@ -115,7 +123,9 @@ class Frame:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ec
 
-        _press(self.driver, _wait(self.driver).until(ec.element_to_be_clickable((By.ID, element_id))))
+        _press(
+            self.driver, _wait(self.driver).until(ec.element_to_be_clickable((By.ID, element_id)))
+        )
 
     def shot(self, name: str) -> str:
         """Open the iframe's page on its own at 960 px, screenshot it whole, check it with axe."""
@@ -159,7 +169,7 @@ def _press(driver: Any, element: Any) -> None:
 
 
 def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
-    """The patient signs in through the sandbox portal and submits the PHQ-9 on the patient pages."""
+    """The patient signs in through the sandbox portal and submits the PHQ-9."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
@@ -170,19 +180,24 @@ def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
     driver.find_element(By.CSS_SELECTOR, 'input[name="patient"][value="pat-ava"]').click()
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     _wait(driver).until(ec.element_to_be_clickable((By.ID, "open-hw-fhir"))).click()
-    user = _wait(driver).until(ec.presence_of_element_located(
-        (By.CSS_SELECTOR, 'input[name="user"][value="Patient/pat-ava"]')))
+    user = _wait(driver).until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, 'input[name="user"][value="Patient/pat-ava"]')
+        )
+    )
     if not user.is_selected():
         user.click()
     driver.find_element(By.ID, "approve").click()
     _wait(driver).until(lambda d: "launch=" in d.current_url)
     launch_id = re.search(r"launch=([^&]+)", driver.current_url).group(1)
     driver.get(f"{base}/my/launch?launch={launch_id}")
-    _wait(driver).until(ec.element_to_be_clickable(
-        (By.CSS_SELECTOR, f"#task-{task_id} a.button"))).click()
+    _wait(driver).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, f"#task-{task_id} a.button"))
+    ).click()
     for n, weight in enumerate(ANSWERS, start=1):
-        _wait(driver).until(ec.element_to_be_clickable(
-            (By.CSS_SELECTOR, f"label[for='f-phq9-{n}-{weight}']"))).click()
+        _wait(driver).until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, f"label[for='f-phq9-{n}-{weight}']"))
+        ).click()
     driver.find_element(By.CSS_SELECTOR, "label[for='f-phq9-10-0']").click()
     driver.find_element(By.ID, "submit-button").click()
     _wait(driver).until(lambda d: "/done" in d.current_url or "/my/" in d.current_url)
@@ -193,7 +208,9 @@ def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
     driver.set_window_size(1280, 1000)
 
 
-def test_assign_phq9_every_two_weeks_then_see_the_score(driver: Any, served: tuple[Any, Any]) -> None:
+def test_assign_phq9_every_two_weeks_then_see_the_score(
+    driver: Any, served: tuple[Any, Any]
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -220,7 +237,9 @@ def test_assign_phq9_every_two_weeks_then_see_the_score(driver: Any, served: tup
     _wait(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
     confirmation = frame.shot("4-confirmation")
     assert "Every 14 days at 19:00, 6 times" in confirmation
-    plan_id = re.search(r"/assigned/CarePlan/([^?]+)", driver.execute_script("return location.href")).group(1)
+    plan_id = re.search(
+        r"/assigned/CarePlan/([^?]+)", driver.execute_script("return location.href")
+    ).group(1)
     tasks = store.search("Task", [("based-on", f"CarePlan/{plan_id}")]).resources
     assert len(tasks) == 1
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,11 +61,14 @@ def _form(page: str, form_id: str) -> dict[str, Any]:
     for tag in re.finditer(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
         values[tag.group(1)] = __import__("html").unescape(tag.group(2))
     for tag in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or \
-            re.search(r'<option value="([^"]*)"', tag.group(2))
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
+            r'<option value="([^"]*)"', tag.group(2)
+        )
         values[tag.group(1)] = chosen.group(1) if chosen else ""
-    return {k: (v[0] if isinstance(v, list) and len(v) == 1 and k not in ("days",) else v)
-            for k, v in values.items()}
+    return {
+        k: (v[0] if isinstance(v, list) and len(v) == 1 and k not in ("days",) else v)
+        for k, v in values.items()
+    }
 
 
 def _tailor(ava: Session, qid: str = "phq-9") -> dict[str, Any]:
@@ -83,16 +86,20 @@ def test_library_lists_every_active_activity_and_pathways(ava: Session) -> None:
     assert 'id="assign-phq-9"' in page and 'id="pathway-insomnia-4-weeks"' in page
 
 
-@pytest.mark.parametrize("params, present, absent", [
-    ({"q": "sleep"}, ["sleep-diary", "stimulus-control"], ["phq-9", "thought-record"]),
-    ({"problem": "insomnia"}, ["sleep-diary"], ["dear-man"]),
-    ({"modality": "dbt"}, ["dear-man", "distress-tolerance-log"], ["phq-9"]),
-    ({"media": "audio"}, ["body-scan", "audio-understanding-panic"], ["thought-record"]),
-    ({"problem": "depression", "kind": "measure"}, ["phq-9", "phq-2"], ["gad-7", "mood-log"]),
-    ({"q": "PHQ"}, ["phq-9", "phq-2"], ["gad-7"]),
-])
-def test_library_filters(ava: Session, params: dict[str, str], present: list[str],
-                         absent: list[str]) -> None:
+@pytest.mark.parametrize(
+    "params, present, absent",
+    [
+        ({"q": "sleep"}, ["sleep-diary", "stimulus-control"], ["phq-9", "thought-record"]),
+        ({"problem": "insomnia"}, ["sleep-diary"], ["dear-man"]),
+        ({"modality": "dbt"}, ["dear-man", "distress-tolerance-log"], ["phq-9"]),
+        ({"media": "audio"}, ["body-scan", "audio-understanding-panic"], ["thought-record"]),
+        ({"problem": "depression", "kind": "measure"}, ["phq-9", "phq-2"], ["gad-7", "mood-log"]),
+        ({"q": "PHQ"}, ["phq-9", "phq-2"], ["gad-7"]),
+    ],
+)
+def test_library_filters(
+    ava: Session, params: dict[str, str], present: list[str], absent: list[str]
+) -> None:
     page = ava.get("/clinician/patients/pat-ava/assign", **params).text
     for qid in present:
         assert f'id="activity-{qid}"' in page, qid
@@ -155,22 +162,28 @@ def test_three_clicks_assign_a_phq9_every_two_weeks(store: Any, ava: Session) ->
     assert confirmation.status_code == 200
     text = confirmation.text
     assert "Every 14 days at 19:00, 6 times" in text
-    dues = re.findall(r"<li>([^<]+)</li>", text[text.index('id="due-list"'):])
+    dues = re.findall(r"<li>([^<]+)</li>", text[text.index('id="due-list"') :])
     assert len(dues) == 6 and dues[0].endswith("19:00")
     assert "no right or wrong answers" in text and "by email" in text
-    plan = text[text.index('id="reminder-plan"'):]
+    plan = text[text.index('id="reminder-plan"') :]
     assert "Before it is due" in plan and "(a secure link)" in plan
-    assert "PHQ" not in plan[:plan.index("</section>")]  # no clinical content in the message
+    assert "PHQ" not in plan[: plan.index("</section>")]  # no clinical content in the message
     assert 'id="patient-view"' in text and f"ref=CarePlan/{plan_id}" in text
 
 
 def test_assign_once_with_tailoring_and_low_confidence_warning(store: Any, ava: Session) -> None:
-    form = {**_tailor(ava, "thought-record"), "frequency": "once",
-            "start": (_local_today() + timedelta(days=5)).isoformat(), "time": "18:30",
-            "instructions": "One entry after the Tuesday team meeting, 10 minutes, at your desk.",
-            "rationale": "To catch the 'I'm useless' thought in the moment.",
-            "example": "Meeting ran late → 'they think I'm slow'.", "wording": "skills practice",
-            "channel": "sms", "confidence": "5"}
+    form = {
+        **_tailor(ava, "thought-record"),
+        "frequency": "once",
+        "start": (_local_today() + timedelta(days=5)).isoformat(),
+        "time": "18:30",
+        "instructions": "One entry after the Tuesday team meeting, 10 minutes, at your desk.",
+        "rationale": "To catch the 'I'm useless' thought in the moment.",
+        "example": "Meeting ran late → 'they think I'm slow'.",
+        "wording": "skills practice",
+        "channel": "sms",
+        "confidence": "5",
+    }
     response = ava.post("/clinician/patients/pat-ava/assign/thought-record", form)
     assert response.status_code == 303
     assert "/assigned/Task/" in response.headers["Location"]
@@ -195,9 +208,16 @@ def _bad(ava: Session, store: Any, form: dict[str, Any], qid: str = "phq-9") -> 
 
 def test_schedule_ending_before_it_starts(ava: Session, store: Any) -> None:
     start = _local_today() + timedelta(days=5)
-    response = _bad(ava, store, {**_tailor(ava), "end": "until",
-                                 "until": (start - timedelta(days=2)).isoformat(),
-                                 "start": start.isoformat()})
+    response = _bad(
+        ava,
+        store,
+        {
+            **_tailor(ava),
+            "end": "until",
+            "until": (start - timedelta(days=2)).isoformat(),
+            "start": start.isoformat(),
+        },
+    )
     assert "ends" in response.text and "before it starts" in response.text
     assert 'id="e-until"' in response.text
     assert 'href="#f-until">Last day</a>' in response.text
@@ -216,28 +236,42 @@ def test_once_due_today_at_a_time_already_passed(ava: Session, store: Any) -> No
     if now_local.hour == 0 and now_local.minute < 2:
         pytest.skip("no earlier time today")
     earlier = (now_local - timedelta(minutes=1)).strftime("%H:%M")
-    response = _bad(ava, store, {**_tailor(ava, "reading-cbt-model"), "frequency": "once",
-                                 "start": now_local.date().isoformat(), "time": earlier})
+    response = _bad(
+        ava,
+        store,
+        {
+            **_tailor(ava, "reading-cbt-model"),
+            "frequency": "once",
+            "start": now_local.date().isoformat(),
+            "time": earlier,
+        },
+    )
     assert "already passed" in response.text
 
 
 def test_empty_instructions(ava: Session, store: Any) -> None:
     response = _bad(ava, store, {**_tailor(ava), "instructions": "   "})
-    assert 'id="e-instructions"' in response.text and "Say what the patient will do" in response.text
+    assert (
+        'id="e-instructions"' in response.text and "Say what the patient will do" in response.text
+    )
 
 
-@pytest.mark.parametrize("changes, field, words", [
-    ({"frequency": "weekly", "days": []}, "days", "at least one day"),
-    ({"confidence": "12"}, "confidence", "0 to 10"),
-    ({"confidence": "very"}, "confidence", "whole number"),
-    ({"start": "next tuesday"}, "start", "is not a date"),
-    ({"time": "25:99"}, "time", "is not a time"),
-    ({"end": "count", "count": ""}, "count", "how many times"),
-    ({"end": "count", "count": "0"}, "count", "at least 1"),
-    ({"frequency": "every-n-days", "interval": "1"}, "interval", "2 or more"),
-])
-def test_other_bad_schedules(ava: Session, store: Any, changes: dict[str, Any], field: str,
-                             words: str) -> None:
+@pytest.mark.parametrize(
+    "changes, field, words",
+    [
+        ({"frequency": "weekly", "days": []}, "days", "at least one day"),
+        ({"confidence": "12"}, "confidence", "0 to 10"),
+        ({"confidence": "very"}, "confidence", "whole number"),
+        ({"start": "next tuesday"}, "start", "is not a date"),
+        ({"time": "25:99"}, "time", "is not a time"),
+        ({"end": "count", "count": ""}, "count", "how many times"),
+        ({"end": "count", "count": "0"}, "count", "at least 1"),
+        ({"frequency": "every-n-days", "interval": "1"}, "interval", "2 or more"),
+    ],
+)
+def test_other_bad_schedules(
+    ava: Session, store: Any, changes: dict[str, Any], field: str, words: str
+) -> None:
     response = _bad(ava, store, {**_tailor(ava), **changes})
     assert f'id="e-{field}"' in response.text, response.text[:3000]
     assert words in response.text
@@ -250,7 +284,10 @@ def test_draft_activities_cannot_be_assigned(app: Any, store: Any, ava: Session)
     before = snapshot(store)
     response = ava.get(f"/clinician/patients/pat-ava/assign/{draft['id']}")
     assert response.status_code == 422 and "Publish it first" in response.text
-    assert ava.post(f"/clinician/patients/pat-ava/assign/{draft['id']}", _tailor(ava)).status_code == 422
+    assert (
+        ava.post(f"/clinician/patients/pat-ava/assign/{draft['id']}", _tailor(ava)).status_code
+        == 422
+    )
     assert snapshot(store) == before
 
 
@@ -283,7 +320,10 @@ def test_assign_a_pathway(store: Any, ava: Session) -> None:
 def test_pathway_starting_in_the_past_is_refused(store: Any, ava: Session) -> None:
     page = ava.get("/clinician/patients/pat-ava/pathways/insomnia-4-weeks").text
     before = snapshot(store)
-    form = {**_form(page, "pathway-form"), "start": (_local_today() - timedelta(days=2)).isoformat()}
+    form = {
+        **_form(page, "pathway-form"),
+        "start": (_local_today() - timedelta(days=2)).isoformat(),
+    }
     response = ava.post("/clinician/patients/pat-ava/pathways/insomnia-4-weeks", form)
     assert response.status_code == 400 and "cannot start in the past" in response.text
     assert snapshot(store) == before
@@ -308,13 +348,21 @@ def test_edit_a_task_due_time_and_instructions(store: Any, ava: Session) -> None
     assert page.status_code == 200
     form = _form(page.text, "edit-form")
     new_day = _local_today() + timedelta(days=6)
-    response = ava.post(path, {**form, "due_date": new_day.isoformat(), "time": "08:15",
-                               "instructions": "Before breakfast on Saturday."})
+    response = ava.post(
+        path,
+        {
+            **form,
+            "due_date": new_day.isoformat(),
+            "time": "08:15",
+            "instructions": "Before breakfast on Saturday.",
+        },
+    )
     assert response.status_code == 303 and "notice=edited" in response.headers["Location"]
     stored = store.read("Task", task["id"]).resource
     assert stored["description"] == "Before breakfast on Saturday."
-    assert task_due(stored).astimezone(NEW_YORK) == datetime(new_day.year, new_day.month, new_day.day,
-                                                             8, 15, tzinfo=NEW_YORK)
+    assert task_due(stored).astimezone(NEW_YORK) == datetime(
+        new_day.year, new_day.month, new_day.day, 8, 15, tzinfo=NEW_YORK
+    )
 
 
 def test_edit_a_task_with_a_past_due_date_or_no_instructions(store: Any, ava: Session) -> None:
@@ -323,7 +371,9 @@ def test_edit_a_task_with_a_past_due_date_or_no_instructions(store: Any, ava: Se
     form = _form(ava.get(path).text, "edit-form")
     before = snapshot(store)
     past = ava.post(path, {**form, "due_date": (_local_today() - timedelta(days=1)).isoformat()})
-    assert past.status_code == 400 and "already passed" in past.text and 'id="e-due_date"' in past.text
+    assert (
+        past.status_code == 400 and "already passed" in past.text and 'id="e-due_date"' in past.text
+    )
     empty = ava.post(path, {**form, "instructions": ""})
     assert empty.status_code == 400 and 'id="e-instructions"' in empty.text
     assert snapshot(store) == before
@@ -334,9 +384,19 @@ def test_change_a_plans_schedule_from_now_on(store: Any, ava: Session) -> None:
     path = f"/clinician/patients/pat-ava/assignments/CarePlan/{plan_id}"
     form = _form(ava.get(path).text, "edit-form")
     start = _local_today() + timedelta(days=2)
-    response = ava.post(path, {**form, "change_schedule": "1", "frequency": "weekly", "days": ["mon"],
-                               "start": start.isoformat(), "interval": "1", "end": "count",
-                               "count": "4"})
+    response = ava.post(
+        path,
+        {
+            **form,
+            "change_schedule": "1",
+            "frequency": "weekly",
+            "days": ["mon"],
+            "start": start.isoformat(),
+            "interval": "1",
+            "end": "count",
+            "count": "4",
+        },
+    )
     assert response.status_code == 303, response.text
     plan = store.read("CarePlan", plan_id).resource
     statuses = [a["detail"]["status"] for a in plan["activity"]]
@@ -350,8 +410,16 @@ def test_change_a_plans_schedule_to_end_before_it_starts(store: Any, ava: Sessio
     form = _form(ava.get(path).text, "edit-form")
     before = snapshot(store)
     start = _local_today() + timedelta(days=4)
-    response = ava.post(path, {**form, "change_schedule": "1", "start": start.isoformat(),
-                               "end": "until", "until": (start - timedelta(days=1)).isoformat()})
+    response = ava.post(
+        path,
+        {
+            **form,
+            "change_schedule": "1",
+            "start": start.isoformat(),
+            "end": "until",
+            "until": (start - timedelta(days=1)).isoformat(),
+        },
+    )
     assert response.status_code == 400 and "before it starts" in response.text
     assert snapshot(store) == before
 
@@ -369,7 +437,9 @@ def test_pause_resume_and_stop_a_plan(store: Any, ava: Session) -> None:
     assert "notice=stopped" in response.headers["Location"]
     plan = store.read("CarePlan", plan_id).resource
     assert plan["status"] == "revoked" and plan["note"][-1]["text"] == "Goal reached"
-    open_tasks = iter_all(store, "Task", [("based-on", f"CarePlan/{plan_id}"), ("status", "requested")])
+    open_tasks = iter_all(
+        store, "Task", [("based-on", f"CarePlan/{plan_id}"), ("status", "requested")]
+    )
     assert open_tasks == []
     assert f'id="assignment-CarePlan-{plan_id}"' not in ava.get("/clinician/patients/pat-ava").text
 
@@ -382,9 +452,13 @@ def test_cancel_a_task(store: Any, ava: Session) -> None:
 
 
 def test_skip_a_pathway_step(store: Any, ava: Session) -> None:
-    page = ava.get("/clinician/patients/pat-ava/pathways/panic-breathing-interoceptive-exposure").text
-    response = ava.post("/clinician/patients/pat-ava/pathways/panic-breathing-interoceptive-exposure",
-                        _form(page, "pathway-form"))
+    page = ava.get(
+        "/clinician/patients/pat-ava/pathways/panic-breathing-interoceptive-exposure"
+    ).text
+    response = ava.post(
+        "/clinician/patients/pat-ava/pathways/panic-breathing-interoceptive-exposure",
+        _form(page, "pathway-form"),
+    )
     plan_id = response.headers["Location"].split("/CarePlan/")[1].split("?")[0]
     response = ava.post(f"/clinician/patients/pat-ava/assignments/CarePlan/{plan_id}/skip/0")
     assert "notice=skipped" in response.headers["Location"]
@@ -396,5 +470,8 @@ def test_another_patients_assignment_is_not_reachable(store: Any, ava: Session) 
     task = assign_once(store, patient="pat-ben", due_in_days=3)
     before = snapshot(store)
     assert ava.get(f"/clinician/patients/pat-ava/assignments/Task/{task['id']}").status_code == 404
-    assert ava.post(f"/clinician/patients/pat-ava/assignments/Task/{task['id']}/cancel").status_code == 404
+    assert (
+        ava.post(f"/clinician/patients/pat-ava/assignments/Task/{task['id']}/cancel").status_code
+        == 404
+    )
     assert snapshot(store) == before

@@ -28,9 +28,13 @@ def _y(root, value_attr: str):  # noqa: ANN001, ANN202
 
 
 def test_score_chart_is_well_formed_svg_with_title_and_description() -> None:
-    chart = score_chart([(date(2026, 3, 1), 18), (date(2026, 3, 15), 9)], title="PHQ-9 total",
-                        bands=[ScoreBand(0, 9, "Low"), ScoreBand(10, 27, "High")], y_max=27,
-                        chart_id="c1")
+    chart = score_chart(
+        [(date(2026, 3, 1), 18), (date(2026, 3, 15), 9)],
+        title="PHQ-9 total",
+        bands=[ScoreBand(0, 9, "Low"), ScoreBand(10, 27, "High")],
+        y_max=27,
+        chart_id="c1",
+    )
     root = _tree(chart)
     assert root.get("role") == "img"
     assert root.get("aria-labelledby") == "c1-title c1-desc"
@@ -59,7 +63,12 @@ def test_bands_are_shaded_from_low_to_high_severity() -> None:
     root = _tree(chart)
     bands = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "band"]
     assert [b.find(f"{SVG}title").text for b in bands] == [
-        "Minimal (0–4)", "Mild (5–9)", "Moderate (10–14)", "Moderately severe (15–19)", "Severe (20–27)"]
+        "Minimal (0–4)",
+        "Mild (5–9)",
+        "Moderate (10–14)",
+        "Moderately severe (15–19)",
+        "Severe (20–27)",
+    ]
     tops = [float(b.get("y")) for b in bands]
     assert tops == sorted(tops, reverse=True)  # severe band on top
     fills = [b.get("fill") for b in bands]
@@ -70,7 +79,9 @@ def test_bands_are_shaded_from_low_to_high_severity() -> None:
 def test_thresholds_are_drawn_at_their_scores() -> None:
     chart = instrument_chart("phq-9", [(date(2026, 1, 5), 18), (date(2026, 2, 5), 11)])
     root = _tree(chart)
-    lines = {ln.get("class"): float(ln.get("y1")) for ln in root.iter(f"{SVG}line") if ln.get("class")}
+    lines = {
+        ln.get("class"): float(ln.get("y1")) for ln in root.iter(f"{SVG}line") if ln.get("class")
+    }
     circles = {c.get("data-value"): float(c.get("cy")) for c in root.iter(f"{SVG}circle")}
     # remission below 5, response at half of the baseline 18 = 9
     assert lines["threshold-remission"] > lines["threshold-response"] > circles["11"]
@@ -98,8 +109,9 @@ def test_empty_chart_says_so() -> None:
 
 
 def test_text_is_escaped() -> None:
-    chart = score_chart([(date(2026, 1, 1), 3)], title="<script>x</script> & co",
-                        bands=[ScoreBand(0, 5, "A<b")])
+    chart = score_chart(
+        [(date(2026, 1, 1), 3)], title="<script>x</script> & co", bands=[ScoreBand(0, 5, "A<b")]
+    )
     root = _tree(chart)
     assert "<script>" not in chart.svg
     assert root.find(f"{SVG}title").text == "<script>x</script> & co"
@@ -121,9 +133,16 @@ def test_datetimes_and_dates_mix() -> None:
 
 def test_calendar_has_one_cell_per_day_and_marks_outcomes() -> None:
     end = date(2026, 3, 18)  # a Wednesday
-    days = [(date(2026, 3, 2), "on-time"), (date(2026, 3, 4), "missed"), (date(2026, 3, 4), "on-time"),
-            (date(2026, 3, 10), "late"), (date(2026, 3, 18), "overdue"), (date(2026, 3, 20), "upcoming"),
-            (date(2025, 1, 1), "missed"), (date(2026, 3, 11), "cancelled")]
+    days = [
+        (date(2026, 3, 2), "on-time"),
+        (date(2026, 3, 4), "missed"),
+        (date(2026, 3, 4), "on-time"),
+        (date(2026, 3, 10), "late"),
+        (date(2026, 3, 18), "overdue"),
+        (date(2026, 3, 20), "upcoming"),
+        (date(2025, 1, 1), "missed"),
+        (date(2026, 3, 11), "cancelled"),
+    ]
     chart = completion_calendar(days, end=end, weeks=3)
     root = _tree(chart)
     cells = {g.get("data-date"): g.get("data-outcome") for g in root.iter(f"{SVG}g")}
@@ -139,11 +158,22 @@ def test_calendar_has_one_cell_per_day_and_marks_outcomes() -> None:
 
 
 def test_calendar_marks_have_glyphs_as_well_as_colours() -> None:
-    root = _tree(completion_calendar([(date(2026, 3, 2), "missed"), (date(2026, 3, 3), "on-time")],
-                                     end=date(2026, 3, 8), weeks=1))
-    glyphs = {g.get("data-outcome"): "".join(t.text or "" for t in g.iter(f"{SVG}text"))
-              for g in root.iter(f"{SVG}g") if g.get("data-outcome")}
-    assert glyphs == {"missed": OUTCOME_STYLES["missed"][3], "on-time": OUTCOME_STYLES["on-time"][3]}
+    root = _tree(
+        completion_calendar(
+            [(date(2026, 3, 2), "missed"), (date(2026, 3, 3), "on-time")],
+            end=date(2026, 3, 8),
+            weeks=1,
+        )
+    )
+    glyphs = {
+        g.get("data-outcome"): "".join(t.text or "" for t in g.iter(f"{SVG}text"))
+        for g in root.iter(f"{SVG}g")
+        if g.get("data-outcome")
+    }
+    assert glyphs == {
+        "missed": OUTCOME_STYLES["missed"][3],
+        "on-time": OUTCOME_STYLES["on-time"][3],
+    }
     assert glyphs["missed"] != glyphs["on-time"]
 
 
@@ -170,10 +200,19 @@ def test_calendar_weeks_end_with_the_week_of_end() -> None:
 
 
 def test_calendar_outlines_today() -> None:
-    root = _tree(completion_calendar([(date(2026, 3, 12), "upcoming")], end=date(2026, 3, 15),
-                                     weeks=1, today=date(2026, 3, 11)))
-    outlined = [g.get("data-date") for g in root.iter(f"{SVG}g")
-                if g.find(f"{SVG}rect").get("stroke-width") == "2.5"]
+    root = _tree(
+        completion_calendar(
+            [(date(2026, 3, 12), "upcoming")],
+            end=date(2026, 3, 15),
+            weeks=1,
+            today=date(2026, 3, 11),
+        )
+    )
+    outlined = [
+        g.get("data-date")
+        for g in root.iter(f"{SVG}g")
+        if g.find(f"{SVG}rect").get("stroke-width") == "2.5"
+    ]
     assert outlined == ["2026-03-11"]
     titles = {g.get("data-date"): g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")}
     assert titles["2026-03-11"].startswith("Today")

@@ -1,4 +1,4 @@
-"""A clinician's own activities: copy, edit items in the simple editor, publish, retire, new version.
+"""A clinician's own activities: copy, edit items in the editor, publish, retire, new version.
 
 An edit that would break the Questionnaire is refused with the reasons, and nothing is stored.
 """
@@ -51,8 +51,9 @@ def _editor_form(page: str) -> dict[str, Any]:
     for tag in re.finditer(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
         values[tag.group(1)] = __import__("html").unescape(tag.group(2))
     for tag in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or \
-            re.search(r'<option value="([^"]*)"', tag.group(2))
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
+            r'<option value="([^"]*)"', tag.group(2)
+        )
         values[tag.group(1)] = chosen.group(1) if chosen else ""
     return values
 
@@ -72,15 +73,43 @@ def _items(store: Any, qid: str) -> list[dict[str, Any]]:
 
 
 def test_apply_item_editor_edits_moves_adds_and_removes() -> None:
-    questionnaire = {"resourceType": "Questionnaire", "title": "T", "item": [
-        {"linkId": "a", "type": "string", "text": "A"},
-        {"linkId": "b", "type": "choice", "text": "B", "answerOption": [
-            {"valueCoding": {"system": "s", "code": "y", "display": "Yes"},
-             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/itemWeight", "valueDecimal": 1}]},
-            {"valueCoding": {"system": "s", "code": "n", "display": "No"}}]}]}
-    edited = review.apply_item_editor(questionnaire, {
-        "title": "New title", "text.a": "A?", "required.a": "1", "type.a": "string", "help.a": "Think",
-        "options.b": "No\nYes\nMaybe", "type.b": "choice", "action": "up:b"})
+    questionnaire = {
+        "resourceType": "Questionnaire",
+        "title": "T",
+        "item": [
+            {"linkId": "a", "type": "string", "text": "A"},
+            {
+                "linkId": "b",
+                "type": "choice",
+                "text": "B",
+                "answerOption": [
+                    {
+                        "valueCoding": {"system": "s", "code": "y", "display": "Yes"},
+                        "extension": [
+                            {
+                                "url": "http://hl7.org/fhir/StructureDefinition/itemWeight",
+                                "valueDecimal": 1,
+                            }
+                        ],
+                    },
+                    {"valueCoding": {"system": "s", "code": "n", "display": "No"}},
+                ],
+            },
+        ],
+    }
+    edited = review.apply_item_editor(
+        questionnaire,
+        {
+            "title": "New title",
+            "text.a": "A?",
+            "required.a": "1",
+            "type.a": "string",
+            "help.a": "Think",
+            "options.b": "No\nYes\nMaybe",
+            "type.b": "choice",
+            "action": "up:b",
+        },
+    )
     assert edited["title"] == "New title"
     assert [i["linkId"] for i in edited["item"]] == ["b", "a"]
     a = edited["item"][1]
@@ -92,34 +121,50 @@ def test_apply_item_editor_edits_moves_adds_and_removes() -> None:
     assert options[2]["valueCoding"]["system"] == "s"
     assert questionnaire["item"][0]["text"] == "A"  # the input is not changed
 
-    added = review.apply_item_editor(edited, {"action": "add", "new_text": "How long?",
-                                              "new_type": "integer", "new_required": "1"})
-    assert added["item"][-1] == {"linkId": "how-long", "text": "How long?", "type": "integer",
-                                 "required": True}
+    added = review.apply_item_editor(
+        edited,
+        {"action": "add", "new_text": "How long?", "new_type": "integer", "new_required": "1"},
+    )
+    assert added["item"][-1] == {
+        "linkId": "how-long",
+        "text": "How long?",
+        "type": "integer",
+        "required": True,
+    }
     removed = review.apply_item_editor(added, {"action": "remove:a"})
     assert [i["linkId"] for i in removed["item"]] == ["b", "how-long"]
 
 
 def test_apply_item_editor_changing_away_from_a_choice_drops_options() -> None:
-    questionnaire = {"item": [{"linkId": "b", "type": "choice", "text": "B",
-                               "answerOption": [{"valueString": "x"}]}]}
+    questionnaire = {
+        "item": [
+            {"linkId": "b", "type": "choice", "text": "B", "answerOption": [{"valueString": "x"}]}
+        ]
+    }
     edited = review.apply_item_editor(questionnaire, {"type.b": "text"})
     assert "answerOption" not in edited["item"][0]
 
 
-@pytest.mark.parametrize("form", [
-    {"action": "remove:nope"}, {"action": "explode"}, {"action": "add", "new_text": ""},
-    {"type.a": "spreadsheet"}, {"action": "add", "new_text": "x", "new_type": "group"},
-    {"action": "add", "new_text": "x", "new_parent": "a"},
-])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"action": "remove:nope"},
+        {"action": "explode"},
+        {"action": "add", "new_text": ""},
+        {"type.a": "spreadsheet"},
+        {"action": "add", "new_text": "x", "new_type": "group"},
+        {"action": "add", "new_text": "x", "new_parent": "a"},
+    ],
+)
 def test_apply_item_editor_refuses_what_it_cannot_do(form: dict[str, str]) -> None:
     with pytest.raises(InvalidInput):
         review.apply_item_editor({"item": [{"linkId": "a", "type": "string", "text": "A"}]}, form)
 
 
 def test_editor_rows_hide_help_items() -> None:
-    edited = review.apply_item_editor({"item": [{"linkId": "a", "type": "string", "text": "A"}]},
-                                      {"help.a": "Some help"})
+    edited = review.apply_item_editor(
+        {"item": [{"linkId": "a", "type": "string", "text": "A"}]}, {"help.a": "Some help"}
+    )
     rows = review.editor_rows(edited)
     assert [(r.link_id, r.help, r.first, r.last) for r in rows] == [("a", "Some help", True, True)]
 
@@ -136,19 +181,30 @@ def test_clone_then_edit_then_publish_then_assign(store: Any, ava: Session) -> N
     assert page.status_code == 200
     form = _editor_form(page.text)
     assert form["text.done"].startswith("Did you practice")
-    form.update({"text.notes": "Anything you noticed?", "action": "add",
-                 "new_text": "Where were you?", "new_type": "choice",
-                 "new_options": "Home\nWork\nOut and about"})
+    form.update(
+        {
+            "text.notes": "Anything you noticed?",
+            "action": "add",
+            "new_text": "Where were you?",
+            "new_type": "choice",
+            "new_options": "Home\nWork\nOut and about",
+        }
+    )
     response = ava.post(f"/clinician/library/{qid}/edit", form)
     assert response.status_code == 303, response.text
     items = _items(store, qid)
     assert next(i for i in items if i["linkId"] == "notes")["text"] == "Anything you noticed?"
     assert items[-1]["text"] == "Where were you?"
     assert [o["valueCoding"]["display"] for o in items[-1]["answerOption"]] == [
-        "Home", "Work", "Out and about"]
+        "Home",
+        "Work",
+        "Out and about",
+    ]
     # reorder: move the new item up
-    form = {**_editor_form(ava.get(f"/clinician/library/{qid}/edit").text),
-            "action": f"up:{items[-1]['linkId']}"}
+    form = {
+        **_editor_form(ava.get(f"/clinician/library/{qid}/edit").text),
+        "action": f"up:{items[-1]['linkId']}",
+    }
     assert ava.post(f"/clinician/library/{qid}/edit", form).status_code == 303
     assert _items(store, qid)[-2]["text"] == "Where were you?"
     # publish, then it is assignable
@@ -175,7 +231,10 @@ def test_an_edit_that_would_break_the_activity_is_refused(store: Any, ava: Sessi
 def test_a_choice_without_options_is_refused(store: Any, ava: Session) -> None:
     qid = _clone(ava, "mood-log")
     before = snapshot(store, "Questionnaire")
-    form = {**_editor_form(ava.get(f"/clinician/library/{qid}/edit").text), "options.feelings": "  \n "}
+    form = {
+        **_editor_form(ava.get(f"/clinician/library/{qid}/edit").text),
+        "options.feelings": "  \n ",
+    }
     response = ava.post(f"/clinician/library/{qid}/edit", form)
     assert response.status_code == 400 and "Nothing was saved" in response.text
     assert snapshot(store, "Questionnaire") == before
@@ -191,7 +250,9 @@ def test_a_stale_editor_page_does_not_overwrite_newer_changes(store: Any, ava: S
     assert store.read("Questionnaire", qid).resource["title"] == "Newer title"
 
 
-def test_library_activities_and_other_clinicians_activities_cannot_be_edited(store: Any, ava: Session) -> None:
+def test_library_activities_and_other_clinicians_activities_cannot_be_edited(
+    store: Any, ava: Session
+) -> None:
     theirs = clone_questionnaire(store, "grounding", practitioner="dr-okafor")
     before = snapshot(store, "Questionnaire")
     for qid in ("grounding", theirs["id"]):
@@ -230,5 +291,7 @@ def test_editor_posts_need_csrf(store: Any, ava: Session) -> None:
     qid = _clone(ava)
     before = snapshot(store, "Questionnaire")
     assert ava.post(f"/clinician/library/{qid}/edit", {"title": "x"}, csrf=False).status_code == 403
-    assert ava.post("/clinician/library/clone", {"source": "grounding"}, csrf=False).status_code == 403
+    assert (
+        ava.post("/clinician/library/clone", {"source": "grounding"}, csrf=False).status_code == 403
+    )
     assert snapshot(store, "Questionnaire") == before

@@ -115,12 +115,12 @@ def test_dashboard_shows_scores_band_change_and_chart(store: Any, ava: Session) 
     complete_phq9(store, second, [1, 1, 1, 1, 0, 0, 0, 0, 0], when=start + timedelta(days=15))
     page = ava.get("/clinician/patients/pat-ava").text
     assert re.search(r'id="score-phq-9">4<', page)
-    measure = page[page.index('id="measure-phq-9"'):]
+    measure = page[page.index('id="measure-phq-9"') :]
     assert "Minimal" in measure[:800]
     assert "<strong>-13</strong>" in measure
     for label in ("Response", "Remission", "Reliable improvement"):
         assert label in measure[:1500]
-    svg = page[page.index('<svg'):page.index('</svg>')]
+    svg = page[page.index("<svg") : page.index("</svg>")]
     assert 'id="chart-phq-9"' in svg and svg.count('class="point"') == 2
     assert 'class="threshold-remission"' in svg
     # adherence: two assigned, two done on time
@@ -132,8 +132,8 @@ def test_dashboard_shows_scores_band_change_and_chart(store: Any, ava: Session) 
 def test_dashboard_lists_active_assignments_with_next_due(store: Any, ava: Session) -> None:
     task = assign_once(store, due_in_days=3)
     page = ava.get("/clinician/patients/pat-ava").text
-    row = page[page.index(f'id="assignment-Task-{task["id"]}"'):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index(f'id="assignment-Task-{task["id"]}"') :]
+    row = row[: row.index("</tr>")]
     assert "PHQ-9" in row and "Assigned" in row and "Change" in row
     assert "none yet" in row
 
@@ -147,8 +147,10 @@ def test_risk_flag_first_and_acknowledge(app: Any, store: Any, ava: Session) -> 
     flag = next(iter(store.search("Flag", [("status", "active")]).resources))
     assert f'id="flag-{flag["id"]}"' in page
     assert "item 9" in _text(page)
-    response = ava.post(f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge",
-                        {"note": "Called her, safe, plan reviewed"})
+    response = ava.post(
+        f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge",
+        {"note": "Called her, safe, plan reviewed"},
+    )
     assert response.status_code == 303
     assert "notice=flag-acknowledged" in response.headers["Location"]
     stored = store.read("Flag", flag["id"]).resource
@@ -158,16 +160,21 @@ def test_risk_flag_first_and_acknowledge(app: Any, store: Any, ava: Session) -> 
     assert 'id="risk-flags"' not in after and 'id="notice"' in after
 
 
-def test_acknowledging_without_csrf_is_refused_and_changes_nothing(store: Any, ava: Session) -> None:
+def test_acknowledging_without_csrf_is_refused_and_changes_nothing(
+    store: Any, ava: Session
+) -> None:
     start = datetime.now(timezone.utc) - timedelta(days=3)
     task = assign_once(store, now=start, due_in_days=2)
     complete_phq9(store, task, [1, 1, 1, 1, 1, 1, 1, 1, 3], when=start + timedelta(days=1))
     flag = store.search("Flag", [("status", "active")]).resources[0]
     before = snapshot(store)
-    response = ava.post(f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge", {}, csrf=False)
+    response = ava.post(
+        f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge", {}, csrf=False
+    )
     assert response.status_code == 403
-    bad = ava.post(f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge",
-                   {"csrf_token": "forged"})
+    bad = ava.post(
+        f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge", {"csrf_token": "forged"}
+    )
     assert bad.status_code == 403
     assert snapshot(store) == before
 
@@ -233,14 +240,14 @@ def test_panel_puts_risk_first_then_missed_homework(app: Any, store: Any) -> Non
     session = open_launch(app, app.test_client(), patient=None)
     page = session.get("/clinician/panel").text
     assert page.index('id="panel-pat-ava"') < page.index('id="panel-pat-ben"')
-    ben = page[page.index('id="panel-pat-ben"'):]
+    ben = page[page.index('id="panel-pat-ben"') :]
     assert "1 missed" in ben[:600]
-    assert "1 active risk flag" in page[page.index('id="panel-pat-ava"'):][:600]
+    assert "1 active risk flag" in page[page.index('id="panel-pat-ava"') :][:600]
 
 
 def test_quick_picks_on_a_fresh_dashboard(ava: Session, store: Any) -> None:
     page = ava.get("/clinician/patients/pat-ava").text
-    picks = page[page.index('id="quick-picks"'):]
+    picks = page[page.index('id="quick-picks"') :]
     assert "PHQ-9 every 2 weeks" in picks[:2000]
     assert f"/clinician/patients/pat-ava/assign/phq-9?launch={ava.launch_id}" in picks[:2000]
     assign_once(store, due_in_days=3)
@@ -255,10 +262,22 @@ def test_calendar_and_dates_are_the_patients_local_days(store: Any) -> None:
     from hw_fhir.assignment import Assignment, assign
     from hw_fhir.schedule import Schedule
 
-    assign(store, Assignment(patient="pat-ava", practitioner="dr-rivera", activity="phq-9",
-                             schedule=Schedule(frequency="once", start=date(2026, 3, 11),
-                                               timezone="America/New_York", time_of_day="21:00"),
-                             instructions="x"), now=now)
+    assign(
+        store,
+        Assignment(
+            patient="pat-ava",
+            practitioner="dr-rivera",
+            activity="phq-9",
+            schedule=Schedule(
+                frequency="once",
+                start=date(2026, 3, 11),
+                timezone="America/New_York",
+                time_of_day="21:00",
+            ),
+            instructions="x",
+        ),
+        now=now,
+    )
     local = patient_dashboard(store, "pat-ava", now=now, zone="America/New_York")
     utc = patient_dashboard(store, "pat-ava", now=now, zone="UTC")
     assert local.calendar.rows == (("2026-03-11", "Due later"),)
@@ -272,29 +291,50 @@ def test_a_plans_next_due_comes_from_its_schedule_when_done_early(store: Any, av
 
     now = datetime.now(timezone.utc)
     start = (now + timedelta(days=1)).date()
-    result = assign(store, Assignment(
-        patient="pat-ava", practitioner="dr-rivera", activity="phq-9", instructions="x",
-        schedule=Schedule(frequency="every-n-days", interval=14, count=3, start=start, timezone="UTC")),
-        now=now)
+    result = assign(
+        store,
+        Assignment(
+            patient="pat-ava",
+            practitioner="dr-rivera",
+            activity="phq-9",
+            instructions="x",
+            schedule=Schedule(
+                frequency="every-n-days", interval=14, count=3, start=start, timezone="UTC"
+            ),
+        ),
+        now=now,
+    )
     complete_phq9(store, result.tasks[0], [0] * 9, when=now)  # done a day early
-    row = next(r for r in patient_dashboard(store, "pat-ava", now=now).assignments if r.kind == "plan")
+    row = next(
+        r for r in patient_dashboard(store, "pat-ava", now=now).assignments if r.kind == "plan"
+    )
     assert row.title == "PHQ-9" and row.done == 1
-    assert row.next_due is not None and row.next_due.startswith((start + timedelta(days=14)).isoformat())
+    assert row.next_due is not None and row.next_due.startswith(
+        (start + timedelta(days=14)).isoformat()
+    )
 
 
 def test_dashboard_shows_the_last_reminder_and_its_delivery(store: Any, ava: Session) -> None:
     task = assign_once(store, due_in_days=3)
     other = assign_once(store, due_in_days=4)
-    for sent, status, about in (("2026-03-01T08:00:00Z", "completed", task),
-                                ("2026-03-02T08:00:00Z", "not-done", task),
-                                ("2026-03-05T08:00:00Z", "completed", other)):
-        store.create({"resourceType": "Communication", "status": status, "sent": sent,
-                      "subject": {"reference": "Patient/pat-ava"},
-                      "about": [{"reference": f"Task/{about['id']}"}],
-                      "medium": [{"coding": [{"code": "email"}]}]})
+    for sent, status, about in (
+        ("2026-03-01T08:00:00Z", "completed", task),
+        ("2026-03-02T08:00:00Z", "not-done", task),
+        ("2026-03-05T08:00:00Z", "completed", other),
+    ):
+        store.create(
+            {
+                "resourceType": "Communication",
+                "status": status,
+                "sent": sent,
+                "subject": {"reference": "Patient/pat-ava"},
+                "about": [{"reference": f"Task/{about['id']}"}],
+                "medium": [{"coding": [{"code": "email"}]}],
+            }
+        )
     page = ava.get("/clinician/patients/pat-ava").text
-    row = page[page.index(f'id="assignment-Task-{task["id"]}"'):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index(f'id="assignment-Task-{task["id"]}"') :]
+    row = row[: row.index("</tr>")]
     assert "Mon 2 Mar 2026" in row and "not-done" in row and "none yet" not in row
 
 

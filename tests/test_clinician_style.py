@@ -21,22 +21,36 @@ def test_contrast_ratio_matches_wcag() -> None:
 
 
 def test_good_ehr_colours_are_used() -> None:
-    variables = css_variables({"color_background": "#f0f4f8", "color_highlight": "#0b5394",
-                               "color_text": "#111111", "font_family_body": "Arial, sans-serif",
-                               "dim_border_radius": "4px"})
-    assert variables == {"--bg": "#f0f4f8", "--fg": "#111111", "--accent": "#0b5394",
-                         "--radius": "4px", "--font": "Arial, sans-serif"}
+    variables = css_variables(
+        {
+            "color_background": "#f0f4f8",
+            "color_highlight": "#0b5394",
+            "color_text": "#111111",
+            "font_family_body": "Arial, sans-serif",
+            "dim_border_radius": "4px",
+        }
+    )
+    assert variables == {
+        "--bg": "#f0f4f8",
+        "--fg": "#111111",
+        "--accent": "#0b5394",
+        "--radius": "4px",
+        "--font": "Arial, sans-serif",
+    }
 
 
-@pytest.mark.parametrize("style, kept", [
-    ({"color_highlight": "#7fb3ff"}, "--accent"),          # too light for white button text
-    ({"color_text": "#999999"}, "--fg"),                    # grey text below 4.5:1
-    ({"color_background": "#222222"}, "--bg"),              # dark background with our dark text
-    ({"color_highlight": "red;}</style><script>"}, "--accent"),
-    ({"font_family_body": "x;}</style><script>alert(1)</script>"}, "--font"),
-    ({"dim_border_radius": "999px"}, "--radius"),
-    ({"color_text": 12}, "--fg"),
-])
+@pytest.mark.parametrize(
+    "style, kept",
+    [
+        ({"color_highlight": "#7fb3ff"}, "--accent"),  # too light for white button text
+        ({"color_text": "#999999"}, "--fg"),  # grey text below 4.5:1
+        ({"color_background": "#222222"}, "--bg"),  # dark background with our dark text
+        ({"color_highlight": "red;}</style><script>"}, "--accent"),
+        ({"font_family_body": "x;}</style><script>alert(1)</script>"}, "--font"),
+        ({"dim_border_radius": "999px"}, "--radius"),
+        ({"color_text": 12}, "--fg"),
+    ],
+)
 def test_unsafe_or_unreadable_values_keep_the_default(style: dict[str, Any], kept: str) -> None:
     assert css_variables(style)[kept] == DEFAULT_STYLE[kept]
 
@@ -55,8 +69,9 @@ def style_server() -> Iterator[Any]:
     @ehr.get("/style.json")
     def style() -> Any:
         hits.append("style")
-        return jsonify({"color_highlight": "#6b1f7a", "color_background": "#fafaf5",
-                        "color_text": "#202020"})
+        return jsonify(
+            {"color_highlight": "#6b1f7a", "color_background": "#fafaf5", "color_text": "#202020"}
+        )
 
     @ehr.get("/broken.json")
     def broken() -> Any:
@@ -71,7 +86,9 @@ def style_server() -> Iterator[Any]:
     clear_cache()
 
 
-def test_page_uses_the_ehr_style_and_fetches_it_once(app_config: dict[str, Any], style_server: Any) -> None:
+def test_page_uses_the_ehr_style_and_fetches_it_once(
+    app_config: dict[str, Any], style_server: Any
+) -> None:
     app = clinician_app(app_config)
     session = open_launch(app, app.test_client(), style_url=f"{style_server.url}/style.json")
     first = session.get("/clinician/patients/pat-ava").text
@@ -82,7 +99,9 @@ def test_page_uses_the_ehr_style_and_fetches_it_once(app_config: dict[str, Any],
     app.extensions["hw_fhir"].close()
 
 
-def test_a_broken_style_url_falls_back_quietly(app_config: dict[str, Any], style_server: Any) -> None:
+def test_a_broken_style_url_falls_back_quietly(
+    app_config: dict[str, Any], style_server: Any
+) -> None:
     app = clinician_app(app_config)
     session = open_launch(app, app.test_client(), style_url=f"{style_server.url}/broken.json")
     page = session.get("/clinician/patients/pat-ava")

@@ -1,4 +1,4 @@
-"""A clinician's own activities: clone from the library, edit items, preview, publish (views only)."""
+"""A clinician's own activities: clone, edit items, preview, publish (views only)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def _issues(exc: HwFhirError) -> list[str]:
     messages = []
     for issue in exc.issues:
         where = (issue.expression or "").replace("Questionnaire.", "")
-        messages.append(f"{issue.message}" + (f" ({where})" if where and where not in issue.message else ""))
+        messages.append(
+            f"{issue.message}" + (f" ({where})" if where and where not in issue.message else "")
+        )
     return messages or [exc.message]
 
 
@@ -44,11 +46,22 @@ def my_library() -> Any:
     who = clinician()
     own = lib.clinician_questionnaires(store(), who.practitioner)
     text = request.args.get("q", "").strip()[:100]
-    entries = review.filter_library(review.library_entries(
-        q for q in iter_all(store(), "Questionnaire", [("status", "active")])
-        if not str(q.get("url", "")).startswith(lib.clinician_system(who.practitioner) + "/")), text=text)
-    return page("clinician/my_library.html", patient=_patient(), nav_active="library", own=own,
-                entries=entries, q=text)
+    entries = review.filter_library(
+        review.library_entries(
+            q
+            for q in iter_all(store(), "Questionnaire", [("status", "active")])
+            if not str(q.get("url", "")).startswith(lib.clinician_system(who.practitioner) + "/")
+        ),
+        text=text,
+    )
+    return page(
+        "clinician/my_library.html",
+        patient=_patient(),
+        nav_active="library",
+        own=own,
+        entries=entries,
+        q=text,
+    )
 
 
 @bp.post("/library/clone")
@@ -57,10 +70,15 @@ def clone() -> Any:
     source = request.form.get("source", "")
     title = (request.form.get("title") or "").strip() or None
     patient = _patient()
-    made = lib.clone_questionnaire(store(), source, practitioner=clinician().practitioner,
-                                   title=title, now=now())
-    return go("clinician.editor", qid=made["id"], notice="cloned",
-              patient=patient["id"] if patient else None)
+    made = lib.clone_questionnaire(
+        store(), source, practitioner=clinician().practitioner, title=title, now=now()
+    )
+    return go(
+        "clinician.editor",
+        qid=made["id"],
+        notice="cloned",
+        patient=patient["id"] if patient else None,
+    )
 
 
 @bp.route("/library/<qid>/edit", methods=["GET", "POST"])
@@ -86,13 +104,26 @@ def editor(qid: str) -> Any:
                 errors, status = _issues(exc), exc.status
             else:
                 action = request.form.get("action", "save")
-                return go("clinician.editor", qid=qid, notice="saved",
-                          patient=patient["id"] if patient else None,
-                          _anchor="new-item" if action == "add" else None)
-    return page("clinician/editor.html", status, patient=patient, nav_active="library",
-                questionnaire=shown, stored=questionnaire, version=version, errors=errors,
-                rows=review.editor_rows(shown), types=review.EDITABLE_TYPES,
-                draft=questionnaire.get("status") == "draft")
+                return go(
+                    "clinician.editor",
+                    qid=qid,
+                    notice="saved",
+                    patient=patient["id"] if patient else None,
+                    _anchor="new-item" if action == "add" else None,
+                )
+    return page(
+        "clinician/editor.html",
+        status,
+        patient=patient,
+        nav_active="library",
+        questionnaire=shown,
+        stored=questionnaire,
+        version=version,
+        errors=errors,
+        rows=review.editor_rows(shown),
+        types=review.EDITABLE_TYPES,
+        draft=questionnaire.get("status") == "draft",
+    )
 
 
 def _lifecycle(qid: str, action: Any, notice: str) -> Any:
@@ -120,5 +151,9 @@ def new_version(qid: str) -> Any:
     _own(qid)
     patient = _patient()
     made = lib.new_version(store(), qid, now=now())
-    return go("clinician.editor", qid=made["id"], notice="new-version",
-              patient=patient["id"] if patient else None)
+    return go(
+        "clinician.editor",
+        qid=made["id"],
+        notice="new-version",
+        patient=patient["id"] if patient else None,
+    )

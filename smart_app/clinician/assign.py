@@ -7,6 +7,7 @@ an activity (the tailoring form opens with sensible defaults), *Assign* again.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,19 @@ from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFoun
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
 
-from .base import FieldErrors, bp, clinician, events, field_errors, go, now, page, patient_or_404, settings, store
+from .base import (
+    FieldErrors,
+    bp,
+    clinician,
+    events,
+    field_errors,
+    go,
+    now,
+    page,
+    patient_or_404,
+    settings,
+    store,
+)
 from .forms import (
     CHANNELS,
     FREQUENCIES,
@@ -39,13 +52,33 @@ from .forms import (
     schedule_values,
 )
 
-__all__ = ["library", "tailor", "assigned", "pathway", "edit", "cancel", "pause", "resume", "skip",
-           "preview", "preview_frame"]
+__all__ = [
+    "library",
+    "tailor",
+    "assigned",
+    "pathway",
+    "edit",
+    "cancel",
+    "pause",
+    "resume",
+    "skip",
+    "preview",
+    "preview_frame",
+]
 
 _FIELD_LABELS = {
-    "start": "First due date", "until": "Last day", "count": "Number of times", "days": "Days",
-    "interval": "Interval", "time": "Time", "instructions": "Instructions", "confidence": "Confidence",
-    "frequency": "How often", "due_date": "Due date", "channel": "Reminders", "wording": "Wording",
+    "start": "First due date",
+    "until": "Last day",
+    "count": "Number of times",
+    "days": "Days",
+    "interval": "Interval",
+    "time": "Time",
+    "instructions": "Instructions",
+    "confidence": "Confidence",
+    "frequency": "How often",
+    "due_date": "Due date",
+    "channel": "Reminders",
+    "wording": "Wording",
 }
 
 
@@ -60,9 +93,11 @@ def _horizon() -> int:
 def _active_questionnaire(qid: str) -> dict[str, Any]:
     questionnaire = store().read("Questionnaire", qid).resource
     if questionnaire.get("status") != "active":
-        raise BusinessRuleError(f"“{questionnaire.get('title') or qid}” is {questionnaire.get('status')} "
-                                "and cannot be assigned. Publish it first, or choose another activity.")
-    return questionnaire
+        raise BusinessRuleError(
+            f"“{questionnaire.get('title') or qid}” is {questionnaire.get('status')} "
+            "and cannot be assigned. Publish it first, or choose another activity."
+        )
+    return dict(questionnaire)
 
 
 def _owned(resource: dict[str, Any], pid: str) -> dict[str, Any]:
@@ -110,17 +145,36 @@ def library(pid: str) -> Any:
     """Browse and search the library by problem area, modality, media type and name."""
     patient = patient_or_404(pid)
     who = clinician()
-    filters = {name: request.args.get(name, "").strip()[:100]
-               for name in ("q", "problem", "modality", "media", "kind")}
-    entries = review.library_entries(iter_all(store(), "Questionnaire", [("status", "active")]),
-                                     own_prefix=clinician_system(who.practitioner) + "/")
-    shown = review.filter_library(entries, text=filters["q"], problem_area=filters["problem"],
-                                  modality=filters["modality"], media=filters["media"],
-                                  kind=filters["kind"])
-    return page("clinician/library.html", patient=patient, nav_active="assign", entries=shown,
-                total=len(entries), filters=filters, pathways=catalog.load_pathways(),
-                quick=quick_picks(), problem_areas=catalog.PROBLEM_AREAS, modalities=catalog.MODALITIES,
-                media_types=catalog.MEDIA_TYPES, kinds=catalog.ACTIVITY_KINDS)
+    filters = {
+        name: request.args.get(name, "").strip()[:100]
+        for name in ("q", "problem", "modality", "media", "kind")
+    }
+    entries = review.library_entries(
+        iter_all(store(), "Questionnaire", [("status", "active")]),
+        own_prefix=clinician_system(who.practitioner) + "/",
+    )
+    shown = review.filter_library(
+        entries,
+        text=filters["q"],
+        problem_area=filters["problem"],
+        modality=filters["modality"],
+        media=filters["media"],
+        kind=filters["kind"],
+    )
+    return page(
+        "clinician/library.html",
+        patient=patient,
+        nav_active="assign",
+        entries=shown,
+        total=len(entries),
+        filters=filters,
+        pathways=catalog.load_pathways(),
+        quick=quick_picks(),
+        problem_areas=catalog.PROBLEM_AREAS,
+        modalities=catalog.MODALITIES,
+        media_types=catalog.MEDIA_TYPES,
+        kinds=catalog.ACTIVITY_KINDS,
+    )
 
 
 # -- preview --------------------------------------------------------------------------------
@@ -132,9 +186,14 @@ def preview(qid: str) -> Any:
     questionnaire = store().read("Questionnaire", qid).resource
     pid = request.args.get("patient") or None
     patient = patient_or_404(pid) if pid else None
-    return page("clinician/preview.html", patient=patient, nav_active="assign",
-                questionnaire=questionnaire, rows=review.preview_rows(questionnaire),
-                tags=review.library_entries([questionnaire])[0])
+    return page(
+        "clinician/preview.html",
+        patient=patient,
+        nav_active="assign",
+        questionnaire=questionnaire,
+        rows=review.preview_rows(questionnaire),
+        tags=review.library_entries([questionnaire])[0],
+    )
 
 
 @bp.get("/library/<qid>/preview/frame")
@@ -148,23 +207,47 @@ def preview_frame(qid: str) -> Any:
         patient_or_404(pid)
         kind, _, rid = ref.partition("/")
         resource = _read(kind, rid, pid)
-        details = (HomeworkDetails.from_task(resource) if kind == "Task" else
-                   HomeworkDetails.from_detail((resource.get("activity") or [{}])[0].get("detail") or {}))
+        details = (
+            HomeworkDetails.from_task(resource)
+            if kind == "Task"
+            else HomeworkDetails.from_detail(
+                (resource.get("activity") or [{}])[0].get("detail") or {}
+            )
+        )
     else:
         defaults = review.assign_defaults(questionnaire, timezone_name="UTC", now=now())
         details = HomeworkDetails(instructions=defaults.instructions, rationale=defaults.rationale)
-    return render_template("clinician/preview_frame.html", form=render.build_form(questionnaire),
-                           details=details, questionnaire=questionnaire)
+    return render_template(
+        "clinician/preview_frame.html",
+        form=render.build_form(questionnaire),
+        details=details,
+        questionnaire=questionnaire,
+    )
 
 
 # -- tailor and assign ----------------------------------------------------------------------
 
 
-def _tailor_page(patient: dict[str, Any], questionnaire: dict[str, Any], values: dict[str, Any],
-                 errors: FieldErrors, status: int = 200) -> Any:
-    return page("clinician/assign.html", status, patient=patient, nav_active="assign",
-                questionnaire=questionnaire, values=values, errors=errors, frequencies=FREQUENCIES,
-                channels=_channels(), labels=_FIELD_LABELS, days=catalog_days())
+def _tailor_page(
+    patient: dict[str, Any],
+    questionnaire: dict[str, Any],
+    values: dict[str, Any],
+    errors: FieldErrors,
+    status: int = 200,
+) -> Any:
+    return page(
+        "clinician/assign.html",
+        status,
+        patient=patient,
+        nav_active="assign",
+        questionnaire=questionnaire,
+        values=values,
+        errors=errors,
+        frequencies=FREQUENCIES,
+        channels=_channels(),
+        labels=_FIELD_LABELS,
+        days=catalog_days(),
+    )
 
 
 def catalog_days() -> tuple[tuple[str, str], ...]:
@@ -172,7 +255,7 @@ def catalog_days() -> tuple[tuple[str, str], ...]:
     names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
     from hw_fhir.schedule import DAYS_OF_WEEK
 
-    return tuple(zip(DAYS_OF_WEEK, names))
+    return tuple(zip(DAYS_OF_WEEK, names, strict=True))
 
 
 @bp.route("/patients/<pid>/assign/<qid>", methods=["GET", "POST"])
@@ -183,11 +266,18 @@ def tailor(pid: str, qid: str) -> Any:
     zone = review.patient_zone(patient)
     if request.method == "GET":
         defaults = review.assign_defaults(questionnaire, timezone_name=zone, now=now())
-        values = {**schedule_values(defaults.schedule()),
-                  **details_values(HomeworkDetails(
-                      instructions=defaults.instructions, rationale=defaults.rationale,
-                      example=defaults.example, wording=defaults.wording,
-                      reminder_channel=defaults.reminder_channel))}
+        values = {
+            **schedule_values(defaults.schedule()),
+            **details_values(
+                HomeworkDetails(
+                    instructions=defaults.instructions,
+                    rationale=defaults.rationale,
+                    example=defaults.example,
+                    wording=defaults.wording,
+                    reminder_channel=defaults.reminder_channel,
+                )
+            ),
+        }
         return _tailor_page(patient, questionnaire, values, {})
     values = {**request.form.to_dict(), "days": request.form.getlist("days")}
     schedule_form = read_schedule(request.form, timezone=zone, today=_local_today(zone))
@@ -197,14 +287,25 @@ def tailor(pid: str, qid: str) -> Any:
         return _tailor_page(patient, questionnaire, values, errors, 400)
     details = details_form.details
     try:
-        result = assign(store(), Assignment(
-            patient=f"Patient/{pid}", practitioner=clinician().practitioner,
-            activity=catalog.canonical(questionnaire), schedule=schedule_form.schedule,
-            instructions=details.instructions, rationale=details.rationale, example=details.example,
-            wording=details.wording, confidence=details.confidence,
-            reminder_channel=details.reminder_channel,
-            encounter=clinician().launch.context.encounter), events=events(), now=now(),
-            horizon_days=_horizon())
+        result = assign(
+            store(),
+            Assignment(
+                patient=f"Patient/{pid}",
+                practitioner=clinician().practitioner,
+                activity=catalog.canonical(questionnaire),
+                schedule=schedule_form.schedule,
+                instructions=details.instructions,
+                rationale=details.rationale,
+                example=details.example,
+                wording=details.wording,
+                confidence=details.confidence,
+                reminder_channel=details.reminder_channel,
+                encounter=clinician().launch.context.encounter,
+            ),
+            events=events(),
+            now=now(),
+            horizon_days=_horizon(),
+        )
     except (BusinessRuleError, InvalidInput) as exc:
         default = "start" if "due time" in exc.message else "_form"
         return _tailor_page(patient, questionnaire, values, field_errors(exc, default=default), 422)
@@ -238,29 +339,53 @@ def assigned(pid: str, kind: str, rid: str) -> Any:
             except HwFhirError:
                 schedule = None
             status = str(detail.get("status") or "")
-            dues = [] if schedule is None or status == "not-started" else [
-                o.due for _, o in zip(range(6), schedule.iter_occurrences(moment))]
-            steps.append(_step(canonical, step_details, schedule.describe() if schedule else "",
-                               dues, status, last=schedule.last_date if schedule else None))
+            dues = (
+                []
+                if schedule is None or status == "not-started"
+                else [o.due for o in islice(schedule.iter_occurrences(moment), 6)]
+            )
+            steps.append(
+                _step(
+                    canonical,
+                    step_details,
+                    schedule.describe() if schedule else "",
+                    dues,
+                    status,
+                    last=schedule.last_date if schedule else None,
+                )
+            )
     first_task = resource if kind == "Task" else _first_open_task(rid, moment)
-    return page("clinician/assigned.html", patient=patient, nav_active="assign", resource=resource,
-                kind=kind, steps=steps, reminders=_reminder_plan(first_task, patient, moment),
-                warnings=[w for s in steps for w in s["details"].warnings])
+    return page(
+        "clinician/assigned.html",
+        patient=patient,
+        nav_active="assign",
+        resource=resource,
+        kind=kind,
+        steps=steps,
+        reminders=_reminder_plan(first_task, patient, moment),
+        warnings=[w for s in steps for w in s["details"].warnings],
+    )
 
 
 def _first_open_task(plan_id: str, moment: datetime) -> dict[str, Any] | None:
     from hw_fhir.assignment import OPEN_STATUSES, plan_tasks
 
-    upcoming = [t for t in plan_tasks(store(), plan_id, OPEN_STATUSES) if (task_due(t) or moment) > moment]
+    upcoming = [
+        t for t in plan_tasks(store(), plan_id, OPEN_STATUSES) if (task_due(t) or moment) > moment
+    ]
     return min(upcoming, key=lambda t: task_due(t) or moment, default=None)
 
 
-_PURPOSES = {"assigned": "When it is assigned", "before-due": "Before it is due",
-             "overdue": "If it is not done yet"}
+_PURPOSES = {
+    "assigned": "When it is assigned",
+    "before-due": "Before it is due",
+    "overdue": "If it is not done yet",
+}
 
 
-def _reminder_plan(task: dict[str, Any] | None, patient: dict[str, Any],
-                   moment: datetime) -> list[dict[str, Any]]:
+def _reminder_plan(
+    task: dict[str, Any] | None, patient: dict[str, Any], moment: datetime
+) -> list[dict[str, Any]]:
     """Return the planned reminders of a Task with the exact message the patient will get."""
     from hw_fhir import reminders
 
@@ -269,25 +394,51 @@ def _reminder_plan(task: dict[str, Any] | None, patient: dict[str, Any],
     policy = reminders.ReminderPolicy.from_settings(settings())
     channel = HomeworkDetails.from_task(task).reminder_channel or "email"
     out = []
-    for purpose, when, _ in reminders.reminder_times(task, reminders.preferences(patient, policy),
-                                                     policy, now=moment):
+    for purpose, when, _ in reminders.reminder_times(
+        task, reminders.preferences(patient, policy), policy, now=moment
+    ):
         message = reminders.default_message(
-            kind="reminder", purpose=purpose, channel=channel, to=None, recipient=f"Patient/{patient['id']}",
+            kind="reminder",
+            purpose=purpose,
+            channel=channel,
+            to=None,
+            recipient=f"Patient/{patient['id']}",
             practice=getattr(settings(), "practice_name", "your care team"),
-            link="(a secure link)", idempotency_key="preview")
-        out.append({"label": _PURPOSES.get(purpose, purpose), "when": when, "subject": message.subject,
-                    "text": message.text, "channel": channel})
+            link="(a secure link)",
+            idempotency_key="preview",
+        )
+        out.append(
+            {
+                "label": _PURPOSES.get(purpose, purpose),
+                "when": when,
+                "subject": message.subject,
+                "text": message.text,
+                "channel": channel,
+            }
+        )
     return out
 
 
-def _step(canonical: str, details: HomeworkDetails, schedule: str, dues: list[datetime],
-          status: str, last: date | None = None) -> dict[str, Any]:
+def _step(
+    canonical: str,
+    details: HomeworkDetails,
+    schedule: str,
+    dues: list[datetime],
+    status: str,
+    last: date | None = None,
+) -> dict[str, Any]:
     try:
         questionnaire = resolve_questionnaire(store(), canonical)
     except (NotFound, InvalidInput):
         questionnaire = {"title": canonical}
-    return {"questionnaire": questionnaire, "details": details, "schedule": schedule, "dues": dues,
-            "status": status, "last": last}
+    return {
+        "questionnaire": questionnaire,
+        "details": details,
+        "schedule": schedule,
+        "dues": dues,
+        "status": status,
+        "last": last,
+    }
 
 
 # -- pathways -------------------------------------------------------------------------------
@@ -300,8 +451,12 @@ def pathway(pid: str, pathway_id: str) -> Any:
     template = catalog.get_pathway(pathway_id)
     zone = review.patient_zone(patient)
     today = _local_today(zone)
-    values: dict[str, Any] = {"start": (today + timedelta(days=1)).isoformat(), "time": "19:00",
-                              "wording": "homework", "channel": "email"}
+    values: dict[str, Any] = {
+        "start": (today + timedelta(days=1)).isoformat(),
+        "time": "19:00",
+        "wording": "homework",
+        "channel": "email",
+    }
     errors: FieldErrors = {}
     status = 200
     if request.method == "POST":
@@ -310,14 +465,22 @@ def pathway(pid: str, pathway_id: str) -> Any:
         at = _parse_time(values.get("time", "") or "19:00", errors)
         if start is not None and start < today:
             errors.setdefault("start", []).append("The pathway cannot start in the past.")
-        if not errors:
+        if not errors and start is not None:
             try:
                 result = plans.assign_pathway(
-                    store(), pathway_id, patient=f"Patient/{pid}",
-                    practitioner=clinician().practitioner, start=start, timezone=zone,
-                    time_of_day=at, wording=values.get("wording", "").strip() or "homework",
-                    reminder_channel=values.get("channel") or None, events=events(), now=now(),
-                    horizon_days=_horizon())
+                    store(),
+                    pathway_id,
+                    patient=f"Patient/{pid}",
+                    practitioner=clinician().practitioner,
+                    start=start,
+                    timezone=zone,
+                    time_of_day=at,
+                    wording=values.get("wording", "").strip() or "homework",
+                    reminder_channel=values.get("channel") or None,
+                    events=events(),
+                    now=now(),
+                    horizon_days=_horizon(),
+                )
             except (BusinessRuleError, InvalidInput, NotFound) as exc:
                 errors = field_errors(exc)
             else:
@@ -330,9 +493,18 @@ def pathway(pid: str, pathway_id: str) -> Any:
             titles[step["activity"]] = resolve_questionnaire(store(), step["activity"]).get("title")
         except (NotFound, InvalidInput):
             titles[step["activity"]] = step["activity"]
-    return page("clinician/pathway.html", status, patient=patient, nav_active="assign",
-                pw=template, titles=titles, values=values, errors=errors, channels=_channels(),
-                labels=_FIELD_LABELS)
+    return page(
+        "clinician/pathway.html",
+        status,
+        patient=patient,
+        nav_active="assign",
+        pw=template,
+        titles=titles,
+        values=values,
+        errors=errors,
+        channels=_channels(),
+        labels=_FIELD_LABELS,
+    )
 
 
 def _parse_date(raw: str, errors: FieldErrors, name: str) -> date | None:
@@ -356,11 +528,25 @@ def _parse_time(raw: str, errors: FieldErrors) -> Any:
 # -- change, pause, stop --------------------------------------------------------------------
 
 
-def _edit_page(patient: dict[str, Any], kind: str, resource: dict[str, Any], values: dict[str, Any],
-               errors: FieldErrors, status: int = 200) -> Any:
-    activity = (resource.get("activity") or [{}])
-    live = [n for n, a in enumerate(activity) if (a.get("detail") or {}).get("status")
-            in ("scheduled", "not-started", "in-progress", "on-hold")] if kind == "CarePlan" else []
+def _edit_page(
+    patient: dict[str, Any],
+    kind: str,
+    resource: dict[str, Any],
+    values: dict[str, Any],
+    errors: FieldErrors,
+    status: int = 200,
+) -> Any:
+    activity = resource.get("activity") or [{}]
+    live = (
+        [
+            n
+            for n, a in enumerate(activity)
+            if (a.get("detail") or {}).get("status")
+            in ("scheduled", "not-started", "in-progress", "on-hold")
+        ]
+        if kind == "CarePlan"
+        else []
+    )
     steps = []
     if kind == "CarePlan":
         for n, a in enumerate(activity):
@@ -371,10 +557,23 @@ def _edit_page(patient: dict[str, Any], kind: str, resource: dict[str, Any], val
             except (NotFound, InvalidInput):
                 title = canonical
             steps.append({"index": n, "title": title, "status": detail.get("status")})
-    return page("clinician/edit_assignment.html", status, patient=patient, nav_active="dashboard",
-                kind=kind, resource=resource, values=values, errors=errors, frequencies=FREQUENCIES,
-                channels=_channels(), labels=_FIELD_LABELS, days=catalog_days(), steps=steps,
-                live_index=live[0] if live else 0, pathway=bool(resource.get("instantiatesUri")))
+    return page(
+        "clinician/edit_assignment.html",
+        status,
+        patient=patient,
+        nav_active="dashboard",
+        kind=kind,
+        resource=resource,
+        values=values,
+        errors=errors,
+        frequencies=FREQUENCIES,
+        channels=_channels(),
+        labels=_FIELD_LABELS,
+        days=catalog_days(),
+        steps=steps,
+        live_index=live[0] if live else 0,
+        pathway=bool(resource.get("instantiatesUri")),
+    )
 
 
 def _current_values(kind: str, resource: dict[str, Any], index: int) -> dict[str, Any]:
@@ -389,7 +588,9 @@ def _current_values(kind: str, resource: dict[str, Any], index: int) -> dict[str
     return values
 
 
-@bp.route("/patients/<pid>/assignments/<kind>/<rid>", methods=["GET", "POST"], endpoint="edit_assignment")
+@bp.route(
+    "/patients/<pid>/assignments/<kind>/<rid>", methods=["GET", "POST"], endpoint="edit_assignment"
+)
 def edit(pid: str, kind: str, rid: str) -> Any:
     """Change an assignment's instructions, reminders, due time or schedule."""
     patient = patient_or_404(pid)
@@ -412,12 +613,26 @@ def edit(pid: str, kind: str, rid: str) -> Any:
     if errors or details_form.details is None:
         return _edit_page(patient, kind, resource, values, errors, 400)
     d = details_form.details
-    change = AssignmentEdit(instructions=d.instructions, rationale=d.rationale, example=d.example,
-                            wording=d.wording, confidence=d.confidence,
-                            reminder_channel=d.reminder_channel or "", due=due, schedule=schedule)
+    change = AssignmentEdit(
+        instructions=d.instructions,
+        rationale=d.rationale,
+        example=d.example,
+        wording=d.wording,
+        confidence=d.confidence,
+        reminder_channel=d.reminder_channel or "",
+        due=due,
+        schedule=schedule,
+    )
     try:
-        edit_assignment(store(), f"{kind}/{rid}", change, activity_index=index, events=events(),
-                        now=now(), horizon_days=_horizon())
+        edit_assignment(
+            store(),
+            f"{kind}/{rid}",
+            change,
+            activity_index=index,
+            events=events(),
+            now=now(),
+            horizon_days=_horizon(),
+        )
     except (BusinessRuleError, InvalidInput) as exc:
         return _edit_page(patient, kind, resource, values, field_errors(exc), 422)
     return go("clinician.dashboard", pid=pid, notice="edited")
@@ -439,7 +654,8 @@ def cancel(pid: str, kind: str, rid: str) -> Any:
     patient_or_404(pid)
     _read(kind, rid, pid)
     reason = (request.form.get("reason") or "").strip()[:500] or (
-        "Stopped by the clinician" if kind == "CarePlan" else "Cancelled by the clinician")
+        "Stopped by the clinician" if kind == "CarePlan" else "Cancelled by the clinician"
+    )
     if kind == "CarePlan":
         plans.cancel_plan(store(), rid, reason=reason, now=now(), events=events())
         return go("clinician.dashboard", pid=pid, notice="stopped")

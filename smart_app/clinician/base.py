@@ -117,17 +117,24 @@ def clinician() -> Clinician:
 def _load_clinician() -> Clinician:
     active = current_launch()
     if active is None:
-        raise Unauthorized("Open hw-fhir from your EHR. A launch link only works in the browser "
-                           "session that started it, and launches expire after 12 hours.")
+        raise Unauthorized(
+            "Open hw-fhir from your EHR. A launch link only works in the browser "
+            "session that started it, and launches expire after 12 hours."
+        )
     ctx = active.context
     if ctx.user_type != "Practitioner" or not ctx.local_practitioner:
-        raise Forbidden("These pages are for clinicians. Your launch did not sign you in as a "
-                        "Practitioner.")
+        raise Forbidden(
+            "These pages are for clinicians. Your launch did not sign you in as a Practitioner."
+        )
     granted = ScopeSet.parse(ctx.scope)
     user_access = any(s.context in ("user", "system") for s in granted.covering("r", "Patient"))
-    return Clinician(launch=active, practitioner=f"Practitioner/{ctx.local_practitioner}",
-                     resource=read_local(store(), "Practitioner", ctx.local_practitioner),
-                     patient_id=ctx.local_patient, user_access=user_access)
+    return Clinician(
+        launch=active,
+        practitioner=f"Practitioner/{ctx.local_practitioner}",
+        resource=read_local(store(), "Practitioner", ctx.local_practitioner),
+        patient_id=ctx.local_patient,
+        user_access=user_access,
+    )
 
 
 @bp.before_request
@@ -139,7 +146,9 @@ def patient_or_404(pid: str) -> dict[str, Any]:
     """Return the Patient ``pid`` if the clinician may open it (Forbidden/NotFound otherwise)."""
     who = clinician()
     if pid != who.patient_id and not who.user_access:
-        raise Forbidden("This launch is for another patient. Open this patient's chart in your EHR.")
+        raise Forbidden(
+            "This launch is for another patient. Open this patient's chart in your EHR."
+        )
     patient = read_local(store(), "Patient", pid)
     if patient is None:
         raise NotFound("There is no such patient here.")
@@ -160,19 +169,32 @@ def _context() -> dict[str, Any]:
             g.clinician = _load_clinician()
         except HwFhirError:
             return {}
-        extra = {"clin": g.clinician, "nav_active": "dashboard" if g.clinician.patient_id else "panel"}
-    return {"style_vars": _style() if "clinician" in g else style_for(None),
-            "notice_text": NOTICES.get(request.args.get("notice", "")), **extra}
+        extra = {
+            "clin": g.clinician,
+            "nav_active": "dashboard" if g.clinician.patient_id else "panel",
+        }
+    return {
+        "style_vars": _style() if "clinician" in g else style_for(None),
+        "notice_text": NOTICES.get(request.args.get("notice", "")),
+        **extra,
+    }
 
 
-def page(template: str, status: int = 200, *, patient: dict[str, Any] | None = None,
-         **context: Any) -> tuple[str, int]:
+def page(
+    template: str, status: int = 200, *, patient: dict[str, Any] | None = None, **context: Any
+) -> tuple[str, int]:
     """Render a clinician page (the patient, when given, gets the banner and the time zone)."""
     who = clinician()
     return render_template(
-        template, clin=who, launch=who.launch, context=who.launch.context, patient=patient,
-        practitioner=who.resource, zone=patient_zone(patient) if patient else "UTC",
-        **context), status
+        template,
+        clin=who,
+        launch=who.launch,
+        context=who.launch.context,
+        patient=patient,
+        practitioner=who.resource,
+        zone=patient_zone(patient) if patient else "UTC",
+        **context,
+    ), status
 
 
 def go(endpoint: str, *, notice: str | None = None, **values: Any) -> Response:
@@ -182,8 +204,9 @@ def go(endpoint: str, *, notice: str | None = None, **values: Any) -> Response:
     return redirect(launch_url(endpoint, **values), code=303)
 
 
-def field_errors(exc: HwFhirError, fields: dict[str, str] | None = None,
-                 default: str = "_form") -> FieldErrors:
+def field_errors(
+    exc: HwFhirError, fields: dict[str, str] | None = None, default: str = "_form"
+) -> FieldErrors:
     """Group an error's issues by form field (``Schedule.until`` → ``until``)."""
     out: FieldErrors = {}
     aliases = fields or {}
@@ -195,11 +218,20 @@ def field_errors(exc: HwFhirError, fields: dict[str, str] | None = None,
 
 @bp.errorhandler(HwFhirError)
 def _error(exc: HwFhirError) -> Any:
-    titles = {401: "Please open hw-fhir from your EHR", 403: "This page is not available to you",
-              404: "Not found", 409: "Something changed meanwhile",
-              412: "Something changed meanwhile", 422: "That could not be done"}
-    context = {"title": titles.get(exc.status, "Something is not right"), "message": exc.message}
+    titles = {
+        401: "Please open hw-fhir from your EHR",
+        403: "This page is not available to you",
+        404: "Not found",
+        409: "Something changed meanwhile",
+        412: "Something changed meanwhile",
+        422: "That could not be done",
+    }
+    context: dict[str, Any] = {
+        "title": titles.get(exc.status, "Something is not right"),
+        "message": exc.message,
+    }
     if "clinician" in g:
         return page("clinician/error.html", exc.status, **context)
-    return render_template("clinician/error.html", clin=None, style_vars=style_for(None),
-                           **context), exc.status
+    return render_template(
+        "clinician/error.html", clin=None, style_vars=style_for(None), **context
+    ), exc.status

@@ -44,11 +44,18 @@ def panel() -> Any:
     """Show the clinician's patients, those needing attention first."""
     who = clinician()
     if not who.user_access:
-        return page("clinician/error.html", 403, title="The panel is not available",
-                    message="Your EHR granted access to this patient only. Open other patients' "
-                            "charts in your EHR.")
-    return page("clinician/panel.html", nav_active="panel",
-                entries=review.panel(store(), who.practitioner, now=now()))
+        return page(
+            "clinician/error.html",
+            403,
+            title="The panel is not available",
+            message="Your EHR granted access to this patient only. Open other patients' "
+            "charts in your EHR.",
+        )
+    return page(
+        "clinician/panel.html",
+        nav_active="panel",
+        entries=review.panel(store(), who.practitioner, now=now()),
+    )
 
 
 @bp.post("/patients/<pid>/flags/<flag_id>/acknowledge")
@@ -57,15 +64,20 @@ def acknowledge_flag(pid: str, flag_id: str) -> Any:
     patient_or_404(pid)
     flag = store().read("Flag", flag_id).resource
     if (flag.get("subject") or {}).get("reference") != f"Patient/{pid}":
-        return page("clinician/error.html", 404, title="Not found",
-                    message="This flag is not about this patient.")
-    outcomes.acknowledge_flag(store(), flag_id, clinician().practitioner,
-                              request.form.get("note") or None, now=now())
+        return page(
+            "clinician/error.html",
+            404,
+            title="Not found",
+            message="This flag is not about this patient.",
+        )
+    outcomes.acknowledge_flag(
+        store(), flag_id, clinician().practitioner, request.form.get("note") or None, now=now()
+    )
     return go("clinician.dashboard", pid=pid, notice="flag-acknowledged")
 
 
 def landing() -> Markup:
-    """Return the dashboard (patient in context) or the panel as HTML for the launch landing page."""
+    """Return the dashboard (patient in context) or the panel, for the launch landing page."""
     try:
         g.clinician = g.get("clinician") or _load_clinician()
     except HwFhirError as exc:
@@ -73,8 +85,18 @@ def landing() -> Markup:
     who = clinician()
     if who.patient_id:
         context = _dashboard_context(who.patient_id)
-        return Markup(render_template("clinician/_dashboard.html", clin=who, nav_active="dashboard",
-                                      zone=review.patient_zone(context["patient"]), **context))
+        return Markup(
+            render_template(
+                "clinician/_dashboard.html",
+                clin=who,
+                nav_active="dashboard",
+                zone=review.patient_zone(context["patient"]),
+                **context,
+            )
+        )
     entries = review.panel(store(), who.practitioner, now=now()) if who.user_access else []
-    return Markup(render_template("clinician/_panel.html", clin=who, patient=None, nav_active="panel",
-                                  entries=entries))
+    return Markup(
+        render_template(
+            "clinician/_panel.html", clin=who, patient=None, nav_active="panel", entries=entries
+        )
+    )

@@ -11,8 +11,14 @@ from flask import Flask
 __all__ = ["local_when", "local_day", "percent", "severity_class", "init_app"]
 
 _SEVERITY = {
-    "minimal": 0, "negative screen": 0, "below the probable-ptsd threshold": 0,
-    "mild": 1, "moderate": 2, "moderately severe": 3, "severe": 4, "positive screen": 3,
+    "minimal": 0,
+    "negative screen": 0,
+    "below the probable-ptsd threshold": 0,
+    "mild": 1,
+    "moderate": 2,
+    "moderately severe": 3,
+    "severe": 4,
+    "positive screen": 3,
     "probable ptsd": 4,
 }
 

@@ -34,8 +34,12 @@ __all__ = [
 ]
 
 #: The schedule choices offered, in order.
-FREQUENCIES = (("once", "Once"), ("daily", "Every day"), ("every-n-days", "Every N days"),
-               ("weekly", "Weekly, on chosen days"))
+FREQUENCIES = (
+    ("once", "Once"),
+    ("daily", "Every day"),
+    ("every-n-days", "Every N days"),
+    ("weekly", "Weekly, on chosen days"),
+)
 #: Reminder channels offered (a plugin's channels are added by the view).
 CHANNELS = (("email", "Email"), ("sms", "Text message (SMS)"), ("none", "No reminders"))
 _ALIASES = {"days_of_week": "days", "time_of_day": "time", "reminder_channel": "channel"}
@@ -70,7 +74,9 @@ def _date(form: Mapping[str, Any], name: str, errors: FieldErrors, label: str) -
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors.setdefault(name, []).append(f"“{raw}” is not a date; use the date picker or YYYY-MM-DD.")
+        errors.setdefault(name, []).append(
+            f"“{raw}” is not a date; use the date picker or YYYY-MM-DD."
+        )
         return None
 
 
@@ -83,8 +89,9 @@ def _time(form: Mapping[str, Any], errors: FieldErrors) -> time | None:
         return None
 
 
-def _whole(form: Mapping[str, Any], name: str, errors: FieldErrors, label: str,
-           default: int | None = None) -> int | None:
+def _whole(
+    form: Mapping[str, Any], name: str, errors: FieldErrors, label: str, default: int | None = None
+) -> int | None:
     raw = _text(form, name)
     if not raw:
         return default
@@ -125,12 +132,21 @@ def read_schedule(form: Mapping[str, Any], *, timezone: str, today: date) -> Sch
     if start is not None and start < today:
         errors.setdefault("start", []).append(
             f"The first due date ({start:%a} {start.day} {start:%b %Y}) is in the past. "
-            "Choose today or a later day.")
-    if errors:
+            "Choose today or a later day."
+        )
+    if errors or start is None or at is None or interval is None:
         return ScheduleForm(None, errors)
     try:
-        schedule = Schedule(frequency=frequency, start=start, timezone=timezone, time_of_day=at,
-                            interval=interval, days_of_week=tuple(days), count=count, until=until)
+        schedule = Schedule(
+            frequency=frequency,
+            start=start,
+            timezone=timezone,
+            time_of_day=at,
+            interval=interval,
+            days_of_week=tuple(days),
+            count=count,
+            until=until,
+        )
     except HwFhirError as exc:
         return ScheduleForm(None, field_errors(exc, _ALIASES, default="frequency"))
     return ScheduleForm(schedule)
@@ -143,10 +159,14 @@ def read_details(form: Mapping[str, Any], *, require_instructions: bool = True) 
     ``channel``, ``confidence`` (0–10, may be blank).
     """
     errors: FieldErrors = {}
-    texts = {name: _text(form, name) for name in ("instructions", "rationale", "example", "wording")}
+    texts = {
+        name: _text(form, name) for name in ("instructions", "rationale", "example", "wording")
+    }
     if require_instructions and not texts["instructions"]:
-        errors["instructions"] = ["Say what the patient will do — what, when, where, how often and "
-                                  "for how long. Homework that is specified is done more often."]
+        errors["instructions"] = [
+            "Say what the patient will do — what, when, where, how often and "
+            "for how long. Homework that is specified is done more often."
+        ]
     for name, value in texts.items():
         if len(value) > _MAX_TEXT:
             errors.setdefault(name, []).append(f"Keep this under {_MAX_TEXT} characters.")
@@ -157,16 +177,23 @@ def read_details(form: Mapping[str, Any], *, require_instructions: bool = True) 
     if errors:
         return DetailsForm(None, errors)
     try:
-        details = HomeworkDetails(instructions=texts["instructions"], rationale=texts["rationale"],
-                                  example=texts["example"], wording=texts["wording"] or "homework",
-                                  confidence=confidence, reminder_channel=channel)
+        details = HomeworkDetails(
+            instructions=texts["instructions"],
+            rationale=texts["rationale"],
+            example=texts["example"],
+            wording=texts["wording"] or "homework",
+            confidence=confidence,
+            reminder_channel=channel,
+        )
     except HwFhirError as exc:
         return DetailsForm(None, field_errors(exc, _ALIASES))
     return DetailsForm(details)
 
 
-def read_due(form: Mapping[str, Any], *, timezone: str, now: datetime) -> tuple[datetime | None, FieldErrors]:
-    """Return a new due instant from ``due_date`` + ``time`` in the patient's zone (None: unchanged)."""
+def read_due(
+    form: Mapping[str, Any], *, timezone: str, now: datetime
+) -> tuple[datetime | None, FieldErrors]:
+    """Return the new due instant (``due_date`` + ``time``, patient's zone); None: unchanged."""
     errors: FieldErrors = {}
     if not _text(form, "due_date"):
         return None, errors
@@ -176,24 +203,35 @@ def read_due(form: Mapping[str, Any], *, timezone: str, now: datetime) -> tuple[
         return None, errors
     due = datetime.combine(day, at, tzinfo=ZoneInfo(timezone))
     if due <= now:
-        errors["due_date"] = [f"The due time ({day:%a} {day.day} {day:%b %Y}, {at:%H:%M}) has already "
-                              "passed. Choose a later time."]
+        errors["due_date"] = [
+            f"The due time ({day:%a} {day.day} {day:%b %Y}, {at:%H:%M}) has already "
+            "passed. Choose a later time."
+        ]
         return None, errors
     return due, errors
 
 
 def schedule_values(schedule: Schedule) -> dict[str, Any]:
     """Return form values showing a schedule."""
-    return {"frequency": schedule.frequency, "interval": schedule.interval,
-            "days": list(schedule.days_of_week), "start": schedule.start.isoformat(),
-            "time": schedule.time_of_day.strftime("%H:%M"),
-            "end": "until" if schedule.until else ("count" if schedule.count else "none"),
-            "count": schedule.count or "", "until": schedule.until.isoformat() if schedule.until else ""}
+    return {
+        "frequency": schedule.frequency,
+        "interval": schedule.interval,
+        "days": list(schedule.days_of_week),
+        "start": schedule.start.isoformat(),
+        "time": schedule.time_of_day.strftime("%H:%M"),
+        "end": "until" if schedule.until else ("count" if schedule.count else "none"),
+        "count": schedule.count or "",
+        "until": schedule.until.isoformat() if schedule.until else "",
+    }
 
 
 def details_values(details: HomeworkDetails) -> dict[str, Any]:
     """Return form values showing homework details."""
-    return {"instructions": details.instructions, "rationale": details.rationale,
-            "example": details.example, "wording": details.wording,
-            "channel": details.reminder_channel or "none",
-            "confidence": "" if details.confidence is None else details.confidence}
+    return {
+        "instructions": details.instructions,
+        "rationale": details.rationale,
+        "example": details.example,
+        "wording": details.wording,
+        "channel": details.reminder_channel or "none",
+        "confidence": "" if details.confidence is None else details.confidence,
+    }

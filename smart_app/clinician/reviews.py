@@ -27,8 +27,11 @@ def _flags_for(pid: str, rid: str) -> list[dict[str, Any]]:
     out = []
     for flag in iter_all(store(), "Flag", [("patient", f"Patient/{pid}"), ("status", "active")]):
         for ext in flag.get("extension") or []:
-            if ext.get("url") == outcomes.FLAG_DETAIL_EXTENSION and \
-                    (ext.get("valueReference") or {}).get("reference") == f"QuestionnaireResponse/{rid}":
+            if (
+                ext.get("url") == outcomes.FLAG_DETAIL_EXTENSION
+                and (ext.get("valueReference") or {}).get("reference")
+                == f"QuestionnaireResponse/{rid}"
+            ):
                 out.append(flag)
     return out
 
@@ -39,12 +42,30 @@ def response(pid: str, rid: str) -> Any:
     patient = patient_or_404(pid)
     questionnaire, found = _response(rid, pid)
     url = str(found.get("questionnaire") or "").split("|")[0]
-    others = [r for r in store().search("QuestionnaireResponse", [
-        ("patient", f"Patient/{pid}"), ("questionnaire", url), ("status", "completed,amended"),
-        ("_sort", "-authored"), ("_count", "20")]).resources if r["id"] != rid]
-    return page("clinician/response.html", patient=patient, nav_active="dashboard",
-                view=review.response_view(questionnaire, found), others=others,
-                flags=_flags_for(pid, rid))
+    others = [
+        r
+        for r in store()
+        .search(
+            "QuestionnaireResponse",
+            [
+                ("patient", f"Patient/{pid}"),
+                ("questionnaire", url),
+                ("status", "completed,amended"),
+                ("_sort", "-authored"),
+                ("_count", "20"),
+            ],
+        )
+        .resources
+        if r["id"] != rid
+    ]
+    return page(
+        "clinician/response.html",
+        patient=patient,
+        nav_active="dashboard",
+        view=review.response_view(questionnaire, found),
+        others=others,
+        flags=_flags_for(pid, rid),
+    )
 
 
 @bp.get("/patients/<pid>/compare")
@@ -74,5 +95,11 @@ def session_prep(pid: str) -> Any:
             if since > now().date():
                 error, since = "The last session cannot be in the future.", None
     prep = review.session_prep(store(), pid, since, now=now())
-    return page("clinician/session_prep.html", 400 if error else 200, patient=patient,
-                nav_active="prep", prep=prep, since_error=error)
+    return page(
+        "clinician/session_prep.html",
+        400 if error else 200,
+        patient=patient,
+        nav_active="prep",
+        prep=prep,
+        since_error=error,
+    )

@@ -42,7 +42,7 @@ def _rgb(colour: str) -> tuple[float, float, float]:
     digits = colour.lstrip("#")
     if len(digits) == 3:
         digits = "".join(c * 2 for c in digits)
-    return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    return tuple(int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
 def _luminance(colour: str) -> float:
@@ -68,13 +68,20 @@ def css_variables(style: Mapping[str, Any] | None) -> dict[str, str]:
         value = style.get(name)
         return value if isinstance(value, str) and _HEX.match(value) else None
 
-    background, text, highlight = (colour("color_background"), colour("color_text"),
-                                   colour("color_highlight"))
+    background, text, highlight = (
+        colour("color_background"),
+        colour("color_text"),
+        colour("color_highlight"),
+    )
     if background and contrast(background, text or out["--fg"]) >= 4.5:
         out["--bg"] = background
     if text and contrast(text, out["--bg"]) >= 4.5 and contrast(text, "#ffffff") >= 4.5:
         out["--fg"] = text
-    if highlight and contrast(highlight, "#ffffff") >= 4.5 and contrast(highlight, out["--bg"]) >= 4.5:
+    if (
+        highlight
+        and contrast(highlight, "#ffffff") >= 4.5
+        and contrast(highlight, out["--bg"]) >= 4.5
+    ):
         out["--accent"] = highlight
     font = style.get("font_family_body")
     if isinstance(font, str) and _FONT.match(font):
@@ -87,8 +94,9 @@ def css_variables(style: Mapping[str, Any] | None) -> dict[str, str]:
 
 def _fetch(url: str) -> dict[str, Any]:
     try:
-        response = requests.get(url, timeout=(1.0, 2.0), headers={"Accept": "application/json"},
-                                stream=True)
+        response = requests.get(
+            url, timeout=(1.0, 2.0), headers={"Accept": "application/json"}, stream=True
+        )
         if response.status_code != 200:
             return {}
         body = response.raw.read(_MAX_BYTES + 1, decode_content=True)
