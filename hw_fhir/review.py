@@ -15,6 +15,9 @@ Pure read-side logic over FHIR JSON and the store; no web framework. The clinici
 * :func:`library_entries`, :func:`filter_library`, :func:`assign_defaults` — browse the
   library and tailor an assignment with sensible defaults.
 * :func:`preview_rows` — a Questionnaire's items as the patient will meet them.
+* :func:`editor_rows`, :func:`apply_item_editor` — the simple item editor of a clinician's
+  own draft (text, type, required, help text, answer options; add, move, remove); the
+  result is checked and stored by :func:`hw_fhir.library.edit_draft`.
 """
 
 from __future__ import annotations
