@@ -1161,7 +1161,24 @@ def default_session_date(
     return max(earlier) if earlier else moment.date() - timedelta(days=fallback_days)
 
 
-def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Prompt, ...]:
+def _day_text(value: str | None, zone: str) -> str:
+    """``2026-03-03T00:30:00Z`` → ``Mon 2 Mar`` in the patient's zone."""
+    if not value:
+        return "?"
+    try:
+        day = (
+            parse_instant(value).astimezone(ZoneInfo(zone)).date()
+            if "T" in value
+            else date.fromisoformat(value[:10])
+        )
+    except ValueError:
+        return value[:10]
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def _prompts(
+    summary: SessionSummary, flags: Sequence[FlagRow] = (), zone: str = "UTC"
+) -> tuple[Prompt, ...]:
     a = summary.adherence
     win: list[str] = []
     if a.completed:
@@ -1177,13 +1194,13 @@ def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Pr
                 f"({change.before:g} → {change.latest:g})"
             )
     done = [
-        f"{r.title or r.activity or 'Homework'} — due {str(r.due or '')[:10]} "
+        f"{r.title or r.activity or 'Homework'} — due {_day_text(r.due, zone)} "
         f"({outcome_label(r.outcome).lower()})"
         for r in summary.done
     ]
     hard = [
         f"{r.title or r.activity or 'Homework'} — {outcome_label(r.outcome).lower()}, due "
-        f"{str(r.due or '')[:10]}"
+        f"{_day_text(r.due, zone)}"
         for r in summary.not_done
     ]
     hard += [
@@ -1206,9 +1223,17 @@ def _prompts(summary: SessionSummary, flags: Sequence[FlagRow] = ()) -> tuple[Pr
 
 
 def session_prep(
-    store: Store, patient: str, since: date | None = None, *, now: datetime | None = None
+    store: Store,
+    patient: str,
+    since: date | None = None,
+    *,
+    now: datetime | None = None,
+    zone: str = "UTC",
 ) -> SessionPrep:
-    """Return the session-prep page: homework since ``since`` (default: the last session)."""
+    """Return the session-prep page: homework since ``since`` (default: the last session).
+
+    ``zone`` is the patient's time zone, for the days named in the prompts.
+    """
     moment = _now(now)
     day = since or default_session_date(store, patient, now=moment)
     if day > moment.date():
@@ -1223,7 +1248,7 @@ def session_prep(
     return SessionPrep(
         summary=summary,
         since=day,
-        prompts=_prompts(summary, flags),
+        prompts=_prompts(summary, flags, zone),
         responses=tuple(responses),
         flags=flags,
     )

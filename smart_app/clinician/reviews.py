@@ -94,7 +94,7 @@ def session_prep(pid: str) -> Any:
         else:
             if since > now().date():
                 error, since = "The last session cannot be in the future.", None
-    prep = review.session_prep(store(), pid, since, now=now())
+    prep = review.session_prep(store(), pid, since, now=now(), zone=review.patient_zone(patient))
     return page(
         "clinician/session_prep.html",
         400 if error else 200,
