@@ -70,7 +70,7 @@ def _sp_table(name: str, *value_columns: Column, value_index: tuple[str, ...]) -
         Column("param", String(64), nullable=False),
         *value_columns,
         Index(f"ix_{name}_value", "res_type", "param", *value_index),
-        Index(f"ix_{name}_resource", "res_type", "res_id"),
+        Index(f"ix_{name}_resource", "res_type", "res_id", "param"),
     )
 
 

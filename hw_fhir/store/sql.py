@@ -368,8 +368,12 @@ class SqlStore:
             cond = None
             negate = bool(f.values[0])
         else:
-            cond = or_(*(self._value_cond(table, f, v) for v in f.values))
             negate = f.modifier == "not"
+            # checked per row: SQLite must look up the resource's own index rows, not the
+            # value index (more equality columns) that would scan every row with that value;
+            # "+column" keeps it off the value index
+            cols = table.c if (drive and not negate) or self.dialect != "sqlite" else _Unindexed(table)
+            cond = or_(*(self._value_cond(cols, f, v) for v in f.values))
         if drive and not negate:
             extra = [] if cond is None else [cond]
             return r.c.res_id.in_(select(table.c.res_id).where(*base, *extra))
@@ -379,8 +383,7 @@ class SqlStore:
             correlated = correlated.where(cond)
         return ~correlated.exists() if negate else correlated.exists()
 
-    def _value_cond(self, table: Any, f: Filter, v: Any) -> Any:
-        c = table.c
+    def _value_cond(self, c: Any, f: Filter, v: Any) -> Any:
         if f.type == "token":
             system, code = v
             parts = []
@@ -562,6 +565,17 @@ class _Unit:
 
     def match(self, resource_type: str, criteria: str) -> Stored | None:
         return self.store._conditional_match(self.conn, resource_type, criteria)
+
+
+class _Unindexed:
+    """Columns of an index table as ``+table.col`` (SQLite will not use an index for them)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        column = self._table.c[name]
+        return literal_column(f"+{self._table.name}.{name}", type_=column.type)
 
 
 #: Which filter type narrows results most, to drive the query (lower first).

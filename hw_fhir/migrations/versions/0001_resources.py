@@ -25,7 +25,7 @@ def _sp(name: str, *cols: sa.Column, value_index: tuple[str, ...]) -> None:
         *cols,
     )
     op.create_index(f"ix_{name}_value", name, ["res_type", "param", *value_index])
-    op.create_index(f"ix_{name}_resource", name, ["res_type", "res_id"])
+    op.create_index(f"ix_{name}_resource", name, ["res_type", "res_id", "param"])
 
 
 def upgrade() -> None:
