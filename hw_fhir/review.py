@@ -696,6 +696,67 @@ def _response_summaries(store: Store, patient_ref: str, limit: int) -> list[Resp
     return out
 
 
+def _responses_of_tasks(
+    store: Store, tasks: Sequence[Mapping[str, Any]], limit: int
+) -> list[ResponseSummary]:
+    """Return the latest responses of completed Tasks, each with the one before it.
+
+    The Tasks are at hand already: their ``output`` names the responses, so only those
+    few responses are read (by id), and "the one before" is found however far back it is.
+    """
+    done: list[tuple[str, str, str]] = []  # (finished, canonical, response id)
+    for task in tasks:
+        if task.get("status") != "completed":
+            continue
+        ref = next(
+            (
+                str((o.get("valueReference") or {}).get("reference", ""))
+                for o in task.get("output") or []
+            ),
+            "",
+        )
+        canonical = task_canonical(task) or ""
+        if (
+            not ref.startswith("QuestionnaireResponse/")
+            or canonical.split("|")[0] == catalog.ENGAGEMENT_CHECK_IN_URL
+        ):
+            continue
+        finished = (task.get("executionPeriod") or {}).get("end") or task.get("lastModified") or ""
+        done.append((str(finished), canonical, ref.split("/", 1)[1]))
+    done.sort(key=lambda item: item[0], reverse=True)
+    top = done[:limit]
+    if not top:
+        return []
+    found = {
+        r["id"]: r
+        for r in store.search(
+            "QuestionnaireResponse",
+            [("_id", ",".join(rid for _, _, rid in top)), ("_count", str(len(top)))],
+        ).resources
+    }
+    titles = _questionnaires(store, (canonical for _, canonical, _ in top))
+    out = []
+    for n, (finished, canonical, rid) in enumerate(top):
+        response = found.get(rid)
+        if response is None:
+            continue
+        url = canonical.split("|")[0]
+        previous = next((other for _, c, other in done[n + 1 :] if c.split("|")[0] == url), None)
+        score, band = _total_of(response)
+        out.append(
+            ResponseSummary(
+                id=rid,
+                title=_title(titles.get(canonical) or titles.get(url)),
+                authored=response.get("authored") or finished,
+                questionnaire=canonical,
+                score=score,
+                band=band,
+                previous=previous,
+            )
+        )
+    return out
+
+
 def _total_of(response: Mapping[str, Any]) -> tuple[float | None, str | None]:
     """Return a stored response's calculated total (filled in by scoring) and its band."""
     url = (response.get("questionnaire") or "").split("|")[0]
@@ -822,7 +883,7 @@ def patient_dashboard(
         adherence=adherence,
         measures=tuple(_measure_rows(store, patient_ref, local)),
         calendar=calendar,
-        responses=tuple(_response_summaries(store, patient_ref, responses)),
+        responses=tuple(_responses_of_tasks(store, tasks, responses)),
         recent=recent,
     )
 
