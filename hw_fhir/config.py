@@ -60,6 +60,8 @@ class Settings:
                         "US, call your local emergency number.")
     #: Lifetime of a secure patient link, in hours.
     link_lifetime_hours: int = 72
+    #: Ask for the patient's date of birth before a secure link opens.
+    link_birth_date_check: bool = False
     #: Grace period after the due time before an unfinished Task becomes failed, in hours.
     overdue_grace_hours: int = 24
     #: How far ahead recurring Tasks are materialized, in days.

@@ -59,6 +59,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_channels",
     "hw_fhir.default_reminders",
     "hw_fhir.default_worker",
+    "hw_fhir.default_sync",
 )
 
 

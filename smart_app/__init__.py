@@ -53,12 +53,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from . import sandbox
 
         sandbox.init_app(app)
+    _mount_plugins(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+def _mount_plugins(app: Flask) -> None:
+    """Register the blueprints and template folders that plugins contribute."""
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    from hw_fhir.plugins import blueprints, template_dirs
+
+    svc = app.extensions["hw_fhir"]
+    for blueprint in blueprints(svc.plugins, svc.settings):
+        app.register_blueprint(blueprint)
+    dirs = template_dirs(svc.plugins, svc.settings)
+    if dirs:
+        app.jinja_loader = ChoiceLoader([FileSystemLoader([str(d) for d in dirs]),
+                                         app.jinja_loader])
 
 
 def services(app: Flask | None = None) -> Services:
