@@ -335,6 +335,11 @@ def main() -> None:
             worst = max(worst, median)
             flag = "" if median < 100 else "  <-- over 100 ms"
             print(f"{name:28} {median:10.1f} {p95:8.1f} {cpu:8.1f}{flag}")
+        start = time.perf_counter()
+        sum(range(10**7))
+        reference = time.perf_counter() - start
+        print(f"machine reference: sum(range(10**7)) took {reference * 1000:.0f} ms "
+              "(about 100-150 ms on a current laptop; scale the figures by it)")
         print(
             f"slowest median: {worst:.1f} ms (bar: < 100 ms); load average now "
             f"{__import__('os').getloadavg()[0]:.1f} on {__import__('os').cpu_count()} CPUs"
