@@ -32,7 +32,7 @@ from hw_fhir.smart.keys import load_or_create_key, public_jwks
 from hw_fhir.smart.launcher import Launcher
 from hw_fhir.smart.mirror import read_local
 from hw_fhir.smart.registry import EhrRegistry
-from hw_fhir.smart.sessions import Launch, LaunchStore
+from hw_fhir.smart.sessions import Launch, LaunchContext, LaunchStore
 
 from .fhir_api import fhir_base
 from .security import session_id
@@ -116,11 +116,20 @@ def home() -> Any:
         return _error(401, "No open launch",
                       "Open hw-fhir from your EHR or patient portal. A launch link only works in the "
                       "browser session that started it.")
-    store = current_app.extensions["hw_fhir"].store
     ctx = active.context
+    if _patient_portal_launch(ctx):
+        return redirect(url_for("patient.from_launch", launch=active.id))
+    store = current_app.extensions["hw_fhir"].store
     return render_template("app/home.html", launch=active, context=ctx,
                            patient=read_local(store, "Patient", ctx.local_patient),
                            practitioner=read_local(store, "Practitioner", ctx.local_practitioner))
+
+
+def _patient_portal_launch(ctx: LaunchContext) -> bool:
+    """Whether a launch opened a patient's own record (standalone, no clinician signed in)."""
+    if not ctx.standalone or not ctx.local_patient:
+        return False
+    return ctx.user_type == "Patient" or (ctx.user_type is None and not ctx.local_practitioner)
 
 
 @bp.get("/.well-known/jwks.json")

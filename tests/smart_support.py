@@ -138,7 +138,7 @@ class Browser:
         landing = self.get(callback.headers["Location"])
         assert landing.status_code == 302, landing.text
         app_url = absolute(self.base, landing.headers["Location"])
-        page = self.get(app_url)
+        page = self.follow(self.get(app_url))
         assert page.status_code == 200, page.text
         return LaunchResult(app_url, page.text, query(app_url)["launch"])
 
