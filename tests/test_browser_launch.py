@@ -126,6 +126,18 @@ def _cross_site_ehr(app_url: str) -> Any:
     return serve(ehr)
 
 
+def _detached(element: Any) -> bool:
+    """Tell whether an element has left the page (Chromium may say so with a plain
+    WebDriverException, "Node ... does not belong to the document", inside frames)."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
+
+
 def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> tuple[str, str]:
     """Launch hw-fhir (on 127.0.0.1) inside an iframe of a page on localhost; return (name, page)."""
     from urllib.parse import urlencode
@@ -147,7 +159,7 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
             wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
             approve = wait.until(ec.element_to_be_clickable((By.ID, "approve")))
             approve.click()
-            wait.until(ec.staleness_of(approve))
+            wait.until(lambda _driver: _detached(approve))
             wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
             text, page = driver.find_element(By.TAG_NAME, "body").text, driver.page_source
             driver.switch_to.default_content()
