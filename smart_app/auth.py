@@ -2,7 +2,8 @@
 
 Registered in create_app. Every /fhir request except ``GET /fhir/metadata``
 needs ``Authorization: Bearer <token>`` with a token the authorization server
-issued (looked up in the shared database). The request then runs against a
+issued (looked up in the shared database): hw-fhir's own Backend Services
+endpoint ``/auth/token`` (:mod:`smart_app.backend`) or the sandbox's. The request then runs against a
 :class:`~hw_fhir.smart.guard.GuardedStore` (``g.fhir_store``) that enforces the
 token's scopes, the patient compartment and granular filters. Denials are
 OperationOutcomes with 401/403 and a ``WWW-Authenticate: Bearer`` challenge.
@@ -87,7 +88,10 @@ def _security() -> dict[str, Any] | None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the /fhir authorizer and the CapabilityStatement's security section."""
+    """Register the /fhir authorizer, the Backend Services token endpoint, the CapabilityStatement's security."""
+    from . import backend
+
     app.extensions["hw_fhir_smart_auth"] = AuthStore(app.extensions["hw_fhir"].store)
+    backend.init_app(app, app.extensions["hw_fhir_smart_auth"])
     app.extensions.setdefault("hw_fhir_before_fhir", []).append(authorize_fhir_request)
     app.extensions["hw_fhir_capabilities"] = _Capabilities(app.extensions.get("hw_fhir_capabilities") or {})

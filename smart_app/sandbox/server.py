@@ -7,7 +7,8 @@
 * refresh_token (rotated on every use);
 * client_credentials for Backend Services clients authenticating with
   ``private_key_jwt`` (RS384 or ES384 only, ``exp`` at most 5 minutes ahead,
-  ``jti`` never seen before).
+  ``jti`` never seen before), shared with hw-fhir's own token endpoint
+  (:mod:`hw_fhir.smart.backend`).
 
 Tokens are opaque random strings stored (hashed) by
 :class:`hw_fhir.smart.authstore.AuthStore`; /fhir introspects them there.
@@ -17,25 +18,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
-    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
 )
-from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oidc.core import AuthorizationCodeMixin
 from authlib.oidc.core.grants import OpenIDCode
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from hw_fhir.smart.authserver import (
     RESPONSE_FIELDS,
@@ -45,18 +41,20 @@ from hw_fhir.smart.authserver import (
     token_context,
 )
 from hw_fhir.smart.authstore import AuthStore, CodeRecord, TokenRecord
-from hw_fhir.smart.client import fetch_jwks
+from hw_fhir.smart.backend import (
+    ASSERTION_ALGORITHMS,
+    BACKEND_TOKEN_LIFETIME,
+    BackendServicesGrant,
+    backend_assertion,
+)
 from hw_fhir.smart.registry import normalize_iss
 from hw_fhir.smart.scopes import ScopeSet
 
 __all__ = ["SandboxEndpoints", "build_server", "ASSERTION_ALGORITHMS",
            "ACCESS_TOKEN_LIFETIME", "BACKEND_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME"]
 
-ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 ACCESS_TOKEN_LIFETIME = 3600
-BACKEND_TOKEN_LIFETIME = 300
 REFRESH_TOKEN_LIFETIME = 24 * 3600
-MAX_ASSERTION_LIFETIME = 300
 
 
 @dataclass(frozen=True)
@@ -214,22 +212,6 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
         def revoke_old_credential(self, credential: _RefreshCredential) -> None:
             auth_store.retire_refresh(credential.refresh_token)
 
-    class BackendServicesGrant(grants.ClientCredentialsGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]
-
-        def validate_token_request(self) -> None:
-            super().validate_token_request()
-            scope = self.client.get_allowed_scope(self.request.payload.scope or "")
-            granted = ScopeSet.parse(scope)
-            if not granted.resource or granted.contexts != {"system"}:
-                raise InvalidScopeError("Backend services request system/ scopes the client is registered for")
-            self.request.scope = scope
-
-        def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-            token = self.generate_token(scope=self.request.scope, include_refresh_token=False)
-            self.save_token(token)
-            return 200, token, self.TOKEN_RESPONSE_HEADER
-
     class SmartOpenID(OpenIDCode):
         def resolve_client_private_key(self, client: ClientRegistration) -> Any:
             return signing_key
@@ -252,37 +234,6 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
             if user.fhir_user and "fhirUser" in scope.split():
                 info["fhirUser"] = f"{fhir_base()}/{user.fhir_user}"
             return info
-
-    class BackendAssertion(JWTBearerClientAssertion):
-        CLIENT_AUTH_METHOD = "private_key_jwt"
-
-        def get_audiences(self) -> list[str]:
-            return [endpoints.token_url()]
-
-        def resolve_client_public_key(self, client: ClientRegistration) -> KeySet:
-            jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else {"keys": []})
-            return KeySet.import_key_set(cast(Any, jwks))
-
-        def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
-            try:
-                alg = jws.extract_compact(assertion.encode()).headers().get("alg")
-            except JoseError:
-                raise InvalidClientError(description="The client assertion is not a JWS") from None
-            if alg not in ASSERTION_ALGORITHMS:
-                raise InvalidClientError(description=f"Client assertions must be signed with RS384 or "
-                                                     f"ES384, not {str(alg)[:16]}")
-            try:
-                token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
-            except JoseError as exc:
-                raise InvalidClientError(description="The client assertion signature is not valid") from exc
-            exp = token.claims.get("exp")
-            if not isinstance(exp, (int, float)) or exp - time.time() > MAX_ASSERTION_LIFETIME + self.leeway:
-                raise InvalidClientError(description="The client assertion exp must be at most 5 minutes ahead")
-            self.verify_claims(token.claims)
-            return dict(token.claims)
-
-        def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-            return auth_store.use_jti(str(claims["sub"]), str(jti), int(claims["exp"]))
 
     def save_token(token: dict[str, Any], request: Any) -> None:
         client: ClientRegistration = request.client
@@ -315,7 +266,8 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
     server = AuthorizationServer()
     server.init_app(app, query_client=endpoints.query_client, save_token=save_token)
     server.register_token_generator("default", generate)
-    server.register_client_auth_method(BackendAssertion.CLIENT_AUTH_METHOD, BackendAssertion())
+    server.register_client_auth_method("private_key_jwt",
+                                       backend_assertion(auth_store, lambda: [endpoints.token_url()]))
     server.register_grant(SmartCodeGrant, [_S256Required(required=True), SmartOpenID(require_nonce=False)])
     server.register_grant(SmartRefreshGrant)
     server.register_grant(BackendServicesGrant)
