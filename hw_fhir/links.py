@@ -115,8 +115,8 @@ def _unb64(text: str) -> bytes:
 def birth_date_check_default(settings: Any) -> bool:
     """Tell whether new links ask for the date of birth (setting ``link_birth_date_check``)."""
     value = getattr(settings, "link_birth_date_check", None)
-    if value is None:
-        value = (getattr(settings, "extra", None) or {}).get("link_birth_date_check", False)
+    if not value:
+        value = (getattr(settings, "extra", None) or {}).get("link_birth_date_check", value)
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)

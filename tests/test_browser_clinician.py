@@ -188,9 +188,8 @@ def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
     if not user.is_selected():
         user.click()
     driver.find_element(By.ID, "approve").click()
-    _wait(driver).until(lambda d: "launch=" in d.current_url)
-    launch_id = re.search(r"launch=([^&]+)", driver.current_url).group(1)
-    driver.get(f"{base}/my/launch?launch={launch_id}")
+    # a patient's portal launch lands on their own homework list
+    _wait(driver).until(lambda d: "/my/" in d.current_url)
     _wait(driver).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, f"#task-{task_id} a.button"))
     ).click()

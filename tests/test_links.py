@@ -111,8 +111,11 @@ def test_birth_date_second_factor_and_lockout(setup):
         links.open_link(token, dob="1984-09-30")
 
 
-def test_the_birth_date_check_follows_the_setting(tmp_path):
-    services = make_services(tmp_path, extra={"link_birth_date_check": True})
+@pytest.mark.parametrize("setting", [{"link_birth_date_check": True},
+                                     {"extra": {"link_birth_date_check": True}}],
+                         ids=["setting", "config-file-key"])
+def test_the_birth_date_check_follows_the_setting(tmp_path, setting):
+    services = make_services(tmp_path, **setting)
     make_patient(services.store, "pat-link", birth_date="1984-09-30")
     task = make_task(services.store, "pat-link", due=DUE)
     token = patient_links(services).make_link(task["id"], "pat-link").token
