@@ -11,66 +11,29 @@ context. Skipped only when Chromium is missing and ``CI`` is not set.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, serve
+from browser_support import AXE, OUTPUT, chromium
+from conftest import serve
 from hw_fhir.library import load_catalog
 from smart_support import make_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("HW_FHIR_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("HW_FHIR_CHROMEDRIVER", "/usr/bin/chromedriver")
-OUTPUT = ROOT / "test-output"
-AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 FRAME_WIDTH = 960
 #: The answers the patient gives to PHQ-9 items 1–9 (option index = its weight).
 ANSWERS = [2, 2, 1, 1, 1, 1, 1, 0, 0]
 
 
-def _require_chromium() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
-    if not missing:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"Chromium is required on CI but {', '.join(missing)} is missing")
-    pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing)")
-
-
 @pytest.fixture
 def driver() -> Iterator[Any]:
-    _require_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(30)
-    try:
+    """Headless Chromium with a fresh profile, desktop-sized."""
+    with chromium(1280, 1000) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,66 +9,25 @@ Skipped only when Chromium is missing and ``CI`` is not set; on CI a missing Chr
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from datetime import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import ROOT, serve
+from browser_support import AXE, OUTPUT, chromium
+from conftest import serve
 from patient_support import give_homework, link_for, patient_app, stored
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("HW_FHIR_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("HW_FHIR_CHROMEDRIVER", "/usr/bin/chromedriver")
-OUTPUT = ROOT / "test-output"
-AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 WIDTH, HEIGHT = 390, 844
-
-
-def _require_chromium() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
-    if not missing:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"Chromium is required on CI but {', '.join(missing)} is missing")
-    pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing)")
 
 
 @pytest.fixture
 def phone() -> Iterator[Any]:
     """Headless Chromium with a fresh profile and a 390×844 phone viewport."""
-    _require_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},{HEIGHT}",
-    ):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 2, "mobile": True},
-    )
-    browser.set_page_load_timeout(30)
-    try:
+    with chromium(WIDTH, HEIGHT, mobile=True) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

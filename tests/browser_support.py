@@ -1,0 +1,59 @@
+"""Headless Chromium for browser tests: Debian's chromium + chromedriver, a fresh profile.
+
+Tests skip when Chromium is missing, except on CI (``CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+CHROMIUM = os.environ.get("HW_FHIR_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("HW_FHIR_CHROMEDRIVER", "/usr/bin/chromedriver")
+OUTPUT = ROOT / "test-output"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+
+def require_chromium() -> None:
+    """Skip without Chromium; fail on CI."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium is required on CI but {', '.join(missing)} is missing")
+    pytest.skip(f"Chromium is not installed ({', '.join(missing)} missing)")
+
+
+@contextmanager
+def chromium(width: int, height: int, *, mobile: bool = False) -> Iterator[Any]:
+    """Start headless Chromium with a fresh profile and the given viewport."""
+    require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="hw-fhir-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    if mobile:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": height, "deviceScaleFactor": 2,
+                                 "mobile": True})
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
