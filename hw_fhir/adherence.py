@@ -47,6 +47,7 @@ from .assignment import (
     utc_now,
 )
 from .errors import InvalidInput, NotFound
+from .library import questionnaire_titles
 from .responses import flatten_answers
 from .store.base import Store, iter_all
 
@@ -428,15 +429,12 @@ def plan_adherence(
 
 
 def _titles(store: Store, tasks: Iterable[Mapping[str, Any]]) -> dict[str, str | None]:
+    refs = {ref for task in tasks if (ref := task_canonical(task))}
+    known = questionnaire_titles(store, refs)
     titles: dict[str, str | None] = {}
-    for task in tasks:
-        ref = task_canonical(task)
-        if not ref or ref in titles:
-            continue
-        url, _, version = ref.partition("|")
-        params = [("url", url)] + ([("version", version)] if version else [])
-        found = store.search("Questionnaire", params) if "://" in ref else None
-        resource = found.matches[0].resource if found and found.matches else None
+    for ref in refs:
+        brief = known.get(ref) or known.get(ref.partition("|")[0]) if "://" in ref else None
+        resource: Mapping[str, Any] | None = brief
         if resource is None and ref.startswith("Questionnaire/"):
             try:
                 resource = store.read("Questionnaire", ref.split("/", 1)[1]).resource
@@ -593,9 +591,17 @@ def since_last_session(
     since = _moment(session)
     if since is None:
         raise InvalidInput("The date of the last session is required")
+    # a Task counts from its due time, else when it was finished or authored: three
+    # narrow searches (each driven by its date index) instead of the whole history
+    candidates: dict[str, dict[str, Any]] = {}
+    for window in ("due", "period", "authored-on"):
+        for task in iter_all(
+            store, "Task", [("patient", patient_ref), _CODE, (window, f"ge{_iso(since)}")]
+        ):
+            candidates.setdefault(task["id"], task)
     tasks = [
         t
-        for t in iter_all(store, "Task", [("patient", patient_ref), _CODE])
+        for t in candidates.values()
         if (_in_period(t, since, None) or _authored_since(t, since))
         and _outcome(t, moment) != "cancelled"
         and _opened(t, moment)

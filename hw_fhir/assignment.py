@@ -55,6 +55,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -165,8 +166,13 @@ def instant(moment: datetime) -> str:
     return text + "Z"
 
 
+@lru_cache(maxsize=65536)
 def parse_instant(value: str) -> datetime:
-    """Parse a FHIR dateTime with a time and zone into an aware UTC datetime."""
+    """Parse a FHIR dateTime with a time and zone into an aware UTC datetime.
+
+    Cached: the clinician pages parse the same due dates of a patient's Tasks many times,
+    and a datetime is immutable.
+    """
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

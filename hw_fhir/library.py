@@ -28,7 +28,8 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -55,6 +56,7 @@ __all__ = [
     "resolve_questionnaire",
     "clinician_system",
     "clinician_questionnaires",
+    "questionnaire_titles",
     "check_questionnaire",
     "clone_questionnaire",
     "new_version",
@@ -769,3 +771,30 @@ def set_answer_options(
         else:
             raise InvalidInput(f"{option!r} is not an answer option")
     return replace_item(questionnaire, link_id, answerOption=built, answerValueSet=None)
+
+
+#: Per store: ``url|version`` → the title and name of that Questionnaire version. A stored
+#: version's content never changes once it can be assigned, so its title can be kept.
+_TITLES: "weakref.WeakKeyDictionary[Any, dict[str, dict[str, Any]]]" = weakref.WeakKeyDictionary()
+
+
+def questionnaire_titles(store: Store, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Return ``{ref: {"title", "name"}}`` for canonical refs (``url|version`` or ``url``).
+
+    Versioned refs are remembered per store; the others cost one search per url.
+    """
+    try:
+        cache = _TITLES.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced: no cache
+        cache = {}
+    wanted = {ref for ref in refs if ref and "://" in ref}
+    out = {ref: cache[ref] for ref in wanted if ref in cache}
+    for url in {ref.partition("|")[0] for ref in wanted - set(out)}:
+        for q in iter_all(store, "Questionnaire", [("url", url)]):
+            brief = {"title": q.get("title"), "name": q.get("name")}
+            key = f"{url}|{q.get('version')}" if q.get("version") else url
+            if q.get("status") in ("active", "retired") and q.get("version"):
+                cache[key] = brief
+            out[key] = brief
+            out.setdefault(url, brief)
+    return out

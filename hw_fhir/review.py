@@ -23,7 +23,6 @@ Pure read-side logic over FHIR JSON and the store; no web framework. The clinici
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -31,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import catalog
+from .library import questionnaire_titles
 from .adherence import (
     Adherence,
     SessionSummary,
@@ -126,7 +126,13 @@ def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
     offset = 0
     while True:  # large pages: one query for a patient's usual history
         page = store.search(
-            "Task", [("patient", patient_ref), ("_count", "2000"), ("_offset", str(offset))]
+            "Task",
+            [
+                ("patient", patient_ref),
+                ("_count", "2000"),
+                ("_offset", str(offset)),
+                ("_total", "none"),
+            ],
         )
         found += [t for t in page.resources if _is_homework(t)]
         if not page.has_more or not page.matches:
@@ -192,33 +198,6 @@ def _title(questionnaire: Mapping[str, Any] | None) -> str:
     title = str(q.get("title") or q.get("name") or "Activity")
     found = _ACRONYM.search(title)
     return found.group(1) if found and len(title) > 24 else title
-
-
-#: Per store: ``url|version`` → the title and name of that Questionnaire version. A stored
-#: version's content never changes once it can be assigned, so its title can be kept.
-_TITLES: "weakref.WeakKeyDictionary[Any, dict[str, dict[str, Any]]]" = weakref.WeakKeyDictionary()
-
-
-def _questionnaires(store: Store, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Return ``{ref: {"title", "name"}}`` for canonical refs (``url|version`` or ``url``).
-
-    Versioned refs are remembered per store; the others cost one search per url.
-    """
-    try:
-        cache = _TITLES.setdefault(store, {})
-    except TypeError:  # a store that cannot be weakly referenced: no cache
-        cache = {}
-    wanted = {ref for ref in refs if ref and "://" in ref}
-    out = {ref: cache[ref] for ref in wanted if ref in cache}
-    for url in {ref.partition("|")[0] for ref in wanted - set(out)}:
-        for q in iter_all(store, "Questionnaire", [("url", url)]):
-            brief = {"title": q.get("title"), "name": q.get("name")}
-            key = f"{url}|{q.get('version')}" if q.get("version") else url
-            if q.get("status") in ("active", "retired") and q.get("version"):
-                cache[key] = brief
-            out[key] = brief
-            out.setdefault(url, brief)
-    return out
 
 
 # -- the patient dashboard ----------------------------------------------------------------
@@ -668,7 +647,7 @@ def _response_summaries(store: Store, patient_ref: str, limit: int) -> list[Resp
         for r in found
         if (r.get("questionnaire") or "").split("|")[0] != catalog.ENGAGEMENT_CHECK_IN_URL
     ]
-    titles = _questionnaires(store, (r.get("questionnaire") or "" for r in found))
+    titles = questionnaire_titles(store, (r.get("questionnaire") or "" for r in found))
     out: list[ResponseSummary] = []
     for n, response in enumerate(found[:limit]):
         ref = response.get("questionnaire") or ""
@@ -734,7 +713,7 @@ def _responses_of_tasks(
             [("_id", ",".join(rid for _, _, rid in top)), ("_count", str(len(top)))],
         ).resources
     }
-    titles = _questionnaires(store, (canonical for _, canonical, _ in top))
+    titles = questionnaire_titles(store, (canonical for _, canonical, _ in top))
     out = []
     for n, (finished, canonical, rid) in enumerate(top):
         response = found.get(rid)
@@ -827,7 +806,7 @@ def patient_dashboard(
         for a in p.get("activity") or []
         for c in (a.get("detail") or {}).get("instantiatesCanonical") or []
     }
-    titles = _questionnaires(store, refs)
+    titles = questionnaire_titles(store, refs)
     reminders = _reminders(store, _reminder_targets(one_off, tasks_by_plan, moment))
     assignments = _task_rows(
         sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {}).get("end", "")),
@@ -860,7 +839,7 @@ def patient_dashboard(
         key=lambda item: item[1],
         reverse=True,
     )[:10]
-    recent_titles = _questionnaires(store, (task_canonical(t) or "" for t, _, _ in recent_tasks))
+    recent_titles = questionnaire_titles(store, (task_canonical(t) or "" for t, _, _ in recent_tasks))
     recent = tuple(
         TaskRow(
             task=f"Task/{t['id']}",
@@ -1210,9 +1189,27 @@ def default_session_date(
     moment = _now(now)
     patient_ref = reference("Patient", patient)
     days: list[date] = []
-    for task in _homework_tasks(store, patient_ref):
-        if not _plan_of(task) and task.get("authoredOn"):
-            days.append(parse_instant(task["authoredOn"]).date())
+    # one-off Tasks (no basedOn), newest authoredOn first: the first homework one is it
+    params = [
+        ("patient", patient_ref),
+        ("based-on:missing", "true"),
+        ("authored-on", f"lt{moment.date().isoformat()}"),
+        ("_sort", "-authored-on"),
+        ("_count", "20"),
+        ("_total", "none"),
+    ]
+    offset = 0
+    while True:
+        page = store.search("Task", [*params, ("_offset", str(offset))])
+        newest = next(
+            (t for t in page.resources if _is_homework(t) and t.get("authoredOn")), None
+        )
+        if newest is not None:
+            days.append(parse_instant(newest["authoredOn"]).date())
+            break
+        if not page.has_more or not page.matches:
+            break
+        offset += len(page.matches)
     for plan in store.search(
         "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS, ("_count", "50")]
     ).resources:

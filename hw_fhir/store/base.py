@@ -164,7 +164,7 @@ def iter_all(store: Store, resource_type: str, params: Iterable[tuple[str, str]]
     base = [p for p in params if p[0] not in ("_count", "_offset")]
     offset = 0
     while True:
-        page = store.search(resource_type, [*base, ("_count", "500"), ("_offset", str(offset)),
+        page = store.search(resource_type, [*base, ("_count", "1000"), ("_offset", str(offset)),
                                             ("_total", "none")])
         out.extend(page.resources)
         if not page.has_more or not page.matches:

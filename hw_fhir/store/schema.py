@@ -95,6 +95,9 @@ sp_date = _sp_table(
     Column("high", String(32), nullable=False),
     value_index=("low", "high"),
 )
+# ``ge``/``gt``/``sa`` compare the end of the period: a search such as Task?due=ge… can
+# then seek instead of reading every due date of the type
+Index("ix_sp_date_high", sp_date.c.res_type, sp_date.c.param, sp_date.c.high)
 sp_uri = _sp_table("sp_uri", Column("value", String(512), nullable=False),
                    value_index=("value",))
 
