@@ -28,6 +28,7 @@ patient (linkIds ``amount-done``, ``as-agreed``, ``difficulty``, ``helpfulness``
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .assignment import (
     COMPLETE_QUESTIONNAIRE,
     OPEN_STATUSES,
     SDC_TEMP_SYSTEM,
+    TASK_OCCURRENCE_SYSTEM,
     business_status,
     parse_instant,
     reference,
@@ -49,7 +51,7 @@ from .assignment import (
 from .errors import InvalidInput, NotFound
 from .library import questionnaire_titles
 from .responses import flatten_answers
-from .store.base import Store, iter_all
+from .store.base import Store, Stored, iter_all
 
 __all__ = [
     "Engagement",
@@ -59,6 +61,8 @@ __all__ = [
     "DiscussionPoint",
     "SessionSummary",
     "PanelRow",
+    "TaskFacts",
+    "task_facts",
     "summarize_tasks",
     "summarize_check_ins",
     "patient_adherence",
@@ -191,55 +195,170 @@ class PanelRow:
 # -- task counting ------------------------------------------------------------------------
 
 
-def _outcome(task: Mapping[str, Any], now: datetime) -> str:
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """What counting and the review pages need of one Task, read from it once.
+
+    A stored version never changes, so :func:`task_facts` keeps these per version and a
+    page showing a patient's 1 000 Tasks again parses only the ones that changed.
+    """
+
+    id: str
+    status: str
+    homework: bool
+    subject: str | None = None  # Task.for
+    due: datetime | None = None
+    business: str | None = None
+    finished: str | None = None  # executionPeriod.end
+    authored: str | None = None
+    modified: str | None = None
+    plan: str | None = None  # CarePlan/<id> of basedOn
+    canonical: str | None = None
+    response: str | None = None  # first output reference
+    activity: int | None = None  # the plan activity it is an occurrence of
+
+    @classmethod
+    def of(cls, task: Mapping[str, Any]) -> "TaskFacts":
+        """Read the facts of one Task resource."""
+        plan = next(
+            (
+                ref
+                for based in task.get("basedOn") or []
+                if isinstance(ref := based.get("reference"), str) and ref.startswith("CarePlan/")
+            ),
+            None,
+        )
+        response = next(
+            (
+                ref
+                for out in task.get("output") or []
+                if isinstance(ref := (out.get("valueReference") or {}).get("reference"), str)
+            ),
+            None,
+        )
+        activity = None
+        for ident in task.get("identifier") or []:
+            if ident.get("system") == TASK_OCCURRENCE_SYSTEM:
+                parts = str(ident.get("value", "")).split("/")
+                if len(parts) >= 2 and parts[1].isdigit():
+                    activity = int(parts[1])
+                    break
+        return cls(
+            id=str(task.get("id", "")),
+            status=str(task.get("status", "")),
+            subject=(task.get("for") or {}).get("reference"),
+            homework=any(
+                c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
+                for c in (task.get("code") or {}).get("coding") or []
+            ),
+            due=task_due(task),
+            business=business_status(task),
+            finished=(task.get("executionPeriod") or {}).get("end"),
+            authored=task.get("authoredOn"),
+            modified=task.get("lastModified"),
+            plan=plan,
+            canonical=task_canonical(task),
+            response=response,
+            activity=activity,
+        )
+
+    @property
+    def ref(self) -> str:
+        """``Task/<id>``."""
+        return f"Task/{self.id}"
+
+    def outcome(self, now: datetime) -> str:
+        """Return on-time | late | missed | overdue | upcoming | cancelled."""
+        status = self.status
+        if status in _IGNORED:
+            return "cancelled"
+        if status == "completed":
+            if self.business in ("late", "on-time"):
+                return self.business
+            end = self.finished
+            return "late" if self.due and end and parse_instant(end) > self.due else "on-time"
+        if status in _CLOSED_BAD:
+            return "missed"
+        if self.due is not None and self.due <= now:
+            return "overdue"
+        return "upcoming"
+
+    @property
+    def moment(self) -> datetime:
+        """When it counts: due time, else when finished or authored."""
+        if self.due is not None:
+            return self.due
+        end = self.finished or self.authored
+        return parse_instant(end) if end else _EARLIEST
+
+
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+#: Per store: (Task id, version) → its facts. Versions are immutable, so entries never go
+#: stale; the table is emptied when it grows past ``_FACTS_LIMIT`` entries.
+_FACTS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str], TaskFacts]]" = (
+    weakref.WeakKeyDictionary()
+)
+_FACTS_LIMIT = 200_000
+
+
+def task_facts(store: Store, stored: Iterable[Stored]) -> list[tuple[TaskFacts, Stored]]:
+    """Return the facts of stored Task versions, parsing only versions not seen before."""
+    try:
+        cache = _FACTS.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced: no cache
+        cache = {}
+    if len(cache) > _FACTS_LIMIT:
+        cache.clear()
+    out = []
+    for item in stored:
+        key = (item.id, item.version_id)
+        facts = cache.get(key) if item.version_id else None
+        if facts is None:
+            facts = TaskFacts.of(item.resource)
+            if item.version_id:
+                cache[key] = facts
+        out.append((facts, item))
+    return out
+
+
+def _facts(task: Mapping[str, Any] | TaskFacts) -> TaskFacts:
+    return task if isinstance(task, TaskFacts) else TaskFacts.of(task)
+
+
+def _outcome(task: Mapping[str, Any] | TaskFacts, now: datetime) -> str:
     """Return on-time | late | missed | overdue | upcoming | cancelled for one Task."""
-    status = task.get("status")
-    due = task_due(task)
-    if status in _IGNORED:
-        return "cancelled"
-    if status == "completed":
-        code = business_status(task)
-        if code in ("late", "on-time"):
-            return code
-        end = (task.get("executionPeriod") or {}).get("end")
-        return "late" if due and end and parse_instant(end) > due else "on-time"
-    if status in _CLOSED_BAD:
-        return "missed"
-    if due is not None and due <= now:
-        return "overdue"
-    return "upcoming"
+    return _facts(task).outcome(now)
 
 
-def _sort_moment(task: Mapping[str, Any]) -> datetime:
-    due = task_due(task)
-    if due is not None:
-        return due
-    end = (task.get("executionPeriod") or {}).get("end") or task.get("authoredOn")
-    return parse_instant(end) if end else datetime.min.replace(tzinfo=timezone.utc)
+def _sort_moment(task: Mapping[str, Any] | TaskFacts) -> datetime:
+    return _facts(task).moment
 
 
 def summarize_tasks(
-    tasks: Iterable[Mapping[str, Any]],
+    tasks: Iterable[Mapping[str, Any] | TaskFacts],
     *,
     now: datetime | None = None,
     engagement: Engagement | None = None,
 ) -> Adherence:
-    """Count Tasks into an :class:`Adherence` (pure: no store)."""
+    """Count Tasks (resources or their :class:`TaskFacts`) into an :class:`Adherence`.
+
+    Pure: no store.
+    """
     moment = utc_now(now)
     counts: Counter[str] = Counter()
     counted: list[tuple[datetime, str]] = []
     last_completed: str | None = None
+    last_moment: datetime | None = None
     for task in tasks:
-        outcome = _outcome(task, moment)
+        facts = _facts(task)
+        outcome = facts.outcome(moment)
         counts[outcome] += 1
         if outcome in ("on-time", "late", "missed", "overdue"):
-            counted.append((_sort_moment(task), outcome))
-        if outcome in ("on-time", "late"):
-            end = (task.get("executionPeriod") or {}).get("end")
-            if end and (
-                last_completed is None or parse_instant(end) > parse_instant(last_completed)
-            ):
-                last_completed = end
+            counted.append((facts.moment, outcome))
+        if outcome in ("on-time", "late") and facts.finished:
+            finished = parse_instant(facts.finished)
+            if last_moment is None or finished > last_moment:
+                last_completed, last_moment = facts.finished, finished
     streak = 0
     for _, outcome in sorted(counted, key=lambda pair: pair[0], reverse=True):
         if outcome == "overdue":
@@ -270,11 +389,25 @@ def _in_period(task: Mapping[str, Any], since: datetime | None, until: datetime 
 
 def _homework_tasks(
     store: Store, params: list[tuple[str, str]], since: datetime | None, until: datetime | None
-) -> list[dict[str, Any]]:
+) -> list[TaskFacts]:
     query = [*params, _CODE]
     if since is not None:
         query.append(("due", f"ge{_iso(since)}"))
-    return [t for t in iter_all(store, "Task", query) if _in_period(t, since, until)]
+    return [t for t in _search_facts(store, query) if _in_period(t, since, until)]
+
+
+def _search_facts(store: Store, params: list[tuple[str, str]]) -> list[TaskFacts]:
+    """Return the facts of every Task matching a search (parsed once per version)."""
+    out: list[TaskFacts] = []
+    offset = 0
+    while True:
+        page = store.search(
+            "Task", [*params, ("_count", "1000"), ("_offset", str(offset)), ("_total", "none")]
+        )
+        out += [facts for facts, _ in task_facts(store, page.matches)]
+        if not page.has_more or not page.matches:
+            return out
+        offset += len(page.matches)
 
 
 def _iso(moment: datetime) -> str:
@@ -668,9 +801,9 @@ def panel_summary(
     tasks = _homework_tasks(
         store, [("requester", practitioner_ref)], since, moment + timedelta(days=1)
     )
-    by_patient: dict[str, list[dict[str, Any]]] = {}
+    by_patient: dict[str, list[TaskFacts]] = {}
     for task in tasks:
-        ref = (task.get("for") or {}).get("reference")
+        ref = task.subject
         if isinstance(ref, str) and ref.startswith("Patient/"):
             by_patient.setdefault(ref, []).append(task)
     names: dict[str, str | None] = {}

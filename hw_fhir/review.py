@@ -30,24 +30,23 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import catalog
-from .library import questionnaire_titles
 from .adherence import (
     Adherence,
     SessionSummary,
+    TaskFacts,
     TaskRow,
     panel_summary,
     since_last_session,
     summarize_check_ins,
     summarize_tasks,
+    task_facts,
 )
 from .assignment import (
     COMPLETE_QUESTIONNAIRE,
     OPEN_STATUSES,
     SDC_TEMP_SYSTEM,
-    TASK_OCCURRENCE_SYSTEM,
     HomeworkDetails,
     activity_schedule,
-    business_status,
     parse_instant,
     reference,
     task_canonical,
@@ -55,12 +54,13 @@ from .assignment import (
 )
 from .charts import Chart, completion_calendar, instrument_chart
 from .errors import InvalidInput, Issue
+from .library import questionnaire_titles
+from .schedule import Schedule
 from .scoring import ScoreResult, score_response
 from .scoring.instruments import band_for
 from .scoring.items import answer_value
 from .scoring.weights import answer_weight
-from .schedule import Schedule
-from .store.base import Store, iter_all
+from .store.base import Store, Stored, iter_all
 
 __all__ = [
     "TIMEZONE_EXTENSION",
@@ -116,13 +116,14 @@ def _is_homework(task: Mapping[str, Any]) -> bool:
     )
 
 
-def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
+def _homework_tasks(store: Store, patient_ref: str) -> list[tuple[TaskFacts, Stored]]:
     """Return a patient's homework Tasks: one search driven by the patient, filtered here.
 
     The code is checked in Python rather than as a second search parameter, which keeps
-    the query to the patient index alone (a per-row token check can be slow on SQLite).
+    the query to the patient index alone. Each Task version is parsed once per process
+    (:func:`~hw_fhir.adherence.task_facts`); the resource itself stays unparsed.
     """
-    found: list[dict[str, Any]] = []
+    found: list[tuple[TaskFacts, Stored]] = []
     offset = 0
     while True:  # large pages: one query for a patient's usual history
         page = store.search(
@@ -134,7 +135,7 @@ def _homework_tasks(store: Store, patient_ref: str) -> list[dict[str, Any]]:
                 ("_total", "none"),
             ],
         )
-        found += [t for t in page.resources if _is_homework(t)]
+        found += [pair for pair in task_facts(store, page.matches) if pair[0].homework]
         if not page.has_more or not page.matches:
             return found
         offset += len(page.matches)
@@ -319,51 +320,18 @@ def _flag_rows(store: Store, patient_ref: str) -> list[FlagRow]:
     return sorted(rows, key=lambda r: r.raised or "", reverse=True)
 
 
-def _outcome(task: Mapping[str, Any], now: datetime, due: datetime | None = None) -> str:
-    status = task.get("status")
-    due = due if due is not None else task_due(task)
-    if status in ("cancelled", "entered-in-error", "rejected"):
-        return "cancelled"
-    if status == "completed":
-        code = business_status(task)
-        if code in ("late", "on-time"):
-            return code
-        end = (task.get("executionPeriod") or {}).get("end")
-        return "late" if due and end and parse_instant(end) > due else "on-time"
-    if status == "failed":
-        return "missed"
-    return "overdue" if due is not None and due <= now else "upcoming"
-
-
-def _plan_of(task: Mapping[str, Any]) -> str | None:
-    for based in task.get("basedOn") or []:
-        ref = based.get("reference")
-        if isinstance(ref, str) and ref.startswith("CarePlan/"):
-            return ref
-    return None
-
-
-def _activity_index(task: Mapping[str, Any]) -> int | None:
-    for ident in task.get("identifier") or []:
-        if ident.get("system") == TASK_OCCURRENCE_SYSTEM:
-            parts = str(ident.get("value", "")).split("/")
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1])
-    return None
-
-
 def _reminder_targets(
-    one_off: list[dict[str, Any]], tasks_by_plan: Mapping[str, list[dict[str, Any]]], now: datetime
+    one_off: list[dict[str, Any]], tasks_by_plan: Mapping[str, list[TaskFacts]], now: datetime
 ) -> list[str]:
     """Return the Tasks whose reminders the dashboard shows: open one-offs, each plan's latest."""
     refs = [f"Task/{t['id']}" for t in one_off]
     for tasks in tasks_by_plan.values():
         dated = sorted(
-            ((due, t) for t in tasks if (due := task_due(t)) is not None), key=lambda pair: pair[0]
+            ((t.due, t) for t in tasks if t.due is not None), key=lambda pair: pair[0]
         )
         past = [t for due, t in dated if due <= now][-2:]
         ahead = [t for due, t in dated if due > now][:1]
-        refs += [f"Task/{t['id']}" for t in past + ahead]
+        refs += [t.ref for t in past + ahead]
     return refs
 
 
@@ -397,7 +365,7 @@ def _schedule_text(detail: Mapping[str, Any]) -> str:
 
 def _plan_rows(
     plans: list[dict[str, Any]],
-    tasks_by_plan: dict[str, list[dict[str, Any]]],
+    tasks_by_plan: dict[str, list[TaskFacts]],
     titles: Mapping[str, dict[str, Any]],
     reminders: Mapping[str, tuple[str, str]],
     now: datetime,
@@ -415,21 +383,12 @@ def _plan_rows(
         ]
         first = live[0][1] if live else ((activities[0].get("detail") or {}) if activities else {})
         open_due = sorted(
-            d
-            for d in (
-                task_due(t)
-                for t in tasks
-                if t.get("status") in OPEN_STATUSES and (task_due(t) or now) > now
-            )
-            if d
+            t.due for t in tasks if t.status in OPEN_STATUSES and t.due is not None and t.due > now
         )
-        outcomes = [_outcome(t, now) for t in tasks]
+        outcomes = [t.outcome(now) for t in tasks]
         done = sum(o in ("on-time", "late") for o in outcomes)
         assigned = sum(o in ("on-time", "late", "missed", "overdue") for o in outcomes)
-        last = max(
-            (reminders[f"Task/{t['id']}"] for t in tasks if f"Task/{t['id']}" in reminders),
-            default=None,
-        )
+        last = max((reminders[t.ref] for t in tasks if t.ref in reminders), default=None)
         details = HomeworkDetails.from_detail(first) if first else HomeworkDetails()
         pathway = bool(plan.get("instantiatesUri"))
         steps = (
@@ -451,7 +410,7 @@ def _plan_rows(
         canonical = (first.get("instantiatesCanonical") or [None])[0]
         next_due = open_due[0] if open_due else None
         if next_due is None and plan.get("status") == "active" and live:
-            own = [t for t in tasks if _activity_index(t) == live[0][0]]
+            own = [t for t in tasks if t.activity == live[0][0]]
             next_due = _next_scheduled(first, own, now)
         rows.append(
             AssignmentRow(
@@ -480,14 +439,14 @@ def _plan_rows(
 
 
 def _next_scheduled(
-    detail: Mapping[str, Any], tasks: list[dict[str, Any]], now: datetime
+    detail: Mapping[str, Any], tasks: list[TaskFacts], now: datetime
 ) -> datetime | None:
     """Return the next due time of a plan activity after its latest materialized Task."""
     try:
         schedule = activity_schedule({"detail": detail})
     except InvalidInput:
         return None
-    dues = [d for d in (task_due(t) for t in tasks) if d is not None]
+    dues = [t.due for t in tasks if t.due is not None]
     after = max([now, *(d + timedelta(seconds=1) for d in dues)])
     found = schedule.next_occurrence(after)
     return found.due if found else None
@@ -676,7 +635,7 @@ def _response_summaries(store: Store, patient_ref: str, limit: int) -> list[Resp
 
 
 def _responses_of_tasks(
-    store: Store, tasks: Sequence[Mapping[str, Any]], limit: int
+    store: Store, tasks: Sequence[TaskFacts], limit: int
 ) -> list[ResponseSummary]:
     """Return the latest responses of completed Tasks, each with the one before it.
 
@@ -685,22 +644,16 @@ def _responses_of_tasks(
     """
     done: list[tuple[str, str, str]] = []  # (finished, canonical, response id)
     for task in tasks:
-        if task.get("status") != "completed":
+        if task.status != "completed":
             continue
-        ref = next(
-            (
-                str((o.get("valueReference") or {}).get("reference", ""))
-                for o in task.get("output") or []
-            ),
-            "",
-        )
-        canonical = task_canonical(task) or ""
+        ref = task.response or ""
+        canonical = task.canonical or ""
         if (
             not ref.startswith("QuestionnaireResponse/")
             or canonical.split("|")[0] == catalog.ENGAGEMENT_CHECK_IN_URL
         ):
             continue
-        finished = (task.get("executionPeriod") or {}).get("end") or task.get("lastModified") or ""
+        finished = task.finished or task.modified or ""
         done.append((str(finished), canonical, ref.split("/", 1)[1]))
     done.sort(key=lambda item: item[0], reverse=True)
     top = done[:limit]
@@ -782,7 +735,8 @@ def patient_dashboard(
     moment = _now(now)
     local = ZoneInfo(zone)
     patient_ref = reference("Patient", patient)
-    tasks = _homework_tasks(store, patient_ref)
+    pairs = _homework_tasks(store, patient_ref)
+    tasks = [facts for facts, _ in pairs]
     plans = [
         p
         for p in iter_all(
@@ -791,14 +745,13 @@ def patient_dashboard(
             [("patient", patient_ref), _HOMEWORK_PLANS, ("status", "active,on-hold")],
         )
     ]
-    tasks_by_plan: dict[str, list[dict[str, Any]]] = {}
+    tasks_by_plan: dict[str, list[TaskFacts]] = {}
     one_off: list[dict[str, Any]] = []
-    for task in tasks:
-        plan = _plan_of(task)
-        if plan:
-            tasks_by_plan.setdefault(plan, []).append(task)
-        elif task.get("status") in OPEN_STATUSES:
-            one_off.append(task)
+    for facts, stored in pairs:
+        if facts.plan:
+            tasks_by_plan.setdefault(facts.plan, []).append(facts)
+        elif facts.status in OPEN_STATUSES:
+            one_off.append(stored.resource)
     refs = {task_canonical(t) or "" for t in one_off}
     refs |= {
         c
@@ -824,7 +777,7 @@ def patient_dashboard(
         if r.get("status") in ("completed", "amended")
     ]
     adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
-    dated = [(t, due, _outcome(t, moment, due)) for t in tasks if (due := task_due(t)) is not None]
+    dated = [(t, t.due, t.outcome(moment)) for t in tasks if t.due is not None]
     local_today = moment.astimezone(local).date()
     calendar = completion_calendar(
         [(due.astimezone(local).date(), outcome) for _, due, outcome in dated],
@@ -839,19 +792,16 @@ def patient_dashboard(
         key=lambda item: item[1],
         reverse=True,
     )[:10]
-    recent_titles = questionnaire_titles(store, (task_canonical(t) or "" for t, _, _ in recent_tasks))
+    recent_titles = questionnaire_titles(store, (t.canonical or "" for t, _, _ in recent_tasks))
     recent = tuple(
         TaskRow(
-            task=f"Task/{t['id']}",
-            activity=task_canonical(t),
-            title=_title(recent_titles.get(task_canonical(t) or "")),
+            task=t.ref,
+            activity=t.canonical,
+            title=_title(recent_titles.get(t.canonical or "")),
             due=due.isoformat(),
-            status=str(t.get("status")),
+            status=t.status,
             outcome=outcome,
-            response=next(
-                ((o.get("valueReference") or {}).get("reference") for o in t.get("output") or []),
-                None,
-            ),
+            response=t.response,
         )
         for t, due, outcome in recent_tasks
     )

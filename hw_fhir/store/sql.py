@@ -34,11 +34,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, Gone, InvalidInput, InvalidSearch, NotFound, VersionConflict
-from ..models import SUPPORTED_TYPES, validate
+from ..errors import (
+    Gone,
+    InvalidInput,
+    InvalidSearch,
+    NotFound,
+    VersionConflict,
+)
+from ..models import validate
 from . import schema as S
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
