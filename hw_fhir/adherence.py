@@ -63,6 +63,7 @@ __all__ = [
     "PanelRow",
     "TaskFacts",
     "task_facts",
+    "clear_task_facts",
     "summarize_tasks",
     "summarize_check_ins",
     "patient_adherence",
@@ -299,6 +300,11 @@ _FACTS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str], TaskFacts]]" = (
     weakref.WeakKeyDictionary()
 )
 _FACTS_LIMIT = 200_000
+
+
+def clear_task_facts() -> None:
+    """Forget every kept :class:`TaskFacts` (they are read again on next use)."""
+    _FACTS.clear()
 
 
 def task_facts(store: Store, stored: Iterable[Stored]) -> list[tuple[TaskFacts, Stored]]:
