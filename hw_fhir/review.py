@@ -81,7 +81,10 @@ __all__ = [
     "LibraryEntry",
     "AssignDefaults",
     "PreviewRow",
+    "SHARE_SCORES_EXTENSION",
     "patient_zone",
+    "scores_shared",
+    "share_scores",
     "patient_dashboard",
     "response_view",
     "compare_responses",
@@ -188,6 +191,36 @@ def patient_zone(patient: Mapping[str, Any] | None, default: str = "UTC") -> str
                 continue
             return str(ext["valueCode"])
     return default
+
+
+#: On the Patient: ``valueBoolean`` true when the clinician shares measure scores with the
+#: patient (the patient's progress page then shows their trend).
+SHARE_SCORES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
+
+
+def scores_shared(patient: Mapping[str, Any] | None) -> bool:
+    """Whether the clinician shares measure scores with this patient (off by default)."""
+    return any(
+        e.get("url") == SHARE_SCORES_EXTENSION and e.get("valueBoolean") is True
+        for e in (patient or {}).get("extension") or []
+    )
+
+
+def share_scores(store: Store, patient: str, shared: bool) -> dict[str, Any]:
+    """Share (or stop sharing) measure scores with a patient; return the stored Patient.
+
+    Written with If-Match on the version read, so a concurrent change of the Patient
+    (preferences saved by the patient, say) is never overwritten: VersionConflict then.
+    """
+    patient_ref = reference("Patient", patient)
+    stored = store.read("Patient", patient_ref.split("/", 1)[1])
+    resource = dict(stored.resource)
+    extensions = [
+        e for e in resource.get("extension") or [] if e.get("url") != SHARE_SCORES_EXTENSION
+    ]
+    extensions.append({"url": SHARE_SCORES_EXTENSION, "valueBoolean": bool(shared)})
+    resource["extension"] = extensions
+    return store.update(resource, if_match=stored.version_id).stored.resource
 
 
 _ACRONYM = re.compile(r"\(([A-Z][A-Z0-9-]{1,11})\)\s*$")

@@ -351,3 +351,44 @@ def test_panel_puts_worsening_scores_before_missed_homework(app: Any, store: Any
     page = session.get("/clinician/panel").text
     assert page.index('id="panel-pat-ben"') < page.index('id="panel-pat-ava"')
     assert "Worse: PHQ-9 4 → 13" in page
+
+
+# -- sharing scores with the patient ----------------------------------------------------------
+
+
+def _shared(store: Any, pid: str = "pat-ava") -> list[Any]:
+    return [
+        e.get("valueBoolean")
+        for e in store.read("Patient", pid).resource.get("extension") or []
+        if e.get("url") == "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
+    ]
+
+
+def test_scores_are_private_until_the_clinician_shares_them(
+    app: Any, store: Any, ava: Session
+) -> None:
+    page = ava.get("/clinician/patients/pat-ava").text
+    assert 'id="share-scores-yes"' in page and "Scores are not shown to the patient" in page
+    response = ava.post("/clinician/patients/pat-ava/share-scores", {"share": "yes"})
+    assert response.status_code == 303
+    assert "notice=scores-shared" in response.headers["Location"]
+    assert _shared(store) == [True]
+    after = ava.client.get(response.headers["Location"]).text
+    assert 'id="share-scores-no"' in after and "sees their scores" in after
+    stop = ava.post("/clinician/patients/pat-ava/share-scores", {"share": "no"})
+    assert stop.status_code == 303 and _shared(store) == [False]  # one extension, updated
+
+
+def test_sharing_scores_refuses_bad_input_forgery_and_other_patients(
+    app: Any, store: Any, ava: Session
+) -> None:
+    before = snapshot(store)
+    bad = ava.post("/clinician/patients/pat-ava/share-scores", {"share": "maybe"})
+    assert bad.status_code == 400 and "Choose whether" in bad.text
+    assert ava.post(
+        "/clinician/patients/pat-ava/share-scores", {"share": "yes"}, csrf=False
+    ).status_code == 403
+    only_ava = open_launch(app, app.test_client(), scope=PATIENT_ONLY_SCOPE)
+    other = only_ava.post("/clinician/patients/pat-ben/share-scores", {"share": "yes"})
+    assert other.status_code == 403
+    assert snapshot(store) == before

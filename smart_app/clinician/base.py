@@ -58,6 +58,8 @@ NOTICES = {
     "retired": "The activity is retired: it can no longer be assigned.",
     "cloned": "Your own copy is ready to edit. Publish it when it is ready to assign.",
     "new-version": "A new draft version is ready to edit.",
+    "scores-shared": "The patient now sees their scores and trend on their progress page.",
+    "scores-private": "Scores are no longer shown to the patient.",
 }
 
 

@@ -8,11 +8,11 @@ from flask import g, render_template, request
 from markupsafe import Markup
 
 from hw_fhir import outcomes, review
-from hw_fhir.errors import HwFhirError
+from hw_fhir.errors import HwFhirError, VersionConflict
 
 from .base import _load_clinician, bp, clinician, go, now, page, patient_or_404, store
 
-__all__ = ["index", "dashboard", "panel", "acknowledge_flag", "landing"]
+__all__ = ["index", "dashboard", "panel", "share_scores", "acknowledge_flag", "landing"]
 
 
 @bp.get("/")
@@ -30,7 +30,12 @@ def _dashboard_context(pid: str) -> dict[str, Any]:
     patient = patient_or_404(pid)
     dash = review.patient_dashboard(store(), pid, now=now(), zone=review.patient_zone(patient))
     fresh = not dash.assignments and not dash.responses and not dash.adherence.assigned
-    return {"patient": patient, "dash": dash, "quick": quick_picks() if fresh else []}
+    return {
+        "patient": patient,
+        "dash": dash,
+        "quick": quick_picks() if fresh else [],
+        "scores_shared": review.scores_shared(patient),
+    }
 
 
 @bp.get("/patients/<pid>")
@@ -56,6 +61,32 @@ def panel() -> Any:
         nav_active="panel",
         entries=review.panel(store(), who.practitioner, now=now()),
     )
+
+
+@bp.post("/patients/<pid>/share-scores")
+def share_scores(pid: str) -> Any:
+    """Show the patient their measure scores and trend (or stop showing them)."""
+    patient_or_404(pid)
+    choice = request.form.get("share")
+    if choice not in ("yes", "no"):
+        return page(
+            "clinician/error.html",
+            400,
+            title="Nothing was changed",
+            message="Choose whether the patient should see their scores.",
+        )
+    try:
+        review.share_scores(store(), pid, choice == "yes")
+    except VersionConflict:
+        return page(
+            "clinician/error.html",
+            409,
+            title="Nothing was changed",
+            message="The patient's record changed meanwhile. Open the dashboard again and "
+            "make your choice there.",
+        )
+    notice = "scores-shared" if choice == "yes" else "scores-private"
+    return go("clinician.dashboard", pid=pid, notice=notice)
 
 
 @bp.post("/patients/<pid>/flags/<flag_id>/acknowledge")

@@ -37,6 +37,7 @@ from hw_fhir.errors import (
     LinkWrongPatient,
 )
 from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
+from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
 
@@ -57,7 +58,6 @@ bp = Blueprint("patient", __name__)
 log = logging.getLogger("hw_fhir.patient")
 
 #: On a Patient (valueBoolean): the clinician lets the patient see their own measure trend.
-SHARE_SCORES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient"
 #: Identifier system of the patient's note for the next session (a Communication).
 SESSION_NOTE_SYSTEM = "http://hw-fhir.org/fhir/sid/session-note"
 _MEASURES = (
@@ -516,13 +516,6 @@ def _clinician_name(task: dict[str, Any]) -> str:
 # -- progress -------------------------------------------------------------------------------------
 
 
-def _shares_scores(patient: dict[str, Any]) -> bool:
-    return any(
-        e.get("url") == SHARE_SCORES_EXTENSION and e.get("valueBoolean") is True
-        for e in patient.get("extension") or []
-    )
-
-
 def _note(patient_ref: str) -> dict[str, Any] | None:
     found = _store().search(
         "Communication", [("identifier", f"{SESSION_NOTE_SYSTEM}|{patient_ref}")]
@@ -563,7 +556,7 @@ def progress() -> Any:
     zone = patient_zone(patient)
     adherence = patient_adherence(_store(), patient_ref, now=_now())
     trends = []
-    if _shares_scores(patient):
+    if scores_shared(patient):
         for key, label, top in _MEASURES:
             history = measure_history(_store(), patient_ref, key)
             if history:
