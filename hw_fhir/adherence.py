@@ -299,7 +299,7 @@ _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 _FACTS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str], TaskFacts]]" = (
     weakref.WeakKeyDictionary()
 )
-_FACTS_LIMIT = 200_000
+_FACTS_LIMIT = 50_000  # about 1 kB each
 
 
 def clear_task_facts() -> None:
