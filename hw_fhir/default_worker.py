@@ -1,4 +1,4 @@
-"""Built-in plugin: the worker's periodic jobs — the reminder queue and the plan scheduler."""
+"""Built-in plugin: the worker's periodic jobs — reminder queue, plan scheduler, catch-up scoring."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from sqlalchemy.exc import IntegrityError
 
 from .hookspecs import hookimpl
 
-__all__ = ["register_worker_tasks", "reminder_queue", "plan_scheduler", "take_turn"]
+__all__ = ["register_worker_tasks", "reminder_queue", "plan_scheduler", "response_rescoring",
+           "take_turn"]
 
 log = logging.getLogger("hw_fhir.worker")
 
 #: Seconds between two scheduler passes (whichever worker takes the turn).
 SCHEDULER_EVERY_SECONDS = 60
+#: Seconds between two catch-up scoring sweeps (sooner while a backlog remains).
+RESCORE_EVERY_SECONDS = 60
 
 
 def take_turn(services: Any, key: str, every_seconds: float, *, now: datetime | None = None) -> bool:
@@ -67,7 +70,33 @@ def plan_scheduler(services: Any) -> int:
     return len(run.failed) + len(run.released) + len(run.completed_plans) + len(run.created)
 
 
+def _turn_due_now(services: Any, key: str) -> None:
+    """Make a job's turn due at once (more work waits)."""
+    from .reminder_tables import reminder_state
+
+    with services.store.begin() as conn:
+        conn.execute(update(reminder_state).where(reminder_state.c.key == f"turn/{key}")
+                     .values(value=""))
+
+
+def response_rescoring(services: Any) -> int:
+    """Once a minute (one worker): score the responses written since the last sweep, if missed.
+
+    :func:`hw_fhir.outcomes.sweep.rescore_changes` — one batch from a persisted cursor;
+    a full batch makes the next turn due at once. Return how many responses were
+    scored again.
+    """
+    from .outcomes.sweep import rescore_changes
+
+    if not take_turn(services, "response-rescoring", RESCORE_EVERY_SECONDS):
+        return 0
+    run = rescore_changes(services.store, settings=services.settings, plugins=services.plugins)
+    if run.more:
+        _turn_due_now(services, "response-rescoring")
+    return run.rescored
+
+
 @hookimpl(tryfirst=True)
 def register_worker_tasks() -> list[Any]:
     """Return the built-in periodic jobs."""
-    return [reminder_queue, plan_scheduler]
+    return [reminder_queue, plan_scheduler, response_rescoring]

@@ -148,10 +148,15 @@ def interpret_score(questionnaire: Any, response: Any, result: Any) -> Any:
 def risk_raised(store: Any, flag: Any, response: Any, task: Any, alert: Any) -> None:
     """A scorer's risk (e.g. PHQ-9 item 9 > 0) raised a safety Flag.
 
-    ``flag`` is the stored Flag, ``response`` the QuestionnaireResponse, ``task`` the
-    Task (or None), ``alert`` the stored clinician alert CommunicationRequest
-    (``priority`` ``stat``, category ``risk-alert``) the worker delivers, or None.
-    Return nothing.
+    Called once per Flag, after the Flag and its alert are stored, on every scoring
+    path (the patient pages, /fhir writes, the worker's catch-up sweep); scoring the
+    response again (a retry, an amendment that keeps the risk) finds the Flag stored
+    and does not call it again. ``flag`` is the stored Flag, ``response`` the stored
+    QuestionnaireResponse, ``task`` the Task it answers (or None), ``alert`` the stored
+    clinician alert CommunicationRequest (``priority`` ``stat``, category
+    ``risk-alert``) the worker delivers, or None. An exception is logged (plugin,
+    hook, Flag id, exception type) and ignored: the Flag and alert stay stored and
+    the other plugins are still called. Return nothing.
     """
 
 

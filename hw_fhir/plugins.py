@@ -39,6 +39,7 @@ __all__ = [
     "allowed_plugins",
     "plugin_infos",
     "call_each",
+    "call_each_quietly",
     "channels",
     "catalog_content",
     "catalog_questionnaires",
@@ -198,6 +199,28 @@ def call_each(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[Any]:
     if first is not None:
         raise first
     return results
+
+
+def call_each_quietly(pm: pluggy.PluginManager, name: str, *, about: str = "",
+                      **kwargs: Any) -> int:
+    """Call every implementation of an event hook; log a failure and go on; return how many failed.
+
+    For announcements of what is already stored (``risk_raised``), where a failing
+    plugin must neither undo nor hide the write. The log names the plugin, the hook,
+    ``about`` (e.g. ``Flag/<id>``) and the exception's type: never its message nor a
+    traceback, which may quote patient data.
+    """
+    failed = 0
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - logged; the other plugins still hear of it
+            failed += 1
+            log.error("Plugin %s failed in %s%s (%s)", impl.plugin_name, name,
+                      f" for {about}" if about else "", type(exc).__name__)
+    return failed
 
 
 def _flatten(results: Iterable[Any]) -> list[Any]:

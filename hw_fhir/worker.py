@@ -2,8 +2,10 @@
 
 Each cycle runs the jobs of ``register_worker_tasks`` in order — built in: the
 reminder queue (:func:`hw_fhir.reminders.run_reminders`: discover new Tasks and
-alerts, plan, send) and the plan scheduler (:func:`hw_fhir.plans.run_scheduler`:
-overdue → failed, pathway release, materializing Tasks ahead). Other subsystems (EHR
+alerts, plan, send), the plan scheduler (:func:`hw_fhir.plans.run_scheduler`:
+overdue → failed, pathway release, materializing Tasks ahead) and catch-up scoring
+(:func:`hw_fhir.outcomes.sweep.rescore_changes`: responses written since the last
+sweep whose scoring failed or never ran). Other subsystems (EHR
 write-back outbox, bulk export, subscription delivery) add theirs the same way. When
 a whole cycle did nothing the worker sleeps ``poll_seconds``.
 

@@ -113,7 +113,8 @@ def score_written(result: WriteResult) -> tuple[WriteResult, list[Issue]]:
     if stored.resource_type != "QuestionnaireResponse" or stored.deleted or not stored.raw:
         return result, []
     svc = services()
-    recorded = outcomes.score_quietly(svc.store, stored.resource, settings=svc.settings)
+    recorded = outcomes.score_quietly(svc.store, stored.resource, settings=svc.settings,
+                                      plugins=svc.plugins)
     newest = recorded.response
     if (newest.get("meta") or {}).get("versionId") not in (None, stored.version_id):
         result = WriteResult(Stored.from_resource(dict(newest)), created=result.created)
@@ -147,7 +148,8 @@ def score_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
                         or svc.store.read("QuestionnaireResponse", rid).resource)
         except Exception:  # noqa: BLE001 - deleted since, or unreadable: nothing to score
             continue
-        recorded = outcomes.score_quietly(svc.store, response, settings=svc.settings)
+        recorded = outcomes.score_quietly(svc.store, response, settings=svc.settings,
+                                          plugins=svc.plugins)
         newest = recorded.response
         version = (newest.get("meta") or {}).get("versionId")
         if version and version != (response.get("meta") or {}).get("versionId"):

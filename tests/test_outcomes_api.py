@@ -30,6 +30,7 @@ from outcomes_support import (
     vendor_questionnaire,
     vendor_response,
 )
+from reminder_support import jobs
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
@@ -160,6 +161,9 @@ def test_item_9_through_fhir_raises_flag_and_alert(client):
     assert alert["about"] == [{"reference": f"Flag/{flag['id']}"},
                               {"reference": f"QuestionnaireResponse/{rid}"}]
     assert by_code(derived(client, rid))["44261-6"]["valueQuantity"]["value"] == 1
+    # risk_raised ran: the built-in plugin queued the alert before the write returned
+    services = client.application.extensions["hw_fhir"]
+    assert [j.request_id for j in jobs(services, kind="alert")] == [alert["id"]]
 
     # the clinician acknowledges: the Flag ends and the alert is done
     store = client.application.extensions["hw_fhir"].store

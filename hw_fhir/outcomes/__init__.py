@@ -41,6 +41,7 @@ from .safety import (
     assigning_practitioner,
     flags_for_response,
 )
+from .sweep import RescoreRun, rescore_changes
 
 __all__ = [
     "ACKNOWLEDGEMENT_EXTENSION",
@@ -60,6 +61,7 @@ __all__ = [
     "CrisisInfo",
     "Measure",
     "RecordedScores",
+    "RescoreRun",
     "acknowledge_flag",
     "assigning_practitioner",
     "crisis_resources",
@@ -69,6 +71,7 @@ __all__ = [
     "patient_progress",
     "progress_parameters",
     "record_scores",
+    "rescore_changes",
     "rescore_since",
     "resolve_for",
     "score_quietly",

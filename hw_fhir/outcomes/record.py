@@ -13,7 +13,11 @@ the patient pages, a write through /fhir by an outside form filler, the
    Observation PUT on its deterministic id (only when new or changed — a changed one
    becomes ``amended``); Observations an earlier scoring made that the new one no
    longer yields set to ``entered-in-error``; a Flag and a stat alert per risk
-   (:mod:`.safety`).
+   (:mod:`.safety`);
+4. with ``plugins``, announce each Flag this scoring newly raised through the
+   ``risk_raised`` hook, once the Flag and its alert are stored (a plugin that fails is
+   logged and ignored: the Flag stays). A re-scoring that finds the Flag already
+   stored announces nothing.
 
 Re-scoring is idempotent: when nothing changed nothing is written, so a response may
 be scored by several paths or by a retry. A response whose status is
@@ -46,7 +50,7 @@ from ..scoring import (
 )
 from ..store.base import Store, iter_all
 from .crisis import CrisisInfo, crisis_resources
-from .safety import assigning_practitioner, flag_entries, now_utc
+from .safety import answered_task, assigning_practitioner, flag_entries, now_utc
 
 __all__ = [
     "SCORED_STATUSES",
@@ -75,6 +79,7 @@ class RecordedScores:
     items were filled in); ``observations`` the current score Observations, panel
     first; ``retracted`` those set to ``entered-in-error``; ``flags`` and ``alerts``
     the Flags and CommunicationRequests of the risks raised (new or already stored);
+    ``raised`` the Flags this scoring created (announced through ``risk_raised``);
     ``warnings`` why something was not scored; ``crisis`` what to show the patient at
     once when a risk was raised (else None); ``written`` how many resources were
     written.
@@ -86,6 +91,7 @@ class RecordedScores:
     retracted: tuple[Json, ...] = ()
     flags: tuple[Json, ...] = ()
     alerts: tuple[Json, ...] = ()
+    raised: tuple[Json, ...] = ()
     warnings: tuple[Issue, ...] = ()
     crisis: CrisisInfo | None = None
     written: int = 0
@@ -171,15 +177,18 @@ def _response_entry(response: Mapping[str, Any], calculated: Mapping[str, Any]) 
     return _put(data, (response.get("meta") or {}).get("versionId"))
 
 
-def _transact(store: Store, entries: list[Json]) -> tuple[list[Json], int]:
-    """Run entries as one transaction; return the stored resources and how many were written."""
+def _transact(store: Store, entries: list[Json]) -> tuple[list[Json], list[bool]]:
+    """Run entries as one transaction; return the stored resources and which were written.
+
+    A conditional create that found its match (``200``) wrote nothing.
+    """
     if not entries:
-        return [], 0
+        return [], []
     bundle = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     out = bundle.get("entry") or []
-    written = sum(1 for sent, got in zip(entries, out, strict=True)
-                  if sent["request"]["method"] == "PUT"
-                  or str((got.get("response") or {}).get("status", "")).startswith("201"))
+    written = [sent["request"]["method"] == "PUT"
+               or str((got.get("response") or {}).get("status", "")).startswith("201")
+               for sent, got in zip(entries, out, strict=True)]
     return [e.get("resource") or {} for e in out], written
 
 
@@ -187,7 +196,7 @@ def _retract_all(store: Store, response: Mapping[str, Any]) -> RecordedScores:
     entries, retracted = _observation_entries([], _ours(store, response["id"]))
     stored, written = _transact(store, entries)
     return RecordedScores(response=response, retracted=tuple(stored) or tuple(retracted),
-                          written=written)
+                          written=sum(written))
 
 
 def _score(questionnaire: Json, response: Json,
@@ -204,9 +213,19 @@ def _score(questionnaire: Json, response: Json,
                                  for i in issues]
 
 
+def _announce(plugins: Any, store: Store, raised: list[tuple[Json, Json | None]],
+              response: Mapping[str, Any], task: Mapping[str, Any] | None) -> None:
+    """Call ``risk_raised`` once per newly raised Flag; a failing plugin is logged, never raised."""
+    from ..plugins import call_each_quietly
+
+    for flag, alert in raised:
+        call_each_quietly(plugins, "risk_raised", about=f"Flag/{flag.get('id')}", store=store,
+                          flag=flag, response=response, task=task, alert=alert)
+
+
 def _record(store: Store, response: Json, questionnaire: Json | None,
             task: Mapping[str, Any] | None, settings: Settings | None, scorers: Any,
-            moment: datetime) -> RecordedScores:
+            moment: datetime, plugins: Any = None) -> RecordedScores:
     if questionnaire is None:
         try:
             questionnaire = resolve_for(store, response)
@@ -234,6 +253,7 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
                                  "was recorded", code="required",
                                  expression="QuestionnaireResponse.subject"))
     elif result.risks:
+        task = task or answered_task(store, response)
         clinician = assigning_practitioner(store, response, task)
         if clinician is None:
             warnings.append(_warning("A risk was raised but no assigning clinician is known: the "
@@ -243,18 +263,26 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
     by_id = {(r.get("resourceType"), r.get("id")): r for r in stored}
     current = {o["id"]: by_id.get(("Observation", o["id"])) or existing[o["id"]]
                for o in observations}
+    # flag_entries pairs them: the Flag of each risk, then its alert
     written_risks = stored[len(entries):]
-    return RecordedScores(
+    flags, alerts = written_risks[0::2], written_risks[1::2]
+    raised = [(flag, alert) for flag, alert, new in
+              zip(flags, alerts, written[len(entries)::2], strict=True) if new]
+    recorded = RecordedScores(
         response=by_id.get(("QuestionnaireResponse", response["id"]), response),
         result=result,
         observations=tuple(current[o["id"]] for o in observations),
         retracted=tuple(by_id.get(("Observation", o["id"]), o) for o in retracted),
-        flags=tuple(r for r in written_risks if r.get("resourceType") == "Flag"),
-        alerts=tuple(r for r in written_risks if r.get("resourceType") == "CommunicationRequest"),
+        flags=tuple(flags),
+        alerts=tuple(alerts),
+        raised=tuple(flag for flag, _ in raised),
         warnings=tuple(warnings),
         crisis=crisis_resources(settings) if result.risks else None,
-        written=written,
+        written=sum(written),
     )
+    if plugins is not None and raised:
+        _announce(plugins, store, raised, recorded.response, task)
+    return recorded
 
 
 def record_scores(
@@ -266,13 +294,16 @@ def record_scores(
     task: Mapping[str, Any] | None = None,
     scorers: list[Scorer] | None = None,
     now: datetime | None = None,
+    plugins: Any = None,
 ) -> RecordedScores:
     """Score a stored response and record its Observations, Flags and alerts (see the module).
 
     ``questionnaire`` is the exact version to score against (else resolved from the
     response); ``task`` the Task it answers (names the clinician to alert); ``scorers``
-    as for :func:`~hw_fhir.scoring.score_response`. A concurrent change of the
-    response or its Observations is retried with the stored versions.
+    as for :func:`~hw_fhir.scoring.score_response`; ``plugins`` the plugin manager
+    (``services.plugins``) to announce newly raised Flags to (``risk_raised``). A
+    concurrent change of the response or its Observations is retried with the stored
+    versions.
     """
     if not isinstance(response, Mapping) or response.get("resourceType") != "QuestionnaireResponse":
         raise InvalidInput("record_scores needs a QuestionnaireResponse")
@@ -288,7 +319,7 @@ def record_scores(
             if status not in SCORED_STATUSES:
                 return RecordedScores(response=current)
             return _record(store, current, dict(questionnaire) if questionnaire else None, task,
-                           settings, scorers, moment)
+                           settings, scorers, moment, plugins)
         except VersionConflict:
             if attempt == _ATTEMPTS - 1:
                 raise
@@ -312,12 +343,14 @@ def score_quietly(store: Store, response: Mapping[str, Any], **kwargs: Any) -> R
 
 
 def rescore_since(store: Store, since: str, *, settings: Settings | None = None,
-                  now: datetime | None = None) -> list[RecordedScores]:
+                  now: datetime | None = None, plugins: Any = None) -> list[RecordedScores]:
     """Record the scores of every response changed since ``since`` (a FHIR instant).
 
-    Idempotent, so a worker can run it on a schedule to catch responses whose scoring
-    failed when they were written.
+    Idempotent, so it can be run again at any time to catch responses whose scoring
+    failed when they were written (on any Store). The worker's sweep,
+    :func:`hw_fhir.outcomes.sweep.rescore_changes`, does the same in bounded batches
+    from a cursor on the SQL store's write sequence.
     """
     found = iter_all(store, "QuestionnaireResponse", [
         ("_lastUpdated", f"ge{since}"), ("status", ",".join((*SCORED_STATUSES, _RETRACTED)))])
-    return [score_quietly(store, r, settings=settings, now=now) for r in found]
+    return [score_quietly(store, r, settings=settings, now=now, plugins=plugins) for r in found]

@@ -52,6 +52,7 @@ __all__ = [
     "ALERT_TEXT",
     "now_utc",
     "flag_entries",
+    "answered_task",
     "assigning_practitioner",
     "flags_for_response",
     "acknowledge_flag",
@@ -167,7 +168,7 @@ def _read(store: Store, ref: str) -> Json | None:
         return None
 
 
-def _task_of(store: Store, response: Mapping[str, Any]) -> Json | None:
+def answered_task(store: Store, response: Mapping[str, Any]) -> Json | None:
     """Return the Task a response answers (only a Task for the response's own subject)."""
     subject = (response.get("subject") or {}).get("reference")
     candidates: list[Json] = []
@@ -188,7 +189,7 @@ def assigning_practitioner(store: Store, response: Mapping[str, Any],
     task-response identifier, or ``Task.output``), the author of the CarePlan it is
     ``basedOn``, the patient's ``generalPractitioner``.
     """
-    task = task or _task_of(store, response)
+    task = task or answered_task(store, response)
     if task and _clinician(task.get("requester")):
         return _clinician(task.get("requester"))
     for based_on in response.get("basedOn") or []:
