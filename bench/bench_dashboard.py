@@ -42,6 +42,7 @@ from _data import tasks as other_tasks  # noqa: E402
 from clinician_support import clinician_app, open_launch  # noqa: E402
 
 from hw_fhir.adherence import clear_task_facts  # noqa: E402
+from hw_fhir.store.maintenance import refresh_statistics  # noqa: E402
 from smart_app.cli import freeze_startup_heap  # noqa: E402
 
 PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -323,6 +324,7 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
         store = app.extensions["hw_fhir"].store
         count, secs = load(store, history("pat-ava", args.tasks, now))
         others, other_secs = load(store, other_tasks(args.others, 500))
+        refresh_statistics(store)  # PostgreSQL: as autovacuum would within a minute
         mine = store.search("Task", [("patient", "Patient/pat-ava"), ("_summary", "count")]).total
         print(
             f"pat-ava: {mine} Tasks ({count} resources in {secs:.1f} s); "

@@ -12,6 +12,7 @@ import orjson
 from .config import load_settings
 from .errors import HwFhirError
 from .services import Services, build_services
+from .store.maintenance import refresh_statistics
 
 __all__ = ["cli", "load_file", "fail"]
 
@@ -94,6 +95,7 @@ def load_file(services: Services, path: Path) -> int:
                         f"/{e['resource']['id']}" if e["resource"].get("id") else "")}}
                 for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]}
     response = services.store.transaction(bundle)
+    refresh_statistics(services.store)  # plan the next searches with the new rows counted
     return len(response.get("entry", []))
 
 

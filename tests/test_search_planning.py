@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from hw_fhir.store import SqlStore, open_store
+from hw_fhir.store.maintenance import refresh_statistics
 from hw_fhir.store.query import parse_query
 
 
@@ -142,3 +143,25 @@ def test_date_end_searches_match_with_the_high_index(busy_store: SqlStore) -> No
         "Task", [("requester", "Practitioner/dr-b"), ("due", "ge2026-11-23"), ("_count", "100")]
     )
     assert sorted(s.id for s in window.matches) == ["t0803", "t0804"]
+
+
+def test_statistics_are_refreshed_on_postgresql_after_a_load(sql_store: SqlStore) -> None:
+    _load(sql_store, [_task(n, requester="dr-a", due="2026-01-01T10:00:00Z") for n in range(20)])
+    ran = refresh_statistics(sql_store)
+    if sql_store.dialect != "postgresql":
+        assert ran is False  # SQLite probes instead of relying on statistics
+        return
+    assert ran is True
+    with sql_store.engine.connect() as conn:
+        analyzed = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                    "WHERE schemaname = current_schema() AND relname IN "
+                    "('resource', 'sp_token', 'sp_reference', 'sp_date', 'sp_string', 'sp_uri')"
+                )
+            ).all()
+        )
+    assert analyzed == dict.fromkeys(
+        ["resource", "sp_token", "sp_reference", "sp_date", "sp_string", "sp_uri"], True
+    )
