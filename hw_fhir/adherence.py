@@ -28,6 +28,7 @@ patient (linkIds ``amount-done``, ``as-agreed``, ``difficulty``, ``helpfulness``
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -73,6 +74,7 @@ __all__ = [
 ]
 
 _CODE = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _CLOSED_BAD = frozenset({"failed"})
 _IGNORED = frozenset({"cancelled", "entered-in-error", "rejected"})
 #: Check-in ratings (0–10) worth raising at the session.
@@ -516,6 +518,27 @@ def _check_ins(
     return out
 
 
+def _check_ins_of(
+    store: Store, patients: list[str], since: datetime | None
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`_check_ins` of many patients (no end), with one search per 50 patients."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    refs = sorted(set(patients))
+    for start in range(0, len(refs), 50):
+        params = [
+            ("patient", ",".join(refs[start : start + 50])),
+            ("questionnaire", catalog.ENGAGEMENT_CHECK_IN_URL),
+            ("status", "completed,amended"),
+        ]
+        if since is not None:
+            params.append(("authored", f"ge{_iso(since)}"))
+        for response in iter_all(store, "QuestionnaireResponse", params):
+            subject = (response.get("subject") or {}).get("reference")
+            if isinstance(subject, str):
+                out.setdefault(subject, []).append(response)
+    return out
+
+
 # -- per patient, per plan ----------------------------------------------------------------
 
 
@@ -817,18 +840,25 @@ def panel_summary(
         ref = f"Patient/{patient['id']}"
         by_patient.setdefault(ref, [])
         names[ref] = _name(patient)
+    unnamed = [
+        rid
+        for ref in by_patient
+        if ref not in names and _FHIR_ID.fullmatch(rid := ref.split("/", 1)[1])
+    ]
+    for start in range(0, len(unnamed), 50):
+        chunk = unnamed[start : start + 50]
+        for patient in store.search(
+            "Patient", [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
+        ).resources:
+            names[f"Patient/{patient['id']}"] = _name(patient)
+    check_ins = _check_ins_of(store, list(by_patient), since)
     rows = []
     for ref, patient_tasks in by_patient.items():
-        if ref not in names:
-            try:
-                names[ref] = _name(store.read("Patient", ref.split("/", 1)[1]).resource)
-            except NotFound:
-                names[ref] = None
-        engagement = summarize_check_ins(_check_ins(store, ref, since, None))
+        engagement = summarize_check_ins(check_ins.get(ref, []))
         rows.append(
             PanelRow(
                 patient=ref,
-                name=names[ref],
+                name=names.get(ref),
                 adherence=summarize_tasks(patient_tasks, now=moment, engagement=engagement),
             )
         )

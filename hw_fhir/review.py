@@ -525,15 +525,29 @@ def _histories(store: Store, patient_ref: str) -> dict[str, list[tuple[str, floa
     One Observation search for every instrument's total code (the same Observations
     :func:`hw_fhir.outcomes.measure_history` reads: asserted ones with a value and a time).
     """
+    return _histories_of(store, [patient_ref]).get(patient_ref, {})
+
+
+def _histories_of(
+    store: Store, patient_refs: Sequence[str]
+) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """:func:`_histories` of many patients, with one search per 50 patients."""
     from .outcomes import MEASURES
 
     by_code = {
         (system, code): key for key in _MEASURES for system, code in MEASURES[key].total_codes
     }
     codes = ",".join(f"{system}|{code}" for system, code in by_code)
-    out: dict[str, list[tuple[datetime, str, float]]] = {}
-    for obs in iter_all(store, "Observation", [("subject", patient_ref), ("code", codes)]):
-        if obs.get("status") not in _ASSERTED:
+    out: dict[str, dict[str, list[tuple[datetime, str, float]]]] = {}
+    refs = sorted(set(patient_refs))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(refs), 50):
+        found += iter_all(
+            store, "Observation", [("subject", ",".join(refs[start : start + 50])), ("code", codes)]
+        )
+    for obs in found:
+        subject = (obs.get("subject") or {}).get("reference")
+        if obs.get("status") not in _ASSERTED or not isinstance(subject, str):
             continue
         key = next(
             (
@@ -566,10 +580,13 @@ def _histories(store: Store, patient_ref: str) -> dict[str, list[tuple[str, floa
             )
         except ValueError:
             continue
-        out.setdefault(key, []).append((moment, when, float(value)))
+        out.setdefault(subject, {}).setdefault(key, []).append((moment, when, float(value)))
     return {
-        key: [(when, value) for _, when, value in sorted(points, key=lambda p: p[0])]
-        for key, points in out.items()
+        subject: {
+            key: [(when, value) for _, when, value in sorted(points, key=lambda p: p[0])]
+            for key, points in series.items()
+        }
+        for subject, series in out.items()
     }
 
 
@@ -1325,8 +1342,9 @@ def panel(
         if isinstance(subject, str):
             flagged[subject] = flagged.get(subject, 0) + 1
     entries = []
+    every_history = _histories_of(store, [row.patient for row in rows])
     for row in rows:
-        histories = _histories(store, row.patient)
+        histories = every_history.get(row.patient, {})
         summaries = {
             key: progress(key, points) for key, points in histories.items() if key in THRESHOLDS
         }

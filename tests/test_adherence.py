@@ -410,3 +410,30 @@ def test_nothing_is_written_by_reading_adherence(practice):
     after = {(e.resource_type, e.id, e.version_id) for e in store.history(count=100000).entries}
     assert before == after
     assert len(iter_all(store, "Task", [("patient", "Patient/pat-ava")])) == 8
+
+
+def test_panel_lists_a_patient_known_only_from_their_homework(practice):
+    store = practice["store"]
+    store.update(
+        {
+            "resourceType": "Task",
+            "id": "ghost-task",
+            "status": "requested",
+            "intent": "order",
+            "code": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                        "code": "complete-questionnaire",
+                    }
+                ]
+            },
+            "for": {"reference": "Patient/pat-ghost"},
+            "requester": {"reference": "Practitioner/dr-rivera"},
+            "restriction": {"period": {"end": "2026-03-07T20:00:00Z"}},
+        }
+    )
+    rows = {row.patient: row for row in panel_summary(store, "dr-rivera", now=REVIEW)}
+    assert rows["Patient/pat-ghost"].name is None  # no Patient resource here: no name
+    assert rows["Patient/pat-ghost"].adherence.overdue == 1
+    assert rows["Patient/pat-ava"].name == "Ava Nguyen"  # the others are still named
