@@ -32,6 +32,7 @@ class _Unit(Protocol):
     def read(self, resource_type: str, id: str) -> Stored: ...
     def search(self, resource_type: str, params: list[tuple[str, str]]) -> SearchResult: ...
     def match(self, resource_type: str, criteria: str) -> Stored | None: ...
+    def preload(self, refs: list[tuple[str, str]]) -> None: ...
 
 
 def _fail(n: int, message: str, cls: type[HwFhirError] = InvalidInput) -> HwFhirError:
@@ -207,6 +208,8 @@ def _transaction(store: Any, entries: list[Any]) -> dict[str, Any]:
         for item in items:
             if "resource" in item and ids:
                 item["resource"] = _rewrite(item["resource"], ids)
+        # the current versions of everything PUT or DELETEd, in one query per type
+        unit.preload([(i["type"], i["id"]) for i in items if i["method"] in ("PUT", "DELETE")])
         for item in sorted(items, key=lambda i: (_ORDER[i["method"]], i["n"])):
             try:
                 responses[item["n"]] = _run_item(unit, item, assigned)

@@ -4,37 +4,36 @@ Every write makes a new version row; the current version and its search index
 rows are replaced in the same database transaction. Optimistic concurrency: an
 update names the version it replaces and is applied with
 ``UPDATE … WHERE version_id = :expected`` so concurrent writers cannot lose an
-update on either database.
+update on either database. Writes go through a unit of work that sends them in
+batches (one statement per table, see :mod:`hw_fhir.store.writes`), so a Bundle
+of a thousand resources costs a handful of round trips, not thousands.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import Any, Iterator
+from types import TracebackType
+from typing import Any, Iterable, Iterator
 
-import orjson
 from sqlalchemy import (
     Connection,
     and_,
     create_engine,
-    delete,
     event,
     func,
-    insert,
     literal_column,
     not_,
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from ..errors import (
     Gone,
@@ -48,7 +47,8 @@ from . import schema as S
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
 from .query import Filter, Query, parse_query
-from .searchparams import PARAMS, RefValue, TokenValue, extract, params_for
+from .searchparams import PARAMS, params_for
+from .writes import WriteBuffer
 
 __all__ = ["SqlStore", "now_instant"]
 
@@ -170,17 +170,8 @@ class SqlStore:
         """Store a new resource with a new id; with ``if_none_exist`` return the match instead."""
         data = validate(resource)
         _check_type(data["resourceType"])
-        with self.begin() as conn:
-            return self._create_in(conn, data, if_none_exist=if_none_exist)
-
-    def _create_in(self, conn: Connection, data: dict[str, Any], *,
-                   if_none_exist: str | None = None, id: str | None = None) -> WriteResult:
-        rtype = data["resourceType"]
-        if if_none_exist:
-            existing = self._conditional_match(conn, rtype, if_none_exist)
-            if existing is not None:
-                return WriteResult(existing, created=False)
-        return self._write(conn, dict(data, id=id or str(uuid.uuid4())), None, "POST")
+        with self.unit_of_work() as unit:
+            return unit.create(data, if_none_exist=if_none_exist)
 
     def _conditional_match(self, conn: Connection, rtype: str, criteria: str) -> Stored | None:
         from urllib.parse import parse_qsl
@@ -205,113 +196,14 @@ class SqlStore:
         if not data.get("id"):
             raise InvalidInput("An update needs the resource id")
         _check_id(data["id"])
-        with self.begin() as conn:
-            return self._update_in(conn, data, if_match=if_match)
-
-    def _update_in(self, conn: Connection, data: dict[str, Any], *,
-                   if_match: str | None = None) -> WriteResult:
-        rtype, id = data["resourceType"], data["id"]
-        row = conn.execute(
-            select(S.resource.c.version_id, S.resource.c.deleted).where(
-                S.resource.c.res_type == rtype, S.resource.c.res_id == id)
-        ).first()
-        expected = _parse_etag(if_match) if if_match else None
-        if row is None:
-            if expected is not None:
-                raise VersionConflict(f"{rtype}/{id} does not exist (If-Match {if_match})")
-            return self._write(conn, data, None, "PUT")
-        current = int(row.version_id)
-        if expected is not None and expected != current:
-            raise VersionConflict(
-                f"{rtype}/{id} is at version {current}, not {expected}", current_version=str(current))
-        return self._write(conn, data, current, "PUT", was_deleted=bool(row.deleted))
+        with self.unit_of_work() as unit:
+            return unit.update(data, if_match=if_match)
 
     def delete(self, resource_type: str, id: str) -> None:
         """Delete (a new, deleted version); deleting a missing or deleted resource is a no-op."""
         _check_type(resource_type)
-        with self.begin() as conn:
-            self._delete_in(conn, resource_type, id)
-
-    def _delete_in(self, conn: Connection, resource_type: str, id: str) -> None:
-        row = conn.execute(
-            select(S.resource.c.version_id, S.resource.c.deleted).where(
-                S.resource.c.res_type == resource_type, S.resource.c.res_id == id)
-        ).first()
-        if row is None or row.deleted:
-            return
-        version = int(row.version_id) + 1
-        now = self._instant()
-        done = conn.execute(
-            update(S.resource)
-            .where(S.resource.c.res_type == resource_type, S.resource.c.res_id == id,
-                   S.resource.c.version_id == row.version_id)
-            .values(version_id=version, last_updated=now, deleted=True, content=None)
-        )
-        if done.rowcount != 1:
-            raise VersionConflict(f"{resource_type}/{id} changed while it was being deleted")
-        conn.execute(insert(S.resource_version).values(
-            res_type=resource_type, res_id=id, version_id=version, last_updated=now,
-            method="DELETE", deleted=True, content=None))
-        self._clear_index(conn, resource_type, id)
-
-    def _write(self, conn: Connection, data: dict[str, Any], current: int | None, method: str,
-               *, was_deleted: bool = False) -> WriteResult:
-        rtype, id = data["resourceType"], data["id"]
-        version = (current or 0) + 1
-        now = self._instant()
-        meta = dict(data.get("meta") or {})
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = now
-        data = {"resourceType": rtype, "id": id, "meta": meta,
-                **{k: v for k, v in data.items() if k not in ("resourceType", "id", "meta")}}
-        raw = orjson.dumps(data).decode()
-        if current is None:
-            try:
-                conn.execute(insert(S.resource).values(
-                    res_type=rtype, res_id=id, version_id=version, last_updated=now,
-                    deleted=False, content=raw))
-            except IntegrityError:
-                raise VersionConflict(f"{rtype}/{id} was created by someone else meanwhile") from None
-        else:
-            done = conn.execute(
-                update(S.resource)
-                .where(S.resource.c.res_type == rtype, S.resource.c.res_id == id,
-                       S.resource.c.version_id == current)
-                .values(version_id=version, last_updated=now, deleted=False, content=raw))
-            if done.rowcount != 1:
-                raise VersionConflict(f"{rtype}/{id} was changed by someone else meanwhile")
-            self._clear_index(conn, rtype, id)
-        conn.execute(insert(S.resource_version).values(
-            res_type=rtype, res_id=id, version_id=version, last_updated=now,
-            method=method, deleted=False, content=raw))
-        self._index(conn, data)
-        stored = Stored(rtype, id, str(version), now, method=method, raw=raw, _parsed=data)
-        return WriteResult(stored, created=current is None or was_deleted)
-
-    def _clear_index(self, conn: Connection, rtype: str, id: str) -> None:
-        for table in S.SP_TABLES.values():
-            conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == id))
-
-    def _index(self, conn: Connection, data: dict[str, Any]) -> None:
-        rtype, id = data["resourceType"], data["id"]
-        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in S.SP_TABLES}
-        for sp in params_for(rtype).values():
-            for value in extract(data, sp):
-                base = {"res_type": rtype, "res_id": id, "param": sp.name}
-                if isinstance(value, TokenValue):
-                    rows["token"].append(dict(base, system=value.system, code=value.code[:255]))
-                elif isinstance(value, RefValue):
-                    rows["reference"].append(dict(base, target_type=value.target_type,
-                                                  target_id=value.target_id, url=value.url))
-                elif sp.type == "date":
-                    rows["date"].append(dict(base, low=value[0], high=value[1]))
-                elif sp.type == "string":
-                    rows["string"].append(dict(base, value=value[0][:255], exact=value[1][:255]))
-                elif sp.type == "uri":
-                    rows["uri"].append(dict(base, value=value[:512]))
-        for kind, items in rows.items():
-            if items:
-                conn.execute(insert(S.SP_TABLES[kind]), items)
+        with self.unit_of_work() as unit:
+            unit.delete(resource_type, id)
 
     # ----------------------------------------------------------------- search
 
@@ -610,30 +502,75 @@ class SqlStore:
 
 
 class _Unit:
-    """Store operations bound to one open write transaction."""
+    """Store operations bound to one open write transaction.
+
+    Writes are recorded in a :class:`~hw_fhir.store.writes.WriteBuffer` and sent in
+    batches: before a read or search in the transaction, when ``conn`` is used, and
+    before the commit. A failure anywhere rolls back everything.
+    """
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
-        self.conn: Connection | None = None
+        self._conn: Connection | None = None
+        self._writes: WriteBuffer | None = None
         self._cm: Any = None
 
     def __enter__(self) -> "_Unit":
         self._cm = self.store.begin()
-        self.conn = self._cm.__enter__()
+        self._conn = self._cm.__enter__()
+        self._writes = WriteBuffer(self._conn, self.store._instant)
         return self
 
-    def __exit__(self, *exc: Any) -> Any:
-        return self._cm.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Any:
+        if exc_type is None:
+            try:
+                self._buffer.flush()
+            except BaseException:
+                if not self._cm.__exit__(*sys.exc_info()):
+                    raise
+                return False
+        return self._cm.__exit__(exc_type, exc, tb)
+
+    @property
+    def _buffer(self) -> WriteBuffer:
+        if self._writes is None:
+            raise RuntimeError("the unit of work is not open (use it in a with block)")
+        return self._writes
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, every recorded write sent first."""
+        self._buffer.flush()
+        assert self._conn is not None
+        return self._conn
+
+    def preload(self, refs: Iterable[tuple[str, str]]) -> None:
+        """Look up the current versions of resources about to be written, in one query per type."""
+        self._buffer.load(refs)
 
     def create(self, data: dict[str, Any], *, if_none_exist: str | None = None,
                id: str | None = None) -> WriteResult:
-        return self.store._create_in(self.conn, data, if_none_exist=if_none_exist, id=id)
+        if if_none_exist:
+            existing = self.match(data["resourceType"], if_none_exist)
+            if existing is not None:
+                return WriteResult(existing, created=False)
+        return self._buffer.put(dict(data, id=id or str(uuid.uuid4())), "POST", new=True)
 
     def update(self, data: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
-        return self.store._update_in(self.conn, data, if_match=if_match)
+        rtype, id = data["resourceType"], data["id"]
+        current = self._buffer.state((rtype, id))
+        expected = _parse_etag(if_match) if if_match else None
+        if current is None:
+            if expected is not None:
+                raise VersionConflict(f"{rtype}/{id} does not exist (If-Match {if_match})")
+        elif expected is not None and expected != current[0]:
+            raise VersionConflict(f"{rtype}/{id} is at version {current[0]}, not {expected}",
+                                  current_version=str(current[0]))
+        return self._buffer.put(data, "PUT")
 
     def delete(self, resource_type: str, id: str) -> None:
-        self.store._delete_in(self.conn, resource_type, id)
+        self._buffer.delete((resource_type, id))
 
     def read(self, resource_type: str, id: str) -> Stored:
         return self.store._read_in(self.conn, resource_type, id)
