@@ -600,7 +600,7 @@ _SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "last
 
 
 #: Index rows read at most to estimate how many resources one filter matches (SQLite).
-_PROBE_CAP = 500
+_PROBE_CAP = 5000
 #: A driving filter matching this few rows needs no further probing.
 _PROBE_ENOUGH = 50
 #: Ids per ``IN (…)`` when fetching a page by id (below SQLite's variable limit).
