@@ -320,7 +320,7 @@ class SqlStore:
         table = S.SP_TABLES[f.type]
         inner = (select(literal_column("1"))
                  .where(table.c.res_type == rtype, table.c.param == f.name,
-                        or_(*(self._value_cond(table.c, f, v) for v in f.values)))
+                        self._values_cond(table.c, f))
                  .limit(cap).subquery())
         return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
@@ -341,7 +341,7 @@ class SqlStore:
             # value index (more equality columns) that would scan every row with that value;
             # "+column" keeps it off the value index
             cols = table.c if (drive and not negate) or self.dialect != "sqlite" else _Unindexed(table)
-            cond = or_(*(self._value_cond(cols, f, v) for v in f.values))
+            cond = self._values_cond(cols, f)
         if drive and not negate:
             extra = [] if cond is None else [cond]
             return r.c.res_id.in_(select(table.c.res_id).where(*base, *extra))
@@ -350,6 +350,30 @@ class SqlStore:
         if cond is not None:
             correlated = correlated.where(cond)
         return ~correlated.exists() if negate else correlated.exists()
+
+    def _values_cond(self, c: Any, f: Filter) -> Any:
+        """OR of a filter's values; many references of one type (or codes of one system)
+        become one ``IN``, e.g. the panel's ``subject=Patient/a,Patient/b,…``."""
+        if len(f.values) > 1 and f.type in ("reference", "token"):
+            groups: dict[Any, list[str]] = {}
+            rest: list[Any] = []
+            for v in f.values:
+                if f.type == "reference" and v[2] is None and v[0]:
+                    groups.setdefault(v[0], []).append(v[1])
+                elif f.type == "token" and v[0] and v[1] is not None:
+                    groups.setdefault(v[0], []).append(v[1])
+                else:
+                    rest.append(v)
+            if any(len(values) > 1 for values in groups.values()):
+                parts = [
+                    and_(c.target_type == key, c.target_id.in_(values))
+                    if f.type == "reference"
+                    else and_(c.system == key, c.code.in_(values))
+                    for key, values in groups.items()
+                ]
+                parts += [self._value_cond(c, f, v) for v in rest]
+                return or_(*parts)
+        return or_(*(self._value_cond(c, f, v) for v in f.values))
 
     def _value_cond(self, c: Any, f: Filter, v: Any) -> Any:
         if f.type == "token":
