@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -66,6 +67,8 @@ MAX_BIRTH_DATE_FAILURES = 5
 _CONTEXT = b"hw-fhir.link.v1"
 _ID_BYTES = 12
 _SIG_BYTES = 16
+#: Task ids per ``IN (…)`` when looking up live links.
+_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,22 @@ class PatientLinks:
 
         ``conn`` writes through an open transaction (the reminder being recorded).
         """
+        row, issued = self.new_link(task, patient, birth_date_check=birth_date_check,
+                                    lifetime_hours=lifetime_hours, now=now)
+        if conn is not None:
+            conn.execute(insert(patient_link).values(**row))
+        else:
+            with self.store.begin() as own:
+                own.execute(insert(patient_link).values(**row))
+        return issued
+
+    def new_link(self, task: str, patient: str, *, birth_date_check: bool | None = None,
+                 lifetime_hours: int | None = None,
+                 now: float | None = None) -> tuple[dict[str, Any], IssuedLink]:
+        """Return a new link and its ``patient_link`` row, not stored yet (insert the row first).
+
+        A link works only once its row is committed: store it before sending the link.
+        """
         moment = int(now if now is not None else time.time())
         lifetime = self.lifetime_seconds if lifetime_hours is None else int(lifetime_hours) * 3600
         expires = moment + lifetime
@@ -184,13 +203,9 @@ class PatientLinks:
             created_at=moment, expires_at=expires, failed_checks=0,
             birth_date_check=self.birth_date_check if birth_date_check is None else birth_date_check,
         )
-        if conn is not None:
-            conn.execute(insert(patient_link).values(**row))
-        else:
-            with self.store.begin() as own:
-                own.execute(insert(patient_link).values(**row))
         token = self._token(raw_id, expires)
-        return IssuedLink(token=token, url=self.url(token), link_id=raw_id.hex(), expires_at=expires)
+        return row, IssuedLink(token=token, url=self.url(token), link_id=raw_id.hex(),
+                               expires_at=expires)
 
     def link_for(self, task: str, patient: str, *, min_remaining_hours: float = 24,
                  now: float | None = None) -> IssuedLink:
@@ -199,20 +214,48 @@ class PatientLinks:
         Reminders reuse the Task's link while it lives, so each send does not store a
         new one; the token is rebuilt from the stored id and expiry.
         """
+        pair = (_ref_id(task, "Task"), _ref_id(patient, "Patient"))
+        with self.store.begin() as conn:
+            return self.links_for([pair], conn=conn, min_remaining_hours=min_remaining_hours,
+                                  now=now)[pair]
+
+    def links_for(self, pairs: Iterable[tuple[str, str]], *, conn: Any,
+                  min_remaining_hours: float = 24,
+                  now: float | None = None) -> dict[tuple[str, str], IssuedLink]:
+        """Return a live link for each ``(Task id, patient id)``, as :meth:`link_for` does.
+
+        One query looks up the live links of all the Tasks and one insert stores the
+        missing ones, through ``conn`` (an open write transaction: commit it before
+        the links are sent).
+        """
         moment = int(now if now is not None else time.time())
-        task_id, patient_id = _ref_id(task, "Task"), _ref_id(patient, "Patient")
+        wanted = list(dict.fromkeys(pairs))
+        best: dict[tuple[str, str], Any] = {}
         l = patient_link.c
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                select(l.id, l.expires_at, l.birth_date_check)
-                .where(l.task_id == task_id, l.patient_id == patient_id, l.revoked_at.is_(None),
-                       l.expires_at > moment + int(min_remaining_hours * 3600))
-                .order_by(l.expires_at.desc()).limit(1)).first()
-        if row is None or row.birth_date_check != self.birth_date_check:
-            return self.make_link(task_id, patient_id, now=moment)
-        token = self._token(bytes.fromhex(row.id), int(row.expires_at))
-        return IssuedLink(token=token, url=self.url(token), link_id=row.id,
-                          expires_at=int(row.expires_at))
+        task_ids = sorted({task_id for task_id, _ in wanted})
+        for start in range(0, len(task_ids), _LOOKUP_CHUNK):
+            rows = conn.execute(
+                select(l.id, l.task_id, l.patient_id, l.expires_at, l.birth_date_check)
+                .where(l.task_id.in_(task_ids[start:start + _LOOKUP_CHUNK]), l.revoked_at.is_(None),
+                       l.expires_at > moment + int(min_remaining_hours * 3600)))
+            for row in rows:
+                key = (row.task_id, row.patient_id)
+                if key not in best or row.expires_at > best[key].expires_at:
+                    best[key] = row
+        out: dict[tuple[str, str], IssuedLink] = {}
+        new_rows = []
+        for key in wanted:
+            row = best.get(key)
+            if row is None or row.birth_date_check != self.birth_date_check:
+                new_row, out[key] = self.new_link(key[0], key[1], now=moment)
+                new_rows.append(new_row)
+                continue
+            token = self._token(bytes.fromhex(row.id), int(row.expires_at))
+            out[key] = IssuedLink(token=token, url=self.url(token), link_id=row.id,
+                                  expires_at=int(row.expires_at))
+        if new_rows:
+            conn.execute(insert(patient_link), new_rows)
+        return out
 
     # -- open -----------------------------------------------------------------------
 

@@ -61,18 +61,23 @@ Tuning (config file table ``[reminders]``): every field of :class:`ReminderPolic
 
 Sending and never sending twice
 -------------------------------
-Work is queued in ``reminder_job`` (:mod:`hw_fhir.reminder_tables`). A worker claims
-due rows (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL) under a lease, checks the
-Task, the patient's preferences and the daily limit again, sends, and records the
-Communication and the row's new state in one transaction. The idempotency key of an
-attempt is ``<job id>#<attempt>``: a worker that dies mid-send leaves the row
-``sending``; when its lease runs out another worker sends again **with the same key**,
-so a channel that de-duplicates by key delivers once (each channel states its
-guarantee: :mod:`hw_fhir.channels`). Transient failures retry with exponential
-backoff (``Retry-After`` honoured) and a new key, up to ``max_tries``; a permanent
-failure tries the patient's other channels, then is recorded (``not-done``
-Communication with ``statusReason``) and listed by :func:`failures`
-(``hw-fhir reminders failures``). Risk alerts retry until delivered.
+Work is queued in ``reminder_job`` (:mod:`hw_fhir.reminder_tables`). A worker claims a
+batch of due rows (``batch``; ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, one
+statement) under a lease and reads the batch's Tasks, Patients and plans at once. It
+checks each Task and the patient's preferences again, counts the reminders against
+the daily limit (per-patient lock) and stores their links in one transaction
+committed before anything is sent, sends each message, then records every attempt's
+Communication and every row's new state in one transaction. The idempotency key of
+an attempt is ``<job id>#<attempt>``: a worker that dies between a send and that
+commit leaves its rows ``sending``; when its lease runs out another worker sends
+them again **with the same keys**, so a channel that de-duplicates by key delivers
+once (each channel states its guarantee: :mod:`hw_fhir.channels`). A batch still
+sending half a lease after its claim gives back the jobs it has not started, so the
+lease of a live worker runs out only if one send takes that long. Transient failures
+retry with exponential backoff (``Retry-After`` honoured) and a new key, up to
+``max_tries``; a permanent failure tries the patient's other channels, then is
+recorded (``not-done`` Communication with ``statusReason``) and listed by
+:func:`failures` (``hw-fhir reminders failures``). Risk alerts retry until delivered.
 """
 
 from __future__ import annotations
@@ -80,13 +85,14 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta, timezone
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, union_all, update
 
 from .assignment import EXT_REMINDER_CHANNEL, OPEN_STATUSES
 from .channels.base import Delivery, Message
@@ -98,9 +104,9 @@ from .errors import (
     TransientDeliveryError,
     VersionConflict,
 )
-from .links import patient_links
+from .links import IssuedLink, patient_links
 from .models import validate
-from .reminder_tables import reminder_job, reminder_state
+from .reminder_tables import patient_link, reminder_job, reminder_state
 
 __all__ = [
     "REMINDER_PREFERENCES_URL",
@@ -448,12 +454,11 @@ def _insert_ignore(conn: Any, rows: list[dict[str, Any]]) -> int:
             conn.execute(insert(reminder_job).values(**row))
             done += 1
         return done
-    done = 0
-    for start in range(0, len(rows), 500):  # one statement per chunk: an exact rowcount
-        stmt = (make(reminder_job).values(rows[start:start + 500])
-                .on_conflict_do_nothing(index_elements=["id"]).returning(reminder_job.c.id))
-        done += len(conn.execute(stmt).fetchall())
-    return done
+    # one cached statement, sent as multi-row VALUES batches ("insertmanyvalues"); RETURNING
+    # gives the exact number of new rows
+    stmt = (make(reminder_job).on_conflict_do_nothing(index_elements=["id"])
+            .returning(reminder_job.c.id))
+    return len(conn.execute(stmt, rows).fetchall())
 
 
 #: ``due_at`` of jobs to do as soon as possible (plans, alerts, closing): before anything else.
@@ -634,43 +639,57 @@ def claim_jobs(store: Any, *, worker: str, limit: int, lease_seconds: int,
                now: datetime | None = None) -> list[Any]:
     """Claim up to ``limit`` due jobs (and jobs whose worker's lease ran out) for ``worker``.
 
-    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers never claim
-    the same row. SQLite: the claim runs in a ``BEGIN IMMEDIATE`` transaction.
+    One statement. PostgreSQL: the due rows and the expired leases are each read in
+    ``due_at`` order from the ``(status, due_at)`` index, ``FOR UPDATE SKIP LOCKED``
+    (so concurrent workers never claim the same row, and a claim reads ``limit`` rows
+    however long the backlog), then updated with ``RETURNING``. SQLite: the claim runs
+    in a ``BEGIN IMMEDIATE`` transaction. Return the claimed rows, the oldest due first.
     """
     moment = now or datetime.now(timezone.utc)
     stamp = now_text(moment)
+    lease = now_text(moment + timedelta(seconds=lease_seconds))
     j = reminder_job.c
-    stmt = (select(reminder_job)
-            .where(or_(and_(j.status == "pending", j.due_at <= stamp),
-                       and_(j.status == "sending", j.lease_until < stamp)))
-            .order_by(j.due_at).limit(limit))
+    pending = and_(j.status == "pending", j.due_at <= stamp)
+    expired = and_(j.status == "sending", j.lease_until < stamp)
+    claim = update(reminder_job).values(status="sending", lease_until=lease, worker=worker,
+                                        updated_at=stamp)
     with store.begin() as conn:
         if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = conn.execute(stmt).fetchall()
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        lease = now_text(moment + timedelta(seconds=lease_seconds))
-        conn.execute(update(reminder_job).where(j.id.in_(ids))
-                     .values(status="sending", lease_until=lease, worker=worker, updated_at=stamp))
-        claimed = conn.execute(select(reminder_job).where(j.id.in_(ids)).order_by(j.due_at)).fetchall()
-    return list(claimed)
+            # each part materialized: its locking scan runs once, whatever the plan
+            parts = [select(j.id, j.due_at).where(cond).order_by(j.due_at).limit(limit)
+                     .with_for_update(skip_locked=True).cte(name).prefix_with("MATERIALIZED")
+                     for name, cond in (("due", pending), ("expired", expired))]
+            both = union_all(*(select(part.c.id, part.c.due_at) for part in parts)).subquery()
+            chosen = select(both.c.id).order_by(both.c.due_at).limit(limit).subquery("chosen")
+            claim = claim.where(j.id == chosen.c.id)
+        else:
+            claim = claim.where(j.id.in_(select(j.id).where(or_(pending, expired))
+                                         .order_by(j.due_at).limit(limit).scalar_subquery()))
+        claimed = conn.execute(claim.returning(*reminder_job.c)).fetchall()
+    return sorted(claimed, key=lambda row: (row.due_at, row.id))
 
 
-def _finish(conn: Any, job: Any, worker: str, now: datetime, **values: Any) -> bool:
-    """Update a claimed job if this worker still holds it; return whether it did."""
-    values.setdefault("lease_until", None)
-    done = conn.execute(update(reminder_job)
-                        .where(reminder_job.c.id == job.id, reminder_job.c.status == "sending",
-                               reminder_job.c.worker == worker)
-                        .values(updated_at=now_text(now), **values))
-    return bool(done.rowcount)
+def _finish_all(conn: Any, worker: str, now: datetime,
+                updates: Iterable[tuple[Any, Mapping[str, Any]]]) -> int:
+    """Update claimed jobs this worker still holds; return how many it updated.
 
-
-def _release(store: Any, job: Any, worker: str, now: datetime, **values: Any) -> bool:
-    with store.begin() as conn:
-        return _finish(conn, job, worker, now, **values)
+    One ``executemany`` per set of changed columns. The lease ends unless the values
+    set ``lease_until``.
+    """
+    j = reminder_job.c
+    stamp = now_text(now)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for job, values in updates:
+        row = {"lease_until": None, **values, "updated_at": stamp}
+        groups.setdefault(tuple(sorted(row)), []).append(
+            {"job_id": job.id, **{f"new_{k}": v for k, v in row.items()}})
+    done = 0
+    for columns, params in groups.items():
+        stmt = (update(reminder_job)
+                .where(j.id == bindparam("job_id"), j.status == "sending", j.worker == worker)
+                .values({column: bindparam(f"new_{column}") for column in columns}))
+        done += max(conn.execute(stmt, params).rowcount, 0)
+    return done
 
 
 # -- processing ---------------------------------------------------------------------------
@@ -689,6 +708,9 @@ class ReminderRun:
     cancelled: int = 0
     deferred: int = 0
     closed: int = 0
+    #: jobs given back unstarted (their batch ran past half its lease, or their patient
+    #: opted out of a channel meanwhile): claimed again and checked afresh
+    released: int = 0
 
     @property
     def work(self) -> int:
@@ -701,12 +723,32 @@ class ReminderRun:
 
 
 @dataclass
+class _Write:
+    """A claimed job's new state (and its attempt's Communication), committed with its batch."""
+
+    job: Any
+    values: dict[str, Any]
+    communication: dict[str, Any] | None = None
+    #: called with the stored Communication (or None) once committed: announcements
+    after: list[Callable[[dict[str, Any] | None], None]] = field(default_factory=list)
+
+
+@dataclass
 class _Context:
+    """One claimed batch: its settings, the resources it read, the writes it will commit."""
+
     services: Any
     policy: ReminderPolicy
     channels: dict[str, Any]
     worker: str
     now: datetime
+    #: when the batch was claimed (monotonic seconds)
+    claimed_at: float = field(default_factory=lambda: monotonic())
+    #: Tasks, Patients and CommunicationRequests read for this batch (None: not there)
+    resources: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    #: patients who opted out of a channel during this batch (their next reminders are rechecked)
+    opted_out: set[str | None] = field(default_factory=set)
+    writes: list[_Write] = field(default_factory=list)
 
     @property
     def store(self) -> Any:
@@ -717,64 +759,279 @@ class _Context:
         return self.services.plugins
 
 
-def _read(store: Any, resource_type: str, rid: str | None) -> dict[str, Any] | None:
+def _read(ctx: _Context, resource_type: str, rid: str | None) -> dict[str, Any] | None:
+    """Return a resource as read for this batch (once), or None when it is not there."""
     if not rid:
         return None
-    try:
-        found: dict[str, Any] = store.read(resource_type, rid).resource
-        return found
-    except NotFound:
-        return None
+    key = (resource_type, rid)
+    if key not in ctx.resources:
+        try:
+            ctx.resources[key] = ctx.store.read(resource_type, rid).resource
+        except NotFound:
+            ctx.resources[key] = None
+    return ctx.resources[key]
+
+
+#: Ids per ``_id`` search when a batch reads its resources.
+_READ_CHUNK = 200
+
+
+def _prefetch(ctx: _Context, jobs: list[Any]) -> None:
+    """Read the Tasks, Patients and reminder plans of a batch: one search per type."""
+    wanted: dict[str, dict[str, None]] = {"Task": {}, "Patient": {}, "CommunicationRequest": {}}
+    for job in jobs:
+        if job.kind in ("plan", "reminder", "close") and job.task_id:
+            wanted["Task"][job.task_id] = None
+        if job.kind in ("plan", "reminder") and job.patient_id:
+            wanted["Patient"][job.patient_id] = None
+        if job.kind in ("reminder", "alert") and job.request_id:
+            wanted["CommunicationRequest"][job.request_id] = None
+    for resource_type, ids in wanted.items():
+        ctx.resources.update(_read_many(ctx.store, resource_type, list(ids)))
+
+
+def _read_many(reader: Any, resource_type: str,
+               ids: list[str]) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Return resources by ``(type, id)`` (None: not there or deleted) with ``_id`` searches."""
+    out: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for start in range(0, len(ids), _READ_CHUNK):
+        chunk = ids[start:start + _READ_CHUNK]
+        page = reader.search(resource_type, [("_id", ",".join(chunk)), ("_count", str(len(chunk))),
+                                             ("_total", "none")])
+        found = {stored.id: stored.resource for stored in page.matches}
+        out.update(((resource_type, rid), found.get(rid)) for rid in chunk)
+    return out
+
+
+def _later(ctx: _Context, job: Any, *, communication: dict[str, Any] | None = None,
+           after: Iterable[Callable[[dict[str, Any] | None], None]] = (), **values: Any) -> None:
+    """Queue a job's new state (and its attempt's Communication) for the batch's commit."""
+    ctx.writes.append(_Write(job, values, communication, list(after)))
 
 
 def process_job(ctx: _Context, job: Any) -> str:
-    """Do one claimed job; return its outcome (``sent``, ``retried``, ``skipped``...)."""
-    handler = {"plan": _plan, "reminder": _send_reminder, "alert": _send_alert,
-               "close": _close}.get(job.kind)
-    if handler is None:
-        _release(ctx.store, job, ctx.worker, ctx.now, status="failed",
-                 last_error=f"unknown job kind {job.kind!r}")
-        return "failed"
-    return handler(ctx, job)
+    """Do one claimed job and commit what it did; return its outcome (``sent``, ``retried``...)."""
+    return _process_batch(ctx, [job])[0]
 
 
-def _plan(ctx: _Context, job: Any) -> str:
-    store, settings = ctx.store, ctx.services.settings
-    task = _read(store, "Task", job.task_id)
+def _process_batch(ctx: _Context, jobs: list[Any]) -> list[str]:
+    """Do a claimed batch; return each job's outcome, in order.
+
+    The batch's resources are read at once, its plans stored in one transaction, its
+    reminders counted against the daily limit and given links in one transaction
+    before anything is sent; after the sends, every job's new state and every
+    attempt's Communication are committed in one transaction, then announced.
+    """
+    try:
+        _prefetch(ctx, jobs)
+    except Exception:  # noqa: BLE001 - then each job reads what it needs itself
+        log.warning("Reading the batch's resources at once failed", exc_info=True)
+    outcomes: dict[str, str] = {}
+    single = {"alert": _send_alert, "close": _close}
+    for job in jobs:  # alerts first: they are urgent (and rare)
+        if job.kind not in ("plan", "reminder"):
+            outcomes[job.id] = _guarded(ctx, job, single.get(job.kind, _unknown_kind))
+    outcomes.update(_plan_all(ctx, [job for job in jobs if job.kind == "plan"]))
+    outcomes.update(_send_all(ctx, [job for job in jobs if job.kind == "reminder"]))
+    _flush(ctx)
+    return [outcomes[job.id] for job in jobs]
+
+
+def _guarded(ctx: _Context, job: Any, step: Callable[[_Context, Any], str]) -> str:
+    """Run one job's step; an error retries the job later (one bad job must not stop the others)."""
+    try:
+        return step(ctx, job)
+    except Exception as exc:  # noqa: BLE001
+        return _retry_later(ctx, job, exc)
+
+
+def _retry_later(ctx: _Context, job: Any, exc: Exception) -> str:
+    message = exc.message if isinstance(exc, HwFhirError) else f"{type(exc).__name__}: {exc}"
+    log.warning("Job %s: %s; retried later", job.id, message,
+                exc_info=not isinstance(exc, HwFhirError))
+    if any(write.job.id == job.id for write in ctx.writes):
+        return "retried"  # its outcome is already queued (e.g. a send recorded): keep that
+    _later(ctx, job, status="pending",
+           due_at=now_text(ctx.now + timedelta(seconds=ctx.policy.retry_base_seconds)),
+           last_error=message[:1000], tries=job.tries + 1)
+    return "retried"
+
+
+def _unknown_kind(ctx: _Context, job: Any) -> str:
+    _later(ctx, job, status="failed", last_error=f"unknown job kind {job.kind!r}")
+    return "failed"
+
+
+def _flush(ctx: _Context) -> None:
+    """Commit the batch's queued writes in one transaction, then announce them.
+
+    If that fails (one bad record), each write is committed alone; one that still
+    fails leaves its job claimed, so it is done again — with the same idempotency
+    key — once the lease runs out.
+    """
+    writes, ctx.writes = ctx.writes, []
+    if not writes:
+        return
+    try:
+        stored = _commit(ctx, writes)
+    except Exception:  # noqa: BLE001
+        log.warning("Committing a batch of %d jobs failed; committing them one by one",
+                    len(writes), exc_info=True)
+        stored = {}
+        for write in writes:
+            try:
+                stored.update(_commit(ctx, [write]))
+            except Exception:  # noqa: BLE001
+                log.exception("Job %s could not be recorded; it is done again when its lease "
+                              "runs out", write.job.id)
+    for write in writes:
+        if id(write) not in stored:
+            continue
+        for announce in write.after:
+            try:
+                announce(stored[id(write)])
+            except Exception:  # noqa: BLE001 - after a send, nothing may cause a resend
+                log.exception("After recording job %s", write.job.id)
+
+
+def _commit(ctx: _Context, writes: list[_Write]) -> dict[int, dict[str, Any] | None]:
+    """Store the writes' Communications and jobs' states in one transaction (by ``id(write)``)."""
+    ids = {id(w): resource_id("attempt", w.communication["identifier"][0]["value"])
+           for w in writes if w.communication is not None}
+    comms = [dict(w.communication, id=ids[id(w)]) for w in writes if w.communication is not None]
+    with ctx.store.unit_of_work() as unit:
+        stored = _put_all(unit, comms)
+        out = {id(w): stored[ids[id(w)]] if id(w) in ids else None for w in writes}
+        updates = []
+        for write in writes:
+            comm = out[id(write)]
+            values = dict(write.values, communication_id=comm["id"]) if comm else write.values
+            updates.append((write.job, values))
+        done = _finish_all(unit.conn, ctx.worker, ctx.now, updates)
+    if done < len(updates):
+        log.warning("%d of %d jobs were reclaimed by another worker while this one worked on them",
+                    len(updates) - done, len(updates))
+    return out
+
+
+def _put_all(unit: Any, resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Store resources under their (stable) ids unless already there; return the stored ones by id.
+
+    One ``_id`` search per type finds those an interrupted run already stored; the
+    others' versions are looked up together before they are written.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["resourceType"], []).append(resource)
+    for resource_type, items in by_type.items():
+        found = _read_many(unit, resource_type, [r["id"] for r in items])
+        unit.preload([key for key, resource in found.items() if resource is None])
+        for resource in items:
+            out[resource["id"]] = (found[(resource_type, resource["id"])]
+                                   or unit.update(validate(resource)).resource)
+    return out
+
+
+# -- planning -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Planned:
+    job: Any
+    task: dict[str, Any]
+    patient_id: str | None
+    times: list[tuple[str, datetime, datetime]]
+    channel: str | None
+
+
+def _plan_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
+    """Plan a batch's Tasks: check each, then store every plan in one transaction."""
+    outcomes: dict[str, str] = {}
+    planned: list[_Planned] = []
+    for job in jobs:
+        try:
+            checked = _plan_check(ctx, job)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[job.id] = _retry_later(ctx, job, exc)
+            continue
+        if isinstance(checked, str):
+            outcomes[job.id] = checked
+        else:
+            planned.append(checked)
+    if not planned:
+        return outcomes
+    try:
+        _store_plans(ctx, planned)
+    except Exception as exc:  # noqa: BLE001 - one bad plan must not stop the others
+        if len(planned) == 1:
+            outcomes[planned[0].job.id] = _retry_later(ctx, planned[0].job, exc)
+            return outcomes
+        log.warning("Storing %d plans together failed; storing them one by one", len(planned),
+                    exc_info=True)
+        for item in planned:
+            try:
+                _store_plans(ctx, [item])
+            except Exception as one:  # noqa: BLE001
+                outcomes[item.job.id] = _retry_later(ctx, item.job, one)
+    for item in planned:
+        outcomes.setdefault(item.job.id, "planned")
+    return outcomes
+
+
+def _plan_check(ctx: _Context, job: Any) -> str | _Planned:
+    """Return what to plan for a job's Task, or the outcome when there is nothing to plan."""
+    task = _read(ctx, "Task", job.task_id)
     if task is None or task.get("status") not in OPEN_STATUSES or not _is_homework(task):
-        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="Task not open")
+        _later(ctx, job, status="skipped", last_error="Task not open")
         return "skipped"
     chosen = _task_channel(task)
     if chosen == "none":
-        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="reminders off")
+        _later(ctx, job, status="skipped", last_error="reminders off")
         return "skipped"
     patient_id = _ref_id((task.get("for") or {}).get("reference"), "Patient")
-    patient = _read(store, "Patient", patient_id)
-    prefs = preferences(patient, ctx.policy)
+    prefs = preferences(_read(ctx, "Patient", patient_id), ctx.policy)
     times = reminder_times(task, prefs, ctx.policy, now=ctx.now)
     if not times:
-        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="nothing to send")
+        _later(ctx, job, status="skipped", last_error="nothing to send")
         return "skipped"
+    return _Planned(job, task, patient_id, times, chosen or prefs.channel)
+
+
+def _store_plans(ctx: _Context, items: list[_Planned]) -> None:
+    """Store plans (CommunicationRequest, link, reminder jobs) and finish their jobs together."""
+    settings = ctx.services.settings
     links = patient_links(ctx.services)
-    planned_channel = chosen or prefs.channel
-    with store.unit_of_work() as unit:
-        link = links.make_link(task["id"], patient_id or "", conn=unit.conn,
-                               now=ctx.now.timestamp()) if settings.base_url else None
-        message = default_message(kind="reminder", purpose="assigned", channel=planned_channel or "",
-                                  to=None, recipient=f"Patient/{patient_id}",
+    link_rows, requests = [], []
+    for item in items:
+        link = None
+        if settings.base_url:
+            row, link = links.new_link(item.task["id"], item.patient_id or "",
+                                       now=ctx.now.timestamp())
+            link_rows.append(row)
+        message = default_message(kind="reminder", purpose="assigned", channel=item.channel or "",
+                                  to=None, recipient=f"Patient/{item.patient_id}",
                                   practice=settings.practice_name,
                                   link=link.url if link else None, idempotency_key="")
-        request = _plan_request(task, patient_id, times, message.text, ctx,
-                                ctx.channels.get(planned_channel or ""))
-        request["id"] = resource_id("reminder-plan", task["id"])
-        stored = _put_once(unit, request)
-        rows = [_job(f"reminder/{task['id']}/{purpose}", kind="reminder", purpose=purpose, due=when,
-                     now=ctx.now, task_id=task["id"], request_id=stored["id"],
-                     patient_id=patient_id)
-                for purpose, when, _deadline in times]
+        request = _plan_request(item.task, item.patient_id, item.times, message.text, ctx,
+                                ctx.channels.get(item.channel or ""))
+        request["id"] = resource_id("reminder-plan", item.task["id"])
+        requests.append(request)
+    with ctx.store.unit_of_work() as unit:
+        if link_rows:
+            unit.conn.execute(insert(patient_link), link_rows)
+        stored = _put_all(unit, requests)
+        rows, done = [], []
+        for item, request in zip(items, requests):
+            request_id = stored[request["id"]]["id"]
+            task_id = item.task["id"]
+            rows += [_job(f"reminder/{task_id}/{purpose}", kind="reminder", purpose=purpose,
+                          due=when, now=ctx.now, task_id=task_id, request_id=request_id,
+                          patient_id=item.patient_id)
+                     for purpose, when, _deadline in item.times]
+            done.append((item.job, {"status": "sent", "request_id": request_id}))
         _insert_ignore(unit.conn, rows)
-        _finish(unit.conn, job, ctx.worker, ctx.now, status="sent", request_id=stored["id"])
-    return "planned"
+        _finish_all(unit.conn, ctx.worker, ctx.now, done)
 
 
 def _task_channel(task: Mapping[str, Any]) -> str | None:
@@ -808,13 +1065,11 @@ def _plan_request(task: Mapping[str, Any], patient_id: str | None,
 
 
 def _close(ctx: _Context, job: Any) -> str:
-    store = ctx.store
-    task = _read(store, "Task", job.task_id)
-    outcome = "closed"
+    task = _read(ctx, "Task", job.task_id)
     if task is not None and task.get("status") not in OPEN_STATUSES:
-        _close_request(store, task)
-    _release(store, job, ctx.worker, ctx.now, status="sent")
-    return outcome
+        _close_request(ctx.store, task)
+    _later(ctx, job, status="sent")
+    return "closed"
 
 
 def _close_request(store: Any, task: Mapping[str, Any]) -> None:
@@ -848,70 +1103,219 @@ def resource_id(kind: str, key: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}"))
 
 
-def _put_once(unit: Any, resource: dict[str, Any]) -> dict[str, Any]:
-    """Store a resource under its (stable) id unless it is already there; return the stored one."""
-    try:
-        found: dict[str, Any] = unit.read(resource["resourceType"], resource["id"]).resource
-    except NotFound:
-        found = unit.update(validate(resource)).resource
-    return found
+# -- sending ------------------------------------------------------------------------------
 
 
-def _send_reminder(ctx: _Context, job: Any) -> str:
-    store, settings = ctx.store, ctx.services.settings
-    task = _read(store, "Task", job.task_id)
+@dataclass
+class _Ready:
+    """A reminder that passed its checks; ``channel`` and ``link`` are chosen before sending."""
+
+    job: Any
+    task: dict[str, Any]
+    request: dict[str, Any]
+    patient: dict[str, Any]
+    prefs: ReminderPreferences
+    deadline: datetime | None
+    available: dict[str, Any]
+    channel: Any = None
+    link: IssuedLink | None = None
+
+
+def _send_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
+    """Check a batch's reminders, count and link them in one transaction, then send each.
+
+    A batch still sending half a lease after its claim gives back the jobs it has not
+    started (``released``), so no other worker takes them over while this one works;
+    so does a reminder whose patient opted out of a channel meanwhile (checked again).
+    """
+    outcomes: dict[str, str] = {}
+    ready: list[_Ready] = []
+    for job in jobs:
+        try:
+            checked = _check_reminder(ctx, job)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[job.id] = _retry_later(ctx, job, exc)
+            continue
+        if isinstance(checked, str):
+            outcomes[job.id] = checked
+        else:
+            ready.append(checked)
+    if ready:
+        try:
+            ready = _prepare_sends(ctx, ready, outcomes)
+        except Exception as exc:  # noqa: BLE001 - nothing was sent: all are tried again
+            for item in ready:
+                outcomes[item.job.id] = _retry_later(ctx, item.job, exc)
+            ready = []
+    for n, item in enumerate(ready):
+        if monotonic() - ctx.claimed_at > ctx.policy.lease_seconds / 2:
+            log.info("Batch ran past half its lease: %d reminders given back", len(ready) - n)
+            for rest in ready[n:]:
+                outcomes[rest.job.id] = _give_back(ctx, rest.job)
+            break
+        if item.job.patient_id in ctx.opted_out:  # checked before the opt-out: check again
+            outcomes[item.job.id] = _give_back(ctx, item.job)
+            continue
+        outcomes[item.job.id] = _guarded(ctx, item.job, lambda c, _job, it=item: _send_ready(c, it))
+    return outcomes
+
+
+def _give_back(ctx: _Context, job: Any) -> str:
+    """Return an unstarted job to the queue as it was (due now, counted again when claimed)."""
+    _later(ctx, job, status="pending", counted_at=None)
+    return "released"
+
+
+def _check_reminder(ctx: _Context, job: Any) -> str | _Ready:
+    """Check a reminder against its Task, plan and the patient's preferences (read at send time)."""
+    task = _read(ctx, "Task", job.task_id)
     if task is None or task.get("status") not in OPEN_STATUSES:
         if task is not None:
-            _close_request(store, task)
-        _release(store, job, ctx.worker, ctx.now, status="cancelled",
-                 last_error=f"Task {task.get('status') if task else 'deleted'}")
+            _close_request(ctx.store, task)
+        _later(ctx, job, status="cancelled",
+               last_error=f"Task {task.get('status') if task else 'deleted'}")
         return "cancelled"
-    request = _read(store, "CommunicationRequest", job.request_id)
+    request = _read(ctx, "CommunicationRequest", job.request_id)
     if request is None or request.get("status") != "active":
-        _release(store, job, ctx.worker, ctx.now, status="cancelled", last_error="plan not active")
+        _later(ctx, job, status="cancelled", last_error="plan not active")
         return "cancelled"
-    patient = _read(store, "Patient", job.patient_id)
+    patient = _read(ctx, "Patient", job.patient_id)
     prefs = preferences(patient, ctx.policy)
     _, due = _task_window(task)
     deadline = _deadline(job.purpose, due, ctx.policy)
     if _task_channel(task) == "none":
-        _release(store, job, ctx.worker, ctx.now, status="skipped", last_error="reminders off")
+        _later(ctx, job, status="skipped", last_error="reminders off")
         return "skipped"
     if deadline is not None and ctx.now >= deadline:
-        _release(store, job, ctx.worker, ctx.now, status="skipped",
-                 last_error=f"too late: not sent before {_fhir(deadline)}")
+        _later(ctx, job, status="skipped",
+               last_error=f"too late: not sent before {_fhir(deadline)}")
         return "skipped"
     if prefs.in_quiet_hours(ctx.now):
         return _defer(ctx, job, prefs.next_allowed(ctx.now), deadline, "quiet hours")
     available = _available(ctx, patient, prefs, job)
-    if not available:
+    if not available or patient is None:
         reason = ("opted out of every channel" if prefs.opt_out else
                   "no channel can reach this patient (no address)")
         return _fail(ctx, job, request, task, patient, PermanentDeliveryError(reason), None)
-    if not _count_today(ctx, job, prefs):
-        day = ctx.now.astimezone(prefs.zone).date() + timedelta(days=1)
-        at = prefs.time_of_day or prefs.quiet_end or time(9, 0)
-        return _defer(ctx, job, prefs.next_allowed(local_moment(day, at, prefs.zone)), deadline,
-                      "daily limit reached")
-    name = ctx.pm.hook.channel_for(recipient=patient, task=task, request=request,
-                                   channels=available, preferences=prefs, settings=settings)
-    channel = available.get(name or "")
+    return _Ready(job, task, request, patient, prefs, deadline, available)
+
+
+def _prepare_sends(ctx: _Context, ready: list[_Ready], outcomes: dict[str, str]) -> list[_Ready]:
+    """Count reminders against the daily limit, choose channels and links; return those to send.
+
+    One transaction, committed before anything is sent: the counts are then seen by
+    every other worker, and every link sent is stored.
+    """
+    go: list[_Ready] = []
+    with ctx.store.begin() as conn:
+        admitted = _admit_today(ctx, conn, ready)
+        for item in ready:
+            if item.job.id not in admitted:
+                zone = item.prefs.zone
+                day = ctx.now.astimezone(zone).date() + timedelta(days=1)
+                at = item.prefs.time_of_day or item.prefs.quiet_end or time(9, 0)
+                outcomes[item.job.id] = _defer(ctx, item.job,
+                                               item.prefs.next_allowed(local_moment(day, at, zone)),
+                                               item.deadline, "daily limit reached")
+                continue
+            try:
+                failed = _choose_channel(ctx, item)
+            except Exception as exc:  # noqa: BLE001
+                outcomes[item.job.id] = _retry_later(ctx, item.job, exc)
+                continue
+            if failed:
+                outcomes[item.job.id] = failed
+            else:
+                go.append(item)
+        if go:
+            links = patient_links(ctx.services).links_for(
+                [(item.task["id"], item.job.patient_id) for item in go], conn=conn,
+                now=ctx.now.timestamp())
+            for item in go:
+                item.link = links[(item.task["id"], item.job.patient_id)]
+    return go
+
+
+def _admit_today(ctx: _Context, conn: Any, ready: list[_Ready]) -> set[str]:
+    """Count reminders towards their patients' daily limit; return the ids of those admitted.
+
+    On PostgreSQL each patient's count is taken under an advisory lock (all of a
+    batch's patients locked in one order, so two workers cannot deadlock).
+    """
+    limit = ctx.policy.max_per_day
+    admitted = {item.job.id for item in ready if limit <= 0 or item.job.counted_at}
+    todo = [item for item in ready if item.job.id not in admitted]
+    if not todo:
+        return admitted
+    windows: dict[str, tuple[str, str]] = {}
+    for item in todo:
+        if item.job.patient_id not in windows:
+            zone = item.prefs.zone
+            day = ctx.now.astimezone(zone).date()
+            start = local_moment(day, time(0), zone)
+            end = local_moment(day + timedelta(days=1), time(0), zone)
+            windows[item.job.patient_id] = (now_text(start), now_text(end))
+    patients = sorted(windows)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(k) AS h "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS locks"),
+            {"keys": [f"reminder-patient/{p}" for p in patients]})
+    j = reminder_job.c
+    low = min(start for start, _ in windows.values())
+    high = max(end for _, end in windows.values())
+    counts: dict[str, int] = dict.fromkeys(patients, 0)
+    for start in range(0, len(patients), _READ_CHUNK):
+        for row in conn.execute(select(j.patient_id, j.counted_at).where(
+                j.patient_id.in_(patients[start:start + _READ_CHUNK]), j.kind == "reminder",
+                j.counted_at >= low, j.counted_at < high)):
+            first, end = windows[row.patient_id]
+            if first <= row.counted_at < end:
+                counts[row.patient_id] += 1
+    counted = []
+    for item in todo:
+        if counts[item.job.patient_id] < limit:
+            counts[item.job.patient_id] += 1
+            counted.append(item.job.id)
+    if counted:
+        stamp = now_text(ctx.now)
+        conn.execute(update(reminder_job)
+                     .where(j.id.in_(counted), j.status == "sending", j.worker == ctx.worker)
+                     .values(counted_at=stamp, updated_at=stamp))
+    return admitted | set(counted)
+
+
+def _choose_channel(ctx: _Context, item: _Ready) -> str | None:
+    """Set the reminder's channel; return the outcome when it cannot be sent."""
+    settings = ctx.services.settings
+    job = item.job
+    name = ctx.pm.hook.channel_for(recipient=item.patient, task=item.task, request=item.request,
+                                   channels=item.available, preferences=item.prefs,
+                                   settings=settings)
+    channel = item.available.get(name or "")
     if channel is None:
-        return _fail(ctx, job, request, task, patient,
+        return _fail(ctx, job, item.request, item.task, item.patient,
                      PermanentDeliveryError(f"channel_for chose {name!r}, which is not available"),
                      None)
     if not settings.base_url:
-        return _fail(ctx, job, request, task, patient, PermanentDeliveryError(
+        return _fail(ctx, job, item.request, item.task, item.patient, PermanentDeliveryError(
             "HW_FHIR_BASE_URL is not set: reminder links need the app's public address"), channel)
-    link = patient_links(ctx.services).link_for(task["id"], job.patient_id,
-                                                now=ctx.now.timestamp())
+    item.channel = channel
+    return None
+
+
+def _send_ready(ctx: _Context, item: _Ready) -> str:
+    settings = ctx.services.settings
+    job, channel = item.job, item.channel
+    assert item.link is not None
     message = default_message(kind="reminder", purpose=job.purpose, channel=channel.name,
-                              to=channel.address(patient), recipient=f"Patient/{job.patient_id}",
-                              practice=settings.practice_name, link=link.url,
-                              idempotency_key=_key(job), about=(f"Task/{task['id']}",))
-    ctx.pm.hook.prepare_message(message=message, recipient=patient, task=task, request=request,
-                                settings=settings)
-    return _deliver(ctx, job, channel, message, request, task, patient)
+                              to=channel.address(item.patient),
+                              recipient=f"Patient/{job.patient_id}",
+                              practice=settings.practice_name, link=item.link.url,
+                              idempotency_key=_key(job), about=(f"Task/{item.task['id']}",))
+    ctx.pm.hook.prepare_message(message=message, recipient=item.patient, task=item.task,
+                                request=item.request, settings=settings)
+    return _deliver(ctx, job, channel, message, item.request, item.task, item.patient)
 
 
 def _deadline(purpose: str, due: datetime | None, policy: ReminderPolicy) -> datetime | None:
@@ -924,11 +1328,10 @@ def _deadline(purpose: str, due: datetime | None, policy: ReminderPolicy) -> dat
 
 def _defer(ctx: _Context, job: Any, when: datetime, deadline: datetime | None, why: str) -> str:
     if deadline is not None and when >= deadline:
-        _release(ctx.store, job, ctx.worker, ctx.now, status="skipped",
-                 last_error=f"{why}: no time left before {_fhir(deadline)}")
+        _later(ctx, job, status="skipped",
+               last_error=f"{why}: no time left before {_fhir(deadline)}")
         return "skipped"
-    _release(ctx.store, job, ctx.worker, ctx.now, status="pending", due_at=now_text(when),
-             last_error=why, counted_at=None)
+    _later(ctx, job, status="pending", due_at=now_text(when), last_error=why, counted_at=None)
     return "deferred"
 
 
@@ -947,28 +1350,6 @@ def _available(ctx: _Context, recipient: Mapping[str, Any] | None, prefs: Remind
         except Exception:  # noqa: BLE001 - a broken plugin channel must not stop reminders
             log.exception("Channel %s failed to find an address", name)
     return out
-
-
-def _count_today(ctx: _Context, job: Any, prefs: ReminderPreferences) -> bool:
-    """Count this reminder towards the patient's daily limit; False if the limit is reached."""
-    if ctx.policy.max_per_day <= 0 or job.counted_at:
-        return True
-    local_day = ctx.now.astimezone(prefs.zone).date()
-    start = local_moment(local_day, time(0), prefs.zone)
-    end = local_moment(local_day + timedelta(days=1), time(0), prefs.zone)
-    j = reminder_job.c
-    with ctx.store.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                         {"k": f"reminder-patient/{job.patient_id}"})
-        count = conn.execute(select(func.count()).select_from(reminder_job).where(
-            j.patient_id == job.patient_id, j.kind == "reminder", j.id != job.id,
-            j.counted_at >= now_text(start), j.counted_at < now_text(end))).scalar_one()
-        if count >= ctx.policy.max_per_day:
-            return False
-        _finish(conn, job, ctx.worker, ctx.now, counted_at=now_text(ctx.now),
-                lease_until=job.lease_until)
-        return True
 
 
 def _communication(job: Any, message: Message, request: Mapping[str, Any], channel: Any,
@@ -999,19 +1380,9 @@ def _communication(job: Any, message: Message, request: Mapping[str, Any], chann
     return {k: v for k, v in comm.items() if v not in (None, [], {})}
 
 
-def _record(ctx: _Context, job: Any, comm: dict[str, Any], **job_values: Any) -> dict[str, Any]:
-    """Store an attempt's Communication and the job's new state in one transaction."""
-    key = comm["identifier"][0]["value"]
-    with ctx.store.unit_of_work() as unit:
-        stored = _put_once(unit, dict(comm, id=resource_id("attempt", key)))
-        if not _finish(unit.conn, job, ctx.worker, ctx.now, communication_id=stored["id"],
-                       **job_values):
-            log.warning("Job %s was reclaimed by another worker while this one sent it", job.id)
-    return stored
-
-
 def _deliver(ctx: _Context, job: Any, channel: Any, message: Message, request: dict[str, Any],
              task: dict[str, Any] | None, recipient: dict[str, Any] | None) -> str:
+    """Send one message; queue its Communication and the job's new state for the batch's commit."""
     try:
         delivery = channel.send(message)
     except DeliveryError as exc:
@@ -1023,11 +1394,13 @@ def _deliver(ctx: _Context, job: Any, channel: Any, message: Message, request: d
                      channel, message)
     status = delivery.status if delivery.status in ("completed", "in-progress") else "completed"
     comm = _communication(job, message, request, channel, status, ctx.now, delivery=delivery)
-    stored = _record(ctx, job, comm, status="sent", channel=channel.name, last_error=None)
+    after: list[Callable[[dict[str, Any] | None], None]] = []
     if job.kind == "alert":
-        _complete_alert(ctx.store, request)
-    _notify(ctx, "reminder_sent", store=ctx.store, communication=stored, request=request,
-            task=task, message=message)
+        after.append(lambda _stored: _complete_alert(ctx.store, request))
+    after.append(lambda stored: _notify(ctx, "reminder_sent", store=ctx.store, communication=stored,
+                                        request=request, task=task, message=message))
+    _later(ctx, job, communication=comm, after=after, status="sent", channel=channel.name,
+           last_error=None)
     return "sent"
 
 
@@ -1038,6 +1411,8 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
     alert = job.kind == "alert"
     if getattr(error, "opt_out", False) and channel is not None and job.patient_id and not alert:
         opt_out(ctx.services, job.patient_id, channel.name)  # e.g. the number replied STOP
+        ctx.resources.pop(("Patient", job.patient_id), None)
+        ctx.opted_out.add(job.patient_id)
     failed = [c for c in (job.failed_channels or "").split(",") if c]
     if error.permanent and channel is not None:
         failed.append(channel.name)
@@ -1047,27 +1422,29 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
     give_up = error.permanent and not others
     if not error.permanent and not alert and job.tries + 1 >= ctx.policy.max_tries:
         give_up = True
-    comm_stored = None
     values: dict[str, Any] = {"last_error": error.message[:1000], "tries": job.tries + 1,
                               "failed_channels": ",".join(failed) or None}
     if give_up:
         values["status"] = "failed"
     else:
         values.update(status="pending", due_at=now_text(ctx.now + _backoff(ctx.policy, job, error)))
+
+    def announce(stored: dict[str, Any] | None) -> None:
+        _notify(ctx, "reminder_failed", store=ctx.store, communication=stored, request=request,
+                task=task, error=error, permanent=give_up)
+
     if error.maybe_sent and not give_up:
-        _release(ctx.store, job, ctx.worker, ctx.now, **values)  # same attempt key next time
+        _later(ctx, job, after=[announce], **values)  # same attempt key next time
     else:
         values["attempt"] = job.attempt + 1
         msg = message or default_message(
             kind=job.kind, purpose=job.purpose, channel=channel.name if channel else "", to=None,
-            recipient=(_alert_recipient(ctx.store, request) or "") if alert else
+            recipient=(_alert_recipient(ctx, request) or "") if alert else
             _recipient_ref(job, request), practice=ctx.services.settings.practice_name,
             link=None, idempotency_key=_key(job),
             about=tuple(a.get("reference") for a in request.get("about") or []))
         comm = _communication(job, msg, request, channel, "not-done", ctx.now, reason=error.message)
-        comm_stored = _record(ctx, job, comm, **values)
-    _notify(ctx, "reminder_failed", store=ctx.store, communication=comm_stored, request=request,
-            task=task, error=error, permanent=give_up)
+        _later(ctx, job, communication=comm, after=[announce], **values)
     if give_up:
         log.warning("%s %s failed for good: %s", job.kind, job.id, error.message)
         return "failed"
@@ -1099,18 +1476,18 @@ def _notify(ctx: _Context, hook: str, **kwargs: Any) -> None:
 
 
 def _send_alert(ctx: _Context, job: Any) -> str:
-    store, settings = ctx.store, ctx.services.settings
-    request = _read(store, "CommunicationRequest", job.request_id)
+    settings = ctx.services.settings
+    request = _read(ctx, "CommunicationRequest", job.request_id)
     if request is None or request.get("status") != "active":
-        _release(store, job, ctx.worker, ctx.now, status="cancelled", last_error="alert not active")
+        _later(ctx, job, status="cancelled", last_error="alert not active")
         return "cancelled"
-    recipient_ref = _alert_recipient(store, request)
+    recipient_ref = _alert_recipient(ctx, request)
     if recipient_ref is None:
         return _fail(ctx, job, request, None, None, PermanentDeliveryError(
             "the alert names no clinician and the patient has no general practitioner"), None)
     resource_type, _, rid = recipient_ref.partition("/")
-    recipient = _read(store, resource_type, rid) if resource_type in ("Practitioner", "PractitionerRole",
-                                                                      "Patient") else None
+    known = resource_type in ("Practitioner", "PractitionerRole", "Patient")
+    recipient = _read(ctx, resource_type, rid) if known else None
     available = _available(ctx, recipient, None, job)
     if not available:
         return _fail(ctx, job, request, None, recipient, PermanentDeliveryError(
@@ -1130,14 +1507,14 @@ def _send_alert(ctx: _Context, job: Any) -> str:
     return _deliver(ctx, job, channel, message, request, None, recipient)
 
 
-def _alert_recipient(store: Any, request: Mapping[str, Any]) -> str | None:
+def _alert_recipient(ctx: _Context, request: Mapping[str, Any]) -> str | None:
     """Return the clinician an alert goes to: its recipient, else the patient's GP."""
     for recipient in request.get("recipient") or []:
         ref = str(recipient.get("reference") or "")
         if ref.startswith(("Practitioner/", "PractitionerRole/")):
             return ref
-    patient = _read(store, "Patient", _ref_id((request.get("subject") or {}).get("reference"),
-                                              "Patient"))
+    patient = _read(ctx, "Patient", _ref_id((request.get("subject") or {}).get("reference"),
+                                            "Patient"))
     for gp in (patient or {}).get("generalPractitioner") or []:
         ref = str(gp.get("reference") or "")
         if ref.startswith(("Practitioner/", "PractitionerRole/")):
@@ -1164,7 +1541,7 @@ def _complete_alert(store: Any, request: Mapping[str, Any]) -> None:
 
 def run_reminders(services: Any, *, worker: str | None = None, now: datetime | None = None,
                   limit: int | None = None, discover: bool = True) -> ReminderRun:
-    """Queue what is new, then claim and process due jobs until none is due (or ``limit``)."""
+    """Queue what is new, then claim and process due batches until none is due (or ``limit``)."""
     policy = ReminderPolicy.from_settings(services.settings)
     name = worker or f"worker-{uuid.uuid4().hex[:8]}"
     from .plugins import channels as registered
@@ -1182,18 +1559,9 @@ def run_reminders(services: Any, *, worker: str | None = None, now: datetime | N
         if not jobs:
             return run
         ctx = _Context(services=services, policy=policy, channels=chans, worker=name, now=moment)
-        for job in jobs:
-            run.claimed += 1
-            try:
-                run.add(process_job(ctx, job))
-            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
-                message = exc.message if isinstance(exc, HwFhirError) else f"{type(exc).__name__}: {exc}"
-                log.warning("Job %s: %s; retried later", job.id, message,
-                            exc_info=not isinstance(exc, HwFhirError))
-                _release(services.store, job, name, moment, status="pending",
-                         due_at=now_text(moment + timedelta(seconds=policy.retry_base_seconds)),
-                         last_error=message[:1000], tries=job.tries + 1)
-                run.add("retried")
+        run.claimed += len(jobs)
+        for outcome in _process_batch(ctx, jobs):
+            run.add(outcome)
     return run
 
 

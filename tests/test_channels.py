@@ -82,6 +82,18 @@ def test_webhook_error_mapping(receiver):
     assert refused.value.maybe_sent is False  # connection refused: nothing left
 
 
+def test_webhook_goes_through_the_proxy_the_environment_names(receiver, monkeypatch):
+    proxy = receiver.url.split("/hooks/")[0]  # the receiver plays the HTTP proxy
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("http_proxy", proxy)
+    channel = WebhookChannel("http://webhooks.invalid/hooks/reminders", SECRET)
+    channel.send(_message("p#1"))
+    channel.send(_message("p#2"))  # the environment is read once, and used for every send
+    assert receiver.requests == ["p#1", "p#2"]
+
+
 def test_webhook_channel_configured_from_settings_sends_reminders(tmp_path, receiver):
     receiver.statuses = [500]
     services = make_services(tmp_path, extra={"webhook": {"url": receiver.url, "secret": SECRET}})

@@ -122,3 +122,27 @@ def test_the_birth_date_check_follows_the_setting(tmp_path, setting):
     with pytest.raises(BirthDateRequired):
         patient_links(services).open_link(token)
     services.close()
+
+
+def test_links_for_many_tasks_reuse_live_links_and_store_the_missing_ones_together(setup):
+    services, task, links = setup
+    other = make_task(services.store, "pat-other", due=DUE)
+    third = make_task(services.store, "pat-link", due=DUE)
+    live = links.make_link(task["id"], "pat-link")
+    revoked = links.make_link(third["id"], "pat-link")
+    links.revoke(revoked.token)
+    pairs = [(task["id"], "pat-link"), (other["id"], "pat-other"), (third["id"], "pat-link")]
+    with services.store.begin() as conn:  # links here live 24 h: reuse those with 1 h left
+        found = links.links_for(pairs, conn=conn, min_remaining_hours=1)
+    assert found[pairs[0]].token == live.token  # still live: reused
+    assert found[pairs[2]].token != revoked.token  # a revoked link is never handed out again
+    for (task_id, patient_id), issued in found.items():
+        target = links.open_link(issued.token)
+        assert (target.task_id, target.patient_id) == (task_id, patient_id)
+    again = links.link_for(other["id"], "pat-other", min_remaining_hours=1)
+    assert again.token == found[pairs[1]].token
+    # a link expiring within min_remaining_hours is replaced
+    with services.store.begin() as conn:
+        fresh = links.links_for(pairs[:1], conn=conn, min_remaining_hours=1,
+                                now=live.expires_at - 1800)
+    assert fresh[pairs[0]].token != live.token

@@ -88,6 +88,9 @@ class WebhookChannel:
         self.telecom_system = telecom_system
         self.timeout = timeout
         self.session = session or requests.Session()
+        #: proxies, CA bundle and .netrc credentials from the environment, read at the first
+        #: send instead of at every send (requests reads the whole environment each time)
+        self._environment: dict[str, Any] | None = None if session is None else {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> "WebhookChannel | None":
@@ -120,7 +123,8 @@ class WebhookChannel:
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key,
                    TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: sign(self.secret, stamp, body)}
         try:
-            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout,
+                                         **self._settings())
         except requests.ConnectionError as exc:
             raise TransientDeliveryError(f"Webhook unreachable: {type(exc).__name__}",
                                          maybe_sent=not _never_sent(exc)) from None
@@ -133,6 +137,17 @@ class WebhookChannel:
             raise TransientDeliveryError(f"Webhook answered {response.status_code}",
                                          retry_after=retry_after, maybe_sent=response.status_code >= 500)
         raise PermanentDeliveryError(f"Webhook refused the message ({response.status_code})")
+
+    def _settings(self) -> dict[str, Any]:
+        """Return the environment's request settings for this URL (own session: read once)."""
+        if self._environment is None:
+            env = self.session.merge_environment_settings(self.url, {}, None, None, None)
+            auth = requests.utils.get_netrc_auth(self.url)
+            self._environment = {k: v for k, v in env.items() if k != "stream"}
+            if auth:
+                self._environment["auth"] = auth
+            self.session.trust_env = False  # what it would read per request is in the settings
+        return self._environment
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
