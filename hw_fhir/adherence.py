@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -70,6 +70,7 @@ __all__ = [
     "patient_adherence",
     "plan_adherence",
     "since_last_session",
+    "patient_homework",
     "panel_summary",
 ]
 
@@ -219,6 +220,9 @@ class TaskFacts:
     canonical: str | None = None
     response: str | None = None  # first output reference
     activity: int | None = None  # the plan activity it is an occurrence of
+    due_text: str | None = None  # restriction.period.end as written
+    opens: str | None = None  # restriction.period.start as written
+    based: bool = False  # has a basedOn (a plan's occurrence or another request's)
 
     @classmethod
     def of(cls, task: Mapping[str, Any]) -> "TaskFacts":
@@ -246,6 +250,7 @@ class TaskFacts:
                 if len(parts) >= 2 and parts[1].isdigit():
                     activity = int(parts[1])
                     break
+        period = (task.get("restriction") or {}).get("period") or {}
         return cls(
             id=str(task.get("id", "")),
             status=str(task.get("status", "")),
@@ -263,6 +268,9 @@ class TaskFacts:
             canonical=task_canonical(task),
             response=response,
             activity=activity,
+            due_text=period.get("end"),
+            opens=period.get("start"),
+            based=bool(task.get("basedOn")),
         )
 
     @property
@@ -285,6 +293,12 @@ class TaskFacts:
         if self.due is not None and self.due <= now:
             return "overdue"
         return "upcoming"
+
+    def opened(self, now: datetime) -> bool:
+        """Whether the Task's window has opened (Tasks materialized ahead are not yet)."""
+        if self.status not in OPEN_STATUSES:
+            return True
+        return not self.opens or parse_instant(self.opens) <= now
 
     @property
     def moment(self) -> datetime:
@@ -390,7 +404,9 @@ def summarize_tasks(
     )
 
 
-def _in_period(task: Mapping[str, Any], since: datetime | None, until: datetime | None) -> bool:
+def _in_period(
+    task: Mapping[str, Any] | TaskFacts, since: datetime | None, until: datetime | None
+) -> bool:
     moment = _sort_moment(task)
     return (since is None or moment >= since) and (until is None or moment < until)
 
@@ -402,6 +418,31 @@ def _homework_tasks(
     if since is not None:
         query.append(("due", f"ge{_iso(since)}"))
     return [t for t in _search_facts(store, query) if _in_period(t, since, until)]
+
+
+def patient_homework(store: Store, patient_ref: str) -> list[tuple[TaskFacts, Stored]]:
+    """Return a patient's homework Tasks: one search driven by the patient, filtered here.
+
+    The code is checked in Python rather than as a second search parameter, which keeps
+    the query to the patient index alone. Each Task version is parsed once per process
+    (:func:`task_facts`); the resource itself stays unparsed.
+    """
+    found: list[tuple[TaskFacts, Stored]] = []
+    offset = 0
+    while True:  # large pages: one query for a patient's usual history
+        page = store.search(
+            "Task",
+            [
+                ("patient", patient_ref),
+                ("_count", "2000"),
+                ("_offset", str(offset)),
+                ("_total", "none"),
+            ],
+        )
+        found += [pair for pair in task_facts(store, page.matches) if pair[0].homework]
+        if not page.has_more or not page.matches:
+            return found
+        offset += len(page.matches)
 
 
 def _search_facts(store: Store, params: list[tuple[str, str]]) -> list[TaskFacts]:
@@ -590,8 +631,8 @@ def plan_adherence(
 # -- since the last session ---------------------------------------------------------------
 
 
-def _titles(store: Store, tasks: Iterable[Mapping[str, Any]]) -> dict[str, str | None]:
-    refs = {ref for task in tasks if (ref := task_canonical(task))}
+def _titles(store: Store, canonicals: Iterable[str | None]) -> dict[str, str | None]:
+    refs = {ref for ref in canonicals if ref}
     known = questionnaire_titles(store, refs)
     titles: dict[str, str | None] = {}
     for ref in refs:
@@ -606,20 +647,15 @@ def _titles(store: Store, tasks: Iterable[Mapping[str, Any]]) -> dict[str, str |
     return titles
 
 
-def _row(task: Mapping[str, Any], titles: Mapping[str, str | None], now: datetime) -> TaskRow:
-    ref = task_canonical(task)
-    output = None
-    for entry in task.get("output") or []:
-        output = (entry.get("valueReference") or {}).get("reference") or output
-    due = ((task.get("restriction") or {}).get("period") or {}).get("end")
+def _row(task: TaskFacts, titles: Mapping[str, str | None], now: datetime) -> TaskRow:
     return TaskRow(
-        task=f"Task/{task['id']}",
-        activity=ref,
-        title=titles.get(ref or ""),
-        due=due,
-        status=str(task.get("status")),
-        outcome=_outcome(task, now),
-        response=output,
+        task=task.ref,
+        activity=task.canonical,
+        title=titles.get(task.canonical or ""),
+        due=task.due_text,
+        status=task.status,
+        outcome=task.outcome(now),
+        response=task.response,
     )
 
 
@@ -726,27 +762,25 @@ def _discussion(
     return points
 
 
-def _authored_since(task: Mapping[str, Any], since: datetime) -> bool:
-    authored = task.get("authoredOn")
+def _authored_since(task: TaskFacts, since: datetime) -> bool:
+    authored = task.authored
     return isinstance(authored, str) and parse_instant(authored) >= since
 
 
-def _opened(task: Mapping[str, Any], now: datetime) -> bool:
-    """Whether a Task's window has opened (Tasks materialized ahead are left out)."""
-    if task.get("status") not in OPEN_STATUSES:
-        return True
-    opens = ((task.get("restriction") or {}).get("period") or {}).get("start")
-    return not opens or parse_instant(opens) <= now
-
-
 def since_last_session(
-    store: Store, patient: str, session: date | datetime, *, now: datetime | None = None
+    store: Store,
+    patient: str,
+    session: date | datetime,
+    *,
+    now: datetime | None = None,
+    homework: Sequence[TaskFacts] | None = None,
 ) -> SessionSummary:
     """Summarize a patient's homework since the last session (a date or an instant).
 
     Assigned = Tasks due since then or authored since then; done, not done (missed or
     overdue), points to discuss (risk flags, reasons and ratings from check-ins, missed
     work, changed scores) and each measure's latest value against the one before.
+    ``homework`` is the patient's :func:`patient_homework`, when the caller has read it.
     """
     moment = utc_now(now)
     patient_ref = reference("Patient", patient)
@@ -754,21 +788,18 @@ def since_last_session(
     if since is None:
         raise InvalidInput("The date of the last session is required")
     # a Task counts from its due time, else when it was finished or authored: three
-    # narrow searches (each driven by its date index) instead of the whole history
-    candidates: dict[str, dict[str, Any]] = {}
-    for window in ("due", "period", "authored-on"):
-        for task in iter_all(
-            store, "Task", [("patient", patient_ref), _CODE, (window, f"ge{_iso(since)}")]
-        ):
-            candidates.setdefault(task["id"], task)
+    # the patient's whole homework in one patient-driven search, each Task version read
+    # once per process (task_facts): cheaper than three date-window searches
+    if homework is None:
+        homework = [facts for facts, _ in patient_homework(store, patient_ref)]
     tasks = [
         t
-        for t in candidates.values()
+        for t in homework
         if (_in_period(t, since, None) or _authored_since(t, since))
-        and _outcome(t, moment) != "cancelled"
-        and _opened(t, moment)
+        and t.outcome(moment) != "cancelled"
+        and t.opened(moment)
     ]
-    titles = _titles(store, tasks)
+    titles = _titles(store, (t.canonical for t in tasks))
     rows = sorted((_row(t, titles, moment) for t in tasks), key=lambda r: (r.due or "", r.task))
     check_ins = _check_ins(store, patient_ref, since, None)
     measures = _measures(store, patient_ref, since)

@@ -36,10 +36,10 @@ from .adherence import (
     TaskFacts,
     TaskRow,
     panel_summary,
+    patient_homework,
     since_last_session,
     summarize_check_ins,
     summarize_tasks,
-    task_facts,
 )
 from .assignment import (
     COMPLETE_QUESTIONNAIRE,
@@ -60,7 +60,7 @@ from .scoring import ScoreResult, score_response
 from .scoring.instruments import band_for
 from .scoring.items import answer_value
 from .scoring.weights import answer_weight
-from .store.base import Store, Stored, iter_all
+from .store.base import Store, iter_all
 
 __all__ = [
     "TIMEZONE_EXTENSION",
@@ -117,31 +117,6 @@ def _is_homework(task: Mapping[str, Any]) -> bool:
         c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
         for c in (task.get("code") or {}).get("coding") or []
     )
-
-
-def _homework_tasks(store: Store, patient_ref: str) -> list[tuple[TaskFacts, Stored]]:
-    """Return a patient's homework Tasks: one search driven by the patient, filtered here.
-
-    The code is checked in Python rather than as a second search parameter, which keeps
-    the query to the patient index alone. Each Task version is parsed once per process
-    (:func:`~hw_fhir.adherence.task_facts`); the resource itself stays unparsed.
-    """
-    found: list[tuple[TaskFacts, Stored]] = []
-    offset = 0
-    while True:  # large pages: one query for a patient's usual history
-        page = store.search(
-            "Task",
-            [
-                ("patient", patient_ref),
-                ("_count", "2000"),
-                ("_offset", str(offset)),
-                ("_total", "none"),
-            ],
-        )
-        found += [pair for pair in task_facts(store, page.matches) if pair[0].homework]
-        if not page.has_more or not page.matches:
-            return found
-        offset += len(page.matches)
 
 
 _MEASURES = ("phq-9", "gad-7", "pcl-5", "phq-2")
@@ -785,7 +760,7 @@ def patient_dashboard(
     moment = _now(now)
     local = ZoneInfo(zone)
     patient_ref = reference("Patient", patient)
-    pairs = _homework_tasks(store, patient_ref)
+    pairs = patient_homework(store, patient_ref)
     tasks = [facts for facts, _ in pairs]
     plans = [
         p
@@ -1179,37 +1154,34 @@ class SessionPrep:
 
 
 def default_session_date(
-    store: Store, patient: str, *, now: datetime | None = None, fallback_days: int = 7
+    store: Store,
+    patient: str,
+    *,
+    now: datetime | None = None,
+    fallback_days: int = 7,
+    homework: Sequence[TaskFacts] | None = None,
 ) -> date:
     """Guess the last session: the latest day homework was assigned, else a week ago.
 
     Homework is usually agreed in session, so the newest ``authoredOn`` of a one-off
     Task or ``created`` of a homework CarePlan before today is the best guess.
+    ``homework`` is the patient's :func:`~hw_fhir.adherence.patient_homework`, when the
+    caller has read it.
     """
     moment = _now(now)
     patient_ref = reference("Patient", patient)
+    if homework is None:
+        homework = [facts for facts, _ in patient_homework(store, patient_ref)]
+    today = datetime.combine(moment.date(), time(0), tzinfo=timezone.utc)
     days: list[date] = []
-    # one-off Tasks (no basedOn), newest authoredOn first: the first homework one is it
-    params = [
-        ("patient", patient_ref),
-        ("based-on:missing", "true"),
-        ("authored-on", f"lt{moment.date().isoformat()}"),
-        ("_sort", "-authored-on"),
-        ("_count", "20"),
-        ("_total", "none"),
+    # one-off Tasks (no basedOn) authored before today: the newest is it
+    authored = [
+        when
+        for t in homework
+        if not t.based and t.authored and (when := parse_instant(t.authored)) < today
     ]
-    offset = 0
-    while True:
-        page = store.search("Task", [*params, ("_offset", str(offset))])
-        newest = next(
-            (t for t in page.resources if _is_homework(t) and t.get("authoredOn")), None
-        )
-        if newest is not None:
-            days.append(parse_instant(newest["authoredOn"]).date())
-            break
-        if not page.has_more or not page.matches:
-            break
-        offset += len(page.matches)
+    if authored:
+        days.append(max(authored).date())
     for plan in store.search(
         "CarePlan", [("patient", patient_ref), _HOMEWORK_PLANS, ("_count", "50")]
     ).resources:
@@ -1293,10 +1265,11 @@ def session_prep(
     ``zone`` is the patient's time zone, for the days named in the prompts.
     """
     moment = _now(now)
-    day = since or default_session_date(store, patient, now=moment)
+    homework = [facts for facts, _ in patient_homework(store, reference("Patient", patient))]
+    day = since or default_session_date(store, patient, now=moment, homework=homework)
     if day > moment.date():
         raise InvalidInput("The last session cannot be in the future")
-    summary = since_last_session(store, patient, day, now=moment)
+    summary = since_last_session(store, patient, day, now=moment, homework=homework)
     responses = [
         r
         for r in _response_summaries(store, reference("Patient", patient), 20)

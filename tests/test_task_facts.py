@@ -80,6 +80,25 @@ def test_facts_read_plan_activity_response_and_canonical() -> None:
     assert facts.subject == "Patient/p1"
     assert facts.homework and facts.ref == "Task/x"
     assert not TaskFacts.of({**TASKS[0], "code": {"text": "something else"}}).homework
+    assert facts.based and facts.due_text == "2026-03-01T20:00:00Z"
+    assert not TaskFacts.of(TASKS[0]).based
+
+
+def test_facts_know_when_a_window_opens() -> None:
+    ahead = TaskFacts.of(
+        _task("later", "requested", "2026-03-20T20:00:00+01:00",
+              restriction={"period": {"start": "2026-03-19T08:00:00+01:00",
+                                      "end": "2026-03-20T20:00:00+01:00"}})
+    )
+    assert ahead.opens == "2026-03-19T08:00:00+01:00"
+    assert ahead.due_text == "2026-03-20T20:00:00+01:00"  # as written, not normalised
+    assert not ahead.opened(NOW)
+    assert ahead.opened(datetime(2026, 3, 19, 7, 0, tzinfo=timezone.utc))
+    # a closed Task counts as opened whatever its window; one with no start is open
+    assert TaskFacts.of({**TASKS[0], "restriction": {"period": {"start": "2027-01-01"}}}).opened(
+        NOW
+    )
+    assert TaskFacts.of(TASKS[4]).opened(NOW)
 
 
 def _put(store: SqlStore, task: dict[str, Any]) -> None:
