@@ -52,7 +52,7 @@ from .assignment import (
 from .errors import InvalidInput, NotFound
 from .library import questionnaire_titles
 from .responses import flatten_answers
-from .store.base import Store, Stored, iter_all
+from .store.base import Store, Stored, every_match, iter_all
 
 __all__ = [
     "Engagement",
@@ -427,36 +427,13 @@ def patient_homework(store: Store, patient_ref: str) -> list[tuple[TaskFacts, St
     the query to the patient index alone. Each Task version is parsed once per process
     (:func:`task_facts`); the resource itself stays unparsed.
     """
-    found: list[tuple[TaskFacts, Stored]] = []
-    offset = 0
-    while True:  # large pages: one query for a patient's usual history
-        page = store.search(
-            "Task",
-            [
-                ("patient", patient_ref),
-                ("_count", "2000"),
-                ("_offset", str(offset)),
-                ("_total", "none"),
-            ],
-        )
-        found += [pair for pair in task_facts(store, page.matches) if pair[0].homework]
-        if not page.has_more or not page.matches:
-            return found
-        offset += len(page.matches)
+    found = every_match(store, "Task", [("patient", patient_ref)])
+    return [pair for pair in task_facts(store, found) if pair[0].homework]
 
 
 def _search_facts(store: Store, params: list[tuple[str, str]]) -> list[TaskFacts]:
     """Return the facts of every Task matching a search (parsed once per version)."""
-    out: list[TaskFacts] = []
-    offset = 0
-    while True:
-        page = store.search(
-            "Task", [*params, ("_count", "1000"), ("_offset", str(offset)), ("_total", "none")]
-        )
-        out += [facts for facts, _ in task_facts(store, page.matches)]
-        if not page.has_more or not page.matches:
-            return out
-        offset += len(page.matches)
+    return [facts for facts, _ in task_facts(store, every_match(store, "Task", params))]
 
 
 def _iso(moment: datetime) -> str:

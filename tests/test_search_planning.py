@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from hw_fhir.store import SqlStore, open_store
+from hw_fhir.store import SqlStore, every_match, iter_all, open_store
 from hw_fhir.store.maintenance import refresh_statistics
 from hw_fhir.store.query import parse_query
 
@@ -122,6 +122,49 @@ def test_default_order_and_paging_survive_the_rowid_fetch(busy_store: SqlStore) 
     assert len(seen) == 703
     assert seen == sorted(seen)  # lastUpdated, then id
     assert len(set(seen)) == 703
+
+
+def test_every_match_is_one_query_with_the_pages_answer(busy_store: SqlStore) -> None:
+    params = [("requester", "Practitioner/dr-a"), ("due", "ge2025-03-01")]
+    paged: list[str] = []
+    offset = 0
+    while True:  # what a remote server would need: pages of at most MAX_COUNT
+        page = busy_store.search("Task", [*params, ("_count", "100"), ("_offset", str(offset))])
+        paged += [s.id for s in page.matches]
+        if not page.has_more:
+            break
+        offset += len(page.matches)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(busy_store.engine, "before_cursor_execute", record)
+    try:
+        # paging parameters of the caller are dropped: every match, whatever was asked
+        every = every_match(busy_store, "Task", [*params, ("_count", "5"), ("_offset", "7")])
+    finally:
+        event.remove(busy_store.engine, "before_cursor_execute", record)
+    assert [s.id for s in every] == paged and len(paged) > 500
+    fetches = [s for s in statements if "content" in s]
+    assert len(fetches) == 1  # one query for them all, not one per page
+    assert [t["id"] for t in iter_all(busy_store, "Task", params)] == paged
+
+
+def test_every_match_pages_through_a_store_without_search_every(busy_store: SqlStore) -> None:
+    class Paged:  # a remote or scope-guarded store: only ``search``
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def search(self, resource_type: str, params: Any) -> Any:
+            self.calls += 1
+            params = [(k, "400") if k == "_count" else (k, v) for k, v in params]
+            return busy_store.search(resource_type, params)
+
+    paged = Paged()
+    found = every_match(paged, "Task", [("requester", "Practitioner/dr-a")])  # type: ignore[arg-type]
+    assert len(found) == 703 and len({s.id for s in found}) == 703
+    assert paged.calls == 2
 
 
 def test_sort_by_a_date_over_many_resources(busy_store: SqlStore) -> None:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .base import HistoryResult, Params, SearchResult, Store, Stored, WriteResult, as_params, iter_all
+from .base import (
+    HistoryResult,
+    Params,
+    SearchResult,
+    Store,
+    Stored,
+    WriteResult,
+    as_params,
+    every_match,
+    iter_all,
+)
 from .remote import RemoteStore
 from .sql import SqlStore, now_instant
 
@@ -16,6 +26,7 @@ __all__ = [
     "SqlStore",
     "RemoteStore",
     "as_params",
+    "every_match",
     "iter_all",
     "now_instant",
     "open_store",

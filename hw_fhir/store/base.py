@@ -20,6 +20,8 @@ __all__ = [
     "Params",
     "Store",
     "as_params",
+    "every_match",
+    "iter_all",
 ]
 
 #: Search parameters as (name, value) pairs; a name may repeat (AND).
@@ -158,15 +160,28 @@ class Store(Protocol):
         """Process a transaction or batch Bundle; return the response Bundle."""
 
 
-def iter_all(store: Store, resource_type: str, params: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
-    """Return every match of a search, following pages."""
-    out: list[dict[str, Any]] = []
-    base = [p for p in params if p[0] not in ("_count", "_offset")]
+def every_match(store: Store, resource_type: str,
+                params: Iterable[tuple[str, str]] = ()) -> list[Stored]:
+    """Return every match of a search (resources left unparsed until used).
+
+    A store with a ``search_every`` method (the SQL store) answers in one query; any other
+    (a remote server, a scope-guarded store) is paged through with ``search``.
+    """
+    base = [p for p in params if p[0] not in ("_count", "_offset", "_total", "_cursor")]
+    every = getattr(store, "search_every", None)
+    if every is not None:
+        return list(every(resource_type, base))
+    out: list[Stored] = []
     offset = 0
     while True:
         page = store.search(resource_type, [*base, ("_count", "1000"), ("_offset", str(offset)),
                                             ("_total", "none")])
-        out.extend(page.resources)
+        out.extend(page.matches)
         if not page.has_more or not page.matches:
             return out
         offset += len(page.matches)
+
+
+def iter_all(store: Store, resource_type: str, params: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """Return every match of a search, parsed."""
+    return [stored.resource for stored in every_match(store, resource_type, params)]

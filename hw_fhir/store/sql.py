@@ -214,6 +214,20 @@ class SqlStore:
         with self._read() as conn:
             return self._search_in(conn, query)
 
+    def search_every(self, resource_type: str, params: Params = ()) -> list[Stored]:
+        """Return every match of a search in one query (no pages; ``_include`` ignored).
+
+        For readers in this process (:func:`~hw_fhir.store.base.every_match`): a page of
+        ``MAX_COUNT`` at a time would evaluate the whole search again for each page.
+        """
+        _check_type(resource_type)
+        pairs = [p for p in as_params(params)
+                 if p[0] not in ("_count", "_offset", "_total", "_cursor", "_summary")]
+        query = parse_query(resource_type, pairs, base_url=self.base_url)
+        query.count, query.total, query.include, query.revinclude = _EVERY, "none", [], []
+        with self._read() as conn:
+            return self._search_in(conn, query).matches
+
     def _search_in(self, conn: Connection, q: Query) -> SearchResult:
         r = S.resource
         where = [r.c.res_type == q.resource_type, r.c.deleted == False]  # noqa: E712
@@ -623,6 +637,8 @@ _SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "last
                 "token": 6}
 
 
+#: Matches read at most by one ``search_every`` (far above any patient's or panel's count).
+_EVERY = 1_000_000
 #: Index rows read at most to estimate how many resources one filter matches (SQLite).
 _PROBE_CAP = 5000
 #: A driving filter matching this few rows needs no further probing.
