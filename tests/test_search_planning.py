@@ -167,6 +167,41 @@ def test_every_match_pages_through_a_store_without_search_every(busy_store: SqlS
     assert paged.calls == 2
 
 
+def test_the_total_is_the_same_on_every_page(busy_store: SqlStore) -> None:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    # (pages after the first count only when asked: _total=accurate)
+    params = [("requester", "Practitioner/dr-a"), ("_count", "300"), ("_total", "accurate")]
+    first = busy_store.search("Task", params)
+    assert first.total == 703 and first.has_more
+    event.listen(busy_store.engine, "before_cursor_execute", record)
+    try:
+        last = busy_store.search("Task", [*params, ("_offset", "600")])
+    finally:
+        event.remove(busy_store.engine, "before_cursor_execute", record)
+    assert (last.total, len(last.matches), last.has_more) == (703, 103, False)
+    # the last page by offset knows its total without a count over the matches
+    assert not [s for s in statements if "count(*)" in s.lower() and "FROM resource" in s]
+    beyond = busy_store.search("Task", [*params, ("_offset", "900")])
+    assert (beyond.total, beyond.matches) == (703, [])
+    cursor = f"{first.matches[-1].last_updated},{first.matches[-1].id}"
+    second = busy_store.search("Task", [*params, ("_cursor", cursor)])
+    after = busy_store.search(
+        "Task",
+        [*params, ("_cursor", f"{second.matches[-1].last_updated},{second.matches[-1].id}")],
+    )
+    assert (second.total, after.total, len(after.matches)) == (703, 703, 103)
+    few = busy_store.search("Task", [("requester", "Practitioner/dr-b")])
+    assert few.total == 5 and len(few.matches) == 5
+    assert busy_store.search("Task", [("requester", "Practitioner/dr-b"),
+                                      ("_total", "none")]).total is None
+    assert busy_store.search("Task", [("requester", "Practitioner/dr-a"),
+                                      ("_summary", "count")]).total == 703
+
+
 def test_sort_by_a_date_over_many_resources(busy_store: SqlStore) -> None:
     page = busy_store.search(
         "Task", [("requester", "Practitioner/dr-a"), ("_sort", "-authored-on"), ("_count", "4")]

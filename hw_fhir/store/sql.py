@@ -235,12 +235,13 @@ class SqlStore:
         ranked = self._rank_filters(conn, q.resource_type, q.filters)
         where.extend(self._filter_clause(q.resource_type, f, drive=(n == 0))
                      for n, f in enumerate(ranked))
-        total: int | None = None
-        if q.total != "none" or q.summary_count:
-            total = conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
-        result = SearchResult(q.resource_type, [], total=total, offset=q.offset, count=q.count,
+        want_total = q.total != "none" or q.summary_count
+        matching = list(where)  # what the total counts (the cursor condition comes later)
+        result = SearchResult(q.resource_type, [], total=None, offset=q.offset, count=q.count,
                               params=q.echo, warnings=list(q.warnings))
         if q.summary_count or q.count == 0:
+            if want_total:
+                result.total = self._count(conn, matching)
             return result
         order = []
         for key, desc in q.sort:
@@ -288,9 +289,20 @@ class SqlStore:
         rtype = q.resource_type
         result.matches = [Stored(rtype, rid, str(version), updated, raw=content)
                           for rid, version, updated, content in rows[:q.count]]
+        if want_total:
+            if not result.has_more and not q.cursor and (result.matches or not q.offset):
+                # the last page, reached by offset: the total is known without counting
+                result.total = q.offset + len(result.matches)
+            else:
+                result.total = self._count(conn, matching)
         if q.include or q.revinclude:
             result.included = self._includes(conn, q, result.matches)
         return result
+
+    @staticmethod
+    def _count(conn: Connection, where: list[Any]) -> int:
+        return int(conn.execute(
+            select(func.count()).select_from(S.resource).where(*where)).scalar_one())
 
     def _rows_by_id(self, conn: Connection, rtype: str, ids: list[str]) -> list[Any]:
         """Return the current rows of ``ids`` in that order (same read transaction)."""
