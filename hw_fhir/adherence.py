@@ -347,15 +347,6 @@ def _facts(task: Mapping[str, Any] | TaskFacts) -> TaskFacts:
     return task if isinstance(task, TaskFacts) else TaskFacts.of(task)
 
 
-def _outcome(task: Mapping[str, Any] | TaskFacts, now: datetime) -> str:
-    """Return on-time | late | missed | overdue | upcoming | cancelled for one Task."""
-    return _facts(task).outcome(now)
-
-
-def _sort_moment(task: Mapping[str, Any] | TaskFacts) -> datetime:
-    return _facts(task).moment
-
-
 def summarize_tasks(
     tasks: Iterable[Mapping[str, Any] | TaskFacts],
     *,
@@ -404,10 +395,8 @@ def summarize_tasks(
     )
 
 
-def _in_period(
-    task: Mapping[str, Any] | TaskFacts, since: datetime | None, until: datetime | None
-) -> bool:
-    moment = _sort_moment(task)
+def _in_period(task: TaskFacts, since: datetime | None, until: datetime | None) -> bool:
+    moment = task.moment
     return (since is None or moment >= since) and (until is None or moment < until)
 
 
@@ -764,9 +753,9 @@ def since_last_session(
     since = _moment(session)
     if since is None:
         raise InvalidInput("The date of the last session is required")
-    # a Task counts from its due time, else when it was finished or authored: three
-    # the patient's whole homework in one patient-driven search, each Task version read
-    # once per process (task_facts): cheaper than three date-window searches
+    # a Task counts from its due time, else when it was finished or authored; the
+    # patient's whole homework comes from one patient-driven search, each Task version
+    # read once per process (task_facts)
     if homework is None:
         homework = [facts for facts, _ in patient_homework(store, patient_ref)]
     tasks = [

@@ -42,9 +42,7 @@ from .adherence import (
     summarize_tasks,
 )
 from .assignment import (
-    COMPLETE_QUESTIONNAIRE,
     OPEN_STATUSES,
-    SDC_TEMP_SYSTEM,
     HomeworkDetails,
     activity_schedule,
     parse_instant,
@@ -109,14 +107,6 @@ _CALCULATED = (
 _ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl"
 _FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 _HOMEWORK_PLANS = ("category", f"{catalog.CODE_SYSTEM_BASE}/care-plan-category|homework")
-
-
-def _is_homework(task: Mapping[str, Any]) -> bool:
-    """Whether a Task asks to complete a Questionnaire (SDC ``complete-questionnaire``)."""
-    return any(
-        c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
-        for c in (task.get("code") or {}).get("coding") or []
-    )
 
 
 _MEASURES = ("phq-9", "gad-7", "pcl-5", "phq-2")

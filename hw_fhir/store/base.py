@@ -167,10 +167,10 @@ def every_match(store: Store, resource_type: str,
     A store with a ``search_every`` method (the SQL store) answers in one query; any other
     (a remote server, a scope-guarded store) is paged through with ``search``.
     """
-    base = [p for p in params if p[0] not in ("_count", "_offset", "_total", "_cursor")]
     every = getattr(store, "search_every", None)
     if every is not None:
-        return list(every(resource_type, base))
+        return list(every(resource_type, params))
+    base = [p for p in params if p[0] not in ("_count", "_offset", "_total", "_cursor")]
     out: list[Stored] = []
     offset = 0
     while True:

@@ -291,7 +291,7 @@ class SqlStore:
                           for rid, version, updated, content in rows[:q.count]]
         if want_total:
             if not result.has_more and not q.cursor and (result.matches or not q.offset):
-                # the last page, reached by offset: the total is known without counting
+                # this page holds the last match (by offset): the total needs no count
                 result.total = q.offset + len(result.matches)
             else:
                 result.total = self._count(conn, matching)
