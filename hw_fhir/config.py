@@ -50,6 +50,10 @@ class Settings:
     demo: bool = False
     #: Session cookie ``Secure`` + ``SameSite=None`` (turn off only for plain-http local development).
     secure_cookies: bool = True
+    #: Browser origins allowed to call /fhir, the token, introspection and revocation endpoints
+    #: (CORS): ``*`` for any (refused in production), or origins separated by spaces or commas
+    #: (``https://app.example.org``). Empty: any origin with the sandbox on, none otherwise.
+    cors_origins: str = ""
     #: CSP ``frame-ancestors`` sources allowed to embed the app (space separated).
     frame_ancestors: str = "'self'"
     #: Comma-separated plugin names to load (empty: all installed).
@@ -84,6 +88,14 @@ class Settings:
         """The configured FHIR base URL of this app (None: taken from each request)."""
         return self.base_url.rstrip("/") + "/fhir" if self.base_url else None
 
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins allowed by CORS (``["*"]`` for any; empty: CORS off)."""
+        origins = self.cors_origins.replace(",", " ").split()
+        if not origins and self.sandbox and not self.production:
+            return ["*"]
+        return ["*"] if "*" in origins else [o.rstrip("/") for o in origins]
+
     def check(self) -> "Settings":
         """Raise ConfigurationError for contradictory settings; return self."""
         if self.production and self.open_api:
@@ -92,6 +104,16 @@ class Settings:
             raise ConfigurationError("The sandbox EHR cannot run with HW_FHIR_PRODUCTION=1")
         if self.production and not self.secure_cookies:
             raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
+        if self.production and not self.base_url:
+            raise ConfigurationError("HW_FHIR_BASE_URL is required in production: it is the only URL the "
+                                     "app names itself by (token audience, /fhir links), never the Host header")
+        if self.production and "*" in self.cors_origins.replace(",", " ").split():
+            raise ConfigurationError("HW_FHIR_CORS_ORIGINS=* is refused in production: list the origins "
+                                     "of the browser apps allowed to call hw-fhir")
+        for origin in self.cors_origins.replace(",", " ").split():
+            if origin != "*" and not origin.startswith(("https://", "http://")):
+                raise ConfigurationError(f"HW_FHIR_CORS_ORIGINS: {origin!r} is not an origin "
+                                         "(https://host[:port]) or *")
         return self
 
 

@@ -35,8 +35,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                     "Development only; never expose this server.")
     app.extensions["hw_fhir"] = build_services(settings)
 
-    from . import bulk_api, errors, fhir_api, outcomes_api
+    from . import bulk_api, cors, errors, fhir_api, outcomes_api
 
+    cors.init_app(app)
     errors.init_app(app)
     fhir_api.init_app(app)
     bulk_api.init_app(app)

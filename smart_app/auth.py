@@ -21,6 +21,8 @@ from hw_fhir.smart.client import OAUTH_URIS_EXTENSION
 from hw_fhir.smart.guard import GuardedStore
 from hw_fhir.smart.policy import AccessPolicy, Grant, unauthorized
 
+from .cors import cors_enabled
+
 __all__ = ["init_app", "authorize_fhir_request", "current_grant", "PUBLIC_ENDPOINTS"]
 
 #: /fhir endpoints served without a token.
@@ -77,7 +79,7 @@ class _Capabilities(dict):  # type: ignore[type-arg]
 def _security() -> dict[str, Any] | None:
     if current_app.extensions["hw_fhir"].settings.open_api:
         return None
-    security: dict[str, Any] = {"cors": False, "service": [_SECURITY_SERVICE],
+    security: dict[str, Any] = {"cors": cors_enabled(current_app.extensions["hw_fhir"].settings), "service": [_SECURITY_SERVICE],
                                 "description": "Send 'Authorization: Bearer <token>'; SMART App Launch "
                                                "2.x scopes (v1 and v2) are enforced."}
     uris: Callable[[], dict[str, str]] | None = current_app.extensions.get("hw_fhir_smart_oauth_uris")

@@ -1,14 +1,22 @@
-"""hw-fhir's own token endpoint for SMART Backend Services: ``POST /auth/token``.
+"""hw-fhir's authorization server front: token, introspection, revocation and discovery.
 
-Always on (production too). Only ``grant_type=client_credentials`` with a
-``private_key_jwt`` client assertion (:mod:`hw_fhir.smart.backend` does the
-checks); clients come from ``[[smart.backend_clients]]`` in the config file.
-Tokens are stored in :class:`~hw_fhir.smart.authstore.AuthStore`, where the /fhir
-authorizer (:mod:`smart_app.auth`) looks them up.
+One story for every client kind. Routes (all CORS-enabled, see :mod:`smart_app.cors`):
 
-When the sandbox is off this module also serves
-``/fhir/.well-known/smart-configuration``; when it is on, the sandbox serves its
-own (richer) document there.
+* ``POST /auth/token`` — the token endpoint. Sandbox off (production): hw-fhir's own
+  Backend Services server (``client_credentials`` + ``private_key_jwt``, clients from
+  ``[[smart.backend_clients]]``, checks in :mod:`hw_fhir.smart.backend`). Sandbox on:
+  the sandbox's server, which serves sandbox users' apps, ``[[smart.sandbox_clients]]``
+  *and* the Backend Services clients; ``/sandbox/token`` is the same server.
+* ``POST /auth/introspect`` (RFC 7662) and ``POST /auth/revoke`` (RFC 7009), authlib's
+  endpoint classes (:mod:`hw_fhir.smart.token_endpoints`) on the same server.
+* ``GET /fhir/.well-known/smart-configuration`` (both modes) and, with the sandbox on
+  (it issues id_tokens), ``GET /fhir/.well-known/openid-configuration`` whose
+  ``issuer`` is the ``iss`` of every id_token (:mod:`hw_fhir.smart.discovery`).
+
+Self-URLs (the audience client assertions must name, discovery links) come from
+``HW_FHIR_BASE_URL``, required in production; in development without it they are
+taken from the request's Host. OAuth requests over plain http to a non-local host
+get a 400 ``insecure_transport`` OAuth error.
 """
 
 from __future__ import annotations
@@ -16,28 +24,36 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from hw_fhir.smart.authserver import ClientRegistration
 from hw_fhir.smart.authstore import AuthStore
 from hw_fhir.smart.backend import (
-    ASSERTION_ALGORITHMS,
     BackendServicesGrant,
     backend_assertion,
     backend_clients,
     generate_backend_token,
     save_backend_token,
 )
+from hw_fhir.smart.discovery import SANDBOX_SCOPES, ServerUrls, openid_configuration
+from hw_fhir.smart.discovery import smart_configuration as build_smart_configuration
+from hw_fhir.smart.token_endpoints import introspection_endpoint, public_client_auth, revocation_endpoint
 
 from .fhir_api import fhir_base
 from .security import csrf_exempt
 
-__all__ = ["bp", "init_app", "token_url", "smart_configuration"]
+__all__ = ["bp", "init_app", "token_url", "server_base", "server_urls", "oauth_response",
+           "register_token_endpoints", "assertion_audiences", "smart_configuration"]
 
 bp = Blueprint("backend_auth", __name__)
 
 
 def _server() -> AuthorizationServer:
+    """The server answering /auth/*: the sandbox's when it runs, else the Backend Services one."""
+    sandbox = current_app.extensions.get("hw_fhir_sandbox")
+    if sandbox is not None:
+        return sandbox.server  # type: ignore[no-any-return]
     return current_app.extensions["hw_fhir_backend_server"]  # type: ignore[no-any-return]
 
 
@@ -45,48 +61,121 @@ def _clients() -> dict[str, ClientRegistration]:
     return current_app.extensions["hw_fhir_backend_clients"]  # type: ignore[no-any-return]
 
 
-def token_url() -> str:
-    """Return the URL of this token endpoint (what client assertions must name as ``aud``)."""
+def server_base() -> str:
+    """The app's base URL: ``HW_FHIR_BASE_URL`` (required in production), else the request's."""
     settings = current_app.extensions["hw_fhir"].settings
-    return f"{(settings.base_url or request.url_root).rstrip('/')}/auth/token"
+    return (settings.base_url or request.url_root).rstrip("/")
+
+
+def token_url() -> str:
+    """Return the URL of the /auth/token endpoint."""
+    return f"{server_base()}/auth/token"
+
+
+def assertion_audiences() -> list[str]:
+    """The ``aud`` values a client assertion may name: this server's token endpoints."""
+    urls = [token_url(), f"{server_base()}/auth/introspect", f"{server_base()}/auth/revoke"]
+    if current_app.extensions.get("hw_fhir_sandbox") is not None:
+        urls.append(f"{server_base()}/sandbox/token")
+    return urls
+
+
+def server_urls() -> ServerUrls:
+    """Return the authorization server's URLs for the current request."""
+    base = server_base()
+    if current_app.extensions.get("hw_fhir_sandbox") is not None:
+        return ServerUrls(fhir_base=fhir_base(), token=f"{base}/sandbox/token",
+                          introspection=f"{base}/auth/introspect", revocation=f"{base}/auth/revoke",
+                          authorization=f"{base}/sandbox/authorize", jwks=f"{base}/sandbox/jwks.json")
+    return ServerUrls(fhir_base=fhir_base(), token=token_url(), introspection=f"{base}/auth/introspect",
+                      revocation=f"{base}/auth/revoke")
+
+
+def oauth_response(server: AuthorizationServer, endpoint: str | None = None) -> Response:
+    """Run the token endpoint (or a named endpoint) of ``server``; OAuth errors stay OAuth errors."""
+    try:
+        if endpoint is None:
+            return server.create_token_response()  # type: ignore[no-any-return]
+        return server.create_endpoint_response(endpoint)  # type: ignore[no-any-return]
+    except OAuth2Error as error:  # raised before authlib's own handling: InsecureTransportError
+        if error.error == "insecure_transport":
+            error.description = ("OAuth requests must use https (plain http is accepted only on "
+                                 "localhost); set HW_FHIR_BASE_URL to the https URL of this server")
+        return server.handle_error_response(None, error)  # type: ignore[no-any-return]
 
 
 @bp.post("/auth/token")
 @csrf_exempt
 def token() -> Response:
-    """Issue a Backend Services access token (client_credentials + private_key_jwt only)."""
-    return _server().create_token_response()  # type: ignore[no-any-return]
+    """Issue an access token to any registered client (see the module docstring)."""
+    return oauth_response(_server())
 
 
-def smart_configuration() -> Response:
-    """Return the SMART configuration of hw-fhir's own authorization server (Backend Services)."""
-    scopes = sorted({s for client in _clients().values() for s in client.scope.split()})
-    response = jsonify({
-        "issuer": fhir_base(),
-        "token_endpoint": token_url(),
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": scopes,
-        "capabilities": ["client-confidential-asymmetric"],
-    })
+@bp.post("/auth/introspect")
+@csrf_exempt
+def introspect() -> Response:
+    """Answer an RFC 7662 token introspection request."""
+    return oauth_response(_server(), "introspection")
+
+
+@bp.post("/auth/revoke")
+@csrf_exempt
+def revoke() -> Response:
+    """Answer an RFC 7009 token revocation request."""
+    return oauth_response(_server(), "revocation")
+
+
+def _scopes() -> list[str]:
+    backend = sorted({s for client in _clients().values() for s in client.scope.split()})
+    if current_app.extensions.get("hw_fhir_sandbox") is None:
+        return backend
+    return SANDBOX_SCOPES + [s for s in backend if s not in SANDBOX_SCOPES]
+
+
+def _public_json(data: dict[str, Any]) -> Response:
+    response = jsonify(data)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 
+@bp.get("/fhir/.well-known/smart-configuration")
+def smart_configuration() -> Response:
+    """Return the SMART configuration of the authorization server (SMART App Launch 2.2)."""
+    sandbox = current_app.extensions.get("hw_fhir_sandbox") is not None
+    return _public_json(build_smart_configuration(server_urls(), sandbox=sandbox, scopes=_scopes()))
+
+
+@bp.get("/fhir/.well-known/openid-configuration")
+def openid_discovery() -> Response | tuple[Response, int]:
+    """Return OpenID Connect discovery at the issuer (sandbox only: no id_tokens otherwise)."""
+    if current_app.extensions.get("hw_fhir_sandbox") is None:
+        return _public_json({"error": "not_found",
+                             "error_description": "This server issues no id_tokens (OpenID Connect "
+                                                  "runs only with the sandbox EHR)"}), 404
+    return _public_json(openid_configuration(server_urls(), scopes=_scopes()))
+
+
+def register_token_endpoints(server: AuthorizationServer, auth_store: AuthStore) -> None:
+    """Add introspection, revocation and public-client refresh to an authorization server."""
+    server.register_client_auth_method("none", public_client_auth(auth_store))
+    server.register_client_auth_method("private_key_jwt", backend_assertion(auth_store, assertion_audiences))
+    server.register_endpoint(introspection_endpoint(auth_store, fhir_base))
+    server.register_endpoint(revocation_endpoint(auth_store))
+
+
 def init_app(app: Flask, auth_store: AuthStore) -> None:
-    """Register /auth/token (and the SMART configuration when the sandbox is off)."""
+    """Register /auth/* and the discovery documents."""
     settings = app.extensions["hw_fhir"].settings
     clients = backend_clients((settings.extra or {}).get("smart") or {})
     server = AuthorizationServer()
     server.init_app(app, query_client=clients.get, save_token=save_backend_token(auth_store))
     server.register_token_generator("default", generate_backend_token)
-    server.register_client_auth_method("private_key_jwt", backend_assertion(auth_store, lambda: [token_url()]))
+    register_token_endpoints(server, auth_store)
     server.register_grant(BackendServicesGrant)
     app.extensions["hw_fhir_backend_server"] = server
     app.extensions["hw_fhir_backend_clients"] = clients
     app.register_blueprint(bp)
-    if not settings.sandbox:
-        app.add_url_rule("/fhir/.well-known/smart-configuration", "backend_auth.smart_configuration",
-                         smart_configuration)
-        app.extensions["hw_fhir_smart_oauth_uris"] = lambda: {"token": token_url()}
+    app.extensions["hw_fhir_smart_oauth_uris"] = lambda: {
+        name: url for name, url in (
+            ("authorize", server_urls().authorization), ("token", server_urls().token),
+            ("introspect", server_urls().introspection), ("revoke", server_urls().revocation)) if url}

@@ -99,7 +99,7 @@ def test_production_advertises_its_backend_services_endpoint(production: Product
     assert config["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert config["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
     assert config["grant_types_supported"] == ["client_credentials"]
-    assert config["capabilities"] == ["client-confidential-asymmetric"]
+    assert config["capabilities"] == ["client-confidential-asymmetric", "permission-v1", "permission-v2"]
     assert {"system/Patient.rs", "system/Observation.rs", "system/Task.rs"} == set(config["scopes_supported"])
     assert "authorization_endpoint" not in config
     assert requests.get(f"{production.base}/sandbox/token", timeout=10).status_code == 404

@@ -53,7 +53,9 @@ def test_capability_statement_announces_the_oauth_uris_without_a_token(browser: 
     security = statement["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
-    assert uris == {"authorize": f"{browser.base}/sandbox/authorize", "token": f"{browser.base}/sandbox/token"}
+    assert uris == {"authorize": f"{browser.base}/sandbox/authorize", "token": f"{browser.base}/sandbox/token",
+                    "introspect": f"{browser.base}/auth/introspect", "revoke": f"{browser.base}/auth/revoke"}
+    assert security["cors"] is True  # the sandbox allows any origin unless HW_FHIR_CORS_ORIGINS says otherwise
 
 
 def test_code_exchange_gives_context_scope_and_a_verifiable_id_token(browser: Browser) -> None:

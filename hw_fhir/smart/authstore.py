@@ -54,15 +54,24 @@ class TokenRecord:
     expires_at: int = 0
     refresh_expires_at: int | None = None
     revoked: bool = False
+    #: The token family: hash of the authorization code every token of one grant descends from.
+    family: str | None = None
+    refresh_hash: str | None = None
 
     def active(self, now: int | None = None) -> bool:
         """Whether the access token is usable now."""
         return not self.revoked and self.expires_at > (now or _now())
 
+    def refresh_active(self, now: int | None = None) -> bool:
+        """Whether the refresh token is usable now (not revoked, not rotated, not expired)."""
+        return not self.revoked and bool(self.refresh_expires_at) and \
+            int(self.refresh_expires_at or 0) > (now or _now())
+
 
 def _token(row: Any) -> TokenRecord:
     return TokenRecord(row.access_hash, row.client_id, row.scope, orjson.loads(row.data),
-                       row.issued_at, row.expires_at, row.refresh_expires_at, bool(row.revoked))
+                       row.issued_at, row.expires_at, row.refresh_expires_at, bool(row.revoked),
+                       row.code_hash, row.refresh_hash)
 
 
 class AuthStore:
@@ -125,8 +134,13 @@ class AuthStore:
 
     def save_token(self, *, access_token: str, client_id: str, scope: str, context: dict[str, Any],
                    expires_in: int, refresh_token: str | None = None,
-                   refresh_expires_in: int | None = None, code: str | None = None) -> None:
-        """Store an issued access token (and its refresh token), hashed."""
+                   refresh_expires_in: int | None = None, code: str | None = None,
+                   family: str | None = None) -> None:
+        """Store an issued access token (and its refresh token), hashed.
+
+        ``code`` is the authorization code it was issued for; a refreshed token names
+        the ``family`` (:attr:`TokenRecord.family`) of the token it replaces instead.
+        """
         self.maybe_purge()
         now = _now()
         with self.store.begin() as conn:
@@ -134,7 +148,7 @@ class AuthStore:
                 access_hash=hash_secret(access_token),
                 refresh_hash=hash_secret(refresh_token) if refresh_token else None,
                 client_id=client_id, scope=scope, data=orjson.dumps(context).decode(),
-                code_hash=hash_secret(code) if code else None, issued_at=now,
+                code_hash=hash_secret(code) if code else family, issued_at=now,
                 expires_at=now + expires_in,
                 refresh_expires_at=now + refresh_expires_in if refresh_token and refresh_expires_in else None,
                 revoked=False))
@@ -149,26 +163,71 @@ class AuthStore:
         record = _token(row)
         return record if record.active() else None
 
+    def find_token(self, token: str, hint: str | None = None) -> TokenRecord | None:
+        """Return the record of an access or refresh token in any state (None: never issued here)."""
+        digest = hash_secret(token)
+        columns = [smart_token.c.refresh_hash, smart_token.c.access_hash]
+        if hint != "refresh_token":
+            columns.reverse()
+        with self.engine.connect() as conn:
+            for column in columns:
+                row = conn.execute(select(smart_token).where(column == digest)).first()
+                if row is not None:
+                    return _token(row)
+        return None
+
     def find_refresh(self, refresh_token: str) -> TokenRecord | None:
-        """Return the token record of a usable refresh token."""
+        """Return the token record of a usable refresh token.
+
+        A refresh token that was already exchanged (rotated) and is presented again has
+        leaked: the whole family it belongs to is revoked, and None is returned.
+        """
         with self.engine.connect() as conn:
             row = conn.execute(select(smart_token).where(
                 smart_token.c.refresh_hash == hash_secret(refresh_token))).first()
-        if row is None or row.revoked or not row.refresh_expires_at or row.refresh_expires_at <= _now():
+        if row is None:
             return None
-        return _token(row)
+        record = _token(row)
+        if record.refresh_expires_at == 0 and not record.revoked:
+            self.revoke_family(record)
+            return None
+        return record if record.refresh_active() else None
 
     def retire_refresh(self, refresh_token: str) -> None:
-        """Make a refresh token unusable (after it was exchanged for a new one)."""
+        """Make a refresh token unusable after it was exchanged for a new one.
+
+        When another request exchanged it first (a concurrent reuse), the family is revoked.
+        """
+        digest = hash_secret(refresh_token)
         with self.store.begin() as conn:
-            conn.execute(update(smart_token).where(
-                smart_token.c.refresh_hash == hash_secret(refresh_token)).values(refresh_expires_at=0))
+            done = conn.execute(update(smart_token).where(
+                smart_token.c.refresh_hash == digest, smart_token.c.refresh_expires_at > 0)
+                .values(refresh_expires_at=0))
+            if done.rowcount == 1:
+                return
+            row = conn.execute(select(smart_token).where(smart_token.c.refresh_hash == digest)).first()
+        if row is not None:
+            self.revoke_family(_token(row))
 
     def revoke(self, access_token: str) -> None:
         """Revoke an access token and its refresh token."""
         with self.store.begin() as conn:
             conn.execute(update(smart_token).where(
                 smart_token.c.access_hash == hash_secret(access_token)).values(revoked=True))
+
+    def revoke_record(self, record: TokenRecord) -> None:
+        """Revoke one issued token (its access and refresh token)."""
+        with self.store.begin() as conn:
+            conn.execute(update(smart_token).where(smart_token.c.access_hash == record.access_hash)
+                         .values(revoked=True))
+
+    def revoke_family(self, record: TokenRecord) -> None:
+        """Revoke every token descending from the same grant as ``record`` (RFC 6819 5.2.2.3)."""
+        table = smart_token
+        where = table.c.code_hash == record.family if record.family else \
+            table.c.access_hash == record.access_hash
+        with self.store.begin() as conn:
+            conn.execute(update(table).where(where).values(revoked=True))
 
     # ------------------------------------------------------------------ jti
 

@@ -3,11 +3,14 @@
 On only when ``settings.sandbox`` is set (``hw-fhir demo`` sets it; production
 refuses it). Pages: ``/sandbox/`` (an EHR that launches hw-fhir in an iframe),
 ``/sandbox/portal`` (a patient portal for the standalone launch). OAuth:
-``/fhir/.well-known/smart-configuration``, ``/sandbox/authorize``,
-``/sandbox/token``, ``/sandbox/jwks.json``.
+``/sandbox/authorize``, ``/sandbox/token`` (the same server also answers
+``/auth/token``, ``/auth/introspect`` and ``/auth/revoke``, and is described by
+``/fhir/.well-known/smart-configuration`` — see :mod:`smart_app.backend`),
+``/sandbox/jwks.json``.
 
-Clients: hw-fhir itself (``hw-fhir-app``, public, redirect ``{base}/callback``)
-and any listed in the config file::
+Clients: hw-fhir itself (``hw-fhir-app``, public, redirect ``{base}/callback``),
+every ``[[smart.backend_clients]]`` Backend Services client, and any listed in the
+config file::
 
     [[smart.sandbox_clients]]
     client_id = "sync-job"
@@ -30,6 +33,7 @@ from hw_fhir.smart.authstore import AuthStore
 from hw_fhir.smart.keys import load_or_create_key
 from hw_fhir.smart.registry import SANDBOX_CLIENT_ID
 
+from ..backend import register_token_endpoints
 from ..fhir_api import fhir_base
 from .server import SandboxEndpoints, build_server
 
@@ -74,7 +78,10 @@ def _app_client() -> ClientRegistration:
 def _query_client(client_id: str) -> ClientRegistration | None:
     if client_id == SANDBOX_CLIENT_ID:
         return _app_client()
-    return sandbox().clients.get(client_id)
+    found = sandbox().clients.get(client_id)
+    if found is None:
+        found = current_app.extensions.get("hw_fhir_backend_clients", {}).get(client_id)
+    return found  # type: ignore[no-any-return]
 
 
 def init_app(app: Flask) -> None:
@@ -91,7 +98,6 @@ def init_app(app: Flask) -> None:
     endpoints = SandboxEndpoints(fhir_base=fhir_base, token_url=lambda: f"{app_base()}/sandbox/token",
                                  query_client=_query_client)
     server = build_server(app, auth_store=auth_store, endpoints=endpoints, signing_key=key)
+    register_token_endpoints(server, auth_store)
     app.extensions["hw_fhir_sandbox"] = Sandbox(server, key, clients, auth_store)
-    app.extensions["hw_fhir_smart_oauth_uris"] = lambda: {
-        "authorize": f"{app_base()}/sandbox/authorize", "token": f"{app_base()}/sandbox/token"}
     app.register_blueprint(views.bp)

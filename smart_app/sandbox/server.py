@@ -4,7 +4,8 @@
   ``code_verifier`` is ``invalid_grant``), ``aud`` must be this /fhir, ``launch``
   must be a live launch id; codes are single use (a reused code revokes the
   tokens issued from it); ``openid fhirUser`` adds an RS256 id_token;
-* refresh_token (rotated on every use);
+* refresh_token (rotated on every use; a rotated refresh token presented again
+  revokes its whole family; a public client may refresh without ``client_id``);
 * client_credentials for Backend Services clients authenticating with
   ``private_key_jwt`` (RS384 or ES384 only, ``exp`` at most 5 minutes ahead,
   ``jti`` never seen before), shared with hw-fhir's own token endpoint
@@ -45,7 +46,6 @@ from hw_fhir.smart.backend import (
     ASSERTION_ALGORITHMS,
     BACKEND_TOKEN_LIFETIME,
     BackendServicesGrant,
-    backend_assertion,
 )
 from hw_fhir.smart.registry import normalize_iss
 from hw_fhir.smart.scopes import ScopeSet
@@ -241,10 +241,13 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
         scope = str(token.get("scope") or "")
         context = token_context(user, scope)
         code = request.form.get("code") if request.payload.grant_type == "authorization_code" else None
+        parent = getattr(request, "refresh_token", None) if request.payload.grant_type == "refresh_token" \
+            else None
         auth_store.save_token(
             access_token=token["access_token"], refresh_token=token.get("refresh_token"),
             client_id=client.client_id, scope=scope, context=context,
-            expires_in=int(token["expires_in"]), refresh_expires_in=REFRESH_TOKEN_LIFETIME, code=code)
+            expires_in=int(token["expires_in"]), refresh_expires_in=REFRESH_TOKEN_LIFETIME, code=code,
+            family=parent.record.family if isinstance(parent, _RefreshCredential) else None)
         for name in RESPONSE_FIELDS:
             if name in context:
                 token[name] = context[name]
@@ -266,8 +269,6 @@ def build_server(app: Any, *, auth_store: AuthStore, endpoints: SandboxEndpoints
     server = AuthorizationServer()
     server.init_app(app, query_client=endpoints.query_client, save_token=save_token)
     server.register_token_generator("default", generate)
-    server.register_client_auth_method("private_key_jwt",
-                                       backend_assertion(auth_store, lambda: [endpoints.token_url()]))
     server.register_grant(SmartCodeGrant, [_S256Required(required=True), SmartOpenID(require_nonce=False)])
     server.register_grant(SmartRefreshGrant)
     server.register_grant(BackendServicesGrant)

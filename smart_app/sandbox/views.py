@@ -24,27 +24,16 @@ from hw_fhir.smart.authserver import AuthUser
 from hw_fhir.smart.keys import public_jwks
 from hw_fhir.smart.scopes import ScopeSet
 
+from ..backend import oauth_response
 from ..fhir_api import fhir_base
 from ..security import csrf_exempt
 from . import app_base, sandbox
-from .server import ASSERTION_ALGORITHMS
 
 __all__ = ["bp"]
 
 bp = Blueprint("sandbox", __name__)
 
 _USER_KEY = "sandbox_user"
-_CAPABILITIES = [
-    "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
-    "client-confidential-asymmetric", "context-ehr-patient", "context-standalone-patient",
-    "context-banner", "context-style", "permission-offline", "permission-online",
-    "permission-patient", "permission-user", "permission-v1", "permission-v2", "sso-openid-connect",
-]
-_SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access",
-           "online_access", "patient/*.cruds", "user/*.cruds", "system/*.rs", "patient/*.read",
-           "patient/*.write", "user/*.read", "user/*.write", "system/*.read"]
-
-
 def _store() -> Any:
     return current_app.extensions["hw_fhir"].store
 
@@ -73,28 +62,6 @@ def _exists(reference: str, *types: str) -> bool:
 
 
 # ------------------------------------------------------------------ discovery
-
-
-@bp.get("/fhir/.well-known/smart-configuration")
-def smart_configuration() -> Response:
-    """Return the SMART configuration of the sandbox."""
-    base = app_base()
-    response = jsonify({
-        "issuer": fhir_base(),
-        "jwks_uri": f"{base}/sandbox/jwks.json",
-        "authorization_endpoint": f"{base}/sandbox/authorize",
-        "token_endpoint": f"{base}/sandbox/token",
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "response_types_supported": ["code"],
-        "scopes_supported": _SCOPES,
-        "code_challenge_methods_supported": ["S256"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "capabilities": _CAPABILITIES,
-    })
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
 
 
 @bp.get("/sandbox/jwks.json")
@@ -226,4 +193,4 @@ def _approving_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthU
 @csrf_exempt
 def token() -> Response:
     """Issue tokens (authorization_code, refresh_token, client_credentials)."""
-    return sandbox().server.create_token_response()  # type: ignore[no-any-return]
+    return oauth_response(sandbox().server)
