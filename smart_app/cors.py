@@ -44,9 +44,10 @@ def init_app(app: Flask) -> None:
     common: dict[str, Any] = {"allow_headers": ALLOW_HEADERS, "expose_headers": EXPOSE_HEADERS,
                               "supports_credentials": False, "max_age": 600,
                               "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]}
-    resources: dict[str, dict[str, Any]] = {path: {**common, "origins": "*"} for path in PUBLIC_PATHS}
+    anyone = {**common, "origins": "*", "send_wildcard": True}
+    resources: dict[str, dict[str, Any]] = {path: anyone for path in PUBLIC_PATHS}
     origins = settings.cors_origin_list
     if origins:
-        resources.update({path: {**common, "origins": origins[0] if origins == ["*"] else origins}
-                          for path in API_PATHS})
+        allowed = anyone if origins == ["*"] else {**common, "origins": origins}
+        resources.update({path: allowed for path in API_PATHS})
     CORS(app, resources=resources, vary_header=True)
