@@ -6,6 +6,9 @@
 * :mod:`.registry`, :mod:`.client`, :mod:`.launcher` run hw-fhir's side of a launch;
 * :mod:`.sessions` and :mod:`.authstore` keep sessions, launches, codes and tokens
   in the store's database (tables in :mod:`.tables`);
+* :mod:`.discovery` builds the SMART and OpenID discovery documents of hw-fhir's
+  authorization server; :mod:`.token_endpoints` adds introspection (RFC 7662),
+  revocation (RFC 7009) and public-client refresh to it (authlib);
 * :mod:`.keys` keeps signing keys in the instance folder; :mod:`.mirror` copies the
   EHR's Patient/Practitioner into the local store.
 """
