@@ -30,7 +30,7 @@ EXPOSE_HEADERS = ["Location", "ETag", "Content-Location", "Last-Modified", "WWW-
 API_PATHS = [r"/fhir/.*", r"/auth/token", r"/auth/introspect", r"/auth/revoke",
              r"/sandbox/token", r"/sandbox/introspect", r"/sandbox/revoke"]
 #: Public documents served to any origin.
-PUBLIC_PATHS = [r"/fhir/\.well-known/.*", r"/sandbox/jwks\.json", r"/fhir/metadata"]
+PUBLIC_PATHS = [r"/fhir/\.well-known/.*", r"/sandbox/jwks\.json"]
 
 
 def cors_enabled(settings: Any) -> bool:

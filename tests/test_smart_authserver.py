@@ -137,8 +137,9 @@ def test_without_configured_origins_production_sends_no_cors(production: str) ->
     assert "Access-Control-Allow-Origin" not in pre.headers
     token = _preflight(f"{production}/auth/token")
     assert "Access-Control-Allow-Origin" not in token.headers
-    statement = requests.get(f"{production}/fhir/metadata", timeout=10).json()
-    assert statement["rest"][0]["security"]["cors"] is False
+    metadata = requests.get(f"{production}/fhir/metadata", headers={"Origin": ORIGIN}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in metadata.headers
+    assert metadata.json()["rest"][0]["security"]["cors"] is False
     # discovery documents are public: any origin may read them
     config = requests.get(f"{production}/fhir/.well-known/smart-configuration",
                           headers={"Origin": ORIGIN}, timeout=10)
