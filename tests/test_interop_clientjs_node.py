@@ -34,7 +34,7 @@ SCOPE = "launch openid fhirUser offline_access patient/*.cruds user/*.cruds"
 def _require_node() -> str:
     node = shutil.which("node")
     missing = "node" if node is None else (
-        "tests/node/node_modules (run: cd tests/node && npm ci)"
+        "tests/node/node_modules (run: cd tests/node && npm ci --omit=optional)"
         if not (NODE_DIR / "node_modules" / "fhirclient").exists() else "")
     if not missing:
         return str(node)
