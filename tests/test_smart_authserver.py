@@ -21,10 +21,12 @@ from smart_support import (
     BackendClient,
     Browser,
     _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    authorize,
     browser,  # noqa: F401
     demo_app,
     fhir,
     make_app,
+    redeem,
     sandbox_app,  # noqa: F401
     sandbox_server,  # noqa: F401
     token_for,
@@ -97,6 +99,8 @@ def production(app_config: dict[str, Any], sync_job: BackendClient) -> Iterator[
 
 def test_cors_preflight_and_exposed_headers_on_fhir(browser: Browser) -> None:
     base = browser.base
+    export = _preflight(f"{base}/fhir/$export", method="GET", headers="authorization, prefer, accept")
+    assert export.status_code in (200, 204) and export.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
     pre = _preflight(f"{base}/fhir/Task/some-id", method="PUT",
                      headers="authorization, content-type, if-match, prefer, if-none-exist")
     assert pre.status_code in (200, 204)
@@ -274,6 +278,31 @@ def test_public_client_refreshes_without_client_authentication(browser: Browser)
     unknown = requests.post(f"{browser.base}/sandbox/token", timeout=10, data={
         "grant_type": "refresh_token", "refresh_token": "not-a-token"})
     assert unknown.status_code in (400, 401) and unknown.json()["error"] in ("invalid_client", "invalid_grant")
+
+
+def test_a_confidential_clients_refresh_token_still_needs_its_secret(app_config: dict[str, Any]) -> None:
+    redirect = "http://127.0.0.1:9/confidential-callback"
+    app = make_app(app_config, extra={"smart": {"sandbox_clients": [{
+        "client_id": "confidential", "token_endpoint_auth_method": "client_secret_basic",
+        "client_secret": "s3cret-s3cret", "redirect_uris": [redirect],
+        "scope": "launch/patient offline_access patient/*.rs"}]}})
+    server = serve(app)
+    try:
+        user = Browser(server.url)
+        grant = authorize(user, client_id="confidential", redirect_uri=redirect,
+                          scope="launch/patient offline_access patient/*.rs")
+        token = redeem(server.url, grant, auth=("confidential", "s3cret-s3cret")).json()
+        url = f"{server.url}/auth/token"
+        for extra in ({}, {"client_id": "confidential"}):
+            refused = requests.post(url, data={"grant_type": "refresh_token",
+                                               "refresh_token": token["refresh_token"], **extra}, timeout=10)
+            assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+        ok = requests.post(url, data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+                           auth=("confidential", "s3cret-s3cret"), timeout=10)
+        assert ok.status_code == 200, ok.text
+    finally:
+        server.stop()
+        app.extensions["hw_fhir"].close()
 
 
 def test_reusing_a_rotated_refresh_token_revokes_the_family(browser: Browser) -> None:
