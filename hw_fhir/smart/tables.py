@@ -11,7 +11,9 @@ Authorization-server side (the sandbox EHR, and the tokens /fhir accepts):
 
 * ``smart_auth_launch``: EHR launch ids and the context they stand for.
 * ``smart_auth_code``: authorization codes (hashed), single use.
-* ``smart_token``: issued access/refresh tokens (hashed) with scope and context.
+* ``smart_token``: issued access/refresh tokens (hashed) with scope and context;
+  ``code_hash`` names the token family (the authorization code the grant began with,
+  carried over on every refresh), so reuse or revocation can end the whole family.
 * ``smart_jti``: client-assertion ids already seen (replay protection).
 
 Times are integer Unix seconds. Changes go through Alembic
