@@ -11,10 +11,11 @@ import orjson
 
 from .config import load_settings
 from .errors import HwFhirError
-from .services import Services, build_services
+from .services import Services
+from .startup import safe_url, start_services
 from .store.maintenance import refresh_statistics
 
-__all__ = ["cli", "load_file", "fail"]
+__all__ = ["cli", "load_file", "fail", "open_services"]
 
 
 def fail(message: str) -> None:
@@ -23,12 +24,14 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def _services(upgrade: bool = True) -> Services:
+def openopen_services() -> Services:
+    """Start the services (database checked, migrated, library loaded) or exit with one line."""
     try:
-        return build_services(load_settings(), upgrade=upgrade)
+        return startopen_services()
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
+
 
 
 @click.group()
@@ -45,18 +48,9 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema (keeps all data) and load the activity library."""
-    services = _services(upgrade=True)
-    try:
-        services.plugins.hook.database_upgraded(services=services)
-    except HwFhirError as exc:
-        fail(exc.message)
-    click.echo(f"Database is up to date: {_safe_url(services.settings.database_url)}")
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    services = openopen_services()
+    services.close()
+    click.echo(f"Database is up to date: {safe_url(services.settings.database_url)}")
 
 
 def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
@@ -103,7 +97,7 @@ def load_file(services: Services, path: Path) -> int:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(file: Path) -> None:
     """Load FILE (a transaction/batch/collection Bundle, or NDJSON) into the store."""
-    services = _services()
+    services = open_services()
     try:
         count = load_file(services, file)
     except HwFhirError as exc:
@@ -142,7 +136,7 @@ def reminders_run(once: bool) -> None:
     from .reminders import run_reminders
     from .worker import single_sqlite_worker, worker_name
 
-    services = _services()
+    services = open_services()
     try:
         with single_sqlite_worker(services):
             run = run_reminders(services, worker=worker_name())
@@ -160,7 +154,7 @@ def reminders_failures(limit: int) -> None:
     """List reminders and alerts that could not be delivered (JSON)."""
     from .reminders import failures
 
-    click.echo(orjson.dumps(failures(_services(), limit=limit), option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(failures(open_services(), limit=limit), option=orjson.OPT_INDENT_2).decode())
 
 
 @cli.command("worker")
@@ -171,7 +165,7 @@ def worker_command(poll: float, once: bool) -> None:
     """Run the worker: reminders, plan scheduler and every plugin's periodic jobs."""
     from .worker import Worker
 
-    services = _services()
+    services = open_services()
     worker = Worker(services, poll_seconds=poll)
     worker.install_signal_handlers()
     click.echo(f"Worker {worker.name} started ({len(worker.jobs)} jobs)")

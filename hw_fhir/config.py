@@ -135,8 +135,14 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
     return str(raw)
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build Settings from the config file, the environment and explicit overrides."""
+def load_settings(environ: Mapping[str, str] | None = None, *, create: bool = True,
+                  **overrides: Any) -> Settings:
+    """Build Settings from the config file, the environment and explicit overrides.
+
+    ``create=False`` writes nothing: the instance folder and the generated secret key
+    are not created (``secret_key`` stays empty when it is not set), for checks that
+    must leave no trace.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -163,16 +169,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             values[name] = value
         else:
             raise ConfigurationError(f"Unknown setting {name!r}")
-    return _fill_defaults(Settings(**values, extra=extra)).check()
+    return _fill_defaults(Settings(**values, extra=extra), create=create).check()
 
 
-def _fill_defaults(s: Settings) -> Settings:
+def _fill_defaults(s: Settings, *, create: bool = True) -> Settings:
     instance = Path(s.instance_path) if s.instance_path else default_instance_path()
     changes: dict[str, Any] = {"instance_path": str(instance)}
     if not s.database_url:
-        instance.mkdir(parents=True, exist_ok=True)
+        if create:
+            instance.mkdir(parents=True, exist_ok=True)
         changes["database_url"] = f"sqlite:///{instance / 'hw_fhir.db'}"
-    if not s.secret_key:
+    if not s.secret_key and create:
         instance.mkdir(parents=True, exist_ok=True)
         key_file = instance / "secret_key"
         if not key_file.exists():

@@ -251,7 +251,11 @@ def register_worker_tasks(settings: Any) -> Any:
 
 @hookspec
 def database_upgraded(services: Any) -> None:
-    """``hw-fhir db upgrade`` brought the schema up to date; load your reference data now.
+    """The schema was brought up to date; load your reference data now (idempotently).
+
+    Called by ``hw-fhir db upgrade`` and at every start-up of ``serve``, ``worker`` and
+    ``demo``, under the database's start-up lock (:mod:`hw_fhir.startup`), so one node
+    at a time runs it.
 
     ``services`` is the :class:`~hw_fhir.services.Services`. Return nothing.
     """

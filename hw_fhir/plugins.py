@@ -61,6 +61,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_reminders",
     "hw_fhir.default_worker",
     "hw_fhir.default_sync",
+    "hw_fhir.default_demo",
 )
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .plugins import worker_tasks
 
-__all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker"]
+__all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker", "start_worker_thread"]
 
 log = logging.getLogger("hw_fhir.worker")
 
@@ -133,3 +133,22 @@ class Worker:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def start_worker_thread(services: Any, *, poll_seconds: float = 2.0) -> Worker:
+    """Run a :class:`Worker` in a daemon thread of this process (``hw-fhir demo``); return it.
+
+    The same loop as ``hw-fhir worker``; ``worker.stopping.set()`` stops it. When it
+    cannot start (another worker holds a SQLite database), the reason is logged and
+    the thread ends.
+    """
+    worker = Worker(services, poll_seconds=poll_seconds)
+
+    def loop() -> None:
+        try:
+            worker.run()
+        except ConfigurationError as exc:
+            log.error("The in-process worker did not start: %s", exc.message)
+
+    threading.Thread(target=loop, name=f"hw-fhir-worker-{worker.name}", daemon=True).start()
+    return worker

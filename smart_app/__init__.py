@@ -18,11 +18,16 @@ __all__ = ["create_app", "services"]
 log = logging.getLogger("hw_fhir")
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the app; ``test_config`` overrides settings (lower-case names) and Flask config."""
+def create_app(test_config: dict[str, Any] | None = None, *,
+               services: Services | None = None) -> Flask:
+    """Create the app; ``test_config`` overrides settings (lower-case names) and Flask config.
+
+    ``services``: use these (already started, see :func:`hw_fhir.startup.start_services`)
+    instead of building new ones; their settings win over lower-case ``test_config`` keys.
+    """
     test_config = dict(test_config or {})
     flask_config = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
-    settings = load_settings(**test_config)
+    settings = services.settings if services is not None else load_settings(**test_config)
     app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=True)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -33,7 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.open_api:
         log.warning("HW_FHIR_OPEN_API is on: /fhir answers WITHOUT authorization. "
                     "Development only; never expose this server.")
-    app.extensions["hw_fhir"] = build_services(settings)
+    app.extensions["hw_fhir"] = services if services is not None else build_services(settings)
 
     from . import bulk_api, cors, errors, fhir_api, outcomes_api
 

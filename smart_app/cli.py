@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from hw_fhir.cli import cli, fail
 from hw_fhir.errors import HwFhirError
+from hw_fhir.services import Services
 
-__all__ = ["freeze_startup_heap", "main"]
+__all__ = ["freeze_startup_heap", "main", "demo_guide"]
 
 
 def freeze_startup_heap() -> None:
@@ -27,8 +29,27 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int) -> None:
+def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
+              in_worker: Callable[[], Any] | None = None) -> None:
+    """Serve ``app``; ``in_worker`` runs in each forked gunicorn worker, after the fork.
+
+    Every forked worker first drops the database connections inherited from the
+    parent (``engine.dispose(close=False)``), then runs ``in_worker``; what
+    ``in_worker`` returns is stopped (``.stopping.set()``) when the worker exits.
+    """
     from gunicorn.app.base import BaseApplication
+
+    services = app.extensions["hw_fhir"]
+    started: list[Any] = []
+
+    def post_worker_init(_worker: Any) -> None:
+        services.store.engine.dispose(close=False)
+        if in_worker is not None:
+            started.append(in_worker())
+
+    def worker_exit(_server: Any, _worker: Any) -> None:
+        for thing in started:
+            thing.stopping.set()
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -39,6 +60,8 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int) -> Non
             self.cfg.set("accesslog", "-")
             # the query string may carry search values: log the path only
             self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
+            self.cfg.set("post_worker_init", post_worker_init)
+            self.cfg.set("worker_exit", worker_exit)
 
         def load(self) -> Any:
             return app
@@ -47,11 +70,21 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int) -> Non
     _Server().run()
 
 
-def _create(**overrides: Any) -> Any:
+def _start(**overrides: Any) -> Services:
+    from hw_fhir.startup import start_services
+
+    try:
+        return start_services(**overrides)
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+
+
+def _create(services: Services) -> Any:
     from . import create_app
 
     try:
-        return create_app(overrides)
+        return create_app(services=services)
     except HwFhirError as exc:
         fail(exc.message)
 
@@ -62,24 +95,45 @@ def _create(**overrides: Any) -> Any:
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the app with gunicorn."""
-    app = _create()
+    """Serve the app with gunicorn (database migrated and library loaded first)."""
+    app = _create(_start())
     _gunicorn(app, host, port, workers, threads)
 
 
 @cli.command("demo")
 @click.option("--port", default=5000, show_default=True, type=int)
 def demo(port: int) -> None:
-    """Create demo data and serve the app with the sandbox EHR on 127.0.0.1."""
+    """The whole product on 127.0.0.1: sandbox EHR, demo practice, worker and inbox."""
+    from hw_fhir.demo import load_demo_data
+    from hw_fhir.worker import start_worker_thread
+
     base = f"http://127.0.0.1:{port}"
     os.environ.setdefault("HW_FHIR_BASE_URL", base)
-    app = _create(demo=True, sandbox=True, open_api=os.environ.get("HW_FHIR_OPEN_API", "0") == "1")
-    from hw_fhir.demo import load_demo_data
-
-    created = load_demo_data(app.extensions["hw_fhir"])
+    services = _start(demo=True, sandbox=True,
+                      open_api=os.environ.get("HW_FHIR_OPEN_API", "0") == "1")
+    app = _create(services)
+    try:
+        created = load_demo_data(services)
+    except HwFhirError as exc:
+        fail(exc.message)
     click.echo(f"Demo data ready ({created} resources written).")
-    click.echo(f"Open {base}/ in your browser (sandbox EHR: {base}/sandbox/).")
-    _gunicorn(app, "127.0.0.1", port, 1, 8)
+    for line in demo_guide(services.settings.base_url or base):
+        click.echo(line)
+    _gunicorn(app, "127.0.0.1", port, 1, 8,
+              in_worker=lambda: start_worker_thread(services, poll_seconds=2.0))
+
+
+def demo_guide(base: str) -> list[str]:
+    """Return the demo's 'where to click' lines."""
+    return [
+        "",
+        f"  Sandbox EHR (launch hw-fhir as a clinician): {base}/sandbox/",
+        f"  Demo inbox (every reminder and alert sent):  {base}/sandbox/inbox",
+        f"  Patient portal (standalone patient launch):  {base}/sandbox/portal",
+        "  Open a reminder's secure link in the inbox to see the patient's side.",
+        "  The worker runs in this process: reminders go out within a minute.",
+        "",
+    ]
 
 
 def main() -> None:

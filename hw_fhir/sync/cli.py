@@ -15,7 +15,7 @@ __all__ = ["register", "export_command", "outbox_group"]
 
 
 def _services() -> Any:
-    from ..cli import _services as build
+    from ..cli import open_services as build
 
     return build()
 

@@ -194,3 +194,27 @@ def _approving_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthU
 def token() -> Response:
     """Issue tokens (authorization_code, refresh_token, client_credentials)."""
     return oauth_response(sandbox().server)
+
+
+# ---------------------------------------------------------------------- demo inbox
+
+
+@bp.get("/sandbox/inbox.json")
+def inbox_json() -> Response:
+    """Return every message the demo sent: ``[{to, channel, subject, body, link, sent}]``."""
+    from hw_fhir.channels.demo_inbox import read_inbox
+
+    keep = ("to", "channel", "subject", "body", "link", "sent")
+    messages = read_inbox(current_app.extensions["hw_fhir"].settings)
+    return jsonify([{k: m.get(k) for k in keep} for m in messages])
+
+
+@bp.get("/sandbox/inbox")
+def inbox() -> Any:
+    """Show the demo inbox: one phone per recipient with its messages and secure links."""
+    from hw_fhir.channels.demo_inbox import read_inbox
+
+    phones: dict[str, list[dict[str, Any]]] = {}
+    for message in read_inbox(current_app.extensions["hw_fhir"].settings):
+        phones.setdefault(message.get("to") or "(no address)", []).append(message)
+    return render_template("sandbox/inbox.html", phones=phones)
