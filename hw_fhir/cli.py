@@ -24,10 +24,10 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def openopen_services() -> Services:
+def open_services() -> Services:
     """Start the services (database checked, migrated, library loaded) or exit with one line."""
     try:
-        return startopen_services()
+        return start_services()
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
@@ -48,7 +48,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema (keeps all data) and load the activity library."""
-    services = openopen_services()
+    services = open_services()
     services.close()
     click.echo(f"Database is up to date: {safe_url(services.settings.database_url)}")
 
@@ -146,6 +146,34 @@ def reminders_run(once: bool) -> None:
     click.echo(f"Reminders: {run.sent} sent, {run.planned} planned, {run.retried} to retry, "
                f"{run.failed} failed, {run.deferred} deferred, {run.skipped} skipped, "
                f"{run.cancelled} cancelled")
+
+
+@reminders.command("retry")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only those that failed at or after WHEN (ISO date or date-time, UTC if no zone).")
+def reminders_retry(since: str | None) -> None:
+    """Queue failed and held reminders and alerts again (after fixing what made them fail)."""
+    from datetime import datetime, timezone
+
+    from .reminder_retry import retry_reminders
+
+    moment = None
+    if since:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            fail(f"--since {since!r} is not a date or date-time such as 2026-03-01 or "
+                 "2026-03-01T09:00")
+            raise  # unreachable
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    services = open_services()
+    try:
+        count = retry_reminders(services.store, since=moment)
+    finally:
+        services.close()
+    click.echo(f"{count} reminders and alerts queued again; a running worker sends them now."
+               if count else "Nothing to retry.")
 
 
 @reminders.command("failures")

@@ -78,10 +78,13 @@ def demo_resources() -> list[dict[str, Any]]:
     return out
 
 
-def load_demo_data(services: Services, *, now: datetime | None = None) -> int:
-    """Write the demo practice, its history and the welcome homework; return resources written."""
-    from .demo_history import load_history
+def load_demo_data(services: Services, *, history: bool = False,
+                   now: datetime | None = None) -> int:
+    """Write the demo practice; return how many resources were written.
 
+    ``history`` (``hw-fhir demo``): also the clients' ten weeks of history and the
+    welcome homework (both need the activity library loaded).
+    """
     written = 0
     for resource in demo_resources():
         try:
@@ -89,8 +92,11 @@ def load_demo_data(services: Services, *, now: datetime | None = None) -> int:
         except NotFound:
             services.store.update(resource)
             written += 1
-    written += load_history(services, now=now)
-    written += assign_welcome(services, now=now)
+    if history:
+        from .demo_history import load_history
+
+        written += load_history(services, now=now)
+        written += assign_welcome(services, now=now)
     for count in services.plugins.hook.demo_data_loaded(services=services):
         written += int(count or 0)
     return written

@@ -25,6 +25,7 @@
     │   └── BirthDateRequired        401: the link needs the patient's date of birth
     └── DeliveryError                a reminder channel could not deliver (.permanent, .retry_after)
         ├── TransientDeliveryError   try again later (.maybe_sent: the message may have left)
+        │   └── HeldDeliveryError    waits for a fix on our side (a setting, a channel, an address); never final
         └── PermanentDeliveryError   retrying cannot help (bad address, refused, opted out)
 
 Every error carries an HTTP ``status`` and builds an OperationOutcome with
@@ -62,6 +63,7 @@ __all__ = [
     "DeliveryError",
     "TransientDeliveryError",
     "PermanentDeliveryError",
+    "HeldDeliveryError",
     "operation_outcome",
 ]
 
@@ -296,6 +298,17 @@ class DeliveryError(HwFhirError):
 
 class TransientDeliveryError(DeliveryError):
     """Delivery failed for now (server down, rate limited); a later attempt may succeed."""
+
+
+class HeldDeliveryError(TransientDeliveryError):
+    """Delivery waits for a fix on our side, not the recipient's: a setting
+    (``HW_FHIR_BASE_URL``), a channel that is not installed, a contact point missing.
+
+    Never final: retried at the retry cap, at once when a worker starts and on
+    ``hw-fhir reminders retry``; shown to the clinician with its reason meanwhile.
+    """
+
+    held = True
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -78,6 +78,11 @@ retry with exponential backoff (``Retry-After`` honoured) and a new key, up to
 ``max_tries``; a permanent failure tries the patient's other channels, then is
 recorded (``not-done`` Communication with ``statusReason``) and listed by
 :func:`failures` (``hw-fhir reminders failures``). Risk alerts retry until delivered.
+A failure that waits for a fix on our side — ``HW_FHIR_BASE_URL`` unset, the chosen
+channel not installed, no contact point — is a :class:`~hw_fhir.errors.HeldDeliveryError`:
+never final, retried every :data:`HELD_RETRY_SECONDS`, at once when a worker starts
+and by ``hw-fhir reminders retry`` (:mod:`hw_fhir.reminder_retry`); only a permanent
+refusal by the recipient's channel (or the patient opting out) ends a reminder.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ from .assignment import EXT_REMINDER_CHANNEL, OPEN_STATUSES
 from .channels.base import Delivery, Message
 from .errors import (
     DeliveryError,
+    HeldDeliveryError,
     HwFhirError,
     NotFound,
     PermanentDeliveryError,
@@ -117,6 +123,8 @@ __all__ = [
     "ReminderPreferences",
     "ReminderPolicy",
     "ReminderRun",
+    "HELD_PREFIX",
+    "HELD_RETRY_SECONDS",
     "preferences",
     "local_moment",
     "reminder_times",
@@ -1194,9 +1202,12 @@ def _check_reminder(ctx: _Context, job: Any) -> str | _Ready:
         return _defer(ctx, job, prefs.next_allowed(ctx.now), deadline, "quiet hours")
     available = _available(ctx, patient, prefs, job)
     if not available or patient is None:
-        reason = ("opted out of every channel" if prefs.opt_out else
-                  "no channel can reach this patient (no address)")
-        return _fail(ctx, job, request, task, patient, PermanentDeliveryError(reason), None)
+        if prefs.opt_out:  # the patient's own choice: final
+            return _fail(ctx, job, request, task, patient,
+                         PermanentDeliveryError("opted out of every channel"), None)
+        return _fail(ctx, job, request, task, patient, HeldDeliveryError(
+            "no channel can reach this patient: add an email address or mobile number in the "
+            "EHR, or install the channel chosen"), None)
     return _Ready(job, task, request, patient, prefs, deadline, available)
 
 
@@ -1294,11 +1305,10 @@ def _choose_channel(ctx: _Context, item: _Ready) -> str | None:
                                    settings=settings)
     channel = item.available.get(name or "")
     if channel is None:
-        return _fail(ctx, job, item.request, item.task, item.patient,
-                     PermanentDeliveryError(f"channel_for chose {name!r}, which is not available"),
-                     None)
+        return _fail(ctx, job, item.request, item.task, item.patient, HeldDeliveryError(
+            f"the {name!r} channel is not installed or cannot reach this patient"), None)
     if not settings.base_url:
-        return _fail(ctx, job, item.request, item.task, item.patient, PermanentDeliveryError(
+        return _fail(ctx, job, item.request, item.task, item.patient, HeldDeliveryError(
             "HW_FHIR_BASE_URL is not set: reminder links need the app's public address"), channel)
     item.channel = channel
     return None
@@ -1420,9 +1430,11 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
                   set(_available(ctx, recipient, None if alert else preferences(recipient, ctx.policy),
                                  job)) - set(failed))
     give_up = error.permanent and not others
-    if not error.permanent and not alert and job.tries + 1 >= ctx.policy.max_tries:
+    held = getattr(error, "held", False)  # waits for a fix: never final
+    if not error.permanent and not alert and not held and job.tries + 1 >= ctx.policy.max_tries:
         give_up = True
-    values: dict[str, Any] = {"last_error": error.message[:1000], "tries": job.tries + 1,
+    values: dict[str, Any] = {"last_error": (HELD_PREFIX if held else "") + error.message[:1000],
+                              "tries": job.tries + 1,
                               "failed_channels": ",".join(failed) or None}
     if give_up:
         values["status"] = "failed"
@@ -1462,6 +1474,8 @@ def _backoff(policy: ReminderPolicy, job: Any, error: DeliveryError) -> timedelt
     cap = policy.alert_retry_cap_seconds if job.kind == "alert" else policy.retry_cap_seconds
     if error.permanent:  # an alert trying its next channel: at once
         return timedelta(seconds=0)
+    if getattr(error, "held", False):  # again in a while; at once when a worker starts
+        return timedelta(seconds=min(cap, HELD_RETRY_SECONDS))
     delay = min(cap, policy.retry_base_seconds * (2 ** job.tries)) * random.uniform(0.8, 1.2)
     return timedelta(seconds=max(delay, error.retry_after or 0))
 
@@ -1566,6 +1580,11 @@ def run_reminders(services: Any, *, worker: str | None = None, now: datetime | N
 
 
 # -- callbacks, opt-out, failures ---------------------------------------------------------
+
+#: ``last_error`` prefix of a job held for a fix on our side (:class:`HeldDeliveryError`).
+HELD_PREFIX = "held: "
+#: Seconds between two attempts of a held job (:mod:`hw_fhir.reminder_retry` retries at once).
+HELD_RETRY_SECONDS = 900.0
 
 
 _RANK = {"preparation": 0, "in-progress": 1, "on-hold": 1, "completed": 2, "not-done": 2,

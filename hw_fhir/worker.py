@@ -9,6 +9,11 @@ sweep whose scoring failed or never ran). Other subsystems (EHR
 write-back outbox, bulk export, subscription delivery) add theirs the same way. When
 a whole cycle did nothing the worker sleeps ``poll_seconds``.
 
+Every cycle writes the worker heartbeat (:mod:`hw_fhir.heartbeat`: clinician pages
+warn when no worker ran for five minutes); at start the worker makes every held
+reminder due at once (:func:`hw_fhir.reminder_retry.release_held`: a setting may just
+have been fixed).
+
 Scaling: on PostgreSQL run as many workers as you like, on as many machines; they
 share the queue through ``SELECT … FOR UPDATE SKIP LOCKED`` and never send twice. On
 SQLite only one worker may run: a second one stops with a clear error (an exclusive
@@ -30,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .heartbeat import beat
 from .plugins import worker_tasks
+from .reminder_retry import release_held
 
 __all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker", "start_worker_thread"]
 
@@ -106,6 +113,10 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the worker
                 log.exception("Worker job %s failed", label)
                 errors[label] = f"{type(exc).__name__}: {exc}"
+        try:
+            beat(self.services.store, self.name)
+        except Exception:  # noqa: BLE001 - the heartbeat must not stop the worker
+            log.exception("Worker %s could not write its heartbeat", self.name)
         return CycleReport(work=work, errors=errors)
 
     def run(self, *, cycles: int | None = None, until_idle: bool = False) -> int:
@@ -113,6 +124,9 @@ class Worker:
         done = 0
         count = 0
         with single_sqlite_worker(self.services):
+            held = release_held(self.services.store)
+            if held:
+                log.info("Worker %s: %d held reminders are due again", self.name, held)
             while not self.stopping.is_set():
                 report = self.run_once()
                 done += report.total

@@ -113,7 +113,7 @@ def demo(port: int) -> None:
                       open_api=os.environ.get("HW_FHIR_OPEN_API", "0") == "1")
     app = _create(services)
     try:
-        created = load_demo_data(services)
+        created = load_demo_data(services, history=True)
     except HwFhirError as exc:
         fail(exc.message)
     click.echo(f"Demo data ready ({created} resources written).")

@@ -181,7 +181,7 @@ def test_assign_once_with_tailoring_and_low_confidence_warning(store: Any, ava: 
         "rationale": "To catch the 'I'm useless' thought in the moment.",
         "example": "Meeting ran late → 'they think I'm slow'.",
         "wording": "skills practice",
-        "channel": "sms",
+        "channel": "email",
         "confidence": "5",
     }
     response = ava.post("/clinician/patients/pat-ava/assign/thought-record", form)
@@ -194,7 +194,7 @@ def test_assign_once_with_tailoring_and_low_confidence_warning(store: Any, ava: 
     assert task_due(task).astimezone(NEW_YORK).strftime("%H:%M") == "18:30"
     page = ava.client.get(response.headers["Location"]).text
     assert 'id="confidence-warning"' in page and "5/10" in page
-    assert "“skills practice”" in page and "by sms" in page
+    assert "“skills practice”" in page and "by email" in page
 
 
 def _bad(ava: Session, store: Any, form: dict[str, Any], qid: str = "phq-9") -> Any:

@@ -117,6 +117,18 @@ def _channels() -> tuple[tuple[str, str], ...]:
     return CHANNELS
 
 
+def _channel_errors(patient: dict[str, Any], channel: str | None) -> FieldErrors:
+    """Refuse a reminder channel that is not installed or cannot reach the patient."""
+    from hw_fhir.channel_choice import channel_problem
+    from hw_fhir.plugins import channels
+
+    from .. import services
+
+    svc = services()
+    problem = channel_problem(patient, channel, channels(svc.plugins, svc.settings))
+    return {"channel": [problem]} if problem else {}
+
+
 #: Activities offered one click away (catalog url, label).
 QUICK_PICKS = (
     (f"{catalog.CANONICAL_BASE}/Questionnaire/phq-9", "PHQ-9 every 2 weeks"),
@@ -286,6 +298,9 @@ def tailor(pid: str, qid: str) -> Any:
     if errors or schedule_form.schedule is None or details_form.details is None:
         return _tailor_page(patient, questionnaire, values, errors, 400)
     details = details_form.details
+    channel_errors = _channel_errors(patient, details.reminder_channel)
+    if channel_errors:
+        return _tailor_page(patient, questionnaire, values, channel_errors, 422)
     try:
         result = assign(
             store(),
@@ -364,7 +379,19 @@ def assigned(pid: str, kind: str, rid: str) -> Any:
         steps=steps,
         reminders=_reminder_plan(first_task, patient, moment),
         warnings=[w for s in steps for w in s["details"].warnings],
+        demo_link=_demo_link(first_task, pid),
     )
+
+
+def _demo_link(task: dict[str, Any] | None, pid: str) -> str | None:
+    """In the demo (sandbox on, base URL set): the secure link of the Task, to click through."""
+    from hw_fhir.links import patient_links
+
+    from .. import services
+
+    if task is None or not settings().sandbox or not settings().base_url:
+        return None
+    return patient_links(services()).link_for(task["id"], pid).url
 
 
 def _first_open_task(plan_id: str, moment: datetime) -> dict[str, Any] | None:
@@ -465,6 +492,7 @@ def pathway(pid: str, pathway_id: str) -> Any:
         at = _parse_time(values.get("time", "") or "19:00", errors)
         if start is not None and start < today:
             errors.setdefault("start", []).append("The pathway cannot start in the past.")
+        errors.update(_channel_errors(patient, values.get("channel") or None))
         if not errors and start is not None:
             try:
                 result = plans.assign_pathway(
@@ -613,6 +641,11 @@ def edit(pid: str, kind: str, rid: str) -> Any:
     if errors or details_form.details is None:
         return _edit_page(patient, kind, resource, values, errors, 400)
     d = details_form.details
+    current = _current_values(kind, resource, index).get("channel") or "none"
+    if (d.reminder_channel or "none") != current:
+        channel_errors = _channel_errors(patient, d.reminder_channel)
+        if channel_errors:
+            return _edit_page(patient, kind, resource, values, channel_errors, 422)
     change = AssignmentEdit(
         instructions=d.instructions,
         rationale=d.rationale,
