@@ -15,7 +15,7 @@ from .services import Services
 from .startup import safe_url, start_services
 from .store.maintenance import refresh_statistics
 
-__all__ = ["cli", "load_file", "fail", "open_services"]
+__all__ = ["cli", "load_file", "fail", "open_services", "preflight"]
 
 
 def fail(message: str) -> None:
@@ -34,10 +34,51 @@ def open_services() -> Services:
 
 
 
+def preflight(**overrides: Any) -> None:
+    """Run the start-up checks (all but the database's): print each problem on one line.
+
+    With ``HW_FHIR_PRODUCTION=1`` any problem refuses the start (exit 1, nothing created).
+    """
+    from .checks import load_for_checks, run_checks
+
+    try:
+        settings = load_for_checks(**overrides)
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+    problems = run_checks(settings, database=False)
+    label = "Error" if settings.production else "Warning"
+    for problem in problems:
+        click.echo(f"{label}: {problem}", err=True)
+    if problems and settings.production:
+        fail(f"{len(problems)} configuration problem(s): hw-fhir does not start with "
+             "HW_FHIR_PRODUCTION=1 until they are fixed (hw-fhir check lists them)")
+
+
 @click.group()
 @click.version_option(package_name="hw-fhir")
 def cli() -> None:
     """hw-fhir: therapy homework on FHIR."""
+
+
+@cli.command("check")
+def check_command() -> None:
+    """Check the configuration: one line per problem; exit 1 when there is any. Creates nothing."""
+    from .checks import load_for_checks, run_checks
+
+    try:
+        settings = load_for_checks()
+    except HwFhirError as exc:
+        fail(exc.message)
+        raise  # unreachable
+    problems = run_checks(settings)
+    for problem in problems:
+        click.echo(f"Problem: {problem}")
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found.", err=True)
+        sys.exit(1)
+    click.echo("Configuration OK: database migrated with the library, base URL, clients and "
+               "channels checked.")
 
 
 @cli.group()
@@ -193,6 +234,7 @@ def worker_command(poll: float, once: bool) -> None:
     """Run the worker: reminders, plan scheduler and every plugin's periodic jobs."""
     from .worker import Worker
 
+    preflight()
     services = open_services()
     worker = Worker(services, poll_seconds=poll)
     worker.install_signal_handlers()

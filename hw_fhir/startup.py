@@ -148,6 +148,22 @@ def prepare_database(services: Services) -> None:
         services.plugins.hook.database_upgraded(services=services)
 
 
+def _reach_server(url: str) -> None:
+    """Connect once to a database server (not SQLite); ConfigurationError when it fails."""
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except (SQLAlchemyError, ImportError) as exc:
+        raise ConfigurationError(connection_problem(exc, url)) from None
+    finally:
+        engine.dispose()
+
+
 def start_services(settings: Settings | None = None, **overrides: Any) -> Services:
     """Check the database URL, open the store, migrate it and load the library; return Services.
 
@@ -160,6 +176,7 @@ def start_services(settings: Settings | None = None, **overrides: Any) -> Servic
                                        folder_created=probe.database_url == default_database_url(probe))
         if problem:
             raise ConfigurationError(problem)
+        _reach_server(probe.database_url)  # before the instance folder and key are created
         settings = load_settings(**overrides)
     else:
         problem = database_url_problem(settings.database_url)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hw_fhir.cli import cli, fail
+from hw_fhir.cli import cli, fail, preflight
 from hw_fhir.errors import HwFhirError
 from hw_fhir.services import Services
 
@@ -95,7 +95,8 @@ def _create(services: Services) -> Any:
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the app with gunicorn (database migrated and library loaded first)."""
+    """Serve the app with gunicorn (configuration checked, database migrated, library loaded)."""
+    preflight()
     app = _create(_start())
     _gunicorn(app, host, port, workers, threads)
 
@@ -109,6 +110,7 @@ def demo(port: int) -> None:
 
     base = f"http://127.0.0.1:{port}"
     os.environ.setdefault("HW_FHIR_BASE_URL", base)
+    preflight(demo=True, sandbox=True)
     services = _start(demo=True, sandbox=True,
                       open_api=os.environ.get("HW_FHIR_OPEN_API", "0") == "1")
     app = _create(services)

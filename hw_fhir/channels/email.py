@@ -25,7 +25,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import PermanentDeliveryError, TransientDeliveryError
+from ..errors import HeldDeliveryError, PermanentDeliveryError, TransientDeliveryError
 from .base import Delivery, Message, medium, telecom
 
 __all__ = ["EmailChannel", "MESSAGE_ID_SYSTEM", "message_id"]
@@ -108,6 +108,20 @@ class EmailChannel:
             client.starttls(context=self._context())
         return client
 
+    def check(self) -> str | None:
+        """Return why the SMTP server cannot be used now (connect, TLS, login), or None."""
+        try:
+            with self._connect() as client:
+                if self.username:
+                    client.login(self.username, self.password)
+                client.noop()
+        except smtplib.SMTPAuthenticationError as exc:
+            return f"email: the SMTP server {self.host}:{self.port} refused the login ({exc.smtp_code})"
+        except (OSError, smtplib.SMTPException) as exc:
+            return (f"email: cannot reach the SMTP server {self.host}:{self.port} "
+                    f"({type(exc).__name__}: {exc}); set HW_FHIR_SMTP_HOST and HW_FHIR_SMTP_PORT")
+        return None
+
     def send(self, message: Message) -> Delivery:
         """Send one email; 5xx answers are permanent, 4xx and connection trouble transient."""
         email = self.build(message)
@@ -124,8 +138,9 @@ class EmailChannel:
             if all(400 <= c < 500 for c in codes):
                 raise TransientDeliveryError(f"Recipient deferred: {error}") from None
             raise PermanentDeliveryError(f"Recipient refused: {error}") from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentDeliveryError(f"SMTP login refused ({exc.smtp_code})") from None
+        except smtplib.SMTPAuthenticationError as exc:  # our settings, not the recipient: held
+            raise HeldDeliveryError(f"SMTP login refused ({exc.smtp_code}): check "
+                                    "HW_FHIR_SMTP_USERNAME and HW_FHIR_SMTP_PASSWORD") from None
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 raise TransientDeliveryError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from None
