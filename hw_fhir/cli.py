@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterator
 
 import click
@@ -94,9 +95,11 @@ def db_upgrade() -> None:
     click.echo(f"Database is up to date: {safe_url(services.settings.database_url)}")
 
 
-def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
+def _ndjson(path: Path, advance: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
+            if advance is not None:
+                advance(len(line))
             if line.strip():
                 try:
                     yield n, orjson.loads(line)
@@ -104,11 +107,15 @@ def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
                     raise HwFhirError(f"line {n}: not valid JSON ({exc})") from None
 
 
-def load_file(services: Services, path: Path) -> int:
-    """Load a Bundle or NDJSON file all-or-nothing; return how many resources were written."""
+def load_file(services: Services, path: Path, *,
+              advance: Callable[[int], None] | None = None) -> int:
+    """Load a Bundle or NDJSON file all-or-nothing; return how many resources were written.
+
+    ``advance`` is called with the bytes read as the file is parsed (progress bars).
+    """
     if path.suffix in (".ndjson", ".jsonl"):
         entries = []
-        for n, resource in _ndjson(path):
+        for n, resource in _ndjson(path, advance):
             if not isinstance(resource, dict) or not resource.get("resourceType"):
                 raise HwFhirError(f"line {n}: not a FHIR resource")
             rtype = resource["resourceType"]
@@ -116,8 +123,11 @@ def load_file(services: Services, path: Path) -> int:
             entries.append({"resource": resource, "request": {"method": method, "url": url}})
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     else:
+        data = path.read_bytes()
+        if advance is not None:
+            advance(len(data))
         try:
-            bundle = orjson.loads(path.read_bytes())
+            bundle = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise HwFhirError(f"{path.name} is not valid JSON ({exc})") from None
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -138,13 +148,24 @@ def load_file(services: Services, path: Path) -> int:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(file: Path) -> None:
     """Load FILE (a transaction/batch/collection Bundle, or NDJSON) into the store."""
+    import time
+
+    from .progress import progress
+
     services = open_services()
+    started = time.monotonic()
     try:
-        count = load_file(services, file)
+        with progress(f"Reading {file.name}", total=file.stat().st_size) as advance:
+            count = load_file(services, file, advance=advance)
     except HwFhirError as exc:
         details = "; ".join(i.message for i in exc.issues if i.message != exc.message)
         fail(f"{exc.message}" + (f" ({details})" if details else "") + ". Nothing was loaded.")
-    click.echo(f"Loaded {count} entries from {file.name}")
+        raise  # unreachable
+    finally:
+        services.close()
+    seconds = time.monotonic() - started
+    click.echo(f"Loaded {count} entries from {file.name} in {seconds:.1f} s "
+               f"({count / max(seconds, 1e-6):,.0f} entries/s), all in one transaction")
 
 
 @cli.command("plugins")

@@ -55,7 +55,10 @@ def export_command(types: tuple[str, ...], since: str | None, type_filters: tupl
             services.store.read("Group", group_id)
         if out_dir.exists() and any(out_dir.iterdir()):
             _fail(f"{out_dir} is not empty; choose an empty or new folder")
-        result = write_export(services.store, request, out_dir)
+        from ..progress import progress
+
+        with progress("Exporting", total=_estimate(services, request)) as advance:
+            result = write_export(services.store, request, out_dir, on_written=advance)
     except HwFhirError as exc:
         _fail(exc.message)
         return
@@ -70,6 +73,19 @@ def export_command(types: tuple[str, ...], since: str | None, type_filters: tupl
         click.echo(f"{f.name}\t{f.count}")
     click.echo(f"Exported {result.total} resources into {out_dir} "
                f"(transactionTime {result.transaction_time}; use it as --since next time)")
+
+
+def _estimate(services: Any, request: Any) -> int:
+    """Return how many current resources the export's types hold (the bar's length)."""
+    from sqlalchemy import func, select
+
+    from ..store import schema as S
+
+    r = S.resource.c
+    with services.store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(
+            r.res_type.in_(list(request.resolved_types())), r.deleted == False)  # noqa: E712
+        ).scalar() or 0)
 
 
 @click.group("outbox")

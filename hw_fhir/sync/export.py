@@ -487,11 +487,13 @@ def _deleted_since(store: SqlStore, request: ExportRequest, rtype: str, plan: _T
 def write_export(store: SqlStore, request: ExportRequest, out_dir: Path, *,
                  access: ExportAccess | None = None, transaction_time: str | None = None,
                  max_lines: int = 100_000, batch: int = 2000,
-                 progress: Callable[[str], None] | None = None) -> ExportResult:
+                 progress: Callable[[str], None] | None = None,
+                 on_written: Callable[[int], None] | None = None) -> ExportResult:
     """Write the NDJSON files of an export into ``out_dir``; return what was written.
 
     ``transaction_time`` defaults to a fresh write barrier. ``progress`` is
-    called between batches with a short message (it may raise to stop).
+    called between batches with a short message (it may raise to stop);
+    ``on_written`` with the number of resources each batch wrote (progress bars).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -522,6 +524,8 @@ def write_export(store: SqlStore, request: ExportRequest, out_dir: Path, *,
                          if plan.post_filter.allows("r", orjson.loads(line))]
             files.write(lines)
             done += len(lines)
+            if on_written is not None:
+                on_written(len(lines))
             if progress is not None:
                 progress(f"Exporting {rtype}: {done} resources written")
         outputs.extend(files.close())
