@@ -226,3 +226,21 @@ def test_channel_choice_refused_when_the_patient_has_no_address(app_config):
             "in the EHR, or choose email.") in response.get_data(as_text=True)
     ok = session.post("/clinician/patients/pat-ben/assign/mood-log", _tailor_form(session, "email"))
     assert ok.status_code == 303
+
+
+@pytest.mark.parametrize("demo", [True, False])
+def test_confirmation_shows_the_secure_link_in_the_demo_only(app_config, demo):
+    app = clinician_app(app_config, sandbox=demo, base_url="http://localhost")
+    session = open_launch(app, app.test_client(), patient="pat-ben")
+    response = session.post("/clinician/patients/pat-ben/assign/mood-log", _tailor_form(session, "email"))
+    assert response.status_code == 303
+    page = session.client.get(response.headers["Location"]).get_data(as_text=True)
+    import re
+
+    link = re.search(r'id="demo-link">(http://localhost/p/[^<]+)<', page)
+    if not demo:
+        assert link is None and 'id="demo-secure-link"' not in page
+        return
+    assert link, page
+    opened = app.test_client().get(link.group(1).removeprefix("http://localhost"))
+    assert opened.status_code == 302 and "/my/tasks/" in opened.headers["Location"]
