@@ -29,7 +29,8 @@ from sqlalchemy import and_, or_, select, update
 from .reminder_tables import reminder_job
 from .reminders import HELD_PREFIX, now_text
 
-__all__ = ["ReminderProblem", "reminder_problems", "retry_reminders", "release_held"]
+__all__ = ["ReminderProblem", "reminder_problems", "retry_reminders", "release_held",
+           "LEGACY_CONFIGURATION_FAILURES"]
 
 _KINDS = ("reminder", "alert")
 
@@ -115,12 +116,24 @@ def retry_reminders(store: object, *, ids: Iterable[str] | None = None,
     return int(done.rowcount or 0)
 
 
+#: ``last_error`` of jobs that earlier versions failed for good over a missing setting.
+LEGACY_CONFIGURATION_FAILURES = ("HW_FHIR_BASE_URL is not set%", "channel_for chose %")
+
+
 def release_held(store: object, *, now: datetime | None = None) -> int:
-    """Make every held job due now (a worker starting: its settings may be fixed); return how many."""
+    """Make every held job due now (a worker starting: its settings may be fixed); return how many.
+
+    Jobs that earlier versions marked failed for a missing setting are held ones too.
+    """
     j = reminder_job.c
     stamp = now_text(now or datetime.now(timezone.utc))
+    legacy = or_(*(j.last_error.like(p) for p in LEGACY_CONFIGURATION_FAILURES))
     with store.begin() as conn:  # type: ignore[attr-defined]
         done = conn.execute(update(reminder_job).where(
             j.status == "pending", j.last_error.like(f"{HELD_PREFIX}%"), j.due_at > stamp)
             .values(due_at=stamp))
-    return int(done.rowcount or 0)
+        again = conn.execute(update(reminder_job).where(
+            j.status == "failed", j.kind == "reminder", legacy)
+            .values(status="pending", due_at=stamp, tries=0, failed_channels=None,
+                    updated_at=stamp))
+    return int(done.rowcount or 0) + int(again.rowcount or 0)

@@ -244,3 +244,23 @@ def test_confirmation_shows_the_secure_link_in_the_demo_only(app_config, demo):
     assert link, page
     opened = app.test_client().get(link.group(1).removeprefix("http://localhost"))
     assert opened.status_code == 302 and "/my/tasks/" in opened.headers["Location"]
+
+
+def test_reminders_failed_for_good_over_the_base_url_by_earlier_versions_are_retried(app_config, smtp):
+    from sqlalchemy import update
+
+    from hw_fhir.reminder_tables import reminder_job
+
+    handler, port = smtp
+    handler.refusing = False
+    app = clinician_app(app_config, base_url="", smtp_port=port)
+    services = app.extensions["hw_fhir"]
+    _homework_for_ava(services)
+    run_reminders(services, worker="w")
+    with services.store.begin() as conn:  # what earlier versions wrote
+        conn.execute(update(reminder_job).where(reminder_job.c.purpose == "assigned").values(
+            status="failed", last_error="HW_FHIR_BASE_URL is not set: reminder links need it"))
+    fixed = build_services(replace(services.settings, base_url="http://hw.test"))
+    Worker(fixed, poll_seconds=0).run(cycles=1)
+    fixed.close()
+    assert [to for to, _ in handler.messages] == [["ava@example.org"]]
