@@ -25,13 +25,27 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def open_services() -> Services:
-    """Start the services (database checked, migrated, library loaded) or exit with one line."""
+def open_services(**overrides: Any) -> Services:
+    """Start the services (database checked, migrated, library loaded) or exit with one line.
+
+    What the start-up adds to the activity library is announced on stderr.
+    """
+    import logging
+
+    catalog_log = logging.getLogger("hw_fhir.catalog")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = catalog_log.level
+    catalog_log.addHandler(handler)
+    catalog_log.setLevel(logging.INFO)
     try:
-        return start_services()
+        return start_services(**overrides)
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
+    finally:
+        catalog_log.removeHandler(handler)
+        catalog_log.setLevel(previous)
 
 
 

@@ -28,4 +28,5 @@ def database_upgraded(services: Any) -> None:
 
     done = load_catalog(services.store, catalog_questionnaires(services.plugins, services.settings))
     if done.created:
-        log.info("Activity library: %d activities added", len(done.created))
+        log.info("Activity library: %d activities added (%d already there)", len(done.created),
+                 len(done.existing))

@@ -71,13 +71,9 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
 
 
 def _start(**overrides: Any) -> Services:
-    from hw_fhir.startup import start_services
+    from hw_fhir.cli import open_services
 
-    try:
-        return start_services(**overrides)
-    except HwFhirError as exc:
-        fail(exc.message)
-        raise  # unreachable
+    return open_services(**overrides)
 
 
 def _create(services: Services) -> Any:

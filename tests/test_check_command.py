@@ -148,7 +148,10 @@ def test_check_passes_on_a_complete_configuration(fresh: Path, smtp_port: int) -
            "HW_FHIR_SMTP_PORT": str(smtp_port), "HW_FHIR_PLUGINS": "none"}
     before = _run("check", **env)
     assert before.exit_code == 1 and "does not exist yet" in before.stdout
-    assert _run("db", "upgrade", **env).exit_code == 0
+    upgraded = _run("db", "upgrade", **env)
+    assert upgraded.exit_code == 0
+    count = len(catalog.load_questionnaires())
+    assert f"Activity library: {count} activities added (0 already there)" in upgraded.stderr
     result = _run("check", **env)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Configuration OK")
