@@ -9,7 +9,12 @@ use for a Patient or Practitioner, or None when it has none) and ``send(message)
 ``in-progress``: accepted, a delivery callback will say more) or raises
 :class:`~hw_fhir.errors.TransientDeliveryError` (try again later; ``maybe_sent`` when
 the message may have left, so the retry reuses the same idempotency key) or
-:class:`~hw_fhir.errors.PermanentDeliveryError`.
+:class:`~hw_fhir.errors.PermanentDeliveryError` (the recipient's address is refused
+for good), or :class:`~hw_fhir.errors.HeldDeliveryError` (a problem on our side, such as
+a missing setting: retried once fixed, never final).
+
+Optionally a channel has ``check()``, returning None or one line saying why it cannot
+be used now; ``hw-fhir check`` and the start-up of ``serve``/``worker`` report it.
 """
 
 from __future__ import annotations
