@@ -70,6 +70,19 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
     _Server().run()
 
 
+def _port_free(host: str, port: int) -> None:
+    """Exit with one line when the address is taken (before anything is started or written)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"Cannot listen on {host}:{port} ({exc.strerror}): another program uses it; "
+                 "choose another port with --port")
+
+
 def _start(**overrides: Any) -> Services:
     from hw_fhir.cli import open_services
 
@@ -93,6 +106,7 @@ def _create(services: Services) -> Any:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the app with gunicorn (configuration checked, database migrated, library loaded)."""
     preflight()
+    _port_free(host, port)
     app = _create(_start())
     _gunicorn(app, host, port, workers, threads)
 
@@ -105,6 +119,7 @@ def demo(port: int) -> None:
     from hw_fhir.worker import start_worker_thread
 
     base = f"http://127.0.0.1:{port}"
+    _port_free("127.0.0.1", port)
     os.environ.setdefault("HW_FHIR_BASE_URL", base)
     preflight(demo=True, sandbox=True)
     services = _start(demo=True, sandbox=True,

@@ -182,3 +182,17 @@ def test_unreachable_smtp_server_is_reported(fresh: Path) -> None:
     problems = run_checks(settings, environ={}, database=False)
     assert any(p.startswith(f"email: cannot reach the SMTP server 127.0.0.1:{closed}")
                for p in problems)
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_taken_port_one_line_nothing_created(fresh: Path, command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(command, "--port", str(port))
+    assert result.exit_code == 1
+    assert _lines(result.stderr)[-1] == (
+        f"Error: Cannot listen on 127.0.0.1:{port} (Address already in use): another program "
+        "uses it; choose another port with --port")
+    _nothing_created(fresh)
