@@ -25,10 +25,11 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def open_services(**overrides: Any) -> Services:
+def open_services(*, show_progress: bool = False, **overrides: Any) -> Services:
     """Start the services (database checked, migrated, library loaded) or exit with one line.
 
-    What the start-up adds to the activity library is announced on stderr.
+    What the start-up adds to the activity library is announced on stderr;
+    ``show_progress`` also shows the library loading's progress (service start-ups).
     """
     import logging
 
@@ -38,8 +39,10 @@ def open_services(**overrides: Any) -> Services:
     previous = catalog_log.level
     catalog_log.addHandler(handler)
     catalog_log.setLevel(logging.INFO)
+    from .progress import progress
+
     try:
-        return start_services(**overrides)
+        return start_services(progress=progress if show_progress else None, **overrides)
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
@@ -104,7 +107,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema (keeps all data) and load the activity library."""
-    services = open_services()
+    services = open_services(show_progress=True)
     services.close()
     click.echo(f"Database is up to date: {safe_url(services.settings.database_url)}")
 
@@ -270,7 +273,7 @@ def worker_command(poll: float, once: bool) -> None:
     from .worker import Worker
 
     preflight()
-    services = open_services()
+    services = open_services(show_progress=True)
     worker = Worker(services, poll_seconds=poll)
     worker.install_signal_handlers()
     click.echo(f"Worker {worker.name} started ({len(worker.jobs)} jobs)")

@@ -9,7 +9,7 @@ from . import catalog
 from .hookspecs import hookimpl
 from .plugins import CatalogContent, catalog_questionnaires
 
-__all__ = ["register_catalog", "database_upgraded"]
+__all__ = ["register_catalog", "database_upgraded", "CHUNK"]
 
 log = logging.getLogger("hw_fhir.catalog")
 
@@ -21,12 +21,32 @@ def register_catalog() -> list[CatalogContent]:
                            pathways=tuple(catalog.load_pathways()), source="hw_fhir")]
 
 
+#: Questionnaires checked and written per transaction while loading the library.
+CHUNK = 100
+
+
 @hookimpl(trylast=True)
 def database_upgraded(services: Any) -> None:
-    """Write every plugin's catalog Questionnaires that the store does not have yet."""
+    """Write every plugin's catalog Questionnaires that the store does not have yet.
+
+    In chunks of :data:`CHUNK` (each all-or-nothing, and loading is idempotent), with
+    progress when the caller put a :func:`hw_fhir.progress.progress`-like factory in
+    ``services.extras["progress"]`` (the command line does).
+    """
+    from contextlib import nullcontext
+
     from .library import load_catalog
 
-    done = load_catalog(services.store, catalog_questionnaires(services.plugins, services.settings))
-    if done.created:
-        log.info("Activity library: %d activities added (%d already there)", len(done.created),
-                 len(done.existing))
+    items = catalog_questionnaires(services.plugins, services.settings)
+    factory = services.extras.get("progress")
+    show = factory("Activity library", total=len(items)) if factory else nullcontext(None)
+    created = existing = 0
+    with show as advance:
+        for start in range(0, len(items), CHUNK):
+            done = load_catalog(services.store, items[start:start + CHUNK])
+            created += len(done.created)
+            existing += len(done.existing)
+            if advance is not None:
+                advance(len(done.created) + len(done.existing))
+    if created:
+        log.info("Activity library: %d activities added (%d already there)", created, existing)

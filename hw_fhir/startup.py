@@ -164,8 +164,12 @@ def _reach_server(url: str) -> None:
         engine.dispose()
 
 
-def start_services(settings: Settings | None = None, **overrides: Any) -> Services:
+def start_services(settings: Settings | None = None, *, progress: Any = None,
+                   **overrides: Any) -> Services:
     """Check the database URL, open the store, migrate it and load the library; return Services.
+
+    ``progress``: a :func:`hw_fhir.progress.progress`-like factory, put in
+    ``services.extras["progress"]`` for the start-up's long steps (library loading).
 
     Raises :class:`~hw_fhir.errors.ConfigurationError` with one readable line when
     the database cannot be used; nothing is created then.
@@ -186,9 +190,12 @@ def start_services(settings: Settings | None = None, **overrides: Any) -> Servic
         services = build_services(settings, upgrade=False)
     except (SQLAlchemyError, ImportError) as exc:
         raise ConfigurationError(connection_problem(exc, settings.database_url)) from None
+    if progress is not None:
+        services.extras["progress"] = progress
     try:
         prepare_database(services)
     except SQLAlchemyError as exc:
         services.close()
         raise ConfigurationError(connection_problem(exc, settings.database_url)) from None
+    services.extras.pop("progress", None)
     return services

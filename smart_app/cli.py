@@ -86,7 +86,7 @@ def _port_free(host: str, port: int) -> None:
 def _start(**overrides: Any) -> Services:
     from hw_fhir.cli import open_services
 
-    return open_services(**overrides)
+    return open_services(show_progress=True, **overrides)
 
 
 def _create(services: Services) -> Any:

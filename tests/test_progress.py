@@ -67,3 +67,16 @@ def test_load_and_export_show_progress_and_a_summary(env: Path) -> None:
     assert exported.exit_code == 0, exported.output
     assert "Exporting: 300 of 300 (100 %)" in exported.stderr
     assert "Exported 300 resources" in exported.stdout
+
+
+def test_db_upgrade_shows_the_library_loading(env: Path) -> None:
+    from hw_fhir import catalog
+    from hw_fhir.cli import cli
+
+    count = len(catalog.load_questionnaires())
+    first = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    assert f"Activity library: {count} of {count} (100 %)" in first.stderr
+    assert f"Activity library: {count} activities added (0 already there)" in first.stderr
+    again = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert "activities added" not in again.stderr  # nothing new: no summary of additions
