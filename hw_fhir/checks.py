@@ -27,7 +27,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import metadata
 from typing import Any
 
@@ -243,18 +243,36 @@ CHECKS: list[Callable[[CheckContext], Iterable[str]]] = [
 ]
 
 
-def load_for_checks(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read the settings without creating anything (ConfigurationError when they cannot be read)."""
-    return load_settings(environ, create=False, **overrides)
+def load_for_checks(environ: Mapping[str, str] | None = None,
+                    **overrides: Any) -> tuple[Settings, list[str]]:
+    """Read the settings without creating anything; return them and the problems found reading.
+
+    A production contradiction (``Settings.check``: no base URL, the open API...) is a
+    problem, and the settings are read again without it so every other check still
+    runs; a setting that cannot be read at all raises ConfigurationError.
+    """
+    try:
+        return load_settings(environ, create=False, **overrides), []
+    except ConfigurationError as exc:
+        try:
+            relaxed = load_settings(environ, create=False, **{**overrides, "production": False})
+        except ConfigurationError:
+            raise exc from None
+        return replace(relaxed, production=True), [exc.message]
 
 
 def run_checks(settings: Settings, *, environ: Mapping[str, str] | None = None,
-               database: bool = True) -> list[str]:
-    """Run every check; return the problems, one line each. ``database=False``: skip database checks."""
+               database: bool = True, already: Iterable[str] = ()) -> list[str]:
+    """Run every check; return the problems, one line each, after ``already`` (found reading).
+
+    ``database=False``: skip the database checks. A problem about the same variable as
+    one in ``already`` is not repeated.
+    """
     ctx = CheckContext(settings=settings, environ=dict(os.environ if environ is None else environ))
-    problems: list[str] = []
+    problems: list[str] = list(already)
+    named = {p.split()[0] for p in problems if p.startswith("HW_FHIR_")}
     for check in CHECKS:
         if not database and getattr(check, "needs_database", False):
             continue
-        problems.extend(check(ctx))
+        problems.extend(p for p in check(ctx) if p.split()[0] not in named)
     return problems

@@ -60,11 +60,11 @@ def preflight(**overrides: Any) -> None:
     from .checks import load_for_checks, run_checks
 
     try:
-        settings = load_for_checks(**overrides)
+        settings, found = load_for_checks(**overrides)
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
-    problems = run_checks(settings, database=False)
+    problems = run_checks(settings, database=False, already=found)
     label = "Error" if settings.production else "Warning"
     for problem in problems:
         click.echo(f"{label}: {problem}", err=True)
@@ -85,11 +85,11 @@ def check_command() -> None:
     from .checks import load_for_checks, run_checks
 
     try:
-        settings = load_for_checks()
+        settings, found = load_for_checks()
     except HwFhirError as exc:
         fail(exc.message)
         raise  # unreachable
-    problems = run_checks(settings)
+    problems = run_checks(settings, already=found)
     for problem in problems:
         click.echo(f"Problem: {problem}")
     if problems:

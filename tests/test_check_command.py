@@ -126,11 +126,21 @@ def test_production_refuses_to_start_serve_and_worker(fresh: Path) -> None:
         result = _run(*command, HW_FHIR_PRODUCTION="1", HW_FHIR_SECRET_KEY="k" * 40)
         assert result.exit_code == 1, result.output
         errors = _lines(result.stderr)
-        assert any("HW_FHIR_BASE_URL is not set" in line for line in errors)
+        assert sum("HW_FHIR_BASE_URL" in line for line in errors[:-1]) == 1  # said once
+        assert any("HW_FHIR_BASE_URL is required in production" in line for line in errors)
         assert any("No EHR and no backend client" in line for line in errors)
         assert errors[-1].startswith("Error: ") and "HW_FHIR_PRODUCTION=1" in errors[-1]
         assert "Traceback" not in result.output
         _nothing_created(fresh)
+
+
+def test_check_in_production_lists_every_problem(fresh: Path) -> None:
+    result = _run("check", HW_FHIR_PRODUCTION="1", HW_FHIR_OPEN_API="1")
+    problems = _lines(result.stdout)
+    assert result.exit_code == 1 and "OPEN_API=1 is refused" in problems[0]
+    assert any("HW_FHIR_SECRET_KEY is not set" in p for p in problems)
+    assert any("No EHR and no backend client" in p for p in problems)
+    _nothing_created(fresh)
 
 
 def test_production_needs_a_shared_secret(fresh: Path) -> None:
