@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from .reminder_retry import release_held
 __all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker", "start_worker_thread"]
 
 log = logging.getLogger("hw_fhir.worker")
+
+#: Seconds between two heartbeats of one worker (clinician pages warn after 5 minutes).
+BEAT_EVERY_SECONDS = 30.0
 
 
 def worker_name() -> str:
@@ -99,6 +103,7 @@ class Worker:
         self.stopping = threading.Event()
         services.extras["worker_name"] = self.name
         self.jobs = worker_tasks(services.plugins, services.settings)
+        self._last_beat: float | None = None
 
     def run_once(self) -> CycleReport:
         """Run every job once; return what each did (a failing job is logged, the rest run)."""
@@ -113,11 +118,19 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the worker
                 log.exception("Worker job %s failed", label)
                 errors[label] = f"{type(exc).__name__}: {exc}"
+        self.beat()
+        return CycleReport(work=work, errors=errors)
+
+    def beat(self) -> None:
+        """Write the heartbeat (at most every :data:`BEAT_EVERY_SECONDS`)."""
+        moment = time.monotonic()
+        if self._last_beat is not None and moment - self._last_beat < BEAT_EVERY_SECONDS:
+            return
         try:
             beat(self.services.store, self.name)
+            self._last_beat = moment
         except Exception:  # noqa: BLE001 - the heartbeat must not stop the worker
             log.exception("Worker %s could not write its heartbeat", self.name)
-        return CycleReport(work=work, errors=errors)
 
     def run(self, *, cycles: int | None = None, until_idle: bool = False) -> int:
         """Run cycles until stopped (or ``cycles`` done, or a cycle did nothing); return the work."""

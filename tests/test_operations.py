@@ -264,3 +264,17 @@ def test_reminders_failed_for_good_over_the_base_url_by_earlier_versions_are_ret
     Worker(fixed, poll_seconds=0).run(cycles=1)
     fixed.close()
     assert [to for to, _ in handler.messages] == [["ava@example.org"]]
+
+
+def test_heartbeat_is_written_once_per_period(app_config):
+    from hw_fhir.heartbeat import last_beat
+
+    app = clinician_app(app_config)
+    services = app.extensions["hw_fhir"]
+    worker = Worker(services, poll_seconds=0)
+    assert last_beat(services.store) is None
+    worker.run_once()
+    first = last_beat(services.store)
+    assert first is not None and first.worker == worker.name
+    worker.run_once()
+    assert last_beat(services.store) == first  # not another write within 30 s
