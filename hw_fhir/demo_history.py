@@ -62,8 +62,6 @@ _THOUGHTS = [
     ("Forgot to call my mother back", "I always let people down", "guilty", 65,
      "I called her the next morning and she was fine", "I forgot once; I usually keep in touch"),
 ]
-_REASON_LABELS = {"lack-of-time": "Lack of time", "symptoms": "Symptoms",
-                  "negative-events": "Negative events", "too-difficult": "Too difficult"}
 
 
 def _choice(code: str, system: str = "http://loinc.org") -> dict[str, Any]:

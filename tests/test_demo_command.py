@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -22,8 +21,8 @@ import pytest
 import requests
 
 from hw_fhir import catalog
-from tests.smart_support import BackendClient, secure_cookies_over_http
-from tests.sync_support import free_port
+from smart_support import BackendClient, secure_cookies_over_http
+from sync_support import free_port
 
 HW_FHIR = str(Path(sys.executable).with_name("hw-fhir"))
 
