@@ -151,3 +151,87 @@ def test_demo_export_completes(demo: dict[str, Any]) -> None:
         assert status.status_code == 202, status.text
         time.sleep(1)
     raise AssertionError("$export did not complete within 60 s: no worker?")
+
+
+def _links_after_welcome(base: str) -> set[str]:
+    """Wait for the welcome homework's reminder; return the secure links in the inbox."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        links = {m["link"] for m in requests.get(f"{base}/sandbox/inbox.json", timeout=10).json()
+                 if "/p/" in (m["link"] or "")}
+        if links:
+            return links
+        time.sleep(1)
+    raise AssertionError("the welcome homework's reminder did not arrive")
+
+
+def _awake_demo_client() -> tuple[str, str, str]:
+    """Return (patient id, clinician id, reminder channel) of a demo client awake now (09-20 local)."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from hw_fhir.demo import demo_resources
+
+    now = datetime.now(timezone.utc)
+    for patient in (r for r in demo_resources() if r["resourceType"] == "Patient"):
+        zone = next(e["valueCode"] for e in patient["extension"] if e["url"].endswith("/timezone"))
+        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 20:
+            systems = {t["system"] for t in patient["telecom"]}
+            gp = patient["generalPractitioner"][0]["reference"].split("/")[1]
+            return patient["id"], gp, "email" if "email" in systems else "sms"
+    raise AssertionError("no demo client is awake now")
+
+
+def test_demo_by_clicking_only_launch_assign_inbox_complete_score(demo: dict[str, Any]) -> None:
+    import html as htmllib
+    import re
+    from datetime import date, timedelta
+
+    from smart_support import Browser, form_fields
+
+    pid, gp, channel = _awake_demo_client()
+    base = demo["base"]
+    before = _links_after_welcome(base)
+    with secure_cookies_over_http():
+        clinician = Browser(base)
+        launch = clinician.ehr_launch(gp, pid).launch_id  # the sandbox EHR's Launch button
+        form_page = clinician.get(f"/clinician/patients/{pid}/assign/phq-9?launch={launch}").text
+        _, hidden = form_fields(form_page)
+        start = date.fromisoformat(re.search(r'name="start"[^>]*value="([^"]+)"', form_page).group(1))
+        posted = clinician.post(f"/clinician/patients/{pid}/assign/phq-9?launch={launch}", data={
+            **hidden, "frequency": "once", "start": (start + timedelta(days=1)).isoformat(),
+            "time": "19:00", "instructions": "Before our next session, please.",
+            "wording": "check-in", "channel": channel})
+        assert posted.status_code == 303, posted.text[:2000]
+        confirmation = clinician.get(posted.headers["Location"]).text
+        assert re.search(r'id="demo-link">http://127\.0\.0\.1:\d+/p/', confirmation)
+
+        deadline = time.monotonic() + 60
+        new: list[str] = []
+        while time.monotonic() < deadline and not new:
+            inbox = requests.get(f"{base}/sandbox/inbox.json", timeout=10).json()
+            new = [m["link"] for m in inbox if "/p/" in (m["link"] or "") and m["link"] not in before]
+            time.sleep(1)
+        assert len(new) == 1, "the new homework's reminder did not reach the inbox within 60 s"
+        link = new[0]
+
+        phone = requests.Session()  # the patient's phone
+        task_page = phone.get(link, timeout=10)
+        assert task_page.status_code == 200 and "PHQ-9" in task_page.text
+        action = htmllib.unescape(re.search(r'<form method="post" action="([^"]+)" id="hw-form"',
+                                            task_page.text).group(1))
+        token = htmllib.unescape(re.search(r'name="csrf_token" value="([^"]+)"', task_page.text).group(1))
+        done = phone.post(f"{base}{action}", data={
+            "csrf_token": token, "_action": "submit",
+            **{f"q:phq9-{n}": "1" for n in range(1, 10)}, "q:phq9-10": "0"}, timeout=10)
+        assert done.status_code == 200 and "/done" in done.url, done.text[:1000]
+
+        dashboard = clinician.get(f"/clinician/patients/{pid}?launch={launch}").text
+    headers = {"Authorization": f"Bearer {_token(demo)}"}
+    scores = requests.get(f"{base}/fhir/Observation", headers=headers, timeout=10, params={
+        "subject": f"Patient/{pid}", "code": "http://loinc.org|44261-6", "_sort": "-_lastUpdated",
+        "_count": "1"}).json()
+    latest = scores["entry"][0]["resource"]
+    assert latest["valueQuantity"]["value"] == 9  # nine items answered "several days"
+    response_id = latest["derivedFrom"][0]["reference"].split("/")[1]
+    assert f"/responses/{response_id}" in dashboard  # the score is on the clinician's dashboard
