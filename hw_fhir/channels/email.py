@@ -100,18 +100,22 @@ class EmailChannel:
             email.add_alternative(message.html, subtype="html")
         return email
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, timeout: float | None = None) -> smtplib.SMTP:
+        timeout = self.timeout if timeout is None else timeout
         if self.use_ssl:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context())
-        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=self._context())
+        client = smtplib.SMTP(self.host, self.port, timeout=timeout)
         if self.starttls:
             client.starttls(context=self._context())
         return client
 
     def check(self) -> str | None:
-        """Return why the SMTP server cannot be used now (connect, TLS, login), or None."""
+        """Return why the SMTP server cannot be used now (connect, TLS, login), or None.
+
+        Waits at most 5 seconds (a start-up check must not hang on an unreachable host).
+        """
         try:
-            with self._connect() as client:
+            with self._connect(timeout=min(self.timeout, 5.0)) as client:
                 if self.username:
                     client.login(self.username, self.password)
                 client.noop()
