@@ -48,6 +48,18 @@ class Services:
             dispatcher.plugins = self.plugins
         return dispatcher
 
+    def after_fork(self) -> None:
+        """Rebuild in a forked child what the parent built: database pools, HTTP sessions.
+
+        Nothing opened before a fork (pooled sockets, keep-alive connections, locks held
+        by the parent's threads) is used by the child; each is rebuilt on first use.
+        """
+        self.store.after_fork()
+        for part in self.extras.values():
+            hook = getattr(part, "after_fork", None)
+            if callable(hook):
+                hook()
+
     def close(self) -> None:
         """Release database connections."""
         self.store.dispose()

@@ -63,9 +63,18 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
             self.cfg.set("post_worker_init", post_worker_init)
             self.cfg.set("worker_exit", worker_exit)
 
+            # every worker opens its own database connections (never the master's)
+            self.cfg.set("post_fork", _after_fork)
+
         def load(self) -> Any:
             return app
 
+    def _after_fork(_server: Any, _worker: Any) -> None:
+        app.extensions["hw_fhir"].after_fork()
+
+    # the master serves nothing: close what start-up (migrations, demo data) opened, so
+    # no socket is inherited by the workers at all
+    app.extensions["hw_fhir"].store.dispose()
     freeze_startup_heap()
     _Server().run()
 

@@ -12,9 +12,11 @@ of a thousand resources costs a handful of round trips, not thousands.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 import uuid
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from operator import itemgetter
@@ -60,6 +62,18 @@ def now_instant() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: Every SqlStore alive in this process, so a forked child can rebuild their pools.
+_OPEN_STORES: "weakref.WeakSet[SqlStore]" = weakref.WeakSet()
+
+
+def _rebuild_pools_after_fork() -> None:
+    for store in list(_OPEN_STORES):
+        store.after_fork()
+
+
+os.register_at_fork(after_in_child=_rebuild_pools_after_fork)
+
+
 def _check_type(resource_type: str) -> None:
     if resource_type not in PARAMS:
         raise NotFound(f"Resource type {resource_type!r} is not supported by this server")
@@ -81,6 +95,7 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._clock_lock = threading.Lock()
         self._last_instant = ""
+        _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
 
@@ -93,6 +108,17 @@ class SqlStore:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """Start this (child) process with a pool and locks of its own.
+
+        Connections pooled before a fork are the parent's sockets: the child drops them
+        without closing them (``dispose(close=False)``, so the parent's stay usable) and
+        opens its own on first use. Called by the ``os.register_at_fork`` hook for every
+        open store, and again by the server after gunicorn forks a worker (harmless twice).
+        """
+        self.engine.dispose(close=False)
+        self._clock_lock = threading.Lock()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
