@@ -66,12 +66,14 @@ batch of due rows (``batch``; ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQ
 statement) under a lease and reads the batch's Tasks, Patients and plans at once. It
 checks each Task and the patient's preferences again, counts the reminders against
 the daily limit (per-patient lock) and stores their links in one transaction
-committed before anything is sent, sends each message, then records every attempt's
-Communication and every row's new state in one transaction. The idempotency key of
-an attempt is ``<job id>#<attempt>``: a worker that dies between a send and that
-commit leaves its rows ``sending``; when its lease runs out another worker sends
-them again **with the same keys**, so a channel that de-duplicates by key delivers
-once (each channel states its guarantee: :mod:`hw_fhir.channels`). A batch still
+committed before anything is sent, then sends the messages one at a time, recording
+each attempt's Communication and its row's new state in a transaction committed
+before the next send starts. The idempotency key of an attempt is
+``<job id>#<attempt>``: a worker that dies between a send and that commit leaves that
+one row ``sending`` (the batch's unstarted rows too, but those were never sent); when
+its lease runs out another worker sends it again **with the same key**, so a crash
+repeats at most the one message in flight, and a channel that de-duplicates by key
+delivers it once (each channel states its guarantee: :mod:`hw_fhir.channels`). A batch still
 sending half a lease after its claim gives back the jobs it has not started, so the
 lease of a live worker runs out only if one send takes that long. Transient failures
 retry with exponential backoff (``Retry-After`` honoured) and a new key, up to
@@ -839,6 +841,7 @@ def _process_batch(ctx: _Context, jobs: list[Any]) -> list[str]:
     for job in jobs:  # alerts first: they are urgent (and rare)
         if job.kind not in ("plan", "reminder"):
             outcomes[job.id] = _guarded(ctx, job, single.get(job.kind, _unknown_kind))
+            _flush(ctx)  # recorded before the next send: a crash repeats only this one
     outcomes.update(_plan_all(ctx, [job for job in jobs if job.kind == "plan"]))
     outcomes.update(_send_all(ctx, [job for job in jobs if job.kind == "reminder"]))
     _flush(ctx)
@@ -1165,6 +1168,9 @@ def _send_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
             outcomes[item.job.id] = _give_back(ctx, item.job)
             continue
         outcomes[item.job.id] = _guarded(ctx, item.job, lambda c, _job, it=item: _send_ready(c, it))
+        # each send is recorded (Communication + job state) before the next one starts:
+        # a worker killed mid-batch repeats at most the one message it had in flight
+        _flush(ctx)
     return outcomes
 
 

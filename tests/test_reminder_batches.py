@@ -113,8 +113,7 @@ def test_an_attempt_that_may_have_left_is_retried_alone_with_its_key(tmp_path):
 def test_a_batch_that_cannot_be_committed_together_is_committed_one_by_one(tmp_path, monkeypatch):
     rec = RecordingChannel("rec")
     services = make_services(tmp_path, channel_plugin(rec))
-    _homework(services, ["p1", "p2", "p3", "p4"])
-    run_reminders(services, worker="w", now=NOW, limit=4)  # the plans
+    tasks = _homework(services, ["p1", "p2", "p3", "p4"])
     commit, calls = reminders._commit, []
 
     def refuse_batches(ctx, writes):
@@ -123,13 +122,20 @@ def test_a_batch_that_cannot_be_committed_together_is_committed_one_by_one(tmp_p
             raise RuntimeError("one bad record spoils the batch")
         return commit(ctx, writes)
 
+    run_reminders(services, worker="w", now=NOW, limit=4)  # the plans
+    for task in tasks[:2]:  # their reminders are cancelled when checked, before any send
+        services.store.update(dict(task, status="cancelled"))
     monkeypatch.setattr(reminders, "_commit", refuse_batches)
     run = run_reminders(services, worker="w", now=NOW)
-    assert run.sent == 4 and calls == [4, 1, 1, 1, 1]
-    assert all(j.status == "sent" and j.communication_id for j in _assigned(services).values())
-    assert len(communications(services)) == 4
+    # the two cancellations and the first send are committed together (refused, then
+    # one by one); the second send alone: every send is recorded before the next starts
+    assert run.sent == 2 and calls == [3, 1, 1, 1, 1]
+    assigned = _assigned(services)
+    assert all(assigned[p].status == "sent" and assigned[p].communication_id for p in ("p3", "p4"))
+    assert {assigned[p].status for p in ("p1", "p2")} == {"cancelled"}
+    assert len(communications(services)) == 2
     run_reminders(services, worker="w", now=NOW + timedelta(hours=1))
-    assert len(rec.sent) == 4  # nothing sent twice
+    assert len(rec.sent) == 2  # nothing sent twice
     services.close()
 
 
@@ -141,20 +147,21 @@ def test_a_worker_killed_before_its_batch_is_recorded_is_taken_over_with_the_sam
     run_reminders(services, worker="w", now=NOW, limit=3)  # the plans
 
     def killed(ctx, writes):
-        raise SystemExit("killed")  # dies between the sends and the commit
+        raise SystemExit("killed")  # dies between a send and its record
 
     monkeypatch.setattr(reminders, "_commit", killed)
     with pytest.raises(SystemExit):
         run_reminders(services, worker="dead", now=NOW)
     monkeypatch.undo()
-    first = sorted(m.idempotency_key for m in rec.sent)
-    assert len(first) == 3 and communications(services) == []
+    first = [m.idempotency_key for m in rec.sent]
+    assert len(first) == 1 and communications(services) == []  # only the one in flight left
     assert {j.status for j in _assigned(services).values()} == {"sending"}
     assert run_reminders(services, worker="alive", now=NOW + timedelta(seconds=60)).sent == 0
     run_reminders(services, worker="alive", now=NOW + timedelta(seconds=121))  # lease ran out
-    assert sorted(m.idempotency_key for m in rec.sent[3:]) == first  # same keys: de-duplicated
+    keys = sorted(m.idempotency_key for m in rec.sent[1:])
+    assert len(keys) == 3 and first[0] in keys  # the one in flight again, same key: de-duplicated
     comms = communications(services)
-    assert sorted(c["identifier"][0]["value"] for c in comms) == first
+    assert sorted(c["identifier"][0]["value"] for c in comms) == keys
     assert all(c["identifier"][0]["system"] == ATTEMPT_SYSTEM for c in comms)
     services.close()
 
@@ -217,8 +224,9 @@ def test_a_batch_uses_a_few_transactions_not_several_per_reminder(tmp_path):
                  lambda *args: statements.__setitem__(0, statements[0] + 1))
     run = run_reminders(services, worker="w", now=NOW)
     assert (run.planned, run.sent) == (20, 20)
-    # discovery, then per batch: claim, plans | claim, count + links, records (+ empty claim)
-    assert commits[0] <= 10, commits[0]  # it was two or three per reminder
+    # discovery, then per batch: claim, plans | claim, count + links (+ empty claim), and
+    # one record per send, committed before the next send (a crash repeats at most one)
+    assert commits[0] <= 10 + run.sent, commits[0]  # it was two or three more per reminder
     assert statements[0] <= 300, statements[0]  # it was about 27 per reminder (540)
     services.close()
 
