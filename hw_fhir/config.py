@@ -80,6 +80,12 @@ class Settings:
     mail_from: str = "hw-fhir <no-reply@localhost>"
     #: Name of the practice, used in reminder texts (no clinical content).
     practice_name: str = "your care team"
+    #: Egress allow-list: host names, addresses or networks (CIDR), comma or space separated,
+    #: that outbound calls chosen by users (Subscription endpoints) may reach even when they are
+    #: loopback/private/link-local (:mod:`hw_fhir.egress`).
+    egress_allow: str = ""
+    #: Header names a user may set on outbound calls (Subscription ``channel.header``).
+    egress_headers: str = "Authorization"
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 

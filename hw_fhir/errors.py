@@ -7,7 +7,9 @@
     ├── InvalidInput                 400: malformed JSON, invalid resource, bad parameter
     │   ├── InvalidResource          the resource fails R4 validation (.issues)
     │   ├── InvalidSearch            unknown/malformed search parameter, bad _count...
-    │   └── InvalidResponse          a QuestionnaireResponse fails its Questionnaire (.issues)
+    │   ├── InvalidResponse          a QuestionnaireResponse fails its Questionnaire (.issues)
+    │   ├── EgressRefused            422: an outbound URL or header the egress policy refuses
+    │   └── LimitExceeded            413/422: a resource over a configured size/depth/count limit
     ├── NotFound                     404: no such resource / version
     │   └── Gone                     410: the resource was deleted
     ├── Conflict                     409: the write clashes with stored state
@@ -45,6 +47,8 @@ __all__ = [
     "InvalidResource",
     "InvalidSearch",
     "InvalidResponse",
+    "EgressRefused",
+    "LimitExceeded",
     "NotFound",
     "Gone",
     "Conflict",
@@ -153,6 +157,25 @@ class InvalidResponse(InvalidInput):
     ) -> None:
         super().__init__(message, issues=issues)
         self.resource = resource
+
+
+class EgressRefused(InvalidInput):
+    """An outbound call the egress policy refuses (:mod:`hw_fhir.egress`)."""
+
+    status = 422
+    code = "security"
+
+
+class LimitExceeded(InvalidInput):
+    """A request over a configured limit: 413 for its size, 422 for its shape (depth, counts)."""
+
+    status = 422
+    code = "too-costly"
+
+    def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if status is not None:
+            self.status = status
 
 
 class NotFound(HwFhirError):

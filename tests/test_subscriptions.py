@@ -122,6 +122,7 @@ def hooks(app_config: dict[str, Any]) -> Iterator[Hooks]:
         {
             **app_config,
             "base_url": BASE,
+            "egress_allow": "127.0.0.1",  # the test's listener is on loopback
             "extra": {
                 "sync": {
                     "notification_backoff": 1,
@@ -370,7 +371,8 @@ def test_notifications_on_both_databases(tmp_path: Any, db_url: str) -> None:
     from hw_fhir.services import build_services
 
     settings = load_settings(
-        {}, database_url=db_url, instance_path=str(tmp_path / "i"), secret_key="x", base_url=BASE
+        {}, database_url=db_url, instance_path=str(tmp_path / "i"), secret_key="x", base_url=BASE,
+        egress_allow="127.0.0.1",
     )
     services = build_services(settings)
     listener = Listener().start()

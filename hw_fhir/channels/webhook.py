@@ -35,7 +35,14 @@ from typing import Any
 import orjson
 import requests
 
-from ..errors import InvalidInput, PermanentDeliveryError, TransientDeliveryError, Unauthorized
+from ..egress import EgressPolicy, egress_policy
+from ..errors import (
+    EgressRefused,
+    InvalidInput,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    Unauthorized,
+)
 from .base import Delivery, Message, medium, telecom
 
 __all__ = ["WebhookChannel", "sign", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER",
@@ -79,7 +86,8 @@ class WebhookChannel:
                  "interrupted attempt reuse the key); at least once otherwise.")
 
     def __init__(self, url: str, secret: str, *, name: str = "webhook", telecom_system: str | None = None,
-                 timeout: float = 10.0, session: requests.Session | None = None) -> None:
+                 timeout: float = 10.0, session: requests.Session | None = None,
+                 egress: EgressPolicy | None = None) -> None:
         if not url or not secret:
             raise InvalidInput("A webhook channel needs a url and a secret")
         self.name = name
@@ -88,6 +96,8 @@ class WebhookChannel:
         self.telecom_system = telecom_system
         self.timeout = timeout
         self.session = session or requests.Session()
+        #: the configured URL is the operator's choice: allow-listed, never redirected away from
+        self.egress = (egress or EgressPolicy()).trusting(url)
         #: proxies, CA bundle and .netrc credentials from the environment, read at the first
         #: send instead of at every send (requests reads the whole environment each time)
         self._environment: dict[str, Any] | None = None if session is None else {}
@@ -99,7 +109,8 @@ class WebhookChannel:
         if not conf.get("url"):
             return None
         return cls(conf["url"], str(conf.get("secret", "")), name=conf.get("name", "webhook"),
-                   telecom_system=conf.get("telecom"), timeout=float(conf.get("timeout", 10)))
+                   telecom_system=conf.get("telecom"), timeout=float(conf.get("timeout", 10)),
+                   egress=egress_policy(settings))
 
     def address(self, recipient: Mapping[str, Any]) -> str | None:
         """Return the contact point sent as ``to``, or the recipient reference itself."""
@@ -123,8 +134,10 @@ class WebhookChannel:
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key,
                    TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: sign(self.secret, stamp, body)}
         try:
-            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout,
-                                         **self._settings())
+            response = self.egress.request("POST", self.url, session=self.session, data=body,
+                                           headers=headers, timeout=self.timeout, **self._settings())
+        except EgressRefused as exc:
+            raise PermanentDeliveryError(exc.message) from None
         except requests.ConnectionError as exc:
             raise TransientDeliveryError(f"Webhook unreachable: {type(exc).__name__}",
                                          maybe_sent=not _never_sent(exc)) from None

@@ -29,6 +29,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..egress import EgressPolicy
 from ..errors import ConfigurationError
 from .authserver import ClientRegistration
 from .authstore import AuthStore
@@ -75,7 +76,10 @@ def backend_assertion(auth_store: AuthStore, audiences: Callable[[], list[str]])
             return audiences()
 
         def resolve_client_public_key(self, client: ClientRegistration) -> KeySet:
-            jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else {"keys": []})
+            # jwks_url is configured by the operator: trusted by the egress policy, no redirects
+            jwks = client.jwks or (fetch_jwks(client.jwks_uri,
+                                              egress=EgressPolicy().trusting(client.jwks_uri))
+                                   if client.jwks_uri else {"keys": []})
             return KeySet.import_key_set(cast(Any, jwks))
 
         def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..errors import InvalidInput, RemoteError, Unauthorized
+from ..egress import EgressPolicy
+from ..errors import EgressRefused, InvalidInput, RemoteError, Unauthorized
 from .registry import EhrRegistration, normalize_iss
 
 __all__ = [
@@ -71,10 +72,14 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-def _get_json(url: str, *, accept: str, session: requests.Session | None = None) -> Any:
-    http = session or requests
+def _get_json(url: str, *, accept: str, session: requests.Session | None = None,
+              egress: EgressPolicy | None = None) -> Any:
+    """GET a JSON document through the egress policy (strict unless told whom to trust)."""
     try:
-        response = http.get(url, headers={"Accept": accept}, timeout=TIMEOUT)
+        response = (egress or EgressPolicy()).request("GET", url, session=session,
+                                                      headers={"Accept": accept}, timeout=TIMEOUT)
+    except EgressRefused as exc:
+        raise RemoteError(f"Not fetching {url}: {exc.message}") from None
     except requests.RequestException as exc:
         raise RemoteError(f"Cannot reach {url}: {exc.__class__.__name__}") from None
     if response.status_code != 200:
@@ -85,12 +90,18 @@ def _get_json(url: str, *, accept: str, session: requests.Session | None = None)
         raise RemoteError(f"{url} did not answer JSON", response=response) from None
 
 
-def discover(iss: str, *, session: requests.Session | None = None) -> SmartConfiguration:
-    """Read ``{iss}/.well-known/smart-configuration``; fall back to the CapabilityStatement."""
+def discover(iss: str, *, session: requests.Session | None = None,
+             egress: EgressPolicy | None = None) -> SmartConfiguration:
+    """Read ``{iss}/.well-known/smart-configuration``; fall back to the CapabilityStatement.
+
+    ``iss`` is a registered EHR (configured by the operator): its host is trusted by the
+    egress policy; redirects are not followed.
+    """
     iss = normalize_iss(iss)
+    egress = (egress or EgressPolicy()).trusting(iss)
     try:
         doc = _get_json(f"{iss}/.well-known/smart-configuration", accept="application/json",
-                        session=session)
+                        session=session, egress=egress)
         if not isinstance(doc, dict):
             raise RemoteError(f"{iss}/.well-known/smart-configuration is not a JSON object")
         return SmartConfiguration(
@@ -105,13 +116,14 @@ def discover(iss: str, *, session: requests.Session | None = None) -> SmartConfi
         )
     except RemoteError as first:
         try:
-            return _from_capability_statement(iss, session)
+            return _from_capability_statement(iss, session, egress)
         except RemoteError:
             raise first from None
 
 
-def _from_capability_statement(iss: str, session: requests.Session | None) -> SmartConfiguration:
-    statement = _get_json(f"{iss}/metadata", accept=_FHIR_JSON, session=session)
+def _from_capability_statement(iss: str, session: requests.Session | None,
+                               egress: EgressPolicy) -> SmartConfiguration:
+    statement = _get_json(f"{iss}/metadata", accept=_FHIR_JSON, session=session, egress=egress)
     uris: dict[str, str] = {}
     for rest in (statement.get("rest") or []) if isinstance(statement, dict) else []:
         for ext in ((rest.get("security") or {}).get("extension") or []):
@@ -249,9 +261,10 @@ def refresh_tokens(token_endpoint: str, reg: EhrRegistration, refresh_token: str
     return TokenResponse.from_json(data)
 
 
-def fetch_jwks(jwks_uri: str, *, session: requests.Session | None = None) -> dict[str, Any]:
-    """Download a JWKS document."""
-    doc = _get_json(jwks_uri, accept="application/json", session=session)
+def fetch_jwks(jwks_uri: str, *, session: requests.Session | None = None,
+               egress: EgressPolicy | None = None) -> dict[str, Any]:
+    """Download a JWKS document through the egress policy (default: public addresses only)."""
+    doc = _get_json(jwks_uri, accept="application/json", session=session, egress=egress)
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise RemoteError(f"{jwks_uri} is not a JWKS document")
     return doc

@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
+from ..egress import EgressPolicy
 from ..errors import InvalidInput, RemoteError, Unauthorized
 from ..store.base import Store
 from .client import (
@@ -165,7 +166,9 @@ class Launcher:
             return {}
         if not pending.jwks_uri:
             raise Unauthorized("The EHR sent an id_token but publishes no jwks_uri to verify it")
-        return verify_id_token(response.id_token, jwks=fetch_jwks(pending.jwks_uri),
+        # the EHR (a registered iss) is trusted; a jwks_uri elsewhere must be a public address
+        jwks = fetch_jwks(pending.jwks_uri, egress=EgressPolicy().trusting(pending.iss))
+        return verify_id_token(response.id_token, jwks=jwks,
                                issuer=pending.issuer or pending.iss, client_id=reg.client_id,
                                nonce=pending.nonce or None)
 

@@ -46,7 +46,8 @@ import requests
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Gone, InvalidInput, NotFound, VersionConflict
+from ..egress import EgressPolicy, egress_policy
+from ..errors import EgressRefused, Gone, InvalidInput, NotFound, VersionConflict
 from ..smart.compartment import matches_filters
 from ..store import schema as S
 from ..store.searchparams import params_for
@@ -181,8 +182,12 @@ def _exts(element: Any, url: str) -> list[Any]:
     return out
 
 
-def parse_subscription(resource: dict[str, Any], *, require_https: bool = False) -> ChannelConfig:
-    """Check a Subscription against what this server supports; InvalidInput saying what is wrong."""
+def parse_subscription(resource: dict[str, Any], *, require_https: bool = False,
+                       egress: EgressPolicy | None = None) -> ChannelConfig:
+    """Check a Subscription against what this server supports; InvalidInput saying what is wrong.
+
+    With ``egress``, the endpoint and the headers are checked against the egress policy too.
+    """
     topic = TOPICS.get(str(resource.get("criteria", "")))
     if topic is None:
         raise InvalidInput(f"Unknown topic {resource.get('criteria')!r}; this server offers "
@@ -209,6 +214,9 @@ def parse_subscription(resource: dict[str, Any], *, require_https: bool = False)
         if not sep or not name.strip():
             raise InvalidInput(f"channel.header {line!r} must look like 'Name: value'")
         headers.append((name.strip(), value.strip()))
+    if egress is not None:
+        egress.check_url(endpoint)
+        headers = egress.check_headers(headers)
     filters: list[tuple[str, str]] = []
     known = params_for(topic.resource_type)
     for raw in _exts(resource.get("_criteria"), EXT_FILTER):
@@ -366,6 +374,7 @@ def _refresh(services: "Services", now: float) -> int:
                                  .where(r.c.res_type == "Subscription")).all()
         states = {row.sub_id: row for row in conn.execute(select(s))}
     require_https = bool(getattr(services.settings, "production", False))
+    egress = egress_policy(services.settings)
     horizon = None
     wanting = 0
     for res in resources:
@@ -381,7 +390,7 @@ def _refresh(services: "Services", now: float) -> int:
             wanting += state.status != "invalid"
             continue
         try:
-            config = parse_subscription(resource, require_https=require_https)
+            config = parse_subscription(resource, require_https=require_https, egress=egress)
         except InvalidInput as exc:
             values = dict(status="invalid", version_id=res.version_id, last_error=exc.message)
             _upsert_state(store, res.res_id, state, values, now)
@@ -465,12 +474,19 @@ def _collect(services: "Services", upto: int, *, batch: int = 500) -> int:
     return found
 
 
-def _post(config: ChannelConfig, bundle: dict[str, Any], timeout: float) -> str | None:
-    """POST a notification; return None on success, else what went wrong."""
-    headers = {"Content-Type": "application/fhir+json", **dict(config.headers)}
+def _post(config: ChannelConfig, bundle: dict[str, Any], timeout: float,
+          egress: EgressPolicy) -> str | None:
+    """POST a notification through the egress policy; return None on success, else what went wrong.
+
+    The endpoint is checked again at every POST: what its name resolves to may have changed.
+    """
     try:
-        response = requests.post(config.endpoint, data=orjson.dumps(bundle), headers=headers,
-                                 timeout=timeout, allow_redirects=False)
+        headers = {**dict(egress.check_headers(config.headers)),
+                   "Content-Type": "application/fhir+json"}
+        response = egress.request("POST", config.endpoint, data=orjson.dumps(bundle),
+                                  headers=headers, timeout=timeout)
+    except EgressRefused as exc:
+        return exc.message
     except requests.RequestException as exc:
         return f"{type(exc).__name__} posting to the endpoint"
     response.close()
@@ -533,7 +549,8 @@ def _deliver_one(services: "Services", sub_id: str, now: float, cfg: SyncConfig,
         bundle = notification_bundle(base=base, sub_id=sub_id, topic=config.topic, status=shown,
                                      kind=kind, events_total=int(state.events_total),
                                      events=events, content=config.content)
-        problem = _post(config, bundle, config.timeout or cfg.notification_timeout)
+        problem = _post(config, bundle, config.timeout or cfg.notification_timeout,
+                        egress_policy(services.settings))
         if problem is not None:
             attempts = int(state.attempts) + 1
             delay = min(cfg.notification_max_backoff,
