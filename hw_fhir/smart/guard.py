@@ -15,11 +15,13 @@ plain POST/PUT/DELETE entries are accepted.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ..errors import Gone, NotFound
 from ..store.base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .policy import AccessPolicy, forbidden
+from .subscriber import stamp_grant
+from .write_rules import check_delete, check_write, needs_stored
 
 __all__ = ["GuardedStore"]
 
@@ -93,9 +95,35 @@ class GuardedStore:
 
     # ----------------------------------------------------------------- writes
 
+    def _prepare(self, permission: str, resource: dict[str, Any],
+                 old: dict[str, Any] | None) -> dict[str, Any]:
+        """Apply the write rules; stamp a Subscription with this token's grant."""
+        check_write(self.policy, permission, resource, old)
+        if resource.get("resourceType") == "Subscription":
+            return stamp_grant(resource, self.policy.grant)
+        return resource
+
+    def _conditional(self, resource_type: str, criteria: str) -> str:
+        """Return If-None-Exist criteria narrowed to what the token may search.
+
+        Conditional criteria are evaluated within the caller's compartment and filters,
+        never on the whole store: whether another patient has a matching resource must
+        not change the answer.
+        """
+        plan = self.policy.search_plan(resource_type)
+        if plan.post_filter:
+            raise forbidden("If-None-Exist is not supported with these scopes; search first, "
+                            "then create")
+        if not plan.extra:
+            return criteria
+        return "&".join(part for part in (criteria.lstrip("?"), urlencode(plan.extra)) if part)
+
     def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
-        """Create, if the token may create this resource (and may see a conditional match)."""
+        """Create, if the token may create this resource (a conditional match only among what it sees)."""
         self.policy.check("c", resource)
+        resource = self._prepare("c", resource, None)
+        if if_none_exist:
+            if_none_exist = self._conditional(str(resource.get("resourceType", "")), if_none_exist)
         result: WriteResult = self.store.create(resource, if_none_exist=if_none_exist)
         if not result.created and not self.policy.allows_any_read(result.resource):
             raise forbidden("If-None-Exist matched a resource outside the granted scopes")
@@ -117,6 +145,7 @@ class GuardedStore:
         else:
             self.policy.check("u", old.resource)
         self.policy.check("u", resource)
+        resource = self._prepare("u", resource, old.resource if old is not None else None)
         if old is not None and not if_match and not self.policy.unrestricted("u", rtype):
             if_match = _etag(old)
         return self.store.update(resource, if_match=if_match)
@@ -128,15 +157,18 @@ class GuardedStore:
         if old is None:
             return
         self.policy.check("d", old.resource)
+        check_delete(self.policy, old.resource)
         self.store.delete(resource_type, id)
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """Check every entry of a transaction or batch Bundle, then run it."""
+        entries = []
         for n, entry in enumerate(bundle.get("entry") or []):
-            self._check_entry(n, entry if isinstance(entry, dict) else {})
-        return self.store.transaction(bundle)
+            entries.append(self._check_entry(n, entry) if isinstance(entry, dict) else entry)
+        return self.store.transaction({**bundle, "entry": entries} if "entry" in bundle else bundle)
 
-    def _check_entry(self, n: int, entry: dict[str, Any]) -> None:
+    def _check_entry(self, n: int, entry: dict[str, Any]) -> dict[str, Any]:
+        """Check one entry; return it as it is to be run (a Subscription stamped with the grant)."""
         request = entry.get("request") or {}
         method = str(request.get("method", "")).upper()
         parts = urlsplit(str(request.get("url", "")))
@@ -148,8 +180,17 @@ class GuardedStore:
             method, "r" if rid else "s")
         self.policy.require(permission, rtype)
         restricted = not self.policy.unrestricted(permission, rtype)
+        old = None
+        if rid and isinstance(rtype, str) and (restricted or needs_stored(
+                self.policy, permission, resource or {"resourceType": rtype})):
+            old = self._current(rtype, rid)
+        if resource is not None and method in ("POST", "PUT"):
+            resource = self._prepare(permission, resource, old.resource if old else None)
+            entry = {**entry, "resource": resource}
+        elif method == "DELETE" and old is not None:
+            check_delete(self.policy, old.resource)
         if not restricted:
-            return
+            return entry
         conditional = bool(parts.query) or bool(request.get("ifNoneExist"))
         if method not in ("POST", "PUT", "DELETE") or conditional or not isinstance(rtype, str):
             raise forbidden(f"Bundle.entry[{n}]: with patient-level or filtered scopes a Bundle may only "
@@ -157,8 +198,8 @@ class GuardedStore:
         if resource is not None:
             self.policy.check(permission if method != "PUT" or rid is None else "u", resource)
         if rid:
-            old = self._current(rtype, rid)
             if old is not None:
                 self.policy.check(permission, old.resource)
             elif method == "PUT" and resource is not None:
                 self.policy.check("c", resource)
+        return entry

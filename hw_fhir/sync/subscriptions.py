@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from ..egress import EgressPolicy, egress_policy
 from ..errors import EgressRefused, Gone, InvalidInput, NotFound, VersionConflict
 from ..smart.compartment import matches_filters
+from ..smart.subscriber import grant_of, subscriber_policy
 from ..store import schema as S
 from ..store.searchparams import params_for
 from .changes import Change, barrier, for_update, previous_version, read_changes
@@ -149,6 +150,8 @@ class ChannelConfig:
     heartbeat: int | None = None
     timeout: float | None = None
     max_count: int = 20
+    #: the subscriber's grant (scopes and context, JSON) stamped at creation; None: unrestricted
+    grant: str | None = None
 
     def to_json(self) -> str:
         """Serialise for the state table."""
@@ -156,7 +159,7 @@ class ChannelConfig:
                              "headers": [list(h) for h in self.headers],
                              "filters": [list(f) for f in self.filters], "content": self.content,
                              "heartbeat": self.heartbeat, "timeout": self.timeout,
-                             "max_count": self.max_count}).decode()
+                             "max_count": self.max_count, "grant": self.grant}).decode()
 
     @classmethod
     def from_json(cls, raw: str) -> "ChannelConfig":
@@ -164,7 +167,7 @@ class ChannelConfig:
         d = orjson.loads(raw)
         return cls(d["topic"], d["endpoint"], tuple((a, b) for a, b in d["headers"]),
                    tuple((a, b) for a, b in d["filters"]), d["content"], d["heartbeat"],
-                   d["timeout"], d["max_count"])
+                   d["timeout"], d["max_count"], d.get("grant"))
 
 
 def _ext(element: Any, url: str) -> Any:
@@ -236,7 +239,7 @@ def parse_subscription(resource: dict[str, Any], *, require_https: bool = False,
     return ChannelConfig(topic.url, endpoint, tuple(headers), tuple(filters), content,
                          int(heartbeat) if heartbeat else None,
                          float(timeout) if timeout else None,
-                         max(1, int(max_count)) if max_count else 20)
+                         max(1, int(max_count)) if max_count else 20, grant_of(resource))
 
 
 # ------------------------------------------------------------------ bundles
@@ -447,6 +450,7 @@ def _collect(services: "Services", upto: int, *, batch: int = 500) -> int:
                 continue
             config = ChannelConfig.from_json(state.config)
             topic = TOPICS[config.topic]
+            subscriber = subscriber_policy(config.grant)
             cursor, total = int(state.cursor_seq), int(state.events_total)
             while cursor < upto:
                 changes = read_changes(conn, after=cursor, upto=upto,
@@ -460,6 +464,8 @@ def _collect(services: "Services", upto: int, *, batch: int = 500) -> int:
                         continue
                     if config.filters and not matches_filters(change.resource, config.filters):
                         continue
+                    if subscriber is not None and not subscriber.allows_any_read(change.resource):
+                        continue  # the subscriber may not see it: no event, not even its id
                     total += 1
                     rows.append(dict(sub_id=sub_id, event_number=total, seq=change.seq,
                                      res_type=change.resource_type, res_id=change.id,
