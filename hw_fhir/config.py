@@ -86,6 +86,14 @@ class Settings:
     egress_allow: str = ""
     #: Header names a user may set on outbound calls (Subscription ``channel.header``).
     egress_headers: str = "Authorization"
+    #: Largest accepted resource, in bytes of JSON (413 above; :mod:`hw_fhir.limits`).
+    max_resource_bytes: int = 2 * 1024 * 1024
+    #: Most elements in any one JSON array of a request (422 above).
+    max_array_length: int = 10_000
+    #: Deepest nesting of JSON objects/arrays in a request (422 above; at most 100).
+    max_depth: int = 64
+    #: Most search index rows one resource may create (422 above).
+    max_index_rows: int = 2_000
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -108,6 +116,9 @@ class Settings:
             raise ConfigurationError("HW_FHIR_OPEN_API=1 is refused together with HW_FHIR_PRODUCTION=1")
         if self.production and self.sandbox:
             raise ConfigurationError("The sandbox EHR cannot run with HW_FHIR_PRODUCTION=1")
+        from .limits import limits
+
+        limits(self)  # ConfigurationError for limits out of range
         if self.production and not self.secure_cookies:
             raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
         if self.production and not self.base_url:

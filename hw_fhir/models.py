@@ -17,6 +17,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from .errors import InvalidResource, Issue
+from .limits import check_structure
 
 __all__ = [
     "FHIR_VERSION",
@@ -242,6 +243,7 @@ def validate(resource: Any, *, resource_type: str | None = None) -> dict[str, An
             issues=[Issue(f"Expected a {resource_type} but got a {rtype}",
                           expression="resourceType")],
         )
+    check_structure(resource)  # NUL characters, nesting that would exhaust recursion
     cls = model_class(rtype)
     try:
         model = cls.model_validate(resource)

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from hw_fhir import rest
 from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
+from hw_fhir.limits import check_body, check_search_value, limits
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 
@@ -48,6 +49,8 @@ def fhir_base() -> str:
 
 @bp.before_request
 def _before() -> Response | None:
+    for name, value in [*request.args.items(multi=True), *request.form.items(multi=True)]:
+        check_search_value(name, value)
     for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
         response = func()
         if response is not None:
@@ -70,9 +73,11 @@ def _body() -> Any:
     if not raw:
         raise InvalidResource("The request body is empty")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidResource(f"The request body is not valid JSON: {exc}") from None
+    check_body(body, len(raw), limits(services().settings))
+    return body
 
 
 class _Unsupported(InvalidInput):

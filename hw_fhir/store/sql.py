@@ -537,10 +537,9 @@ class SqlStore:
             except ValueError:
                 raise InvalidSearch(f"_since {since!r} is not a valid instant") from None
         if cursor:
-            try:
-                where.append(v.c.seq < int(cursor))
-            except ValueError:
-                raise InvalidSearch("history cursor is malformed") from None
+            if not cursor.isdigit() or len(cursor) > 18:  # a write sequence number: 0 … 10**18
+                raise InvalidSearch("history cursor is malformed")
+            where.append(v.c.seq < int(cursor))
         with self._read() as conn:
             if id and resource_type:
                 exists = conn.execute(select(S.resource.c.res_id).where(

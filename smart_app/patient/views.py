@@ -247,7 +247,8 @@ def signout() -> Any:
     """Forget the patient in this browser."""
     access.sign_out()
     after = request.form.get("next", "")
-    if after.startswith("/p/") and "//" not in after:
+    # only a path of this app: no scheme-relative "//", no backslash, no CR/LF or other controls
+    if after.startswith("/p/") and "//" not in after and "\\" not in after and after.isprintable():
         return redirect(after)
     return _message(
         200,
