@@ -94,6 +94,9 @@ class Settings:
     max_depth: int = 64
     #: Most search index rows one resource may create (422 above).
     max_index_rows: int = 2_000
+    #: What ``user/`` scopes reach: ``practice`` (every patient) or ``my-patients`` (the patients
+    #: the Practitioner cares for; :mod:`hw_fhir.smart.care_team`).
+    user_access: str = "practice"
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,6 +122,9 @@ class Settings:
         from .limits import limits
 
         limits(self)  # ConfigurationError for limits out of range
+        from .smart.care_team import check_user_access
+
+        check_user_access(self.user_access)
         if self.production and not self.secure_cookies:
             raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
         if self.production and not self.base_url:

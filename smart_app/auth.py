@@ -12,12 +12,14 @@ With ``open_api`` (development only) /fhir is served without any check.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from flask import Flask, current_app, g, request
 
 from hw_fhir.smart.authstore import AuthStore
 from hw_fhir.smart.client import OAUTH_URIS_EXTENSION
+from hw_fhir.smart.care_team import my_patients
 from hw_fhir.smart.guard import GuardedStore
 from hw_fhir.smart.policy import AccessPolicy, Grant, unauthorized
 
@@ -57,6 +59,8 @@ def authorize_fhir_request() -> None:
     if record is None:
         raise unauthorized("The access token is unknown, expired or revoked")
     grant = Grant.from_token(record.scope, record.client_id, record.context)
+    if services.settings.user_access == "my-patients" and "user" in grant.scopes.contexts:
+        grant = replace(grant, patients=my_patients(services.store, grant.fhir_user))
     g.smart_grant = grant
     g.fhir_store = GuardedStore(services.store, AccessPolicy(grant))
     return

@@ -185,3 +185,60 @@ def test_patient_scopes_cannot_write_flags_or_clinician_only_settings(served):
     clinician = _clinician(browser, "user/Patient.cruds user/Flag.cruds")
     assert fhir(browser.base, clinician, "PUT", "Patient/pat-ava", json=shared).status_code == 200
     assert fhir(browser.base, clinician, "DELETE", f"Flag/{flag}").status_code in (200, 204)
+
+
+# ------------------------------------------------ user/ scopes: my patients only
+
+
+@pytest.fixture
+def my_patients_app(app_config: dict[str, Any]):
+    app = make_app(app_config, user_access="my-patients")
+    store = app.extensions["hw_fhir"].store
+    store.update({"resourceType": "Patient", "id": "mine-1",
+                  "generalPractitioner": [{"reference": "Practitioner/dr-rivera"}]})
+    store.update({"resourceType": "Patient", "id": "mine-2"})
+    store.update({"resourceType": "Patient", "id": "other-1",
+                  "generalPractitioner": [{"reference": "Practitioner/dr-other"}]})
+    tasks = {
+        "mine-2": store.create(_task("mine-2", requester={"reference": "Practitioner/dr-rivera"})).stored.id,
+        "other-1": store.create(_task("other-1", requester={"reference": "Practitioner/dr-other"})).stored.id,
+    }
+    server = serve(app)
+    yield app, Browser(server.url), tasks
+    server.stop()
+    app.extensions["hw_fhir"].close()
+
+
+def test_my_patients_policy_limits_user_scopes_to_the_clinicians_patients(my_patients_app):
+    app, browser, tasks = my_patients_app
+    token = _clinician(browser, "user/Patient.rs user/Task.cruds")
+    assert fhir(browser.base, token, "GET", "Patient/mine-1").status_code == 200
+    assert fhir(browser.base, token, "GET", "Patient/mine-2").status_code == 200
+    assert fhir(browser.base, token, "GET", "Patient/other-1").status_code == 403
+    found = fhir(browser.base, token, "GET", "Patient?_id=mine-1,mine-2,other-1").json()
+    assert {e["resource"]["id"] for e in found.get("entry", [])} == {"mine-1", "mine-2"}
+    listed = fhir(browser.base, token, "GET", "Task?_include=Task:patient&_total=accurate").json()
+    ids = {e["resource"]["id"] for e in listed.get("entry", [])}
+    assert tasks["mine-2"] in ids and tasks["other-1"] not in ids and "other-1" not in ids
+    assert fhir(browser.base, token, "GET", f"Task/{tasks['other-1']}").status_code == 403
+    assert fhir(browser.base, token, "POST", "Task", json=_task("other-1")).status_code == 403
+    assert fhir(browser.base, token, "POST", "Task", json=_task("mine-1")).status_code == 201
+    assert fhir(browser.base, token, "DELETE", f"Task/{tasks['other-1']}").status_code == 403
+    assert app.extensions["hw_fhir"].store.read("Task", tasks["other-1"])
+
+
+def test_the_practice_policy_is_the_default(served):
+    app, browser = served
+    store = app.extensions["hw_fhir"].store
+    store.update({"resourceType": "Patient", "id": "other-1",
+                  "generalPractitioner": [{"reference": "Practitioner/dr-other"}]})
+    token = _clinician(browser, "user/Patient.rs")
+    assert fhir(browser.base, token, "GET", "Patient/other-1").status_code == 200
+
+
+def test_an_unknown_user_access_policy_is_refused_at_start_up():
+    from hw_fhir.config import load_settings
+    from hw_fhir.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="HW_FHIR_USER_ACCESS"):
+        load_settings({}, user_access="everyone")

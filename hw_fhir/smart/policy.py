@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Forbidden, Issue, Unauthorized
-from .compartment import SHARED_TYPES, compartment_param, in_compartment, matches_filters, referenced_patients
+from .compartment import (
+    COMPARTMENT_PARAMS,
+    SHARED_TYPES,
+    compartment_param,
+    in_compartment,
+    matches_filters,
+    patients_of,
+    referenced_patients,
+)
 from .scopes import Scope, ScopeSet
 
 __all__ = ["Grant", "AccessPolicy", "SearchPlan", "bearer_challenge", "forbidden", "unauthorized"]
@@ -55,6 +63,8 @@ class Grant:
     patient: str | None = None
     fhir_user: str | None = None
     context: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: the patients ``user/`` scopes reach (``my-patients`` policy); None: every patient
+    patients: frozenset[str] | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def from_token(cls, scope: str, client_id: str, context: dict[str, Any]) -> "Grant":
@@ -71,15 +81,30 @@ class SearchPlan:
     post_filter: bool = False
 
 
-def _unrestricted(scope: Scope) -> bool:
-    return scope.context != "patient" and not scope.filters
-
-
 class AccessPolicy:
     """Decide what a Grant may do."""
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
+
+    def _mine_only(self, scope: Scope) -> bool:
+        """Whether a user/ scope is held to the user's own patients (``my-patients``)."""
+        return scope.context == "user" and self.grant.patients is not None
+
+    def _unrestricted(self, scope: Scope) -> bool:
+        return scope.context != "patient" and not scope.filters and not self._mine_only(scope)
+
+    def _my_patients_allow(self, permission: str, resource: dict[str, Any]) -> bool:
+        rtype = resource.get("resourceType", "")
+        if rtype not in COMPARTMENT_PARAMS:
+            return True  # not patient data (definitions, practitioners, subscriptions...)
+        mine = self.grant.patients or frozenset()
+        if rtype == "Patient" and permission == "c":
+            return True  # a new patient is nobody's yet
+        patients = patients_of(resource)
+        if permission in "cud":
+            return bool(patients) and patients <= mine and referenced_patients(resource) <= mine
+        return bool(patients & mine)
 
     # ---------------------------------------------------------------- types
 
@@ -97,13 +122,15 @@ class AccessPolicy:
 
     def unrestricted(self, permission: str, resource_type: str) -> bool:
         """Whether some scope grants ``permission`` on every resource of the type."""
-        return any(_unrestricted(s) for s in self.grant.scopes.covering(permission, resource_type))
+        return any(self._unrestricted(s) for s in self.grant.scopes.covering(permission, resource_type))
 
     # ------------------------------------------------------------ resources
 
     def _scope_allows(self, scope: Scope, permission: str, resource: dict[str, Any]) -> bool:
         if scope.filters and not matches_filters(resource, scope.filters):
             return False
+        if self._mine_only(scope):
+            return self._my_patients_allow(permission, resource)
         if scope.context != "patient":
             return True
         patient = self.grant.patient
@@ -145,12 +172,17 @@ class AccessPolicy:
     def search_plan(self, resource_type: str, permission: str = "s") -> SearchPlan:
         """Return how to restrict a search of ``resource_type``; Forbidden if it is not allowed at all."""
         scopes = self.require(permission, resource_type)
-        if any(_unrestricted(s) for s in scopes):
+        if any(self._unrestricted(s) for s in scopes):
             return SearchPlan()
         restrictions = set()
         for s in scopes:
             extra: tuple[tuple[str, str], ...] = s.filters
-            if s.context == "patient":
+            if self._mine_only(s) and resource_type in COMPARTMENT_PARAMS:
+                param = COMPARTMENT_PARAMS[resource_type]
+                ids = sorted(self.grant.patients or ()) or ["no-patient"]
+                value = ",".join(ids if param == "_id" else [f"Patient/{i}" for i in ids])
+                extra = ((param, value), *s.filters)
+            elif s.context == "patient":
                 if not self.grant.patient:
                     continue
                 if resource_type in SHARED_TYPES:
