@@ -18,7 +18,8 @@ from typing import Any
 import requests
 from joserfc import jwt
 
-from ..errors import RemoteError, Unauthorized
+from ..egress import EgressPolicy
+from ..errors import EgressRefused, RemoteError, Unauthorized
 
 __all__ = ["BackendServicesToken", "client_assertion", "ASSERTION_TYPE"]
 
@@ -47,6 +48,8 @@ class BackendServicesToken:
         self.scope = scope
         self.fhir_base = fhir_base
         self.token_url = token_url
+        #: hosts the operator configured: the EHR's and a configured token endpoint's
+        self.egress = EgressPolicy().trusting(fhir_base, token_url)
         self.timeout = timeout
         self.margin = margin
         self._token: str | None = None
@@ -70,8 +73,12 @@ class BackendServicesToken:
                     "client_assertion_type": ASSERTION_TYPE,
                     "client_assertion": client_assertion(self.client_id, token_url, self.key)}
             try:
-                response = requests.post(token_url, data=form, timeout=self.timeout,
-                                         headers={"Accept": "application/json"})
+                # the EHR's host is configured (trusted); a token endpoint elsewhere must be public
+                response = self.egress.request(
+                    "POST", token_url, data=form, timeout=self.timeout,
+                    headers={"Accept": "application/json"})
+            except EgressRefused as exc:
+                raise RemoteError(f"Not calling the token endpoint: {exc.message}") from None
             except requests.RequestException as exc:
                 raise RemoteError(f"Cannot reach the token endpoint: {type(exc).__name__}") \
                     from None
