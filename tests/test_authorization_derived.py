@@ -7,13 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from smart_support import (
-    Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
-    fhir,
-    make_app,
-    token_for,
-)
+from smart_support import Browser, fhir, make_app, secure_cookies_over_http, token_for
 
 from hw_fhir.completion import RESPONSE_TASK_SYSTEM
 from hw_fhir.review import SHARE_SCORES_EXTENSION
@@ -24,6 +18,12 @@ from sync_support import Listener
 
 SESSION_NOTE = "http://hw-fhir.org/fhir/sid/session-note"
 OCCURRENCE = "http://hw-fhir.org/fhir/sid/task-occurrence"
+
+
+@pytest.fixture(autouse=True)
+def browser_like_cookies():
+    with secure_cookies_over_http():
+        yield
 
 
 @pytest.fixture
