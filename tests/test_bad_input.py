@@ -145,3 +145,13 @@ def test_cr_lf_in_the_sign_out_next_is_not_followed(app_config):
     finally:
         server.stop()
         app.extensions["hw_fhir"].close()
+
+
+def test_nul_in_a_search_value_is_refused_by_the_store_itself(sql_store):
+    """Any reader (pages, workers), not only /fhir: InvalidSearch, not a database error."""
+    from hw_fhir.errors import InvalidSearch
+
+    with pytest.raises(InvalidSearch):
+        sql_store.search("Patient", [("family", "a\x00b")])
+    with pytest.raises(InvalidSearch):
+        sql_store.search("Patient", [("identifier", "urn:x|\x00")])

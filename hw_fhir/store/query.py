@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InvalidSearch, Issue
+from ..limits import check_search_value
 from .searchparams import SearchParam, date_range, params_for, parse_reference, normalize_string
 
 __all__ = ["Filter", "Query", "parse_query", "MAX_COUNT", "DEFAULT_COUNT", "split_values"]
@@ -177,6 +178,7 @@ def parse_query(resource_type: str, params: list[tuple[str, str]], *, strict: bo
     known = params_for(resource_type)
     total_explicit = False
     for name_mod, raw in params:
+        check_search_value(name_mod, raw)  # NUL/control characters: 400, on every database
         name, _, modifier = name_mod.partition(":")
         modifier = modifier or None
         if name == "_count":
