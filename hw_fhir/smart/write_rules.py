@@ -1,11 +1,14 @@
 """Rules on writes through /fhir that scopes alone do not express.
 
-* **Reserved identifier systems.** Identifiers under ``http://hw-fhir.org/fhir/sid/``
-  (``session-note``, ``task-response``, ``task-occurrence``, ``risk-flag``,
-  ``communication-attempt``...) are hw-fhir's own bookkeeping: it finds "the note for the
-  next session" or "the response to this Task" by them. A client may keep such an
-  identifier on a resource hw-fhir gave it (an update that leaves it unchanged), never
-  add one: otherwise patient B could plant a note or a response that hw-fhir shows as A's.
+* **Reserved identifier systems** (:data:`RESERVED_IDENTIFIER_SYSTEMS`: ``session-note``,
+  ``task-response``, ``task-occurrence``, ``risk-flag``, ``risk-alert``,
+  ``communication-attempt`` under ``http://hw-fhir.org/fhir/sid/``) are hw-fhir's own
+  bookkeeping: it finds "the note for the next session" or "the response to this Task"
+  by them. A client may keep such an identifier on a resource hw-fhir gave it (an
+  update that leaves it unchanged), never add one: otherwise patient B could plant a
+  note or a response that hw-fhir shows as A's. (``write-back`` and ``observation``
+  identifiers are not reserved: they name the sender's records, e.g. in copies another
+  hw-fhir's outbox writes here.)
 * **Clinician-only content.** Tokens whose only grant for a write is a ``patient/``
   scope may not create, change or delete ``Flag`` resources (risk alerts are raised by
   hw-fhir and acknowledged by clinicians), nor change clinician-only extensions on their
@@ -23,11 +26,14 @@ from ..catalog import CANONICAL_BASE
 from ..review import SHARE_SCORES_EXTENSION
 from .policy import AccessPolicy, forbidden
 
-__all__ = ["RESERVED_IDENTIFIER_BASE", "CLINICIAN_ONLY_TYPES", "CLINICIAN_ONLY_EXTENSIONS",
+__all__ = ["RESERVED_IDENTIFIER_SYSTEMS", "CLINICIAN_ONLY_TYPES", "CLINICIAN_ONLY_EXTENSIONS",
            "check_write", "check_delete", "needs_stored", "patient_only"]
 
-#: Identifier systems below this are written by hw-fhir only.
-RESERVED_IDENTIFIER_BASE = f"{CANONICAL_BASE}/sid/"
+#: Identifier systems written by hw-fhir only.
+RESERVED_IDENTIFIER_SYSTEMS = frozenset(
+    f"{CANONICAL_BASE}/sid/{name}" for name in (
+        "session-note", "task-response", "task-occurrence", "risk-flag", "risk-alert",
+        "communication-attempt"))
 #: Resource types a patient/ scope may not write.
 CLINICIAN_ONLY_TYPES = frozenset({"Flag"})
 #: Extensions a patient/ scope may not add, change or remove.
@@ -38,7 +44,7 @@ def _reserved(resource: dict[str, Any] | None) -> set[tuple[str, str]]:
     out = set()
     idents = (resource or {}).get("identifier") or []
     for ident in [idents] if isinstance(idents, dict) else idents:  # QR: 0..1, others: 0..*
-        if isinstance(ident, dict) and str(ident.get("system", "")).startswith(RESERVED_IDENTIFIER_BASE):
+        if isinstance(ident, dict) and ident.get("system") in RESERVED_IDENTIFIER_SYSTEMS:
             out.add((str(ident["system"]), str(ident.get("value", ""))))
     return out
 
