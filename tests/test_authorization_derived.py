@@ -242,3 +242,31 @@ def test_an_unknown_user_access_policy_is_refused_at_start_up():
 
     with pytest.raises(ConfigurationError, match="HW_FHIR_USER_ACCESS"):
         load_settings({}, user_access="everyone")
+
+
+def test_my_patients_reach_is_kept_by_exports_and_subscriptions(my_patients_app):
+    from hw_fhir.smart.policy import Grant
+    from hw_fhir.smart.subscriber import SUBSCRIBER_GRANT, subscriber_policy
+    from hw_fhir.sync.export import ExportAccess
+
+    app, browser, tasks = my_patients_app
+    store = app.extensions["hw_fhir"].store
+    token = _clinician(browser, "user/Subscription.cruds user/Task.rs")
+    r = fhir(browser.base, token, "POST", "Subscription",
+             json={"resourceType": "Subscription", "status": "off", "reason": "x",
+                   "criteria": f"{TOPIC_BASE}/task-status",
+                   "channel": {"type": "rest-hook", "endpoint": "https://hooks.example.org/x"}})
+    assert r.status_code == 201, r.text
+    stamp = next(e["valueString"] for e in r.json()["extension"] if e["url"] == SUBSCRIBER_GRANT)
+    policy = subscriber_policy(stamp)
+    assert policy.allows_any_read(store.read("Task", tasks["mine-2"]).resource)
+    assert not policy.allows_any_read(store.read("Task", tasks["other-1"]).resource)
+
+    grant = Grant.from_token("user/Task.rs", "app", {"fhirUser": "Practitioner/dr-rivera"})
+    from dataclasses import replace
+
+    access = ExportAccess.from_json(ExportAccess.from_grant(
+        replace(grant, patients=frozenset({"mine-2"}))).to_json())
+    assert access is not None
+    assert access.policy().allows_any_read(store.read("Task", tasks["mine-2"]).resource)
+    assert not access.policy().allows_any_read(store.read("Task", tasks["other-1"]).resource)

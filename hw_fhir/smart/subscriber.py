@@ -11,6 +11,7 @@ itself or through the development-only open API, and sees everything.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -27,8 +28,11 @@ def stamp_grant(resource: dict[str, Any], grant: Grant) -> dict[str, Any]:
     extensions = [e for e in resource.get("extension") or []
                   if not (isinstance(e, dict) and e.get("url") == SUBSCRIBER_GRANT)]
     context = {k: v for k, v in (("patient", grant.patient), ("fhirUser", grant.fhir_user)) if v}
-    value = orjson.dumps({"scope": grant.scopes.text, "client_id": grant.client_id,
-                          "context": context}).decode()
+    data: dict[str, Any] = {"scope": grant.scopes.text, "client_id": grant.client_id,
+                            "context": context}
+    if grant.patients is not None:  # my-patients policy: the patients reached at creation
+        data["patients"] = sorted(grant.patients)
+    value = orjson.dumps(data).decode()
     return {**resource, "extension": [*extensions, {"url": SUBSCRIBER_GRANT, "valueString": value}]}
 
 
@@ -46,9 +50,11 @@ def subscriber_policy(grant_json: str | None) -> AccessPolicy | None:
         return None
     try:
         data = orjson.loads(grant_json)
-        return AccessPolicy(Grant.from_token(str(data.get("scope", "")),
-                                             str(data.get("client_id", "")),
-                                             dict(data.get("context") or {})))
+        grant = Grant.from_token(str(data.get("scope", "")), str(data.get("client_id", "")),
+                                 dict(data.get("context") or {}))
+        if data.get("patients") is not None:
+            grant = replace(grant, patients=frozenset(str(p) for p in data["patients"]))
+        return AccessPolicy(grant)
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         # a damaged stamp must not widen access: nothing is readable
         return AccessPolicy(Grant.from_token("", "", {}))

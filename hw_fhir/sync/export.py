@@ -35,7 +35,7 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -244,20 +244,27 @@ class ExportAccess:
     scope: str
     client_id: str = ""
     context: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: the patients user/ scopes reach under the ``my-patients`` policy (None: every patient)
+    patients: tuple[str, ...] | None = None
 
     @classmethod
     def from_grant(cls, grant: Any) -> "ExportAccess":
         """Capture a :class:`~hw_fhir.smart.policy.Grant`."""
-        return cls(grant.scopes.text, grant.client_id, dict(grant.context or {}))
+        patients = getattr(grant, "patients", None)
+        return cls(grant.scopes.text, grant.client_id, dict(grant.context or {}),
+                   tuple(sorted(patients)) if patients is not None else None)
 
     def policy(self) -> AccessPolicy:
         """The access policy of this grant."""
-        return AccessPolicy(Grant.from_token(self.scope, self.client_id, self.context))
+        grant = Grant.from_token(self.scope, self.client_id, self.context)
+        if self.patients is not None:
+            grant = replace(grant, patients=frozenset(self.patients))
+        return AccessPolicy(grant)
 
     def to_json(self) -> str:
         """Serialise for the job table."""
         return orjson.dumps({"scope": self.scope, "client_id": self.client_id,
-                             "context": self.context}).decode()
+                             "context": self.context, "patients": self.patients}).decode()
 
     @classmethod
     def from_json(cls, raw: str | None) -> "ExportAccess | None":
@@ -265,7 +272,9 @@ class ExportAccess:
         if not raw:
             return None
         data = orjson.loads(raw)
-        return cls(data["scope"], data.get("client_id", ""), data.get("context") or {})
+        patients = data.get("patients")
+        return cls(data["scope"], data.get("client_id", ""), data.get("context") or {},
+                   tuple(patients) if patients is not None else None)
 
 
 # ------------------------------------------------------------------- writer
