@@ -68,7 +68,9 @@ checks each Task and the patient's preferences again, counts the reminders again
 the daily limit (per-patient lock) and stores their links in one transaction
 committed before anything is sent, then sends the messages one at a time, recording
 each attempt's Communication and its row's new state in a transaction committed
-before the next send starts. The idempotency key of an attempt is
+before the next send starts (a channel whose receiver de-duplicates by key,
+``deduplicates = True`` — webhook, EHR inbox — is recorded with the batch instead:
+a repeat is harmless there). The idempotency key of an attempt is
 ``<job id>#<attempt>``: a worker that dies between a send and that commit leaves that
 one row ``sending`` (the batch's unstarted rows too, but those were never sent); when
 its lease runs out another worker sends it again **with the same key**, so a crash
@@ -1168,9 +1170,12 @@ def _send_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
             outcomes[item.job.id] = _give_back(ctx, item.job)
             continue
         outcomes[item.job.id] = _guarded(ctx, item.job, lambda c, _job, it=item: _send_ready(c, it))
-        # each send is recorded (Communication + job state) before the next one starts:
-        # a worker killed mid-batch repeats at most the one message it had in flight
-        _flush(ctx)
+        # a send on a channel without de-duplication (email, SMS...) is recorded
+        # (Communication + job state) before the next one starts: a worker killed mid-batch
+        # repeats at most the one message it had in flight. Channels whose receiver
+        # de-duplicates by key (``deduplicates = True``) are recorded with the batch.
+        if not getattr(item.channel, "deduplicates", False):
+            _flush(ctx)
     return outcomes
 
 

@@ -41,6 +41,8 @@ class FhirInboxChannel:
     name = "ehr-inbox"
     medium = medium("ONLINEWRIT", "online written")
     guarantee = "Exactly once: conditional create on the attempt's identifier at the EHR."
+    #: a repeat of an attempt's key is de-duplicated by the EHR: sends are recorded per batch
+    deduplicates = True
 
     def __init__(self, fhir_base: str, *, token_provider: Callable[..., str | None] | None = None,
                  patients: bool = False, store: Any = None, retries: int = 1) -> None:

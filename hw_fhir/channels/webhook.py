@@ -84,6 +84,9 @@ class WebhookChannel:
     medium = medium("ONLINEWRIT", "online written")
     guarantee = ("Exactly once at a receiver that de-duplicates by Idempotency-Key (retries of an "
                  "interrupted attempt reuse the key); at least once otherwise.")
+    #: receivers de-duplicate by Idempotency-Key (the webhook contract): sends are recorded
+    #: per batch, a crashed batch's repeats carry their keys
+    deduplicates = True
 
     def __init__(self, url: str, secret: str, *, name: str = "webhook", telecom_system: str | None = None,
                  timeout: float = 10.0, session: requests.Session | None = None,
