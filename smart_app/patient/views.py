@@ -156,7 +156,7 @@ def _opened(target: Any) -> Any:
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != target.patient_reference:
         return _page("patient/switch.html", 409, token=(request.view_args or {}).get("token"))
-    access.sign_in(target.patient_id, via="link")
+    access.sign_in(target.patient_id, via="link", link=target.link_id)
     access.limiter().clear(access.LINK_GUESSES, _client())
     task = target.task
     if task.get("status") == "completed":
