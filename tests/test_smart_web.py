@@ -45,7 +45,9 @@ def test_pages_may_be_framed_only_by_the_configured_ancestors(app_config: dict[s
     for path in ("/sandbox/", "/launch", "/app", "/fhir/metadata"):
         response = client.get(path)
         assert "X-Frame-Options" not in response.headers, path
-        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' https://ehr.example.org"
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'self' https://ehr.example.org" in policy
+        assert "script-src 'self'" in policy and "object-src 'none'" in policy
     app.extensions["hw_fhir"].close()
 
 

@@ -36,10 +36,12 @@ from hw_fhir.errors import (
     LinkTampered,
     LinkWrongPatient,
 )
+from hw_fhir.links import LINK_PATH
 from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
+from hw_fhir.urls import local_path
 
 from . import access
 from .preferences import (
@@ -246,8 +248,8 @@ def from_launch() -> Any:
 def signout() -> Any:
     """Forget the patient in this browser."""
     access.sign_out()
-    after = request.form.get("next", "")
-    if after.startswith("/p/") and "//" not in after:
+    after = local_path(request.form.get("next", ""))
+    if after is not None and after.startswith(LINK_PATH):
         return redirect(after)
     return _message(
         200,
