@@ -80,6 +80,10 @@ class Settings:
     mail_from: str = "hw-fhir <no-reply@localhost>"
     #: Name of the practice, used in reminder texts (no clinical content).
     practice_name: str = "your care team"
+    #: Record every access to patient data as an AuditEvent (off refused in production).
+    audit: bool = True
+    #: Days AuditEvents are kept; older ones are deleted by the worker (0: keep forever).
+    audit_retention_days: int = 2190
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -102,6 +106,10 @@ class Settings:
             raise ConfigurationError("HW_FHIR_OPEN_API=1 is refused together with HW_FHIR_PRODUCTION=1")
         if self.production and self.sandbox:
             raise ConfigurationError("The sandbox EHR cannot run with HW_FHIR_PRODUCTION=1")
+        if self.production and not self.audit:
+            raise ConfigurationError("HW_FHIR_AUDIT=0 is refused in production")
+        if self.audit_retention_days < 0:
+            raise ConfigurationError("HW_FHIR_AUDIT_RETENTION_DAYS must be 0 (keep) or more")
         if self.production and not self.secure_cookies:
             raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
         if self.production and not self.base_url:
