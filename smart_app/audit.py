@@ -86,6 +86,8 @@ def guard_audit_events() -> Response | None:
         if b"AuditEvent" in raw:
             _check_bundle(raw)
         return None
+    if request.endpoint == "fhir.delete" and rtype != "AuditEvent":
+        g.audit_patients = _patients_of_current(rtype, (request.view_args or {}).get("rid"))
     if rtype != "AuditEvent":
         return None
     endpoint = request.endpoint or ""
@@ -111,6 +113,16 @@ def guard_audit_events() -> Response | None:
     if endpoint == "fhir.vread":
         raise NotFound("An AuditEvent has only version 1")
     raise InvalidSearch("AuditEvent is served by read and search only (no _history)")
+
+
+def _patients_of_current(rtype: Any, rid: Any) -> list[str]:
+    """The patients a resource about to be deleted names (its answer will not)."""
+    try:
+        stored = current_app.extensions["hw_fhir"].store.read(str(rtype), str(rid))
+    except Exception:  # noqa: BLE001 - not found, gone, bad type: the view answers that
+        return []
+    raw = (stored.raw or "").encode()
+    return [f"Patient/{m.decode()}" for m in _PATIENT_REF.findall(raw)]
 
 
 def _require_system_scope(permission: str) -> None:
@@ -192,7 +204,7 @@ def _rest_access(response: Response) -> Access | None:
         patients.append(f"Patient/{rid}")
     if rtype and rid:
         what.append(f"{rtype}/{rid}")
-    patients += _param_patients()
+    patients += _param_patients() + list(g.get("audit_patients") or [])
     body = _answer_bytes(response) if response.status_code < 300 else b""
     if body:
         patients += [f"Patient/{m.decode()}" for m in _PATIENT_REF.findall(body)]
