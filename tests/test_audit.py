@@ -56,14 +56,14 @@ class Server:
 
 
 @pytest.fixture
-def server(app_config: dict[str, Any]) -> Iterator[Server]:
+def server(app_config: dict[str, Any], db_url: str) -> Iterator[Server]:
     clients = {
         "auditor": BackendClient.create("auditor", "RS384", "system/AuditEvent.rs"),
         "sync": BackendClient.create("sync", "RS384", "system/*.rs"),
         "tasks-only": BackendClient.create("tasks-only", "RS384", "system/Task.rs"),
         "writer": BackendClient.create("writer", "RS384", "system/*.cruds"),
     }
-    app = make_app(app_config, secure_cookies=False,
+    app = make_app({**app_config, "database_url": db_url}, secure_cookies=False,
                    extra={"smart": {"sandbox_clients": [c.config for c in clients.values()]}})
     load_catalog(app.extensions["hw_fhir"].store)
     live = serve(app)
