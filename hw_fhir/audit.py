@@ -21,13 +21,16 @@ Shape (IHE Basic Audit Log Patterns, RESTful interactions):
   resource or query (role Domain Resource / Query). Only references: never names,
   answers, query values or any other content.
 
-Storage: AuditEvents are ordinary resources of the store (so search, read, ``_history``
-and system-level ``$export`` serve them), written by :class:`AuditTrail` in batches —
-one transaction for many events — so a read costs an append to an in-memory queue.
-Writes (create/update/delete/transaction) flush at once. The ``/fhir`` API refuses every
-write to AuditEvent (append-only) and serves it only to ``system/`` scopes.
-:func:`prune` deletes (physically, with their history) events older than
-``Settings.audit_retention_days``; the worker runs it.
+Storage: an append-only table of its own (``audit_event``, one row per event with its
+JSON, plus ``audit_entity`` rows for the references it names), not the resource store — so
+audit rows never enter ``_history``, subscriptions or version counts, and an event costs
+two row inserts. :class:`AuditTrail` queues events in memory and a background thread
+writes them in batches (one transaction per batch, at most :data:`FLUSH_SECONDS` late);
+accesses that write (create/update/delete/transaction, POSTed pages) are written before
+the response leaves. A process killed hard loses at most the reads of its last half
+second. :mod:`hw_fhir.audit_query` serves search, read and ``$export``; the ``/fhir`` API
+refuses every write to AuditEvent and serves it only to ``system/`` scopes. :func:`prune`
+deletes events older than ``Settings.audit_retention_days``; the worker runs it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -275,11 +278,6 @@ class AuditTrail:
             self.flush()
         else:
             self._ensure_flusher()
-
-    def record_many(self, accesses: Iterable[Access]) -> None:
-        """Queue several accesses."""
-        for access in accesses:
-            self.record(access)
 
     def flush(self) -> int:
         """Write every queued event; return how many were written."""
