@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from flask import render_template_string
 
 from browser_support import chromium, csp_violations
 from conftest import serve
@@ -24,6 +25,12 @@ PROBE = """<!doctype html><html><head><title>probe</title>
 <body><div class="clinician"></div>
 <img src="/static/none.png" onerror="document.title = 'pwned-handler'">
 <a id="js-link" href="javascript:document.title='pwned-url'">x</a></body></html>"""
+
+#: A page whose one inline script carries the request's nonce; the injected one does not.
+NONCED = """<!doctype html><html><head><title>start</title>
+<script nonce="{{ csp_nonce() }}">document.title = "nonce-ok";</script>
+<script>document.title = "pwned-no-nonce";</script></head><body>
+<script nonce="guessed">document.title = "pwned-guessed-nonce";</script></body></html>"""
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
@@ -62,6 +69,7 @@ def served(app_config: dict[str, Any]) -> Iterator[tuple[Any, str]]:
     app = make_app(app_config)  # sandbox, demo practice, production cookie settings
     load_catalog(app.extensions["hw_fhir"].store)
     app.add_url_rule("/csp-probe", "csp_probe", lambda: PROBE)  # page with injected inline script
+    app.add_url_rule("/csp-nonce", "csp_nonce", lambda: render_template_string(NONCED))
     server = serve(app)
     yield app, server.url
     server.stop()
@@ -102,6 +110,21 @@ def test_inline_script_injected_into_a_page_does_not_run(driver: Any, served: tu
     assert driver.execute_script("return document.documentElement.classList.contains('js')")
     refused = csp_violations(driver)
     assert any("inline" in m or "script-src" in m for m in refused), refused
+
+
+def test_a_nonced_inline_script_runs_and_only_that_one(driver: Any, served: tuple[Any, str]) -> None:
+    _, base = served
+    driver.get(base + "/csp-nonce")
+    _wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    assert driver.title == "nonce-ok"
+    assert len(csp_violations(driver)) >= 1  # the guessed nonce was refused
+    import requests
+
+    first, second = (requests.get(base + "/csp-nonce", timeout=10).headers["Content-Security-Policy"]
+                     for _ in range(2))
+    assert "'nonce-" in first and first != second  # a fresh nonce per request
+    assert "'nonce-" not in requests.get(base + "/csp-probe", timeout=10).headers[
+        "Content-Security-Policy"]
 
 
 def test_every_page_works_under_the_csp(driver: Any, served: tuple[Any, str]) -> None:

@@ -2,9 +2,6 @@
    scripts from this origin). Loaded in <head> without defer so "js" styling applies at once. */
 document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", function () {
-  if (document.querySelector(".clinician")) {
-    document.body.classList.add("has-clinician");
-  }
   var print = document.getElementById("print-button");
   if (print) {
     print.addEventListener("click", function () { window.print(); });
