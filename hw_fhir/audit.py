@@ -62,6 +62,8 @@ __all__ = [
     "TYPE_REST",
     "TYPE_PATIENT_RECORD",
     "TYPE_APPLICATION",
+    "TYPE_LOGIN",
+    "DCM",
     "INTERACTION",
     "HW_SUBTYPE",
     "audit_event_table",
@@ -79,6 +81,8 @@ TYPE_REST = {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation
 TYPE_PATIENT_RECORD = {"system": DCM, "code": "110110", "display": "Patient Record"}
 #: ``type`` of a background job (the worker).
 TYPE_APPLICATION = {"system": DCM, "code": "110100", "display": "Application Activity"}
+#: ``type`` of a sign-in (token request); subtype DICOM ``110122`` Login.
+TYPE_LOGIN = {"system": DCM, "code": "110114", "display": "User Authentication"}
 #: ``subtype`` system of RESTful interactions.
 INTERACTION = "http://hl7.org/fhir/restful-interaction"
 #: ``subtype`` system of hw-fhir's own pages and jobs.

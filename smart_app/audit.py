@@ -22,7 +22,9 @@ import orjson
 from flask import Flask, Response, current_app, g, request, session
 
 from hw_fhir.audit import (
+    DCM,
     HW_SUBTYPE,
+    TYPE_LOGIN,
     TYPE_PATIENT_RECORD,
     TYPE_REST,
     Access,
@@ -61,6 +63,8 @@ _INTERACTIONS = {
     "fhir_bulk.export_cancel": ("operation", "D"),
     "fhir_bulk.export_download": ("read", "R"),
 }
+#: Token endpoints: refused requests are recorded as failed logins (DICOM 110114/110122).
+_TOKEN_ENDPOINTS = {"backend_auth.token", "sandbox.token"}
 _SKIP = {"fhir.metadata", "launch.app_jwks", "launch.index", "launch.launch", "static"}
 _PATIENT_REF = re.compile(rb'Patient/([A-Za-z0-9\-.]{1,64})"')
 _LOCATION = re.compile(rb'"location":"([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})')
@@ -273,12 +277,25 @@ def _page_access(response: Response) -> Access | None:
                   what=tuple(what))
 
 
+def _token_failure(response: Response) -> Access | None:
+    """A refused token request (bad client assertion, code, refresh token...): a failed login."""
+    if response.status_code < 400:
+        return None
+    client = request.form.get("client_id") or (request.authorization.username
+                                                if request.authorization else None)
+    return Access(type=TYPE_LOGIN, subtype="110122", subtype_system=DCM, action="E",
+                  outcome=outcome_for_status(response.status_code), client_id=client or None,
+                  address=request.remote_addr)
+
+
 def _record(response: Response) -> Response:
     endpoint = request.endpoint or ""
     blueprint = request.blueprint or ""
     if endpoint in _SKIP or request.method == "OPTIONS":
         return response
-    if blueprint in _REST_BLUEPRINTS:
+    if endpoint in _TOKEN_ENDPOINTS:
+        access = _token_failure(response)
+    elif blueprint in _REST_BLUEPRINTS:
         access = _rest_access(response)
     elif blueprint in _PAGE_BLUEPRINTS or endpoint == "launch.home":
         access = _page_access(response)

@@ -134,6 +134,15 @@ def test_refused_attempts_are_audited(server: Server) -> None:
     assert all(e["agent"][0]["network"]["address"] == "127.0.0.1" for e in failures)
 
 
+def test_refused_token_requests_are_failed_logins(server: Server) -> None:
+    refused = server.clients["sync"].token_request(server.url, assertion="not.a.jwt")
+    assert refused.status_code in (400, 401)
+    logins = server.events("type=110114&outcome=4")
+    assert len(logins) == 1 and _subtype(logins[0]) == "110122"
+    assert logins[0]["agent"][0]["network"]["address"] == "127.0.0.1"
+    assert "not.a.jwt" not in orjson.dumps(logins).decode()
+
+
 def test_the_trail_is_append_only_and_needs_a_system_scope(server: Server) -> None:
     assert fhir(server.url, server.token("sync"), "GET", "/Patient/pat-ava").status_code == 200
     event = server.events("patient=Patient/pat-ava", who="sync")[0]
