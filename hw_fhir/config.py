@@ -97,6 +97,10 @@ class Settings:
     #: What ``user/`` scopes reach: ``practice`` (every patient) or ``my-patients`` (the patients
     #: the Practitioner cares for; :mod:`hw_fhir.smart.care_team`).
     user_access: str = "practice"
+    #: Record every access to patient data as an AuditEvent (off refused in production).
+    audit: bool = True
+    #: Days AuditEvents are kept; older ones are deleted by the worker (0: keep forever).
+    audit_retention_days: int = 2190
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -125,6 +129,10 @@ class Settings:
         from .smart.care_team import check_user_access
 
         check_user_access(self.user_access)
+        if self.production and not self.audit:
+            raise ConfigurationError("HW_FHIR_AUDIT=0 is refused in production")
+        if self.audit_retention_days < 0:
+            raise ConfigurationError("HW_FHIR_AUDIT_RETENTION_DAYS must be 0 (keep) or more")
         if self.production and not self.secure_cookies:
             raise ConfigurationError("HW_FHIR_SECURE_COOKIES=0 is refused in production")
         if self.production and not self.base_url:

@@ -317,6 +317,16 @@ class PatientLinks:
                                "Ask your care team for a new one.")
         return LinkWrongPatient("That date of birth does not match. Check it and try again.")
 
+    def is_live(self, link_id: str) -> bool:
+        """Tell whether a link (by id) still exists and is not revoked.
+
+        Sessions a link opened check this on every request, so revoking the link ends them.
+        """
+        with self.store.engine.connect() as conn:
+            revoked = conn.execute(select(patient_link.c.revoked_at)
+                                   .where(patient_link.c.id == link_id)).first()
+        return revoked is not None and revoked.revoked_at is None
+
     # -- revoke ---------------------------------------------------------------------
 
     def revoke(self, token: str, *, reason: str = "revoked", now: float | None = None) -> None:

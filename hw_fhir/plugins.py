@@ -62,6 +62,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_worker",
     "hw_fhir.default_sync",
     "hw_fhir.default_demo",
+    "hw_fhir.default_audit",
 )
 
 

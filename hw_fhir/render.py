@@ -50,6 +50,7 @@ from urllib.parse import quote, unquote
 
 from .errors import Issue
 from .responses import _Form, _label, canonical_of
+from .urls import safe_link, safe_media
 
 __all__ = [
     "FIELD_PREFIX",
@@ -407,7 +408,6 @@ _ALLOWED_TAGS = frozenset({"p", "ol", "ul", "li", "a", "strong", "em", "b", "i",
 _DROP_CONTENT = frozenset(
     {"script", "style", "iframe", "object", "embed", "template", "svg", "math"}
 )
-_SAFE_HREF = re.compile(r"^(https?://|tel:|mailto:|/(?!/)|#)", re.I)
 
 
 class _Sanitizer(HTMLParser):
@@ -429,9 +429,8 @@ class _Sanitizer(HTMLParser):
             self.out.append("<br>")
             return
         if tag == "a":
-            href = next((v for k, v in attrs if k == "href" and v), "")
-            href = href.strip()
-            if not _SAFE_HREF.match(href):
+            href = safe_link(next((v for k, v in attrs if k == "href" and v), "").strip())
+            if href is None:
                 self.out.append("<a>")
             else:
                 extra = (
@@ -492,12 +491,13 @@ def _media(definition: Mapping[str, Any]) -> Media | None:
     attachment = _ext(definition, ITEM_MEDIA)
     if not isinstance(attachment, dict):
         return None
-    url = str(attachment.get("url") or "")
-    if not re.match(r"^(https://|/(?!/))", url):
+    content_type = str(attachment.get("contentType") or "")
+    url = safe_media(attachment.get("url"), allow_data_images=content_type.startswith("image/"))
+    if url is None or (url.startswith("data:") and not url.lower().startswith(f"data:{content_type.lower()};")):
         return None
     return Media(
         url=url,
-        content_type=str(attachment.get("contentType") or ""),
+        content_type=content_type,
         title=str(attachment.get("title") or definition.get("text") or "Media"),
     )
 

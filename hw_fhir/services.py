@@ -61,7 +61,10 @@ class Services:
                 hook()
 
     def close(self) -> None:
-        """Release database connections."""
+        """Write the queued audit events; release database connections."""
+        from .audit import close_trail
+
+        close_trail(self.store)
         self.store.dispose()
 
 

@@ -48,10 +48,11 @@ def create_app(test_config: dict[str, Any] | None = None, *,
     bulk_api.init_app(app)
     outcomes_api.init_app(app)
 
-    from . import auth, clinician, launch, patient, security
+    from . import audit, auth, clinician, launch, patient, security
 
     security.init_app(app)
     auth.init_app(app)
+    audit.init_app(app)
     launch.init_app(app)
     patient.init_app(app)
     clinician.init_app(app)

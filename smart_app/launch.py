@@ -35,7 +35,7 @@ from hw_fhir.smart.registry import EhrRegistry
 from hw_fhir.smart.sessions import Launch, LaunchContext, LaunchStore
 
 from .fhir_api import fhir_base
-from .security import session_id
+from .security import rotate_session, session_id
 
 __all__ = ["bp", "init_app", "launcher", "current_launch", "launch_url", "ehr_client",
            "human_name", "LAUNCH_ARG"]
@@ -105,6 +105,10 @@ def callback() -> Any:
             hint = ("This browser did not send hw-fhir's session cookie back. If hw-fhir runs inside "
                     "an EHR frame, the browser may be blocking its cookies.")
         return _error(exc.status, "The launch did not complete", exc.message, hint=hint)
+    # A privilege change: a new session id (the launches follow it). Launches already open
+    # in other tabs keep their forms' CSRF token.
+    others = [i for i in launcher().launches.list_for_session(sid) if i != active.id]
+    rotate_session(keep_csrf=bool(others))
     return redirect(url_for("launch.home", launch=active.id))
 
 

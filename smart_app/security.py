@@ -1,16 +1,22 @@
 """Browser security of the app: server-side sessions, CSRF protection, framing headers.
 
 * Sessions live in the database (:class:`hw_fhir.smart.sessions.WebSessionStore`);
-  the cookie ``hw_fhir_session`` holds only a random id. With ``secure_cookies``
-  (the default, required in production) it is ``Secure; SameSite=None; Partitioned``
-  so it works inside an EHR's iframe; ``HW_FHIR_SECURE_COOKIES=0`` (plain-http local
-  development only) makes it ``SameSite=Lax`` without ``Secure``.
+  the cookie holds only a random id. With ``secure_cookies`` (the default, required in
+  production) it is ``__Host-hw_fhir_session``, ``Secure; SameSite=None; Partitioned;
+  Path=/`` and no Domain, so it works inside an EHR's iframe and no other host can plant
+  it; ``HW_FHIR_SECURE_COOKIES=0`` (plain-http local development only) makes it
+  ``hw_fhir_session``, ``SameSite=Lax`` without ``Secure``.
+* :func:`rotate_session` gives the session a new id (and a new CSRF token) on every
+  privilege change: patient sign-in and sign-out, SMART launch completion.
 * Every POST/PUT/PATCH/DELETE outside /fhir must carry the session's CSRF token
   (form field ``csrf_token`` or header ``X-CSRF-Token``). Templates call
   ``{{ csrf_token() }}``; views that authenticate otherwise use :func:`csrf_exempt`;
   other code can call :func:`check_csrf`.
-* Responses carry ``Content-Security-Policy: frame-ancestors <settings.frame_ancestors>``
-  and never ``X-Frame-Options``.
+* Responses carry a strict ``Content-Security-Policy``: ``script-src 'self'`` (plus a
+  per-request nonce when a template asked for one with ``{{ csp_nonce() }}``),
+  ``object-src 'none'``, ``base-uri 'none'`` and ``frame-ancestors
+  <settings.frame_ancestors>``; never ``X-Frame-Options``. Pages keep their scripts in
+  static files; inline event handlers do not run.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, Request, Response, current_app, request, session
+from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
@@ -37,10 +43,18 @@ __all__ = [
     "ServerSession",
     "DatabaseSessionInterface",
     "COOKIE_NAME",
+    "SECURE_COOKIE_NAME",
     "CSRF_FIELD",
+    "cookie_name",
+    "rotate_session",
+    "csp_nonce",
+    "content_security_policy",
 ]
 
 COOKIE_NAME = "hw_fhir_session"
+#: The cookie's name with Secure cookies: ``__Host-`` makes browsers refuse it unless it is
+#: Secure, host-only (no Domain) and Path=/, so a sibling subdomain cannot plant a session id.
+SECURE_COOKIE_NAME = "__Host-" + COOKIE_NAME
 CSRF_FIELD = "csrf_token"
 _CSRF_KEY = "_csrf"
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -61,6 +75,7 @@ class ServerSession(CallbackDict, SessionMixin):  # type: ignore[misc]
         self.sid = sid
         self.new = new
         self.modified = False
+        self.rotated = False
 
 
 class DatabaseSessionInterface(SessionInterface):
@@ -85,7 +100,7 @@ class DatabaseSessionInterface(SessionInterface):
         secure = bool(app.config.get("SESSION_COOKIE_SECURE"))
         samesite = app.config.get("SESSION_COOKIE_SAMESITE")
         if not session:
-            if session.modified and not session.new:
+            if session.modified and (session.rotated or not session.new):
                 self.store.delete(session.sid)
                 response.delete_cookie(name, path=self.get_cookie_path(app), secure=secure,
                                        samesite=samesite, httponly=True)
@@ -99,6 +114,34 @@ class DatabaseSessionInterface(SessionInterface):
             name, session.sid, max_age=lifetime, path=self.get_cookie_path(app),
             domain=self.get_cookie_domain(app), secure=secure, httponly=True, samesite=samesite,
             partitioned=bool(app.config.get("SESSION_COOKIE_PARTITIONED")))
+
+
+def cookie_name(secure: bool) -> str:
+    """Return the session cookie's name for the ``secure_cookies`` setting."""
+    return SECURE_COOKIE_NAME if secure else COOKIE_NAME
+
+
+def rotate_session(*, keep_csrf: bool = False) -> str:
+    """Give this browser session a new id, keeping its data; return the new id.
+
+    Call on every privilege change. The old id stops working at once (its row is
+    deleted; its launches follow the new id); the response sets the new cookie. The
+    CSRF token is renewed too unless ``keep_csrf`` (other tabs of the same session hold
+    forms carrying it).
+    """
+    if not isinstance(session, ServerSession):
+        raise RuntimeError("the database session interface is not installed")
+    old, new = session.sid, new_session_id()
+    interface = current_app.session_interface
+    assert isinstance(interface, DatabaseSessionInterface)
+    interface.store.rotate(old, new)
+    session.sid = new
+    session.new = True
+    session.rotated = True
+    if not keep_csrf:
+        session.pop(_CSRF_KEY, None)
+    session.modified = True
+    return new
 
 
 def session_id() -> str:
@@ -149,11 +192,26 @@ def _csrf_protect() -> None:
 # ------------------------------------------------------------------- headers
 
 
+def csp_nonce() -> str:
+    """Return this request's script nonce (made on first use; the CSP then allows it)."""
+    nonce = g.get("csp_nonce")
+    if nonce is None:
+        nonce = g.csp_nonce = secrets.token_urlsafe(18)
+    return str(nonce)
+
+
+def content_security_policy(frame_ancestors: str, nonce: str | None = None) -> str:
+    """Return the Content-Security-Policy header value."""
+    scripts = "'self'" + (f" 'nonce-{nonce}'" if nonce else "")
+    return (f"script-src {scripts}; object-src 'none'; base-uri 'none'; "
+            f"frame-ancestors {frame_ancestors or chr(39) + 'self' + chr(39)}")
+
+
 def _security_headers(response: Response) -> Response:
     settings = current_app.extensions["hw_fhir"].settings
     response.headers.pop("X-Frame-Options", None)
     response.headers.setdefault("Content-Security-Policy",
-                                f"frame-ancestors {settings.frame_ancestors or chr(39) + 'self' + chr(39)}")
+                                content_security_policy(settings.frame_ancestors, g.get("csp_nonce")))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
@@ -165,7 +223,7 @@ def init_app(app: Flask) -> None:
     settings = services.settings
     app.session_interface = DatabaseSessionInterface(WebSessionStore(services.store))
     app.config.update(
-        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_NAME=cookie_name(settings.secure_cookies),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_SAMESITE="None" if settings.secure_cookies else "Lax",
@@ -173,5 +231,6 @@ def init_app(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.before_request(_csrf_protect)
     app.after_request(_security_headers)

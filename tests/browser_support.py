@@ -46,6 +46,7 @@ def chromium(width: int, height: int, *, mobile: bool = False) -> Iterator[Any]:
                 "--disable-dev-shm-usage", f"--user-data-dir={profile}",
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, CSP reports
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     if mobile:
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -57,3 +58,9 @@ def chromium(width: int, height: int, *, mobile: bool = False) -> Iterator[Any]:
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def csp_violations(driver: Any) -> list[str]:
+    """Return (and clear) the console messages where the browser refused something by CSP."""
+    return [str(e.get("message")) for e in driver.get_log("browser")
+            if "Content Security Policy" in str(e.get("message"))]

@@ -60,7 +60,7 @@ def test_ehr_launch_in_an_iframe_with_production_cookies(driver: Any, served: An
     assert name == "Ben Schmidt"
     assert user == "Dr. Elena Rivera"
     cookies = {c["name"]: c for c in driver.get_cookies()}
-    session = cookies["hw_fhir_session"]
+    session = cookies["__Host-hw_fhir_session"]
     assert session["secure"] is True and session["httpOnly"] is True
     assert session.get("sameSite") == "None"
     OUTPUT.mkdir(exist_ok=True)

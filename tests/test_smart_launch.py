@@ -43,7 +43,7 @@ def _patient_name(page: str) -> str:
 
 
 def _session_id(browser: Browser) -> str:
-    return browser.http.cookies["hw_fhir_session"]
+    return browser.http.cookies["__Host-hw_fhir_session"]
 
 
 def _launch(app: Any, browser: Browser, launch_id: str) -> Any:
@@ -126,8 +126,8 @@ def test_tokens_are_kept_server_side_and_sealed(browser: Browser, sandbox_app: A
     result = browser.ehr_launch()
     tokens = _launch(sandbox_app, browser, result.launch_id).tokens
     assert tokens.access_token and tokens.refresh_token
-    assert [c.name for c in browser.http.cookies] == ["hw_fhir_session"]
-    cookie = browser.http.cookies["hw_fhir_session"]
+    assert [c.name for c in browser.http.cookies] == ["__Host-hw_fhir_session"]
+    cookie = browser.http.cookies["__Host-hw_fhir_session"]
     assert tokens.access_token not in cookie and tokens.refresh_token not in cookie
     engine = sandbox_app.extensions["hw_fhir"].store.engine
     with engine.connect() as conn:

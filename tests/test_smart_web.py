@@ -24,9 +24,10 @@ def test_production_cookie_works_in_an_iframe(app_config: dict[str, Any]) -> Non
     app = make_app(app_config)
     response = app.test_client().get("/sandbox/")
     cookie = _set_cookie(response)
-    assert cookie.startswith("hw_fhir_session=")
+    assert cookie.startswith("__Host-hw_fhir_session=")  # Secure, host-only, Path=/
     attributes = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
     assert {"secure", "httponly", "samesite", "partitioned"} <= attributes.keys()
+    assert attributes["path"] == "Path=/" and "domain" not in attributes
     assert attributes["samesite"] == "SameSite=None"
     app.extensions["hw_fhir"].close()
 
@@ -44,7 +45,9 @@ def test_pages_may_be_framed_only_by_the_configured_ancestors(app_config: dict[s
     for path in ("/sandbox/", "/launch", "/app", "/fhir/metadata"):
         response = client.get(path)
         assert "X-Frame-Options" not in response.headers, path
-        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' https://ehr.example.org"
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'self' https://ehr.example.org" in policy
+        assert "script-src 'self'" in policy and "object-src 'none'" in policy
     app.extensions["hw_fhir"].close()
 
 
@@ -52,7 +55,7 @@ def test_session_cookie_carries_only_a_random_id(app_config: dict[str, Any]) -> 
     app = make_app(app_config)
     client = app.test_client()
     client.get("/sandbox/")
-    value = client.get_cookie("hw_fhir_session").value
+    value = client.get_cookie("__Host-hw_fhir_session").value
     assert len(value) >= 40 and "." not in value  # not a signed data blob, just an id
     sessions = app.session_interface.store  # type: ignore[attr-defined]
     assert "_csrf" in sessions.load(value)

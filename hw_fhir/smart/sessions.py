@@ -96,6 +96,18 @@ class WebSessionStore:
             if done.rowcount == 0:
                 conn.execute(insert(smart_web_session).values(sid_hash=key, **values))
 
+    def rotate(self, old_sid: str, new_sid: str) -> None:
+        """Move a session to a new id: forget the old row, rebind its launches to the new id.
+
+        Called on every privilege change (sign-in, launch completion, sign-out) so that an
+        id somebody planted or saw before the change opens nothing afterwards.
+        """
+        old, new = hash_secret(old_sid), hash_secret(new_sid)
+        with self.store.begin() as conn:
+            conn.execute(delete(smart_web_session).where(smart_web_session.c.sid_hash == old))
+            conn.execute(update(smart_launch).where(smart_launch.c.session_hash == old)
+                         .values(session_hash=new))
+
     def delete(self, sid: str) -> None:
         """Forget a session."""
         with self.store.begin() as conn:

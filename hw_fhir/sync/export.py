@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import orjson
 from sqlalchemy import and_, or_, select, update
 
+from ..audit_query import export_lines as audit_export_lines
 from ..errors import Forbidden, InvalidInput, InvalidSearch, Issue, NotFound, Throttled
 from ..smart.compartment import COMPARTMENT_PARAMS, matches_filters, patients_of
 from ..smart.policy import AccessPolicy, Grant
@@ -52,6 +53,9 @@ from ..store.sql import SqlStore
 from .changes import barrier, for_update
 from .config import sync_config
 from .tables import sync_export_job
+
+#: The audit trail's type: exported from its own table, at system level only.
+AUDIT_EVENT = "AuditEvent"
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -122,8 +126,8 @@ class ExportRequest:
         """The types to export: ``_type``, or every type of the level."""
         if self.types:
             return self.types
-        if self.level == "system":
-            return tuple(t for t in sorted(PARAMS) if t != "Subscription")
+        if self.level == "system":  # the audit trail too (hw_fhir.audit), for system/ scopes
+            return tuple(sorted([*(t for t in PARAMS if t != "Subscription"), AUDIT_EVENT]))
         return tuple(sorted(COMPARTMENT_PARAMS))
 
     def to_json(self) -> str:
@@ -200,7 +204,7 @@ def parse_export_request(params: Iterable[tuple[str, str]], *, level: str = "sys
             output_format = NDJSON
         elif name == "_type":
             for rtype in (t.strip() for t in value.split(",")):
-                if rtype not in PARAMS:
+                if rtype not in PARAMS and not (rtype == AUDIT_EVENT and level == "system"):
                     raise _bad(f"_type: {rtype!r} is not a resource type this server exports", name)
                 if level != "system" and rtype not in COMPARTMENT_PARAMS:
                     raise _bad(f"_type: {rtype} is not in the patient compartment; a {level}-level "
@@ -517,6 +521,20 @@ def write_export(store: SqlStore, request: ExportRequest, out_dir: Path, *,
     errors: list[str] = []
     done = 0
     for rtype in request.resolved_types():
+        if rtype == AUDIT_EVENT:
+            if policy is not None and not any(
+                    sc.context == "system" for sc in policy.grant.scopes.covering("r", AUDIT_EVENT)):
+                if request.types:
+                    errors.append(_outcome_line("AuditEvent was not exported: it needs a system/ "
+                                                "scope allowing reading AuditEvent"))
+                continue
+            files = _Files(out_dir, rtype, rtype, max_lines)
+            for lines in audit_export_lines(store, until=transaction_time, since=request.since,
+                                            batch=batch):
+                files.write(lines)
+                done += len(lines)
+            outputs.extend(files.close())
+            continue
         try:
             plan = _plan(store, request, rtype, policy, transaction_time)
         except Forbidden:

@@ -1,7 +1,9 @@
 """Who the patient is in this browser: set by a secure link or a SMART patient launch.
 
 The browser session (server-side) holds ``hw_patient``: the local Patient id and how
-it was signed in (``link`` or ``smart``). Every patient page reads it through
+it was signed in (``link`` with the link's id, or ``smart``). Signing in and out rotates
+the session id (:func:`smart_app.security.rotate_session`); a session a link opened
+ends as soon as that link is revoked (checked on every request). Every patient page reads it through
 :func:`current_patient`; a page asking for a Task first checks the Task is for that
 patient (:func:`own_task`), so nobody reaches another patient's homework.
 """
@@ -16,6 +18,7 @@ from flask import current_app, session
 from hw_fhir.errors import Forbidden, NotFound
 from hw_fhir.links import PatientLinks, patient_links
 
+from ..security import rotate_session
 from .ratelimit import Limit, RateLimiter
 
 __all__ = [
@@ -59,22 +62,36 @@ def current_patient() -> str | None:
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict) or not data.get("patient"):
         return None
+    if data.get("via") == "link" and not links().is_live(str(data.get("link") or "")):
+        sign_out()  # the link that opened this session was revoked
+        return None
     return f"Patient/{data['patient']}"
 
 
-def sign_in(patient_id: str, *, via: str, launch: str | None = None) -> None:
-    """Remember the patient in this browser session."""
+def sign_in(patient_id: str, *, via: str, launch: str | None = None,
+            link: str | None = None) -> None:
+    """Remember the patient in this browser session, under a new session id.
+
+    The id changes unless this same patient was already signed in here (no privilege
+    change; forms open in other tabs keep working).
+    """
+    before = session.get(SESSION_KEY)
+    if not (isinstance(before, dict) and before.get("patient") == patient_id):
+        rotate_session()
     session[SESSION_KEY] = {
         "patient": patient_id,
         "via": via,
         "at": int(time.time()),
         **({"launch": launch} if launch else {}),
+        **({"link": link} if link else {}),
     }
 
 
 def sign_out() -> None:
-    """Forget the patient in this browser session."""
-    session.pop(SESSION_KEY, None)
+    """Forget the patient in this browser session (the session id changes)."""
+    if SESSION_KEY in session:
+        session.pop(SESSION_KEY, None)
+        rotate_session()
 
 
 def own_task(task_id: str, patient_ref: str) -> dict[str, Any]:

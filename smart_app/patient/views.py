@@ -36,10 +36,12 @@ from hw_fhir.errors import (
     LinkTampered,
     LinkWrongPatient,
 )
+from hw_fhir.links import LINK_PATH
 from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
+from hw_fhir.urls import local_path
 
 from . import access
 from .preferences import (
@@ -156,7 +158,7 @@ def _opened(target: Any) -> Any:
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != target.patient_reference:
         return _page("patient/switch.html", 409, token=(request.view_args or {}).get("token"))
-    access.sign_in(target.patient_id, via="link")
+    access.sign_in(target.patient_id, via="link", link=target.link_id)
     access.limiter().clear(access.LINK_GUESSES, _client())
     task = target.task
     if task.get("status") == "completed":
@@ -246,9 +248,8 @@ def from_launch() -> Any:
 def signout() -> Any:
     """Forget the patient in this browser."""
     access.sign_out()
-    after = request.form.get("next", "")
-    # only a path of this app: no scheme-relative "//", no backslash, no CR/LF or other controls
-    if after.startswith("/p/") and "//" not in after and "\\" not in after and after.isprintable():
+    after = local_path(request.form.get("next", ""))
+    if after is not None and after.startswith(LINK_PATH):
         return redirect(after)
     return _message(
         200,

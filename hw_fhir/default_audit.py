@@ -1,0 +1,70 @@
+"""Built-in plugin: the worker's side of the audit trail (:mod:`hw_fhir.audit`).
+
+* every reminder or alert sent or failed is an AuditEvent (type DICOM 110100
+  Application Activity, subtype ``reminder-sent`` / ``reminder-failed``), with the
+  patient, the Task and the Communication as entities — references only;
+* the periodic job :func:`audit_upkeep` writes queued events and, once an hour (one
+  worker), deletes those older than ``Settings.audit_retention_days``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .audit import HW_SUBTYPE, TYPE_APPLICATION, Access, prune, trail_for
+from .hookspecs import hookimpl
+
+__all__ = ["WORKER", "audit_upkeep", "reminder_sent", "reminder_failed", "register_worker_tasks"]
+
+#: The agent of the worker's AuditEvents (its client id).
+WORKER = "hw-fhir-worker"
+#: Seconds between two retention sweeps.
+PRUNE_EVERY_SECONDS = 3600
+
+
+def _reminder_access(communication: Any, request: Any, task: Any, *, subtype: str,
+                     outcome: str) -> Access:
+    patients: list[str] = []
+    what: list[str] = []
+    for resource in (task, request, communication):
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("id"):
+            what.append(f"{resource.get('resourceType')}/{resource['id']}")
+        for key in ("for", "subject"):
+            ref = (resource.get(key) or {}).get("reference") if isinstance(resource.get(key), dict) else None
+            if isinstance(ref, str) and ref.startswith("Patient/"):
+                patients.append(ref)
+    return Access(type=TYPE_APPLICATION, subtype=subtype, subtype_system=HW_SUBTYPE, action="E",
+                  outcome=outcome, client_id=WORKER, patients=tuple(patients), what=tuple(what))
+
+
+@hookimpl
+def reminder_sent(store: Any, communication: Any, request: Any, task: Any) -> None:
+    """Record the reminder sent (the worker read the patient's Task and contact to send it)."""
+    trail_for(store).record(_reminder_access(communication, request, task,
+                                             subtype="reminder-sent", outcome="0"))
+
+
+@hookimpl
+def reminder_failed(store: Any, communication: Any, request: Any, task: Any, permanent: bool) -> None:
+    """Record the failed attempt (outcome 8 when permanent, 4 when it will be retried)."""
+    trail_for(store).record(_reminder_access(communication, request, task, subtype="reminder-failed",
+                                             outcome="8" if permanent else "4"))
+
+
+def audit_upkeep(services: Any) -> int:
+    """Write queued audit events; hourly (one worker) delete those past the retention."""
+    from .default_worker import take_turn
+
+    done = trail_for(services.store).flush()
+    days = services.settings.audit_retention_days
+    if days and take_turn(services, "audit-retention", PRUNE_EVERY_SECONDS):
+        done += prune(services.store, retention_days=days)
+    return done
+
+
+@hookimpl
+def register_worker_tasks() -> list[Any]:
+    """Return the audit trail's periodic job."""
+    return [audit_upkeep]
