@@ -206,11 +206,12 @@ def _score(questionnaire: Json, response: Json,
                 for i in check_response(questionnaire, response, final=True)
                 if i.severity in ("error", "fatal")]
     try:
-        return score_response(questionnaire, response, scorers), warnings
+        result = score_response(questionnaire, response, scorers)
     except HwFhirError as exc:
         issues = exc.issues or [Issue(exc.message)]
         return None, warnings + [_warning(f"Not scored: {i.message}", expression=i.expression)
                                  for i in issues]
+    return result, warnings + [_warning(text, code="business-rule") for text in result.warnings]
 
 
 def _announce(plugins: Any, store: Store, raised: list[tuple[Json, Json | None]],

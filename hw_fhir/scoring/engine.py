@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from . import gad7, pcl5, phq2, phq9
+from ..errors import InvalidInput
+from .items import answer_value, canonical, iter_questionnaire_items, iter_response_items
 from .results import Score, Scorer, ScoreResult
 from .sdc import calculate, sdc_result
 
@@ -35,13 +38,93 @@ def score_response(
         from ..plugins import score
 
         return score(plugins, questionnaire, response)
-    calculated = calculate(questionnaire, response)
-    base = sdc_result(questionnaire, calculated)
+    failure: InvalidInput | None = None
+    try:
+        calculated = calculate(questionnaire, response)
+    except InvalidInput as exc:  # a known instrument is still scored by its own definition
+        failure, calculated = exc, copy.deepcopy(dict(response))
+    base = sdc_result(questionnaire, calculated) if failure is None else ScoreResult(
+        questionnaire=canonical(questionnaire), response=calculated)
     for scorer in DEFAULT_SCORERS if scorers is None else scorers:
         result = scorer(questionnaire, calculated)
         if result is not None:
-            return _merge(base, result, calculated)
+            if failure is not None:
+                result = replace(result, warnings=(*result.warnings, (
+                    f"The form's own calculation failed ({failure.message}); scored by the "
+                    f"{result.instrument or 'instrument'} definition instead.")))
+            return agree(questionnaire, _merge(base, result, calculated))
+    if failure is not None:
+        raise failure
     return base
+
+
+def _total_item(questionnaire: dict[str, Any], result: ScoreResult) -> dict[str, Any] | None:
+    """Return the Questionnaire item holding the instrument's total, or None."""
+    if result.total is not None:
+        key, code = result.total.key, result.total.code
+    else:
+        key, code = None, None
+    for item in iter_questionnaire_items(questionnaire):
+        if key and item.get("linkId") == key:
+            return item
+        if code and any(c.get("code") == code.code for c in item.get("code") or []):
+            return item
+    return None
+
+
+def agree(questionnaire: dict[str, Any], result: ScoreResult) -> ScoreResult:
+    """Make the response's total item say the instrument's total (or nothing when unscored).
+
+    A known instrument's total is the instrument's own (range-checked, maybe
+    prorated); a different total in the response — sent by the client, or calculated
+    from weights the client put on its answers — is replaced, and a warning says so.
+    When the instrument gives no total, a total in the response is removed.
+    """
+    if result.instrument is None:
+        return result
+    target = _total_item(questionnaire, result)
+    if target is None and result.total is None:
+        # unscored: find the item an instrument total would sit in by its linkId suffix
+        target = next((i for i in iter_questionnaire_items(questionnaire)
+                       if str(i.get("linkId", "")).endswith("total") and i.get("type") in
+                       ("integer", "decimal", "quantity")), None)
+    if target is None:
+        return result
+    link_id = target["linkId"]
+    response = copy.deepcopy(dict(result.response))
+    holders = [i for i in iter_response_items(response) if i.get("linkId") == link_id]
+    warnings = list(result.warnings)
+    old = None
+    for holder in holders:
+        for answer in holder.get("answer") or []:
+            found = answer_value(answer)
+            if found is not None:
+                old = found[1].get("value") if isinstance(found[1], dict) else found[1]
+    new: dict[str, Any] | None = None
+    if result.total is not None:
+        kind = "valueDecimal" if target.get("type") == "decimal" else "valueInteger"
+        new = {kind: result.total.value}
+        if target.get("type") == "quantity":
+            new = {"valueQuantity": {"value": result.total.value}}
+    if new is None and old is None:
+        return result
+    if result.total is not None and old is not None and old == result.total.value and holders:
+        return result
+    if old is not None:
+        said = result.total.value if result.total is not None else "no total"
+        warnings.append(f"The response's {result.instrument.upper()} total {old} was replaced by "
+                        f"{said}, the instrument's own score.")
+    if new is None:
+        _drop(response, link_id)
+    elif holders:
+        for holder in holders:
+            holder["answer"] = [new]
+    elif new is not None and target in (questionnaire.get("item") or []):
+        item: dict[str, Any] = {"linkId": link_id, "answer": [new]}
+        if target.get("text"):
+            item["text"] = target["text"]
+        response["item"] = [*(response.get("item") or []), item]
+    return replace(result, response=response, warnings=tuple(warnings))
 
 
 def _same(a: Score, b: Score) -> bool:
@@ -51,3 +134,15 @@ def _same(a: Score, b: Score) -> bool:
 def _merge(base: ScoreResult, result: ScoreResult, calculated: dict[str, Any]) -> ScoreResult:
     extra = tuple(s for s in base.scores if not any(_same(s, mine) for mine in result.scores))
     return replace(result, scores=result.scores + extra, response=calculated)
+
+
+def _drop(node: dict[str, Any], link_id: str) -> None:
+    """Remove every item ``link_id`` below ``node`` (items and items under answers)."""
+    if node.get("item"):
+        node["item"] = [i for i in node["item"] if i.get("linkId") != link_id]
+        for child in node["item"]:
+            _drop(child, link_id)
+        if not node["item"]:
+            node.pop("item")
+    for answer in node.get("answer") or []:
+        _drop(answer, link_id)

@@ -11,6 +11,8 @@ Added here (https://hl7.org/fhir/uv/sdc/expressions.html#fhirpath-supplements):
 * ``answers()`` — the answer values of every item below the input node;
 * ``weight()`` (alias ``ordinal()``) — the itemWeight/ordinalValue of each input
   answer, Coding or code, looked up as :mod:`hw_fhir.scoring.weights` describes;
+  a coded input with no weight anywhere makes the expression fail, naming the answer
+  (the SDC rule), instead of silently dropping out of a sum;
 * ``sum()``, ``min()``, ``max()``, ``avg()`` — the aggregates, accepting typed
   nodes (fhirpathpy's own ``sum()`` fails on ``answer.value`` nodes);
 * variables ``%resource`` (the QuestionnaireResponse), ``%questionnaire``,
@@ -150,6 +152,16 @@ def _answers(inputs: list[Any]) -> list[Any]:
     return out
 
 
+def _coded(node: Any) -> bool:
+    """Tell whether a weight() input is a Coding or an answer holding one (text is skipped)."""
+    if not isinstance(node, dict):
+        return False
+    found = answer_value(node)
+    if found is not None:
+        return found[0] == "Coding"
+    return "code" in node
+
+
 class SdcEnvironment:
     """Evaluate FHIRPath over one QuestionnaireResponse with the SDC supplements.
 
@@ -189,7 +201,21 @@ class SdcEnvironment:
             weight = self._one_weight(node)
             if weight is not None:
                 out.append(weight)
+            elif _coded(node):
+                raise ExpressionFailure(f"weight(): {self._no_weight(node)}")
         return out
+
+    def _no_weight(self, node: Any) -> str:
+        """Say which answer has no weight (SDC: weight() fails rather than return nothing)."""
+        if isinstance(node, dict):
+            found = answer_value(node)
+            value = found[1] if found else node
+            code = value.get("code") if isinstance(value, dict) else value
+            link_id = self._owner.get(id(node), "")
+            where = f" (the answer to item {link_id!r})" if link_id else ""
+            return (f"{code!r}{where} has no itemWeight/ordinalValue on the answer, its option, "
+                    f"its ValueSet or its CodeSystem")
+        return f"{to_plain(node)!r} has no itemWeight/ordinalValue"
 
     def _one_weight(self, node: Any) -> Decimal | None:
         if isinstance(node, str):

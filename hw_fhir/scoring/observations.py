@@ -17,10 +17,26 @@ from ..errors import InvalidInput
 from .items import answer_value, iter_questionnaire_items, iter_response_items
 from .results import Score, ScoreResult
 
-__all__ = ["OBSERVATION_SYSTEM", "observation_id", "observations_for"]
+__all__ = [
+    "OBSERVATION_SYSTEM",
+    "LOCAL_SYSTEM",
+    "PRORATED_EXTENSION",
+    "US_CORE_SCREENING",
+    "local_system",
+    "observation_id",
+    "observations_for",
+]
 
 Json = dict[str, Any]
 
+LOINC = "http://loinc.org"
+#: Code system of scores a Questionnaire without url holds (``<this>/<Questionnaire id>``).
+LOCAL_SYSTEM = "http://hw-fhir.org/fhir/CodeSystem/questionnaire-item"
+#: On a total Observation: the total was prorated over unanswered items (valueBoolean true).
+PRORATED_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/score-prorated"
+#: US Core profile every score Observation claims (screening and assessment shape).
+US_CORE_SCREENING = ("http://hl7.org/fhir/us/core/StructureDefinition/"
+                     "us-core-observation-screening-assessment")
 #: Identifier system of the Observations hw-fhir derives from responses.
 OBSERVATION_SYSTEM = "http://hw-fhir.org/fhir/sid/observation"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, OBSERVATION_SYSTEM)
@@ -48,7 +64,8 @@ def observations_for(questionnaire: Json, response: Json, result: ScoreResult) -
     members = [_score(questionnaire, response, result, s) for s in result.scores]
     score_codes = {s.code.code for s in result.scores if s.code} | {s.key for s in result.scores}
     members += _answers(questionnaire, response, score_codes)
-    panel = _base(response, _panel_key(questionnaire), _panel_code(questionnaire))
+    panel_code = _panel_code(questionnaire, result)
+    panel = _base(response, str(panel_code["coding"][0]["code"]), panel_code)
     panel["hasMember"] = [{"reference": f"Observation/{m['id']}"} for m in members]
     notes = [f"{r.display}: {r.reason}" for r in result.risks]
     if result.total is None:
@@ -70,6 +87,8 @@ def _base(response: Json, key: str, code: Json) -> Json:
     }
     if response.get("subject"):
         obs["subject"] = response["subject"]
+        if str(response["subject"].get("reference", "")).startswith("Patient/"):
+            obs["meta"] = {"profile": [US_CORE_SCREENING]}
     if response.get("authored"):
         obs["effectiveDateTime"] = response["authored"]
     if response.get("author"):
@@ -78,16 +97,22 @@ def _base(response: Json, key: str, code: Json) -> Json:
     return obs
 
 
-def _panel_key(questionnaire: Json) -> str:
-    codes = questionnaire.get("code") or []
-    return str(codes[0]["code"]) if codes and codes[0].get("code") else "panel"
+def local_system(questionnaire: Json) -> str:
+    """Return the code system of a Questionnaire's uncoded scores: its url, else one made from its id."""
+    url = questionnaire.get("url")
+    if isinstance(url, str) and url.strip():
+        return url.split("|", 1)[0]
+    return f"{LOCAL_SYSTEM}/{questionnaire.get('id') or 'unidentified'}"
 
 
-def _panel_code(questionnaire: Json) -> Json:
+def _panel_code(questionnaire: Json, result: ScoreResult) -> Json:
     title = questionnaire.get("title") or questionnaire.get("name")
-    codes = [c for c in questionnaire.get("code") or [] if c.get("code")]
+    codes = [dict(c, system=c.get("system") or LOINC) for c in questionnaire.get("code") or []
+             if c.get("code")]
+    if not codes and result.panel_code is not None:
+        codes = [result.panel_code.as_fhir()]
     if not codes:
-        codes = [{"system": questionnaire.get("url", ""), "code": "panel"}]
+        codes = [{"system": local_system(questionnaire), "code": "panel"}]
     return {"coding": codes, **({"text": title} if title else {})}
 
 
@@ -97,19 +122,22 @@ def _score(questionnaire: Json, response: Json, result: ScoreResult, score: Scor
         code: Json = {"coding": [score.code.as_fhir()]}
     else:
         key = score.key
-        code = {"coding": [{"system": questionnaire.get("url", ""), "code": score.key}]}
+        code = {"coding": [{"system": local_system(questionnaire), "code": score.key}]}
     if score.label:
         code["text"] = score.label
     obs = _base(response, key, code)
     obs["valueQuantity"] = {"value": score.value, "unit": "{score}", "system": _UCUM, "code": "{score}"}
     if score is result.total or (result.total is not None and score.key == result.total.key):
+        if result.prorated:
+            obs["extension"] = [{"url": PRORATED_EXTENSION, "valueBoolean": True}]
         if result.interpretation is not None:
             obs["interpretation"] = [{
                 "coding": [result.interpretation.as_fhir()],
                 "text": result.interpretation.display or result.interpretation.code,
             }]
-        if result.notes:
-            obs["note"] = [{"text": n} for n in result.notes]
+        texts = [*result.notes, *result.warnings]
+        if texts:
+            obs["note"] = [{"text": n} for n in texts]
     return obs
 
 

@@ -11,7 +11,9 @@ with three or more it is not scored.
 
 Safety: any answer above "Not at all" to item 9 (thoughts that you would be
 better off dead or of hurting yourself) raises a ``self-harm`` risk flag,
-whatever the total; an unanswered item 9 is noted.
+whatever the total; an unanswered item 9 is noted. An item 9 answer that cannot
+be scored (an unknown code, a weight out of range, free text) counts as positive:
+the flag says what was answered and why it could not be scored.
 """
 
 from __future__ import annotations
@@ -27,8 +29,21 @@ ITEM_9 = 9
 
 
 def _item9(weights: ItemWeights) -> tuple[list[Score], list[RiskFlag], list[str]]:
-    link_id = weights.link_ids[ITEM_9 - 1]
+    link_id = weights.link_ids[ITEM_9 - 1] or None
     value = weights.weight(ITEM_9)
+    problem = weights.problem(ITEM_9)
+    if problem is not None:
+        risk = RiskFlag(
+            code="self-harm",
+            display="Thoughts of self-harm",
+            reason=(
+                "PHQ-9 item 9 (thoughts that you would be better off dead or of hurting yourself) "
+                f"was answered {weights.answer(ITEM_9)}, which cannot be scored ({problem}); "
+                "treated as positive: ask about it directly."
+            ),
+            link_id=link_id,
+        )
+        return [], [risk], []
     if value is None:
         return [], [], [
             "Item 9 (thoughts that you would be better off dead or of hurting yourself) "

@@ -63,7 +63,7 @@ class ScoreResult:
 
     ``total`` is the headline score (also found in ``scores``); ``interpretation``
     its band; ``notes`` say how it was obtained when that matters (prorated,
-    not scored...). ``response`` is the response with its calculated items
+    not scored...); ``warnings`` what the sender must hear (ignored weights...). ``response`` is the response with its calculated items
     filled in (a new dict; the input is never changed).
     """
 
@@ -75,6 +75,14 @@ class ScoreResult:
     risks: tuple[RiskFlag, ...] = ()
     notes: tuple[str, ...] = ()
     response: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: What the caller must be told (ignored client weights, a replaced client total...).
+    warnings: tuple[str, ...] = ()
+    #: True when the total was prorated over missing items.
+    prorated: bool = False
+    #: How a known instrument was recognised (url, panel-code, total-code, item-codes).
+    recognised_by: str | None = None
+    #: The instrument's panel code, for a form that does not carry it.
+    panel_code: Coding | None = None
 
     @property
     def value(self) -> int | float | None:
