@@ -101,6 +101,16 @@ class Settings:
     audit: bool = True
     #: Days AuditEvents are kept; older ones are deleted by the worker (0: keep forever).
     audit_retention_days: int = 2190
+    #: Practice-level safety contact (``[safety]`` table: ``name``, ``channel``, ``address``): the
+    #: last recipient of every risk alert's escalation path; required in production.
+    safety_name: str = ""
+    #: Channel that reaches the safety contact (``email``, ``sms``, a plugin's channel name).
+    safety_channel: str = ""
+    #: The safety contact's address on that channel (an email address, a phone number...).
+    safety_address: str = ""
+    #: A risk alert not delivered within this many seconds escalates to the next recipient
+    #: (``[safety] escalate_after_minutes`` in the config file; default 15 minutes).
+    safety_escalate_after_seconds: int = 900
     #: Extra settings from the config file (plugins read their own keys here).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -184,6 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create: bool = Tr
             data = tomllib.loads(Path(config_file).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigurationError(f"Cannot read config file {config_file}: {exc}") from None
+        data = _flatten_safety(data)
         for key, value in data.items():
             if key in known:
                 values[key] = _coerce(key, known[key], value)
@@ -201,6 +212,29 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create: bool = Tr
         else:
             raise ConfigurationError(f"Unknown setting {name!r}")
     return _fill_defaults(Settings(**values, extra=extra), create=create).check()
+
+
+def _flatten_safety(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn the ``[safety]`` table into ``safety_*`` settings (minutes become seconds)."""
+    table = data.get("safety")
+    if table is None:
+        return data
+    if not isinstance(table, dict):
+        raise ConfigurationError("[safety] must be a table with name, channel and address")
+    out = {k: v for k, v in data.items() if k != "safety"}
+    for key, value in table.items():
+        if key == "escalate_after_minutes":
+            try:
+                out["safety_escalate_after_seconds"] = int(float(value) * 60)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"[safety] escalate_after_minutes must be a number, not {value!r}") from None
+        elif key in ("name", "channel", "address", "escalate_after_seconds"):
+            out[f"safety_{key}"] = value
+        else:
+            raise ConfigurationError(f"[safety] has no setting {key!r} (name, channel, address, "
+                                     "escalate_after_minutes)")
+    return out
 
 
 def _fill_defaults(s: Settings, *, create: bool = True) -> Settings:

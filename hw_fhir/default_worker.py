@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from .hookspecs import hookimpl
 
 __all__ = ["register_worker_tasks", "reminder_queue", "plan_scheduler", "response_rescoring",
-           "take_turn"]
+           "alert_escalation", "take_turn"]
 
 log = logging.getLogger("hw_fhir.worker")
 
@@ -96,7 +96,23 @@ def response_rescoring(services: Any) -> int:
     return run.rescored
 
 
+def alert_escalation(services: Any, *, now: datetime | None = None) -> int:
+    """Escalate risk alerts still undelivered after ``safety_escalate_after_seconds``.
+
+    :func:`hw_fhir.outcomes.escalation.escalate_overdue`: the next person of each such
+    alert's escalation path is told (finally the practice safety contact). One worker
+    per turn, at most every tenth of the delay (and at least every minute). Return how
+    many alerts escalated.
+    """
+    from .outcomes.escalation import escalate_overdue
+
+    every = min(60.0, max(1.0, services.settings.safety_escalate_after_seconds / 10))
+    if not take_turn(services, "alert-escalation", every, now=now):
+        return 0
+    return escalate_overdue(services, now=now)
+
+
 @hookimpl(tryfirst=True)
 def register_worker_tasks() -> list[Any]:
     """Return the built-in periodic jobs."""
-    return [reminder_queue, plan_scheduler, response_rescoring]
+    return [reminder_queue, plan_scheduler, response_rescoring, alert_escalation]

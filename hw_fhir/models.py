@@ -45,6 +45,8 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "PractitionerRole",
     "Group",
     "ValueSet",
+    "CodeSystem",
+    "CareTeam",
     "Subscription",
     "Binary",
 )

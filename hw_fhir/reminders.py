@@ -534,12 +534,17 @@ def stop_task_reminders(store: Any, task: Mapping[str, Any], *, now: datetime | 
 
 
 def enqueue_alert(store: Any, request: Mapping[str, Any], *, now: datetime | None = None,
-                  conn: Any = None) -> bool:
-    """Queue delivery of a clinician risk alert (CommunicationRequest); return True if new."""
+                  conn: Any = None, level: int = 0) -> bool:
+    """Queue delivery of a clinician risk alert (CommunicationRequest); return True if new.
+
+    ``level`` is the position of the recipient in the alert's escalation path
+    (:mod:`hw_fhir.outcomes.escalation`): each level is its own job.
+    """
     if not _engine_store(store) or request.get("status") != "active":
         return False
     moment = now or datetime.now(timezone.utc)
-    row = _job(f"alert/{request['id']}", kind="alert", purpose="risk-alert", due=None, now=moment,
+    job_id = f"alert/{request['id']}" + (f"/{level}" if level else "")
+    row = _job(job_id, kind="alert", purpose="risk-alert", due=None, now=moment,
                request_id=request["id"],
                patient_id=_ref_id((request.get("subject") or {}).get("reference"), "Patient"))
     if conn is not None:
@@ -1447,7 +1452,10 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
     values: dict[str, Any] = {"last_error": (HELD_PREFIX if held else "") + error.message[:1000],
                               "tries": job.tries + 1,
                               "failed_channels": ",".join(failed) or None}
-    if give_up:
+    if give_up and alert:  # an alert is never given up: the next person is told
+        give_up = False
+        values.update(_escalated(ctx, job, request, error))
+    elif give_up:
         values["status"] = "failed"
     else:
         values.update(status="pending", due_at=now_text(ctx.now + _backoff(ctx.policy, job, error)))
@@ -1462,7 +1470,7 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
         values["attempt"] = job.attempt + 1
         msg = message or default_message(
             kind=job.kind, purpose=job.purpose, channel=channel.name if channel else "", to=None,
-            recipient=(_alert_recipient(ctx, request) or "") if alert else
+            recipient=(_alert_recipient(ctx, request, job) or "") if alert else
             _recipient_ref(job, request), practice=ctx.services.settings.practice_name,
             link=None, idempotency_key=_key(job),
             about=tuple(a.get("reference") for a in request.get("about") or []))
@@ -1472,6 +1480,19 @@ def _fail(ctx: _Context, job: Any, request: dict[str, Any], task: dict[str, Any]
         log.warning("%s %s failed for good: %s", job.kind, job.id, error.message)
         return "failed"
     return "retried"
+
+
+def _escalated(ctx: _Context, job: Any, request: Mapping[str, Any],
+               error: DeliveryError) -> dict[str, Any]:
+    """Escalate an alert no channel delivered; return the job's new state."""
+    from .outcomes.escalation import escalate
+
+    if request.get("id") and escalate(ctx.services, request["id"], now=ctx.now,
+                                      reason=f"could not be delivered: {error.message}"):
+        return {"status": "escalated"}
+    # the chain is exhausted: try everyone's channels again later; it stays on screen meanwhile
+    return {"status": "pending", "failed_channels": None,
+            "due_at": now_text(ctx.now + timedelta(seconds=ctx.policy.alert_retry_cap_seconds))}
 
 
 def _recipient_ref(job: Any, request: Mapping[str, Any]) -> str:
@@ -1506,14 +1527,17 @@ def _send_alert(ctx: _Context, job: Any) -> str:
     if request is None or request.get("status") != "active":
         _later(ctx, job, status="cancelled", last_error="alert not active")
         return "cancelled"
-    recipient_ref = _alert_recipient(ctx, request)
+    recipient_ref = _alert_recipient(ctx, request, job)
     if recipient_ref is None:
         return _fail(ctx, job, request, None, None, PermanentDeliveryError(
             "the alert names no clinician and the patient has no general practitioner"), None)
     resource_type, _, rid = recipient_ref.partition("/")
     known = resource_type in ("Practitioner", "PractitionerRole", "Patient")
     recipient = _read(ctx, resource_type, rid) if known else None
-    available = _available(ctx, recipient, None, job)
+    from .outcomes.escalation import restrict_to_contact_channel
+
+    available = restrict_to_contact_channel(recipient_ref, _available(ctx, recipient, None, job),
+                                            settings)
     if not available:
         return _fail(ctx, job, request, None, recipient, PermanentDeliveryError(
             f"no channel can reach {recipient_ref} (add an email address or configure the EHR inbox)"),
@@ -1532,12 +1556,14 @@ def _send_alert(ctx: _Context, job: Any) -> str:
     return _deliver(ctx, job, channel, message, request, None, recipient)
 
 
-def _alert_recipient(ctx: _Context, request: Mapping[str, Any]) -> str | None:
-    """Return the clinician an alert goes to: its recipient, else the patient's GP."""
-    for recipient in request.get("recipient") or []:
-        ref = str(recipient.get("reference") or "")
-        if ref.startswith(("Practitioner/", "PractitionerRole/")):
-            return ref
+def _alert_recipient(ctx: _Context, request: Mapping[str, Any], job: Any = None) -> str | None:
+    """Return the clinician an alert job goes to: the recipient of its escalation level
+    (``alert/<id>/<level>``; the first recipient for ``alert/<id>``), else the patient's GP."""
+    level = int(job.id.split("/")[2]) if job is not None and job.id.count("/") == 2 else 0
+    told = [str(r.get("reference") or "") for r in request.get("recipient") or []]
+    told = [ref for ref in told if ref.startswith(("Practitioner/", "PractitionerRole/"))]
+    if told:
+        return told[min(level, len(told) - 1)]
     patient = _read(ctx, "Patient", _ref_id((request.get("subject") or {}).get("reference"),
                                             "Patient"))
     for gp in (patient or {}).get("generalPractitioner") or []:

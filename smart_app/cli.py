@@ -130,6 +130,10 @@ def demo(port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     _port_free("127.0.0.1", port)
     os.environ.setdefault("HW_FHIR_BASE_URL", base)
+    if not os.environ.get("HW_FHIR_CONFIG"):  # risk alerts need a reachable last recipient
+        os.environ.setdefault("HW_FHIR_SAFETY_NAME", "Demo practice safety lead")
+        os.environ.setdefault("HW_FHIR_SAFETY_CHANNEL", "email")  # the demo inbox's email
+        os.environ.setdefault("HW_FHIR_SAFETY_ADDRESS", "safety-lead@demo.hw-fhir.test")
     preflight(demo=True, sandbox=True)
     services = _start(demo=True, sandbox=True,
                       open_api=os.environ.get("HW_FHIR_OPEN_API", "0") == "1")

@@ -9,6 +9,13 @@ it finds.
 """
 
 from .crisis import DEFAULT_CONTACTS, CrisisContact, CrisisInfo, crisis_resources
+from .escalation import (
+    UndeliveredAlert,
+    alert_chain,
+    escalate,
+    escalate_overdue,
+    undelivered_alerts,
+)
 from .listener import subscribe
 from .progress import (
     MEASURES,
@@ -62,6 +69,11 @@ __all__ = [
     "Measure",
     "RecordedScores",
     "RescoreRun",
+    "UndeliveredAlert",
+    "alert_chain",
+    "escalate",
+    "escalate_overdue",
+    "undelivered_alerts",
     "acknowledge_flag",
     "assigning_practitioner",
     "crisis_resources",

@@ -50,7 +50,8 @@ from ..scoring import (
 )
 from ..store.base import Store, iter_all
 from .crisis import CrisisInfo, crisis_resources
-from .safety import answered_task, assigning_practitioner, flag_entries, now_utc
+from .escalation import first_recipient
+from .safety import answered_task, flag_entries, now_utc
 
 __all__ = [
     "SCORED_STATUSES",
@@ -255,10 +256,12 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
                                  expression="QuestionnaireResponse.subject"))
     elif result.risks:
         task = task or answered_task(store, response)
-        clinician = assigning_practitioner(store, response, task)
+        clinician = first_recipient(store, response, task=task, settings=settings)
         if clinician is None:
-            warnings.append(_warning("A risk was raised but no assigning clinician is known: the "
-                                     "alert has no recipient", code="incomplete"))
+            warnings.append(_warning("A risk was raised but no clinician is known and no practice "
+                                     "safety contact is configured: the alert has no recipient "
+                                     "and is shown as undelivered until acknowledged",
+                                     code="incomplete"))
         risk_entries = flag_entries(response, result.risks, clinician=clinician, moment=moment)
     stored, written = _transact(store, entries + risk_entries)
     by_id = {(r.get("resourceType"), r.get("id")): r for r in stored}

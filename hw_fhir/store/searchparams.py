@@ -206,6 +206,17 @@ _PARAM_LIST: dict[str, list[SearchParam]] = {
         _p("ValueSet", "version", "token", "version"),
         _p("ValueSet", "status", "token", "status"),
     ],
+    "CodeSystem": [
+        _p("CodeSystem", "url", "uri", "url"),
+        _p("CodeSystem", "version", "token", "version"),
+        _p("CodeSystem", "status", "token", "status"),
+    ],
+    "CareTeam": [
+        _p("CareTeam", "subject", "reference", "subject"),
+        _p("CareTeam", "patient", "reference", "subject", targets=("Patient",)),
+        _p("CareTeam", "status", "token", "status"),
+        _p("CareTeam", "participant", "reference", "participant.member"),
+    ],
     "Subscription": [
         _p("Subscription", "status", "token", "status"),
         _p("Subscription", "url", "uri", "channel.endpoint"),

@@ -1,0 +1,260 @@
+"""Every risk alert reaches a person: its recipients, escalation, and what is still undelivered.
+
+The escalation path of an alert about a response (:func:`alert_chain`), in order, each
+Practitioner/PractitionerRole once:
+
+1. the requester of the Task the response answers;
+2. the author of the CarePlan the response (or that Task) is ``basedOn``;
+3. the patient's ``generalPractitioner``;
+4. the participants of the patient's active CareTeams;
+5. the practice safety contact (``[safety]``, :mod:`hw_fhir.safety`).
+
+The alert (a ``CommunicationRequest``) names everyone told so far in ``recipient``,
+in chain order; the worker sends to the last of them (``level`` = its position). It
+*escalates* (:func:`escalate`) — adds the next recipient of the chain, notes why in
+``CommunicationRequest.note``, queues its delivery — when
+
+* no channel can reach the current recipient (at once), or
+* the alert is still undelivered ``safety_escalate_after_seconds`` after the current
+  recipient was chosen (:func:`escalate_overdue`, run by the worker).
+
+An alert whose chain is exhausted keeps being retried (never "failed for good") and,
+like every active alert, is listed by :func:`undelivered_alerts` — shown in red on the
+clinician dashboard, the panel and the sandbox EHR, with the reason, until it is
+delivered or someone acknowledges its Flag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..config import Settings
+from ..errors import NotFound, VersionConflict
+from ..safety import SAFETY_CONTACT_REF, safety_contact, store_contact
+from ..store.base import Store, iter_all
+from .safety import COMMUNICATION_CATEGORY_SYSTEM, answered_task
+
+__all__ = [
+    "ESCALATION_EXTENSION",
+    "UndeliveredAlert",
+    "alert_chain",
+    "first_recipient",
+    "alert_level",
+    "escalate",
+    "escalate_overdue",
+    "undelivered_alerts",
+    "restrict_to_contact_channel",
+]
+
+log = logging.getLogger("hw_fhir.outcomes")
+
+Json = dict[str, Any]
+#: On an alert: when its current recipient was chosen (``valueDateTime``).
+ESCALATION_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/alert-recipient-since"
+_CLINICIANS = ("Practitioner/", "PractitionerRole/")
+_ALERT = f"{COMMUNICATION_CATEGORY_SYSTEM}|risk-alert"
+
+
+def _ref(value: Any) -> str | None:
+    ref = value.get("reference") if isinstance(value, Mapping) else None
+    return ref if isinstance(ref, str) and ref.startswith(_CLINICIANS) else None
+
+
+def _read(store: Store, ref: str) -> Json | None:
+    rtype, _, rid = ref.partition("/")
+    try:
+        return store.read(rtype, rid).resource
+    except NotFound:
+        return None
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert_chain(store: Store, response: Mapping[str, Any], *, task: Mapping[str, Any] | None = None,
+                settings: Settings | None = None) -> list[str]:
+    """Return the escalation path of an alert about ``response`` (see the module), in order."""
+    chain: list[str] = []
+
+    def add(ref: str | None) -> None:
+        if ref and ref not in chain:
+            chain.append(ref)
+
+    if task is None and response.get("id"):
+        task = answered_task(store, response)
+    if task:
+        add(_ref(task.get("requester")))
+    plans = [b.get("reference", "") for b in [*(response.get("basedOn") or []),
+                                              *((task or {}).get("basedOn") or [])]]
+    for plan_ref in plans:
+        if plan_ref.startswith("CarePlan/"):
+            add(_ref((_read(store, plan_ref) or {}).get("author")))
+    subject = str((response.get("subject") or {}).get("reference", ""))
+    if subject.startswith("Patient/"):
+        for gp in (_read(store, subject) or {}).get("generalPractitioner") or []:
+            add(_ref(gp))
+        for team in iter_all(store, "CareTeam", [("subject", subject), ("status", "active")]):
+            for participant in team.get("participant") or []:
+                add(_ref(participant.get("member")))
+    if settings is not None and safety_contact(settings) is not None:
+        add(SAFETY_CONTACT_REF)
+    return chain
+
+
+def first_recipient(store: Store, response: Mapping[str, Any], *,
+                    task: Mapping[str, Any] | None = None,
+                    settings: Settings | None = None) -> str | None:
+    """Return the first recipient of an alert about ``response`` (storing the safety contact
+    when it is the one), or None when the chain is empty."""
+    chain = alert_chain(store, response, task=task, settings=settings)
+    if not chain:
+        return None
+    if chain[0] == SAFETY_CONTACT_REF and settings is not None:
+        store_contact(store, settings)
+    return chain[0]
+
+
+def _recipients(alert: Mapping[str, Any]) -> list[str]:
+    return [r for r in (_ref(x) for x in alert.get("recipient") or []) if r]
+
+
+def alert_level(alert: Mapping[str, Any]) -> int:
+    """Return the position (0-based) of the alert's current recipient in its chain."""
+    return max(len(_recipients(alert)) - 1, 0)
+
+
+def _since(alert: Mapping[str, Any]) -> str | None:
+    for ext in alert.get("extension") or []:
+        if ext.get("url") == ESCALATION_EXTENSION:
+            return str(ext.get("valueDateTime"))
+    return alert.get("authoredOn")
+
+
+def _response_of(store: Store, alert: Mapping[str, Any]) -> Json | None:
+    for about in alert.get("about") or []:
+        ref = str(about.get("reference", ""))
+        if ref.startswith("QuestionnaireResponse/"):
+            return _read(store, ref)
+    return None
+
+
+def escalate(services: Any, alert_id: str, *, reason: str, now: datetime | None = None) -> str | None:
+    """Add the next recipient of the chain to an active alert and queue its delivery.
+
+    Return the new recipient, or None when the alert is no longer active or its chain
+    is exhausted (it then stays active, retried and shown as undelivered).
+    """
+    from ..reminders import enqueue_alert
+
+    store, settings = services.store, services.settings
+    moment = now or datetime.now(timezone.utc)
+    for _ in range(3):
+        try:
+            stored = store.read("CommunicationRequest", alert_id)
+        except NotFound:
+            return None
+        alert = stored.resource
+        if alert.get("status") != "active":
+            return None
+        response = _response_of(store, alert) or {"subject": alert.get("subject")}
+        told = _recipients(alert)
+        chain = alert_chain(store, response, settings=settings)
+        following = [r for r in chain if r not in told]
+        if not following:
+            return None
+        new = following[0]
+        if new == SAFETY_CONTACT_REF:
+            store_contact(store, settings)
+        note = {"time": _stamp(moment),
+                "text": f"Escalated to {new}: {reason}"[:1000]}
+        extensions = [e for e in alert.get("extension") or [] if e.get("url") != ESCALATION_EXTENSION]
+        extensions.append({"url": ESCALATION_EXTENSION, "valueDateTime": _stamp(moment)})
+        updated = {k: v for k, v in alert.items() if k != "meta"}
+        updated.update(recipient=[{"reference": r} for r in [*told, new]],
+                       note=[*(alert.get("note") or []), note], extension=extensions)
+        try:
+            saved = store.update(updated, if_match=stored.version_id).resource
+        except VersionConflict:
+            continue
+        enqueue_alert(store, saved, now=moment, level=alert_level(saved))
+        log.warning("Risk alert %s escalated to its recipient no. %d: %s", alert_id,
+                    alert_level(saved) + 1, reason)
+        return new
+    return None
+
+
+def escalate_overdue(services: Any, *, now: datetime | None = None) -> int:
+    """Escalate every active alert undelivered for longer than the configured delay; return how many."""
+    moment = now or datetime.now(timezone.utc)
+    delay = timedelta(seconds=services.settings.safety_escalate_after_seconds)
+    moved = 0
+    for alert in iter_all(services.store, "CommunicationRequest",
+                          [("category", _ALERT), ("status", "active")]):
+        since = _since(alert)
+        if not since:
+            continue
+        started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
+        if moment - started < delay:
+            continue
+        minutes = services.settings.safety_escalate_after_seconds / 60
+        if escalate(services, alert["id"], now=moment,
+                    reason=f"not delivered within {minutes:g} minutes"):
+            moved += 1
+    return moved
+
+
+def restrict_to_contact_channel(recipient_ref: str, available: dict[str, Any],
+                                settings: Settings) -> dict[str, Any]:
+    """Return the channels to reach ``recipient_ref`` by: the safety contact's own channel only."""
+    contact = safety_contact(settings)
+    if recipient_ref != SAFETY_CONTACT_REF or contact is None:
+        return available
+    return {k: v for k, v in available.items() if k == contact.channel}
+
+
+@dataclass(frozen=True)
+class UndeliveredAlert:
+    """An active risk alert: whom it is for, since when, and why it has not been delivered."""
+
+    id: str
+    patient: str | None
+    recipient: str | None
+    since: str | None
+    reason: str
+    flag: str | None
+    escalations: int
+
+
+def _last_failure(store: Store, alert_id: str) -> str | None:
+    found = iter_all(store, "Communication", [("based-on", f"CommunicationRequest/{alert_id}")])
+    reasons = [(c.get("meta", {}).get("lastUpdated", ""), (c.get("statusReason") or {}).get("text"))
+               for c in found if c.get("status") == "not-done"]
+    reasons = [r for r in reasons if r[1]]
+    return max(reasons)[1] if reasons else None
+
+
+def undelivered_alerts(store: Store, *, patient: str | None = None) -> list[UndeliveredAlert]:
+    """Return the risk alerts not yet delivered (active), oldest first."""
+    params = [("category", _ALERT), ("status", "active")]
+    if patient:
+        params.append(("subject", patient))
+    out = []
+    for alert in iter_all(store, "CommunicationRequest", params):
+        told = _recipients(alert)
+        flag = next((str(a["reference"]) for a in alert.get("about") or []
+                     if str(a.get("reference", "")).startswith("Flag/")), None)
+        reason = _last_failure(store, alert["id"])
+        if not told:
+            reason = reason or "no recipient is known: configure the practice safety contact"
+        out.append(UndeliveredAlert(
+            id=alert["id"], patient=(alert.get("subject") or {}).get("reference"),
+            recipient=told[-1] if told else None, since=_since(alert),
+            reason=reason or "not delivered yet", flag=flag, escalations=max(len(told) - 1, 0)))
+    return sorted(out, key=lambda a: a.since or "")
