@@ -40,9 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None, *,
                     "Development only; never expose this server.")
     app.extensions["hw_fhir"] = services if services is not None else build_services(settings)
 
-    from . import bulk_api, cors, errors, fhir_api, outcomes_api
+    from . import alerts, bulk_api, cors, errors, fhir_api, outcomes_api
 
     cors.init_app(app)
+    alerts.init_app(app)
     errors.init_app(app)
     fhir_api.init_app(app)
     bulk_api.init_app(app)

@@ -1,0 +1,32 @@
+"""Undelivered risk alerts on screen: a template global for the dashboard, panel and sandbox EHR.
+
+The view data is :func:`hw_fhir.outcomes.undelivered_alerts`; the partial is
+``templates/_undelivered_alerts.html`` (red, with the reason, until the alert is
+delivered or its Flag acknowledged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from hw_fhir import outcomes
+
+from . import services
+
+__all__ = ["init_app", "undelivered_alerts"]
+
+log = logging.getLogger("hw_fhir.web")
+
+
+def undelivered_alerts(patient_id: str | None = None) -> list[outcomes.UndeliveredAlert]:
+    """Return the active risk alerts (of one patient, or all), oldest first."""
+    patient = f"Patient/{patient_id}" if patient_id else None
+    return outcomes.undelivered_alerts(services().store, patient=patient)
+
+
+def init_app(app: Flask) -> None:
+    """Make ``undelivered_alerts(patient_id=None)`` available to every template."""
+    app.add_template_global(undelivered_alerts, "undelivered_alerts")
