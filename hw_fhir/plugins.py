@@ -298,18 +298,20 @@ def _same_score(a: Any, b: Any) -> bool:
 
 def score(pm: pluggy.PluginManager, questionnaire: dict[str, Any], response: dict[str, Any]) -> Any:
     """Score a response: SDC expressions, ``score_for``, registered scorers, ``interpret_score``."""
-    from .scoring.sdc import calculate, sdc_result
+    from .scoring.engine import agree, calculate_or_fallback, with_failure
 
-    calculated = calculate(questionnaire, response)
-    base = sdc_result(questionnaire, calculated)
+    calculated, base, failure = calculate_or_fallback(questionnaire, response)
     result = pm.hook.score_for(questionnaire=questionnaire, response=calculated)
     for scorer in [] if result is not None else scorers(pm):
         result = scorer(questionnaire, calculated)
         if result is not None:
             break
     if result is None:
+        if failure is not None:
+            raise failure
         result = base
     else:
+        result = with_failure(result, failure)
         extra = tuple(s for s in base.scores if not any(_same_score(s, m) for m in result.scores))
         result = replace(result, scores=result.scores + extra, response=calculated)
     for extras in _flatten(pm.hook.interpret_score(
@@ -321,7 +323,7 @@ def score(pm: pluggy.PluginManager, questionnaire: dict[str, Any], response: dic
             notes=result.notes + tuple(extras.notes),
             interpretation=result.interpretation or extras.interpretation,
         )
-    return result
+    return agree(questionnaire, result)
 
 
 def blueprints(pm: pluggy.PluginManager, settings: Any) -> list[Any]:

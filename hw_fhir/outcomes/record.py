@@ -200,14 +200,30 @@ def _retract_all(store: Store, response: Mapping[str, Any]) -> RecordedScores:
                           written=sum(written))
 
 
-def _score(questionnaire: Json, response: Json,
+def store_resolver(store: Store) -> Any:
+    """Return a resolver of answer ValueSets/CodeSystems by canonical url from ``store``."""
+
+    def resolve(resource_type: str, url: str) -> Json | None:
+        if resource_type not in ("ValueSet", "CodeSystem"):
+            return None
+        bare, _, version = url.partition("|")
+        params = [("url", bare), ("_count", "1")]
+        if version:
+            params.append(("version", version))
+        found = store.search(resource_type, params).resources
+        return dict(found[0]) if found else None
+
+    return resolve
+
+
+def _score(store: Store, questionnaire: Json, response: Json,
            scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
     warnings = [_warning(f"The response does not conform to {catalog.canonical(questionnaire)}: "
                          f"{i.message}", code=i.code, expression=i.expression)
                 for i in check_response(questionnaire, response, final=True)
                 if i.severity in ("error", "fatal")]
     try:
-        result = score_response(questionnaire, response, scorers)
+        result = score_response(questionnaire, response, scorers, resolve=store_resolver(store))
     except HwFhirError as exc:
         issues = exc.issues or [Issue(exc.message)]
         return None, warnings + [_warning(f"Not scored: {i.message}", expression=i.expression)
@@ -235,7 +251,7 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
             warning = _warning(f"Not scored: {exc.message}", code="not-found",
                                expression="QuestionnaireResponse.questionnaire")
             return RecordedScores(response=response, warnings=(warning,))
-    result, warnings = _score(questionnaire, response, scorers)
+    result, warnings = _score(store, questionnaire, response, scorers)
     if result is None:
         return RecordedScores(response=response, warnings=tuple(warnings))
     calculated = dict(result.response)

@@ -12,8 +12,9 @@ from ..errors import InvalidInput
 from .items import answer_value, canonical, iter_questionnaire_items, iter_response_items
 from .results import Score, Scorer, ScoreResult
 from .sdc import calculate, sdc_result
+from .terminology import Resolver, with_answer_sets
 
-__all__ = ["DEFAULT_SCORERS", "score_response"]
+__all__ = ["DEFAULT_SCORERS", "score_response", "agree", "calculate_or_fallback", "with_failure"]
 
 #: The built-in instrument scorers, tried in order (``register_scorers`` of ``default_scoring``).
 DEFAULT_SCORERS: tuple[Scorer, ...] = (phq9.score_for, gad7.score_for, phq2.score_for, pcl5.score_for)
@@ -25,6 +26,7 @@ def score_response(
     scorers: Sequence[Scorer] | None = None,
     *,
     plugins: Any = None,
+    resolve: Resolver | None = None,
 ) -> ScoreResult:
     """Calculate a response's expressions, then interpret it with the first scorer that knows it.
 
@@ -32,30 +34,48 @@ def score_response(
     path alone. With ``plugins`` (the plugin manager, ``services.plugins``) and no
     ``scorers``, the plugin hooks score it (``score_for``, ``register_scorers``,
     ``interpret_score``; see :func:`hw_fhir.plugins.score`). The result's ``response``
-    is the calculated copy of ``response``.
+    is the calculated copy of ``response``. Answer lists the Questionnaire names but
+    does not contain are found through ``resolve`` (a store) or among the shipped ones
+    (:func:`~hw_fhir.scoring.terminology.with_answer_sets`).
     """
+    questionnaire = with_answer_sets(questionnaire, resolve)
     if plugins is not None and scorers is None:
         from ..plugins import score
 
         return score(plugins, questionnaire, response)
-    failure: InvalidInput | None = None
-    try:
-        calculated = calculate(questionnaire, response)
-    except InvalidInput as exc:  # a known instrument is still scored by its own definition
-        failure, calculated = exc, copy.deepcopy(dict(response))
-    base = sdc_result(questionnaire, calculated) if failure is None else ScoreResult(
-        questionnaire=canonical(questionnaire), response=calculated)
+    calculated, base, failure = calculate_or_fallback(questionnaire, response)
     for scorer in DEFAULT_SCORERS if scorers is None else scorers:
         result = scorer(questionnaire, calculated)
         if result is not None:
-            if failure is not None:
-                result = replace(result, warnings=(*result.warnings, (
-                    f"The form's own calculation failed ({failure.message}); scored by the "
-                    f"{result.instrument or 'instrument'} definition instead.")))
-            return agree(questionnaire, _merge(base, result, calculated))
+            return agree(questionnaire, _merge(base, with_failure(result, failure), calculated))
     if failure is not None:
         raise failure
     return base
+
+
+def calculate_or_fallback(questionnaire: dict[str, Any], response: dict[str, Any]
+                          ) -> tuple[dict[str, Any], ScoreResult, InvalidInput | None]:
+    """Calculate a response; when the form's expressions fail, return the failure instead.
+
+    Return ``(calculated response, its generic SDC result, failure or None)``: a
+    known instrument is still scored by its own definition when the form's own
+    calculation fails (the caller raises the failure when no instrument knows it).
+    """
+    try:
+        calculated = calculate(questionnaire, response)
+    except InvalidInput as exc:
+        copied = copy.deepcopy(dict(response))
+        return copied, ScoreResult(questionnaire=canonical(questionnaire), response=copied), exc
+    return calculated, sdc_result(questionnaire, calculated), None
+
+
+def with_failure(result: ScoreResult, failure: InvalidInput | None) -> ScoreResult:
+    """Add a warning that the form's own calculation failed (when it did)."""
+    if failure is None:
+        return result
+    return replace(result, warnings=(*result.warnings, (
+        f"The form's own calculation failed ({failure.message}); scored by the "
+        f"{result.instrument or 'instrument'} definition instead.")))
 
 
 def _total_item(questionnaire: dict[str, Any], result: ScoreResult) -> dict[str, Any] | None:

@@ -2,8 +2,12 @@
 
 A weight is looked up, in order, on the answer itself, on its Coding, on the
 matching ``answerOption`` of the Questionnaire item, in a contained ValueSet the
-item's ``answerValueSet`` points to, and in a contained CodeSystem whose url is
-the Coding's system (the order fhirpath.js follows for ``weight()``).
+item's ``answerValueSet`` points to (its expansion: the R4 extension, or the R5
+``itemWeight`` property natively or as the cross-version extension; then its
+compose concepts), and in a contained CodeSystem whose url is the Coding's system
+(extension or ``property``; the order fhirpath.js follows for ``weight()``).
+ValueSets stored elsewhere or shipped are made contained first
+(:func:`hw_fhir.scoring.terminology.with_answer_sets`).
 """
 
 from __future__ import annotations
@@ -92,10 +96,37 @@ def _concepts(concepts: Iterable[Json]) -> Iterable[Json]:
         yield from _concepts(concept.get("concept") or [])
 
 
+#: R5 ``ValueSet.expansion.contains.property`` carried in R4 (cross-version extension).
+R5_CONTAINS_PROPERTY = ("http://hl7.org/fhir/5.0/StructureDefinition/"
+                        "extension-ValueSet.expansion.contains.property")
+_WEIGHT_PROPERTIES = ("itemWeight", "weight", "ordinalValue", "order")
+
+
+def _property_weight(contains: Json) -> Decimal | None:
+    """The weight in an expansion entry's R5 ``property`` (native, or the R4 cross-version form)."""
+    for prop in contains.get("property") or []:
+        if prop.get("code") in _WEIGHT_PROPERTIES:
+            weight = _number(prop.get("valueDecimal", prop.get("valueInteger")))
+            if weight is not None:
+                return weight
+    for ext in contains.get("extension") or []:
+        if ext.get("url") != R5_CONTAINS_PROPERTY:
+            continue
+        parts = {e.get("url"): e for e in ext.get("extension") or []}
+        if (parts.get("code") or {}).get("valueCode") in _WEIGHT_PROPERTIES:
+            value = parts.get("value") or {}
+            weight = _number(value.get("valueDecimal", value.get("valueInteger")))
+            if weight is not None:
+                return weight
+    return None
+
+
 def _valueset_weight(valueset: Json, coding: Json) -> Decimal | None:
     for contains in _concepts((valueset.get("expansion") or {}).get("contains") or []):
         if _same_coding(contains, coding):
             weight = extension_weight(contains)
+            if weight is None:
+                weight = _property_weight(contains)
             if weight is not None:
                 return weight
     for include in (valueset.get("compose") or {}).get("include") or []:
