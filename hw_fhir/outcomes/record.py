@@ -113,7 +113,11 @@ def _warning(message: str, code: str = "processing", expression: str | None = No
 
 
 def resolve_for(store: Store, response: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the Questionnaire a response names: stored (exact version) first, then the catalog."""
+    """Return the Questionnaire a response names: stored (exact version) first, then the catalog.
+
+    A bare url names its newest active version; when only drafts (or retired versions) are
+    stored, the one stored last (a response to a draft form is still scored).
+    """
     ref = response.get("questionnaire")
     if not isinstance(ref, str) or not ref.strip():
         raise NotFound("The QuestionnaireResponse names no Questionnaire")
@@ -124,7 +128,14 @@ def resolve_for(store: Store, response: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return catalog.get_questionnaire(ref)
     except NotFound:
-        raise NotFound(f"Questionnaire {ref} is neither stored nor in the catalog") from None
+        pass
+    # a bare url naming only draft/retired versions: a response to it is still scored
+    url = ref.split("|", 1)[0]
+    if "|" not in ref and "://" in url:
+        found = [q for q in iter_all(store, "Questionnaire", [("url", url)])]
+        if found:
+            return max(found, key=lambda q: str((q.get("meta") or {}).get("lastUpdated", "")))
+    raise NotFound(f"Questionnaire {ref} is neither stored nor in the catalog")
 
 
 def _bare(resource: Mapping[str, Any]) -> Json:

@@ -139,11 +139,13 @@ def agree(questionnaire: dict[str, Any], result: ScoreResult) -> ScoreResult:
     elif holders:
         for holder in holders:
             holder["answer"] = [new]
-    elif new is not None and target in (questionnaire.get("item") or []):
-        item: dict[str, Any] = {"linkId": link_id, "answer": [new]}
-        if target.get("text"):
-            item["text"] = target["text"]
-        response["item"] = [*(response.get("item") or []), item]
+    else:
+        parent = _holder(questionnaire, response, link_id)
+        if parent is not None:
+            item: dict[str, Any] = {"linkId": link_id, "answer": [new]}
+            if target.get("text"):
+                item["text"] = target["text"]
+            parent["item"] = [*(parent.get("item") or []), item]
     return replace(result, response=response, warnings=tuple(warnings))
 
 
@@ -166,3 +168,24 @@ def _drop(node: dict[str, Any], link_id: str) -> None:
             node.pop("item")
     for answer in node.get("answer") or []:
         _drop(answer, link_id)
+
+
+def _holder(questionnaire: dict[str, Any], response: dict[str, Any],
+            link_id: str) -> dict[str, Any] | None:
+    """Return where a missing item ``link_id`` goes: the response root, or its (only) group."""
+    def parent_of(items: list[dict[str, Any]], parent: str | None) -> str | None | bool:
+        for item in items:
+            if item.get("linkId") == link_id:
+                return parent
+            found = parent_of(item.get("item") or [], item.get("linkId"))
+            if found is not False:
+                return found
+        return False
+
+    parent = parent_of(questionnaire.get("item") or [], None)
+    if parent is False:
+        return None
+    if parent is None:
+        return response
+    groups = [i for i in iter_response_items(response) if i.get("linkId") == parent]
+    return groups[0] if len(groups) == 1 and not groups[0].get("answer") else None
