@@ -70,9 +70,10 @@ def inbox():
 
 
 @pytest.fixture
-def app_config(tmp_path: Path, sqlite_url: str, inbox: Inbox) -> dict:
+def app_config(tmp_path: Path, db_url: str, inbox: Inbox) -> dict:
+    """The app on SQLite and on PostgreSQL, mail to the test's SMTP server, 5 s escalation."""
     return {"TESTING": True, "instance_path": str(tmp_path / "instance"),
-            "database_url": sqlite_url, "open_api": True, "secret_key": "test-secret",
+            "database_url": db_url, "open_api": True, "secret_key": "test-secret",
             "base_url": "http://127.0.0.1:9", "smtp_port": inbox.port,
             "safety_name": "Duty clinician", "safety_channel": "email", "safety_address": SAFETY,
             "safety_escalate_after_seconds": DELAY}

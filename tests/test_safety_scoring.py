@@ -31,6 +31,13 @@ PHQ9 = "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0"
 
 
 @pytest.fixture
+def app_config(tmp_path, db_url: str) -> dict:
+    """The app on SQLite and on PostgreSQL, open API."""
+    return {"TESTING": True, "instance_path": str(tmp_path / "instance"), "database_url": db_url,
+            "open_api": True, "secret_key": "test-secret"}
+
+
+@pytest.fixture
 def fhir(app, live_server) -> Fhir:
     """/fhir over HTTP, with the catalog, a patient and her clinician stored."""
     store = app.extensions["hw_fhir"].store

@@ -69,7 +69,7 @@ def observations_for(questionnaire: Json, response: Json, result: ScoreResult) -
     panel["hasMember"] = [{"reference": f"Observation/{m['id']}"} for m in members]
     notes = [f"{r.display}: {r.reason}" for r in result.risks]
     if result.total is None:
-        notes += list(result.notes)
+        notes += [*result.notes, *result.warnings]
     if notes:
         panel["note"] = [{"text": n} for n in notes]
     return [panel, *members]
