@@ -227,3 +227,15 @@ def test_gad7_codes_recognise_by_majority(fhir: Fhir) -> None:
     got = fhir.post(response("http://clinic.test/Questionnaire/gad7-partial", answers))
     panel = fhir.observations(got.json()["id"])["69737-5"]
     assert any("Not scored: 3 of 7 GAD-7 items unanswered" in n["text"] for n in panel["note"])
+
+
+def test_pcl5_answers_scored_0_to_4_by_definition(fhir: Fhir) -> None:
+    system = "http://hw-fhir.org/fhir/CodeSystem/pcl-5-response"
+    answers = {f"pcl5-{n}": {"valueCoding": {"system": system, "code": "extremely", "extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/itemWeight", "valueDecimal": 0}]}}
+        for n in range(1, 21)}
+    got = fhir.post(response("http://hw-fhir.org/fhir/Questionnaire/pcl-5|1.0.0", answers))
+    obs = fhir.observations(got.json()["id"])
+    total = next(o for o in obs.values() if o["code"]["coding"][0]["code"] == "pcl5-total")
+    assert total["valueQuantity"]["value"] == 80, "20 × 'Extremely' (4), client weight 0 ignored"
+    assert total["interpretation"][0]["coding"][0]["code"] == "probable-ptsd"

@@ -25,9 +25,12 @@ from typing import Any
 from .instruments import Band, ItemWeights, SumInstrument, score_sum
 from .results import RiskFlag, Score, ScoreResult
 
-__all__ = ["INSTRUMENT", "PROBABLE_PTSD_AT", "CLUSTERS", "score_for"]
+__all__ = ["INSTRUMENT", "PROBABLE_PTSD_AT", "CLUSTERS", "ANSWERS", "ANSWER_SYSTEM", "score_for"]
 
 PROBABLE_PTSD_AT = 33
+#: The catalog's PCL-5 answer codes and their item scores (the instrument's definition).
+ANSWER_SYSTEM = "http://hw-fhir.org/fhir/CodeSystem/pcl-5-response"
+ANSWERS = {"not-at-all": 0, "a-little-bit": 1, "moderately": 2, "quite-a-bit": 3, "extremely": 4}
 
 #: DSM-5 cluster: (first item, last item, symptoms needed, label).
 CLUSTERS = {
@@ -66,6 +69,9 @@ INSTRUMENT = SumInstrument(
     ),
     max_missing=2,
     extra=_clusters,
+    scale=ANSWERS,
+    answer_systems=frozenset({ANSWER_SYSTEM}),
+    item_range=(0, 4),
 )
 
 
