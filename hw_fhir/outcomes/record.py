@@ -228,13 +228,15 @@ def store_resolver(store: Store) -> Any:
 
 
 def _score(store: Store, questionnaire: Json, response: Json,
-           scorers: Any) -> tuple[ScoreResult | None, list[Issue]]:
+           scorers: Any, plugins: Any = None) -> tuple[ScoreResult | None, list[Issue]]:
     warnings = [_warning(f"The response does not conform to {catalog.canonical(questionnaire)}: "
                          f"{i.message}", code=i.code, expression=i.expression)
                 for i in check_response(questionnaire, response, final=True)
                 if i.severity in ("error", "fatal")]
     try:
-        result = score_response(questionnaire, response, scorers, resolve=store_resolver(store))
+        # with the plugin manager, plugins' scorers count too (their risks raise Flags)
+        result = score_response(questionnaire, response, scorers, plugins=plugins,
+                                resolve=store_resolver(store))
     except HwFhirError as exc:
         issues = exc.issues or [Issue(exc.message)]
         return None, warnings + [_warning(f"Not scored: {i.message}", expression=i.expression)
@@ -262,7 +264,7 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
             warning = _warning(f"Not scored: {exc.message}", code="not-found",
                                expression="QuestionnaireResponse.questionnaire")
             return RecordedScores(response=response, warnings=(warning,))
-    result, warnings = _score(store, questionnaire, response, scorers)
+    result, warnings = _score(store, questionnaire, response, scorers, plugins)
     if result is None:
         return RecordedScores(response=response, warnings=tuple(warnings))
     calculated = dict(result.response)
