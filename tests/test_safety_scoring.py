@@ -239,3 +239,36 @@ def test_pcl5_answers_scored_0_to_4_by_definition(fhir: Fhir) -> None:
     total = next(o for o in obs.values() if o["code"]["coding"][0]["code"] == "pcl5-total")
     assert total["valueQuantity"]["value"] == 80, "20 × 'Extremely' (4), client weight 0 ignored"
     assert total["interpretation"][0]["coding"][0]["code"] == "probable-ptsd"
+
+
+def test_a_plugin_registers_another_canonical_for_the_phq9(tmp_path) -> None:
+    from dataclasses import replace as with_
+
+    from hw_fhir import outcomes
+    from hw_fhir.hookspecs import hookimpl
+    from hw_fhir.scoring import instruments, phq9
+    from reminder_support import make_services
+
+    url = "http://clinic.test/Questionnaire/our-phq"
+    clinic_phq9 = with_(phq9.INSTRUMENT, urls=phq9.INSTRUMENT.urls | {url})
+
+    class ClinicPlugin:
+        @hookimpl
+        def register_scorers(self):
+            return [lambda q, r: instruments.score_sum(clinic_phq9, q, r)]
+
+    services = make_services(tmp_path, ClinicPlugin())
+    store = services.store
+    store.update({"resourceType": "Patient", "id": "pat-ava"})
+    # its own linkIds, no codes at all: only the registered url says it is a PHQ-9
+    form = {"resourceType": "Questionnaire", "id": "our-phq", "url": url, "status": "active",
+            "item": [{"linkId": f"phq9-{n}", "type": "choice",
+                      "answerValueSet": "http://loinc.org/vs/LL358-3"} for n in range(1, 10)]}
+    store.update(form)
+    answers = {f"phq9-{n}": {"valueCoding": coding(1)} for n in range(1, 10)}
+    stored = store.update(dict(response(url, answers), id="r-1")).resource
+    without = outcomes.record_scores(store, stored)
+    assert without.result.instrument is None and not without.flags, "unknown without the plugin"
+    recorded = outcomes.record_scores(store, stored, plugins=services.plugins)
+    assert recorded.result.value == 9 and recorded.flags
+    services.close()
