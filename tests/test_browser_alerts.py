@@ -102,13 +102,13 @@ def test_undelivered_alert_is_red_on_every_screen_until_acknowledged(served) -> 
         driver.find_element(By.ID, "approve").click()
         _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
         dashboard = _shot_of_frame(driver, "dashboard")
-        assert "Risk alert not delivered" in dashboard and "Practitioner/dr-rivera" in dashboard
+        assert "Risk alert not delivered" in dashboard and "for Dr. Elena Rivera" in dashboard
         driver.find_element(By.LINK_TEXT, "My patients").click()
         _wait(driver).until(lambda d: "/panel" in d.execute_script("return location.href"))
         panel = _shot_of_frame(driver, "panel")
         assert "Risk alert not delivered" in panel
         # acknowledging the Flag takes the alert off every screen
-        driver.find_element(By.LINK_TEXT, "Patient/pat-ava").click()
+        driver.find_element(By.LINK_TEXT, "Ava Nguyen").click()
         _wait(driver).until(lambda d: d.find_elements(By.ID, f"ack-{flag['id']}"))
         driver.find_element(By.ID, f"note-{flag['id']}").send_keys("Called, safe")
         driver.find_element(By.ID, f"ack-{flag['id']}").click()

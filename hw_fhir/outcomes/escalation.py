@@ -230,6 +230,31 @@ class UndeliveredAlert:
     reason: str
     flag: str | None
     escalations: int
+    patient_name: str | None = None
+    recipient_name: str | None = None
+
+    @property
+    def since_text(self) -> str:
+        """When the current recipient was chosen, as ``YYYY-MM-DD HH:MM UTC``."""
+        if not self.since:
+            return "unknown"
+        try:
+            moment = datetime.fromisoformat(self.since.replace("Z", "+00:00"))
+        except ValueError:
+            return self.since
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _name(resource: Mapping[str, Any] | None) -> str | None:
+    for name in (resource or {}).get("name") or []:
+        if name.get("text"):
+            return str(name["text"])
+        parts = [*(name.get("given") or []), name.get("family") or ""]
+        if any(parts):
+            return " ".join(p for p in parts if p)
+    return None
 
 
 def _last_failure(store: Store, alert_id: str) -> str | None:
@@ -253,8 +278,11 @@ def undelivered_alerts(store: Store, *, patient: str | None = None) -> list[Unde
         reason = _last_failure(store, alert["id"])
         if not told:
             reason = reason or "no recipient is known: configure the practice safety contact"
+        patient = (alert.get("subject") or {}).get("reference")
+        recipient = told[-1] if told else None
         out.append(UndeliveredAlert(
-            id=alert["id"], patient=(alert.get("subject") or {}).get("reference"),
-            recipient=told[-1] if told else None, since=_since(alert),
-            reason=reason or "not delivered yet", flag=flag, escalations=max(len(told) - 1, 0)))
+            id=alert["id"], patient=patient, recipient=recipient, since=_since(alert),
+            reason=reason or "not delivered yet", flag=flag, escalations=max(len(told) - 1, 0),
+            patient_name=_name(_read(store, patient)) if patient and "/" in patient else None,
+            recipient_name=_name(_read(store, recipient)) if recipient else None))
     return sorted(out, key=lambda a: a.since or "")
