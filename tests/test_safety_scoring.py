@@ -272,3 +272,13 @@ def test_a_plugin_registers_another_canonical_for_the_phq9(tmp_path) -> None:
     recorded = outcomes.record_scores(store, stored, plugins=services.plugins)
     assert recorded.result.value == 9 and recorded.flags
     services.close()
+
+
+def test_an_unscorable_answer_leaves_no_total_from_client_weights(fhir: Fhir) -> None:
+    answers = {f"phq9-{n}": {"valueCoding": coding(3, weight=1)} for n in range(1, 9)}
+    answers["phq9-9"] = {"valueCoding": {"system": "http://evil.test/cs", "code": "x", "extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/itemWeight", "valueDecimal": 0}]}}
+    rid = fhir.post(response(PHQ9, answers)).json()["id"]
+    assert "44261-6" not in fhir.observations(rid), "the form's 8 (client weights) is no total"
+    assert total_of(fhir.read("QuestionnaireResponse", rid), "phq9-total") is None
+    assert self_harm_flags(fhir)

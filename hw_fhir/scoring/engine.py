@@ -111,6 +111,13 @@ def agree(questionnaire: dict[str, Any], result: ScoreResult) -> ScoreResult:
     if target is None:
         return result
     link_id = target["linkId"]
+    # the form's own value of the total (from client weights, say) never stands in for the
+    # instrument's: only the instrument's total is a score of that item
+    target_codes = {c.get("code") for c in target.get("code") or [] if c.get("code")}
+    kept = tuple(s for s in result.scores if s is result.total or not (
+        s.key == link_id or (s.code is not None and s.code.code in target_codes)))
+    if kept != result.scores:
+        result = replace(result, scores=kept)
     response = copy.deepcopy(dict(result.response))
     holders = [i for i in iter_response_items(response) if i.get("linkId") == link_id]
     warnings = list(result.warnings)
