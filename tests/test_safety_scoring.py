@@ -201,8 +201,14 @@ def test_prorated_total_agrees_everywhere(fhir: Fhir) -> None:
     assert total["valueQuantity"]["value"] == 16
     assert {"url": PRORATED_EXTENSION, "valueBoolean": True} in total["extension"]
     assert any(n["text"].startswith("Prorated: 8 of 9") for n in total["note"])
-    assert total_of(fhir.read("QuestionnaireResponse", rid), "phq9-total") == 16
+    stored = fhir.read("QuestionnaireResponse", rid)
+    assert total_of(stored, "phq9-total") == 16
+    [item] = [i for i in stored["item"] if i["linkId"] == "phq9-total"]
+    assert item["answer"][0]["extension"] == [{"url": PRORATED_EXTENSION, "valueBoolean": True}]
     assert not self_harm_flags(fhir)
+    again = fhir.put(stored)  # re-scoring the same answers writes no new version
+    assert again.json()["meta"]["versionId"] == str(int(stored["meta"]["versionId"]) + 1)
+    assert fhir.read("QuestionnaireResponse", rid)["meta"]["versionId"] == again.json()["meta"]["versionId"]
 
 
 def test_every_observation_is_valid_us_core_screening_shape(fhir: Fhir) -> None:

@@ -12,6 +12,7 @@ from ..errors import InvalidInput
 from .items import answer_value, canonical, iter_questionnaire_items, iter_response_items
 from .results import Score, Scorer, ScoreResult
 from .sdc import calculate, sdc_result
+from .observations import PRORATED_EXTENSION
 from .terminology import Resolver, with_answer_sets
 
 __all__ = ["DEFAULT_SCORERS", "score_response", "agree", "calculate_or_fallback", "with_failure"]
@@ -133,11 +134,14 @@ def agree(questionnaire: dict[str, Any], result: ScoreResult) -> ScoreResult:
         new = {kind: result.total.value}
         if target.get("type") == "quantity":
             new = {"valueQuantity": {"value": result.total.value}}
+        if result.prorated:  # the response says so too, as the Observation does
+            new["extension"] = [{"url": PRORATED_EXTENSION, "valueBoolean": True}]
     if new is None and old is None:
         return result
-    if result.total is not None and old is not None and old == result.total.value and holders:
+    current = [a for h in holders for a in h.get("answer") or []]
+    if new is not None and current == [new]:
         return result
-    if old is not None:
+    if old is not None and (result.total is None or old != result.total.value):
         said = result.total.value if result.total is not None else "no total"
         warnings.append(f"The response's {result.instrument.upper()} total {old} was replaced by "
                         f"{said}, the instrument's own score.")
