@@ -248,7 +248,9 @@ def test_phq9_two_missing_items_are_prorated() -> None:
     assert result.interpretation.code == "moderately-severe"
     assert any(n.startswith("Prorated: 7 of 9") for n in result.notes)
     assert any("Item 9" in n for n in result.notes), "an unanswered item 9 is pointed out"
-    assert answer_of(dict(result.response), "phq9-total") == []
+    # the response's own total agrees with the score, and says it is prorated (issue 14)
+    assert answer_of(dict(result.response), "phq9-total") == [{"valueInteger": 15, "extension": [
+        {"url": "http://hw-fhir.org/fhir/StructureDefinition/score-prorated", "valueBoolean": True}]}]
 
 
 def test_phq9_prorating_rounds_half_up() -> None:

@@ -9,7 +9,8 @@ this order:
 3. one of its items is coded with the instrument's total-score LOINC code (PHQ-9
    44261-6, GAD-7 70274-6, PHQ-2 55758-7);
 4. a strict majority of the instrument's item LOINC codes appear on its items (at
-   least 5 of the 9 PHQ-9 codes).
+   least 5 of the 9 PHQ-9 codes), and they outnumber the other LOINC codes on its items
+   (so a PHQ-9, which holds both PHQ-2 item codes, is not taken for a PHQ-2).
 
 Answer scoring (:func:`instrument_weight`) — the score of an answer is the
 instrument's score of its answer *code* (the LOINC LA codes, or the catalog's own
@@ -80,7 +81,10 @@ def recognise(*, urls: frozenset[str], panel_code: str | None, total_code: str |
         return Recognition("total-code", total_code)
     if item_codes:
         found = len(set(item_codes) & codes)
-        if found * 2 > len(item_codes):
+        others = len(codes - set(item_codes) - {total_code})
+        # a majority of its item codes, and more of them than other codes (a PHQ-9 holds
+        # both PHQ-2 codes, but is no PHQ-2)
+        if found * 2 > len(item_codes) and found > others:
             return Recognition("item-codes", f"{found} of {len(item_codes)} item codes")
     return None
 
