@@ -12,11 +12,14 @@ For each :class:`~hw_fhir.scoring.RiskFlag` of a scored response:
   id>/<risk code>``;
 * a ``CommunicationRequest`` — the alert: status ``active``, priority ``stat``, category
   ``http://hw-fhir.org/fhir/CodeSystem/communication-category|risk-alert``, ``subject``
-  the patient, ``recipient`` the assigning clinician, ``about`` → [Flag,
+  the patient, ``recipient`` the first person of its escalation path
+  (:mod:`.escalation`: Task requester, CarePlan author, GP, CareTeam, practice safety
+  contact; later recipients are added as it escalates), ``about`` → [Flag,
   QuestionnaireResponse], ``authoredOn``, identifier
   ``http://hw-fhir.org/fhir/sid/risk-alert|<response id>/<risk code>``. Its payload
   holds no clinical content (it may travel by SMS or email). The reminder worker
-  delivers it through the clinician's channels and retries until delivered.
+  delivers it through the recipient's channels, escalates it when it cannot, and never
+  gives it up; until delivered it is shown as undelivered on the clinician screens.
 
 Both are conditional creates on their identifier, so one response never raises the
 same risk twice (re-scoring, an amendment, two racing writers). An amended response
