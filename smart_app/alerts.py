@@ -8,7 +8,6 @@ delivered or its Flag acknowledged).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask
 

@@ -57,6 +57,7 @@ __all__ = [
     "SCORED_STATUSES",
     "RecordedScores",
     "resolve_for",
+    "store_resolver",
     "record_scores",
     "score_quietly",
     "rescore_since",
