@@ -214,7 +214,8 @@ def test_safety_config_problems(tmp_path) -> None:
     base = {"instance_path": str(tmp_path), "secret_key": "x"}
     assert config_problems(load_settings({}, **base, safety_name="Duty", safety_channel="email",
                                          safety_address=SAFETY)) == []
-    problems = config_problems(load_settings({}, **base, production=True))
+    problems = config_problems(load_settings({}, **base, production=True,
+                                             base_url="https://hw.example"))
     assert problems and "required in production" in problems[0]
     bad = load_settings({}, **base, safety_name="Duty", safety_channel="email",
                         safety_address="not-an-address")
