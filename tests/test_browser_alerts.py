@@ -1,7 +1,7 @@
 """An undelivered risk alert, in a real browser: red on the dashboard, the panel and the sandbox EHR.
 
-The demo practitioners have no reachable channel and no safety contact is configured, so
-the alert cannot be delivered; screenshots go to ``test-output/``. Acknowledging the risk
+The demo practice's SMTP server is not there (port 9) and no safety contact is configured,
+so the alert cannot be delivered; screenshots go to ``test-output/``. Acknowledging the risk
 Flag takes it off screen.
 """
 
@@ -46,9 +46,9 @@ def _raise_undelivered_alert(app: Any) -> dict[str, Any]:
     stored = services.store.update(response).resource
     recorded = outcomes.record_scores(services.store, stored, settings=services.settings)
     assert recorded.flags and recorded.alerts
-    run_reminders(services, worker="w")  # dr-rivera has no email: nothing can deliver it
+    run_reminders(services, worker="w")  # nothing listens on the SMTP port: not delivered
     [alert] = outcomes.undelivered_alerts(services.store)
-    assert "no channel can reach Practitioner/dr-rivera" in alert.reason
+    assert "SMTP server unreachable" in alert.reason
     return recorded.flags[0]
 
 
@@ -91,7 +91,7 @@ def test_undelivered_alert_is_red_on_every_screen_until_acknowledged(served) -> 
     with chromium(1280, 1000) as driver:
         driver.get(f"{server.url}/sandbox/")
         ehr = driver.find_element(By.ID, "undelivered-alerts").text
-        assert "Risk alert not delivered" in ehr and "no channel can reach" in ehr
+        assert "Risk alert not delivered" in ehr and "SMTP server unreachable" in ehr
         OUTPUT.mkdir(exist_ok=True)
         driver.save_screenshot(str(OUTPUT / "alert-sandbox-ehr.png"))
         driver.find_element(By.CSS_SELECTOR, 'input[value="Practitioner/dr-rivera"]').click()
