@@ -14,9 +14,8 @@ installed reminder channel with a ``check()`` method can be reached (the email
 channel connects to its SMTP server); the database is reachable, migrated and has
 the activity library.
 
-Extension point for the practice safety contact (issue 14): its checks
-(``hw_fhir.safety.config_problems(settings) -> list[str]``) are wired in by adding
-a check to :data:`CHECKS` next to :func:`check_channels`.
+The practice safety contact (``[safety]``, :mod:`hw_fhir.safety`) is set, names a
+loaded channel and an address that channel can use (:func:`check_safety`).
 
 Nothing here creates anything: settings are read with ``create=False`` and a SQLite
 file that does not exist is reported, not created.
@@ -36,7 +35,7 @@ from .errors import ConfigurationError
 
 __all__ = ["CheckContext", "CHECKS", "run_checks", "load_for_checks", "OTHER_VARIABLES",
            "check_variables", "check_plugins", "check_base_url", "check_clients",
-           "check_secret", "check_channels", "check_database"]
+           "check_secret", "check_channels", "check_safety", "check_database"]
 
 #: ``HW_FHIR_*`` variables that are not settings but are read elsewhere.
 OTHER_VARIABLES = frozenset({
@@ -180,6 +179,18 @@ def check_channels(ctx: CheckContext) -> Iterable[str]:
             yield str(problem)
 
 
+def check_safety(ctx: CheckContext) -> Iterable[str]:
+    """The practice safety contact, the last recipient of every risk alert, is usable."""
+    from .plugins import channels
+    from .safety import config_problems
+
+    try:
+        loaded = sorted(channels(ctx.plugins, ctx.settings))
+    except ConfigurationError:
+        loaded = None  # reported by check_plugins
+    yield from config_problems(ctx.settings, loaded)
+
+
 def check_database(ctx: CheckContext) -> Iterable[str]:
     """The database: a usable URL, reachable, migrated to the newest schema, library loaded."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -240,6 +251,7 @@ CHECKS: list[Callable[[CheckContext], Iterable[str]]] = [
     check_clients,
     check_secret,
     check_channels,
+    check_safety,
 ]
 
 

@@ -72,9 +72,10 @@ def config_problems(settings: Settings, channels: list[str] | None = None) -> li
              "address": settings.safety_address}
     missing = [k for k, v in given.items() if not str(v).strip()]
     if missing:
-        where = "required in production" if settings.production else "risk alerts that reach no one else have nowhere to go"
-        problems.append(f"[safety] {', '.join(missing)} not set: the practice safety contact is "
-                        f"{where}")
+        why = ("it is required in production" if settings.production
+               else "risk alerts that reach no one else have nowhere to go")
+        problems.append(f"[safety] {', '.join(missing)} not set for the practice safety contact: "
+                        f"{why}")
     channel = settings.safety_channel.strip()
     address = settings.safety_address.strip()
     if channel == "email" and address and not _EMAIL.match(address):

@@ -151,13 +151,17 @@ def test_production_needs_a_shared_secret(fresh: Path) -> None:
 
 def test_check_passes_on_a_complete_configuration(fresh: Path, smtp_port: int) -> None:
     config = fresh.parent / "hw.toml"
-    config.write_text('[[smart.ehr]]\niss = "https://ehr.example.org/fhir"\nclient_id = "hw"\n')
+    ehr = '[[smart.ehr]]\niss = "https://ehr.example.org/fhir"\nclient_id = "hw"\n'
+    config.write_text(ehr)
     env = {"HW_FHIR_DATABASE_URL": f"sqlite:///{fresh.parent / 'hw.db'}",
            "HW_FHIR_INSTANCE_PATH": str(fresh.parent / "instance"),
            "HW_FHIR_BASE_URL": "https://hw.example.org", "HW_FHIR_CONFIG": str(config),
            "HW_FHIR_SMTP_PORT": str(smtp_port), "HW_FHIR_PLUGINS": "none"}
     before = _run("check", **env)
     assert before.exit_code == 1 and "does not exist yet" in before.stdout
+    assert "[safety] name, channel, address not set" in before.stdout
+    config.write_text(ehr + '[safety]\nname = "Duty clinician"\nchannel = "email"\n'
+                      'address = "duty@practice.example"\n')
     upgraded = _run("db", "upgrade", **env)
     assert upgraded.exit_code == 0
     count = len(catalog.load_questionnaires())
