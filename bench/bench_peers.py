@@ -397,8 +397,8 @@ def grow(systems: list[System], target: int, have: int, stage: int, seed: int = 
         client = Client(system.base)
         kind = "transaction"
         t0 = time.perf_counter()
-        for start in range(0, len(patients), 1000):
-            client.json("POST", "", bundle(patients[start:start + 1000], kind))
+        for start in range(0, len(patients), 50):  # Medplum: at most 50 PUTs a transaction
+            client.json("POST", "", bundle(patients[start:start + 50], kind))
         for start in range(0, len(obs), 1000):
             reply = client.json("POST", "", bundle(obs[start:start + 1000], kind))
             ids = _ids(reply)
