@@ -274,14 +274,17 @@ class SqlStore:
             col = self._sort_column(q.resource_type, key)
             # resources without the element sort last on both databases
             order.append((col.desc() if desc else col.asc()).nulls_last())
-        if not q.sort and q.cursor:
-            where.append(or_(r.c.last_updated > q.cursor[0],
-                             and_(r.c.last_updated == q.cursor[0], r.c.res_id > q.cursor[1])))
         last_updated: Any = r.c.last_updated
+        res_id: Any = r.c.res_id
         if q.filters and self.dialect == "sqlite":
-            # keep SQLite from walking the whole type in lastUpdated-index order
-            # when a selective filter drives the query ("+col" disables the index)
-            last_updated = literal_column(f"+{r.name}.last_updated")
+            # the filter drives, the cursor only bounds: "+col" keeps SQLite off the
+            # lastUpdated index and the primary key, which it would otherwise walk from the
+            # cursor through every resource of the type (O(store), not O(page))
+            last_updated = literal_column(f"+{r.name}.last_updated", type_=r.c.last_updated.type)
+            res_id = literal_column(f"+{r.name}.res_id", type_=r.c.res_id.type)
+        if not q.sort and q.cursor:
+            where.append(or_(last_updated > q.cursor[0],
+                             and_(last_updated == q.cursor[0], res_id > q.cursor[1])))
         order.extend([last_updated.asc(), r.c.res_id.asc()])
         if self.dialect == "sqlite" and not q.sort:
             # SQLite's sorter would copy every matching resource's JSON (three times slower
