@@ -48,6 +48,7 @@ from ..models import validate
 from . import schema as S
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
+from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, params_for
 from .writes import WriteBuffer
@@ -95,6 +96,8 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._clock_lock = threading.Lock()
         self._last_instant = ""
+        #: refreshes planner statistics of tables this process changed a lot (see maintenance)
+        self.statistics = StatisticsKeeper(self.engine)
         _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
@@ -608,7 +611,10 @@ class _Unit:
                 if not self._cm.__exit__(*sys.exc_info()):
                     raise
                 return False
-        return self._cm.__exit__(exc_type, exc, tb)
+        suppressed = self._cm.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._writes is not None and self._writes.written:
+            self.store.statistics.wrote(self._writes.written)  # committed: count the rows
+        return suppressed
 
     @property
     def _buffer(self) -> WriteBuffer:
