@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import (
     Connection,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -139,6 +140,19 @@ class SqlStore:
         with self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """A connection for one read statement, outside any transaction (no BEGIN, no ROLLBACK)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:  # the begin listener of _make_engine emits no BEGIN for it
+                conn.info["hw_autocommit"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("hw_autocommit", None)
+
     def _instant(self) -> str:
         """Return a strictly increasing now (two writes never share a lastUpdated)."""
         with self._clock_lock:
@@ -156,15 +170,11 @@ class SqlStore:
     def read(self, resource_type: str, id: str) -> Stored:
         """Return the current version; NotFound or Gone."""
         _check_type(resource_type)
-        with self._read() as conn:
+        with self._read_one() as conn:
             return self._read_in(conn, resource_type, id)
 
     def _read_in(self, conn: Connection, resource_type: str, id: str) -> Stored:
-        row = conn.execute(
-            select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
-                   S.resource.c.content)
-            .where(S.resource.c.res_type == resource_type, S.resource.c.res_id == id)
-        ).first()
+        row = conn.execute(_READ, {"rtype": resource_type, "id": id}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} is not known")
         if row.deleted:
@@ -178,14 +188,8 @@ class SqlStore:
             vid = int(version_id)
         except ValueError:
             raise NotFound(f"{resource_type}/{id} has no version {version_id!r}") from None
-        with self._read() as conn:
-            row = conn.execute(
-                select(S.resource_version).where(
-                    S.resource_version.c.res_type == resource_type,
-                    S.resource_version.c.res_id == id,
-                    S.resource_version.c.version_id == vid,
-                )
-            ).first()
+        with self._read_one() as conn:
+            row = conn.execute(_VREAD, {"rtype": resource_type, "id": id, "vid": vid}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} has no version {version_id}")
         if row.deleted:
@@ -678,6 +682,17 @@ class _Unindexed:
         return literal_column(f"+{self._table.name}.{name}", type_=column.type)
 
 
+#: Read by id and by version: built once, so each read only binds its values (SQLAlchemy
+#: finds the compiled SQL in its cache without building and hashing a new statement).
+_READ = (select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
+                S.resource.c.content)
+         .where(S.resource.c.res_type == bindparam("rtype"), S.resource.c.res_id == bindparam("id")))
+_VREAD = (select(S.resource_version.c.last_updated, S.resource_version.c.deleted,
+                 S.resource_version.c.method, S.resource_version.c.content)
+          .where(S.resource_version.c.res_type == bindparam("rtype"),
+                 S.resource_version.c.res_id == bindparam("id"),
+                 S.resource_version.c.version_id == bindparam("vid")))
+
 #: Which filter type narrows results most, to drive the query (lower first).
 _SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "lastUpdated": 5,
                 "token": 6}
@@ -741,6 +756,8 @@ def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
+            if conn.info.get("hw_autocommit"):  # one read statement: it is atomic by itself
+                return
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("hw_write") else "BEGIN")
 
         return engine
