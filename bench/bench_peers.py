@@ -347,15 +347,17 @@ def observation(rnd: random.Random, subject: str, n: int) -> dict[str, Any]:
 
 
 def response(rnd: random.Random, subject: str) -> dict[str, Any]:
-    """A completed mood log: homework that no instrument scores (the common case)."""
+    """A completed mood log (the catalog's): homework that no instrument scores (the common case)."""
     return {"resourceType": "QuestionnaireResponse", "status": "completed",
             "questionnaire": "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0",
             "subject": {"reference": f"Patient/{subject}"},
             "authored": "2026-03-02T20:15:00Z",
-            "item": [{"linkId": "mood", "text": "Mood (0-10)",
-                      "answer": [{"valueInteger": rnd.randrange(11)}]},
-                     {"linkId": "note", "text": "What happened?",
-                      "answer": [{"valueString": "Walked with a friend, felt a little better."}]}]}
+            "item": [{"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
+                     {"linkId": "mood", "answer": [{"valueInteger": rnd.randrange(11)}]},
+                     {"linkId": "anxiety", "answer": [{"valueInteger": rnd.randrange(11)}]},
+                     {"linkId": "sleep-hours", "answer": [{"valueDecimal": 7.5}]},
+                     {"linkId": "helped", "answer": [
+                         {"valueString": "Walked with a friend, felt a little better."}]}]}
 
 
 def bundle(resources: list[dict[str, Any]], kind: str = "transaction") -> dict[str, Any]:

@@ -49,6 +49,7 @@ from ..models import validate
 from . import schema as S
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
+from .canonicals import CanonicalCache
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, params_for
@@ -99,6 +100,8 @@ class SqlStore:
         self._last_instant = ""
         #: refreshes planner statistics of tables this process changed a lot (see maintenance)
         self.statistics = StatisticsKeeper(self.engine)
+        #: Questionnaires (any type) by canonical url|version, until one of the type is written
+        self.canonicals = CanonicalCache(self)
         _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
