@@ -22,6 +22,7 @@ cost at each size against the first::
     python bench/bench_peers.py --sizes 1000,100000     # paging flat from 1 000 to 100 000?
     python bench/bench_peers.py --sizes 1000,1000000 --rounds 2 --creates 100
     python bench/bench_peers.py --no-peer               # hw-fhir only
+    python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
 
 The peer is started with its ``start.sh`` (on a free port) unless ``--peer-url`` names a
 running one; when it cannot start the bench says so and prints hw-fhir's figures alone.
@@ -172,14 +173,17 @@ class System:
         self._stop()
 
 
-def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int) -> System:
-    """Serve hw-fhir on ``url`` with gunicorn in a child process."""
+def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int,
+             source: str | None = None) -> System:
+    """Serve hw-fhir on ``url`` with gunicorn in a child process (``source``: another checkout)."""
     port = _free_port()
     env = dict(os.environ, HW_FHIR_DATABASE_URL=url, HW_FHIR_OPEN_API="1",
                HW_FHIR_INSTANCE_PATH=str(tmp / name), HW_FHIR_SECRET_KEY="bench",
                HW_FHIR_PLUGINS=os.environ.get("HW_FHIR_PLUGINS", ""))
     if not env["HW_FHIR_PLUGINS"]:
         env.pop("HW_FHIR_PLUGINS")
+    if source:  # its hw_fhir and smart_app come first on the path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(workers),
                              str(threads)], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / f"{name}.log", "wb"), start_new_session=True)
@@ -198,7 +202,7 @@ def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int) -> Syst
     except Exception:
         stop()
         raise
-    return System(name, base, proc.pid, stop, Bare(url, tmp / name))
+    return System(name, base, proc.pid, stop, None if source else Bare(url, tmp / name))
 
 
 def start_peer(args: argparse.Namespace) -> System | None:
@@ -604,11 +608,15 @@ def measure(systems: list[System], args: argparse.Namespace, size: int,
             if peer is not None:
                 line += "   ratio hw/peer:" + "".join(
                     f" {s.name} {figures[s.name] / figures[peer.name]:.2f}x" for s in hw)
+            line += "".join(f"   {s.name}/before {figures[s.name] / figures[s.name + '@before']:.2f}x"
+                            for s in hw if s.name + "@before" in figures)
             print(line)
             if label == "10 pages":
                 for s in systems:
                     pages.setdefault(s.name, {}).setdefault(size, []).append(figures[s.name])
         for s in hw:
+            if s.bare is None:
+                continue
             app_ms, sql_ms = bare_reads(s, args.reads, seed)
             table.setdefault("read in process", {}).setdefault(s.name, []).append(app_ms)
             table.setdefault("read bare SQL+JSON", {}).setdefault(s.name, []).append(sql_ms)
@@ -624,6 +632,11 @@ def measure(systems: list[System], args: argparse.Namespace, size: int,
                                                                by_system[peer.name])])
                       for s in hw]
             line += "   paired ratio:" + "".join(f" {s.name} {r:.2f}x" for s, r in zip(hw, ratios))
+        for s in hw:
+            twin = by_system.get(s.name + "@before")
+            if twin and s.name in by_system:
+                ratio = statistics.median([a / b for a, b in zip(by_system[s.name], twin)])
+                line += f"   {s.name}/before {ratio:.2f}x"
         print(line)
     for s in systems:
         peak, total = s.peak_rss_mb()
@@ -645,6 +658,9 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--before", metavar="DIR",
+                        help="also serve hw-fhir from this checkout (e.g. `git worktree` of main) "
+                             "as <db>@before, measured in the same rounds, with after/before ratios")
     parser.add_argument("--serve", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -667,6 +683,17 @@ def main() -> None:
                 systems.append(start_hw("postgresql",
                                         f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}",
                                         tmp, args.workers, args.threads))
+            if args.before:  # the same servers from another checkout, e.g. main
+                for system in list(systems):
+                    url = system.bare.url if system.bare else ""
+                    if system.name == "sqlite":
+                        url = f"sqlite:///{tmp}/before.db"
+                    elif system.name == "postgresql":
+                        with admin.connect() as conn:  # type: ignore[union-attr]
+                            conn.execute(sa.text(f'CREATE SCHEMA "{schema}_b"'))
+                        url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}_b"
+                    systems.append(start_hw(system.name + "@before", url, tmp, args.workers,
+                                            args.threads, source=args.before))
             if not args.no_peer:
                 peer = start_peer(args)
                 if peer is not None:
@@ -694,6 +721,7 @@ def main() -> None:
             if admin is not None:
                 with admin.connect() as conn:
                     conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                    conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}_b" CASCADE'))
                 admin.dispose()
 
 
