@@ -97,6 +97,8 @@ class SqlStore:
         self.engine = engine or _make_engine(url, echo=echo, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self._clock_lock = threading.Lock()
+        #: one writing thread at a time on SQLite (reentrant: a nested begin fails as before)
+        self._writer = threading.RLock() if self.dialect == "sqlite" else None
         self._last_instant = ""
         #: refreshes planner statistics of tables this process changed a lot (see maintenance)
         self.statistics = StatisticsKeeper(self.engine)
@@ -129,14 +131,32 @@ class SqlStore:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """Open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        with self.engine.connect() as conn:
+        """Open a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        SQLite has one writer at a time: the threads of this process take turns on a lock
+        (woken in order) instead of all polling the database's busy handler, which sleeps
+        up to 100 ms between tries; other processes still meet at the busy handler.
+        """
+        with self._writer_turn(), self.engine.connect() as conn:
             conn.info["hw_write"] = True
             try:
                 with conn.begin():
                     yield conn
             finally:
                 conn.info.pop("hw_write", None)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Wait for this process's other SQLite writers (at most the busy timeout, then go on)."""
+        if self._writer is None:
+            yield
+            return
+        got = self._writer.acquire(timeout=_WRITER_WAIT)
+        try:
+            yield
+        finally:
+            if got:
+                self._writer.release()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -700,6 +720,9 @@ _VREAD = (select(S.resource_version.c.last_updated, S.resource_version.c.deleted
 _SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "lastUpdated": 5,
                 "token": 6}
 
+
+#: Seconds a SQLite writer waits for the other threads' writes (as the busy timeout).
+_WRITER_WAIT = 30
 
 #: Matches read at most by one ``search_every`` (far above any patient's or panel's count).
 _EVERY = 1_000_000
