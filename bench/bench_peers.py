@@ -51,7 +51,10 @@ import orjson
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER_START = ROOT.parent / "shared" / "peers" / "medplum" / "start.sh"
+#: The peer's start script: in ``shared/`` beside the checkout (or beside a worktree's folder).
+PEER_START = next((p for p in (ROOT.parent / "shared" / "peers" / "medplum" / "start.sh",
+                               ROOT.parent.parent / "shared" / "peers" / "medplum" / "start.sh")
+                   if p.exists()), ROOT.parent / "shared" / "peers" / "medplum" / "start.sh")
 PG_ADMIN_URL = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PAGER_OBS = 110
 CODES = [("44261-6", "PHQ-9 total"), ("70274-6", "GAD-7 total"), ("29463-7", "Body weight"),
