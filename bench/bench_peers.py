@@ -669,6 +669,8 @@ def main() -> None:
     if args.serve:
         serve(*args.serve)
         return
+    # a TERM (or INT, ignored by background jobs) still stops the servers and drops the schema
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     sizes = [int(s) for s in args.sizes.split(",")]
     systems: list[System] = []
     schema = f"bench_{uuid.uuid4().hex[:10]}"
