@@ -49,7 +49,7 @@ def _analyzed(store: SqlStore) -> dict[str, Any]:
 
 def test_writes_past_the_threshold_analyze_the_changed_tables(sql_store: SqlStore) -> None:
     sql_store.statistics = StatisticsKeeper(sql_store.engine, fraction=0.5, min_rows=100,
-                                            check_every=100)
+                                            check_every=100, background=False)
     _write(sql_store, 40)  # 40 resources: below 100 rows in every table, nothing analyzed
     assert _analyzed(sql_store) == {}
 
@@ -69,8 +69,18 @@ def test_writes_past_the_threshold_analyze_the_changed_tables(sql_store: SqlStor
         assert _analyzed(sql_store)["resource"].split()[0] == "240"
 
 
+def test_the_store_analyzes_in_the_background_by_default(sql_store: SqlStore) -> None:
+    keeper = sql_store.statistics
+    assert keeper.background
+    keeper.min_rows = keeper.check_every = 100
+    _write(sql_store, 150)  # answers before the check; the check runs in its own thread
+    keeper.join(30)
+    assert {"resource", "sp_token", "sp_reference"} <= set(_analyzed(sql_store))
+
+
 def test_a_failed_write_counts_nothing(sql_store: SqlStore) -> None:
-    sql_store.statistics = StatisticsKeeper(sql_store.engine, min_rows=10, check_every=10)
+    sql_store.statistics = StatisticsKeeper(sql_store.engine, min_rows=10, check_every=10,
+                                            background=False)
     bad = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Observation", "status": "final",
                       "code": {"text": "x"}}, "request": {"method": "POST", "url": "Observation"}},
@@ -87,7 +97,8 @@ def test_worker_task_analyzes_what_other_processes_changed(sql_store: SqlStore) 
     """The worker's turn runs the check even when this process wrote nothing itself."""
     _write(sql_store, 150)
     # a keeper that never saw those writes, like a worker process's own store
-    sql_store.statistics = StatisticsKeeper(sql_store.engine, fraction=0.1, min_rows=100)
+    sql_store.statistics = StatisticsKeeper(sql_store.engine, fraction=0.1, min_rows=100,
+                                            background=False)
     services = Services(settings=load_settings(database_url=sql_store.url), store=sql_store)
     done = statistics_upkeep(services)
     if sql_store.dialect == "postgresql":

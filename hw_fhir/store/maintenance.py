@@ -11,7 +11,8 @@ when it gets round to it; hw-fhir does not wait for it:
 * :class:`StatisticsKeeper` (``SqlStore.statistics``) counts the rows each committed
   write sent per table; every :data:`CHECK_EVERY` resources written it compares what changed since a
   table was last analyzed with the table's size and analyzes the tables where more than
-  :data:`ANALYZE_FRACTION` of it (and at least :data:`ANALYZE_MIN_ROWS` rows) changed.
+  :data:`ANALYZE_FRACTION` of it (and at least :data:`ANALYZE_MIN_ROWS` rows) changed,
+  in a background thread (the write that crossed the threshold does not wait for it).
   On PostgreSQL "what changed" is the larger of this process's count and the server's
   ``pg_stat_user_tables.n_mod_since_analyze`` (writes of every process); the worker runs
   the same check on a timer (:func:`hw_fhir.default_worker.statistics_upkeep`), so
@@ -73,8 +74,13 @@ class StatisticsKeeper:
     """Analyzes the store tables whose rows changed by more than a fraction since last time."""
 
     def __init__(self, engine: Engine, *, fraction: float = ANALYZE_FRACTION,
-                 min_rows: int = ANALYZE_MIN_ROWS, check_every: int = CHECK_EVERY) -> None:
+                 min_rows: int = ANALYZE_MIN_ROWS, check_every: int = CHECK_EVERY,
+                 background: bool = True) -> None:
         self.engine = engine
+        #: check and analyze in a thread of its own, so the write that crossed the
+        #: threshold answers without waiting for ANALYZE
+        self.background = background
+        self._thread: threading.Thread | None = None
         self.fraction = fraction
         self.min_rows = min_rows
         self.check_every = check_every
@@ -90,7 +96,20 @@ class StatisticsKeeper:
             self._changed.update(rows)
             self._since_check += rows.get(S.resource_version.name, 0)
             due = self._since_check >= self.check_every
-        return self.refresh() if due else []
+        if not due:
+            return []
+        if not self.background:
+            return self.refresh()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self.refresh, name="hw-fhir-statistics",
+                                            daemon=True)
+            self._thread.start()
+        return []
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a check running in the background (tests, orderly shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def refresh(self) -> list[str]:
         """Analyze the tables changed by more than the fraction; return their names.
