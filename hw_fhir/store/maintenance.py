@@ -106,6 +106,12 @@ class StatisticsKeeper:
             self._thread.start()
         return []
 
+    def after_fork(self) -> None:
+        """Start a forked child with locks of its own and no background check."""
+        self._lock = threading.Lock()
+        self._busy = threading.Lock()
+        self._thread = None
+
     def join(self, timeout: float | None = None) -> None:
         """Wait for a check running in the background (tests, orderly shutdown)."""
         if self._thread is not None:

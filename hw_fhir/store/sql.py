@@ -128,6 +128,9 @@ class SqlStore:
         """
         self.engine.dispose(close=False)
         self._clock_lock = threading.Lock()
+        self._writer = threading.RLock() if self.dialect == "sqlite" else None
+        self.statistics.after_fork()
+        self.canonicals = CanonicalCache(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
