@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from .hookspecs import hookimpl
 
 __all__ = ["register_worker_tasks", "reminder_queue", "plan_scheduler", "response_rescoring",
-           "alert_escalation", "take_turn"]
+           "alert_escalation", "statistics_upkeep", "take_turn"]
 
 log = logging.getLogger("hw_fhir.worker")
 
@@ -20,6 +20,8 @@ log = logging.getLogger("hw_fhir.worker")
 SCHEDULER_EVERY_SECONDS = 60
 #: Seconds between two catch-up scoring sweeps (sooner while a backlog remains).
 RESCORE_EVERY_SECONDS = 60
+#: Seconds between two checks of the planner statistics (whichever worker takes the turn).
+STATISTICS_EVERY_SECONDS = 300
 
 
 def take_turn(services: Any, key: str, every_seconds: float, *, now: datetime | None = None) -> bool:
@@ -112,7 +114,21 @@ def alert_escalation(services: Any, *, now: datetime | None = None) -> int:
     return escalate_overdue(services, now=now)
 
 
+def statistics_upkeep(services: Any) -> int:
+    """Every five minutes (one worker): ANALYZE the store tables changed by more than a fraction.
+
+    Catches what the web processes' own checks after their writes miss (on PostgreSQL the
+    server counts every process's changes); see :mod:`hw_fhir.store.maintenance`. Return
+    how many tables were analyzed.
+    """
+    statistics = getattr(services.store, "statistics", None)
+    if statistics is None or not take_turn(services, "statistics", STATISTICS_EVERY_SECONDS):
+        return 0
+    return len(statistics.refresh())
+
+
 @hookimpl(tryfirst=True)
 def register_worker_tasks() -> list[Any]:
     """Return the built-in periodic jobs."""
-    return [reminder_queue, plan_scheduler, response_rescoring, alert_escalation]
+    return [reminder_queue, plan_scheduler, response_rescoring, alert_escalation,
+            statistics_upkeep]

@@ -137,6 +137,9 @@ class CatalogLoad:
 
 
 def _find(store: Store, url: str, version: str | None) -> list[dict[str, Any]]:
+    canonicals = getattr(store, "canonicals", None)  # the SQL store's cache (store/canonicals)
+    if canonicals is not None:
+        return [found.resource for found in canonicals.find("Questionnaire", url, version)]
     params = [("url", url)]
     if version:
         params.append(("version", version))

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import (
     Connection,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -48,6 +49,8 @@ from ..models import validate
 from . import schema as S
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
+from .canonicals import CanonicalCache
+from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, params_for
 from .writes import WriteBuffer
@@ -94,7 +97,13 @@ class SqlStore:
         self.engine = engine or _make_engine(url, echo=echo, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self._clock_lock = threading.Lock()
+        #: one writing thread at a time on SQLite (reentrant: a nested begin fails as before)
+        self._writer = threading.RLock() if self.dialect == "sqlite" else None
         self._last_instant = ""
+        #: refreshes planner statistics of tables this process changed a lot (see maintenance)
+        self.statistics = StatisticsKeeper(self.engine)
+        #: Questionnaires (any type) by canonical url|version, until one of the type is written
+        self.canonicals = CanonicalCache(self)
         _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
@@ -119,11 +128,19 @@ class SqlStore:
         """
         self.engine.dispose(close=False)
         self._clock_lock = threading.Lock()
+        self._writer = threading.RLock() if self.dialect == "sqlite" else None
+        self.statistics.after_fork()
+        self.canonicals = CanonicalCache(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """Open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        with self.engine.connect() as conn:
+        """Open a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        SQLite has one writer at a time: the threads of this process take turns on a lock
+        (woken in order) instead of all polling the database's busy handler, which sleeps
+        up to 100 ms between tries; other processes still meet at the busy handler.
+        """
+        with self._writer_turn(), self.engine.connect() as conn:
             conn.info["hw_write"] = True
             try:
                 with conn.begin():
@@ -132,9 +149,35 @@ class SqlStore:
                 conn.info.pop("hw_write", None)
 
     @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Wait for this process's other SQLite writers (at most the busy timeout, then go on)."""
+        if self._writer is None:
+            yield
+            return
+        got = self._writer.acquire(timeout=_WRITER_WAIT)
+        try:
+            yield
+        finally:
+            if got:
+                self._writer.release()
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """A connection for one read statement, outside any transaction (no BEGIN, no ROLLBACK)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:  # the begin listener of _make_engine emits no BEGIN for it
+                conn.info["hw_autocommit"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("hw_autocommit", None)
 
     def _instant(self) -> str:
         """Return a strictly increasing now (two writes never share a lastUpdated)."""
@@ -153,15 +196,11 @@ class SqlStore:
     def read(self, resource_type: str, id: str) -> Stored:
         """Return the current version; NotFound or Gone."""
         _check_type(resource_type)
-        with self._read() as conn:
+        with self._read_one() as conn:
             return self._read_in(conn, resource_type, id)
 
     def _read_in(self, conn: Connection, resource_type: str, id: str) -> Stored:
-        row = conn.execute(
-            select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
-                   S.resource.c.content)
-            .where(S.resource.c.res_type == resource_type, S.resource.c.res_id == id)
-        ).first()
+        row = conn.execute(_READ, {"rtype": resource_type, "id": id}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} is not known")
         if row.deleted:
@@ -175,14 +214,8 @@ class SqlStore:
             vid = int(version_id)
         except ValueError:
             raise NotFound(f"{resource_type}/{id} has no version {version_id!r}") from None
-        with self._read() as conn:
-            row = conn.execute(
-                select(S.resource_version).where(
-                    S.resource_version.c.res_type == resource_type,
-                    S.resource_version.c.res_id == id,
-                    S.resource_version.c.version_id == vid,
-                )
-            ).first()
+        with self._read_one() as conn:
+            row = conn.execute(_VREAD, {"rtype": resource_type, "id": id, "vid": vid}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} has no version {version_id}")
         if row.deleted:
@@ -274,14 +307,17 @@ class SqlStore:
             col = self._sort_column(q.resource_type, key)
             # resources without the element sort last on both databases
             order.append((col.desc() if desc else col.asc()).nulls_last())
-        if not q.sort and q.cursor:
-            where.append(or_(r.c.last_updated > q.cursor[0],
-                             and_(r.c.last_updated == q.cursor[0], r.c.res_id > q.cursor[1])))
         last_updated: Any = r.c.last_updated
+        res_id: Any = r.c.res_id
         if q.filters and self.dialect == "sqlite":
-            # keep SQLite from walking the whole type in lastUpdated-index order
-            # when a selective filter drives the query ("+col" disables the index)
-            last_updated = literal_column(f"+{r.name}.last_updated")
+            # the filter drives, the cursor only bounds: "+col" keeps SQLite off the
+            # lastUpdated index and the primary key, which it would otherwise walk from the
+            # cursor through every resource of the type (O(store), not O(page))
+            last_updated = literal_column(f"+{r.name}.last_updated", type_=r.c.last_updated.type)
+            res_id = literal_column(f"+{r.name}.res_id", type_=r.c.res_id.type)
+        if not q.sort and q.cursor:
+            where.append(or_(last_updated > q.cursor[0],
+                             and_(last_updated == q.cursor[0], res_id > q.cursor[1])))
         order.extend([last_updated.asc(), r.c.res_id.asc()])
         if self.dialect == "sqlite" and not q.sort:
             # SQLite's sorter would copy every matching resource's JSON (three times slower
@@ -605,7 +641,10 @@ class _Unit:
                 if not self._cm.__exit__(*sys.exc_info()):
                     raise
                 return False
-        return self._cm.__exit__(exc_type, exc, tb)
+        suppressed = self._cm.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._writes is not None and self._writes.written:
+            self.store.statistics.wrote(self._writes.written)  # committed: count the rows
+        return suppressed
 
     @property
     def _buffer(self) -> WriteBuffer:
@@ -669,10 +708,24 @@ class _Unindexed:
         return literal_column(f"+{self._table.name}.{name}", type_=column.type)
 
 
+#: Read by id and by version: built once, so each read only binds its values (SQLAlchemy
+#: finds the compiled SQL in its cache without building and hashing a new statement).
+_READ = (select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
+                S.resource.c.content)
+         .where(S.resource.c.res_type == bindparam("rtype"), S.resource.c.res_id == bindparam("id")))
+_VREAD = (select(S.resource_version.c.last_updated, S.resource_version.c.deleted,
+                 S.resource_version.c.method, S.resource_version.c.content)
+          .where(S.resource_version.c.res_type == bindparam("rtype"),
+                 S.resource_version.c.res_id == bindparam("id"),
+                 S.resource_version.c.version_id == bindparam("vid")))
+
 #: Which filter type narrows results most, to drive the query (lower first).
 _SELECTIVITY = {"id": 0, "reference": 1, "uri": 2, "string": 3, "date": 4, "lastUpdated": 5,
                 "token": 6}
 
+
+#: Seconds a SQLite writer waits for the other threads' writes (as the busy timeout).
+_WRITER_WAIT = 30
 
 #: Matches read at most by one ``search_every`` (far above any patient's or panel's count).
 _EVERY = 1_000_000
@@ -732,6 +785,8 @@ def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
+            if conn.info.get("hw_autocommit"):  # one read statement: it is atomic by itself
+                return
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("hw_write") else "BEGIN")
 
         return engine

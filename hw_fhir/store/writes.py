@@ -24,6 +24,7 @@ stamped before its instant.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -101,6 +102,8 @@ class WriteBuffer:
         self._versions: list[dict[str, Any]] = []
         self._index: dict[Key, dict[str, list[dict[str, Any]]]] = {}
         self._clear: dict[Key, None] = {}  # stored resources whose index rows must go
+        #: rows sent per table by every flush so far (what the statistics keeper counts)
+        self.written: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- lookups
 
@@ -225,6 +228,9 @@ class WriteBuffer:
                 _copy_rows(conn, S.SP_TABLES[kind].name, items)
             else:
                 conn.execute(_INSERT_INDEX[kind], items)
+            self.written[S.SP_TABLES[kind].name] += len(items)
+        self.written[_r.name] += len(self._updates) + len(self._inserts)
+        self.written[S.resource_version.name] += len(self._versions)
         self._stored.update(self._state)
         self._state.clear()
         self._inserts.clear()
