@@ -353,7 +353,10 @@ def test_gives_up_after_the_configured_time(tmp_path: Path, sqlite_url: str) -> 
 
 
 def test_concurrent_workers_send_each_record_once(tmp_path: Path, db_url: str) -> None:
-    setup = Ehr(tmp_path, db_url)
+    # A generous timeout: a conditional create that times out is retried by design (the
+    # retry is answered by If-None-Exist), which would count as a second POST here; this
+    # test is about two workers never claiming the same row.
+    setup = Ehr(tmp_path, db_url, timeout=30)
     try:
         run_outbox(setup.services)
         ids = [setup.store.create(response(f"p{i}")).stored.id for i in range(30)]
