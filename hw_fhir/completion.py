@@ -56,6 +56,8 @@ __all__ = [
     "save_draft",
     "submit_response",
     "amend_response",
+    "record_answer",
+    "check_open",
     "task_questionnaire",
     "response_for_task",
 ]
@@ -108,7 +110,8 @@ def _load(store: Store, task_ref: str, patient: str) -> tuple[dict[str, Any], st
     return task, patient_ref
 
 
-def _check_open(task: Mapping[str, Any]) -> None:
+def check_open(task: Mapping[str, Any]) -> None:
+    """Raise BusinessRuleError unless answers can still be saved for the Task."""
     status = task.get("status")
     if status in OPEN_STATUSES and status != "on-hold":
         return
@@ -176,16 +179,22 @@ def _write(
     new_task: dict[str, Any],
     response: dict[str, Any],
     existing: Mapping[str, Any] | None,
+    if_match: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the response and the Task in one transaction; return both as stored."""
     if existing is not None:
         response = dict(
             response,
             id=existing["id"],
-            meta=dict(response["meta"], versionId=existing["meta"]["versionId"]),
+            meta=dict(response.get("meta") or {}, versionId=existing["meta"]["versionId"]),
         )
         response_entry = status_entry(response)
         target = f"QuestionnaireResponse/{existing['id']}"
+    elif response.get("id"):
+        response_entry = status_entry(response)
+        if if_match:
+            response_entry["request"]["ifMatch"] = if_match
+        target = response_entry["request"]["url"]
     else:
         target = f"urn:uuid:{uuid.uuid4()}"
         response_entry = {
@@ -229,7 +238,7 @@ def _save(
 ) -> CompletionResult:
     moment = utc_now(now)
     task, patient_ref = _load(store, task_ref, patient)
-    _check_open(task)
+    check_open(task)
     questionnaire = task_questionnaire(store, task)
     existing = response_for_task(store, task["id"])
     if existing is not None and existing.get("status") != "in-progress":
@@ -242,6 +251,37 @@ def _save(
         status="completed" if final else "in-progress",
         moment=moment,
     )
+    return record_answer(
+        store, task, questionnaire, response, existing=existing, final=final, events=events,
+        now=moment,
+    )
+
+
+def record_answer(
+    store: Store,
+    task: dict[str, Any],
+    questionnaire: Mapping[str, Any],
+    response: dict[str, Any],
+    *,
+    existing: Mapping[str, Any] | None,
+    final: bool,
+    events: Events | None = None,
+    now: datetime | None = None,
+    if_match: str | None = None,
+) -> CompletionResult:
+    """Store a built response for an open Task and move the Task on, in one transaction.
+
+    The one code path behind :func:`save_draft`, :func:`submit_response` and the SDC
+    workflow of responses written through the API (:mod:`hw_fhir.task_workflow`):
+    the response is validated against ``questionnaire`` (required items only when
+    ``final``); the Task becomes ``in-progress`` (draft) or ``completed`` with
+    ``output`` → the response, ``executionPeriod`` and businessStatus ``on-time`` /
+    ``late``. ``existing`` is the Task's stored response (written over, If-Match on its
+    version); otherwise a response with an ``id`` is PUT under that id, one without
+    is created (``if_match``: the version a PUT under an id must replace). Events are
+    published after the write.
+    """
+    moment = utc_now(now)
     validate_response(questionnaire, response, final=final)
     new_task = dict(task, lastModified=instant(moment))
     period = dict(task.get("executionPeriod") or {})
@@ -257,7 +297,9 @@ def _save(
     else:
         new_task["status"] = "in-progress"
     new_task["executionPeriod"] = period
-    stored_task, stored_response = _write(store, task, new_task, response, existing)
+    stored_task, stored_response = _write(
+        store, task, new_task, response, existing, if_match
+    )
     if stored_task.get("status") != task.get("status"):
         publish(
             events,

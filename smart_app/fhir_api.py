@@ -12,7 +12,7 @@ from typing import Any, Callable
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from hw_fhir import rest
+from hw_fhir import rest, task_workflow
 from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
 from hw_fhir.limits import check_body, check_search_value, limits
 from hw_fhir.store import SearchResult, Stored, WriteResult
@@ -223,9 +223,22 @@ def create(rtype: str) -> Response:
     body = _body()
     _check_resource_type(body, rtype)
     body = {k: v for k, v in body.items() if k != "id"}
-    result = _store().create(body, if_none_exist=request.headers.get("If-None-Exist"))
+    result = _answer_task(body) or _store().create(
+        body, if_none_exist=request.headers.get("If-None-Exist"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
+
+
+def _answer_task(body: dict[str, Any]) -> WriteResult | None:
+    """Write a QuestionnaireResponse answering a Task together with the Task (SDC workflow)."""
+    if body.get("resourceType") != "QuestionnaireResponse":
+        return None
+    svc = services()
+    return task_workflow.write_response(
+        svc.store, body, if_match=request.headers.get("If-Match"),
+        if_none_exist=request.headers.get("If-None-Exist"),
+        authorize=getattr(_store(), "check_write", None),
+        events=svc.events)
 
 
 @bp.get("/<rtype>/_history")
@@ -258,7 +271,7 @@ def update(rtype: str, rid: str) -> Response:
     if body.get("id") != rid:
         raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
                               issues=[Issue("id must match the URL", expression="id")])
-    result = _store().update(body, if_match=request.headers.get("If-Match"))
+    result = _answer_task(body) or _store().update(body, if_match=request.headers.get("If-Match"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 

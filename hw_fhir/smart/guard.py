@@ -150,6 +150,26 @@ class GuardedStore:
             if_match = _etag(old)
         return self.store.update(resource, if_match=if_match)
 
+    def check_write(self, resource: dict[str, Any]) -> str | None:
+        """Check a create or update of ``resource`` as :meth:`create`/:meth:`update` do, writing nothing.
+
+        Return the ETag an update must replace when the grant is restricted (the
+        version that was checked), else None. Raises Forbidden like the writes.
+        """
+        rtype = resource.get("resourceType", "")
+        if not resource.get("id"):
+            self.policy.check("c", resource)
+            return None
+        self.policy.require("u", rtype)
+        old = self._current(rtype, str(resource["id"]))
+        if old is None:
+            self.policy.check("c", resource)
+            self.policy.check("u", resource)
+            return None
+        self.policy.check("u", old.resource)
+        self.policy.check("u", resource)
+        return None if self.policy.unrestricted("u", rtype) else _etag(old)
+
     def delete(self, resource_type: str, id: str) -> None:
         """Delete, if the token may delete this resource."""
         self.policy.require("d", resource_type)

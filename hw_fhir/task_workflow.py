@@ -1,0 +1,192 @@
+"""The SDC Task workflow for QuestionnaireResponses written through the FHIR API.
+
+An outside form filler (a patient app, an SDC filler) that posts or puts a
+QuestionnaireResponse answering a homework Task closes that Task exactly as the
+patient pages do: the write goes through :func:`hw_fhir.completion.record_answer`,
+so the response and the Task are one transaction — a ``completed`` response makes
+the Task ``completed`` with ``output`` (type ``questionnaire-response``) → the
+response and ``executionPeriod``; an ``in-progress`` one makes it ``in-progress``.
+
+Which Task a response answers, first match wins:
+
+1. ``basedOn`` → ``Task/<id>`` (the SDC convention of form fillers working a Task);
+2. the identifier ``http://hw-fhir.org/fhir/sid/task-response|<task id>``, on the
+   response sent or on the stored response it replaces;
+3. an open Task of the response's ``subject`` whose ``questionnaire`` input is the
+   response's ``questionnaire`` (``url|version``, or ``url`` alone): the one whose
+   draft this is, else an ``in-progress`` one, else the one due first.
+
+A response answering no Task is written as before (``None`` is returned). The Task
+must be for the response's ``subject`` (a response for another patient's Task is
+:class:`~hw_fhir.errors.Forbidden`) and still open; the response is validated
+against the Task's Questionnaire version. The caller's own rights over the
+response are checked by ``authorize`` (the /fhir facade passes its scope guard);
+the Task is then changed by the server as a consequence of that write, like the
+scores recorded after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from .assignment import OPEN_STATUSES, instant, task_canonical, task_due, utc_now
+from .completion import (
+    RESPONSE_TASK_SYSTEM,
+    check_open,
+    record_answer,
+    response_for_task,
+    task_questionnaire,
+)
+from .errors import BusinessRuleError, Forbidden, Gone, InvalidResource, Issue, NotFound, VersionConflict
+from .events import Events
+from .store.base import Store, Stored, WriteResult
+
+__all__ = ["WORKFLOW_STATUSES", "answered_task", "write_response"]
+
+#: Response statuses that move a Task on (``completed`` closes it).
+WORKFLOW_STATUSES = frozenset({"in-progress", "completed"})
+#: Task statuses a response can still be written for (``on-hold`` is paused by the clinician).
+_WORKABLE = sorted(OPEN_STATUSES - {"on-hold"})
+
+Authorize = Callable[[dict[str, Any]], "str | None"]
+
+
+def _current(store: Store, rid: str | None) -> Stored | None:
+    if not rid:
+        return None
+    try:
+        return store.read("QuestionnaireResponse", rid)
+    except (NotFound, Gone):
+        return None
+
+
+def _task_from_reference(response: Mapping[str, Any]) -> str | None:
+    for ref in response.get("basedOn") or []:
+        value = str((ref or {}).get("reference") or "")
+        parts = [p for p in urlsplit(value).path.split("/") if p]
+        if len(parts) >= 2 and parts[-2] == "Task":
+            return parts[-1]
+    return None
+
+
+def _task_from_identifier(response: Mapping[str, Any] | None) -> str | None:
+    identifier = (response or {}).get("identifier") or {}
+    if isinstance(identifier, Mapping) and identifier.get("system") == RESPONSE_TASK_SYSTEM:
+        return str(identifier.get("value") or "") or None
+    return None
+
+
+def _same_questionnaire(task: Mapping[str, Any], canonical: str) -> bool:
+    wanted = task_canonical(task) or ""
+    if "|" in canonical:
+        return wanted == canonical
+    return wanted == canonical or wanted.startswith(canonical + "|")
+
+
+def _matching_task(store: Store, response: Mapping[str, Any], rid: str | None) -> dict[str, Any] | None:
+    subject = str((response.get("subject") or {}).get("reference") or "")
+    canonical = str(response.get("questionnaire") or "")
+    if not subject.startswith("Patient/") or not canonical:
+        return None
+    found = store.search("Task", [("patient", subject), ("status", ",".join(_WORKABLE)),
+                                  ("_count", "200")])
+    tasks = [m.resource for m in found.matches if _same_questionnaire(m.resource, canonical)]
+    if not tasks:
+        return None
+
+    def rank(task: dict[str, Any]) -> tuple[int, int, str, str]:
+        draft = response_for_task(store, task["id"]) if rid else None
+        due = task_due(task)
+        return (0 if draft is not None and draft.get("id") == rid else 1,
+                0 if task.get("status") == "in-progress" else 1,
+                due.isoformat() if due else "9999", str(task.get("authoredOn") or ""))
+
+    return min(tasks, key=rank)
+
+
+def answered_task(store: Store, response: Mapping[str, Any],
+                  current: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Return the Task a response answers (see the module notes), or None."""
+    named = _task_from_reference(response) or _task_from_identifier(response) \
+        or _task_from_identifier(current)
+    if named:
+        try:
+            return store.read("Task", named).resource
+        except (NotFound, Gone):
+            if _task_from_reference(response):
+                raise BusinessRuleError(f"basedOn names Task/{named}, which does not exist") from None
+            return None
+    return _matching_task(store, response, (current or {}).get("id"))
+
+
+def _prepared(response: dict[str, Any], task: Mapping[str, Any], now: datetime | None) -> dict[str, Any]:
+    patient = (task.get("for") or {}).get("reference")
+    subject = (response.get("subject") or {}).get("reference")
+    if subject not in (None, patient):
+        raise Forbidden(f"Task/{task['id']} is homework of another patient than {subject}")
+    identifier = response.get("identifier")
+    ours = {"system": RESPONSE_TASK_SYSTEM, "value": task["id"]}
+    if identifier and not (isinstance(identifier, Mapping) and identifier.get("system") == RESPONSE_TASK_SYSTEM
+                           and identifier.get("value") == task["id"]):
+        raise InvalidResource(
+            f"A response answering Task/{task['id']} carries the identifier "
+            f"{RESPONSE_TASK_SYSTEM}|{task['id']}; leave identifier out",
+            issues=[Issue("identifier is set by the server for a response answering a Task",
+                          expression="QuestionnaireResponse.identifier")])
+    profile = (response.get("meta") or {}).get("profile")
+    prepared = {k: v for k, v in response.items() if k != "meta"}
+    if profile:
+        prepared["meta"] = {"profile": list(profile)}
+    prepared.update(identifier=ours, subject={"reference": patient})
+    if not prepared.get("authored"):
+        prepared["authored"] = instant(utc_now(now))
+    return prepared
+
+
+def write_response(store: Store, response: dict[str, Any], *, if_match: str | None = None,
+                   if_none_exist: str | None = None, authorize: Authorize | None = None,
+                   events: Events | None = None, now: datetime | None = None) -> WriteResult | None:
+    """Write a response that answers a Task together with the Task; None when it answers none.
+
+    ``response`` is the resource sent (with an ``id`` for an update). ``authorize``
+    is called with it before anything is written and raises when the caller may not
+    write it; it may return the version (ETag) the write must replace. A conditional
+    create (``if_none_exist``) and responses of other statuses (amendments,
+    ``entered-in-error``) return None: they are plain writes.
+    """
+    if response.get("status") not in WORKFLOW_STATUSES or if_none_exist:
+        return None
+    current = _current(store, response.get("id"))
+    task = answered_task(store, response, current.resource if current else None)
+    if task is None:
+        return None
+    if current is not None and _task_from_identifier(current.resource) not in (None, task["id"]):
+        raise BusinessRuleError(f"QuestionnaireResponse/{current.id} answers another Task")
+    existing = response_for_task(store, task["id"])
+    if task.get("status") == "completed" and existing is not None and existing.get("id") == response.get("id"):
+        return None  # a correction of the submitted response: a plain write
+    check_open(task)
+    if existing is not None and response.get("id") and existing["id"] != response["id"]:
+        raise BusinessRuleError(f"Task/{task['id']} is answered by QuestionnaireResponse/"
+                                f"{existing['id']}; update that response")
+    if existing is not None and existing.get("status") != "in-progress":
+        raise BusinessRuleError(f"Task/{task['id']} has a submitted response; amend it instead")
+    prepared = _prepared(response, task, now)
+    if existing is not None:
+        prepared["id"] = existing["id"]
+    pinned = authorize(prepared) if authorize is not None else None
+    wanted = (if_match or pinned or "").strip() or None
+    replaced = current.version_id if current is not None else \
+        (existing or {}).get("meta", {}).get("versionId")
+    if wanted and replaced and wanted != f'W/"{replaced}"':
+        raise VersionConflict(f"QuestionnaireResponse/{prepared.get('id')} is at version "
+                              f"{replaced}, not {wanted}")
+    questionnaire = task_questionnaire(store, task)
+    result = record_answer(store, task, questionnaire, prepared, existing=existing,
+                           final=prepared["status"] == "completed", events=events, now=now,
+                           if_match=wanted if current is not None and existing is None else None)
+    return WriteResult(Stored.from_resource(result.response),
+                       created=current is None and existing is None)

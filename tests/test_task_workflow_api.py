@@ -1,0 +1,196 @@
+"""The SDC Task workflow over /fhir: a QuestionnaireResponse an outside form filler writes
+through the API closes the Task it answers, in one transaction, as the patient pages do.
+
+The app is served over real HTTP, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from hw_fhir.completion import RESPONSE_TASK_SYSTEM, save_draft
+
+from conftest import serve
+from outcomes_support import instrument_response
+from patient_support import give_homework, patient_app, snapshot
+from smart_support import Browser, secure_cookies_over_http, token_for
+
+FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+PHQ9 = "http://hw-fhir.org/fhir/Questionnaire/phq-9"
+SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+
+
+@pytest.fixture
+def app_config(tmp_path: Path, db_url: str) -> dict:
+    """The test app on a fresh SQLite or PostgreSQL database, open API."""
+    return {"TESTING": True, "instance_path": str(tmp_path / "instance"), "database_url": db_url,
+            "open_api": True, "secret_key": "test-secret"}
+
+
+@pytest.fixture
+def app(app_config: dict) -> Iterator[Any]:
+    """The app with the demo practice and the catalog."""
+    application = patient_app(app_config)
+    yield application
+    application.extensions["hw_fhir"].close()
+
+
+@pytest.fixture
+def base(app: Any) -> Iterator[str]:
+    """The app served over HTTP; its URL."""
+    server = serve(app)
+    yield server.url
+    server.stop()
+
+
+def call(base: str, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+    headers = dict(FHIR, **({"Authorization": f"Bearer {token}"} if token else {}),
+                   **kwargs.pop("headers", {}))
+    return requests.request(method, f"{base}/fhir/{path}", headers=headers, timeout=20, **kwargs)
+
+
+def read(base: str, ref: str) -> dict[str, Any]:
+    got = call(base, "GET", ref)
+    assert got.status_code == 200, got.text
+    return got.json()
+
+
+def phq9(patient: str = "pat-ava", status: str = "completed", **extra: Any) -> dict[str, Any]:
+    weights: list[int | None] = [1, 1, 0, 2, 0, 1, 0, 0, 0] if status == "completed" else [1, 1]
+    return dict(instrument_response("phq-9", weights, patient=patient, status=status), **extra)
+
+
+def output_of(task: dict[str, Any]) -> list[str]:
+    return [o["valueReference"]["reference"] for o in task.get("output") or []
+            if (SDC_TEMP, "questionnaire-response") in
+            {(c.get("system"), c.get("code")) for c in o["type"]["coding"]}]
+
+
+def test_completed_response_naming_its_task_completes_it(app: Any, base: str) -> None:
+    task = give_homework(app, "phq-9")
+    sent = phq9(basedOn=[{"reference": f"Task/{task['id']}"}])
+    created = call(base, "POST", "QuestionnaireResponse", json=sent)
+    assert created.status_code == 201, created.text
+    response = created.json()
+    assert response["identifier"] == {"system": RESPONSE_TASK_SYSTEM, "value": task["id"]}
+    assert created.headers["Location"].split("/fhir/")[1].startswith(f"QuestionnaireResponse/{response['id']}/")
+
+    done = read(base, f"Task/{task['id']}")
+    assert done["status"] == "completed"
+    assert output_of(done) == [f"QuestionnaireResponse/{response['id']}"]
+    assert done["executionPeriod"]["start"] and done["executionPeriod"]["end"]
+    assert done["businessStatus"]["coding"][0]["code"] == "on-time"
+    # the response is scored as before (PHQ-9 total 5 from the weights above)
+    scores = call(base, "GET", f"Observation?derived-from=QuestionnaireResponse/{response['id']}").json()
+    totals = [e["resource"]["valueQuantity"]["value"] for e in scores.get("entry", [])
+              if e["resource"]["code"]["coding"][0]["code"] == "44261-6"]
+    assert totals == [5]
+
+
+def test_draft_then_update_by_questionnaire_match(app: Any, base: str) -> None:
+    later = give_homework(app, "phq-9", days=5)
+    sooner = give_homework(app, "phq-9", days=2)
+    give_homework(app, "phq-9", patient="pat-ben")
+    draft = call(base, "POST", "QuestionnaireResponse", json=phq9(status="in-progress"))
+    assert draft.status_code == 201, draft.text
+    qr = draft.json()
+    # no basedOn: the open Task of that patient asking for that questionnaire, due first
+    assert qr["identifier"]["value"] == sooner["id"]
+    working = read(base, f"Task/{sooner['id']}")
+    assert working["status"] == "in-progress" and "end" not in working["executionPeriod"]
+    assert "output" not in working
+    assert read(base, f"Task/{later['id']}")["status"] == "requested"
+
+    final = dict(phq9(), id=qr["id"], questionnaire=f"{PHQ9}|1.0.0")
+    updated = call(base, "PUT", f"QuestionnaireResponse/{qr['id']}", json=final,
+                   headers={"If-Match": draft.headers["ETag"]})
+    assert updated.status_code == 200, updated.text
+    done = read(base, f"Task/{sooner['id']}")
+    assert done["status"] == "completed"
+    assert output_of(done) == [f"QuestionnaireResponse/{qr['id']}"]
+    assert done["executionPeriod"]["start"] == working["executionPeriod"]["start"]
+    found = call(base, "GET", "QuestionnaireResponse?subject=Patient/pat-ava").json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [qr["id"]]
+
+
+def test_api_continues_a_draft_saved_on_the_patient_pages(app: Any, base: str) -> None:
+    task = give_homework(app, "phq-9")
+    store = app.extensions["hw_fhir"].store
+    page_draft = save_draft(store, task["id"], {"item": phq9(status="in-progress")["item"]},
+                            patient="Patient/pat-ava").response
+    created = call(base, "POST", "QuestionnaireResponse", json=phq9())
+    assert created.status_code == 200, created.text  # the Task's one response, updated
+    assert created.json()["id"] == page_draft["id"]
+    assert read(base, f"Task/{task['id']}")["status"] == "completed"
+
+
+def test_refusals_write_nothing(app: Any, base: str) -> None:
+    ava = give_homework(app, "phq-9")
+    ben = give_homework(app, "phq-9", patient="pat-ben")
+    before = snapshot(app)
+    # a response about Ava naming Ben's Task
+    other = call(base, "POST", "QuestionnaireResponse",
+                 json=phq9(basedOn=[{"reference": f"Task/{ben['id']}"}]))
+    assert other.status_code == 403, other.text
+    assert other.json()["resourceType"] == "OperationOutcome"
+    # a submitted response missing required answers
+    incomplete = phq9(basedOn=[{"reference": f"Task/{ava['id']}"}])
+    incomplete["item"] = incomplete["item"][:3]
+    bad = call(base, "POST", "QuestionnaireResponse", json=incomplete)
+    assert bad.status_code == 422, bad.text
+    # another version of the questionnaire than the Task asks for
+    wrong = phq9(basedOn=[{"reference": f"Task/{ava['id']}"}], questionnaire=f"{PHQ9}|9.9.9")
+    assert call(base, "POST", "QuestionnaireResponse", json=wrong).status_code == 422
+    assert snapshot(app) == before
+    assert read(base, f"Task/{ava['id']}")["status"] == "requested"
+
+
+def test_closed_task_and_no_task(app: Any, base: str) -> None:
+    task = give_homework(app, "phq-9")
+    first = call(base, "POST", "QuestionnaireResponse",
+                 json=phq9(basedOn=[{"reference": f"Task/{task['id']}"}]))
+    assert first.status_code == 201
+    again = call(base, "POST", "QuestionnaireResponse",
+                 json=phq9(basedOn=[{"reference": f"Task/{task['id']}"}]))
+    assert again.status_code == 422 and "amend" in again.text
+    # an amendment of the submitted response is a plain update; the Task stays as it was
+    amended = dict(first.json(), status="amended")
+    put = call(base, "PUT", f"QuestionnaireResponse/{amended['id']}", json=amended)
+    assert put.status_code == 200, put.text
+    assert read(base, f"Task/{task['id']}")["meta"]["versionId"] == "2"
+    # a response answering no Task is stored as before
+    loose = call(base, "POST", "QuestionnaireResponse", json=phq9(patient="pat-carmen"))
+    assert loose.status_code == 201 and "identifier" not in loose.json()
+
+
+@pytest.fixture
+def smart(app_config: dict) -> Iterator[tuple[Any, str]]:
+    """The app with /fhir protected and the sandbox EHR, served over HTTP: (app, URL)."""
+    application = patient_app(app_config, open_api=False, sandbox=True, secure_cookies=True)
+    server = serve(application)
+    with secure_cookies_over_http():
+        yield application, server.url
+    server.stop()
+    application.extensions["hw_fhir"].close()
+
+
+def test_patient_token_completes_own_task_only(smart: tuple[Any, str]) -> None:
+    app, smart_base = smart
+    ava = give_homework(app, "phq-9")
+    ben = give_homework(app, "phq-9", patient="pat-ben")
+    token = token_for(Browser(smart_base), "launch/patient openid fhirUser patient/*.cruds",
+                      user="Patient/pat-ava")["access_token"]
+    before = snapshot(app)
+    theirs = call(smart_base, "POST", "QuestionnaireResponse", token,
+                  json=phq9(patient="pat-ben", basedOn=[{"reference": f"Task/{ben['id']}"}]))
+    assert theirs.status_code == 403, theirs.text
+    assert snapshot(app) == before
+    mine = call(smart_base, "POST", "QuestionnaireResponse", token,
+                json=phq9(basedOn=[{"reference": f"Task/{ava['id']}"}]))
+    assert mine.status_code == 201, mine.text
+    assert call(smart_base, "GET", f"Task/{ava['id']}", token).json()["status"] == "completed"
+    assert call(smart_base, "GET", f"Task/{ben['id']}", token).status_code == 403
