@@ -29,7 +29,7 @@ from flask import (
 from hw_fhir.errors import HwFhirError
 from hw_fhir.smart.client import EhrClient
 from hw_fhir.smart.keys import load_or_create_key, public_jwks
-from hw_fhir.smart.launcher import Launcher
+from hw_fhir.smart.launcher import Launcher, relative_reference
 from hw_fhir.smart.mirror import read_local
 from hw_fhir.smart.registry import EhrRegistry
 from hw_fhir.smart.sessions import Launch, LaunchContext, LaunchStore
@@ -130,9 +130,16 @@ def home() -> Any:
 
 
 def _patient_portal_launch(ctx: LaunchContext) -> bool:
-    """Whether a launch opened a patient's own record (standalone, no clinician signed in)."""
-    if not ctx.standalone or not ctx.local_patient:
+    """Whether a launch opened a patient's own record (no clinician signed in).
+
+    A standalone launch by a patient (or by nobody in particular), or an EHR launch from
+    a patient portal: fhirUser is the launch patient.
+    """
+    if not ctx.local_patient:
         return False
+    if not ctx.standalone:
+        user = relative_reference(ctx.fhir_user, ctx.iss)
+        return bool(ctx.patient) and user == f"Patient/{ctx.patient}"
     return ctx.user_type == "Patient" or (ctx.user_type is None and not ctx.local_practitioner)
 
 

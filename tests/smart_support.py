@@ -157,6 +157,20 @@ class Browser:
         return self.launch_app(html.unescape(link.group(1)), user=f"Patient/{patient}")
 
 
+    def portal_ehr_launch(self, patient: str = "pat-ava") -> LaunchResult:
+        """Sign in to the sandbox portal as a patient and open hw-fhir inside it (EHR launch)."""
+        portal = self.get("/sandbox/portal").text
+        action, hidden = form_fields(portal)
+        self.post(action, data={**hidden, "patient": patient})
+        action, hidden = form_fields(self.get("/sandbox/portal").text, "portal-ehr-launch-form")
+        frame = self.post(action, data=hidden)
+        assert frame.status_code == 302, frame.text
+        chart = self.get(frame.headers["Location"])
+        src = re.search(r'<iframe id="smart-app"[^>]*src="([^"]+)"', chart.text)
+        assert src, chart.text
+        return self.launch_app(html.unescape(src.group(1)))
+
+
 def demo_app(app: Any) -> Any:
     """Load the demo practice into an app's store; return the app."""
     load_demo_data(app.extensions["hw_fhir"])

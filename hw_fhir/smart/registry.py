@@ -8,7 +8,7 @@ config file (``HW_FHIR_CONFIG``)::
     client_id = "hw-fhir"
     client_auth = "public"                     # public | client_secret_basic | private_key_jwt
     client_secret = ""                         # client_secret_basic only
-    scope = "launch openid fhirUser offline_access user/Patient.rs user/Practitioner.rs"
+    scope = "launch openid fhirUser offline_access user/Patient.rs user/Practitioner.rs patient/Patient.rs"
     standalone_scope = "launch/patient openid fhirUser offline_access patient/Patient.rs"
     name = "Example EHR"
 
@@ -34,7 +34,10 @@ __all__ = [
 ]
 
 CLIENT_AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
-DEFAULT_EHR_SCOPE = "launch openid fhirUser offline_access user/Patient.rs user/Practitioner.rs"
+#: EHR launch: ``user/`` scopes for a clinician, ``patient/`` ones for a patient launching from a
+#: portal (the EHR grants those that fit the user; hw-fhir reads the launch patient with them).
+DEFAULT_EHR_SCOPE = ("launch openid fhirUser offline_access user/Patient.rs user/Practitioner.rs "
+                     "patient/Patient.rs patient/Practitioner.rs")
 DEFAULT_STANDALONE_SCOPE = ("launch/patient openid fhirUser offline_access "
                             "patient/Patient.rs patient/Practitioner.rs")
 SANDBOX_CLIENT_ID = "hw-fhir-app"

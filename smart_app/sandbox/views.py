@@ -114,10 +114,11 @@ def ehr_frame(launch_id: str) -> Any:
     if context is None:
         abort(404, "This launch has expired; start a new one from the sandbox EHR.")
     patient = _store().read("Patient", context["patient"]).resource
-    practitioner = _store().read(*context["fhirUser"].split("/", 1)).resource
+    user = _store().read(*context["fhirUser"].split("/", 1)).resource
     app_url = f"{app_base()}/launch?" + urlencode({"iss": fhir_base(), "launch": launch_id})
-    return render_template("sandbox/ehr_frame.html", patient=patient, practitioner=practitioner,
-                           app_url=app_url, launch_id=launch_id)
+    return render_template("sandbox/ehr_frame.html", patient=patient, user=user,
+                           portal=user["resourceType"] == "Patient", app_url=app_url,
+                           launch_id=launch_id)
 
 
 @bp.route("/sandbox/portal", methods=["GET", "POST"])
@@ -133,6 +134,18 @@ def portal() -> Any:
     me = _store().read("Patient", user.split("/", 1)[1]).resource if _exists(user, "Patient") else None
     app_url = f"{app_base()}/launch?" + urlencode({"iss": fhir_base()})
     return render_template("sandbox/portal.html", patients=_people("Patient"), me=me, app_url=app_url)
+
+
+@bp.post("/sandbox/portal/launch")
+def portal_launch() -> Any:
+    """Open hw-fhir inside the portal for the signed-in patient (an EHR launch, fhirUser a Patient)."""
+    user = session.get(_USER_KEY) or ""
+    if not _exists(user, "Patient"):
+        raise InvalidInput("Sign in to the portal as a patient first")
+    launch_id = sandbox().auth_store.create_launch({
+        "fhirUser": user, "patient": user.split("/", 1)[1], "need_patient_banner": False,
+        "smart_style_url": f"{app_base()}/sandbox/smart-style.json"})
+    return redirect(url_for("sandbox.ehr_frame", launch_id=launch_id))
 
 
 # -------------------------------------------------------------------- OAuth
