@@ -14,8 +14,9 @@ The response is validated (:func:`hw_fhir.responses.validate_response`) against 
 Questionnaire version the Task names (``input`` ``questionnaire`` ``valueCanonical``, or
 ``focus``); a response naming another questionnaire or version is rejected. The Task
 must be for the patient submitting. Each Task has at most one response: it carries the
-identifier ``http://hw-fhir.org/fhir/sid/task-response|<task id>`` and, for a plan's
-Task, ``basedOn`` → the CarePlan. The response write and the Task write are one store
+identifier ``http://hw-fhir.org/fhir/sid/task-response|<task id>``, for a plan's
+Task ``basedOn`` → the CarePlan, and the Task's ``encounter`` (the session the homework
+was assigned in, from the launch) as its own. The response write and the Task write are one store
 transaction, with If-Match on both, so nothing is ever half-written and a concurrent
 change fails cleanly (:class:`~hw_fhir.errors.VersionConflict`).
 """
@@ -160,6 +161,8 @@ def _build_response(
     ]
     if plans:
         response["basedOn"] = [dict(ref) for ref in plans]
+    if task.get("encounter"):
+        response["encounter"] = dict(task["encounter"])
     response.update(
         {
             "questionnaire": given.get("questionnaire") or catalog.canonical(questionnaire),

@@ -1,4 +1,4 @@
-"""Demo data: a small practice (clinicians and clients) for the sandbox EHR and newcomers.
+"""Demo data: a small practice (clinicians, clients, their current sessions) for the sandbox EHR.
 
 Clinicians and clients have contact points (email; a mobile number for SMS), the
 clients ten weeks of history (:mod:`hw_fhir.demo_history`), and at every start one
@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 from .errors import NotFound
 from .services import Services
 
-__all__ = ["demo_resources", "load_demo_data", "assign_welcome", "awake_client",
-           "DEMO_IDENTIFIER_SYSTEM", "WELCOME_SYSTEM"]
+__all__ = ["demo_resources", "demo_encounters", "load_demo_data", "assign_welcome", "awake_client",
+           "DEMO_IDENTIFIER_SYSTEM", "DEMO_ENCOUNTER_SYSTEM", "WELCOME_SYSTEM"]
 
 DEMO_IDENTIFIER_SYSTEM = "urn:hw-fhir:demo-ehr:mrn"
+DEMO_ENCOUNTER_SYSTEM = "urn:hw-fhir:demo-ehr:encounter"
 #: Task.identifier system marking the homework the demo assigns at start-up.
 WELCOME_SYSTEM = "urn:hw-fhir:demo:welcome"
 
@@ -46,7 +47,7 @@ _CLIENTS = [
 
 
 def demo_resources() -> list[dict[str, Any]]:
-    """Return the demo Practitioners and Patients."""
+    """Return the demo Practitioners, Patients and Encounters."""
     out: list[dict[str, Any]] = []
     for pid, family, given, gender, role in _CLINICIANS:
         out.append({
@@ -74,6 +75,23 @@ def demo_resources() -> list[dict[str, Any]]:
             "generalPractitioner": [{"reference": f"Practitioner/{gp}"}],
             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
                            "valueCode": tz}],
+        })
+    return out + demo_encounters()
+
+
+def demo_encounters() -> list[dict[str, Any]]:
+    """Return the demo Encounters: each client's current therapy session with their clinician."""
+    out: list[dict[str, Any]] = []
+    for pid, _family, given, _gender, _birth, gp, *_rest in _CLIENTS:
+        out.append({
+            "resourceType": "Encounter", "id": f"enc-{pid}", "status": "in-progress",
+            "identifier": [{"system": DEMO_ENCOUNTER_SYSTEM, "value": f"ENC-{pid.upper()}"}],
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
+                      "display": "ambulatory"},
+            "type": [{"text": "Psychotherapy session"}],
+            "subject": {"reference": f"Patient/{pid}", "display": given},
+            "participant": [{"individual": {"reference": f"Practitioner/{gp}"}}],
+            "period": {"start": "2026-03-02T15:00:00Z"},
         })
     return out
 

@@ -141,6 +141,8 @@ def _prepared(response: dict[str, Any], task: Mapping[str, Any], now: datetime |
     if profile:
         prepared["meta"] = {"profile": list(profile)}
     prepared.update(identifier=ours, subject={"reference": patient})
+    if task.get("encounter") and not prepared.get("encounter"):
+        prepared["encounter"] = dict(task["encounter"])
     if not prepared.get("authored"):
         prepared["authored"] = instant(utc_now(now))
     return prepared

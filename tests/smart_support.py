@@ -110,12 +110,13 @@ class Browser:
 
     # ----------------------------------------------------------------- flows
 
-    def open_ehr_chart(self, practitioner: str = "dr-rivera", patient: str = "pat-ava") -> str:
-        """Use the sandbox EHR page to open a chart; return the iframe's launch URL."""
+    def open_ehr_chart(self, practitioner: str = "dr-rivera", patient: str = "pat-ava",
+                       encounter: str = "") -> str:
+        """Use the sandbox EHR page to open a chart (in an encounter); return the iframe's launch URL."""
         page = self.get("/sandbox/").text
         action, hidden = form_fields(page, "ehr-launch-form")
         response = self.post(action, data={**hidden, "practitioner": f"Practitioner/{practitioner}",
-                                           "patient": patient})
+                                           "patient": patient, "encounter": encounter})
         assert response.status_code == 302, response.text
         chart = self.get(response.headers["Location"])
         src = re.search(r'<iframe id="smart-app"[^>]*src="([^"]+)"', chart.text)

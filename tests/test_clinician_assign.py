@@ -13,7 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinician_support import Session, assign_once, clinician_app, open_launch, snapshot
+from clinician_support import (
+    Session,
+    assign_once,
+    clinician_app,
+    form_values,
+    open_launch,
+    snapshot,
+)
 from hw_fhir.assignment import task_due
 from hw_fhir.store.base import iter_all
 
@@ -43,32 +50,7 @@ def _local_today() -> date:
 
 def _form(page: str, form_id: str) -> dict[str, Any]:
     """Return the fields of a form as the browser would submit them untouched."""
-    block = re.search(r'<form[^>]*id="%s".*?</form>' % form_id, page, re.S)
-    assert block, f"no form {form_id}"
-    html = block.group(0)
-    values: dict[str, Any] = {}
-    for tag in re.finditer(r"<input([^>]*)>", html):
-        attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', tag.group(1)))
-        kind = attrs.get("type", "text")
-        name = attrs.get("name")
-        if not name:
-            continue
-        if kind in ("checkbox", "radio"):
-            if " checked" in tag.group(1):
-                values.setdefault(name, []).append(attrs.get("value", "on"))
-            continue
-        values[name] = attrs.get("value", "")
-    for tag in re.finditer(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
-        values[tag.group(1)] = __import__("html").unescape(tag.group(2))
-    for tag in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
-            r'<option value="([^"]*)"', tag.group(2)
-        )
-        values[tag.group(1)] = chosen.group(1) if chosen else ""
-    return {
-        k: (v[0] if isinstance(v, list) and len(v) == 1 and k not in ("days",) else v)
-        for k, v in values.items()
-    }
+    return form_values(page, form_id)
 
 
 def _tailor(ava: Session, qid: str = "phq-9") -> dict[str, Any]:

@@ -33,6 +33,7 @@ COMPARTMENT_PARAMS: dict[str, str] = {
     "Communication": "patient",
     "CommunicationRequest": "patient",
     "Flag": "patient",
+    "Encounter": "patient",
 }
 
 #: Types outside any patient compartment that ``patient/`` scopes may read.

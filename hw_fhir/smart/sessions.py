@@ -186,6 +186,18 @@ class LaunchContext:
         return self.need_patient_banner is not False
 
     @property
+    def launch_encounter(self) -> str | None:
+        """The id of the launch's encounter: ``encounter``, else an Encounter in ``fhirContext``."""
+        if self.encounter:
+            return self.encounter
+        for item in self.fhir_context:
+            ref = str(item.get("reference") or "") if isinstance(item, dict) else ""
+            parts = ref.rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-2] == "Encounter" and parts[-1]:
+                return parts[-1]
+        return None
+
+    @property
     def user_type(self) -> str | None:
         """``Practitioner``, ``Patient``, ``RelatedPerson``... from fhirUser."""
         if not self.fhir_user:

@@ -172,6 +172,14 @@ _PARAM_LIST: dict[str, list[SearchParam]] = {
         _p("Flag", "category", "token", "category", custom=True),
         _p("Flag", "identifier", "token", "identifier"),
     ],
+    "Encounter": [
+        _p("Encounter", "subject", "reference", "subject"),
+        _p("Encounter", "patient", "reference", "subject", targets=("Patient",)),
+        _p("Encounter", "status", "token", "status"),
+        _p("Encounter", "date", "date", "period"),
+        _p("Encounter", "participant", "reference", "participant.individual"),
+        _p("Encounter", "identifier", "token", "identifier"),
+    ],
     "Patient": [
         _p("Patient", "identifier", "token", "identifier"),
         _p("Patient", "name", "string", "name"),

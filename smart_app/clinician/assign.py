@@ -315,7 +315,7 @@ def tailor(pid: str, qid: str) -> Any:
                 wording=details.wording,
                 confidence=details.confidence,
                 reminder_channel=details.reminder_channel,
-                encounter=clinician().launch.context.encounter,
+                encounter=clinician().launch.context.launch_encounter,
             ),
             events=events(),
             now=now(),

@@ -90,7 +90,20 @@ def ehr() -> Any:
     if settings.base_url and request.url_root.rstrip("/") != settings.base_url.rstrip("/"):
         return redirect(f"{settings.base_url.rstrip('/')}/sandbox/")
     return render_template("sandbox/ehr.html", practitioners=_people("Practitioner"),
-                           patients=_people("Patient"), selected_user=session.get(_USER_KEY))
+                           patients=_people("Patient"), encounters=_encounters(),
+                           selected_user=session.get(_USER_KEY))
+
+
+def _encounters() -> list[dict[str, Any]]:
+    from hw_fhir.store.base import iter_all
+
+    names = {f"Patient/{p['id']}": p for p in _people("Patient")}
+    found = [e for e in iter_all(_store(), "Encounter", [("status", "planned,arrived,in-progress")])
+             if (e.get("subject") or {}).get("reference") in names]
+    return [{"id": e["id"], "patient": names[e["subject"]["reference"]],
+             "label": ", ".join(t.get("text", "") for t in e.get("type") or []) or "Encounter",
+             "start": (e.get("period") or {}).get("start", "")}
+            for e in sorted(found, key=lambda e: (e["subject"]["reference"], e["id"]))]
 
 
 @bp.post("/sandbox/ehr")
@@ -100,9 +113,17 @@ def ehr_launch() -> Any:
     patient = request.form.get("patient", "")
     if not _exists(practitioner, "Practitioner") or not _exists(f"Patient/{patient}", "Patient"):
         raise InvalidInput("Pick a clinician and a patient from the lists")
-    launch_id = sandbox().auth_store.create_launch({
+    context: dict[str, Any] = {
         "fhirUser": practitioner, "patient": patient, "need_patient_banner": False,
-        "smart_style_url": f"{app_base()}/sandbox/smart-style.json"})
+        "smart_style_url": f"{app_base()}/sandbox/smart-style.json"}
+    encounter = request.form.get("encounter", "")
+    if encounter:
+        if not _exists(f"Encounter/{encounter}", "Encounter") or (_store().read(
+                "Encounter", encounter).resource.get("subject") or {}).get("reference") \
+                != f"Patient/{patient}":
+            raise InvalidInput("Pick an encounter of the chosen patient, or none")
+        context.update(encounter=encounter, fhirContext=[{"reference": f"Encounter/{encounter}"}])
+    launch_id = sandbox().auth_store.create_launch(context)
     session[_USER_KEY] = practitioner
     return redirect(url_for("sandbox.ehr_frame", launch_id=launch_id))
 
@@ -186,6 +207,8 @@ def authorize() -> Any:
 def _approving_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthUser:
     if launch is not None:
         return AuthUser(fhir_user=launch["fhirUser"], patient=launch["patient"],
+                        encounter=launch.get("encounter"),
+                        fhir_context=tuple(launch.get("fhirContext") or ()),
                         need_patient_banner=bool(launch.get("need_patient_banner")),
                         smart_style_url=launch.get("smart_style_url"), ehr_launch=True)
     user = request.form.get("user", "")
