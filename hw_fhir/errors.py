@@ -15,6 +15,8 @@
     ├── Conflict                     409: the write clashes with stored state
     │   └── VersionConflict          412: If-Match names a version that is not current
     ├── BusinessRuleError            422: well-formed, but not allowed by a domain rule
+    │   └── UnresolvedReference      a record cannot be written back yet: the EHR could not
+    │                                resolve a reference in it (.reference)
     ├── Forbidden                    403: authenticated, but the scopes/context do not allow it
     ├── Unauthorized                 401: no or bad credentials
     ├── Throttled                    429: too many requests or jobs at once (.retry_after)
@@ -54,6 +56,7 @@ __all__ = [
     "Conflict",
     "VersionConflict",
     "BusinessRuleError",
+    "UnresolvedReference",
     "Forbidden",
     "Unauthorized",
     "Throttled",
@@ -214,6 +217,14 @@ class BusinessRuleError(HwFhirError):
 
     status = 422
     code = "business-rule"
+
+
+class UnresolvedReference(BusinessRuleError):
+    """A record refers to something the receiving EHR cannot resolve (it waits until it can)."""
+
+    def __init__(self, message: str, *, reference: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reference = reference
 
 
 class Forbidden(HwFhirError):

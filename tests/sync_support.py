@@ -9,6 +9,7 @@ on the same port.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from typing import Any, Callable
 
 import orjson
 from werkzeug.serving import make_server
+
+from hw_fhir.config import load_settings
+from hw_fhir.services import build_services
+from hw_fhir.sync.outbox import DEFAULT_IDENTIFIER_SYSTEM, ehr_targets
 
 SURVEY = {
     "coding": [
@@ -254,7 +259,7 @@ class FailSwitch:
         body = b"".join(self.app(environ, capture))
         with self.lock:
             self.calls.append((method, path, int(status_holder[0].split()[0])))
-        if mode == "lost" and method == "POST" and path.startswith("/fhir/"):
+        if mode == "lost" and method in ("POST", "PUT") and path.startswith("/fhir/"):
             time.sleep(self.delay)
         return [body]
 
@@ -294,3 +299,84 @@ class RestartableServer:
             if self.thread is not None:
                 self.thread.join(timeout=5)
             self.server = None
+
+
+# ------------------------------------------------ an EHR for the write-back outbox
+
+
+CLIENT_ID = "hw-fhir-writeback"
+EHR_SCOPE = "system/QuestionnaireResponse.crus system/Observation.crus"
+
+
+class OutboxEhr:
+    """Our services with an [[ehr]] target, and the EHR app behind a FailSwitch on a fixed port."""
+
+    def __init__(self, tmp_path: Path, our_db: str, **target: Any) -> None:
+        from smart_app import create_app
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = {
+            "name": "chart",
+            "base_url": f"{self.base}/fhir",
+            "auth": "backend-services",
+            "client_id": CLIENT_ID,
+            "timeout": 1,
+            **target,
+        }
+        self.settings = load_settings(
+            {},
+            database_url=our_db,
+            instance_path=str(tmp_path / "ours"),
+            secret_key="ours",
+            extra={"ehr": [config], "sync": {"outbox_backoff": 1, "outbox_max_backoff": 60}},
+        )
+        self.services = build_services(self.settings)
+        self.store = self.services.store
+        jwks = ehr_targets(self.settings)[0].public_jwks()  # what an admin registers with the EHR
+        self.app = create_app(
+            {
+                "TESTING": True,
+                "instance_path": str(tmp_path / "ehr"),
+                "secret_key": "ehr",
+                "database_url": f"sqlite:///{tmp_path / 'ehr.db'}",
+                "open_api": False,
+                "sandbox": True,
+                "extra": {
+                    "smart": {
+                        "sandbox_clients": [
+                            {
+                                "client_id": CLIENT_ID,
+                                "token_endpoint_auth_method": "private_key_jwt",
+                                "jwks": jwks,
+                                "scope": EHR_SCOPE,
+                            }
+                        ]
+                    }
+                },
+            }
+        )
+        self.ehr_store = self.app.extensions["hw_fhir"].store
+        self.switch = FailSwitch(self.app)
+        self.server = RestartableServer(self.switch, self.port)
+
+    def close(self) -> None:
+        self.server.stop()
+        self.services.close()
+        self.app.extensions["hw_fhir"].close()
+
+    def copies(self, rtype: str, local_id: str) -> list[dict[str, Any]]:
+        """The EHR's resources carrying the write-back identifier of a local resource."""
+        found = self.ehr_store.search(
+            rtype,
+            [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|{rtype}/{local_id}"), ("_count", "10")],
+        )
+        return found.resources
+
+    def written_back(self, rtype: str) -> int:
+        return (
+            self.ehr_store.search(
+                rtype, [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|"), ("_total", "accurate")]
+            ).total
+            or 0
+        )

@@ -14,16 +14,14 @@ from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner
-from sync_support import FailSwitch, RestartableServer, free_port, response, run_worker_cycle, score
+from sync_support import OutboxEhr as Ehr
+from sync_support import response, run_worker_cycle, score
 
-from hw_fhir.config import load_settings
 from hw_fhir.errors import ConfigurationError
-from hw_fhir.services import build_services
 from hw_fhir.smart.mirror import ehr_identifier
 from hw_fhir.sync.outbox import (
     DEFAULT_IDENTIFIER_SYSTEM,
     EhrTarget,
-    ehr_targets,
     feed_outbox,
     list_outbox,
     outbox_counts,
@@ -31,84 +29,6 @@ from hw_fhir.sync.outbox import (
     run_outbox,
     write_back_copy,
 )
-
-CLIENT_ID = "hw-fhir-writeback"
-EHR_SCOPE = "system/QuestionnaireResponse.crs system/Observation.crs"
-
-
-class Ehr:
-    """Our services with an [[ehr]] target, and the EHR app behind a FailSwitch on a fixed port."""
-
-    def __init__(self, tmp_path: Path, our_db: str, **target: Any) -> None:
-        from smart_app import create_app
-
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = {
-            "name": "chart",
-            "base_url": f"{self.base}/fhir",
-            "auth": "backend-services",
-            "client_id": CLIENT_ID,
-            "timeout": 1,
-            **target,
-        }
-        self.settings = load_settings(
-            {},
-            database_url=our_db,
-            instance_path=str(tmp_path / "ours"),
-            secret_key="ours",
-            extra={"ehr": [config], "sync": {"outbox_backoff": 1, "outbox_max_backoff": 60}},
-        )
-        self.services = build_services(self.settings)
-        self.store = self.services.store
-        jwks = ehr_targets(self.settings)[0].public_jwks()  # what an admin registers with the EHR
-        self.app = create_app(
-            {
-                "TESTING": True,
-                "instance_path": str(tmp_path / "ehr"),
-                "secret_key": "ehr",
-                "database_url": f"sqlite:///{tmp_path / 'ehr.db'}",
-                "open_api": False,
-                "sandbox": True,
-                "extra": {
-                    "smart": {
-                        "sandbox_clients": [
-                            {
-                                "client_id": CLIENT_ID,
-                                "token_endpoint_auth_method": "private_key_jwt",
-                                "jwks": jwks,
-                                "scope": EHR_SCOPE,
-                            }
-                        ]
-                    }
-                },
-            }
-        )
-        self.ehr_store = self.app.extensions["hw_fhir"].store
-        self.switch = FailSwitch(self.app)
-        self.server = RestartableServer(self.switch, self.port)
-
-    def close(self) -> None:
-        self.server.stop()
-        self.services.close()
-        self.app.extensions["hw_fhir"].close()
-
-    def copies(self, rtype: str, local_id: str) -> list[dict[str, Any]]:
-        """The EHR's resources carrying the write-back identifier of a local resource."""
-        found = self.ehr_store.search(
-            rtype,
-            [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|{rtype}/{local_id}"), ("_count", "10")],
-        )
-        return found.resources
-
-    def written_back(self, rtype: str) -> int:
-        return (
-            self.ehr_store.search(
-                rtype, [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|"), ("_total", "accurate")]
-            ).total
-            or 0
-        )
-
 
 @pytest.fixture
 def ehr(tmp_path: Path, sqlite_url: str) -> Iterator[Ehr]:
@@ -261,18 +181,19 @@ def test_write_back_copy_without_a_server() -> None:
     assert local["subject"] == {"reference": "Patient/p1"}  # the original is untouched
 
 
-def test_only_the_first_qualifying_version_is_queued(ehr: Ehr) -> None:
+def test_the_newest_qualifying_version_is_queued_once(ehr: Ehr) -> None:
     store = ehr.store
     existing = store.create(response("ava")).stored  # before the outbox started: not sent
     assert feed_outbox(ehr.services) == 0
     draft = store.create(response("ava", "in-progress")).stored
     assert feed_outbox(ehr.services) == 0
     done = store.update({**draft.resource, "status": "completed"}).stored
-    store.update({**done.resource, "status": "amended"})
-    assert feed_outbox(ehr.services) == 1
+    amended = store.update({**done.resource, "status": "amended"}).stored
+    assert feed_outbox(ehr.services) == 1  # one row, at the newest qualifying version
     (row,) = list_outbox(ehr.services, status="pending")
-    assert (row.resource_id, row.version_id) == (draft.id, int(done.version_id))
+    assert (row.resource_id, row.version_id) == (draft.id, int(amended.version_id))
     assert existing.id not in {r.resource_id for r in list_outbox(ehr.services, status=None)}
+    assert feed_outbox(ehr.services) == 0
 
 
 def test_backfill_sends_what_existed_before(tmp_path: Path, sqlite_url: str) -> None:
@@ -325,7 +246,7 @@ def test_permanent_failures_are_shown_to_an_administrator(
         assert listing.exit_code == 0, listing.output
         assert f"#{failed.id}" in listing.output and "Flag/" in listing.output
         status = CliRunner().invoke(cli, ["outbox", "status"])
-        assert "chart: 0 pending, 1 delivered, 1 failed" in status.output
+        assert "chart: 0 pending, 0 waiting, 1 delivered, 1 failed" in status.output
         retried = CliRunner().invoke(cli, ["outbox", "retry", "--all"])
         assert retried.exit_code == 0 and "1 records queued again" in retried.output
         assert outbox_counts(setup.services)[("chart", "pending")] == 1

@@ -102,7 +102,7 @@ def _when(ts: float | None) -> str:
 @outbox_group.command("status")
 def outbox_status() -> None:
     """Show how many records each EHR has pending, delivered and failed."""
-    from .outbox import ehr_targets, outbox_counts
+    from .outbox import OUTBOX_STATUSES, ehr_targets, outbox_counts
 
     services = _services()
     try:
@@ -115,7 +115,7 @@ def outbox_status() -> None:
         return
     for name in names:
         parts = ", ".join(f"{counts.get((name, s), 0)} {s}"
-                          for s in ("pending", "delivered", "failed"))
+                          for s in OUTBOX_STATUSES)
         click.echo(f"{name}: {parts}")
 
 
@@ -123,21 +123,23 @@ def outbox_status() -> None:
 @click.option("--ehr", help="Only this EHR.")
 @click.option("--limit", default=100, show_default=True)
 def outbox_failed(ehr: str | None, limit: int) -> None:
-    """List records that could not be written back (and why)."""
+    """List records that could not be written back, or wait for a reference the EHR can resolve (and why)."""
     from .outbox import list_outbox
 
     services = _services()
     try:
-        rows = list_outbox(services, status="failed", ehr=ehr, limit=limit)
+        rows = list_outbox(services, status=("failed", "waiting"), ehr=ehr, limit=limit)
     finally:
         services.close()
     if not rows:
         click.echo("No failed write-backs.")
         return
     for r in rows:
-        click.echo(f"#{r.id}\t{r.ehr}\t{r.reference}\t{r.attempts} attempts\tsince "
+        click.echo(f"#{r.id}\t{r.ehr}\t{r.reference}\t{r.status}\t{r.attempts} attempts\tsince "
                    f"{_when(r.created_at)}\t{r.last_error or ''}")
-    click.echo(f"{len(rows)} failed; fix the cause, then: hw-fhir outbox retry --all")
+    failed = sum(r.status == "failed" for r in rows)
+    click.echo(f"{failed} failed, {len(rows) - failed} waiting; fix the cause, then: "
+               "hw-fhir outbox retry --all")
 
 
 @outbox_group.command("retry")

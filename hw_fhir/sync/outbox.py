@@ -8,7 +8,7 @@ Each EHR that accepts writes is an ``[[ehr]]`` table in the config file::
     write_back = ["QuestionnaireResponse", "Observation"]
     auth = "backend-services"                    # none | bearer | backend-services
     client_id = "hw-fhir"                        # backend-services
-    scope = "system/QuestionnaireResponse.crs system/Observation.crs"
+    scope = "system/QuestionnaireResponse.crus system/Observation.crus"   # u: amendments
     # token_url = "https://ehr.example.org/token"   (default: discovered)
     # key_file = "ehr-main-ehr-key.json"             (instance folder; created; RS384)
     # token = "..."                                  (bearer)
@@ -42,9 +42,23 @@ How a record travels:
    row ``failed``: :func:`list_outbox` and ``hw-fhir outbox failed`` show them to
    an administrator, :func:`retry_outbox` / ``hw-fhir outbox retry`` queue them again.
 
-Each resource is written back once (its first qualifying version); later
-amendments are not sent again. A QuestionnaireResponse carries one identifier:
-the copy's is replaced by the write-back identifier.
+Amendments: a later qualifying version of a resource already queued (a response
+``amended``, its re-scored Observations) moves the resource's one row to that version
+and makes it pending again; once the EHR has a copy (``remote_ref``) the new version is
+sent as an update (PUT) of that copy, so the EHR keeps one record per resource and
+gets each version once. A version that arrives while an older one is being sent is
+sent after it.
+
+Patients: a reference to a local Patient becomes the EHR's own id (the Patient was
+mirrored from the EHR: launch or mirror identifier) or else a logical reference by a
+business identifier the Patient carries. A record about a Patient with neither is not
+sent with a dangling ``Patient/<hw-fhir id>``: its row is ``waiting`` (with the reason
+in ``last_error``), shown by ``hw-fhir outbox status`` and ``hw-fhir outbox failed``,
+and is tried again every ``outbox_max_backoff`` seconds, so it goes out once the
+Patient is linked to the EHR or gains an identifier.
+
+A QuestionnaireResponse carries one identifier: the copy's is replaced by the
+write-back identifier.
 """
 
 from __future__ import annotations
@@ -59,7 +73,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import and_, func, or_, select, update
 
-from ..errors import ConfigurationError, HwFhirError, NotFound, RemoteError
+from ..errors import ConfigurationError, HwFhirError, NotFound, RemoteError, UnresolvedReference
 from ..smart.compartment import matches_filters
 from ..smart.mirror import URL_IDENTIFIER_SYSTEM
 from ..smart.registry import normalize_iss
@@ -86,6 +100,7 @@ __all__ = [
     "list_outbox",
     "outbox_counts",
     "retry_outbox",
+    "OUTBOX_STATUSES",
 ]
 
 log = logging.getLogger("hw_fhir.sync.outbox")
@@ -104,6 +119,8 @@ _AUTH = ("none", "bearer", "backend-services")
 _KEYS = {"name", "base_url", "write_back", "auth", "client_id", "scope", "token_url", "key_file",
          "key_alg", "token", "identifier_system", "iss", "timeout", "backfill", "criteria"}
 _MAPPED_TYPES = ("Patient", "Practitioner")
+#: Row statuses: ``waiting`` rows hold a record the EHR could not resolve yet (a Patient).
+OUTBOX_STATUSES = ("pending", "waiting", "delivered", "failed")
 
 
 @dataclass(frozen=True)
@@ -175,7 +192,7 @@ class EhrTarget:
             raise ConfigurationError(f"{where}: timeout must be a number of seconds") from None
         return cls(name=name, base_url=base_url, write_back=tuple(types), auth=auth,
                    client_id=str(item.get("client_id") or ""),
-                   scope=str(item.get("scope") or " ".join(f"system/{t}.crs" for t in types)),
+                   scope=str(item.get("scope") or " ".join(f"system/{t}.crus" for t in types)),
                    token_url=str(item.get("token_url") or ""), key_file=key_file,
                    key_alg=str(item.get("key_alg") or "RS384"), token=str(item.get("token") or ""),
                    identifier_system=str(item.get("identifier_system")
@@ -285,6 +302,7 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
 
     No id or version meta; the stable identifier added; references rewritten:
     ``lookup(type, id)`` returns a local Patient/Practitioner (None if unknown).
+    Raise UnresolvedReference for a local Patient the EHR cannot resolve.
     """
     rtype, rid = resource["resourceType"], resource["id"]
     data = {k: copy.deepcopy(v) for k, v in resource.items() if k not in ("id", "meta", "text")}
@@ -316,6 +334,11 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
             if business:
                 ident = {k: business[0][k] for k in ("system", "value")}
                 return {"type": ref_type, "identifier": ident, **keep}
+            if ref_type == "Patient":
+                raise UnresolvedReference(
+                    f"Patient/{ref_id} is not known to {target.name}: it did not come from that "
+                    "EHR and has no business identifier; link it (launch from the EHR) or add an "
+                    "identifier the EHR knows", reference=f"Patient/{ref_id}")
             return None
         return {"type": ref_type, "identifier": target.identifier(ref_type, ref_id), **keep}
 
@@ -325,15 +348,31 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
 # -------------------------------------------------------------------- feed
 
 
-def _insert_ignore(dialect: str) -> Any:
+def _upsert(dialect: str) -> Any:
+    """INSERT a row per resource; a newer version of a queued resource re-queues its row."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(sync_outbox).on_conflict_do_nothing(index_elements=["ehr", "res_type", "res_id"])
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sync_outbox)
+    new = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=["ehr", "res_type", "res_id"],
+        set_={"version_id": new.version_id, "seq": new.seq, "status": "pending", "attempts": 0,
+              "next_attempt_at": new.next_attempt_at, "created_at": new.created_at,
+              "last_error": None},
+        where=sync_outbox.c.version_id < new.version_id)
+
+
+def _newest_per_resource(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["res_type"], row["res_id"])
+        if key not in newest or newest[key]["version_id"] < row["version_id"]:
+            newest[key] = row
+    return list(newest.values())
 
 
 def feed_outbox(services: "Services", *, now: float | None = None, batch: int = 1000) -> int:
-    """Enqueue the qualifying writes since each target's cursor; return how many rows were added."""
+    """Enqueue the qualifying writes since each target's cursor; return rows added or re-queued."""
     targets = ehr_targets(services.settings)
     if not targets:
         return 0
@@ -356,7 +395,7 @@ def feed_outbox(services: "Services", *, now: float | None = None, batch: int = 
                         for c in changes
                         if not c.deleted and c.raw and target.qualifies(c.resource)]
                 if rows:
-                    result = conn.execute(_insert_ignore(store.dialect), rows)
+                    result = conn.execute(_upsert(store.dialect), _newest_per_resource(rows))
                     added += max(0, result.rowcount or 0)
                 cursor = changes[-1].seq if len(changes) == batch else upto
             set_cursor(conn, target.cursor_name, cursor, exists=exists)
@@ -395,7 +434,7 @@ def _claim(services: "Services", target: EhrTarget, now: float, cfg: SyncConfig)
     o = sync_outbox
     lease = max(60.0, target.timeout * 4 * cfg.outbox_batch)
     with store.begin() as conn:
-        stmt = (select(o).where(o.c.ehr == target.name, o.c.status == "pending",
+        stmt = (select(o).where(o.c.ehr == target.name, o.c.status.in_(("pending", "waiting")),
                                 o.c.next_attempt_at <= now,
                                 or_(o.c.lease_until.is_(None), o.c.lease_until < now))
                 .order_by(o.c.id).limit(cfg.outbox_batch))
@@ -406,10 +445,34 @@ def _claim(services: "Services", target: EhrTarget, now: float, cfg: SyncConfig)
     return rows
 
 
-def _finish(services: "Services", row_id: int, **values: Any) -> None:
+def _finish(services: "Services", row: Any, *, remote_ref: str | None = None, **values: Any) -> None:
+    """Record the outcome of sending ``row``'s version; a newer version queued meanwhile stays due."""
+    o = sync_outbox
     with services.store.begin() as conn:
-        conn.execute(update(sync_outbox).where(sync_outbox.c.id == row_id)
-                     .values(lease_until=None, **values))
+        if remote_ref is not None:
+            conn.execute(update(o).where(o.c.id == row.id).values(remote_ref=remote_ref))
+        done = conn.execute(update(o).where(o.c.id == row.id, o.c.version_id == row.version_id)
+                            .values(lease_until=None, **values))
+        if not done.rowcount:
+            conn.execute(update(o).where(o.c.id == row.id).values(lease_until=None))
+
+
+def _send(remote: "RemoteStore", row: Any, data: dict[str, Any], target: EhrTarget) -> str:
+    """Create the EHR's copy (conditionally, on the stable identifier) or update it; return its ref."""
+    if row.remote_ref:
+        remote_id = str(row.remote_ref).split("/")[1]
+        return remote.update({**data, "id": remote_id}).stored.reference
+    ident = target.identifier(row.res_type, row.res_id)
+    criteria = urlencode({"identifier": f"{ident['system']}|{ident['value']}"})
+    result = remote.create(data, if_none_exist=criteria)
+    if not result.created and _content(result.resource) != _content(data):
+        # a copy of an earlier version (its answer was lost): bring it to this version
+        return remote.update({**data, "id": result.stored.id}).stored.reference
+    return result.stored.reference
+
+
+def _content(resource: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k not in ("id", "meta", "text")}
 
 
 def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: SyncConfig) -> int:
@@ -435,16 +498,20 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
             try:
                 resource = store.vread(row.res_type, row.res_id, str(row.version_id)).resource
                 data = write_back_copy(resource, target, lookup)
-                ident = target.identifier(row.res_type, row.res_id)
-                criteria = urlencode({"identifier": f"{ident['system']}|{ident['value']}"})
-                result = remote.create(data, if_none_exist=criteria)
+                remote_ref = _send(remote, row, data, target)
+            except UnresolvedReference as exc:
+                log.info("outbox %s: %s/%s waits: %s", target.name, row.res_type, row.res_id,
+                         exc.reference)
+                _finish(services, row, status="waiting", attempts=attempts,
+                        next_attempt_at=now + cfg.outbox_max_backoff, last_error=exc.message[:2000])
+                continue
             except HwFhirError as exc:
                 if _transient(exc):
                     _backoff(services, target, rows[n:], attempts, now, cfg, exc.message)
                     return delivered
                 log.warning("outbox %s: %s/%s refused: %s", target.name, row.res_type,
                             row.res_id, exc.message)
-                _finish(services, row.id, status="failed", attempts=attempts,
+                _finish(services, row, status="failed", attempts=attempts,
                         last_error=f"{type(exc).__name__}: {exc.message}"[:2000])
                 continue
             except Exception as exc:  # noqa: BLE001 - keep the row, wait, and say why
@@ -453,9 +520,8 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
                 _backoff(services, target, rows[n:], attempts, now, cfg,
                          f"Unexpected {type(exc).__name__}: {exc}")
                 return delivered
-            _finish(services, row.id, status="delivered", attempts=attempts,
-                    delivered_at=time.time(), last_error=None,
-                    remote_ref=result.stored.reference)
+            _finish(services, row, remote_ref=remote_ref, status="delivered", attempts=attempts,
+                    delivered_at=time.time(), last_error=None)
             delivered += 1
     finally:
         remote.close()
@@ -515,12 +581,14 @@ def run_outbox(services: "Services", *, now: float | None = None) -> int:
 # ----------------------------------------------------------- administrators
 
 
-def list_outbox(services: "Services", *, status: str | None = "failed", ehr: str | None = None,
-                limit: int = 100) -> list[OutboxRecord]:
-    """Return outbox rows (default: the failed ones), oldest first."""
+def list_outbox(services: "Services", *, status: str | tuple[str, ...] | None = "failed",
+                ehr: str | None = None, limit: int = 100) -> list[OutboxRecord]:
+    """Return outbox rows (default: the failed ones; a tuple: any of those statuses), oldest first."""
     o = sync_outbox
     stmt = select(o).order_by(o.c.id).limit(limit)
-    if status:
+    if isinstance(status, tuple):
+        stmt = stmt.where(o.c.status.in_(status))
+    elif status:
         stmt = stmt.where(o.c.status == status)
     if ehr:
         stmt = stmt.where(o.c.ehr == ehr)
@@ -538,10 +606,10 @@ def outbox_counts(services: "Services") -> dict[tuple[str, str], int]:
 
 def retry_outbox(services: "Services", ids: list[int] | None = None, *, ehr: str | None = None,
                  now: float | None = None) -> int:
-    """Queue failed rows again (the given ids, or all of an EHR, or all); return how many."""
+    """Queue failed and waiting rows again (the given ids, or all of an EHR, or all); return how many."""
     now = time.time() if now is None else now
     o = sync_outbox
-    where = [o.c.status == "failed"]
+    where = [o.c.status.in_(("failed", "waiting"))]
     if ids is not None:
         where.append(o.c.id.in_(ids))
     if ehr:
