@@ -80,6 +80,21 @@ def test_response_through_the_api_takes_the_tasks_encounter(served: tuple[Any, B
     assert store.read("Task", task_id).resource["status"] == "completed"
 
 
+def test_a_pathway_assigned_in_the_launch_carries_its_encounter(served: tuple[Any, Browser]) -> None:
+    app, browser = served
+    store = app.extensions["hw_fhir"].store
+    launch = browser.launch_app(browser.open_ehr_chart("dr-rivera", "pat-ava", encounter="enc-pat-ava"))
+    path = f"/clinician/patients/pat-ava/pathways/insomnia-4-weeks?launch={launch.launch_id}"
+    page = browser.get(path)
+    assert page.status_code == 200, page.text
+    done = browser.post(path, data=form_values(page.text, "pathway-form"))
+    assert done.status_code == 303, done.text
+    plan_id = done.headers["Location"].split("/CarePlan/")[1].split("?")[0]
+    assert store.read("CarePlan", plan_id).resource["encounter"] == {"reference": "Encounter/enc-pat-ava"}
+    tasks = store.search("Task", [("based-on", f"CarePlan/{plan_id}")]).resources
+    assert tasks and all(t["encounter"] == {"reference": "Encounter/enc-pat-ava"} for t in tasks)
+
+
 def test_a_launch_without_encounter_keeps_working(served: tuple[Any, Browser]) -> None:
     app, browser = served
     store = app.extensions["hw_fhir"].store

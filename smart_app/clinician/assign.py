@@ -505,6 +505,7 @@ def pathway(pid: str, pathway_id: str) -> Any:
                     time_of_day=at,
                     wording=values.get("wording", "").strip() or "homework",
                     reminder_channel=values.get("channel") or None,
+                    encounter=clinician().launch.context.launch_encounter,
                     events=events(),
                     now=now(),
                     horizon_days=_horizon(),
