@@ -42,6 +42,7 @@ from .completion import (
 )
 from .errors import BusinessRuleError, Forbidden, Gone, InvalidResource, Issue, NotFound, VersionConflict
 from .events import Events
+from .models import validate
 from .store.base import Store, Stored, WriteResult
 
 __all__ = ["WORKFLOW_STATUSES", "answered_task", "write_response"]
@@ -161,6 +162,7 @@ def write_response(store: Store, response: dict[str, Any], *, if_match: str | No
     """
     if response.get("status") not in WORKFLOW_STATUSES or if_none_exist:
         return None
+    validate(response, resource_type="QuestionnaireResponse")  # InvalidResource before any lookup
     current = _current(store, response.get("id"))
     task = answered_task(store, response, current.resource if current else None)
     if task is None:

@@ -149,6 +149,22 @@ def test_refusals_write_nothing(app: Any, base: str) -> None:
     assert read(base, f"Task/{ava['id']}")["status"] == "requested"
 
 
+@pytest.mark.parametrize("change", [
+    {"basedOn": "Task/x"},
+    {"item": "not a list"},
+    {"subject": "Patient/pat-ava"},
+    {"identifier": [{"system": "urn:x", "value": "1"}]},
+    {"questionnaire": 7},
+])
+def test_malformed_responses_are_refused_cleanly(app: Any, base: str, change: dict[str, Any]) -> None:
+    give_homework(app, "phq-9")
+    before = snapshot(app)
+    refused = call(base, "POST", "QuestionnaireResponse", json=dict(phq9(), **change))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert snapshot(app) == before
+
+
 def test_closed_task_and_no_task(app: Any, base: str) -> None:
     task = give_homework(app, "phq-9")
     first = call(base, "POST", "QuestionnaireResponse",
