@@ -59,6 +59,9 @@ __all__ = [
     "amend_response",
     "record_answer",
     "check_open",
+    "advance_task",
+    "task_output",
+    "publish_answer",
     "task_questionnaire",
     "response_for_task",
 ]
@@ -176,6 +179,82 @@ def _build_response(
     return response
 
 
+def task_output(response_ref: str) -> list[dict[str, Any]]:
+    """Return ``Task.output``: type ``questionnaire-response`` → the response."""
+    return [
+        {
+            "type": {
+                "coding": [
+                    {
+                        "system": SDC_TEMP_SYSTEM,
+                        "code": "questionnaire-response",
+                        "display": "Questionnaire Response",
+                    }
+                ]
+            },
+            "valueReference": {"reference": response_ref},
+        }
+    ]
+
+
+def advance_task(
+    task: Mapping[str, Any], *, final: bool, now: datetime | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Return the Task after a draft (``in-progress``) or a submission (``completed``), and lateness.
+
+    ``executionPeriod.start`` is kept or set, ``end`` set on submission with businessStatus
+    ``on-time`` or ``late``; ``output`` is left to the writer, who knows the response's reference.
+    """
+    moment = utc_now(now)
+    new_task = dict(task, lastModified=instant(moment))
+    period = dict(task.get("executionPeriod") or {})
+    period.setdefault("start", instant(moment))
+    late = False
+    if final:
+        period["end"] = instant(moment)
+        due = task_due(task)
+        late = due is not None and moment > due
+        new_task = with_business_status(
+            dict(new_task, status="completed"), "late" if late else "on-time"
+        )
+    else:
+        new_task["status"] = "in-progress"
+    new_task["executionPeriod"] = period
+    return new_task, late
+
+
+def publish_answer(
+    events: Events | None,
+    store: Store,
+    *,
+    task_before: Mapping[str, Any],
+    task: dict[str, Any],
+    response: dict[str, Any],
+    questionnaire: Mapping[str, Any],
+) -> None:
+    """Announce a stored draft or submission: ``task_status_changed``, then ``response_*``."""
+    if task.get("status") != task_before.get("status"):
+        publish(
+            events,
+            TASK_STATUS_CHANGED,
+            store=store,
+            task=task,
+            previous_status=task_before.get("status"),
+        )
+    if response.get("status") == "completed":
+        publish(
+            events,
+            RESPONSE_COMPLETED,
+            store=store,
+            response=response,
+            task=task,
+            questionnaire=questionnaire,
+            amended=False,
+        )
+    else:
+        publish(events, RESPONSE_SAVED, store=store, response=response, task=task)
+
+
 def _write(
     store: Store,
     task: dict[str, Any],
@@ -210,20 +289,7 @@ def _write(
             },
         }
     if new_task.get("status") == "completed":
-        new_task["output"] = [
-            {
-                "type": {
-                    "coding": [
-                        {
-                            "system": SDC_TEMP_SYSTEM,
-                            "code": "questionnaire-response",
-                            "display": "Questionnaire Response",
-                        }
-                    ]
-                },
-                "valueReference": {"reference": target},
-            }
-        ]
+        new_task["output"] = task_output(target)
     entries = [response_entry, status_entry(new_task)]
     stored = transact(store, entries)
     return stored[1]["resource"], stored[0]["resource"]
@@ -284,45 +350,19 @@ def record_answer(
     is created (``if_match``: the version a PUT under an id must replace). Events are
     published after the write.
     """
-    moment = utc_now(now)
     validate_response(questionnaire, response, final=final)
-    new_task = dict(task, lastModified=instant(moment))
-    period = dict(task.get("executionPeriod") or {})
-    period.setdefault("start", instant(moment))
-    late = False
-    if final:
-        period["end"] = instant(moment)
-        due = task_due(task)
-        late = due is not None and moment > due
-        new_task = with_business_status(
-            dict(new_task, status="completed"), "late" if late else "on-time"
-        )
-    else:
-        new_task["status"] = "in-progress"
-    new_task["executionPeriod"] = period
+    new_task, late = advance_task(task, final=final, now=now)
     stored_task, stored_response = _write(
         store, task, new_task, response, existing, if_match
     )
-    if stored_task.get("status") != task.get("status"):
-        publish(
-            events,
-            TASK_STATUS_CHANGED,
-            store=store,
-            task=stored_task,
-            previous_status=task.get("status"),
-        )
-    if final:
-        publish(
-            events,
-            RESPONSE_COMPLETED,
-            store=store,
-            response=stored_response,
-            task=stored_task,
-            questionnaire=questionnaire,
-            amended=False,
-        )
-    else:
-        publish(events, RESPONSE_SAVED, store=store, response=stored_response, task=stored_task)
+    publish_answer(
+        events,
+        store,
+        task_before=task,
+        task=stored_task,
+        response=stored_response,
+        questionnaire=questionnaire,
+    )
     return CompletionResult(task=stored_task, response=stored_response, late=late)
 
 
