@@ -16,7 +16,10 @@ Which Task a response answers, first match wins:
    response's ``questionnaire`` (``url|version``, or ``url`` alone): the one whose
    draft this is, else an ``in-progress`` one, else the one due first.
 
-A response answering no Task is written as before (``None`` is returned). The Task
+In a ``transaction`` Bundle (:func:`write_bundle`) each response entry answering a Task
+gets that Task's write added to the same transaction (unless the Bundle writes the
+Task itself); the transaction-response lists only the entries sent. A response
+answering no Task is written as before (``None`` is returned). The Task
 must be for the response's ``subject`` (a response for another patient's Task is
 :class:`~hw_fhir.errors.Forbidden`) and still open; the response is validated
 against the Task's Questionnaire version. The caller's own rights over the
@@ -27,25 +30,30 @@ scores recorded after it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .assignment import OPEN_STATUSES, instant, task_canonical, task_due, utc_now
+from .assignment import OPEN_STATUSES, instant, status_entry, task_canonical, task_due, utc_now
 from .completion import (
     RESPONSE_TASK_SYSTEM,
+    advance_task,
     check_open,
+    publish_answer,
     record_answer,
     response_for_task,
-    task_questionnaire,
+    task_output,
 )
+from .completion import task_questionnaire
 from .errors import BusinessRuleError, Forbidden, Gone, InvalidResource, Issue, NotFound, VersionConflict
 from .events import Events
 from .models import validate
+from .responses import validate_response
 from .store.base import Store, Stored, WriteResult
 
-__all__ = ["WORKFLOW_STATUSES", "answered_task", "write_response"]
+__all__ = ["WORKFLOW_STATUSES", "answered_task", "write_response", "write_bundle"]
 
 #: Response statuses that move a Task on (``completed`` closes it).
 WORKFLOW_STATUSES = frozenset({"in-progress", "completed"})
@@ -53,6 +61,7 @@ WORKFLOW_STATUSES = frozenset({"in-progress", "completed"})
 _WORKABLE = sorted(OPEN_STATUSES - {"on-hold"})
 
 Authorize = Callable[[dict[str, Any]], "str | None"]
+AuthorizeBundle = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 def _current(store: Store, rid: str | None) -> Stored | None:
@@ -194,3 +203,97 @@ def write_response(store: Store, response: dict[str, Any], *, if_match: str | No
                            if_match=wanted if current is not None and existing is None else None)
     return WriteResult(Stored.from_resource(result.response),
                        created=current is None and existing is None)
+
+
+def _entry_target(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Return (method, id) of a plain POST/PUT of a QuestionnaireResponse entry, else (None, None)."""
+    request = entry.get("request") if isinstance(entry.get("request"), Mapping) else {}
+    method = str(request.get("method", "")).upper()
+    parts = urlsplit(str(request.get("url", "")))
+    path = [p for p in parts.path.split("/") if p]
+    if method not in ("POST", "PUT") or parts.query or request.get("ifNoneExist") \
+            or not path or path[0] != "QuestionnaireResponse":
+        return None, None
+    return method, (path[1] if method == "PUT" and len(path) > 1 else None)
+
+
+def _writes_task(entries: list[Any], task_id: str) -> bool:
+    for entry in entries:
+        request = (entry or {}).get("request") if isinstance(entry, Mapping) else None
+        url = str((request or {}).get("url", ""))
+        if url.split("?")[0].strip("/") == f"Task/{task_id}":
+            return True
+    return False
+
+
+def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBundle | None = None,
+                 events: Events | None = None, now: datetime | None = None) -> dict[str, Any] | None:
+    """Run a transaction Bundle whose responses answer Tasks together with those Tasks' writes.
+
+    Return the transaction-response Bundle, or None when the Bundle is no transaction
+    or none of its responses answers an open Task (run it as before). ``authorize`` is
+    called with the Bundle as it will run (responses completed with their Task's
+    subject and identifier, before the Tasks are added) and raises when the caller
+    may not run it; it may return the Bundle as the caller's grant prepares it.
+    """
+    if not isinstance(bundle, dict) or bundle.get("type") != "transaction" \
+            or not isinstance(bundle.get("entry"), list):
+        return None
+    entries: list[Any] = list(bundle["entry"])
+    answered: list[tuple[int, dict[str, Any], Mapping[str, Any]]] = []
+    task_entries: list[dict[str, Any]] = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("resource"), dict):
+            continue
+        resource = entry["resource"]
+        method, rid = _entry_target(entry)
+        if method is None or resource.get("status") not in WORKFLOW_STATUSES:
+            continue
+        validate(resource, resource_type="QuestionnaireResponse")
+        current = _current(store, rid)
+        task = answered_task(store, resource, current.resource if current else None)
+        if task is None or _writes_task(entries, task["id"]):
+            continue
+        if any(t["resource"]["id"] == task["id"] for t in task_entries):
+            raise BusinessRuleError(f"Bundle.entry[{n}]: another entry already answers Task/{task['id']}")
+        existing = response_for_task(store, task["id"])
+        if task.get("status") == "completed" and existing is not None and existing.get("id") == rid:
+            continue
+        check_open(task)
+        if existing is not None and existing["id"] != rid:
+            raise BusinessRuleError(f"Bundle.entry[{n}]: Task/{task['id']} is answered by "
+                                    f"QuestionnaireResponse/{existing['id']}; PUT that response")
+        if existing is not None and existing.get("status") != "in-progress":
+            raise BusinessRuleError(f"Task/{task['id']} has a submitted response; amend it instead")
+        full_url = str(entry.get("fullUrl") or "")
+        if method == "POST" and full_url and not full_url.startswith("urn:uuid:"):
+            continue  # the Task could not point at the created response
+        prepared = _prepared(resource, task, now)
+        if rid:
+            prepared["id"] = rid
+        final = prepared["status"] == "completed"
+        questionnaire = task_questionnaire(store, task)
+        validate_response(questionnaire, prepared, final=final)
+        if method == "POST" and not full_url:
+            full_url = f"urn:uuid:{uuid.uuid4()}"
+        entries[n] = {**entry, "resource": prepared, **({"fullUrl": full_url} if full_url else {})}
+        new_task, _ = advance_task(task, final=final, now=now)
+        if final:
+            new_task["output"] = task_output(full_url if method == "POST"
+                                             else f"QuestionnaireResponse/{rid}")
+        task_entries.append(status_entry(new_task))
+        answered.append((n, task, questionnaire))
+    if not answered:
+        return None
+    prepared_bundle = {**bundle, "entry": entries}
+    if authorize is not None:
+        checked = authorize(prepared_bundle)
+        if checked is not None:  # the entries as the caller's grant prepared them
+            prepared_bundle, entries = checked, list(checked["entry"])
+    result = store.transaction({**prepared_bundle, "entry": entries + task_entries})
+    written = list(result.get("entry") or [])
+    result["entry"] = written[:len(entries)]
+    for k, (n, task, questionnaire) in enumerate(answered):
+        publish_answer(events, store, task_before=task, task=written[len(entries) + k]["resource"],
+                       response=written[n]["resource"], questionnaire=questionnaire)
+    return result

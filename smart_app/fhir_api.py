@@ -162,7 +162,12 @@ def transaction() -> Response:
     """Process a transaction or batch Bundle."""
     body = _body()
     _check_resource_type(body, "Bundle")
-    return _json(outcomes_api.score_bundle(_store().transaction(body)))  # after-write: scoring
+    svc = services()
+    result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
+        svc.store, body, authorize=getattr(_store(), "check_bundle", None), events=svc.events)
+    if result is None:
+        result = _store().transaction(body)
+    return _json(outcomes_api.score_bundle(result))  # after-write: scoring
 
 
 @bp.get("/_history")
@@ -237,7 +242,7 @@ def _answer_task(body: dict[str, Any]) -> WriteResult | None:
     return task_workflow.write_response(
         svc.store, body, if_match=request.headers.get("If-Match"),
         if_none_exist=request.headers.get("If-None-Exist"),
-        authorize=getattr(_store(), "check_write", None),
+        authorize=getattr(_store(), "authorize_write", None),
         events=svc.events)
 
 

@@ -183,6 +183,57 @@ def test_closed_task_and_no_task(app: Any, base: str) -> None:
     assert loose.status_code == 201 and "identifier" not in loose.json()
 
 
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def post_entry(resource: dict[str, Any], full_url: str | None = None) -> dict[str, Any]:
+    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+    return {**entry, "fullUrl": full_url} if full_url else entry
+
+
+def test_a_transaction_completes_the_task_it_answers(app: Any, base: str) -> None:
+    task = give_homework(app, "phq-9")
+    note = {"resourceType": "Communication", "status": "completed",
+            "subject": {"reference": "Patient/pat-ava"},
+            "about": [{"reference": "urn:uuid:7d2c64b4-6f09-4b58-9a8e-3f5c2d1e0a11"}]}
+    bundle = transaction(
+        post_entry(phq9(basedOn=[{"reference": f"Task/{task['id']}"}]),
+                   "urn:uuid:7d2c64b4-6f09-4b58-9a8e-3f5c2d1e0a11"),
+        post_entry(note))
+    done = call(base, "POST", "", json=bundle)
+    assert done.status_code == 200, done.text
+    entries = done.json()["entry"]
+    assert len(entries) == 2  # the entries sent, no more
+    qr_id = entries[0]["resource"]["id"]
+    assert entries[1]["resource"]["about"] == [{"reference": f"QuestionnaireResponse/{qr_id}"}]
+    closed = read(base, f"Task/{task['id']}")
+    assert closed["status"] == "completed" and output_of(closed) == [f"QuestionnaireResponse/{qr_id}"]
+    assert closed["executionPeriod"]["end"]
+
+
+def test_a_transaction_that_writes_the_task_itself_is_left_alone(app: Any, base: str) -> None:
+    task = give_homework(app, "phq-9")
+    own = {k: v for k, v in task.items() if k != "meta"}
+    own.update(status="in-progress", businessStatus={"text": "filler"})
+    bundle = transaction(
+        post_entry(phq9(basedOn=[{"reference": f"Task/{task['id']}"}]),
+                   "urn:uuid:0b8f7c2e-5a3d-4c1b-9e6f-2d4a8b7c6e50"),
+        {"resource": own, "request": {"method": "PUT", "url": f"Task/{task['id']}"}})
+    assert call(base, "POST", "", json=bundle).status_code == 200
+    stored = read(base, f"Task/{task['id']}")
+    assert stored["status"] == "in-progress" and stored["businessStatus"] == {"text": "filler"}
+
+
+def test_a_transaction_answering_another_patients_task_is_refused(app: Any, base: str) -> None:
+    ben = give_homework(app, "phq-9", patient="pat-ben")
+    before = snapshot(app)
+    bundle = transaction(post_entry(phq9(basedOn=[{"reference": f"Task/{ben['id']}"}])))
+    refused = call(base, "POST", "", json=bundle)
+    assert refused.status_code == 403, refused.text
+    assert snapshot(app) == before
+
+
 @pytest.fixture
 def smart(app_config: dict) -> Iterator[tuple[Any, str]]:
     """The app with /fhir protected and the sandbox EHR, served over HTTP: (app, URL)."""
@@ -210,3 +261,13 @@ def test_patient_token_completes_own_task_only(smart: tuple[Any, str]) -> None:
     assert mine.status_code == 201, mine.text
     assert call(smart_base, "GET", f"Task/{ava['id']}", token).json()["status"] == "completed"
     assert call(smart_base, "GET", f"Task/{ben['id']}", token).status_code == 403
+    # in a transaction Bundle too: the caller's scopes are checked, the Task is the server's write
+    again = give_homework(app, "phq-9")
+    theirs_again = give_homework(app, "phq-9", patient="pat-ben")
+    refused = call(smart_base, "POST", "", token, json=transaction(post_entry(
+        phq9(patient="pat-ben", basedOn=[{"reference": f"Task/{theirs_again['id']}"}]))))
+    assert refused.status_code == 403, refused.text
+    done = call(smart_base, "POST", "", token, json=transaction(post_entry(
+        phq9(basedOn=[{"reference": f"Task/{again['id']}"}]))))
+    assert done.status_code == 200, done.text
+    assert call(smart_base, "GET", f"Task/{again['id']}", token).json()["status"] == "completed"

@@ -150,7 +150,7 @@ class GuardedStore:
             if_match = _etag(old)
         return self.store.update(resource, if_match=if_match)
 
-    def check_write(self, resource: dict[str, Any]) -> str | None:
+    def authorize_write(self, resource: dict[str, Any]) -> str | None:
         """Check a create or update of ``resource`` as :meth:`create`/:meth:`update` do, writing nothing.
 
         Return the ETag an update must replace when the grant is restricted (the
@@ -159,15 +159,18 @@ class GuardedStore:
         rtype = resource.get("resourceType", "")
         if not resource.get("id"):
             self.policy.check("c", resource)
+            self._prepare("c", resource, None)
             return None
         self.policy.require("u", rtype)
         old = self._current(rtype, str(resource["id"]))
         if old is None:
             self.policy.check("c", resource)
             self.policy.check("u", resource)
+            self._prepare("u", resource, None)
             return None
         self.policy.check("u", old.resource)
         self.policy.check("u", resource)
+        self._prepare("u", resource, old.resource)
         return None if self.policy.unrestricted("u", rtype) else _etag(old)
 
     def delete(self, resource_type: str, id: str) -> None:
@@ -182,10 +185,17 @@ class GuardedStore:
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """Check every entry of a transaction or batch Bundle, then run it."""
+        return self.store.transaction(self.check_bundle(bundle))
+
+    def check_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Check every entry of a transaction or batch Bundle as :meth:`transaction` does, running nothing.
+
+        Return the Bundle as it is to be run (entries prepared for the grant).
+        """
         entries = []
         for n, entry in enumerate(bundle.get("entry") or []):
             entries.append(self._check_entry(n, entry) if isinstance(entry, dict) else entry)
-        return self.store.transaction({**bundle, "entry": entries} if "entry" in bundle else bundle)
+        return {**bundle, "entry": entries} if "entry" in bundle else bundle
 
     def _check_entry(self, n: int, entry: dict[str, Any]) -> dict[str, Any]:
         """Check one entry; return it as it is to be run (a Subscription stamped with the grant)."""
