@@ -16,7 +16,7 @@ from conftest import serve
 from hw_fhir import library
 from hw_fhir.completion import submit_response
 from hw_fhir.demo import demo_encounters
-from hw_fhir.smart.sessions import LaunchContext
+from hw_fhir.smart.sessions import Launch, LaunchContext
 from hw_fhir.task_workflow import write_response
 from smart_support import Browser, _browser_like_cookies, make_app  # noqa: F401  (autouse fixture)
 
@@ -54,6 +54,10 @@ def test_encounter_of_the_launch_goes_on_task_and_response(served: tuple[Any, Br
     app, browser = served
     store = app.extensions["hw_fhir"].store
     launch = browser.launch_app(browser.open_ehr_chart("dr-rivera", "pat-ava", encounter="enc-pat-ava"))
+    recorded = app.extensions["hw_fhir_launcher"].launches.reload(
+        Launch(launch.launch_id, None, None)).context  # type: ignore[arg-type]
+    assert recorded.encounter == "enc-pat-ava"
+    assert recorded.fhir_context == [{"reference": "Encounter/enc-pat-ava"}]
     task = store.read("Task", _assign_phq9(browser, app, launch.launch_id)).resource
     assert task["encounter"] == {"reference": "Encounter/enc-pat-ava"}
 

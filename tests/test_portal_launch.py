@@ -6,7 +6,7 @@ Over real HTTP against the sandbox EHR; the Chromium test drives the portal's if
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
