@@ -106,6 +106,7 @@ __all__ = [
     "instant",
     "parse_instant",
     "reference",
+    "encounter_reference",
     "activity_schedule",
     "occurrences_from",
     "set_occurrences_from",
@@ -150,6 +151,7 @@ LOW_CONFIDENCE = 7
 
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ABSOLUTE_ENCOUNTER = re.compile(r"^https?://[^\s/]+(/[^\s/]+)*/Encounter/[A-Za-z0-9\-.]{1,64}$")
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -197,6 +199,13 @@ def reference(resource_type: str, value: str) -> str:
     if not _ID.match(rid):
         raise InvalidInput(f"{value!r} is not a {resource_type} id or reference")
     return f"{resource_type}/{rid}"
+
+
+def encounter_reference(value: str) -> str:
+    """Return an Encounter reference: ``Encounter/<id>``, or the absolute URL of one on an EHR."""
+    if isinstance(value, str) and _ABSOLUTE_ENCOUNTER.match(value.strip()):
+        return value.strip()
+    return reference("Encounter", value)
 
 
 def _ext(url: str, key: str, value: Any) -> dict[str, Any]:
@@ -477,7 +486,7 @@ class Assignment:
                 issues.append(Issue(exc.message, expression=name))
         if self.encounter is not None:
             try:
-                object.__setattr__(self, "encounter", reference("Encounter", self.encounter))
+                object.__setattr__(self, "encounter", encounter_reference(self.encounter))
             except InvalidInput as exc:
                 issues.append(Issue(exc.message, expression="encounter"))
         if not isinstance(self.activity, str) or not self.activity.strip():

@@ -134,3 +134,26 @@ def test_fhir_context_alone_names_the_encounter() -> None:
                                                {"reference": "Encounter/e2"}]).launch_encounter == "e2"
     assert LaunchContext(**base, fhir_context=[{"canonical": "http://x/Questionnaire/q"}]
                          ).launch_encounter is None
+
+
+def test_an_external_ehrs_encounter_is_referenced_where_it_lives() -> None:
+    from hw_fhir.assignment import encounter_reference
+    from hw_fhir.errors import InvalidInput
+    from hw_fhir.sync.outbox import EhrTarget, write_back_copy
+
+    ehr = LaunchContext(iss="https://ehr.example/fhir/", client_id="c", scope="launch", encounter="e7")
+    assert ehr.encounter_reference("http://127.0.0.1:5100/fhir") == "https://ehr.example/fhir/Encounter/e7"
+    assert ehr.encounter_reference("https://ehr.example/fhir") == "Encounter/e7"  # the sandbox case
+    assert encounter_reference("https://ehr.example/fhir/Encounter/e7") == \
+        "https://ehr.example/fhir/Encounter/e7"
+    assert encounter_reference("e7") == "Encounter/e7"
+    with pytest.raises(InvalidInput):
+        encounter_reference("https://ehr.example/fhir/Patient/p1")
+    # written back to that EHR, the reference is its own Encounter/<id> again
+    target = EhrTarget.from_config({"name": "x", "base_url": "https://ehr.example/fhir"})
+    response = {"resourceType": "QuestionnaireResponse", "id": "r1", "status": "completed",
+                "encounter": {"reference": "https://ehr.example/fhir/Encounter/e7"},
+                "basedOn": [{"reference": "https://elsewhere.example/fhir/CarePlan/c1"}]}
+    copy = write_back_copy(response, target, lambda t, i: None)
+    assert copy["encounter"] == {"reference": "Encounter/e7"}
+    assert copy["basedOn"] == [{"reference": "https://elsewhere.example/fhir/CarePlan/c1"}]

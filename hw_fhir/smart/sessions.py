@@ -197,6 +197,20 @@ class LaunchContext:
                 return parts[-1]
         return None
 
+    def encounter_reference(self, local_fhir_base: str | None = None) -> str | None:
+        """The launch encounter as a reference for homework (None without one).
+
+        ``Encounter/<id>`` when the EHR is this very server (``local_fhir_base``, the
+        sandbox), else the absolute URL of the Encounter on the EHR, which stays
+        resolvable here and is sent back to that EHR as its own ``Encounter/<id>``.
+        """
+        encounter = self.launch_encounter
+        if not encounter:
+            return None
+        if local_fhir_base and self.iss.rstrip("/") == local_fhir_base.strip().rstrip("/"):
+            return f"Encounter/{encounter}"
+        return f"{self.iss.rstrip('/')}/Encounter/{encounter}"
+
     @property
     def user_type(self) -> str | None:
         """``Practitioner``, ``Patient``, ``RelatedPerson``... from fhirUser."""

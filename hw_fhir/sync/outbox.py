@@ -301,8 +301,10 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
     """Return the copy of a local resource to create in the EHR.
 
     No id or version meta; the stable identifier added; references rewritten:
-    ``lookup(type, id)`` returns a local Patient/Practitioner (None if unknown).
-    Raise UnresolvedReference for a local Patient the EHR cannot resolve.
+    ``lookup(type, id)`` returns a local Patient/Practitioner (None if unknown);
+    absolute references to the EHR's own resources (the Encounter homework was
+    assigned in) become its ``Type/id``. Raise UnresolvedReference for a local
+    Patient the EHR cannot resolve.
     """
     rtype, rid = resource["resourceType"], resource["id"]
     data = {k: copy.deepcopy(v) for k, v in resource.items() if k not in ("id", "meta", "text")}
@@ -342,7 +344,25 @@ def write_back_copy(resource: dict[str, Any], target: EhrTarget,
             return None
         return {"type": ref_type, "identifier": target.identifier(ref_type, ref_id), **keep}
 
-    return _rewrite(data, resolve)  # type: ignore[no-any-return]
+    return _relative_to(_rewrite(data, resolve), (target.iss, target.base_url))  # type: ignore[no-any-return]
+
+
+def _relative_to(node: Any, bases: tuple[str, ...]) -> Any:
+    """Turn absolute references to the EHR's own resources (an Encounter...) into ``Type/id``."""
+    if isinstance(node, list):
+        return [_relative_to(item, bases) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _relative_to(v, bases) if isinstance(v, (dict, list)) else v for k, v in node.items()}
+    ref = node.get("reference")
+    if isinstance(ref, str) and ref.startswith(("http://", "https://")):
+        for base in bases:
+            prefix = base.rstrip("/") + "/"
+            rest = ref[len(prefix):] if base and ref.startswith(prefix) else ""
+            if rest.count("/") == 1 and rest.split("/")[0][:1].isupper():
+                out["reference"] = rest
+                break
+    return out
 
 
 # -------------------------------------------------------------------- feed

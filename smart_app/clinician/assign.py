@@ -29,6 +29,7 @@ from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFoun
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
 
+from ..fhir_api import fhir_base
 from .base import (
     FieldErrors,
     bp,
@@ -315,7 +316,7 @@ def tailor(pid: str, qid: str) -> Any:
                 wording=details.wording,
                 confidence=details.confidence,
                 reminder_channel=details.reminder_channel,
-                encounter=clinician().launch.context.launch_encounter,
+                encounter=clinician().launch.context.encounter_reference(fhir_base()),
             ),
             events=events(),
             now=now(),
@@ -505,7 +506,7 @@ def pathway(pid: str, pathway_id: str) -> Any:
                     time_of_day=at,
                     wording=values.get("wording", "").strip() or "homework",
                     reminder_channel=values.get("channel") or None,
-                    encounter=clinician().launch.context.launch_encounter,
+                    encounter=clinician().launch.context.encounter_reference(fhir_base()),
                     events=events(),
                     now=now(),
                     horizon_days=_horizon(),
