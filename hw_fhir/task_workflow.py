@@ -45,8 +45,8 @@ from .completion import (
     record_answer,
     response_for_task,
     task_output,
+    task_questionnaire,
 )
-from .completion import task_questionnaire
 from .errors import BusinessRuleError, Forbidden, Gone, InvalidResource, Issue, NotFound, VersionConflict
 from .events import Events
 from .models import validate
