@@ -217,11 +217,15 @@ def test_landing_page_without_a_patient_is_the_panel(app: Any, store: Any) -> No
     assert 'id="panel"' in page and "Ben Schmidt" in page
 
 
-def test_landing_page_for_a_patient_keeps_the_launch_summary(app: Any) -> None:
+def test_landing_page_for_a_patient_opens_the_patients_own_pages(app: Any) -> None:
+    # an EHR launch by the patient (portal): their own pages, not the clinician side (issue 17)
     session = open_launch(app, app.test_client(), user_type="Patient", patient="pat-ava")
-    page = session.get("/app").text
-    assert 'class="patient-name">Ava Nguyen<' in page
-    assert 'id="assignments"' not in page
+    landing = session.get("/app")
+    assert landing.status_code == 302 and "/my/launch" in landing.headers["Location"]
+    signed_in = session.client.get(landing.headers["Location"])
+    assert signed_in.status_code == 302 and signed_in.headers["Location"].endswith("/my/")
+    page = session.client.get("/my/").text
+    assert "<h1>Your " in page and 'id="assignments"' not in page
 
 
 # -- panel ------------------------------------------------------------------------------------
