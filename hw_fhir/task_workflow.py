@@ -158,6 +158,14 @@ def _prepared(response: dict[str, Any], task: Mapping[str, Any], now: datetime |
     return prepared
 
 
+def _as_sent(prepared: dict[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+    """The prepared response with the identifier the client sent (the server's is hw-fhir's own)."""
+    out = {k: v for k, v in prepared.items() if k != "identifier"}
+    if "identifier" in sent:
+        out["identifier"] = sent["identifier"]
+    return out
+
+
 def write_response(store: Store, response: dict[str, Any], *, if_match: str | None = None,
                    if_none_exist: str | None = None, authorize: Authorize | None = None,
                    events: Events | None = None, now: datetime | None = None) -> WriteResult | None:
@@ -190,7 +198,7 @@ def write_response(store: Store, response: dict[str, Any], *, if_match: str | No
     prepared = _prepared(response, task, now)
     if existing is not None:
         prepared["id"] = existing["id"]
-    pinned = authorize(prepared) if authorize is not None else None
+    pinned = authorize(_as_sent(prepared, response)) if authorize is not None else None
     wanted = (if_match or pinned or "").strip() or None
     replaced = current.version_id if current is not None else \
         (existing or {}).get("meta", {}).get("versionId")
@@ -233,8 +241,9 @@ def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBu
     Return the transaction-response Bundle, or None when the Bundle is no transaction
     or none of its responses answers an open Task (run it as before). ``authorize`` is
     called with the Bundle as it will run (responses completed with their Task's
-    subject and identifier, before the Tasks are added) and raises when the caller
-    may not run it; it may return the Bundle as the caller's grant prepares it.
+    subject, before the Tasks are added; the task-response identifier is the
+    server's and not the caller's to write) and raises when the caller may not run
+    it; it may return the Bundle as the caller's grant prepares it.
     """
     if not isinstance(bundle, dict) or bundle.get("type") != "transaction" \
             or not isinstance(bundle.get("entry"), list):
@@ -287,9 +296,14 @@ def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBu
         return None
     prepared_bundle = {**bundle, "entry": entries}
     if authorize is not None:
-        checked = authorize(prepared_bundle)
-        if checked is not None:  # the entries as the caller's grant prepared them
-            prepared_bundle, entries = checked, list(checked["entry"])
+        ours = {n for n, _, _ in answered}
+        sent = [{**e, "resource": _as_sent(e["resource"], bundle["entry"][i]["resource"])}
+                if i in ours else e for i, e in enumerate(entries)]
+        checked = authorize({**bundle, "entry": sent})
+        if checked is not None:  # the other entries as the caller's grant prepared them
+            returned = list(checked["entry"])
+            entries = [entries[i] if i in ours else returned[i] for i in range(len(entries))]
+            prepared_bundle = {**checked, "entry": entries}
     result = store.transaction({**prepared_bundle, "entry": entries + task_entries})
     written = list(result.get("entry") or [])
     result["entry"] = written[:len(entries)]
