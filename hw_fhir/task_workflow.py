@@ -134,9 +134,6 @@ def answered_task(store: Store, response: Mapping[str, Any],
 
 def _prepared(response: dict[str, Any], task: Mapping[str, Any], now: datetime | None) -> dict[str, Any]:
     patient = (task.get("for") or {}).get("reference")
-    subject = (response.get("subject") or {}).get("reference")
-    if subject not in (None, patient):
-        raise Forbidden(f"Task/{task['id']} is homework of another patient than {subject}")
     identifier = response.get("identifier")
     ours = {"system": RESPONSE_TASK_SYSTEM, "value": task["id"]}
     if identifier and not (isinstance(identifier, Mapping) and identifier.get("system") == RESPONSE_TASK_SYSTEM
@@ -150,12 +147,19 @@ def _prepared(response: dict[str, Any], task: Mapping[str, Any], now: datetime |
     prepared = {k: v for k, v in response.items() if k != "meta"}
     if profile:
         prepared["meta"] = {"profile": list(profile)}
-    prepared.update(identifier=ours, subject={"reference": patient})
+    prepared.update(identifier=ours, subject=response.get("subject") or {"reference": patient})
     if task.get("encounter") and not prepared.get("encounter"):
         prepared["encounter"] = dict(task["encounter"])
     if not prepared.get("authored"):
         prepared["authored"] = instant(utc_now(now))
     return prepared
+
+
+def _check_subject(prepared: Mapping[str, Any], task: Mapping[str, Any]) -> None:
+    """Refuse a response about another patient than the Task's (after the caller's own checks)."""
+    subject = (prepared.get("subject") or {}).get("reference")
+    if subject != (task.get("for") or {}).get("reference"):
+        raise Forbidden(f"Task/{task['id']} is homework of another patient than {subject}")
 
 
 def _as_sent(prepared: dict[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,6 +203,7 @@ def write_response(store: Store, response: dict[str, Any], *, if_match: str | No
     if existing is not None:
         prepared["id"] = existing["id"]
     pinned = authorize(_as_sent(prepared, response)) if authorize is not None else None
+    _check_subject(prepared, task)
     wanted = (if_match or pinned or "").strip() or None
     replaced = current.version_id if current is not None else \
         (existing or {}).get("meta", {}).get("versionId")
@@ -304,6 +309,8 @@ def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBu
             returned = list(checked["entry"])
             entries = [entries[i] if i in ours else returned[i] for i in range(len(entries))]
             prepared_bundle = {**checked, "entry": entries}
+    for n, task, _ in answered:
+        _check_subject(entries[n]["resource"], task)
     result = store.transaction({**prepared_bundle, "entry": entries + task_entries})
     written = list(result.get("entry") or [])
     result["entry"] = written[:len(entries)]
