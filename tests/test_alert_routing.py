@@ -103,8 +103,12 @@ def clinician(store: Any, pid: str, address: str | None) -> str:
 def set_level(store: Any, level: str, ref: str) -> dict[str, Any]:
     """Make ``ref`` reachable at one level of the chain; return what the response needs."""
     if level == "task-requester":
+        sdc = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
         store.update({"resourceType": "Task", "id": "t-1", "status": "in-progress",
                       "intent": "order", "for": {"reference": "Patient/pat-ava"},
+                      "code": {"coding": [{"system": sdc, "code": "complete-questionnaire"}]},
+                      "input": [{"type": {"coding": [{"system": sdc, "code": "questionnaire"}]},
+                                 "valueCanonical": "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0"}],
                       "requester": {"reference": ref}})
         return {"identifier": {"system": RESPONSE_TASK_SYSTEM, "value": "t-1"}}
     if level == "careplan-author":
