@@ -5,7 +5,7 @@ it with ``node``, plays the user in the sandbox's authorize page over real HTTP,
 what the app did: code exchange, read, search, write, and a refresh that — as client-js
 does for public clients — sends no client authentication at all.
 
-Needs node and ``tests/node/node_modules`` (``.ci/run`` runs ``npm ci`` there); skipped
+Needs node and ``tests/node/node_modules`` (the test runs ``npm ci`` there when npm is here; so does ``.ci/run``); skipped
 without them outside CI, failed on CI.
 """
 
@@ -31,7 +31,17 @@ CLIENT_ID = "clientjs-node"
 SCOPE = "launch openid fhirUser offline_access patient/*.cruds user/*.cruds"
 
 
+def _install_client_js() -> None:
+    """Run ``npm ci`` (pinned by package-lock.json) once when npm is here and the package is not."""
+    npm = shutil.which("npm")
+    if npm is None or (NODE_DIR / "node_modules" / "fhirclient").exists():
+        return
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--omit=optional"],
+                   cwd=NODE_DIR, capture_output=True, timeout=300, check=False)
+
+
 def _require_node() -> str:
+    _install_client_js()
     node = shutil.which("node")
     missing = "node" if node is None else (
         "tests/node/node_modules (run: cd tests/node && npm ci --omit=optional)"
