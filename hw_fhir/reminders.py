@@ -114,6 +114,7 @@ from .errors import (
     TransientDeliveryError,
     VersionConflict,
 )
+from .i18n import N_, patient_language, translator
 from .links import IssuedLink, patient_links
 from .models import validate
 from .reminder_tables import patient_link, reminder_job, reminder_state
@@ -411,12 +412,14 @@ def _overdue(due: datetime, prefs: ReminderPreferences, policy: ReminderPolicy) 
 
 
 _TEXTS = {
-    "assigned": ("A new activity from {practice}",
-                 "Hello, {practice} has shared an activity with you. Open it here: {link}"),
-    "before-due": ("Reminder from {practice}",
-                   "Reminder from {practice}: you have an activity to complete. Open it here: {link}"),
-    "overdue": ("Your activity is still open",
-                "{practice}: your activity is still open and you can still complete it here: {link}"),
+    "assigned": (N_("A new activity from {practice}"),
+                 N_("Hello, {practice} has shared an activity with you. Open it here: {link}")),
+    "before-due": (N_("Reminder from {practice}"),
+                   N_("Reminder from {practice}: you have an activity to complete. Open it here: "
+                      "{link}")),
+    "overdue": (N_("Your activity is still open"),
+                N_("{practice}: your activity is still open and you can still complete it here: "
+                   "{link}")),
     "risk-alert": ("Urgent: a safety alert needs your review",
                    "A patient's recent response in hw-fhir raised a safety alert. Open hw-fhir "
                    "from your EHR to review it now.{link_line}"),
@@ -425,14 +428,19 @@ _TEXTS = {
 
 def default_message(*, kind: str, purpose: str, channel: str, to: str | None, recipient: str,
                     practice: str, link: str | None, idempotency_key: str,
-                    about: Iterable[str] = ()) -> Message:
-    """Return the built-in message: the practice, that there is an activity, the link."""
+                    about: Iterable[str] = (), language: str | None = None) -> Message:
+    """Return the built-in message: the practice, that there is an activity, the link.
+
+    ``language`` (a patient's, see :func:`hw_fhir.i18n.patient_language`) picks the
+    translation of the patient texts; clinician alerts stay in the default language.
+    """
     subject, body = _TEXTS.get(purpose, _TEXTS["before-due"])
+    _ = translator(language)
     link_line = f" {link}" if link else ""
     fill = {"practice": practice, "link": link or "", "link_line": link_line}
     return Message(
         kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
-        subject=subject.format(**fill), text=body.format(**fill), link=link,
+        subject=_(subject).format(**fill), text=_(body).format(**fill), link=link,
         idempotency_key=idempotency_key, priority="stat" if kind == "alert" else "routine",
         about=tuple(about),
     )
@@ -1338,7 +1346,8 @@ def _send_ready(ctx: _Context, item: _Ready) -> str:
                               to=channel.address(item.patient),
                               recipient=f"Patient/{job.patient_id}",
                               practice=settings.practice_name, link=item.link.url,
-                              idempotency_key=_key(job), about=(f"Task/{item.task['id']}",))
+                              idempotency_key=_key(job), about=(f"Task/{item.task['id']}",),
+                              language=patient_language(item.patient))
     ctx.pm.hook.prepare_message(message=message, recipient=item.patient, task=item.task,
                                 request=item.request, settings=settings)
     return _deliver(ctx, job, channel, message, item.request, item.task, item.patient)

@@ -26,6 +26,7 @@ from hw_fhir.assignment import (
     task_due,
 )
 from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFound
+from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
 
@@ -434,6 +435,7 @@ def _reminder_plan(
             practice=getattr(settings(), "practice_name", "your care team"),
             link="(a secure link)",
             idempotency_key="preview",
+            language=patient_language(patient),
         )
         out.append(
             {

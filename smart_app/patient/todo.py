@@ -24,6 +24,7 @@ from hw_fhir.assignment import (
     task_due,
 )
 from hw_fhir.errors import HwFhirError
+from hw_fhir.i18n import N_, date_text, time_text, translator
 from hw_fhir.library import resolve_questionnaire
 from hw_fhir.store.base import Store, iter_all
 
@@ -36,6 +37,7 @@ __all__ = [
     "todo_list",
     "activity_title",
     "due_text",
+    "wording_text",
 ]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
@@ -44,6 +46,9 @@ _OPEN = ",".join(sorted(OPEN_STATUSES - {"on-hold"}))
 #: Done items stay on the list this long, at most this many.
 DONE_DAYS = 7
 DONE_SHOWN = 10
+#: The clinician's usual words for homework, translated for the patient (others shown as typed).
+WORDINGS = (N_("homework"), N_("home practice"), N_("skills practice"), N_("practice"),
+            N_("projects"), N_("activities"))
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,11 @@ class TodoList:
         return max(set(words), key=words.count) if words else "homework"
 
 
+def wording_text(wording: str, language: str | None) -> str:
+    """Return the clinician's word for homework in the patient's language when it is a known one."""
+    return translator(language)(wording) if wording in WORDINGS else wording
+
+
 def patient_zone(patient: Mapping[str, Any] | None) -> tzinfo:
     """Return the patient's time zone (Patient ``timezone`` extension), UTC when unknown."""
     for ext in (patient or {}).get("extension") or []:
@@ -121,38 +131,52 @@ def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict
     return [t for t in tasks if _homework(t)]
 
 
-def activity_title(store: Store, task: Mapping[str, Any], cache: dict[str, str]) -> str:
-    """Return the title of the activity a Task asks for (cached per canonical)."""
+def activity_title(
+    store: Store, task: Mapping[str, Any], cache: dict[str, str], language: str | None = None
+) -> str:
+    """Return the title of the activity a Task asks for, in ``language`` when translated."""
+    from hw_fhir.translation import translation_of
+
     ref = task_canonical(task) or ""
     if ref not in cache:
+        _ = translator(language)
         try:
             questionnaire = resolve_questionnaire(store, ref)
-            cache[ref] = str(questionnaire.get("title") or questionnaire.get("name") or "Activity")
+            cache[ref] = str(
+                (translation_of(questionnaire, "title", language) if language else None)
+                or questionnaire.get("title")
+                or questionnaire.get("name")
+                or _("Activity")
+            )
         except HwFhirError:
-            cache[ref] = "Activity"
+            cache[ref] = _("Activity")
     return cache[ref]
 
 
-def due_text(due: datetime | None, now: datetime, zone: tzinfo) -> str:
-    """Say when something is due, in the patient's words and time zone."""
+def due_text(due: datetime | None, now: datetime, zone: tzinfo, language: str | None = None) -> str:
+    """Say when something is due, in the patient's words, language and time zone."""
+    _ = translator(language)
     if due is None:
-        return "Any time"
+        return _("Any time")
     local, today = due.astimezone(zone), now.astimezone(zone).date()
-    clock = local.strftime("%I:%M %p").lstrip("0")
+    clock = time_text(local, language, zone)
     days = (local.date() - today).days
     if days == 0:
-        return f"Today, {clock}"
+        return _("Today, %(time)s") % {"time": clock}
     if days == 1:
-        return f"Tomorrow, {clock}"
+        return _("Tomorrow, %(time)s") % {"time": clock}
     if days == -1:
-        return f"Yesterday, {clock}"
+        return _("Yesterday, %(time)s") % {"time": clock}
     if 1 < days < 7:
-        return f"{local.strftime('%A')}, {clock}"
-    return f"{local.strftime('%a %d %b').replace(' 0', ' ')}, {clock}"
+        day = date_text(local, language, zone, "EEEE")
+        return _("%(day)s, %(time)s") % {"day": day, "time": clock}
+    day = date_text(local, language, zone, "EEE d MMM")
+    return _("%(day)s, %(time)s") % {"day": day, "time": clock}
 
 
 def _item(
-    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, str]
+    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, str],
+    language: str | None = None,
 ) -> TodoItem:
     details = HomeworkDetails.from_task(task)
     due = task_due(task)
@@ -162,14 +186,14 @@ def _item(
     status = str(task.get("status"))
     return TodoItem(
         task_id=str(task["id"]),
-        title=activity_title(store, task, titles),
-        wording=details.wording,
+        title=activity_title(store, task, titles, language),
+        wording=wording_text(details.wording, language),
         instructions=details.instructions,
         rationale=details.rationale,
         example=details.example,
         status=status,
         due=due,
-        due_text=due_text(due, now, zone),
+        due_text=due_text(due, now, zone, language),
         overdue=status in OPEN_STATUSES and due is not None and due <= now,
         opens=opens,
         available=opens is None or opens <= now or status == "in-progress",
@@ -179,16 +203,20 @@ def _item(
 
 
 def todo_list(
-    store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime, zone: tzinfo
+    store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime, zone: tzinfo,
+    language: str | None = None,
 ) -> TodoList:
-    """Sort Tasks into overdue, today, this week, later and done (newest first)."""
+    """Sort Tasks into overdue, today, this week, later and done (newest first).
+
+    ``language`` (the patient's) picks activity titles' translations and the due texts' words.
+    """
     titles: dict[str, str] = {}
     sections: dict[str, list[TodoItem]] = {
         k: [] for k in ("overdue", "today", "week", "later", "done")
     }
     today = now.astimezone(zone).date()
     for task in tasks:
-        item = _item(store, task, now, zone, titles)
+        item = _item(store, task, now, zone, titles, language)
         if item.status == "completed":
             sections["done"].append(item)
         elif item.status not in OPEN_STATUSES or item.status == "on-hold":
