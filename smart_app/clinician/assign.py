@@ -444,6 +444,8 @@ def _reminder_plan(
                 "subject": message.subject,
                 "text": message.text,
                 "channel": channel,
+                "lang": patient_language(patient),
+                "language": language_name(patient_language(patient)),
             }
         )
     return out
