@@ -36,6 +36,7 @@ __all__ = [
     "patient_tasks",
     "todo_list",
     "activity_title",
+    "titled",
     "due_text",
     "wording_text",
 ]
@@ -69,6 +70,8 @@ class TodoItem:
     available: bool
     draft: bool
     done_at: datetime | None = None
+    #: The title's language when it is not the patient's (the activity is not translated).
+    title_lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,25 +135,34 @@ def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict
 
 
 def activity_title(
-    store: Store, task: Mapping[str, Any], cache: dict[str, str], language: str | None = None
+    store: Store, task: Mapping[str, Any], cache: dict[str, Any], language: str | None = None
 ) -> str:
     """Return the title of the activity a Task asks for, in ``language`` when translated."""
-    from hw_fhir.translation import translation_of
+    return titled(store, task, cache, language)[0]
+
+
+def titled(
+    store: Store, task: Mapping[str, Any], cache: dict[str, Any], language: str | None = None
+) -> tuple[str, str | None]:
+    """Return an activity's title and, when it is not in ``language``, the language it is in."""
+    from hw_fhir.translation import original_language, translation_of
 
     ref = task_canonical(task) or ""
     if ref not in cache:
         _ = translator(language)
         try:
             questionnaire = resolve_questionnaire(store, ref)
-            cache[ref] = str(
-                (translation_of(questionnaire, "title", language) if language else None)
-                or questionnaire.get("title")
-                or questionnaire.get("name")
-                or _("Activity")
-            )
         except HwFhirError:
-            cache[ref] = _("Activity")
-    return cache[ref]
+            cache[ref] = (_("Activity"), None)
+            return cache[ref]
+        original = original_language(questionnaire)
+        translated = translation_of(questionnaire, "title", language) if language else None
+        plain = questionnaire.get("title") or questionnaire.get("name")
+        if translated or not plain:
+            cache[ref] = (str(translated or _("Activity")), None)
+        else:
+            cache[ref] = (str(plain), None if original == (language or original) else original)
+    return cache[ref]  # type: ignore[no-any-return]
 
 
 def due_text(due: datetime | None, now: datetime, zone: tzinfo, language: str | None = None) -> str:
@@ -175,7 +187,7 @@ def due_text(due: datetime | None, now: datetime, zone: tzinfo, language: str | 
 
 
 def _item(
-    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, str],
+    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, Any],
     language: str | None = None,
 ) -> TodoItem:
     details = HomeworkDetails.from_task(task)
@@ -184,9 +196,11 @@ def _item(
     opens = parse_instant(start) if start else None
     end = (task.get("executionPeriod") or {}).get("end")
     status = str(task.get("status"))
+    title, title_lang = titled(store, task, titles, language)
     return TodoItem(
         task_id=str(task["id"]),
-        title=activity_title(store, task, titles, language),
+        title=title,
+        title_lang=title_lang,
         wording=wording_text(details.wording, language),
         instructions=details.instructions,
         rationale=details.rationale,
@@ -210,7 +224,7 @@ def todo_list(
 
     ``language`` (the patient's) picks activity titles' translations and the due texts' words.
     """
-    titles: dict[str, str] = {}
+    titles: dict[str, Any] = {}
     sections: dict[str, list[TodoItem]] = {
         k: [] for k in ("overdue", "today", "week", "later", "done")
     }

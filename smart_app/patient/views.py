@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from hw_fhir import render
 from hw_fhir.adherence import patient_adherence
@@ -507,14 +508,16 @@ def done(task_id: str) -> Any:
         language=current_language(),
     )
     clinician = _clinician_name(task)
-    from .todo import activity_title
+    from .todo import titled
 
+    title, title_lang = titled(_store(), task, {}, current_language())
     return render_template(
         "patient/done.html",
         task=task,
         crisis=crisis,
         todo=todo,
-        title=activity_title(_store(), task, {}, current_language()),
+        title=Markup('<span lang="{}">{}</span>').format(title_lang, title) if title_lang else title,
+        title_text=title,
         clinician=clinician,
         late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late",
         already=request.args.get("already") == "1",
@@ -557,7 +560,7 @@ def _note(patient_ref: str) -> dict[str, Any] | None:
 
 
 def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, Any]]:
-    from .todo import activity_title
+    from .todo import titled
 
     since = instant(_now() - timedelta(days=90))
     tasks = iter_all(
@@ -565,13 +568,15 @@ def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, A
         "Task",
         [("patient", patient_ref), ("status", "completed"), ("_lastUpdated", f"ge{since}")],
     )
-    titles: dict[str, str] = {}
+    titles: dict[str, Any] = {}
     rows = []
     for t in tasks:
         end = (t.get("executionPeriod") or {}).get("end") or t.get("lastModified")
+        title, title_lang = titled(_store(), t, titles, current_language())
         rows.append(
             {
-                "title": activity_title(_store(), t, titles, current_language()),
+                "title": title,
+                "lang": title_lang,
                 "end": parse_instant(end).astimezone(zone) if end else None,
             }
         )
