@@ -13,8 +13,8 @@ A translated string carries the core extension
 Help texts are display items (itemControl ``help``), so they are items like any other.
 Where a translation comes from is said once per Questionnaire and language with
 :data:`TRANSLATION_STATUS_URL` (sub-extensions ``lang``, ``status`` — ``published``,
-``project`` (translated by the hw-fhir project, not a published version) or
-``incomplete`` — and ``source``).
+``project`` (translated by the hw-fhir project, not a published version), ``local``
+(translated by the practice in the activity editor) or ``incomplete`` — and ``source``).
 
 :func:`localize` returns a copy of a Questionnaire with every translated string put in
 place, and the link ids of the items still in the original language, so the patient page
@@ -44,12 +44,15 @@ __all__ = [
     "missing_translations",
     "translation_status",
     "localize",
+    "TranslationRow",
+    "translation_rows",
+    "apply_translation_form",
 ]
 
 TRANSLATION_URL = "http://hl7.org/fhir/StructureDefinition/translation"
 TRANSLATION_STATUS_URL = "http://hw-fhir.org/fhir/StructureDefinition/translation-status"
 RENDERING_XHTML_URL = "http://hl7.org/fhir/StructureDefinition/rendering-xhtml"
-STATUSES = ("published", "project", "incomplete")
+STATUSES = ("published", "project", "local", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -293,3 +296,79 @@ def localize(questionnaire: Mapping[str, Any], language: str | None) -> Localize
                 condition["answerString"] = mapped.get(condition["answerString"],
                                                        condition["answerString"])
     return Localized(copied, wanted, original, frozenset(fallback), bool(title), strings)
+
+
+# -- the activity editor's "Spanish text" fields ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranslationRow:
+    """One string of an activity in the editor: its form field, the original, the translation."""
+
+    field: str
+    original: str
+    translation: str
+    option: bool
+
+
+def _field(where: str, element: Mapping[str, Any], name: str) -> str:
+    if where in ("title", "description"):
+        return f"tr.{where}"
+    link, _, rest = where.partition(" option ")
+    if not rest:
+        return f"tr.text.{link}"
+    if name == "display" and element.get("code"):
+        return f"tr.option.{link}.{element['code']}"
+    return f"tr.option.{link}.#{rest}"
+
+
+def translation_rows(questionnaire: Mapping[str, Any], language: str) -> list[TranslationRow]:
+    """Return every string a patient reads with its ``language`` translation, for the editor."""
+    return [
+        TranslationRow(
+            field=_field(where, element, name),
+            original=str(element.get(name) or ""),
+            translation=translation_of(element, name, language) or "",
+            option=" option " in where,
+        )
+        for where, element, name in translatable(questionnaire)
+    ]
+
+
+def apply_translation_form(
+    questionnaire: Mapping[str, Any], form: Mapping[str, Any], language: str
+) -> dict[str, Any]:
+    """Return a copy with the editor's ``tr.*`` fields applied as ``language`` translations.
+
+    A field left out changes nothing; an empty one removes that translation. When anything
+    changed, the translation status becomes ``local`` (or ``incomplete`` while strings lack
+    a translation).
+    """
+    edited: dict[str, Any] = copy.deepcopy(dict(questionnaire))
+    changed = False
+    for where, element, name in list(translatable(edited)):
+        key = _field(where, element, name)
+        if key not in form:
+            continue
+        value = form[key]
+        value = (value[0] if value else "") if isinstance(value, (list, tuple)) else value
+        text = str(value or "").strip()
+        if text != (translation_of(element, name, language) or ""):
+            set_translation(element, name, language, text)
+            changed = True
+    if changed:
+        missing = missing_translations(edited, language)
+        status = "incomplete" if missing else "local"
+        edited["extension"] = [
+            e for e in edited.get("extension") or []
+            if not (e.get("url") == TRANSLATION_STATUS_URL
+                    and any(x.get("valueCode") == language for x in e.get("extension") or []))
+        ] + [{
+            "url": TRANSLATION_STATUS_URL,
+            "extension": [
+                {"url": "lang", "valueCode": language},
+                {"url": "status", "valueCode": status},
+                {"url": "source", "valueString": "Translated by the practice in the activity editor"},
+            ],
+        }]
+    return edited
