@@ -29,8 +29,10 @@ from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFoun
 from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
+from hw_fhir.translation import localize
 
 from ..fhir_api import fhir_base
+from ..patient.language import use_language
 from .base import (
     FieldErrors,
     bp,
@@ -217,8 +219,13 @@ def preview_frame(qid: str) -> Any:
     details = None
     ref = request.args.get("ref", "")
     pid = request.args.get("patient", "")
+    shown = localize(questionnaire, None)
+    if pid:
+        # the patient's view is in the patient's language
+        language = patient_language(patient_or_404(pid))
+        use_language(language)
+        shown = localize(questionnaire, language)
     if ref and pid:
-        patient_or_404(pid)
         kind, _, rid = ref.partition("/")
         resource = _read(kind, rid, pid)
         details = (
@@ -233,9 +240,10 @@ def preview_frame(qid: str) -> Any:
         details = HomeworkDetails(instructions=defaults.instructions, rationale=defaults.rationale)
     return render_template(
         "clinician/preview_frame.html",
-        form=render.build_form(questionnaire),
+        form=render.build_form(shown.questionnaire),
         details=details,
         questionnaire=questionnaire,
+        localized=shown,
     )
 
 

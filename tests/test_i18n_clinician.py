@@ -1,6 +1,7 @@
-"""A clinician adds or edits an activity's Spanish text in the editor: a "Spanish text" field per
-item and option, stored as FHIR translation extensions on the draft, with the translation status
-saying the practice translated it."""
+"""Languages on the clinician side: the confirmation after assigning shows the reminder text and
+the activity as the patient will get them, in the patient's language; and a clinician adds or
+edits an activity's Spanish text in the editor (a "Spanish text" field per item and option, stored
+as FHIR translation extensions on the draft, the translation status saying the practice did it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from clinician_support import Session, clinician_app, open_launch
 
+from hw_fhir.i18n import with_language
 from hw_fhir.translation import (
     apply_translation_form,
     missing_translations,
@@ -33,9 +35,9 @@ def ava(app: Any) -> Session:
     return open_launch(app, app.test_client())
 
 
-def _fields(page: str) -> dict[str, str]:
-    """The editor form's text fields, hidden fields and selected values, as the browser sends them."""
-    block = re.search(r'<form[^>]*id="editor-form".*?</form>', page, re.S)
+def _fields(page: str, form_id: str = "editor-form") -> dict[str, str]:
+    """A form's text fields, hidden fields and selected values, as the browser sends them."""
+    block = re.search(rf'<form[^>]*id="{form_id}".*?</form>', page, re.S)
     assert block, "no editor form"
     values: dict[str, str] = {}
     for tag in re.finditer(r"<input([^>]*)>", block.group(0)):
@@ -100,3 +102,27 @@ def test_a_clinician_edits_the_spanish_text_of_an_activity(app: Any, ava: Sessio
     assert status is not None and status.status == "local"  # no longer the published text
     catalog = store.read("Questionnaire", "phq-9").resource
     assert translation_status(catalog, "es").status == "published"  # type: ignore[union-attr]
+
+
+def test_the_confirmation_shows_the_reminder_and_activity_in_the_patients_language(
+    app: Any, ava: Session
+) -> None:
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-ava").resource, "es"))
+    form = _fields(ava.get("/clinician/patients/pat-ava/assign/gad-7").text, "assign-form")
+    response = ava.post("/clinician/patients/pat-ava/assign/gad-7", form)
+    assert response.status_code == 303, response.text
+    page = ava.client.get(response.headers["Location"]).text
+    assert '<html lang="en"' in page  # the clinician's page stays English
+    plan = page[page.index('id="reminder-plan"') : page.index("</section>", page.index('id="reminder-plan"'))]
+    assert '<span class="muted" lang="es">“Recordatorio de ' in plan
+    assert "(Español, the patient&#39;s language)" in plan or "(Español, the patient's language)" in plan
+    assert "GAD" not in plan and "ansiedad" not in plan  # no clinical content in the message
+    frame = re.search(r'id="patient-view"\s+src="([^"]+)"', page)
+    assert frame, "no patient view"
+    view = ava.client.get(html.unescape(frame.group(1))).text
+    assert '<html lang="es">' in view
+    assert "Escala del trastorno de ansiedad generalizada de 7 preguntas (GAD-7)" in view
+    assert "No ha sido capaz de parar o controlar su preocupación" in view
+    assert "Terminé: enviarlo" in view
+    assert '<p class="muted small" role="note" lang="en">Preview' in view
