@@ -83,7 +83,8 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
         phone.find_element(By.CSS_SELECTOR, f"label[for='f-phq9-{n}-1']").click()
     phone.find_element(By.ID, "submit-button").click()
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "error-summary")))
-    assert "Revise" in phone.find_element(By.ID, "error-summary").text
+    summary = phone.find_element(By.ID, "error-summary").text
+    assert "Revise esta respuesta" in summary and "Responda esta pregunta" in summary
     _check(phone, "3-phq9-errores")
     phone.find_element(By.CSS_SELECTOR, "label[for='f-phq9-9-1']").click()
     phone.find_element(By.CSS_SELECTOR, "label[for='f-phq9-10-0']").click()

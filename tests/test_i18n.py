@@ -319,3 +319,20 @@ def test_the_catalog_has_spanish_for_every_text_or_says_it_is_incomplete() -> No
         if status.status == "published":
             published.add(q["id"])
     assert {"phq-9", "phq-2", "gad-7"} <= published
+
+
+def test_form_messages_and_hints_speak_the_patients_language(app: Any) -> None:
+    _make_spanish(app)
+    task = give_homework(app, "phq-9")
+    client = app.test_client()
+    page = sign_in(client, app, task)
+    before = snapshot(app)
+    refused = _submit(client, task, page, {"q:phq9-1": "1"})
+    assert refused.status_code == 422
+    shown = refused.get_data(as_text=True)
+    assert "Revise estas respuestas" in shown and "Responda esta pregunta, por favor." in shown
+    assert "Please answer" not in shown
+    assert snapshot(app) == before
+    body_scan = give_homework(app, "body-scan")
+    page = client.get(f"/my/tasks/{body_scan['id']}").get_data(as_text=True)
+    assert "Responda solo si su respuesta a " in page  # enableWhen hint, in Spanish

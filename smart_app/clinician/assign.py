@@ -240,7 +240,7 @@ def preview_frame(qid: str) -> Any:
         details = HomeworkDetails(instructions=defaults.instructions, rationale=defaults.rationale)
     return render_template(
         "clinician/preview_frame.html",
-        form=render.build_form(shown.questionnaire),
+        form=render.build_form(shown.questionnaire, language=shown.language),
         details=details,
         questionnaire=questionnaire,
         localized=shown,

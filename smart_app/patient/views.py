@@ -300,7 +300,9 @@ def _build_form(
     """Build the form in the patient's language (codes and answers stay as stored)."""
     shown = localize(questionnaire, current_language())
     g.hw_localized = shown
-    return render.build_form(shown.questionnaire, shown.shown_response(response), **kwargs)
+    return render.build_form(
+        shown.questionnaire, shown.shown_response(response), language=shown.language, **kwargs
+    )
 
 
 def _form_page(
