@@ -63,7 +63,7 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
 
     app = served.app
     phq9 = give_homework(app, "phq-9", patient="pat-carmen", days=0)
-    mood = give_homework(app, "mood-log", patient="pat-carmen", days=2)
+    untranslated = give_homework(app, "values-committed-action", patient="pat-carmen", days=2)
 
     phone.get(served.url + link_for(app, phq9, birth_date_check=True))
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "dob-form")))
@@ -101,9 +101,9 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
     phone.get(served.url + "/my/")
     _wait(phone).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")))
     assert "Por hacer" in phone.find_element(By.CSS_SELECTOR, "nav.tabs").text
-    _check(phone, "5-lista", english_inside=True)  # the mood log's title is not translated yet
+    _check(phone, "5-lista", english_inside=True)  # that activity is not translated yet
 
-    phone.get(served.url + f"/my/tasks/{mood['id']}")
+    phone.get(served.url + f"/my/tasks/{untranslated['id']}")
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "translation-note")))
     assert "no está disponible en Español" in phone.find_element(By.ID, "translation-note").text
     assert phone.find_element(By.TAG_NAME, "h1").get_attribute("lang") == "en"

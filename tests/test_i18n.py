@@ -256,7 +256,7 @@ def test_the_spanish_phq9_shows_the_published_text_and_scores_like_the_english(a
 
 def test_an_untranslated_activity_falls_back_to_english_with_a_note(app: Any) -> None:
     _make_spanish(app)
-    task = give_homework(app, "mood-log")
+    task = give_homework(app, "values-committed-action")
     client = app.test_client()
     page = sign_in(client, app, task)
     assert '<html lang="es">' in page
