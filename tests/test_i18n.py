@@ -336,3 +336,23 @@ def test_form_messages_and_hints_speak_the_patients_language(app: Any) -> None:
     body_scan = give_homework(app, "body-scan")
     page = client.get(f"/my/tasks/{body_scan['id']}").get_data(as_text=True)
     assert "Responda solo si su respuesta a " in page  # enableWhen hint, in Spanish
+
+
+def test_before_sign_in_the_browser_language_is_used(app: Any) -> None:
+    from patient_support import link_for
+
+    task = give_homework(app, "phq-9")
+    client = app.test_client()
+    spanish = {"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}
+    link = link_for(app, task, birth_date_check=True)
+    page = client.get(link, headers=spanish).get_data(as_text=True)
+    assert '<html lang="es">' in page and "Fecha de nacimiento" in page
+    wrong = client.post(link, headers=spanish, data={
+        "csrf_token": csrf(page), "dob_day": "1", "dob_month": "1", "dob_year": "1990"})
+    assert wrong.status_code == 401
+    assert "Esa fecha de nacimiento no coincide" in wrong.get_data(as_text=True)
+    broken = client.get(link[:-3] + "xyz", headers=spanish)
+    assert broken.status_code == 403
+    assert "Este enlace no es válido" in broken.get_data(as_text=True)
+    english = client.get(link, headers={"Accept-Language": "en-US"}).get_data(as_text=True)
+    assert '<html lang="en">' in english and "Date of birth" in english

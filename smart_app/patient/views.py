@@ -124,7 +124,7 @@ def _signed_out() -> tuple[str, int]:
 @bp.errorhandler(HwFhirError)
 def _error_page(exc: HwFhirError) -> Any:
     if request.accept_mimetypes.best == "application/json":
-        return jsonify({"ok": False, "message": exc.message}), exc.status
+        return jsonify({"ok": False, "message": _(exc.message)}), exc.status
     titles = {
         403: _("This page is not available to you"),
         404: _("We could not find that"),
@@ -132,7 +132,9 @@ def _error_page(exc: HwFhirError) -> Any:
         412: _("Something changed"),
         422: _("That could not be done"),
     }
-    return _message(exc.status, titles.get(exc.status, _("Something is not right")), exc.message)
+    # core messages a patient reads are in the catalog; others are shown as they are
+    message = _(exc.message) if exc.message else exc.message
+    return _message(exc.status, titles.get(exc.status, _("Something is not right")), message)
 
 
 # -- entry ----------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def _link_failed(exc: LinkError) -> tuple[str, int]:
     return _message(
         exc.status,
         titles.get(exc.reason, _("This link does not work")),
-        exc.message,
+        _(exc.message),
         link_problem=exc.reason,
     )
 
@@ -223,7 +225,9 @@ def link_birth_date(token: str) -> Any:
         limiter.fail(access.BIRTH_DATE_GUESSES, client)
         if limiter.blocked(access.BIRTH_DATE_GUESSES, client):
             return _too_many()
-        return _page("patient/birth_date.html", 401, token=token, error=exc.message, values=values)
+        return _page(
+            "patient/birth_date.html", 401, token=token, error=_(exc.message), values=values
+        )
     except LinkRevoked as exc:
         limiter.fail(access.BIRTH_DATE_GUESSES, client)
         return _link_failed(exc)
