@@ -130,9 +130,13 @@ def with_language(patient: Mapping[str, Any], language: str) -> dict[str, Any]:
     return out
 
 
-def language_name(language: str) -> str:
-    """Return a language's own name (``es`` → ``Español``)."""
-    return LANGUAGES.get(language) or Locale.parse(language).get_display_name(language) or language
+def language_name(language: str, in_language: str | None = None) -> str:
+    """Return a language's name: its own (``es`` → ``Español``, for a language menu), or as
+    written in a sentence of ``in_language`` (``es`` in ``es`` → ``español``, in ``en`` →
+    ``Spanish``)."""
+    if in_language is None:
+        return LANGUAGES.get(language) or language
+    return Locale.parse(language).get_display_name(supported(in_language)) or language
 
 
 def date_text(moment: date | datetime, language: str | None, zone: tzinfo | None = None,

@@ -105,7 +105,7 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
 
     phone.get(served.url + f"/my/tasks/{untranslated['id']}")
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "translation-note")))
-    assert "no está disponible en Español" in phone.find_element(By.ID, "translation-note").text
+    assert "no está disponible en español" in phone.find_element(By.ID, "translation-note").text
     assert phone.find_element(By.TAG_NAME, "h1").get_attribute("lang") == "en"
     _check(phone, "6-sin-traducir", english_inside=True)
 

@@ -260,7 +260,7 @@ def test_an_untranslated_activity_falls_back_to_english_with_a_note(app: Any) ->
     client = app.test_client()
     page = sign_in(client, app, task)
     assert '<html lang="es">' in page
-    assert "Esta actividad aún no está disponible en Español" in page
+    assert "Esta actividad aún no está disponible en español" in page
     assert re.search(r'<h1 lang="en">', page)
     assert re.search(r'data-link-id="[^"]+"[^>]*lang="en"', page)
     assert "Guardar y terminar después" in page
@@ -275,7 +275,7 @@ def test_the_todo_list_and_progress_speak_spanish(app: Any) -> None:
     todo = client.get("/my/").get_data(as_text=True)
     assert '<html lang="es">' in todo
     assert "Escala del trastorno de ansiedad generalizada de 7 preguntas (GAD-7)" in todo
-    assert "Para: Mañana" in todo and ">Por hacer<" in todo
+    assert "Para: Mañana" in todo and ">Por hacer<" in todo and "<h1>Sus tareas</h1>" in todo
     assert re.search(r"2 cosas por hacer", todo)
     progress = client.get("/my/progress").get_data(as_text=True)
     assert "Su progreso" in progress and "Para su próxima sesión" in progress

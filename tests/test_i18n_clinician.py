@@ -116,7 +116,7 @@ def test_the_confirmation_shows_the_reminder_and_activity_in_the_patients_langua
     assert '<html lang="en"' in page  # the clinician's page stays English
     plan = page[page.index('id="reminder-plan"') : page.index("</section>", page.index('id="reminder-plan"'))]
     assert '<span class="muted" lang="es">“Recordatorio de ' in plan
-    assert "(Español, the patient&#39;s language)" in plan or "(Español, the patient's language)" in plan
+    assert "(Spanish, the patient&#39;s language)" in plan or "(Spanish, the patient's language)" in plan
     assert "GAD" not in plan and "ansiedad" not in plan  # no clinical content in the message
     frame = re.search(r'id="patient-view"\s+src="([^"]+)"', page)
     assert frame, "no patient view"

@@ -453,7 +453,7 @@ def _reminder_plan(
                 "text": message.text,
                 "channel": channel,
                 "lang": patient_language(patient),
-                "language": language_name(patient_language(patient)),
+                "language": language_name(patient_language(patient), "en"),
             }
         )
     return out

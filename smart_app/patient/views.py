@@ -330,7 +330,7 @@ def _form_page(
         saved=saved,
         notice=notice,
         localized=g.get("hw_localized"),
-        language_name=i18n.language_name(current_language()),
+        language_name=i18n.language_name(current_language(), current_language()),
     )
 
 
