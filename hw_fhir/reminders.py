@@ -114,7 +114,7 @@ from .errors import (
     TransientDeliveryError,
     VersionConflict,
 )
-from .i18n import N_, patient_language, translator
+from .i18n import N_, patient_language, supported, translator
 from .links import IssuedLink, patient_links
 from .models import validate
 from .reminder_tables import patient_link, reminder_job, reminder_state
@@ -442,7 +442,7 @@ def default_message(*, kind: str, purpose: str, channel: str, to: str | None, re
         kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
         subject=_(subject).format(**fill), text=_(body).format(**fill), link=link,
         idempotency_key=idempotency_key, priority="stat" if kind == "alert" else "routine",
-        about=tuple(about),
+        about=tuple(about), headers={"Content-Language": supported(language)},
     )
 
 

@@ -106,6 +106,7 @@ def test_a_spanish_speaking_patient_gets_spanish_reminders_without_phi(tmp_path:
         assert es.text.startswith("Hola, ") and "ha compartido una actividad con usted" in es.text
         assert es.subject.startswith("Una nueva actividad de ")
         assert en.text.startswith("Hello, ") and en.subject.startswith("A new activity from ")
+        assert (es.headers["Content-Language"], en.headers["Content-Language"]) == ("es", "en")
         for message in (es, en):
             assert "https://hw.example.org/p/" in message.text
             lowered = (message.subject + " " + message.text).lower()
