@@ -969,6 +969,7 @@ class _Planned:
     patient_id: str | None
     times: list[tuple[str, datetime, datetime]]
     channel: str | None
+    language: str | None = None
 
 
 def _plan_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
@@ -1016,12 +1017,14 @@ def _plan_check(ctx: _Context, job: Any) -> str | _Planned:
         _later(ctx, job, status="skipped", last_error="reminders off")
         return "skipped"
     patient_id = _ref_id((task.get("for") or {}).get("reference"), "Patient")
-    prefs = preferences(_read(ctx, "Patient", patient_id), ctx.policy)
+    patient = _read(ctx, "Patient", patient_id)
+    prefs = preferences(patient, ctx.policy)
     times = reminder_times(task, prefs, ctx.policy, now=ctx.now)
     if not times:
         _later(ctx, job, status="skipped", last_error="nothing to send")
         return "skipped"
-    return _Planned(job, task, patient_id, times, chosen or prefs.channel)
+    return _Planned(job, task, patient_id, times, chosen or prefs.channel,
+                    patient_language(patient))
 
 
 def _store_plans(ctx: _Context, items: list[_Planned]) -> None:
@@ -1038,7 +1041,8 @@ def _store_plans(ctx: _Context, items: list[_Planned]) -> None:
         message = default_message(kind="reminder", purpose="assigned", channel=item.channel or "",
                                   to=None, recipient=f"Patient/{item.patient_id}",
                                   practice=settings.practice_name,
-                                  link=link.url if link else None, idempotency_key="")
+                                  link=link.url if link else None, idempotency_key="",
+                                  language=item.language)
         request = _plan_request(item.task, item.patient_id, item.times, message.text, ctx,
                                 ctx.channels.get(item.channel or ""))
         request["id"] = resource_id("reminder-plan", item.task["id"])

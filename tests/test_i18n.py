@@ -107,6 +107,10 @@ def test_a_spanish_speaking_patient_gets_spanish_reminders_without_phi(tmp_path:
         assert es.subject.startswith("Una nueva actividad de ")
         assert en.text.startswith("Hello, ") and en.subject.startswith("A new activity from ")
         assert (es.headers["Content-Language"], en.headers["Content-Language"]) == ("es", "en")
+        plans = {r["subject"]["reference"]: r for r in
+                 services.store.search("CommunicationRequest", [("_count", "10")]).resources}
+        assert plans["Patient/p-es"]["payload"][0]["contentString"].startswith("Hola, ")
+        assert plans["Patient/p-en"]["payload"][0]["contentString"].startswith("Hello, ")
         for message in (es, en):
             assert "https://hw.example.org/p/" in message.text
             lowered = (message.subject + " " + message.text).lower()
