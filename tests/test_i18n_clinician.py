@@ -126,3 +126,19 @@ def test_the_confirmation_shows_the_reminder_and_activity_in_the_patients_langua
     assert "No ha sido capaz de parar o controlar su preocupación" in view
     assert "Terminé: enviarlo" in view
     assert '<p class="muted small" role="note" lang="en">Preview' in view
+
+
+def test_the_library_preview_says_whether_the_patients_language_is_there(
+    app: Any, ava: Session
+) -> None:
+    store = app.extensions["hw_fhir"].store
+    english = ava.get("/clinician/library/phq-9/preview", patient="pat-ava").text
+    assert 'id="translation-status"' not in english
+    store.update(with_language(store.read("Patient", "pat-ava").resource, "es"))
+    published = ava.get("/clinician/library/phq-9/preview", patient="pat-ava").text
+    assert "In Spanish, the patient&#39;s language:" in published or "In Spanish, the patient's" in published
+    assert "the published translation (Published Spanish (USA) PHQ-9, Pfizer" in published
+    missing = ava.get("/clinician/library/values-committed-action/preview", patient="pat-ava").text
+    assert "not translated yet" in missing
+    frame = re.search(r'<iframe class="phone"[^>]*src="([^"]+)"', published)
+    assert frame and "patient=pat-ava" in html.unescape(frame.group(1))

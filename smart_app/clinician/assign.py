@@ -29,7 +29,7 @@ from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFoun
 from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
-from hw_fhir.translation import localize
+from hw_fhir.translation import localize, original_language, translation_status
 
 from ..fhir_api import fhir_base
 from ..patient.language import use_language
@@ -202,9 +202,16 @@ def preview(qid: str) -> Any:
     questionnaire = store().read("Questionnaire", qid).resource
     pid = request.args.get("patient") or None
     patient = patient_or_404(pid) if pid else None
+    language = patient_language(patient) if patient else None
     return page(
         "clinician/preview.html",
         patient=patient,
+        language=language_name(language, "en") if language else None,
+        translation=(
+            translation_status(questionnaire, language)
+            if language and language != original_language(questionnaire)
+            else None
+        ),
         nav_active="assign",
         questionnaire=questionnaire,
         rows=review.preview_rows(questionnaire),
