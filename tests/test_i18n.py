@@ -282,8 +282,20 @@ def test_the_todo_list_and_progress_speak_spanish(app: Any) -> None:
     assert "Escala del trastorno de ansiedad generalizada de 7 preguntas (GAD-7)" in todo
     assert "Para: Mañana" in todo and ">Por hacer<" in todo and "<h1>Sus tareas</h1>" in todo
     assert re.search(r"2 cosas por hacer", todo)
+    store = app.extensions["hw_fhir"].store
+    patient = store.read("Patient", "pat-ava").resource
+    store.update({**patient, "extension": [*patient.get("extension", []), {
+        "url": "http://hw-fhir.org/fhir/StructureDefinition/share-scores-with-patient",
+        "valueBoolean": True}]})
+    page = client.get(f"/my/tasks/{task['id']}").get_data(as_text=True)
+    answers = {f"q:phq9-{n}": "1" for n in range(1, 11)}
+    assert _submit(client, task, page, answers).status_code == 302
     progress = client.get("/my/progress").get_data(as_text=True)
     assert "Su progreso" in progress and "Para su próxima sesión" in progress
+    assert "PHQ-9 (estado de ánimo)" in progress and "Puntuaciones de PHQ-9" in progress
+    months = "ene|feb|mar|abr|may|jun|jul|ago|sept?|oct|nov|dic"
+    assert re.search(rf"<td>\d{{1,2}} ({months}) \d{{4}}</td><td>9</td>", progress), progress
+    assert re.search(rf"· [a-zé]{{3}} \d{{1,2}} ({months})</span>", progress)  # done lately
 
 
 def test_the_language_is_changed_on_the_preferences_page(app: Any) -> None:
