@@ -63,7 +63,14 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
 
     app = served.app
     phq9 = give_homework(app, "phq-9", patient="pat-carmen", days=0)
-    untranslated = give_homework(app, "values-committed-action", patient="pat-carmen", days=2)
+    app.extensions["hw_fhir"].store.update({
+        "resourceType": "Questionnaire", "id": "english-only", "status": "active",
+        "url": "http://example.org/fhir/Questionnaire/english-only", "version": "1.0.0",
+        "title": "Evening walk", "item": [
+            {"linkId": "walked", "type": "boolean", "text": "Did you go for a walk?"},
+            {"linkId": "minutes", "type": "integer", "text": "How many minutes?"}]})
+    untranslated = give_homework(app, "http://example.org/fhir/Questionnaire/english-only|1.0.0",
+                                 patient="pat-carmen", days=2)
 
     phone.get(served.url + link_for(app, phq9, birth_date_check=True))
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "dob-form")))

@@ -211,6 +211,23 @@ def app(app_config: dict[str, Any]) -> Iterator[Any]:
     application.extensions["hw_fhir"].close()
 
 
+UNTRANSLATED = "http://example.org/fhir/Questionnaire/english-only|1.0.0"
+
+
+def english_only(app: Any) -> str:
+    """Store an activity with no translation at all; return its canonical."""
+    app.extensions["hw_fhir"].store.update({
+        "resourceType": "Questionnaire", "id": "english-only", "status": "active",
+        "url": UNTRANSLATED.split("|")[0], "version": "1.0.0", "title": "Evening walk",
+        "item": [
+            {"linkId": "walked", "type": "boolean", "text": "Did you go for a walk?",
+             "required": True},
+            {"linkId": "minutes", "type": "integer", "text": "How many minutes?"},
+        ],
+    })
+    return UNTRANSLATED
+
+
 def _make_spanish(app: Any, pid: str = "pat-ava") -> None:
     store = app.extensions["hw_fhir"].store
     store.update(_spanish(store.read("Patient", pid).resource))
@@ -261,7 +278,7 @@ def test_the_spanish_phq9_shows_the_published_text_and_scores_like_the_english(a
 
 def test_an_untranslated_activity_falls_back_to_english_with_a_note(app: Any) -> None:
     _make_spanish(app)
-    task = give_homework(app, "values-committed-action")
+    task = give_homework(app, english_only(app))
     client = app.test_client()
     page = sign_in(client, app, task)
     assert '<html lang="es">' in page

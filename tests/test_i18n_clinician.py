@@ -138,7 +138,7 @@ def test_the_library_preview_says_whether_the_patients_language_is_there(
     published = ava.get("/clinician/library/phq-9/preview", patient="pat-ava").text
     assert "In Spanish, the patient&#39;s language:" in published or "In Spanish, the patient's" in published
     assert "the published translation (Published Spanish (USA) PHQ-9, Pfizer" in published
-    missing = ava.get("/clinician/library/values-committed-action/preview", patient="pat-ava").text
-    assert "not translated yet" in missing
+    missing = ava.get("/clinician/library/pcl-5/preview", patient="pat-ava").text
+    assert "not translated yet" in missing  # the PCL-5 waits for a published Spanish version
     frame = re.search(r'<iframe class="phone"[^>]*src="([^"]+)"', published)
     assert frame and "patient=pat-ava" in html.unescape(frame.group(1))
