@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from hw_fhir import render
+from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence
 from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
 from hw_fhir.completion import (
@@ -28,7 +28,6 @@ from hw_fhir.completion import (
     submit_response,
     task_questionnaire,
 )
-from hw_fhir import i18n
 from hw_fhir.errors import (
     BirthDateRequired,
     Conflict,
