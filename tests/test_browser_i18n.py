@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-from browser_support import axe_violations, chromium, full_page_screenshot
+from browser_support import axe_violations, chromium, csp_violations, full_page_screenshot
 from conftest import serve
 from patient_support import give_homework, link_for, patient_app, stored
 
@@ -54,6 +54,7 @@ def _check(driver: Any, name: str, *, english_inside: bool = False) -> None:
     assert bool(marked) == english_inside, f"{name}: lang=en content {len(marked)}"
     bad = axe_violations(driver)
     assert not bad, f"accessibility violations on {name}: {bad}"
+    assert not csp_violations(driver), name
     full_page_screenshot(driver, f"patient-es-{name}", WIDTH, HEIGHT)
 
 
