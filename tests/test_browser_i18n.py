@@ -89,6 +89,8 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
     _check(phone, "2-phq9")
     for n in range(1, 9):
         phone.find_element(By.CSS_SELECTOR, f"label[for='f-phq9-{n}-1']").click()
+    status = phone.find_element(By.CSS_SELECTOR, "[data-hw-status]")
+    _wait(phone).until(lambda d: status.text.startswith("Borrador guardado a las "))  # autosave
     phone.find_element(By.ID, "submit-button").click()
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "error-summary")))
     summary = phone.find_element(By.ID, "error-summary").text
