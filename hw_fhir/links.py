@@ -47,7 +47,16 @@ from .errors import (
     LinkWrongPatient,
     NotFound,
 )
+from .i18n import N_
 from .reminder_tables import patient_link
+
+#: Messages a patient reads (marked for the catalog; the patient pages translate them).
+_NOT_VALID = N_("This link is not valid. Check that it was copied completely.")
+_NO_LONGER_VALID = N_("This link is no longer valid. Ask your care team for a new one.")
+_SOMEONE_ELSE = N_("This link belongs to someone else.")
+_EXPIRED = N_(
+    "This link has expired. A new one comes with your next reminder, or ask your care team."
+)
 
 __all__ = [
     "LINK_PATH",
@@ -155,14 +164,14 @@ class PatientLinks:
     def _parse(self, token: str) -> tuple[str, int]:
         """Return (link id hex, expiry) of a well-signed token; LinkTampered otherwise."""
         if not isinstance(token, str) or len(token) > 100 or token.count(".") != 1:
-            raise LinkTampered("This link is not valid. Check that it was copied completely.")
+            raise LinkTampered(_NOT_VALID)
         head, _, sig = token.partition(".")
         try:
             body, mac = _unb64(head), _unb64(sig)
         except (binascii.Error, ValueError):
-            raise LinkTampered("This link is not valid. Check that it was copied completely.") from None
+            raise LinkTampered(_NOT_VALID) from None
         if len(body) != _ID_BYTES + 4 or not hmac.compare_digest(mac, self._sign(body)):
-            raise LinkTampered("This link is not valid. Check that it was copied completely.")
+            raise LinkTampered(_NOT_VALID)
         return body[:_ID_BYTES].hex(), int.from_bytes(body[_ID_BYTES:], "big")
 
     def url(self, token: str) -> str:
@@ -268,14 +277,13 @@ class PatientLinks:
             row = conn.execute(select(patient_link).where(patient_link.c.id == link_id)
                                .with_for_update()).first()
             if row is None or row.expires_at != expires:
-                raise LinkTampered("This link is not valid. Check that it was copied completely.")
+                raise LinkTampered(_NOT_VALID)
             if row.revoked_at is not None:
-                raise LinkRevoked("This link is no longer valid. Ask your care team for a new one.")
+                raise LinkRevoked(_NO_LONGER_VALID)
             if moment >= row.expires_at:
-                raise LinkExpired("This link has expired. A new one comes with your next reminder, "
-                                  "or ask your care team.")
+                raise LinkExpired(_EXPIRED)
             if patient is not None and _ref_id(patient, "Patient") != row.patient_id:
-                raise LinkWrongPatient("This link belongs to someone else.")
+                raise LinkWrongPatient(_SOMEONE_ELSE)
             refused = self._check_birth_date(conn, row, dob, moment) if row.birth_date_check else None
             if refused is None:
                 conn.execute(update(patient_link).where(patient_link.c.id == link_id)
@@ -285,10 +293,10 @@ class PatientLinks:
         try:
             task = self.store.read("Task", row.task_id).resource
         except NotFound:
-            raise LinkRevoked("This link is no longer valid. Ask your care team for a new one.") from None
+            raise LinkRevoked(_NO_LONGER_VALID) from None
         owner = ((task.get("for") or {}).get("reference") or "")
         if _ref_id(owner, "Patient") != row.patient_id:
-            raise LinkWrongPatient("This link belongs to someone else.")
+            raise LinkWrongPatient(_SOMEONE_ELSE)
         return LinkTarget(link_id=row.id, task_id=row.task_id, patient_id=row.patient_id,
                           expires_at=row.expires_at, task=task)
 
@@ -296,11 +304,11 @@ class PatientLinks:
                           moment: int) -> Exception | None:
         """Return the error refusing this birth date (counting the failure), or None."""
         if dob is None or str(dob).strip() == "":
-            return BirthDateRequired("Enter your date of birth to open this link.")
+            return BirthDateRequired(N_("Enter your date of birth to open this link."))
         try:
             patient = self.store.read("Patient", row.patient_id).resource
         except NotFound:
-            return LinkRevoked("This link is no longer valid. Ask your care team for a new one.")
+            return LinkRevoked(_NO_LONGER_VALID)
         given = dob.isoformat() if isinstance(dob, date) else str(dob).strip()
         if patient.get("birthDate") and hmac.compare_digest(given, str(patient["birthDate"])):
             if row.failed_checks:
@@ -313,9 +321,9 @@ class PatientLinks:
             values.update(revoked_at=moment, revoked_reason="birth-date-failures")
         conn.execute(update(patient_link).where(patient_link.c.id == row.id).values(**values))
         if failures >= MAX_BIRTH_DATE_FAILURES:
-            return LinkRevoked("This link is locked after too many attempts. "
-                               "Ask your care team for a new one.")
-        return LinkWrongPatient("That date of birth does not match. Check it and try again.")
+            return LinkRevoked(N_("This link is locked after too many attempts. "
+                               "Ask your care team for a new one."))
+        return LinkWrongPatient(N_("That date of birth does not match. Check it and try again."))
 
     def is_live(self, link_id: str) -> bool:
         """Tell whether a link (by id) still exists and is not revoked.

@@ -114,6 +114,7 @@ from .errors import (
     TransientDeliveryError,
     VersionConflict,
 )
+from .i18n import N_, patient_language, supported, translator
 from .links import IssuedLink, patient_links
 from .models import validate
 from .reminder_tables import patient_link, reminder_job, reminder_state
@@ -411,12 +412,14 @@ def _overdue(due: datetime, prefs: ReminderPreferences, policy: ReminderPolicy) 
 
 
 _TEXTS = {
-    "assigned": ("A new activity from {practice}",
-                 "Hello, {practice} has shared an activity with you. Open it here: {link}"),
-    "before-due": ("Reminder from {practice}",
-                   "Reminder from {practice}: you have an activity to complete. Open it here: {link}"),
-    "overdue": ("Your activity is still open",
-                "{practice}: your activity is still open and you can still complete it here: {link}"),
+    "assigned": (N_("A new activity from {practice}"),
+                 N_("Hello, {practice} has shared an activity with you. Open it here: {link}")),
+    "before-due": (N_("Reminder from {practice}"),
+                   N_("Reminder from {practice}: you have an activity to complete. Open it here: "
+                      "{link}")),
+    "overdue": (N_("Your activity is still open"),
+                N_("{practice}: your activity is still open and you can still complete it here: "
+                   "{link}")),
     "risk-alert": ("Urgent: a safety alert needs your review",
                    "A patient's recent response in hw-fhir raised a safety alert. Open hw-fhir "
                    "from your EHR to review it now.{link_line}"),
@@ -425,16 +428,21 @@ _TEXTS = {
 
 def default_message(*, kind: str, purpose: str, channel: str, to: str | None, recipient: str,
                     practice: str, link: str | None, idempotency_key: str,
-                    about: Iterable[str] = ()) -> Message:
-    """Return the built-in message: the practice, that there is an activity, the link."""
+                    about: Iterable[str] = (), language: str | None = None) -> Message:
+    """Return the built-in message: the practice, that there is an activity, the link.
+
+    ``language`` (a patient's, see :func:`hw_fhir.i18n.patient_language`) picks the
+    translation of the patient texts; clinician alerts stay in the default language.
+    """
     subject, body = _TEXTS.get(purpose, _TEXTS["before-due"])
+    _ = translator(language)
     link_line = f" {link}" if link else ""
     fill = {"practice": practice, "link": link or "", "link_line": link_line}
     return Message(
         kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
-        subject=subject.format(**fill), text=body.format(**fill), link=link,
+        subject=_(subject).format(**fill), text=_(body).format(**fill), link=link,
         idempotency_key=idempotency_key, priority="stat" if kind == "alert" else "routine",
-        about=tuple(about),
+        about=tuple(about), headers={"Content-Language": supported(language)},
     )
 
 
@@ -961,6 +969,7 @@ class _Planned:
     patient_id: str | None
     times: list[tuple[str, datetime, datetime]]
     channel: str | None
+    language: str | None = None
 
 
 def _plan_all(ctx: _Context, jobs: list[Any]) -> dict[str, str]:
@@ -1008,12 +1017,14 @@ def _plan_check(ctx: _Context, job: Any) -> str | _Planned:
         _later(ctx, job, status="skipped", last_error="reminders off")
         return "skipped"
     patient_id = _ref_id((task.get("for") or {}).get("reference"), "Patient")
-    prefs = preferences(_read(ctx, "Patient", patient_id), ctx.policy)
+    patient = _read(ctx, "Patient", patient_id)
+    prefs = preferences(patient, ctx.policy)
     times = reminder_times(task, prefs, ctx.policy, now=ctx.now)
     if not times:
         _later(ctx, job, status="skipped", last_error="nothing to send")
         return "skipped"
-    return _Planned(job, task, patient_id, times, chosen or prefs.channel)
+    return _Planned(job, task, patient_id, times, chosen or prefs.channel,
+                    patient_language(patient))
 
 
 def _store_plans(ctx: _Context, items: list[_Planned]) -> None:
@@ -1030,7 +1041,8 @@ def _store_plans(ctx: _Context, items: list[_Planned]) -> None:
         message = default_message(kind="reminder", purpose="assigned", channel=item.channel or "",
                                   to=None, recipient=f"Patient/{item.patient_id}",
                                   practice=settings.practice_name,
-                                  link=link.url if link else None, idempotency_key="")
+                                  link=link.url if link else None, idempotency_key="",
+                                  language=item.language)
         request = _plan_request(item.task, item.patient_id, item.times, message.text, ctx,
                                 ctx.channels.get(item.channel or ""))
         request["id"] = resource_id("reminder-plan", item.task["id"])
@@ -1338,7 +1350,8 @@ def _send_ready(ctx: _Context, item: _Ready) -> str:
                               to=channel.address(item.patient),
                               recipient=f"Patient/{job.patient_id}",
                               practice=settings.practice_name, link=item.link.url,
-                              idempotency_key=_key(job), about=(f"Task/{item.task['id']}",))
+                              idempotency_key=_key(job), about=(f"Task/{item.task['id']}",),
+                              language=patient_language(item.patient))
     ctx.pm.hook.prepare_message(message=message, recipient=item.patient, task=item.task,
                                 request=item.request, settings=settings)
     return _deliver(ctx, job, channel, message, item.request, item.task, item.patient)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 import html
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .errors import Issue
+from .i18n import N_, translator
 from .responses import _Form, _label, canonical_of
 from .urls import safe_link, safe_media
 
@@ -558,6 +559,7 @@ def _conditions(
     definition: Mapping[str, Any],
     index: Mapping[str, Mapping[str, Any]],
     questionnaire: Mapping[str, Any],
+    _: Callable[[str], str] = str,
 ) -> tuple[tuple[Condition, ...], str]:
     out: list[Condition] = []
     phrases: list[str] = []
@@ -569,9 +571,10 @@ def _conditions(
         target = index.get(question) or {}
         expected = _typed(cond, "answer")
         out.append(_condition(question, operator, expected, target, questionnaire))
-        phrases.append(_phrase(operator, expected, target, questionnaire))
-    joiner = " or " if definition.get("enableBehavior") == "any" else " and "
-    text = ("Answer this only if " + joiner.join(phrases) + ".") if phrases else ""
+        phrases.append(_phrase(operator, expected, target, questionnaire, _))
+    joiner = _(" or ") if definition.get("enableBehavior") == "any" else _(" and ")
+    text = _("Answer this only if %(conditions)s.") % {"conditions": joiner.join(phrases)}
+    text = text if phrases else ""
     return tuple(out), text
 
 
@@ -605,27 +608,30 @@ def _phrase(
     expected: tuple[str, Any] | None,
     target: Mapping[str, Any],
     questionnaire: Mapping[str, Any],
+    _: Callable[[str], str] = str,
 ) -> str:
     label = f"“{_short(item_text(target) or str(target.get('linkId', 'another question')))}”"
     if operator == "exists":
         answered = bool(expected and expected[1] is True)
-        return f"you answered {label}" if answered else f"you left {label} unanswered"
+        said = N_("you answered %(question)s") if answered else N_("you left %(question)s unanswered")
+        return _(said) % {"question": label}
     if expected is None:
-        return f"your answer to {label} fits"
+        return _("your answer to %(question)s fits") % {"question": label}
     kind, value = expected
     if kind == "Boolean":
-        shown = "Yes" if value else "No"
+        shown = _("Yes") if value else _("No")
     else:
         shown = _option_label(kind, value)
-    words = {
-        "=": "is",
-        "!=": "is not",
-        ">": "is more than",
-        "<": "is less than",
-        ">=": "is at least",
-        "<=": "is at most",
+    sentences = {
+        "=": N_("your answer to %(question)s is %(answer)s"),
+        "!=": N_("your answer to %(question)s is not %(answer)s"),
+        ">": N_("your answer to %(question)s is more than %(answer)s"),
+        "<": N_("your answer to %(question)s is less than %(answer)s"),
+        ">=": N_("your answer to %(question)s is at least %(answer)s"),
+        "<=": N_("your answer to %(question)s is at most %(answer)s"),
     }
-    return f"your answer to {label} {words.get(operator, operator)} “{shown}”"
+    sentence = sentences.get(operator, "your answer to %(question)s " + operator + " %(answer)s")
+    return _(sentence) % {"question": label, "answer": f"“{shown}”"}
 
 
 # -- building the view ----------------------------------------------------------------------------
@@ -642,6 +648,7 @@ class _Builder:
     form: _Form | None
     nodes: dict[int, Any]
     summary: list[FormError] = field(default_factory=list)
+    gettext: Callable[[str], str] = str
 
     def items(
         self,
@@ -684,7 +691,9 @@ class _Builder:
             else []
         )
         widget = _widget(definition, options)
-        conditions, condition_text = _conditions(definition, self.index, self.questionnaire)
+        conditions, condition_text = _conditions(
+            definition, self.index, self.questionnaire, self.gettext
+        )
         low, high, step = _limits(definition)
         enabled = True
         if self.form is not None and container is not None and conditions:
@@ -930,7 +939,7 @@ def _local_datetime(value: str, zone: tzinfo) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
 
 
-def _friendly(message: str, label: str | None) -> str:
+def _friendly(message: str, label: str | None, _: Callable[[str], str] = str) -> str:
     """Turn a validator message into a short, kind message shown next to the item."""
     text = message
     if label and text.startswith(label + ": "):
@@ -938,16 +947,19 @@ def _friendly(message: str, label: str | None) -> str:
     elif text.startswith('"') and '": ' in text:
         text = text.split('": ', 1)[1]
     replacements = {
-        "is required": "Please answer this question.",
-        "needs at least one answered item": "Please fill in at least one answer here.",
+        "is required": N_("Please answer this question."),
+        "needs at least one answered item": N_("Please fill in at least one answer here."),
     }
     if text in replacements:
-        return replacements[text]
+        return _(replacements[text])
     text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "?", "!")) else text + "."
+    sentence = text if text.endswith((".", "?", "!")) else text + "."
+    return _(sentence)
 
 
-def _issue_map(questionnaire: Mapping[str, Any], issues: Iterable[Issue]) -> dict[str, list[str]]:
+def _issue_map(
+    questionnaire: Mapping[str, Any], issues: Iterable[Issue], _: Callable[[str], str] = str
+) -> dict[str, list[str]]:
     index = _index(questionnaire.get("item"))
     out: dict[str, list[str]] = {}
     for issue in issues:
@@ -958,7 +970,7 @@ def _issue_map(questionnaire: Mapping[str, Any], issues: Iterable[Issue]) -> dic
             definition = index.get(match[-1].replace("\\'", "'").replace("\\\\", "\\"))
             if definition is not None:
                 label = _label(definition)
-        out.setdefault(expression, []).append(_friendly(issue.message, label))
+        out.setdefault(expression, []).append(_friendly(issue.message, label, _))
     return out
 
 
@@ -995,6 +1007,7 @@ def build_form(
     raw: Mapping[str, Sequence[str]] | None = None,
     add: Collection[str] = (),
     zone: tzinfo | None = None,
+    language: str | None = None,
 ) -> FormView:
     """Return the view of a Questionnaire filled with a response's answers.
 
@@ -1002,19 +1015,22 @@ def build_form(
     and listed on top; ``raw`` (from :func:`parse_form`) shows the values exactly as
     typed after a failed submission; ``add`` names repeating groups (field paths) that
     get one more empty instance each time they are named; ``zone`` is the person's time
-    zone for ``dateTime`` answers (default UTC).
+    zone for ``dateTime`` answers (default UTC); ``language`` translates the hints and
+    messages (the Questionnaire's own texts: :func:`hw_fhir.translation.localize`).
     """
     response = response or {}
+    _ = translator(language)
     form = _Form(questionnaire, {"item": response.get("item") or []}, {})
     builder = _Builder(
         questionnaire=questionnaire,
-        issues=_issue_map(questionnaire, issues),
+        issues=_issue_map(questionnaire, issues, _),
         raw=raw,
         add=add,
         zone=zone or timezone.utc,
         index=dict(_index(questionnaire.get("item"))),
         form=form,
         nodes=_nodes(form),
+        gettext=_,
     )
     items = builder.items(
         _list(questionnaire.get("item")),
@@ -1134,14 +1150,14 @@ class _Parser:
                     okind, value, _ = options[int(token)]
                     out.append({f"value{okind}": copy.deepcopy(value)})
                 elif token != "__other__":
-                    self.problem(expression, label, "Choose one of the options shown.")
+                    self.problem(expression, label, N_("Choose one of the options shown."))
             text = " ".join(" ".join(other).split())
             if text and kind == "open-choice":
                 if out and not definition.get("repeats"):
                     self.problem(
                         expression,
                         label,
-                        "Choose one of the options or type your own answer, not both.",
+                        N_("Choose one of the options or type your own answer, not both."),
                     )
                 else:
                     out.append({"valueString": text})
@@ -1163,14 +1179,14 @@ class _Parser:
         if kind == "integer":
             if _INTEGER.match(text) and _INT32[0] <= int(text) <= _INT32[1]:
                 return {"valueInteger": int(text)}
-            return self.problem(expression, label, "Enter a whole number, for example 7.")
+            return self.problem(expression, label, N_("Enter a whole number, for example 7."))
         if kind == "decimal":
             try:
                 number = Decimal(text.replace(",", "."))
             except InvalidOperation:
                 number = None
             if number is None or not number.is_finite():
-                return self.problem(expression, label, "Enter a number, for example 7.5.")
+                return self.problem(expression, label, N_("Enter a number, for example 7.5."))
             return {
                 "valueDecimal": int(number)
                 if number == number.to_integral_value() and "." not in text and "," not in text
@@ -1179,14 +1195,14 @@ class _Parser:
         if kind == "boolean":
             if text in ("true", "false"):
                 return {"valueBoolean": text == "true"}
-            return self.problem(expression, label, "Choose Yes or No.")
+            return self.problem(expression, label, N_("Choose Yes or No."))
         if kind == "date":
             try:
                 if not _DATE.match(text):
                     raise ValueError(text)
                 return {"valueDate": date.fromisoformat(text).isoformat()}
             except ValueError:
-                return self.problem(expression, label, "Enter a date, for example 2026-03-08.")
+                return self.problem(expression, label, N_("Enter a date, for example 2026-03-08."))
         if kind == "time":
             match = _TIME.match(text)
             if (
@@ -1196,10 +1212,10 @@ class _Parser:
                 and int(match.group(3) or 0) < 60
             ):
                 return {"valueTime": f"{match.group(1)}:{match.group(2)}:{match.group(3) or '00'}"}
-            return self.problem(expression, label, "Enter a time, for example 21:30.")
+            return self.problem(expression, label, N_("Enter a time, for example 21:30."))
         if kind == "dateTime":
             return self.read_datetime(text, expression, label)
-        return self.problem(expression, label, "This question cannot be answered here.")
+        return self.problem(expression, label, N_("This question cannot be answered here."))
 
     def read_datetime(self, text: str, expression: str, label: str) -> dict[str, Any] | None:
         match = _LOCAL_DATETIME.match(text)
@@ -1215,7 +1231,7 @@ class _Parser:
         except ValueError:
             pass
         return self.problem(
-            expression, label, "Enter a date and time, for example 2026-03-08 21:30."
+            expression, label, N_("Enter a date and time, for example 2026-03-08 21:30.")
         )
 
     def problem(self, expression: str, label: str, message: str) -> dict[str, Any] | None:

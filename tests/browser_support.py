@@ -33,8 +33,12 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium(width: int, height: int, *, mobile: bool = False) -> Iterator[Any]:
-    """Start headless Chromium with a fresh profile and the given viewport."""
+def chromium(width: int, height: int, *, mobile: bool = False,
+             accept_language: str | None = None) -> Iterator[Any]:
+    """Start headless Chromium with a fresh profile and the given viewport.
+
+    ``accept_language`` (e.g. ``"es"``) is the browser's language (``Accept-Language``).
+    """
     require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -47,6 +51,9 @@ def chromium(width: int, height: int, *, mobile: bool = False) -> Iterator[Any]:
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, CSP reports
+    if accept_language:
+        options.add_argument(f"--lang={accept_language}")
+        options.add_experimental_option("prefs", {"intl.accept_languages": accept_language})
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     if mobile:
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -64,3 +71,33 @@ def csp_violations(driver: Any) -> list[str]:
     """Return (and clear) the console messages where the browser refused something by CSP."""
     return [str(e.get("message")) for e in driver.get_log("browser")
             if "Content Security Policy" in str(e.get("message"))]
+
+
+def axe_violations(driver: Any) -> list[dict[str, Any]]:
+    """Run axe-core (vendored) on the current page; return its serious and critical violations."""
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    driver.set_script_timeout(60)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
+        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def full_page_screenshot(driver: Any, name: str, width: int, height: int) -> Path:
+    """Save a screenshot of the whole page (mobile viewport ``width``) as test-output/<name>.png."""
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / f"{name}.png"
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    metrics = {"width": width, "deviceScaleFactor": 1, "mobile": True}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {**metrics, "height": max(height, int(full))})
+    try:
+        assert driver.save_screenshot(str(path))
+    finally:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {**metrics, "height": height, "deviceScaleFactor": 2})
+    return path

@@ -10,6 +10,7 @@ from hw_fhir import library as lib
 from hw_fhir import review
 from hw_fhir.errors import BusinessRuleError, Conflict, Forbidden, HwFhirError, InvalidInput
 from hw_fhir.store.base import iter_all
+from hw_fhir.translation import apply_translation_form, translation_rows
 
 from .base import bp, clinician, go, now, page, patient_or_404, store
 
@@ -94,6 +95,7 @@ def editor(qid: str) -> Any:
         expected = request.form.get("version", version)
         try:
             edited = review.apply_item_editor(questionnaire, form)
+            edited = apply_translation_form(edited, form, "es")
         except InvalidInput as exc:
             errors, status = _issues(exc), 400
         else:
@@ -121,6 +123,7 @@ def editor(qid: str) -> Any:
         version=version,
         errors=errors,
         rows=review.editor_rows(shown),
+        translations=translation_rows(shown, "es"),
         types=review.EDITABLE_TYPES,
         draft=questionnaire.get("status") == "draft",
     )

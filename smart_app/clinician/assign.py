@@ -26,10 +26,13 @@ from hw_fhir.assignment import (
     task_due,
 )
 from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFound
+from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.store.base import iter_all
+from hw_fhir.translation import localize, original_language, translation_status
 
 from ..fhir_api import fhir_base
+from ..patient.language import use_language
 from .base import (
     FieldErrors,
     bp,
@@ -199,9 +202,16 @@ def preview(qid: str) -> Any:
     questionnaire = store().read("Questionnaire", qid).resource
     pid = request.args.get("patient") or None
     patient = patient_or_404(pid) if pid else None
+    language = patient_language(patient) if patient else None
     return page(
         "clinician/preview.html",
         patient=patient,
+        language=language_name(language, "en") if language else None,
+        translation=(
+            translation_status(questionnaire, language)
+            if language and language != original_language(questionnaire)
+            else None
+        ),
         nav_active="assign",
         questionnaire=questionnaire,
         rows=review.preview_rows(questionnaire),
@@ -216,8 +226,13 @@ def preview_frame(qid: str) -> Any:
     details = None
     ref = request.args.get("ref", "")
     pid = request.args.get("patient", "")
+    shown = localize(questionnaire, None)
+    if pid:
+        # the patient's view is in the patient's language
+        language = patient_language(patient_or_404(pid))
+        use_language(language)
+        shown = localize(questionnaire, language)
     if ref and pid:
-        patient_or_404(pid)
         kind, _, rid = ref.partition("/")
         resource = _read(kind, rid, pid)
         details = (
@@ -232,9 +247,10 @@ def preview_frame(qid: str) -> Any:
         details = HomeworkDetails(instructions=defaults.instructions, rationale=defaults.rationale)
     return render_template(
         "clinician/preview_frame.html",
-        form=render.build_form(questionnaire),
+        form=render.build_form(shown.questionnaire, language=shown.language),
         details=details,
         questionnaire=questionnaire,
+        localized=shown,
     )
 
 
@@ -434,6 +450,7 @@ def _reminder_plan(
             practice=getattr(settings(), "practice_name", "your care team"),
             link="(a secure link)",
             idempotency_key="preview",
+            language=patient_language(patient),
         )
         out.append(
             {
@@ -442,6 +459,8 @@ def _reminder_plan(
                 "subject": message.subject,
                 "text": message.text,
                 "channel": channel,
+                "lang": patient_language(patient),
+                "language": language_name(patient_language(patient), "en"),
             }
         )
     return out

@@ -13,6 +13,7 @@ import json
 from flask import Flask
 from markupsafe import Markup
 
+from . import language
 from .ratelimit import RateLimiter
 from .views import bp
 
@@ -30,4 +31,5 @@ def init_app(app: Flask) -> None:
     """Register the patient blueprint and its rate limiter."""
     app.extensions["hw_fhir_patient_limiter"] = RateLimiter(app.extensions["hw_fhir"].store)
     app.add_template_filter(_json_attr, "json_attr")
+    language.init_app(app)
     app.register_blueprint(bp)

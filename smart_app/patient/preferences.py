@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from hw_fhir.errors import InvalidInput, Issue
+from hw_fhir.i18n import N_
 
 from .todo import TIMEZONE_EXTENSION
 
@@ -39,11 +40,16 @@ __all__ = [
 
 PREFERENCES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences"
 #: Channels a patient can pick here, with their labels (plugins may add more later).
-CHANNELS: dict[str, str] = {"email": "Email", "sms": "Text message (SMS)", "none": "No reminders"}
+#: Labels and messages are marked for translation (N_) and translated where shown.
+CHANNELS: dict[str, str] = {
+    "email": N_("Email"),
+    "sms": N_("Text message (SMS)"),
+    "none": N_("No reminders"),
+}
 #: Kinds of message a patient can opt out of.
 OPT_OUTS: dict[str, str] = {
-    "reminder": "Reminders before homework is due",
-    "overdue": "A nudge when homework is past its due time",
+    "reminder": N_("Reminders before homework is due"),
+    "overdue": N_("A nudge when homework is past its due time"),
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
@@ -143,13 +149,13 @@ def time_zones() -> list[str]:
     )
 
 
-def _time(value: str, name: str, label: str, issues: list[Issue]) -> str | None:
+def _time(value: str, name: str, message: str, issues: list[Issue]) -> str | None:
     value = (value or "").strip()
     if not value:
         return None
     match = _TIME.match(value)
     if not match:
-        issues.append(Issue(f"{label}: enter a time such as 18:30", expression=name))
+        issues.append(Issue(message, expression=name))
         return None
     return f"{match.group(1)}:{match.group(2)}:{match.group(3) or '00'}"
 
@@ -161,18 +167,21 @@ def parse_preferences(form: Mapping[str, Any], current: Preferences) -> Preferen
     issues: list[Issue] = []
     channel = (form.get("channel") or "").strip() or None
     if channel is not None and channel not in CHANNELS and channel != current.channel:
-        issues.append(Issue("Choose one of the ways to be reminded", expression="channel"))
+        issues.append(Issue(N_("Choose one of the ways to be reminded"), expression="channel"))
     zone = (form.get("timezone") or "").strip() or None
     if zone is not None and zone not in available_timezones():
-        issues.append(Issue("Choose your time zone from the list", expression="timezone"))
+        issues.append(Issue(N_("Choose your time zone from the list"), expression="timezone"))
     opt_out = tuple(dict.fromkeys(v for v in getlist("opt_out") if v))
     if any(v not in OPT_OUTS for v in opt_out):
-        issues.append(Issue("Unknown kind of message to opt out of", expression="opt_out"))
+        issues.append(Issue(N_("Unknown kind of message to opt out of"), expression="opt_out"))
     prefs = Preferences(
         channel=channel,
-        time_of_day=_time(form.get("time_of_day", ""), "time_of_day", "Time of day", issues),
-        quiet_start=_time(form.get("quiet_start", ""), "quiet_start", "Quiet hours start", issues),
-        quiet_end=_time(form.get("quiet_end", ""), "quiet_end", "Quiet hours end", issues),
+        time_of_day=_time(form.get("time_of_day", ""), "time_of_day",
+                          N_("Time of day: enter a time such as 18:30"), issues),
+        quiet_start=_time(form.get("quiet_start", ""), "quiet_start",
+                          N_("Quiet hours start: enter a time such as 18:30"), issues),
+        quiet_end=_time(form.get("quiet_end", ""), "quiet_end",
+                        N_("Quiet hours end: enter a time such as 18:30"), issues),
         opt_out=opt_out,
         timezone=zone,
         extra_opt_out=current.extra_opt_out,
@@ -180,7 +189,7 @@ def parse_preferences(form: Mapping[str, Any], current: Preferences) -> Preferen
     if bool(prefs.quiet_start) != bool(prefs.quiet_end):
         issues.append(
             Issue(
-                "Give both the start and the end of your quiet hours, or neither",
+                N_("Give both the start and the end of your quiet hours, or neither"),
                 expression="quiet_end" if prefs.quiet_start else "quiet_start",
             )
         )

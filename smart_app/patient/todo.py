@@ -24,6 +24,7 @@ from hw_fhir.assignment import (
     task_due,
 )
 from hw_fhir.errors import HwFhirError
+from hw_fhir.i18n import N_, date_text, time_text, translator
 from hw_fhir.library import resolve_questionnaire
 from hw_fhir.store.base import Store, iter_all
 
@@ -35,7 +36,9 @@ __all__ = [
     "patient_tasks",
     "todo_list",
     "activity_title",
+    "titled",
     "due_text",
+    "wording_text",
 ]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
@@ -44,6 +47,9 @@ _OPEN = ",".join(sorted(OPEN_STATUSES - {"on-hold"}))
 #: Done items stay on the list this long, at most this many.
 DONE_DAYS = 7
 DONE_SHOWN = 10
+#: The clinician's usual words for homework, translated for the patient (others shown as typed).
+WORDINGS = (N_("homework"), N_("home practice"), N_("skills practice"), N_("practice"),
+            N_("projects"), N_("activities"))
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class TodoItem:
     available: bool
     draft: bool
     done_at: datetime | None = None
+    #: The title's language when it is not the patient's (the activity is not translated).
+    title_lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ class TodoList:
             i.wording for i in (*self.overdue, *self.today, *self.week, *self.later, *self.done)
         ]
         return max(set(words), key=words.count) if words else "homework"
+
+
+def wording_text(wording: str, language: str | None) -> str:
+    """Return the clinician's word for homework in the patient's language when it is a known one."""
+    return translator(language)(wording) if wording in WORDINGS else wording
 
 
 def patient_zone(patient: Mapping[str, Any] | None) -> tzinfo:
@@ -121,38 +134,61 @@ def patient_tasks(store: Store, patient_ref: str, *, now: datetime) -> list[dict
     return [t for t in tasks if _homework(t)]
 
 
-def activity_title(store: Store, task: Mapping[str, Any], cache: dict[str, str]) -> str:
-    """Return the title of the activity a Task asks for (cached per canonical)."""
+def activity_title(
+    store: Store, task: Mapping[str, Any], cache: dict[str, Any], language: str | None = None
+) -> str:
+    """Return the title of the activity a Task asks for, in ``language`` when translated."""
+    return titled(store, task, cache, language)[0]
+
+
+def titled(
+    store: Store, task: Mapping[str, Any], cache: dict[str, Any], language: str | None = None
+) -> tuple[str, str | None]:
+    """Return an activity's title and, when it is not in ``language``, the language it is in."""
+    from hw_fhir.translation import original_language, translation_of
+
     ref = task_canonical(task) or ""
     if ref not in cache:
+        _ = translator(language)
         try:
             questionnaire = resolve_questionnaire(store, ref)
-            cache[ref] = str(questionnaire.get("title") or questionnaire.get("name") or "Activity")
         except HwFhirError:
-            cache[ref] = "Activity"
-    return cache[ref]
+            cache[ref] = (_("Activity"), None)
+            return cache[ref]
+        original = original_language(questionnaire)
+        translated = translation_of(questionnaire, "title", language) if language else None
+        plain = questionnaire.get("title") or questionnaire.get("name")
+        if translated or not plain:
+            cache[ref] = (str(translated or _("Activity")), None)
+        else:
+            cache[ref] = (str(plain), None if original == (language or original) else original)
+    return cache[ref]  # type: ignore[no-any-return]
 
 
-def due_text(due: datetime | None, now: datetime, zone: tzinfo) -> str:
-    """Say when something is due, in the patient's words and time zone."""
+def due_text(due: datetime | None, now: datetime, zone: tzinfo, language: str | None = None) -> str:
+    """Say when something is due, in the patient's words, language and time zone."""
+    _ = translator(language)
     if due is None:
-        return "Any time"
+        return _("Any time")
     local, today = due.astimezone(zone), now.astimezone(zone).date()
-    clock = local.strftime("%I:%M %p").lstrip("0")
+    clock = time_text(local, language, zone)
     days = (local.date() - today).days
     if days == 0:
-        return f"Today, {clock}"
+        return _("Today, %(time)s") % {"time": clock}
     if days == 1:
-        return f"Tomorrow, {clock}"
+        return _("Tomorrow, %(time)s") % {"time": clock}
     if days == -1:
-        return f"Yesterday, {clock}"
+        return _("Yesterday, %(time)s") % {"time": clock}
     if 1 < days < 7:
-        return f"{local.strftime('%A')}, {clock}"
-    return f"{local.strftime('%a %d %b').replace(' 0', ' ')}, {clock}"
+        day = date_text(local, language, zone, "EEEE")
+        return _("%(day)s, %(time)s") % {"day": day, "time": clock}
+    day = date_text(local, language, zone, "EEE d MMM")
+    return _("%(day)s, %(time)s") % {"day": day, "time": clock}
 
 
 def _item(
-    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, str]
+    store: Store, task: Mapping[str, Any], now: datetime, zone: tzinfo, titles: dict[str, Any],
+    language: str | None = None,
 ) -> TodoItem:
     details = HomeworkDetails.from_task(task)
     due = task_due(task)
@@ -160,16 +196,18 @@ def _item(
     opens = parse_instant(start) if start else None
     end = (task.get("executionPeriod") or {}).get("end")
     status = str(task.get("status"))
+    title, title_lang = titled(store, task, titles, language)
     return TodoItem(
         task_id=str(task["id"]),
-        title=activity_title(store, task, titles),
-        wording=details.wording,
+        title=title,
+        title_lang=title_lang,
+        wording=wording_text(details.wording, language),
         instructions=details.instructions,
         rationale=details.rationale,
         example=details.example,
         status=status,
         due=due,
-        due_text=due_text(due, now, zone),
+        due_text=due_text(due, now, zone, language),
         overdue=status in OPEN_STATUSES and due is not None and due <= now,
         opens=opens,
         available=opens is None or opens <= now or status == "in-progress",
@@ -179,16 +217,20 @@ def _item(
 
 
 def todo_list(
-    store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime, zone: tzinfo
+    store: Store, tasks: Iterable[Mapping[str, Any]], *, now: datetime, zone: tzinfo,
+    language: str | None = None,
 ) -> TodoList:
-    """Sort Tasks into overdue, today, this week, later and done (newest first)."""
-    titles: dict[str, str] = {}
+    """Sort Tasks into overdue, today, this week, later and done (newest first).
+
+    ``language`` (the patient's) picks activity titles' translations and the due texts' words.
+    """
+    titles: dict[str, Any] = {}
     sections: dict[str, list[TodoItem]] = {
         k: [] for k in ("overdue", "today", "week", "later", "done")
     }
     today = now.astimezone(zone).date()
     for task in tasks:
-        item = _item(store, task, now, zone, titles)
+        item = _item(store, task, now, zone, titles, language)
         if item.status == "completed":
             sections["done"].append(item)
         elif item.status not in OPEN_STATUSES or item.status == "on-hold":

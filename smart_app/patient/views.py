@@ -14,9 +14,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
-from hw_fhir import render
+from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence
 from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
 from hw_fhir.completion import (
@@ -41,9 +44,11 @@ from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_histo
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
+from hw_fhir.translation import localize
 from hw_fhir.urls import local_path
 
 from . import access
+from .language import current_language, use_language
 from .preferences import (
     CHANNELS,
     OPT_OUTS,
@@ -63,9 +68,9 @@ log = logging.getLogger("hw_fhir.patient")
 #: Identifier system of the patient's note for the next session (a Communication).
 SESSION_NOTE_SYSTEM = "http://hw-fhir.org/fhir/sid/session-note"
 _MEASURES = (
-    ("phq-9", "PHQ-9 (mood)", 27),
-    ("gad-7", "GAD-7 (anxiety)", 21),
-    ("pcl-5", "PCL-5", 80),
+    ("phq-9", _l("PHQ-9 (mood)"), 27),
+    ("gad-7", _l("GAD-7 (anxiety)"), 21),
+    ("pcl-5", _l("PCL-5"), 80),
 )
 
 
@@ -107,24 +112,28 @@ def _require_patient() -> str | None:
 def _signed_out() -> tuple[str, int]:
     return _message(
         401,
-        "Please open your link again",
-        "For your privacy, this page needs the secure link from your latest reminder, "
-        "or sign in through your patient portal.",
+        _("Please open your link again"),
+        _(
+            "For your privacy, this page needs the secure link from your latest reminder, "
+            "or sign in through your patient portal."
+        ),
     )
 
 
 @bp.errorhandler(HwFhirError)
 def _error_page(exc: HwFhirError) -> Any:
     if request.accept_mimetypes.best == "application/json":
-        return jsonify({"ok": False, "message": exc.message}), exc.status
+        return jsonify({"ok": False, "message": _(exc.message)}), exc.status
     titles = {
-        403: "This page is not available to you",
-        404: "We could not find that",
-        409: "Something changed",
-        412: "Something changed",
-        422: "That could not be done",
+        403: _("This page is not available to you"),
+        404: _("We could not find that"),
+        409: _("Something changed"),
+        412: _("Something changed"),
+        422: _("That could not be done"),
     }
-    return _message(exc.status, titles.get(exc.status, "Something is not right"), exc.message)
+    # core messages a patient reads are in the catalog; others are shown as they are
+    message = _(exc.message) if exc.message else exc.message
+    return _message(exc.status, titles.get(exc.status, _("Something is not right")), message)
 
 
 # -- entry ----------------------------------------------------------------------------------------
@@ -132,15 +141,15 @@ def _error_page(exc: HwFhirError) -> Any:
 
 def _link_failed(exc: LinkError) -> tuple[str, int]:
     titles = {
-        "expired": "This link has expired",
-        "revoked": "This link no longer works",
-        "tampered": "This link does not work",
-        "wrong-patient": "This link is for someone else",
+        "expired": _("This link has expired"),
+        "revoked": _("This link no longer works"),
+        "tampered": _("This link does not work"),
+        "wrong-patient": _("This link is for someone else"),
     }
     return _message(
         exc.status,
-        titles.get(exc.reason, "This link does not work"),
-        exc.message,
+        titles.get(exc.reason, _("This link does not work")),
+        _(exc.message),
         link_problem=exc.reason,
     )
 
@@ -148,9 +157,11 @@ def _link_failed(exc: LinkError) -> tuple[str, int]:
 def _too_many() -> tuple[str, int]:
     return _message(
         429,
-        "Too many attempts",
-        "For your safety this has been paused. Wait 15 minutes and try again, or ask "
-        "your care team for a new link.",
+        _("Too many attempts"),
+        _(
+            "For your safety this has been paused. Wait 15 minutes and try again, or ask "
+            "your care team for a new link."
+        ),
     )
 
 
@@ -187,11 +198,11 @@ def link(token: str) -> Any:
 def _birth_date(form: Any) -> tuple[str | None, str | None]:
     day, month, year = (form.get(k, "").strip() for k in ("dob_day", "dob_month", "dob_year"))
     if not (day.isdigit() and month.isdigit() and year.isdigit() and len(year) == 4):
-        return None, "Enter your date of birth as numbers, for example 27 3 1985."
+        return None, _("Enter your date of birth as numbers, for example 27 3 1985.")
     try:
         return datetime(int(year), int(month), int(day)).date().isoformat(), None
     except ValueError:
-        return None, "That is not a real date. Check the day and month."
+        return None, _("That is not a real date. Check the day and month.")
 
 
 @bp.post("/p/<token>")
@@ -213,7 +224,9 @@ def link_birth_date(token: str) -> Any:
         limiter.fail(access.BIRTH_DATE_GUESSES, client)
         if limiter.blocked(access.BIRTH_DATE_GUESSES, client):
             return _too_many()
-        return _page("patient/birth_date.html", 401, token=token, error=exc.message, values=values)
+        return _page(
+            "patient/birth_date.html", 401, token=token, error=_(exc.message), values=values
+        )
     except LinkRevoked as exc:
         limiter.fail(access.BIRTH_DATE_GUESSES, client)
         return _link_failed(exc)
@@ -234,8 +247,8 @@ def from_launch() -> Any:
     if active is None or active.context.user_type != "Patient" or not active.context.local_patient:
         return _message(
             401,
-            "Please sign in through your patient portal",
-            "This page opens from your patient portal. Start from the portal again.",
+            _("Please sign in through your patient portal"),
+            _("This page opens from your patient portal. Start from the portal again."),
         )
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != f"Patient/{active.context.local_patient}":
@@ -253,9 +266,11 @@ def signout() -> Any:
         return redirect(after)
     return _message(
         200,
-        "You are signed out",
-        "Nothing of yours is shown in this browser any more. Open the link in your next "
-        "reminder to carry on.",
+        _("You are signed out"),
+        _(
+            "Nothing of yours is shown in this browser any more. Open the link in your next "
+            "reminder to carry on."
+        ),
     )
 
 
@@ -272,11 +287,25 @@ def home() -> Any:
         return _signed_out()
     patient = _patient_resource(patient_ref)
     now, zone = _now(), patient_zone(patient)
-    todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
+    todo = todo_list(
+        _store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone,
+        language=current_language(),
+    )
     return render_template("patient/todo.html", patient=patient, todo=todo, now=now)
 
 
 # -- the homework form ----------------------------------------------------------------------------
+
+
+def _build_form(
+    questionnaire: dict[str, Any], response: dict[str, Any] | None = None, **kwargs: Any
+) -> render.FormView:
+    """Build the form in the patient's language (codes and answers stay as stored)."""
+    shown = localize(questionnaire, current_language())
+    g.hw_localized = shown
+    return render.build_form(
+        shown.questionnaire, shown.shown_response(response), language=shown.language, **kwargs
+    )
 
 
 def _form_page(
@@ -299,6 +328,8 @@ def _form_page(
         details=HomeworkDetails.from_task(task),
         saved=saved,
         notice=notice,
+        localized=g.get("hw_localized"),
+        language_name=i18n.language_name(current_language(), current_language()),
     )
 
 
@@ -307,15 +338,17 @@ def _closed(task: dict[str, Any]) -> tuple[str, int] | None:
     if status in OPEN_STATUSES and status != "on-hold":
         return None
     texts = {
-        "cancelled": "Your care team has taken this off your list. There is nothing to do.",
-        "failed": "The time for this one has passed. That is all right: you can talk about it at "
-        "your next session.",
-        "on-hold": "Your care team has paused this for now.",
+        "cancelled": _("Your care team has taken this off your list. There is nothing to do."),
+        "failed": _(
+            "The time for this one has passed. That is all right: you can talk about it at "
+            "your next session."
+        ),
+        "on-hold": _("Your care team has paused this for now."),
     }
     return _message(
         410 if status in ("cancelled", "failed") else 409,
-        "Nothing to do here",
-        texts.get(str(status), "This homework is closed."),
+        _("Nothing to do here"),
+        texts.get(str(status), _("This homework is closed.")),
         show_home=True,
     )
 
@@ -335,7 +368,7 @@ def task(task_id: str) -> Any:
     questionnaire = task_questionnaire(_store(), task)
     draft = response_for_task(_store(), task_id)
     zone = patient_zone(_patient_resource(patient_ref))
-    view = render.build_form(questionnaire, draft, zone=zone)
+    view = _build_form(questionnaire, draft, zone=zone)
     return _form_page(task, questionnaire, view, saved=request.args.get("saved") == "1")
 
 
@@ -356,7 +389,8 @@ def task_post(task_id: str) -> Any:
         _closed(task)
         if task.get("status") != "completed"
         else _message(
-            409, "Already done", "You have already sent this one. Thank you!", show_home=True
+            409, _("Already done"), _("You have already sent this one. Thank you!"),
+            show_home=True,
         )
     )
     if closed is not None:
@@ -368,7 +402,7 @@ def task_post(task_id: str) -> Any:
         questionnaire, request.form, zone=zone, remove=[arg] if kind == "remove" else []
     )
     if kind in ("add", "remove"):
-        view = render.build_form(
+        view = _build_form(
             questionnaire,
             parsed.response(questionnaire),
             raw=parsed.raw,
@@ -377,7 +411,7 @@ def task_post(task_id: str) -> Any:
         )
         return _form_page(task, questionnaire, view)
     if parsed.issues:
-        view = render.build_form(
+        view = _build_form(
             questionnaire,
             parsed.response(questionnaire),
             issues=parsed.issues,
@@ -392,7 +426,7 @@ def task_post(task_id: str) -> Any:
             _store(), task_id, response, patient=patient_ref, events=_events()
         )
     except InvalidResponse as exc:
-        view = render.build_form(
+        view = _build_form(
             questionnaire,
             parsed.response(questionnaire),
             issues=exc.issues,
@@ -401,7 +435,7 @@ def task_post(task_id: str) -> Any:
         )
         return _form_page(task, questionnaire, view, status=422)
     except Conflict:
-        view = render.build_form(
+        view = _build_form(
             questionnaire, parsed.response(questionnaire), raw=parsed.raw, zone=zone
         )
         return _form_page(
@@ -409,7 +443,7 @@ def task_post(task_id: str) -> Any:
             questionnaire,
             view,
             status=409,
-            notice=(
+            notice=_(
                 "These answers were changed on another device at the same time. Check them and "
                 "save again."
             ),
@@ -424,10 +458,10 @@ def autosave(task_id: str) -> Any:
     """Save the answers so far (the browser's autosave); answer JSON."""
     patient_ref = _require_patient()
     if patient_ref is None:
-        return jsonify({"ok": False, "message": "Open your link again to keep saving."}), 401
+        return jsonify({"ok": False, "message": _("Open your link again to keep saving.")}), 401
     task = access.own_task(task_id, patient_ref)
     if task.get("status") not in OPEN_STATUSES or task.get("status") == "on-hold":
-        return jsonify({"ok": False, "message": "This homework is closed."}), 409
+        return jsonify({"ok": False, "message": _("This homework is closed.")}), 409
     questionnaire = task_questionnaire(_store(), task)
     zone = patient_zone(_patient_resource(patient_ref))
     parsed = render.parse_form(questionnaire, request.form, zone=zone)
@@ -435,7 +469,7 @@ def autosave(task_id: str) -> Any:
         return jsonify(
             {
                 "ok": False,
-                "message": "Some answers need a look before they can be saved.",
+                "message": _("Some answers need a look before they can be saved."),
                 "problems": len(parsed.issues),
             }
         ), 200
@@ -446,13 +480,13 @@ def autosave(task_id: str) -> Any:
         return jsonify(
             {
                 "ok": False,
-                "message": "Some answers need a look before they can be saved.",
+                "message": _("Some answers need a look before they can be saved."),
                 "problems": len(exc.issues),
             }
         ), 200
     except Conflict:
         return jsonify(
-            {"ok": False, "message": "Changed on another device; reload to see it."}
+            {"ok": False, "message": _("Changed on another device; reload to see it.")}
         ), 409
     return jsonify({"ok": True, "savedAt": instant(_now())})
 
@@ -468,22 +502,27 @@ def done(task_id: str) -> Any:
         return redirect(url_for("patient.task", task_id=task_id))
     response = response_for_task(_store(), task_id)
     crisis = (
-        crisis_resources(access.services().settings)
+        crisis_resources(access.services().settings, language=current_language())
         if response and _risk_raised(task, response)
         else None
     )
     patient = _patient_resource(patient_ref)
     now, zone = _now(), patient_zone(patient)
-    todo = todo_list(_store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone)
+    todo = todo_list(
+        _store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone,
+        language=current_language(),
+    )
     clinician = _clinician_name(task)
-    from .todo import activity_title
+    from .todo import titled
 
+    title, title_lang = titled(_store(), task, {}, current_language())
     return render_template(
         "patient/done.html",
         task=task,
         crisis=crisis,
         todo=todo,
-        title=activity_title(_store(), task, {}),
+        title=Markup('<span lang="{}">{}</span>').format(title_lang, title) if title_lang else title,
+        title_text=title,
         clinician=clinician,
         late=task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "late",
         already=request.args.get("already") == "1",
@@ -511,8 +550,8 @@ def _clinician_name(task: dict[str, Any]) -> str:
         try:
             return human_name(_store().read("Practitioner", ref.split("/", 1)[1]).resource)
         except HwFhirError:
-            return "your care team"
-    return "your care team"
+            return _("your care team")
+    return _("your care team")
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -526,7 +565,7 @@ def _note(patient_ref: str) -> dict[str, Any] | None:
 
 
 def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, Any]]:
-    from .todo import activity_title
+    from .todo import titled
 
     since = instant(_now() - timedelta(days=90))
     tasks = iter_all(
@@ -534,13 +573,15 @@ def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, A
         "Task",
         [("patient", patient_ref), ("status", "completed"), ("_lastUpdated", f"ge{since}")],
     )
-    titles: dict[str, str] = {}
+    titles: dict[str, Any] = {}
     rows = []
     for t in tasks:
         end = (t.get("executionPeriod") or {}).get("end") or t.get("lastModified")
+        title, title_lang = titled(_store(), t, titles, current_language())
         rows.append(
             {
-                "title": activity_title(_store(), t, titles),
+                "title": title,
+                "lang": title_lang,
                 "end": parse_instant(end).astimezone(zone) if end else None,
             }
         )
@@ -585,7 +626,7 @@ def save_note() -> Any:
         return _signed_out()
     text = request.form.get("note", "").replace("\r\n", "\n").strip()
     if len(text) > 4000:
-        raise InvalidInput("Your note is too long: keep it under 4000 characters.")
+        raise InvalidInput(_("Your note is too long: keep it under 4000 characters."))
     patient = _patient_resource(patient_ref)
     current = _note(patient_ref)
     note: dict[str, Any] = {
@@ -634,24 +675,34 @@ def preferences() -> Any:
     status = 200
     saved = request.args.get("saved") == "1"
     shown = current
+    language = i18n.patient_language(patient)
     if request.method == "POST":
+        chosen_language = request.form.get("language") or language
         try:
             chosen = parse_preferences(request.form, current)
         except InvalidInput as exc:
-            errors = {i.expression or "": i.message for i in exc.issues}
+            errors = {i.expression or "": _(i.message) for i in exc.issues}
+        if chosen_language not in i18n.LANGUAGES:
+            errors["language"] = _("Choose a language from the list")
+        if errors:
             status = 422
         else:
             updated = with_preferences(patient, chosen)
+            if chosen_language != language:
+                updated = i18n.with_language(updated, chosen_language)
             _store().update(updated, if_match=patient["meta"]["versionId"])
+            use_language(chosen_language)
             return redirect(url_for("patient.preferences", saved=1))
-    channels = dict(CHANNELS)
+    channels = {code: _(label) for code, label in CHANNELS.items()}
     if shown.channel and shown.channel not in channels:
         channels[shown.channel] = shown.channel
     return render_template(
         "patient/preferences.html",
         prefs=shown,
         channels=channels,
-        opt_outs=OPT_OUTS,
+        opt_outs={code: _(label) for code, label in OPT_OUTS.items()},
+        language=language,
+        languages=i18n.LANGUAGES,
         zones=time_zones(),
         errors=errors,
         saved=saved,

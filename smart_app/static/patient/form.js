@@ -167,6 +167,8 @@
   var status = form.querySelector("[data-hw-status]");
   var timer = null, saving = false, again = false, submitting = false;
   function say(text) { if (status) { status.textContent = text; } }
+  /* the page's words (data-say-* on the status, in the page's language), else English */
+  function words(name, english) { return (status && status.getAttribute("data-say-" + name)) || english; }
   function save(keepalive) {
     if (submitting) { return; }
     if (saving) { again = true; return; }
@@ -181,12 +183,16 @@
       .then(function (body) {
         if (body.ok) {
           var t = new Date();
-          say("Draft saved at " + t.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" }));
+          var lang = document.documentElement.lang || [];
+          say(words("saved", "Draft saved at {time}").replace("{time}",
+            t.toLocaleTimeString(lang, { hour: "numeric", minute: "2-digit" })));
         } else {
-          say(body.message || "Not saved yet.");
+          say(body.message || words("not-saved", "Not saved yet."));
         }
       })
-      .catch(function () { say("Offline: your answers will be saved when you tap Save."); })
+      .catch(function () {
+        say(words("offline", "Offline: your answers will be saved when you tap Save."));
+      })
       .then(function () {
         saving = false;
         if (again) { again = false; scheduleSave(); }
