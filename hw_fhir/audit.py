@@ -5,7 +5,11 @@ Who records what:
 * the web layer (:mod:`smart_app.audit`) — every ``/fhir`` interaction (read, vread,
   search, history, create, update, delete, transaction, ``$export`` kick-off, status and
   downloads), the clinician and patient pages, and every refused attempt (401/403);
-* the worker (:mod:`hw_fhir.default_audit`) — each reminder sent or failed.
+* the worker (:mod:`hw_fhir.default_audit`) — each reminder sent or failed, each record
+  written back to an EHR and each Subscription notification sent (disclosures: type
+  DICOM ``110106`` Export, the receiving system as the Destination Role agent), and each
+  patient's record the worker changes (overdue Tasks failed, Tasks materialized, pathway
+  steps released, responses re-scored).
 
 Shape (IHE Basic Audit Log Patterns, RESTful interactions):
 
@@ -63,6 +67,7 @@ __all__ = [
     "TYPE_PATIENT_RECORD",
     "TYPE_APPLICATION",
     "TYPE_LOGIN",
+    "TYPE_EXPORT",
     "DCM",
     "INTERACTION",
     "HW_SUBTYPE",
@@ -81,6 +86,9 @@ TYPE_REST = {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation
 TYPE_PATIENT_RECORD = {"system": DCM, "code": "110110", "display": "Patient Record"}
 #: ``type`` of a background job (the worker).
 TYPE_APPLICATION = {"system": DCM, "code": "110100", "display": "Application Activity"}
+#: ``type`` of a disclosure by the worker: records sent to another system (an EHR, a
+#: Subscription endpoint); the receiving system is the Destination Role agent.
+TYPE_EXPORT = {"system": DCM, "code": "110106", "display": "Export"}
 #: ``type`` of a sign-in (token request); subtype DICOM ``110122`` Login.
 TYPE_LOGIN = {"system": DCM, "code": "110114", "display": "User Authentication"}
 #: ``subtype`` system of RESTful interactions.
@@ -150,6 +158,10 @@ class Access:
     what: tuple[str, ...] = ()
     query_type: str | None = None
     subtype_system: str = INTERACTION
+    #: The receiving system of a disclosure (its name), else this server.
+    destination: str | None = None
+    #: Its address (a base URL or endpoint without query or credentials).
+    destination_address: str | None = None
     recorded: str = field(default_factory=lambda: _now_text())
 
 
@@ -185,10 +197,13 @@ def audit_event(access: Access, *, observer: str = "hw-fhir") -> dict[str, Any]:
             "requestor": False,
             **({"network": {"address": access.address[:64], "type": "2"}} if access.address else {}),
         })
-    agents.append({
+    destination: dict[str, Any] = {
         "type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
-        "who": {"display": observer}, "requestor": False,
-    })
+        "who": {"display": (access.destination or observer)[:200]}, "requestor": False,
+    }
+    if access.destination_address:
+        destination["network"] = {"address": access.destination_address[:200], "type": "5"}
+    agents.append(destination)
     entities: list[dict[str, Any]] = [{
         "what": _reference(patient),
         "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},

@@ -3,6 +3,13 @@
 * every reminder or alert sent or failed is an AuditEvent (type DICOM 110100
   Application Activity, subtype ``reminder-sent`` / ``reminder-failed``), with the
   patient, the Task and the Communication as entities — references only;
+* the worker's other accesses, through :func:`record_worker` called where the work is
+  done: records written back to an EHR (:mod:`hw_fhir.sync.outbox`) and Subscription
+  notifications sent (:mod:`hw_fhir.sync.subscriptions`) — disclosures, type DICOM
+  110106 Export with the receiving system as the destination agent — and, from the
+  worker's jobs (:mod:`hw_fhir.default_worker`, not the web requests that call the same
+  functions and are audited there), each patient's record it changes: overdue Tasks
+  failed, Tasks materialized, pathway steps released, responses re-scored;
 * the periodic job :func:`audit_upkeep` writes queued events and, once an hour (one
   worker), deletes those older than ``Settings.audit_retention_days``.
 """
@@ -14,12 +21,49 @@ from typing import Any
 from .audit import HW_SUBTYPE, TYPE_APPLICATION, Access, prune, trail_for
 from .hookspecs import hookimpl
 
-__all__ = ["WORKER", "audit_upkeep", "reminder_sent", "reminder_failed", "register_worker_tasks"]
+__all__ = ["WORKER", "audit_upkeep", "reminder_sent", "reminder_failed", "register_worker_tasks",
+           "patient_references", "record_worker"]
 
 #: The agent of the worker's AuditEvents (its client id).
 WORKER = "hw-fhir-worker"
 #: Seconds between two retention sweeps.
 PRUNE_EVERY_SECONDS = 3600
+
+
+_PATIENT_KEYS = ("subject", "for", "patient")
+
+
+def patient_references(*resources: Any) -> list[str]:
+    """Return the ``Patient/<id>`` references of resources (``subject``, ``for``, ``patient``)."""
+    out: list[str] = []
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        for key in _PATIENT_KEYS:
+            value = resource.get(key)
+            ref = value.get("reference") if isinstance(value, dict) else None
+            if isinstance(ref, str) and ref.startswith("Patient/") and ref not in out:
+                out.append(ref)
+    return out
+
+
+def record_worker(store: Any, subtype: str, *, action: str, resources: Any = (),
+                  what: Any = (), patients: Any = (), outcome: str = "0",
+                  type: dict[str, str] = TYPE_APPLICATION, destination: str | None = None,
+                  destination_address: str | None = None) -> None:
+    """Queue one AuditEvent of the worker (agent :data:`WORKER`); references only.
+
+    ``resources`` are stored resources: each is an entity (``Type/id``) and their
+    patients (``subject``/``for``/``patient``) the patient entities; ``what`` and
+    ``patients`` add references. The trail writes the event with its next batch.
+    """
+    refs = [f"{r['resourceType']}/{r['id']}" for r in resources
+            if isinstance(r, dict) and r.get("resourceType") and r.get("id")]
+    trail_for(store).record(Access(
+        type=type, subtype=subtype, subtype_system=HW_SUBTYPE, action=action, outcome=outcome,
+        client_id=WORKER, patients=tuple([*patients, *patient_references(*resources)]),
+        what=tuple([*refs, *what]), destination=destination,
+        destination_address=destination_address))
 
 
 def _reminder_access(communication: Any, request: Any, task: Any, *, subtype: str,

@@ -17,6 +17,9 @@ from click.testing import CliRunner
 from sync_support import OutboxEhr as Ehr
 from sync_support import response, run_worker_cycle, score
 
+import orjson
+
+from hw_fhir.audit_query import search_events
 from hw_fhir.errors import ConfigurationError
 from hw_fhir.smart.mirror import ehr_identifier
 from hw_fhir.sync.outbox import (
@@ -311,6 +314,75 @@ def test_the_worker_runs_the_outbox(ehr: Ehr) -> None:
     report = run_worker_cycle(ehr.services)
     assert report.work["ehr_outbox"] == 1
     assert len(ehr.copies("QuestionnaireResponse", qr.id)) == 1
+
+
+def worker_events(store: Any, *params: tuple[str, str]) -> list[dict[str, Any]]:
+    """The worker's AuditEvents (written at once), oldest first."""
+    page = search_events(store, [("altid", "hw-fhir-worker"), *params, ("_count", "1000")])
+    return [orjson.loads(content) for _, content in page.events]
+
+
+def test_every_attempt_to_send_a_record_is_an_audited_disclosure(
+    tmp_path: Path, db_url: str
+) -> None:
+    setup = Ehr(
+        tmp_path,
+        db_url,
+        write_back=["QuestionnaireResponse", "Flag"],
+        scope="system/QuestionnaireResponse.crs system/Flag.crs",
+    )
+    try:
+        run_outbox(setup.services)
+        setup.store.update(
+            {
+                "resourceType": "Patient",
+                "id": "ava",
+                "name": [{"family": "Zyxwright", "given": ["Avaline"]}],
+                "identifier": [{"system": "urn:mrn", "value": "A-1"}],
+            }
+        )
+        flag = setup.store.create(
+            {
+                "resourceType": "Flag",
+                "status": "active",
+                "code": {"text": "risk"},
+                "subject": {"reference": "Patient/ava"},
+            }
+        ).stored
+        secret = "I keep thinking about the bridge"
+        qr = setup.store.create(
+            response(
+                "ava",
+                item=[{"linkId": "1", "text": "Thoughts?", "answer": [{"valueString": secret}]}],
+            )
+        ).stored
+        t0 = time.time()
+        assert run_outbox(setup.services, now=t0) == 0  # the EHR is down: the Flag waits
+        setup.server.start()
+        assert run_outbox(setup.services, now=t0 + 120) == 1  # the response goes, the Flag is refused
+        events = worker_events(setup.store, ("subtype", "ehr-write-back"))
+        got = [
+            (e["entity"][1]["what"]["reference"], e["outcome"], e["action"]) for e in events
+        ]
+        assert got == [
+            (f"Flag/{flag.id}", "4", "E"),
+            (f"Flag/{flag.id}", "8", "E"),
+            (f"QuestionnaireResponse/{qr.id}", "0", "E"),
+        ]
+        for event in events:
+            assert event["type"]["code"] == "110106"  # DICOM Export: a disclosure
+            assert event["entity"][0]["what"] == {"reference": "Patient/ava"}
+            assert event["entity"][0]["role"]["code"] == "1"
+            worker, _, destination = event["agent"]
+            assert worker["requestor"] is True and worker["altId"] == "hw-fhir-worker"
+            assert destination["who"] == {"display": "chart"}
+            assert destination["network"] == {"address": f"{setup.base}/fhir", "type": "5"}
+        assert search_events(setup.store, [("patient", "Patient/ava"), ("outcome", "0")]).events
+        text = orjson.dumps(events).decode()
+        assert "Avaline" not in text and "Zyxwright" not in text and secret not in text
+        assert "Thoughts" not in text and "A-1" not in text
+    finally:
+        setup.close()
 
 
 @pytest.mark.parametrize(

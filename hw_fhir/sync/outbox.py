@@ -59,6 +59,12 @@ Patient is linked to the EHR or gains an identifier.
 
 A QuestionnaireResponse carries one identifier: the copy's is replaced by the
 write-back identifier.
+
+Audit: each attempt to send a record is a disclosure, an AuditEvent (DICOM 110106
+Export, subtype ``ehr-write-back``, action E, the EHR's name and base URL as the
+destination agent, the patient and the local ``Type/id`` as entities) with outcome 0
+when delivered, 4 when it will be retried, 8 when refused or given up. A record that
+waits for its Patient was not sent and is not audited.
 """
 
 from __future__ import annotations
@@ -515,6 +521,7 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
     try:
         for n, row in enumerate(rows):
             attempts = int(row.attempts) + 1
+            resource: dict[str, Any] | None = None
             try:
                 resource = store.vread(row.res_type, row.res_id, str(row.version_id)).resource
                 data = write_back_copy(resource, target, lookup)
@@ -527,30 +534,49 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
                 continue
             except HwFhirError as exc:
                 if _transient(exc):
-                    _backoff(services, target, rows[n:], attempts, now, cfg, exc.message)
+                    gave_up = _backoff(services, target, rows[n:], attempts, now, cfg, exc.message)
+                    _audit(services, target, row, resource, "8" if gave_up else "4")
                     return delivered
                 log.warning("outbox %s: %s/%s refused: %s", target.name, row.res_type,
                             row.res_id, exc.message)
                 _finish(services, row, status="failed", attempts=attempts,
                         last_error=f"{type(exc).__name__}: {exc.message}"[:2000])
+                _audit(services, target, row, resource, "8")
                 continue
             except Exception as exc:  # noqa: BLE001 - keep the row, wait, and say why
                 log.exception("outbox %s: %s/%s could not be sent", target.name, row.res_type,
                               row.res_id)
-                _backoff(services, target, rows[n:], attempts, now, cfg,
-                         f"Unexpected {type(exc).__name__}: {exc}")
+                gave_up = _backoff(services, target, rows[n:], attempts, now, cfg,
+                                   f"Unexpected {type(exc).__name__}: {exc}")
+                _audit(services, target, row, resource, "8" if gave_up else "4")
                 return delivered
             _finish(services, row, remote_ref=remote_ref, status="delivered", attempts=attempts,
                     delivered_at=time.time(), last_error=None)
+            _audit(services, target, row, resource, "0")
             delivered += 1
     finally:
         remote.close()
     return delivered
 
 
+def _audit(services: "Services", target: EhrTarget, row: Any, resource: dict[str, Any] | None,
+           outcome: str) -> None:
+    """Record the attempt to disclose a record to the EHR (0 delivered, 4 retried, 8 failed)."""
+    from ..default_audit import record_worker
+    from ..audit import TYPE_EXPORT
+
+    record_worker(services.store, "ehr-write-back", action="E", type=TYPE_EXPORT,
+                  resources=[resource] if resource else (),
+                  what=() if resource else (f"{row.res_type}/{row.res_id}",), outcome=outcome,
+                  destination=target.name, destination_address=target.base_url)
+
+
 def _backoff(services: "Services", target: EhrTarget, rows: list[Any], attempts: int, now: float,
-             cfg: SyncConfig, message: str) -> None:
-    """Put off the failed row and the rest of the batch; give up on rows waiting too long."""
+             cfg: SyncConfig, message: str) -> bool:
+    """Put off the failed row and the rest of the batch; give up on rows waiting too long.
+
+    Return True when the failed row was given up (marked ``failed``).
+    """
     o = sync_outbox
     delay = min(cfg.outbox_max_backoff, cfg.outbox_backoff * 2 ** (attempts - 1))
     first = rows[0]
@@ -574,6 +600,7 @@ def _backoff(services: "Services", target: EhrTarget, rows: list[Any], attempts:
                                      o.c.next_attempt_at < now + delay,
                                      or_(o.c.lease_until.is_(None), o.c.lease_until < now))
                      .values(next_attempt_at=now + delay))
+    return give_up
 
 
 def deliver_outbox(services: "Services", *, now: float | None = None) -> int:
