@@ -22,7 +22,7 @@ from .audit import HW_SUBTYPE, TYPE_APPLICATION, Access, prune, trail_for
 from .hookspecs import hookimpl
 
 __all__ = ["WORKER", "audit_upkeep", "reminder_sent", "reminder_failed", "register_worker_tasks",
-           "patient_references", "record_worker"]
+           "patient_references", "record_worker", "scheduler_run", "responses_rescored"]
 
 #: The agent of the worker's AuditEvents (its client id).
 WORKER = "hw-fhir-worker"
@@ -64,6 +64,49 @@ def record_worker(store: Any, subtype: str, *, action: str, resources: Any = (),
         client_id=WORKER, patients=tuple([*patients, *patient_references(*resources)]),
         what=tuple([*refs, *what]), destination=destination,
         destination_address=destination_address))
+
+
+def scheduler_run(store: Any, run: Any) -> int:
+    """Record the writes of one plan scheduler pass (:class:`hw_fhir.plans.SchedulerRun`).
+
+    One AuditEvent per write: each overdue Task marked failed (``task-overdue``, U),
+    the Tasks materialized for each plan in its one transaction (``tasks-materialized``,
+    C, the CarePlan as an entity too), each CarePlan updated (``pathway-release`` when a
+    step was released, else ``plan-advanced``; U). Return how many were queued.
+    """
+    count = 0
+    for task in run.failed:
+        record_worker(store, "task-overdue", action="U", resources=[task])
+        count += 1
+    by_plan: dict[str, list[Any]] = {}
+    for task in run.created:
+        plan = next((str(b.get("reference")) for b in task.get("basedOn") or []
+                     if str(b.get("reference") or "").startswith("CarePlan/")), "")
+        by_plan.setdefault(plan, []).append(task)
+    for plan, tasks in by_plan.items():
+        record_worker(store, "tasks-materialized", action="C", resources=tasks,
+                      what=(plan,) if plan else ())
+        count += 1
+    released = {step.split("#")[0] for step in run.released}
+    for plan in getattr(run, "plans", ()):
+        ref = f"CarePlan/{plan['id']}"
+        record_worker(store, "pathway-release" if ref in released else "plan-advanced",
+                      action="U", resources=[plan])
+        count += 1
+    return count
+
+
+def responses_rescored(store: Any) -> Any:
+    """Return the callback of :func:`hw_fhir.outcomes.sweep.rescore_changes` that records
+    each response whose catch-up scoring wrote something (``response-rescored``, U): the
+    patient, the response and its score Observations, Flags and alerts as entities."""
+
+    def written(response: Any, recorded: Any) -> None:
+        resources = [recorded.response or response, *recorded.observations, *recorded.retracted,
+                     *recorded.flags, *recorded.alerts]
+        record_worker(store, "response-rescored", action="U", resources=resources)
+
+    return written
 
 
 def _reminder_access(communication: Any, request: Any, task: Any, *, subtype: str,

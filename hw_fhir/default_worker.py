@@ -64,11 +64,13 @@ def reminder_queue(services: Any) -> int:
 
 def plan_scheduler(services: Any) -> int:
     """Once a minute (one worker): overdue Tasks fail, pathways advance, Tasks materialize."""
+    from .default_audit import scheduler_run
     from .plans import run_scheduler
 
     if not take_turn(services, "plan-scheduler", SCHEDULER_EVERY_SECONDS):
         return 0
     run = run_scheduler(services.store, settings=services.settings, events=services.events)
+    scheduler_run(services.store, run)  # audited here: web requests advancing plans audit themselves
     return len(run.failed) + len(run.released) + len(run.completed_plans) + len(run.created)
 
 
@@ -88,11 +90,13 @@ def response_rescoring(services: Any) -> int:
     a full batch makes the next turn due at once. Return how many responses were
     scored again.
     """
+    from .default_audit import responses_rescored
     from .outcomes.sweep import rescore_changes
 
     if not take_turn(services, "response-rescoring", RESCORE_EVERY_SECONDS):
         return 0
-    run = rescore_changes(services.store, settings=services.settings, plugins=services.plugins)
+    run = rescore_changes(services.store, settings=services.settings, plugins=services.plugins,
+                          on_written=responses_rescored(services.store))
     if run.more:
         _turn_due_now(services, "response-rescoring")
     return run.rescored

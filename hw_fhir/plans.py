@@ -125,6 +125,8 @@ class SchedulerRun:
     created: tuple[dict[str, Any], ...] = ()
     problems: tuple[str, ...] = ()
     """Plans that could not be processed (e.g. a Timing this scheduler cannot express)."""
+    plans: tuple[dict[str, Any], ...] = ()
+    """The CarePlans this pass updated (activities completed, steps released), as stored."""
 
 
 def _plan_ids(store: Store, params: tuple[tuple[str, str], ...], batch: int = 200) -> list[str]:
@@ -179,6 +181,7 @@ def run_scheduler(
     completed: list[str] = []
     created: list[dict[str, Any]] = []
     problems: list[str] = []
+    updated: list[dict[str, Any]] = []
     for plan in _active_plans(store, None):
         try:
             advanced, steps = _advance(store, plan, moment)
@@ -191,6 +194,8 @@ def run_scheduler(
             problems.append(f"CarePlan/{plan['id']}: {exc.message}")
             continue
         released.extend(steps)
+        if advanced is not plan:
+            updated.append(advanced)
         if advanced.get("status") == "completed":
             completed.append(advanced["id"])
     return SchedulerRun(
@@ -199,6 +204,7 @@ def run_scheduler(
         completed_plans=tuple(completed),
         created=tuple(created),
         problems=tuple(problems),
+        plans=tuple(updated),
     )
 
 

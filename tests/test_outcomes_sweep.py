@@ -140,6 +140,43 @@ def test_the_worker_scores_a_response_stored_while_scoring_was_broken(services, 
     assert cycle(services) == 0
 
 
+def test_the_worker_audits_the_responses_it_scores(services, every_cycle):
+    import orjson
+
+    from hw_fhir.audit_query import search_events
+
+    store = services.store
+
+    def worker_events():
+        page = search_events(store, [("altid", "hw-fhir-worker"), ("subtype", "response-rescored"),
+                                     ("_count", "1000")])
+        return [orjson.loads(content) for _, content in page.events]
+
+    missed = store.create(instrument_response("phq-9", [1, 2, 3, 0, 1, 2, 3, 1, 0])).resource
+    assert cycle(services) == 1
+    [event] = worker_events()
+    assert event["type"]["code"] == "110100" and event["action"] == "U"
+    assert event["outcome"] == "0" and event["agent"][0]["altId"] == "hw-fhir-worker"
+    assert event["entity"][0]["what"] == {"reference": "Patient/pat-ava"}
+    refs = [e["what"]["reference"] for e in event["entity"][1:]]
+    assert refs[0] == f"QuestionnaireResponse/{missed['id']}"
+    assert sorted(refs[1:]) == sorted(f"Observation/{o['id']}" for o in derived(store, missed["id"]))
+    text = orjson.dumps(event).decode()
+    assert "Sample" not in text and "Several days" not in text and "valueCoding" not in text
+    # scored when it was submitted (the completion path, audited by its own request): the
+    # sweep looks at it, writes nothing, and records nothing
+    outcomes.subscribe(services.events, settings=services.settings)
+    task = assign(store, Assignment(
+        patient="pat-ava", practitioner="dr-rivera",
+        activity="http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0",
+        schedule=Schedule(frequency="once", start=date(2026, 3, 3), time_of_day=time(20, 0),
+                          timezone="America/New_York")), now=NOW).task
+    given = instrument_response("phq-9", [1, 1, 1, 1, 1, 1, 1, 1, 0])
+    submit_response(store, task["id"], {"item": given["item"]}, patient="pat-ava",
+                    events=services.events, now=NOW)
+    assert cycle(services) == 1 and len(worker_events()) == 1
+
+
 def test_the_sweep_takes_its_turn_once_a_minute(services):
     store = services.store
     store.create(instrument_response("phq-9", [1] * 9))

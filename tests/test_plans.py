@@ -701,3 +701,74 @@ def test_every_resource_the_scheduler_writes_validates(store):
     assert {e.resource_type for e in entries} >= {"CarePlan", "Task"}
     for entry in entries:
         assert validate(entry.resource) == entry.resource
+
+
+# -- the worker's scheduler is audited ----------------------------------------------------
+
+
+def test_the_worker_scheduler_audits_each_write_it_makes(tmp_path, db_url, monkeypatch):
+    import orjson
+    from reminder_support import make_services
+
+    from hw_fhir import default_worker
+    from hw_fhir.audit_query import search_events
+
+    monkeypatch.setattr(default_worker, "SCHEDULER_EVERY_SECONDS", 0)
+    services = make_services(tmp_path, db_url=db_url)
+    try:
+        store = services.store
+        library.load_catalog(store)
+        store.update(
+            {"resourceType": "Patient", "id": "pat-ava",
+             "name": [{"family": "Zyxwright", "given": ["Avaline"]}]}
+        )
+        now = datetime.now(timezone.utc)
+        then = now - timedelta(days=5)
+        # assigned (by a clinician, audited by that request) five days ago, never done
+        plan = plan_of(store, daily(start=then.date(), count=2), now=then, horizon=3)
+        pathway = assign_pathway(
+            store, "staying-well", patient="pat-ava", practitioner="dr-rivera",
+            start=then.date(), timezone=NY, now=then, horizon_days=3,
+        )
+        pathway_ref = f"CarePlan/{pathway.plan['id']}"
+
+        def worker_events():
+            page = search_events(store, [("altid", "hw-fhir-worker"), ("_count", "1000")])
+            return [orjson.loads(content) for _, content in page.events]
+
+        assert worker_events() == []  # assignment is not the worker's
+        assert default_worker.plan_scheduler(services) > 0
+        events = worker_events()
+        by_subtype: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            by_subtype.setdefault(event["subtype"][0]["code"], []).append(event)
+            assert event["type"]["code"] == "110100" and event["outcome"] == "0"
+            assert event["agent"][0]["altId"] == "hw-fhir-worker"
+            assert event["entity"][0]["what"] == {"reference": "Patient/pat-ava"}
+            assert event["entity"][0]["role"]["code"] == "1"
+
+        def refs(event):
+            return [e["what"]["reference"] for e in event["entity"][1:]]
+
+        failed = [t for t in iter_all(store, "Task", [("status", "failed")])]
+        assert failed and sorted(refs(e)[0] for e in by_subtype["task-overdue"]) == sorted(
+            f"Task/{t['id']}" for t in failed
+        )
+        assert all(e["action"] == "U" and len(refs(e)) == 1 for e in by_subtype["task-overdue"])
+        [released] = by_subtype["pathway-release"]
+        assert released["action"] == "U" and refs(released) == [pathway_ref]
+        [completed] = by_subtype["plan-advanced"]
+        assert refs(completed) == [f"CarePlan/{plan['id']}"]
+        assert store.read("CarePlan", plan["id"]).resource["status"] == "completed"
+        [made] = by_subtype["tasks-materialized"]  # the released step's Tasks: one transaction
+        assert made["action"] == "C" and refs(made)[-1] == pathway_ref
+        new_tasks = [t for t in tasks_of(store, pathway.plan["id"])
+                     if t["id"] not in {x["id"] for x in pathway.tasks}]
+        assert new_tasks and sorted(refs(made)[:-1]) == sorted(f"Task/{t['id']}" for t in new_tasks)
+        text = orjson.dumps(events).decode()
+        assert "Avaline" not in text and "Zyxwright" not in text and "description" not in text
+        # nothing left to do: nothing written, nothing audited
+        default_worker.plan_scheduler(services)
+        assert len(worker_events()) == len(events)
+    finally:
+        services.close()

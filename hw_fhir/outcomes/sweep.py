@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -130,12 +130,15 @@ def _past_own_writes(store: Any, end: int, ours: set[tuple[str, int]]) -> int:
 
 
 def rescore_changes(store: Any, *, settings: Settings | None = None, plugins: Any = None,
-                    batch: int | None = None, now: datetime | None = None) -> RescoreRun:
+                    batch: int | None = None, now: datetime | None = None,
+                    on_written: Callable[[Any, Any], None] | None = None) -> RescoreRun:
     """Score the responses written since the cursor (one batch) and move the cursor on.
 
     ``store`` is the :class:`~hw_fhir.store.SqlStore`; ``plugins`` the plugin manager
     told about newly raised Flags (``risk_raised``); ``batch`` how many response
-    versions to read (:data:`RESCORE_BATCH`); ``now`` the time recorded on new Flags.
+    versions to read (:data:`RESCORE_BATCH`); ``now`` the time recorded on new Flags;
+    ``on_written(response, recorded)`` is called for each response whose scoring wrote
+    something (the worker audits those writes with it).
     """
     from ..sync.changes import barrier, read_changes
 
@@ -175,6 +178,8 @@ def rescore_changes(store: Any, *, settings: Settings | None = None, plugins: An
                 break
             rescored += 1
             caught_up += 1 if recorded.written else 0
+            if recorded.written and on_written is not None:
+                on_written(response, recorded)
             raised += len(recorded.raised)
             version = (recorded.response.get("meta") or {}).get("versionId")
             if version and version != (response.get("meta") or {}).get("versionId"):
