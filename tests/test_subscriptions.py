@@ -185,6 +185,47 @@ def test_handshake_then_id_only_notifications_in_order(hooks: Hooks) -> None:
     assert hooks.run() == 0  # nothing new: nothing sent
 
 
+def test_each_notification_sent_is_an_audited_disclosure(hooks: Hooks) -> None:
+    import orjson
+
+    from hw_fhir.audit_query import search_events
+
+    store = hooks.store
+    store.update({"resourceType": "Patient", "id": "ava",
+                  "name": [{"family": "Zyxwright", "given": ["Avaline"]}]})
+    sub_id = hooks.subscribe(subscription(hooks.listener.url + "?token=s3cret",
+                                          criteria="Task?patient=Patient/ava"))
+    t0 = time.time()
+    hooks.run(t0)  # the handshake carries nothing about anyone: not audited
+
+    def worker_events() -> list[dict[str, Any]]:
+        page = search_events(store, [("altid", "hw-fhir-worker"),
+                                     ("subtype", "subscription-notification")])
+        return [orjson.loads(content) for _, content in page.events]
+
+    assert worker_events() == []
+    made = store.create(task("ava", description="Call your sister about the bridge")).stored
+    hooks.listener.fail_next = 1
+    assert hooks.run(t0) == 0
+    assert hooks.run(t0 + 1.1) == 1
+    failed, sent = worker_events()
+    assert (failed["outcome"], sent["outcome"]) == ("4", "0")
+    for event in (failed, sent):
+        assert event["type"]["code"] == "110106" and event["action"] == "E"
+        assert event["agent"][0]["altId"] == "hw-fhir-worker"
+        entities = [(e["what"]["reference"], e["role"]["code"]) for e in event["entity"]]
+        assert entities == [("Patient/ava", "1"), (f"Task/{made.id}", "4"),
+                            (f"Subscription/{sub_id}", "4")]
+        destination = event["agent"][-1]
+        assert destination["who"] == {"display": f"Subscription/{sub_id}"}
+        assert destination["network"] == {"address": hooks.listener.url.split("?")[0], "type": "5"}
+    text = orjson.dumps([failed, sent]).decode()
+    for secret in ("Avaline", "Zyxwright", "sister", "s3cret", "listener-secret"):
+        assert secret not in text
+    assert search_events(store, [("patient", "Patient/ava"), ("entity", f"Task/{made.id}"),
+                                 ("outcome", "0"), ("altid", "hw-fhir-worker")]).events
+
+
 def test_failed_notifications_are_retried_with_backoff_in_order(hooks: Hooks) -> None:
     sub_id = hooks.subscribe(subscription(hooks.listener.url, max_count=2))
     t0 = time.time()

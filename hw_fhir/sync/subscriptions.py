@@ -25,7 +25,10 @@ The worker (:func:`run_subscriptions`) then, every cycle:
    backoff, always starting again from the first undelivered event, and after
    ``notification_error_after`` failures in a row the Subscription shows
    ``error`` until a delivery succeeds; ``heartbeat`` Bundles go out when
-   nothing was sent for the heartbeat period.
+   nothing was sent for the heartbeat period. Each event-notification POSTed is
+   audited as a disclosure (AuditEvent DICOM 110106 Export, subtype
+   ``subscription-notification``: the Subscription, the focus references and their
+   patients; the endpoint as the destination; outcome 0 sent, 4 retried, 8 failing).
 
 ``$status`` (:func:`status_bundle`) reports the state as a ``searchset`` of
 status ``Parameters``.
@@ -570,6 +573,8 @@ def _deliver_one(services: "Services", sub_id: str, now: float, cfg: SyncConfig,
                         "notification", problem, delay)
             if failing and state.status != "error":
                 _set_resource_status(services, sub_id, "error", problem)
+            if events:
+                _audit(services, sub_id, config, events, "8" if failing else "4")
             return sent
         sent += 1
         values: dict[str, Any] = dict(attempts=0, last_sent_at=now, last_error=None,
@@ -585,7 +590,33 @@ def _deliver_one(services: "Services", sub_id: str, now: float, cfg: SyncConfig,
                                               ev.c.event_number <= events[-1].number))
         if state.status != "active":
             _set_resource_status(services, sub_id, "active")
+        if events:
+            _audit(services, sub_id, config, events, "0")
     return sent
+
+
+def _audit(services: "Services", sub_id: str, config: ChannelConfig, events: list[_Event],
+           outcome: str) -> None:
+    """Record an event-notification POSTed to a Subscription's endpoint (a disclosure).
+
+    Entities: the Subscription, each focus (``Type/id``, even when the payload is
+    ``empty``: the endpoint learns that it changed) and their patients (one read of
+    each version). The destination is the endpoint, without its query string.
+    """
+    from ..audit import TYPE_EXPORT
+    from ..default_audit import record_worker
+
+    resources: list[dict[str, Any]] = []
+    for e in events:
+        try:
+            resources.append(services.store.vread(e.resource_type, e.id, str(e.version_id)).resource)
+        except (NotFound, Gone):
+            resources.append({"resourceType": e.resource_type, "id": e.id})
+    parts = urlsplit(config.endpoint)
+    address = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    record_worker(services.store, "subscription-notification", action="E", type=TYPE_EXPORT,
+                  resources=resources, what=(f"Subscription/{sub_id}",), outcome=outcome,
+                  destination=f"Subscription/{sub_id}", destination_address=address)
 
 
 def run_subscriptions(services: "Services", *, now: float | None = None, budget: int = 50) -> int:
