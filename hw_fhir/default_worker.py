@@ -70,7 +70,7 @@ def plan_scheduler(services: Any) -> int:
     if not take_turn(services, "plan-scheduler", SCHEDULER_EVERY_SECONDS):
         return 0
     run = run_scheduler(services.store, settings=services.settings, events=services.events)
-    scheduler_run(services.store, run)  # audited here: web requests advancing plans audit themselves
+    scheduler_run(services.store, run)  # here, not in plans: web requests audit their own writes
     return len(run.failed) + len(run.released) + len(run.completed_plans) + len(run.created)
 
 

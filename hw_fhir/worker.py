@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audit import trail_for
 from .errors import ConfigurationError
 from .heartbeat import beat
 from .plugins import worker_tasks
@@ -103,6 +104,8 @@ class Worker:
         self.stopping = threading.Event()
         services.extras["worker_name"] = self.name
         self.jobs = worker_tasks(services.plugins, services.settings)
+        # the worker's AuditEvents follow HW_FHIR_AUDIT like the web layer's
+        trail_for(services.store, enabled=getattr(services.settings, "audit", True))
         self._last_beat: float | None = None
 
     def run_once(self) -> CycleReport:

@@ -359,7 +359,8 @@ def test_every_attempt_to_send_a_record_is_an_audited_disclosure(
         t0 = time.time()
         assert run_outbox(setup.services, now=t0) == 0  # the EHR is down: the Flag waits
         setup.server.start()
-        assert run_outbox(setup.services, now=t0 + 120) == 1  # the response goes, the Flag is refused
+        # the response goes, the Flag is refused
+        assert run_outbox(setup.services, now=t0 + 120) == 1
         events = worker_events(setup.store, ("subtype", "ehr-write-back"))
         got = [
             (e["entity"][1]["what"]["reference"], e["outcome"], e["action"]) for e in events

@@ -160,7 +160,8 @@ def test_the_worker_audits_the_responses_it_scores(services, every_cycle):
     assert event["entity"][0]["what"] == {"reference": "Patient/pat-ava"}
     refs = [e["what"]["reference"] for e in event["entity"][1:]]
     assert refs[0] == f"QuestionnaireResponse/{missed['id']}"
-    assert sorted(refs[1:]) == sorted(f"Observation/{o['id']}" for o in derived(store, missed["id"]))
+    scores = derived(store, missed["id"])
+    assert sorted(refs[1:]) == sorted(f"Observation/{o['id']}" for o in scores)
     text = orjson.dumps(event).decode()
     assert "Sample" not in text and "Several days" not in text and "valueCoding" not in text
     # scored when it was submitted (the completion path, audited by its own request): the

@@ -772,3 +772,23 @@ def test_the_worker_scheduler_audits_each_write_it_makes(tmp_path, db_url, monke
         assert len(worker_events()) == len(events)
     finally:
         services.close()
+
+
+def test_the_worker_records_nothing_when_the_audit_is_off(tmp_path, monkeypatch):
+    from reminder_support import make_services
+
+    from hw_fhir import default_worker
+    from hw_fhir.audit_query import search_events
+    from hw_fhir.worker import Worker
+
+    monkeypatch.setattr(default_worker, "SCHEDULER_EVERY_SECONDS", 0)
+    services = make_services(tmp_path, audit=False)
+    try:
+        library.load_catalog(services.store)
+        then = datetime.now(timezone.utc) - timedelta(days=5)
+        plan_of(services.store, daily(start=then.date(), count=2), now=then, horizon=3)
+        Worker(services, name="w-off")  # HW_FHIR_AUDIT=0 holds for the worker too
+        assert default_worker.plan_scheduler(services) > 0
+        assert search_events(services.store, [("altid", "hw-fhir-worker")]).events == ()
+    finally:
+        services.close()

@@ -609,11 +609,13 @@ def _audit(services: "Services", sub_id: str, config: ChannelConfig, events: lis
     resources: list[dict[str, Any]] = []
     for e in events:
         try:
-            resources.append(services.store.vread(e.resource_type, e.id, str(e.version_id)).resource)
+            found = services.store.vread(e.resource_type, e.id, str(e.version_id))
+            resources.append(found.resource)
         except (NotFound, Gone):
             resources.append({"resourceType": e.resource_type, "id": e.id})
     parts = urlsplit(config.endpoint)
-    address = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    address = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
     record_worker(services.store, "subscription-notification", action="E", type=TYPE_EXPORT,
                   resources=resources, what=(f"Subscription/{sub_id}",), outcome=outcome,
                   destination=f"Subscription/{sub_id}", destination_address=address)
