@@ -209,7 +209,8 @@ def test_hook_prepare_message(tmp_path):
     run_reminders(services, worker="w")
     sent = rec.sent[0]
     assert sent.subject == "Recordatorio" and sent.text.startswith("Tiene una actividad: https://")
-    assert sent.headers == {"X-Task-Seen": "yes"}
+    # the built-in text's language is declared; the plugin's own header is kept beside it
+    assert sent.headers == {"X-Task-Seen": "yes", "Content-Language": "en"}
     stored = communications(services)[0]
     assert stored["payload"][0]["contentString"] == sent.text  # what was sent is recorded
     services.close()
