@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 
+from hw_fhir.adherence_window import ADHERENCE_DAYS
+
 __all__ = ["local_when", "local_day", "percent", "severity_class", "init_app"]
 
 _SEVERITY = {
@@ -79,6 +81,7 @@ def severity_class(band: str | None) -> str:
 def init_app(app: Flask) -> None:
     """Register the filters."""
     app.add_template_filter(local_when, "local_when")
+    app.add_template_global(ADHERENCE_DAYS, "adherence_days")
     app.add_template_filter(local_day, "local_day")
     app.add_template_filter(percent, "percent")
     app.add_template_filter(severity_class, "severity_class")
