@@ -59,6 +59,7 @@ __all__ = [
     "questionnaire_titles",
     "check_questionnaire",
     "clone_questionnaire",
+    "distinct_title",
     "new_version",
     "edit_draft",
     "publish",
@@ -474,6 +475,16 @@ def _name(title: str) -> str:
     return name[:100]
 
 
+def distinct_title(store: Store, wanted: str) -> str:
+    """Return ``wanted``, or ``wanted (2)``… if an assignable activity already has that title."""
+    taken = {q.get("title") for q in iter_all(store, "Questionnaire", [("status", "draft,active")])}
+    title, n = wanted, 1
+    while title in taken:
+        n += 1
+        title = f"{wanted[:-1]} {n})" if wanted.endswith(" (copy)") else f"{wanted} ({n})"
+    return title
+
+
 def clone_questionnaire(
     store: Store,
     source: str,
@@ -512,7 +523,7 @@ def clone_questionnaire(
             "experimental",
         )
     }
-    clone_title = title or original.get("title") or slug_value
+    clone_title = distinct_title(store, title or f"{original.get('title') or slug_value} (copy)")
     clone.update(
         resourceType="Questionnaire",
         url=f"{system}/{slug_value}",
