@@ -224,7 +224,7 @@ def schedule_values(schedule: Schedule) -> dict[str, Any]:
         # repeating schedule is then one choice
         "end": "until" if schedule.until else (
             "count" if schedule.count or schedule.frequency == "once" else "none"),
-        "count": schedule.count or (7 if schedule.frequency == "once" else ""),
+        "count": 7 if schedule.frequency == "once" else (schedule.count or ""),
         "until": schedule.until.isoformat() if schedule.until else "",
     }
 
