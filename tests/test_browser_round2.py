@@ -114,3 +114,49 @@ def test_consent_once_panel_agrees_and_publish_saves_first(
     assert re.search(r"Ava Nguyen", driver.find_element(By.TAG_NAME, "body").text)
     driver.switch_to.default_content()
     _shot(driver, "7-second-launch-no-consent")
+
+
+def test_schedule_fields_follow_the_frequency_and_the_note_stays_visible(
+    driver: Any, served: tuple[Any, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    app, server = served
+    store = app.extensions["hw_fhir"].store
+    now = datetime.now(timezone.utc)
+    task = assign_once(store, PHQ9, patient="pat-ava", due_in_days=1, now=now)
+    complete_phq9(store, task, [1, 1, 1, 1, 1, 1, 1, 1, 2], when=now)  # item 9 > 0: a flag
+
+    _open_chart(driver, server.url, "pat-ava")
+    frame = Frame(driver)
+    frame.enter()
+    _press(driver, _wait(driver).until(lambda d: d.find_elements(By.ID, "approve"))[0])
+    flags = _wait(driver).until(lambda d: d.find_elements(By.ID, "risk-flags"))[0]
+    note = flags.find_element(By.CSS_SELECTOR, "input[name=note]")
+    note.send_keys("Called her, safe, plan reviewed")
+    _press(driver, flags.find_element(By.CSS_SELECTOR, "button[id^='ack-']"))
+    history = _wait(driver).until(lambda d: d.find_elements(By.ID, "acknowledged-flags"))[0]
+    assert "Called her, safe, plan reviewed" in history.text
+    assert "Dr. Elena Rivera" in history.text
+    frame.shot("round2-8-acknowledged")
+
+    # the thought record: once by default; days only for weekly; the word explained
+    _press(driver, driver.find_element(By.ID, "assign-button"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-thought-record"))
+    _press(driver, driver.find_element(By.ID, "assign-thought-record"))
+    frequency = Select(_wait(driver).until(lambda d: d.find_elements(By.ID, "f-frequency"))[0])
+    assert frequency.first_selected_option.get_attribute("value") == "once"
+    days = driver.find_element(By.ID, "f-days")
+    assert not days.is_displayed() and not driver.find_element(By.ID, "f-end").is_displayed()
+    assert "The word the patient sees" in driver.find_element(By.TAG_NAME, "body").text
+    frame.shot("round2-9-tailor-once")
+    frequency.select_by_value("weekly")
+    assert days.is_displayed()
+    frequency.select_by_value("daily")  # one choice: "7 times" is ready
+    assert not days.is_displayed() and driver.find_element(By.ID, "f-end").is_displayed()
+    assert driver.find_element(By.ID, "f-count").get_attribute("value") == "7"
+    _press(driver, driver.find_element(By.ID, "assign-submit"))
+    _wait(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    confirmation = frame.shot("round2-10-confirmation")
+    assert "7 times" in confirmation
