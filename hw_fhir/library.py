@@ -60,6 +60,7 @@ __all__ = [
     "check_questionnaire",
     "clone_questionnaire",
     "distinct_title",
+    "check_title_free",
     "new_version",
     "edit_draft",
     "publish",
@@ -483,6 +484,16 @@ def distinct_title(store: Store, wanted: str) -> str:
         n += 1
         title = f"{wanted[:-1]} {n})" if wanted.endswith(" (copy)") else f"{wanted} ({n})"
     return title
+
+
+def check_title_free(store: Store, title: str | None, questionnaire_id: str) -> None:
+    """Refuse (InvalidInput) a title another assignable activity already has."""
+    others = iter_all(store, "Questionnaire", [("status", "draft,active")]) if title else []
+    if any(q.get("title") == title and q.get("id") != questionnaire_id for q in others):
+        raise InvalidInput(f"Another activity is already called {title!r}: choose another title, "
+                           "so the two can be told apart when assigning",
+                           issues=[Issue(f"Another activity is already called {title!r}",
+                                         expression="title")])
 
 
 def clone_questionnaire(

@@ -126,6 +126,8 @@ def test_limits_slider_several_answers_media_and_branching(store: Any, ava: Sess
     assert "repeats" not in _item(store, qid, "feelings")
     assert built["feelings"].widget != "checkbox"
     assert settings["intro"].media_url == "/static/media/audio/breathing.mp3"
+    media = built["intro"].media
+    assert media is not None and media.content_type == "audio/mpeg"  # the patient gets it
     assert _item(store, qid, "hard")["enableWhen"] == [
         {"question": "mood", "operator": "<=", "answerInteger": 4}
     ]
@@ -166,6 +168,7 @@ def _fields(view: Any) -> Iterator[Any]:
         ({"when_q.hard": "feelings", "when_op.hard": ">", "when_a.hard": "x"}, "number or a date"),
         ({"when_q.hard": "mood", "when_a.hard": ""}, "Write the answer"),
         ({"when_q.hard": "mood", "when_op.hard": "~"}, "Unknown condition"),
+        ({"title": "Daily mood log"}, "Another activity is already called"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(

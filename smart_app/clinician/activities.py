@@ -104,6 +104,7 @@ def editor(qid: str) -> Any:
             shown = review.apply_item_editor(questionnaire, _without_publish(form))
             shown = apply_translation_form(shown, form, "es")
             edited = item_settings.apply_item_settings(shown, form)
+            lib.check_title_free(store(), edited.get("title"), qid)
         except InvalidInput as exc:
             errors, status = _issues(exc), 400
         else:
