@@ -160,17 +160,25 @@ def _homework_of(store: Store, patients: list[str]) -> dict[str, list[TaskFacts]
 
 
 def _clinician_patients(store: Store, practitioner_ref: str, window: AdherenceWindow) -> set[str]:
-    """Patients with homework from this clinician due or changed in the window, or later."""
+    """Patients with homework from this clinician due in the window (or the next day), or
+    due later and already done (homework done early)."""
     code = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
-    since = window.start.isoformat().replace("+00:00", "Z")
+    soon = _iso(window.end + timedelta(days=1))
+    searches = (
+        [("due", f"ge{_iso(window.start)}"), ("due", f"lt{soon}")],
+        [("due", f"ge{soon}"), ("status", "completed")],
+    )
     found: set[str] = set()
-    for extra in (("due", f"ge{since}"), ("_lastUpdated", f"ge{since}")):
-        for facts, _ in task_facts(
-            store, every_match(store, "Task", [("requester", practitioner_ref), code, extra])
-        ):
+    for extra in searches:
+        matches = every_match(store, "Task", [("requester", practitioner_ref), code, *extra])
+        for facts, _ in task_facts(store, matches):
             if isinstance(facts.subject, str) and facts.subject.startswith("Patient/"):
                 found.add(facts.subject)
     return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def panel_summary(
@@ -182,8 +190,8 @@ def panel_summary(
 ) -> list[PanelRow]:
     """Return a clinician's patients, the ones falling furthest behind first.
 
-    Patients are those with homework from this clinician due or updated in the window (or
-    due later), and those whose ``generalPractitioner`` is the clinician. Each patient's
+    Patients are those with homework from this clinician due in the window (or the next
+    day) or done early, and those whose ``generalPractitioner`` is the clinician. Each patient's
     adherence is :func:`recent_adherence` — the same figures as the dashboard and session
     prep. Order: lowest completion rate, then most missed or overdue, then shortest
     streak; patients with nothing assigned last.
