@@ -28,12 +28,11 @@ patient (linkIds ``amount-done``, ``as-agreed``, ``difficulty``, ``helpfulness``
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from . import catalog

@@ -17,7 +17,7 @@ from smart_support import (
     browser,  # noqa: F401
     form_fields,
     sandbox_app,  # noqa: F401
-    sandbox_server,  # noqa: F401
+    sandbox_server,  # noqa: F401  (fixture)
 )
 
 from hw_fhir.smart.authstore import AuthStore
