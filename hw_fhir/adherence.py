@@ -28,12 +28,11 @@ patient (linkIds ``amount-done``, ``as-agreed``, ``difficulty``, ``helpfulness``
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from . import catalog
@@ -71,11 +70,10 @@ __all__ = [
     "plan_adherence",
     "since_last_session",
     "patient_homework",
-    "panel_summary",
+    "check_ins_of",
 ]
 
 _CODE = ("code", f"{SDC_TEMP_SYSTEM}|{COMPLETE_QUESTIONNAIRE}")
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _CLOSED_BAD = frozenset({"failed"})
 _IGNORED = frozenset({"cancelled", "entered-in-error", "rejected"})
 #: Check-in ratings (0–10) worth raising at the session.
@@ -525,7 +523,7 @@ def _check_ins(
     return out
 
 
-def _check_ins_of(
+def check_ins_of(
     store: Store, patients: list[str], since: datetime | None
 ) -> dict[str, list[dict[str, Any]]]:
     """:func:`_check_ins` of many patients (no end), with one search per 50 patients."""
@@ -784,79 +782,3 @@ def since_last_session(
         to_discuss=tuple(_discussion(store, patient_ref, since, rows, check_ins, measures)),
         measures=tuple(measures),
     )
-
-
-# -- a clinician's panel ------------------------------------------------------------------
-
-
-def _name(patient: Mapping[str, Any]) -> str | None:
-    for name in patient.get("name") or []:
-        if name.get("text"):
-            return str(name["text"])
-        parts = [*(name.get("given") or []), name.get("family") or ""]
-        if any(parts):
-            return " ".join(p for p in parts if p)
-    return None
-
-
-def _behind_key(row: PanelRow) -> tuple[Any, ...]:
-    a = row.adherence
-    rate = a.completion_rate
-    return (
-        a.assigned == 0,
-        1.0 if rate is None else rate,
-        -(a.missed + a.overdue),
-        a.current_streak,
-        row.patient,
-    )
-
-
-def panel_summary(
-    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28
-) -> list[PanelRow]:
-    """Return a clinician's patients, the ones falling furthest behind first.
-
-    Patients are those with homework from this clinician in the last ``days`` days and
-    those whose ``generalPractitioner`` is the clinician. Adherence counts only that
-    clinician's homework over the period. Order: lowest completion rate, then most
-    missed or overdue, then shortest streak; patients with nothing assigned last.
-    """
-    moment = utc_now(now)
-    practitioner_ref = reference("Practitioner", practitioner)
-    since = moment - timedelta(days=days)
-    tasks = _homework_tasks(
-        store, [("requester", practitioner_ref)], since, moment + timedelta(days=1)
-    )
-    by_patient: dict[str, list[TaskFacts]] = {}
-    for task in tasks:
-        ref = task.subject
-        if isinstance(ref, str) and ref.startswith("Patient/"):
-            by_patient.setdefault(ref, []).append(task)
-    names: dict[str, str | None] = {}
-    for patient in iter_all(store, "Patient", [("general-practitioner", practitioner_ref)]):
-        ref = f"Patient/{patient['id']}"
-        by_patient.setdefault(ref, [])
-        names[ref] = _name(patient)
-    unnamed = [
-        rid
-        for ref in by_patient
-        if ref not in names and _FHIR_ID.fullmatch(rid := ref.split("/", 1)[1])
-    ]
-    for start in range(0, len(unnamed), 50):
-        chunk = unnamed[start : start + 50]
-        for patient in store.search(
-            "Patient", [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
-        ).resources:
-            names[f"Patient/{patient['id']}"] = _name(patient)
-    check_ins = _check_ins_of(store, list(by_patient), since)
-    rows = []
-    for ref, patient_tasks in by_patient.items():
-        engagement = summarize_check_ins(check_ins.get(ref, []))
-        rows.append(
-            PanelRow(
-                patient=ref,
-                name=names.get(ref),
-                adherence=summarize_tasks(patient_tasks, now=moment, engagement=engagement),
-            )
-        )
-    return sorted(rows, key=_behind_key)

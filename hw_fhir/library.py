@@ -59,6 +59,8 @@ __all__ = [
     "questionnaire_titles",
     "check_questionnaire",
     "clone_questionnaire",
+    "distinct_title",
+    "check_title_free",
     "new_version",
     "edit_draft",
     "publish",
@@ -474,6 +476,26 @@ def _name(title: str) -> str:
     return name[:100]
 
 
+def distinct_title(store: Store, wanted: str) -> str:
+    """Return ``wanted``, or ``wanted (2)``… if an assignable activity already has that title."""
+    taken = {q.get("title") for q in iter_all(store, "Questionnaire", [("status", "draft,active")])}
+    title, n = wanted, 1
+    while title in taken:
+        n += 1
+        title = f"{wanted[:-1]} {n})" if wanted.endswith(" (copy)") else f"{wanted} ({n})"
+    return title
+
+
+def check_title_free(store: Store, title: str | None, questionnaire_id: str) -> None:
+    """Refuse (InvalidInput) a title another assignable activity already has."""
+    others = iter_all(store, "Questionnaire", [("status", "draft,active")]) if title else []
+    if any(q.get("title") == title and q.get("id") != questionnaire_id for q in others):
+        raise InvalidInput(f"Another activity is already called {title!r}: choose another title, "
+                           "so the two can be told apart when assigning",
+                           issues=[Issue(f"Another activity is already called {title!r}",
+                                         expression="title")])
+
+
 def clone_questionnaire(
     store: Store,
     source: str,
@@ -512,7 +534,7 @@ def clone_questionnaire(
             "experimental",
         )
     }
-    clone_title = title or original.get("title") or slug_value
+    clone_title = distinct_title(store, title or f"{original.get('title') or slug_value} (copy)")
     clone.update(
         resourceType="Questionnaire",
         url=f"{system}/{slug_value}",

@@ -440,10 +440,16 @@ def default_message(*, kind: str, purpose: str, channel: str, to: str | None, re
     fill = {"practice": practice, "link": link or "", "link_line": link_line}
     return Message(
         kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
-        subject=_(subject).format(**fill), text=_(body).format(**fill), link=link,
+        subject=_sentence(_(subject).format(**fill)), text=_sentence(_(body).format(**fill)),
+        link=link,
         idempotency_key=idempotency_key, priority="stat" if kind == "alert" else "routine",
         about=tuple(about), headers={"Content-Language": supported(language)},
     )
+
+
+def _sentence(text: str) -> str:
+    """Start with a capital: a practice name such as "your care team" may open the text."""
+    return text[:1].upper() + text[1:]
 
 
 # -- queue helpers ------------------------------------------------------------------------

@@ -35,12 +35,10 @@ from .adherence import (
     SessionSummary,
     TaskFacts,
     TaskRow,
-    panel_summary,
     patient_homework,
     since_last_session,
-    summarize_check_ins,
-    summarize_tasks,
 )
+from .adherence_window import panel_summary, patient_recent_adherence, recent_adherence
 from .assignment import (
     OPEN_STATUSES,
     HomeworkDetails,
@@ -791,7 +789,7 @@ def patient_dashboard(
         )
         if r.get("status") in ("completed", "amended")
     ]
-    adherence = summarize_tasks(tasks, now=moment, engagement=summarize_check_ins(check_ins))
+    adherence = recent_adherence(tasks, check_ins, now=moment)
     dated = [(t, t.due, t.outcome(moment)) for t in tasks if t.due is not None]
     local_today = moment.astimezone(local).date()
     calendar = completion_calendar(
@@ -1141,6 +1139,7 @@ class SessionPrep:
     prompts: tuple[Prompt, ...]
     responses: tuple[ResponseSummary, ...] = ()
     flags: tuple[FlagRow, ...] = ()
+    recent: Adherence | None = None  # the window shared with the panel and dashboard
 
 
 def default_session_date(
@@ -1272,6 +1271,7 @@ def session_prep(
         prompts=_prompts(summary, flags, zone),
         responses=tuple(responses),
         flags=flags,
+        recent=patient_recent_adherence(store, patient, now=moment, homework=homework),
     )
 
 

@@ -63,6 +63,13 @@ def create_app(test_config: dict[str, Any] | None = None, *,
         sandbox.init_app(app)
     _mount_plugins(app)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        from flask import send_from_directory
+
+        return send_from_directory(app.static_folder or "static", "favicon.svg",
+                                   mimetype="image/svg+xml", max_age=86400)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -134,7 +134,8 @@ class Browser:
         first = self.get(launch_url)
         assert first.status_code == 302, first.text
         authorize = self.get(first.headers["Location"])
-        callback = self.approve(authorize, **choices)
+        # a user who allowed this app these scopes before is not asked again
+        callback = authorize if authorize.status_code == 302 else self.approve(authorize, **choices)
         assert callback.status_code == 302, callback.text
         landing = self.get(callback.headers["Location"])
         assert landing.status_code == 302, landing.text

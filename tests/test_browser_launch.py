@@ -48,7 +48,10 @@ def _launch_in_iframe(driver: Any, base: str, patient: str,
     driver.find_element(By.CSS_SELECTOR, f'input[name="patient"][value="{patient}"]').click()
     driver.find_element(By.ID, "launch-hw-fhir").click()
     wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
-    wait.until(ec.element_to_be_clickable((By.ID, "approve"))).click()
+    # consent is asked once per clinician and app: a second launch opens straight away
+    wait.until(lambda d: d.find_elements(By.ID, "approve") or d.find_elements(By.ID, "signed-in-user"))
+    for approve in driver.find_elements(By.ID, "approve"):
+        approve.click()
     user = wait.until(ec.visibility_of_element_located((By.ID, "signed-in-user"))).text
     name = driver.find_element(By.CSS_SELECTOR, ".patient-name").text
     driver.switch_to.default_content()

@@ -54,7 +54,7 @@ def _editor_form(page: str) -> dict[str, Any]:
         chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
             r'<option value="([^"]*)"', tag.group(2)
         )
-        values[tag.group(1)] = chosen.group(1) if chosen else ""
+        values[tag.group(1)] = __import__("html").unescape(chosen.group(1)) if chosen else ""
     return values
 
 

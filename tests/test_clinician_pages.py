@@ -108,7 +108,7 @@ def test_empty_dashboard_invites_the_first_assignment(ava: Session) -> None:
 
 
 def test_dashboard_shows_scores_band_change_and_chart(store: Any, ava: Session) -> None:
-    start = datetime.now(timezone.utc) - timedelta(days=30)
+    start = datetime.now(timezone.utc) - timedelta(days=20)  # inside the 28-day window
     first = assign_once(store, now=start, due_in_days=2)
     complete_phq9(store, first, [3, 3, 2, 2, 2, 2, 2, 1, 0], when=start + timedelta(days=1))
     second = assign_once(store, now=start + timedelta(days=14), due_in_days=2)

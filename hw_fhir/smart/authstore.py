@@ -96,10 +96,39 @@ class AuthStore:
 
     def get_launch(self, launch_id: str) -> dict[str, Any] | None:
         """Return the context of a launch id (None when unknown or expired)."""
+        if launch_id.startswith("consent-"):  # a remembered consent is not a launch
+            return None
+        return self._launch_row(launch_id)
+
+    def _launch_row(self, launch_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(smart_auth_launch).where(
                 smart_auth_launch.c.id == launch_id, smart_auth_launch.c.expires_at > _now())).first()
         return orjson.loads(row.data) if row else None
+
+    # -------------------------------------------------------------- consent
+
+    @staticmethod
+    def _consent_id(user: str, client_id: str, scope: str) -> str:
+        scopes = " ".join(sorted(set(scope.split())))
+        return "consent-" + hash_secret(f"{user}\n{client_id}\n{scopes}")[:56]
+
+    def remember_consent(self, user: str, client_id: str, scope: str, *,
+                         lifetime: int = 90 * 86400) -> None:
+        """Remember that ``user`` allowed ``client_id`` these scopes (asked once, not per launch).
+
+        Kept beside the launch ids (same table, ``consent-`` ids, same expiry purge).
+        """
+        consent_id = self._consent_id(user, client_id, scope)
+        with self.store.begin() as conn:
+            conn.execute(delete(smart_auth_launch).where(smart_auth_launch.c.id == consent_id))
+            conn.execute(insert(smart_auth_launch).values(
+                id=consent_id, data=orjson.dumps({"user": user, "client_id": client_id}).decode(),
+                expires_at=_now() + lifetime))
+
+    def has_consent(self, user: str, client_id: str, scope: str) -> bool:
+        """Whether ``user`` already allowed ``client_id`` exactly these scopes (in any order)."""
+        return self._launch_row(self._consent_id(user, client_id, scope)) is not None
 
     # ----------------------------------------------------------------- code
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 
 from hw_fhir import library as lib
-from hw_fhir import review
+from hw_fhir import item_settings, review
 from hw_fhir.errors import BusinessRuleError, Conflict, Forbidden, HwFhirError, InvalidInput
 from hw_fhir.store.base import iter_all
 from hw_fhir.translation import apply_translation_form, translation_rows
@@ -29,6 +29,11 @@ def _own(qid: str) -> tuple[dict[str, Any], str]:
     if not str(questionnaire.get("url", "")).startswith(prefix):
         raise Forbidden("You can only change your own activities. Make your own copy first.")
     return questionnaire, stored.version_id
+
+
+def _without_publish(form: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The editor form with "Save and publish" read as "Save" by the item editor."""
+    return {**form, "action": ["save"]} if form.get("action") == ["publish"] else form
 
 
 def _issues(exc: HwFhirError) -> list[str]:
@@ -89,23 +94,33 @@ def editor(qid: str) -> Any:
     patient = _patient()
     errors: list[str] = []
     shown = questionnaire
+    form: dict[str, list[str]] = {}
     status = 200
     if request.method == "POST":
         form = request.form.to_dict(flat=False)
         expected = request.form.get("version", version)
+        action = request.form.get("action", "save")
         try:
-            edited = review.apply_item_editor(questionnaire, form)
-            edited = apply_translation_form(edited, form, "es")
+            shown = review.apply_item_editor(questionnaire, _without_publish(form))
+            shown = apply_translation_form(shown, form, "es")
+            edited = item_settings.apply_item_settings(shown, form)
+            lib.check_title_free(store(), edited.get("title"), qid)
         except InvalidInput as exc:
             errors, status = _issues(exc), 400
         else:
             shown = edited
             try:
-                lib.edit_draft(store(), qid, edited, if_match=f'W/"{expected}"', now=now())
+                saved = lib.edit_draft(store(), qid, edited, if_match=f'W/"{expected}"', now=now())
+                if action == "publish":  # Publish saves the form first: nothing is lost
+                    lib.publish(store(), qid, if_match=f'W/"{saved["meta"]["versionId"]}"',
+                                now=now())
             except (InvalidInput, BusinessRuleError, Conflict) as exc:
                 errors, status = _issues(exc), exc.status
+                questionnaire, version = _own(qid)  # the draft may be saved: edit from it
             else:
-                action = request.form.get("action", "save")
+                if action == "publish":
+                    return go("clinician.my_library", notice="published",
+                              patient=patient["id"] if patient else None)
                 return go(
                     "clinician.editor",
                     qid=qid,
@@ -124,6 +139,9 @@ def editor(qid: str) -> Any:
         errors=errors,
         rows=review.editor_rows(shown),
         translations=translation_rows(shown, "es"),
+        settings=item_settings.item_settings(shown, typed=form if errors else None),
+        operators=item_settings.OPERATORS,
+        media_types=item_settings.MEDIA_TYPES,
         types=review.EDITABLE_TYPES,
         draft=questionnaire.get("status") == "draft",
     )

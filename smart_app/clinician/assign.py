@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from flask import render_template, request
 
 from hw_fhir import catalog, plans, render, review
+from hw_fhir.activity_defaults import tailored_defaults
 from hw_fhir.assignment import (
     Assignment,
     AssignmentEdit,
@@ -294,7 +295,9 @@ def tailor(pid: str, qid: str) -> Any:
     questionnaire = _active_questionnaire(qid)
     zone = review.patient_zone(patient)
     if request.method == "GET":
-        defaults = review.assign_defaults(questionnaire, timezone_name=zone, now=now())
+        defaults = tailored_defaults(
+            review.assign_defaults(questionnaire, timezone_name=zone, now=now()), questionnaire
+        )
         values = {
             **schedule_values(defaults.schedule()),
             **details_values(

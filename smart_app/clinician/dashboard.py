@@ -8,6 +8,7 @@ from flask import g, render_template, request
 from markupsafe import Markup
 
 from hw_fhir import outcomes, review
+from hw_fhir.flag_history import acknowledged_flags
 from hw_fhir.errors import HwFhirError, VersionConflict
 
 from .base import _load_clinician, bp, clinician, go, now, page, patient_or_404, store
@@ -35,6 +36,7 @@ def _dashboard_context(pid: str) -> dict[str, Any]:
         "dash": dash,
         "quick": quick_picks() if fresh else [],
         "scores_shared": review.scores_shared(patient),
+        "acknowledged": acknowledged_flags(store(), pid),
     }
 
 

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 
-__all__ = ["local_when", "local_day", "percent", "severity_class", "init_app"]
+from hw_fhir.adherence_window import ADHERENCE_DAYS
+
+__all__ = ["local_when", "local_when_zone", "local_day", "percent", "severity_class", "init_app"]
 
 _SEVERITY = {
     "minimal": 0,
@@ -56,6 +58,15 @@ def local_when(value: Any, zone: str | None = None, *, weekday: bool = True) -> 
     return f"{day}, {local:%H:%M}"
 
 
+def local_when_zone(value: Any, zone: str | None = None) -> str:
+    """Like :func:`local_when`, labelled with the zone: ``Tue 3 Mar 2026, 14:00 EST``."""
+    text = local_when(value, zone)
+    found = _parse(value)
+    if not text or not isinstance(found, datetime):
+        return text
+    return f"{text} {found.astimezone(_zone(zone)).tzname() or zone or 'UTC'}"
+
+
 def local_day(value: Any, zone: str | None = None) -> str:
     """Return the (local) calendar day of a date or instant: ``Tue 3 Mar 2026``."""
     found = _parse(value)
@@ -79,6 +90,8 @@ def severity_class(band: str | None) -> str:
 def init_app(app: Flask) -> None:
     """Register the filters."""
     app.add_template_filter(local_when, "local_when")
+    app.add_template_filter(local_when_zone, "local_when_zone")
+    app.add_template_global(ADHERENCE_DAYS, "adherence_days")
     app.add_template_filter(local_day, "local_day")
     app.add_template_filter(percent, "percent")
     app.add_template_filter(severity_class, "severity_class")

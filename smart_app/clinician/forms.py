@@ -115,7 +115,8 @@ def read_schedule(form: Mapping[str, Any], *, timezone: str, today: date) -> Sch
     at = _time(form, errors)
     interval = _whole(form, "interval", errors, "interval", 1)
     days = form.getlist("days") if hasattr(form, "getlist") else list(form.get("days") or [])
-    days = [d for d in days if d in DAYS_OF_WEEK]
+    # days only mean something weekly: ticked days left over from trying "weekly" are ignored
+    days = [d for d in days if d in DAYS_OF_WEEK] if frequency == "weekly" else []
     end = _text(form, "end") or ("count" if frequency != "once" else "none")
     count = until = None
     if frequency != "once":
@@ -219,8 +220,11 @@ def schedule_values(schedule: Schedule) -> dict[str, Any]:
         "days": list(schedule.days_of_week),
         "start": schedule.start.isoformat(),
         "time": schedule.time_of_day.strftime("%H:%M"),
-        "end": "until" if schedule.until else ("count" if schedule.count else "none"),
-        "count": schedule.count or "",
+        # a one-off shows "after 7 times" (hidden until a repeating choice): switching to a
+        # repeating schedule is then one choice
+        "end": "until" if schedule.until else (
+            "count" if schedule.count or schedule.frequency == "once" else "none"),
+        "count": 7 if schedule.frequency == "once" else (schedule.count or ""),
         "until": schedule.until.isoformat() if schedule.until else "",
     }
 

@@ -190,28 +190,95 @@ def authorize() -> Any:
     launch = sandbox().auth_store.get_launch(data["launch"]) if data.get("launch") else None
     requested = ScopeSet.parse(grant.request.scope)
     needs_patient = launch is None and "launch/patient" in requested
+    auth_store, scope = sandbox().auth_store, grant.request.scope or ""
     if request.method == "GET":
+        known = _known_user(launch, needs_patient)
+        if known and auth_store.has_consent(known.fhir_user, grant.client.client_id, scope):
+            # allowed before by this user for this app and these scopes: not asked again
+            return server.create_authorization_response(grant_user=known, grant=grant)
         return render_template(
-            "sandbox/authorize.html", client=grant.client, scopes=(grant.request.scope or "").split(),
-            launch=launch, needs_patient=needs_patient,
+            "sandbox/authorize.html", client=grant.client, scopes=describe_scopes(scope),
+            launch=launch, needs_patient=needs_patient, bare=launch is not None,
+            launch_user=_resource(launch["fhirUser"]) if launch else None,
+            launch_patient=_resource(f"Patient/{launch['patient']}") if launch else None,
             practitioners=_people("Practitioner"), patients=_people("Patient"),
             selected_user=(launch or {}).get("fhirUser") or session.get(_USER_KEY),
             selected_patient=(launch or {}).get("patient"))
     if request.form.get("decision") != "approve":
         return server.create_authorization_response(grant_user=None, grant=grant)
-    user = _approving_user(launch, needs_patient)
+    user = _approving_user(launch, needs_patient, request.form.get("user", ""))
     session[_USER_KEY] = user.fhir_user
+    auth_store.remember_consent(user.fhir_user, grant.client.client_id, scope)
     return server.create_authorization_response(grant_user=user, grant=grant)
 
 
-def _approving_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthUser:
+def _resource(reference: str) -> dict[str, Any] | None:
+    if not _exists(reference, "Practitioner", "Patient"):
+        return None
+    return _store().read(*reference.split("/", 1)).resource
+
+
+def _known_user(launch: dict[str, Any] | None, needs_patient: bool) -> AuthUser | None:
+    """The user a launch or the sandbox sign-in already names (None: they must choose)."""
+    if launch is not None:
+        return _approving_user(launch, needs_patient, "")
+    user = session.get(_USER_KEY) or ""
+    if not _exists(user, "Practitioner", "Patient"):
+        return None
+    if needs_patient and user.startswith("Practitioner/"):
+        return None  # a clinician's standalone launch still picks the patient
+    return _approving_user(None, needs_patient, user)
+
+
+#: How the consent page names FHIR resource types, for people rather than developers.
+_TYPE_WORDS = {
+    "Task": "homework assignments", "CarePlan": "homework plans", "Questionnaire": "activities",
+    "QuestionnaireResponse": "answers", "Observation": "scores", "Patient": "patient details",
+    "Practitioner": "clinician details", "Flag": "risk flags", "Communication": "messages",
+    "CommunicationRequest": "reminders", "*": "all records",
+}
+_PERMISSIONS = {"c": "add", "r": "read", "u": "change", "d": "delete", "s": "search"}
+_FIXED_SCOPES = {
+    "launch": "Open with the chart that is open in your EHR",
+    "launch/patient": "Ask which patient to open",
+    "openid": "Know who you are", "fhirUser": "Know who you are",
+    "offline_access": "Stay connected after you close it", "online_access": "Stay connected while you use it",
+}
+
+
+def describe_scopes(scope: str) -> list[tuple[str, str]]:
+    """Return (plain words, scope) for each requested scope, duplicates of wording once."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in scope.split():
+        words = _FIXED_SCOPES.get(item) or _resource_scope_words(item) or item
+        if words not in seen:
+            seen.add(words)
+            out.append((words, item))
+    return out
+
+
+def _resource_scope_words(item: str) -> str | None:
+    context, _, rest = item.partition("/")
+    kind, _, perms = rest.partition(".")
+    if context not in ("patient", "user", "system") or not kind or not perms:
+        return None
+    what = _TYPE_WORDS.get(kind, kind)
+    if perms in ("read", "write", "*"):
+        verbs = {"read": "read", "write": "add and change", "*": "read, add and change"}[perms]
+    else:
+        verbs = ", ".join(_PERMISSIONS[p] for p in perms if p in _PERMISSIONS)
+    whose = {"patient": "of this patient", "user": "you can see", "system": "of everyone"}[context]
+    return f"{what[:1].upper()}{what[1:]} {whose}: {verbs}"
+
+
+def _approving_user(launch: dict[str, Any] | None, needs_patient: bool, user: str) -> AuthUser:
     if launch is not None:
         return AuthUser(fhir_user=launch["fhirUser"], patient=launch["patient"],
                         encounter=launch.get("encounter"),
                         fhir_context=tuple(launch.get("fhirContext") or ()),
                         need_patient_banner=bool(launch.get("need_patient_banner")),
                         smart_style_url=launch.get("smart_style_url"), ehr_launch=True)
-    user = request.form.get("user", "")
     if not _exists(user, "Practitioner", "Patient"):
         raise InvalidInput("Pick who you are signing in as")
     patient = None
