@@ -38,12 +38,14 @@ hookimpl = HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_channels(settings: Any) -> Any:
+def register_channels(settings: Any, store: Any) -> Any:
     """Return a list of reminder channels this plugin provides.
 
     Called once per plugin manager (the worker builds the list at start). ``settings``
     is the :class:`~hw_fhir.config.Settings`; read your own configuration from
-    ``settings.extra`` (keys of the TOML config file). Each channel satisfies
+    ``settings.extra`` (keys of the TOML config file). ``store`` is the running
+    :class:`~hw_fhir.store.SqlStore` (None when the caller has none), for a channel
+    that keeps its own addresses (the built-in ``webpush`` channel's subscriptions). Each channel satisfies
     :class:`hw_fhir.channels.Channel` (``name``, ``medium``, ``guarantee``,
     ``address(recipient)``, ``send(message)``). Return ``[]`` when the channel is not
     configured. A later plugin's channel with the same ``name`` replaces an earlier

@@ -237,14 +237,14 @@ def _flatten(results: Iterable[Any]) -> list[Any]:
     return out
 
 
-def channels(pm: pluggy.PluginManager, settings: Any) -> dict[str, Any]:
+def channels(pm: pluggy.PluginManager, settings: Any, store: Any = None) -> dict[str, Any]:
     """Return every registered channel by name; a plugin's channel replaces a built-in namesake.
 
     Built-ins implement ``register_*`` with ``tryfirst``, so they come first in the
     results and anything after them wins a name clash.
     """
     found: dict[str, Any] = {}
-    for channel in _flatten(pm.hook.register_channels(settings=settings)):
+    for channel in _flatten(pm.hook.register_channels(settings=settings, store=store)):
         found[channel.name] = channel
     return found
 

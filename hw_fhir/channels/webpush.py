@@ -1,0 +1,166 @@
+"""The Web Push channel (``webpush``): a notification on the patient's own phone, no vendor contract.
+
+Each message goes to every push subscription the patient made on the preferences
+page (:mod:`hw_fhir.push`), encrypted to the subscription's keys (RFC 8291,
+``aes128gcm``) and signed with the server's VAPID key (RFC 8292), through
+``pywebpush``. The payload carries **no clinical content and no secret**: the
+practice's name, "You have an activity waiting" and the address of the patient's
+to-do list (``<base_url>/my/``), never an activity's name nor a secure link token::
+
+    {"title": "<practice name>", "body": "You have an activity waiting",
+     "url": "https://…/my/", "tag": "<hash of the attempt key>"}
+
+Answers of the push service: 201/202 delivered; 404 and 410 mean the subscription
+expired or was withdrawn, so it is removed; when no subscription of the patient
+took the message, the attempt fails permanently and the reminder engine tries the
+patient's next channel. 429 and 5xx (and connection errors) are retried with
+backoff (``Retry-After`` honoured); other answers (e.g. 403: the push service
+refuses our VAPID key) fail permanently.
+
+Guarantee: at least once. A retry of an interrupted attempt sends the same ``Topic``
+(RFC 8030 §5.4, derived from the idempotency key), so the push service replaces the
+undelivered first copy instead of delivering both; the service worker shows one
+notification per ``tag``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import requests
+
+from ..errors import PermanentDeliveryError, TransientDeliveryError
+from ..push import (
+    PushConfig,
+    Subscription,
+    has_subscription,
+    mark_sent,
+    push_config,
+    remove_subscription,
+    subscriptions_for,
+    vapid_key,
+)
+from .base import Delivery, Message, medium
+
+__all__ = ["WebPushChannel", "PUSH_TEXT", "push_payload"]
+
+log = logging.getLogger("hw_fhir.channels.webpush")
+
+#: The only words a push says (no activity name, nothing clinical).
+PUSH_TEXT = "You have an activity waiting"
+_RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
+_GONE = frozenset({404, 410})
+
+
+def push_payload(message: Message, *, title: str, base_url: str) -> bytes:
+    """Return the JSON a push carries: the practice, the generic text, the to-do list address."""
+    return orjson.dumps({
+        "title": title,
+        "body": PUSH_TEXT,
+        "url": base_url.rstrip("/") + "/my/",
+        "tag": _topic(message.idempotency_key),
+    })
+
+
+def _topic(key: str) -> str:
+    """Return an RFC 8030 Topic (at most 32 base64url characters) for an attempt key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class WebPushChannel:
+    """Send reminders as Web Push notifications to the patient's subscribed browsers."""
+
+    name = "webpush"
+    medium = medium("ONLINEWRIT", "online written")
+    guarantee = ("At least once; a retry of an interrupted attempt reuses its Topic, so the push "
+                 "service replaces an undelivered copy instead of delivering two.")
+
+    def __init__(self, store: Any, settings: Any, *, config: PushConfig | None = None,
+                 session: requests.Session | None = None, timeout: float = 10.0) -> None:
+        self.store = store
+        self.settings = settings
+        self.config = config or push_config(settings)
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self._key: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, store: Any) -> "WebPushChannel | None":
+        """Build the channel (on unless ``[web_push] enabled = false``; needs the store)."""
+        if store is None or not hasattr(store, "engine"):
+            return None
+        config = push_config(settings)
+        return cls(store, settings, config=config) if config.enabled else None
+
+    def address(self, recipient: Mapping[str, Any]) -> str | None:
+        """Return ``Patient/<id>`` when the patient has a push subscription, else None."""
+        if recipient.get("resourceType") != "Patient" or not recipient.get("id"):
+            return None
+        return f"Patient/{recipient['id']}" if has_subscription(self.store, str(recipient["id"])) else None
+
+    def key(self) -> Any:
+        """The VAPID key (generated into the instance folder on first use)."""
+        if self._key is None:
+            self._key = vapid_key(self.settings)
+        return self._key
+
+    def send(self, message: Message) -> Delivery:
+        """Push to each of the patient's subscriptions; drop expired ones."""
+        patient_id = message.recipient.partition("/")[2] if message.recipient.startswith("Patient/") else ""
+        subscriptions = subscriptions_for(self.store, patient_id) if patient_id else []
+        if not subscriptions:
+            raise PermanentDeliveryError("The patient has no push subscription")
+        body = push_payload(message, title=self.settings.practice_name,
+                            base_url=self.settings.base_url or "")
+        delivered, gone, transient, refused = 0, 0, [], []
+        for subscription in subscriptions:
+            try:
+                status, retry_after = self._push(subscription, body, message)
+            except requests.Timeout:
+                transient.append(TransientDeliveryError("Push service timed out", maybe_sent=True))
+                continue
+            except requests.ConnectionError as exc:
+                transient.append(TransientDeliveryError(
+                    f"Push service unreachable: {type(exc).__name__}", maybe_sent=False))
+                continue
+            if status in (200, 201, 202):
+                delivered += 1
+                mark_sent(self.store, subscription)
+            elif status in _GONE:
+                gone += 1
+                remove_subscription(self.store, subscription.endpoint)
+                log.info("Removed an expired push subscription of Patient/%s (%s)", patient_id, status)
+            elif status in _RETRY:
+                transient.append(TransientDeliveryError(f"Push service answered {status}",
+                                                        retry_after=retry_after,
+                                                        maybe_sent=status >= 500))
+            else:
+                refused.append(status)
+        if delivered:
+            return Delivery(status="completed", detail=f"{delivered} device(s)")
+        if transient:
+            raise transient[0]
+        if gone and not refused:
+            raise PermanentDeliveryError("The patient's push subscription has expired")
+        raise PermanentDeliveryError(f"The push service refused the message ({refused[0]})")
+
+    def _push(self, subscription: Subscription, body: bytes, message: Message) -> tuple[int, float | None]:
+        from pywebpush import WebPushException, webpush
+
+        try:
+            response = webpush(
+                subscription.info(), data=body, vapid_private_key=self.key(),
+                vapid_claims={"sub": self.config.subject}, ttl=self.config.ttl,
+                headers={"Topic": _topic(message.idempotency_key),
+                         "Urgency": "high" if message.priority in ("urgent", "stat") else "normal"},
+                timeout=self.timeout, requests_session=self.session)
+        except WebPushException as exc:
+            if exc.response is None:
+                raise requests.ConnectionError("no response") from None
+            response = exc.response
+        retry = response.headers.get("Retry-After", "")
+        return response.status_code, float(retry) if retry.isdigit() else None
