@@ -18,7 +18,10 @@ identifier ``http://hw-fhir.org/fhir/sid/task-response|<task id>``, for a plan's
 Task ``basedOn`` → the CarePlan, and the Task's ``encounter`` (the session the homework
 was assigned in, from the launch) as its own. The response write and the Task write are one store
 transaction, with If-Match on both, so nothing is ever half-written and a concurrent
-change fails cleanly (:class:`~hw_fhir.errors.VersionConflict`).
+change fails cleanly (:class:`~hw_fhir.errors.VersionConflict`). A caller that saw the
+response at some version (a page opened earlier, answers filled offline) passes
+``if_match``: the ``versionId`` it saw ("" for no response yet); when the stored response
+has moved on (another device saved meanwhile) nothing is written and VersionConflict says so.
 """
 
 from __future__ import annotations
@@ -44,13 +47,22 @@ from .assignment import (
     utc_now,
     with_business_status,
 )
-from .errors import BusinessRuleError, Forbidden, InvalidInput, InvalidResponse, Issue, NotFound
+from .errors import (
+    BusinessRuleError,
+    Forbidden,
+    InvalidInput,
+    InvalidResponse,
+    Issue,
+    NotFound,
+    VersionConflict,
+)
 from .events import RESPONSE_COMPLETED, RESPONSE_SAVED, TASK_STATUS_CHANGED, Events, publish
 from .library import resolve_questionnaire
 from .responses import validate_response
 from .store.base import Store
 
 __all__ = [
+    "check_version",
     "RESPONSE_TASK_SYSTEM",
     "SDC_RESPONSE_PROFILE",
     "CompletionResult",
@@ -304,6 +316,7 @@ def _save(
     final: bool,
     events: Events | None,
     now: datetime | None,
+    if_match: str | None = None,
 ) -> CompletionResult:
     moment = utc_now(now)
     task, patient_ref = _load(store, task_ref, patient)
@@ -312,6 +325,7 @@ def _save(
     existing = response_for_task(store, task["id"])
     if existing is not None and existing.get("status") != "in-progress":
         raise BusinessRuleError(f"Task/{task['id']} has a submitted response; amend it instead")
+    check_version(existing, if_match)
     response = _build_response(
         task,
         questionnaire,
@@ -366,6 +380,20 @@ def record_answer(
     return CompletionResult(task=stored_task, response=stored_response, late=late)
 
 
+def check_version(existing: Mapping[str, Any] | None, if_match: str | None) -> None:
+    """Raise VersionConflict unless the stored response is at ``if_match`` ("" = none yet).
+
+    ``if_match`` may be an ETag (``W/"3"``); None skips the check.
+    """
+    if if_match is None:
+        return
+    wanted = if_match.strip().removeprefix("W/").strip('"')
+    current = str(((existing or {}).get("meta") or {}).get("versionId") or "")
+    if wanted != current:
+        raise VersionConflict("These answers were changed on another device after this page was "
+                              "opened; nothing was overwritten")
+
+
 def save_draft(
     store: Store,
     task: str,
@@ -374,6 +402,7 @@ def save_draft(
     patient: str,
     events: Events | None = None,
     now: datetime | None = None,
+    if_match: str | None = None,
 ) -> CompletionResult:
     """Save answers so far: response ``in-progress``, Task ``in-progress``.
 
@@ -381,7 +410,8 @@ def save_draft(
     missing. Raise InvalidResponse (per-item issues), Forbidden (not the patient's Task)
     or BusinessRuleError (the Task is closed); nothing is stored then.
     """
-    return _save(store, task, response, patient=patient, final=False, events=events, now=now)
+    return _save(store, task, response, patient=patient, final=False, events=events, now=now,
+                 if_match=if_match)
 
 
 def submit_response(
@@ -392,13 +422,15 @@ def submit_response(
     patient: str,
     events: Events | None = None,
     now: datetime | None = None,
+    if_match: str | None = None,
 ) -> CompletionResult:
     """Submit the answers: response ``completed``, Task ``completed`` with its output.
 
     Late submissions (after the due time, before the sweep closes the Task) are
     accepted and marked ``late``. Errors as for :func:`save_draft`, plus ``required``.
     """
-    return _save(store, task, response, patient=patient, final=True, events=events, now=now)
+    return _save(store, task, response, patient=patient, final=True, events=events, now=now,
+                 if_match=if_match)
 
 
 def amend_response(

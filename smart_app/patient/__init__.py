@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from . import language
 from .ratelimit import RateLimiter
+from . import pwa
 from .views import bp
 
 __all__ = ["bp", "init_app"]
@@ -33,3 +34,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_json_attr, "json_attr")
     language.init_app(app)
     app.register_blueprint(bp)
+    app.register_blueprint(pwa.bp)

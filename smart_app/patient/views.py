@@ -38,6 +38,7 @@ from hw_fhir.errors import (
     LinkRevoked,
     LinkTampered,
     LinkWrongPatient,
+    VersionConflict,
 )
 from hw_fhir.links import LINK_PATH
 from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
@@ -271,6 +272,7 @@ def signout() -> Any:
             "Nothing of yours is shown in this browser any more. Open the link in your next "
             "reminder to carry on."
         ),
+        signed_out=True,
     )
 
 
@@ -316,6 +318,8 @@ def _form_page(
     status: int = 200,
     saved: bool = False,
     notice: str | None = None,
+    version: str | None = None,
+    conflict: bool = False,
 ) -> tuple[str, int]:
     from hw_fhir.assignment import HomeworkDetails
 
@@ -330,6 +334,8 @@ def _form_page(
         notice=notice,
         localized=g.get("hw_localized"),
         language_name=i18n.language_name(current_language(), current_language()),
+        version=request.form.get("_version") if version is None else version,
+        conflict=conflict,
     )
 
 
@@ -369,7 +375,17 @@ def task(task_id: str) -> Any:
     draft = response_for_task(_store(), task_id)
     zone = patient_zone(_patient_resource(patient_ref))
     view = _build_form(questionnaire, draft, zone=zone)
-    return _form_page(task, questionnaire, view, saved=request.args.get("saved") == "1")
+    return _form_page(task, questionnaire, view, saved=request.args.get("saved") == "1",
+                      version=_version_of(draft))
+
+
+def _version_of(response: dict[str, Any] | None) -> str:
+    return str(((response or {}).get("meta") or {}).get("versionId") or "")
+
+
+def _if_match() -> str | None:
+    """The response version the page was opened at (form ``_version`` or If-Match), or None."""
+    return request.form.get("_version", request.headers.get("If-Match"))
 
 
 def _action() -> tuple[str, str]:
@@ -423,8 +439,15 @@ def task_post(task_id: str) -> Any:
     final = kind == "submit"
     try:
         (submit_response if final else save_draft)(
-            _store(), task_id, response, patient=patient_ref, events=_events()
+            _store(), task_id, response, patient=patient_ref, events=_events(), if_match=_if_match()
         )
+    except VersionConflict:  # another device saved since this page opened: show theirs, keep both
+        current = response_for_task(_store(), task_id)
+        view = _build_form(questionnaire, current, zone=zone)
+        return _form_page(task, questionnaire, view, status=409, version=_version_of(current),
+                          conflict=True, notice=(
+                              "These answers were changed on another device. This is what is saved "
+                              "now; the answers from this device were not sent."))
     except InvalidResponse as exc:
         view = _build_form(
             questionnaire,
@@ -475,7 +498,8 @@ def autosave(task_id: str) -> Any:
         ), 200
     response = render.prune_disabled(questionnaire, parsed.response(questionnaire))
     try:
-        save_draft(_store(), task_id, response, patient=patient_ref, events=_events())
+        result = save_draft(_store(), task_id, response, patient=patient_ref, events=_events(),
+                            if_match=_if_match())
     except InvalidResponse as exc:
         return jsonify(
             {
@@ -488,7 +512,8 @@ def autosave(task_id: str) -> Any:
         return jsonify(
             {"ok": False, "message": _("Changed on another device; reload to see it.")}
         ), 409
-    return jsonify({"ok": True, "savedAt": instant(_now())})
+    return jsonify({"ok": True, "savedAt": instant(_now()),
+                    "version": _version_of(result.response)})
 
 
 @bp.get("/my/tasks/<task_id>/done")

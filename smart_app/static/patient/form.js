@@ -182,6 +182,9 @@
     }).then(function (r) { return r.json().catch(function () { return { ok: false }; }); })
       .then(function (body) {
         if (body.ok) {
+          var seen = form.querySelector("input[name=_version]");
+          if (seen && body.version) { seen.value = body.version; }
+          document.dispatchEvent(new CustomEvent("hw:saved"));
           var t = new Date();
           var lang = document.documentElement.lang || [];
           say(words("saved", "Draft saved at {time}").replace("{time}",
@@ -205,7 +208,17 @@
   }
   form.addEventListener("input", function () { applyEnableWhen(); scheduleSave(); });
   form.addEventListener("change", function () { applyEnableWhen(); scheduleSave(); });
-  form.addEventListener("submit", function () { submitting = true; clearTimeout(timer); timer = null; });
+  form.addEventListener("submit", function (event) {
+    if (saving) {  /* wait for the autosave in flight: it moves the draft's version */
+      event.preventDefault();
+      var by = event.submitter;
+      var wait = setInterval(function () {
+        if (!saving) { clearInterval(wait); form.requestSubmit(by || undefined); }
+      }, 50);
+      return;
+    }
+    submitting = true; clearTimeout(timer); timer = null;
+  });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "hidden" && timer) { clearTimeout(timer); timer = null; save(true); }
   });

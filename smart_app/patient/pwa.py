@@ -1,0 +1,153 @@
+"""The patient pages as an installable, offline-capable web app, and Web Push opt-in.
+
+* ``/my/manifest.webmanifest`` — the web app manifest (start at the to-do list,
+  standalone, icons under ``static/patient/icons``).
+* ``/my/sw.js`` — the service worker (``static/patient/sw.js``), served from ``/my/``
+  so its scope covers every patient page; it caches the shell and the patient's open
+  activities and shows push notifications.
+* ``GET /my/offline/key`` — this browser session's key for the drafts kept on the
+  device (AES-GCM, 256 bits, base64url) and the session's CSRF token. The key lives
+  in the server-side session, inside the signed-in patient's entry: signing out (or
+  another patient signing in) forgets it, so drafts left on the device can no longer
+  be read. Never cached (``no-store``).
+* ``POST /my/push/subscription`` — keep the browser's push subscription
+  (``PushSubscription.toJSON()``) and make ``webpush`` the preferred reminder channel;
+  ``POST /my/push/off`` forgets this patient's subscriptions (a form; works without
+  JavaScript).
+
+Thin views: subscriptions and VAPID keys are :mod:`hw_fhir.push`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    redirect,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
+
+from hw_fhir.errors import InvalidInput
+from hw_fhir.push import b64url, parse_subscription, remove_patient_subscriptions, save_subscription
+
+from . import access
+from .preferences import read_preferences, with_preferences
+
+__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR"]
+
+bp = Blueprint("patient_pwa", __name__)
+
+#: Where the drafts' key is kept, inside the signed-in patient's session entry.
+DRAFT_KEY = "draft_key"
+ICON_SIZES = (72, 96, 128, 144, 152, 192, 384, 512)
+THEME_COLOR = "#2f6f6a"
+
+
+@bp.app_template_global()
+def web_push_state() -> dict[str, Any]:
+    """For the preferences page: the applicationServerKey and how many devices are subscribed."""
+    from hw_fhir.push import application_server_key, push_config, subscriptions_for
+
+    services = access.services()
+    patient_ref = access.current_patient()
+    if patient_ref is None or not push_config(services.settings).enabled:
+        return {"key": "", "devices": 0}
+    return {"key": application_server_key(services.settings),
+            "devices": len(subscriptions_for(services.store, patient_ref.split("/", 1)[1]))}
+
+
+def _unauthorized() -> Any:
+    return jsonify({"ok": False, "message": "Open your link again to carry on."}), 401
+
+
+@bp.get("/my/manifest.webmanifest")
+def manifest() -> Any:
+    """The web app manifest of the patient pages."""
+    icons = [{"src": url_for("static", filename=f"patient/icons/icon-{size}.png"),
+              "sizes": f"{size}x{size}", "type": "image/png", "purpose": "any"}
+             for size in ICON_SIZES]
+    icons.append({"src": url_for("static", filename="patient/icons/maskable-512.png"),
+                  "sizes": "512x512", "type": "image/png", "purpose": "maskable"})
+    body = {
+        "name": "Home practice",
+        "short_name": "Practice",
+        "description": "Your between-session activities, reminders and progress.",
+        "id": url_for("patient.home"),
+        "start_url": url_for("patient.home"),
+        "scope": url_for("patient.home"),
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": THEME_COLOR,
+        "icons": icons,
+    }
+    response = jsonify(body)
+    response.mimetype = "application/manifest+json"
+    return response
+
+
+@bp.get("/my/sw.js")
+def service_worker() -> Any:
+    """The service worker script, from /my/ so that its scope is every patient page."""
+    response = send_from_directory(current_app.static_folder or "static", "patient/sw.js",
+                                   mimetype="text/javascript", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Service-Worker-Allowed"] = url_for("patient.home")
+    return response
+
+
+@bp.get("/my/offline/key")
+def offline_key() -> Any:
+    """This session's key for drafts kept on the device, and the CSRF token to send them with."""
+    from ..security import csrf_token
+
+    if access.current_patient() is None:
+        return _unauthorized()
+    entry = dict(session[access.SESSION_KEY])
+    if not entry.get(DRAFT_KEY):
+        entry[DRAFT_KEY] = b64url(secrets.token_bytes(32))
+        session[access.SESSION_KEY] = entry
+    response = jsonify({"key": entry[DRAFT_KEY], "csrf": csrf_token(),
+                        "patient": access.current_patient()})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/my/push/subscription")
+def push_subscribe() -> Any:
+    """Keep this browser's push subscription; push becomes the preferred reminder channel."""
+    patient_ref = access.current_patient()
+    if patient_ref is None:
+        return _unauthorized()
+    data = request.get_json(silent=True)
+    if data is None:
+        raise InvalidInput("Send the subscription as JSON.")
+    subscription = parse_subscription(data)
+    store = access.services().store
+    new = save_subscription(store, patient_ref.split("/", 1)[1], subscription)
+    patient = store.read("Patient", patient_ref.split("/", 1)[1]).resource
+    prefs = read_preferences(patient)
+    chosen = replace(prefs, channel="webpush",
+                     extra_opt_out=tuple(c for c in prefs.extra_opt_out if c != "webpush"))
+    if chosen != prefs or chosen.extra_opt_out != prefs.extra_opt_out:  # extra_opt_out: compare=False
+        store.update(with_preferences(patient, chosen), if_match=patient["meta"]["versionId"])
+    return jsonify({"ok": True, "message": "Notifications are on for this device."}), 201 if new else 200
+
+
+@bp.post("/my/push/off")
+def push_off() -> Any:
+    """Forget every push subscription of this patient (notifications off on all devices)."""
+    patient_ref = access.current_patient()
+    if patient_ref is None:
+        return _unauthorized()
+    removed = remove_patient_subscriptions(access.services().store, patient_ref.split("/", 1)[1])
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"ok": True, "removed": removed})
+    return redirect(url_for("patient.preferences", saved=1))

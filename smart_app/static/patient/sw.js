@@ -1,0 +1,121 @@
+/* hw-fhir patient service worker, served from /my/sw.js (scope: every patient page).
+
+   - Patient pages (GET, in scope): network first; a good answer is kept in the cache
+     (keyed without the query string), so the to-do list and the open activities can be
+     opened with no connection. The page (pwa.js) asks for the open activities and the
+     shell's files to be cached ahead: message {type: "cache", urls: [...]}.
+   - The drafts' key (/my/offline/key), the worker itself and every non-GET request are
+     never cached nor answered from the cache.
+   - Signing out empties every cache (message {type: "clear"}).
+   - A push shows a notification: the practice, "You have an activity waiting", and a
+     tap opens the to-do list. Nothing clinical is ever in a push.
+*/
+"use strict";
+
+var PAGES = "hw-pages-v1";
+var SCOPE = self.registration.scope;
+var NEVER = ["offline/key", "sw.js", "push/", "signout"];
+
+function pathOf(url) { return new URL(url, SCOPE); }
+
+function cacheable(url) {
+  var u = pathOf(url);
+  if (u.origin !== self.location.origin) { return false; }
+  var inScope = u.href.indexOf(SCOPE) === 0;
+  var isStatic = u.pathname.indexOf("/static/") !== -1;
+  if (!inScope && !isStatic) { return false; }
+  return !NEVER.some(function (part) { return u.pathname.indexOf(part) !== -1; });
+}
+
+function cacheKey(url) {
+  var u = pathOf(url);
+  return u.origin + u.pathname;
+}
+
+function keep(url, response) {
+  if (!response || !response.ok || response.redirected || response.type !== "basic") {
+    return Promise.resolve();
+  }
+  return caches.open(PAGES).then(function (cache) { return cache.put(cacheKey(url), response); });
+}
+
+self.addEventListener("install", function () { self.skipWaiting(); });
+
+self.addEventListener("activate", function (event) {
+  event.waitUntil(caches.keys().then(function (keys) {
+    return Promise.all(keys.filter(function (k) { return k !== PAGES; })
+      .map(function (k) { return caches.delete(k); }));
+  }).then(function () { return self.clients.claim(); }));
+});
+
+function offlinePage() {
+  var html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">" +
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">" +
+    "<title>Offline</title></head><body><main><h1 id=\"offline\">You are offline</h1>" +
+    "<p>This page was not kept on this device. Your list is: <a href=\"" + SCOPE + "\">To do</a>.</p>" +
+    "</main></body></html>";
+  return new Response(html, { status: 503, headers: { "Content-Type": "text/html; charset=utf-8" } });
+}
+
+self.addEventListener("fetch", function (event) {
+  var request = event.request;
+  if (request.method !== "GET" || !cacheable(request.url)) { return; }
+  event.respondWith(fetch(request).then(function (response) {
+    if (response.ok && !response.redirected) {
+      var copy = response.clone();
+      event.waitUntil(keep(request.url, copy));
+    }
+    return response;
+  }).catch(function () {
+    return caches.open(PAGES).then(function (cache) {
+      return cache.match(cacheKey(request.url));
+    }).then(function (hit) {
+      if (hit) { return hit; }
+      if (request.mode === "navigate") { return offlinePage(); }
+      return Response.error();
+    });
+  }));
+});
+
+self.addEventListener("message", function (event) {
+  var data = event.data || {};
+  if (data.type === "cache" && Array.isArray(data.urls)) {
+    event.waitUntil(Promise.all(data.urls.filter(cacheable).map(function (url) {
+      return fetch(url, { credentials: "same-origin" })
+        .then(function (response) { return keep(url, response); })
+        .catch(function () { return null; });
+    })).then(function () {
+      if (event.source) { event.source.postMessage({ type: "cached", urls: data.urls }); }
+    }));
+  } else if (data.type === "clear") {
+    event.waitUntil(caches.keys().then(function (keys) {
+      return Promise.all(keys.map(function (k) { return caches.delete(k); }));
+    }));
+  }
+});
+
+self.addEventListener("push", function (event) {
+  var data = {};
+  try { data = event.data ? event.data.json() : {}; } catch (e) { data = {}; }
+  var target = data.url && pathOf(data.url).origin === self.location.origin ? data.url : SCOPE;
+  event.waitUntil(self.registration.showNotification(data.title || "Home practice", {
+    body: data.body || "You have an activity waiting",
+    tag: data.tag || "hw-reminder",
+    icon: new URL("../static/patient/icons/icon-192.png", self.location).href,
+    data: { url: target }
+  }));
+});
+
+self.addEventListener("notificationclick", function (event) {
+  event.notification.close();
+  var target = (event.notification.data || {}).url || SCOPE;
+  event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true })
+    .then(function (windows) {
+      for (var i = 0; i < windows.length; i++) {
+        if (windows[i].url.indexOf(SCOPE) === 0 && "focus" in windows[i]) {
+          return windows[i].navigate(target).then(function (c) { return c && c.focus(); });
+        }
+      }
+      return self.clients.openWindow(target);
+    }));
+});
