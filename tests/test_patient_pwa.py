@@ -1,0 +1,218 @@
+"""The patient pages as an app, over HTTP: manifest and icons, the service worker's scope, the
+drafts' per-session key, Web Push opt-in (a subscription made by the test, as Chromium's
+Push API needs Google's push service), and answers changed on another device (If-Match).
+
+The push service is the local one of tests/push_support.py: it verifies VAPID and decrypts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+from datetime import timedelta
+from typing import Any, Iterator
+
+import pytest
+from patient_support import csrf, give_homework, patient_app, sign_in, stored
+from werkzeug.datastructures import MultiDict
+
+from hw_fhir.assignment import parse_instant
+from hw_fhir.completion import response_for_task
+from hw_fhir.push import application_server_key, subscriptions_for
+from hw_fhir.reminders import run_reminders
+
+from push_support import PushService
+
+BASE = "https://hw.example.org"
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Any]:
+    application = patient_app(app_config, base_url=BASE)
+    yield application
+    application.extensions["hw_fhir"].close()
+
+
+@pytest.fixture
+def push() -> Iterator[PushService]:
+    service = PushService()
+    yield service
+    service.stop()
+
+
+def text(response: Any) -> str:
+    return response.get_data(as_text=True)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_manifest_makes_the_patient_pages_installable(app: Any) -> None:
+    client = app.test_client()
+    got = client.get("/my/manifest.webmanifest")
+    assert got.status_code == 200 and got.mimetype == "application/manifest+json"
+    manifest = got.get_json()
+    assert manifest["start_url"] == "/my/" and manifest["scope"] == "/my/"
+    assert manifest["display"] == "standalone" and re.fullmatch(r"#[0-9a-f]{6}", manifest["theme_color"])
+    assert manifest["name"] and manifest["short_name"]
+    sizes = set()
+    for icon in manifest["icons"]:
+        image = client.get(icon["src"])
+        assert image.status_code == 200 and image.mimetype == "image/png", icon["src"]
+        width, height = _png_size(image.data)
+        assert icon["sizes"] == f"{width}x{height}"
+        sizes.add((width, icon["purpose"]))
+    assert {(192, "any"), (512, "any"), (512, "maskable")} <= sizes
+
+
+def test_the_service_worker_covers_every_patient_page_and_pages_link_the_app(app: Any) -> None:
+    client = app.test_client()
+    worker = client.get("/my/sw.js")
+    assert worker.status_code == 200 and worker.mimetype == "text/javascript"
+    assert worker.headers["Service-Worker-Allowed"] == "/my/"
+    assert "no-cache" in worker.headers["Cache-Control"]
+    task = give_homework(app, "phq-9")
+    page = sign_in(client, app, task)
+    for html in (page, text(client.get("/my/")), text(client.get("/my/preferences"))):
+        assert 'rel="manifest" href="/my/manifest.webmanifest"' in html
+        assert 'src="/static/patient/pwa.js"' in html
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "no inline scripts (CSP)"
+    assert 'name="_version" value=""' in page  # nothing saved yet
+
+
+def test_the_drafts_key_lives_in_the_session_and_is_gone_after_sign_out(app: Any) -> None:
+    client = app.test_client()
+    assert client.get("/my/offline/key").status_code == 401
+    task = give_homework(app, "phq-9")
+    page = sign_in(client, app, task)
+    first = client.get("/my/offline/key")
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
+    key = first.get_json()["key"]
+    assert len(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))) == 32
+    assert first.get_json()["csrf"] == csrf(page)
+    assert client.get("/my/offline/key").get_json()["key"] == key  # the same all session long
+    other = app.test_client()
+    sign_in(other, app, task)
+    assert other.get("/my/offline/key").get_json()["key"] != key  # another browser, another key
+    out = client.post("/my/signout", data={"csrf_token": csrf(page)})
+    assert 'data-signed-out="1"' in text(out)  # pwa.js deletes what was kept on the device
+    assert client.get("/my/offline/key").status_code == 401
+    sign_in(client, app, task)
+    assert client.get("/my/offline/key").get_json()["key"] != key
+
+
+def test_push_opt_in_over_http_then_a_reminder_arrives_by_push(app: Any, push: PushService) -> None:
+    services = app.extensions["hw_fhir"]
+    task = give_homework(app, "phq-9")
+    client = app.test_client()
+    sign_in(client, app, task)
+    prefs_page = text(client.get("/my/preferences"))
+    assert f'data-key="{application_server_key(services.settings)}"' in prefs_page
+    assert 'id="push-on"' in prefs_page
+    # no quiet hours, so that the reminder goes now whatever the time of day
+    client.post("/my/preferences", data={"csrf_token": csrf(prefs_page), "channel": "email",
+                                         "quiet_start": "00:00", "quiet_end": "00:00"})
+    browser = push.subscribe()
+    headers = {"X-CSRF-Token": csrf(prefs_page), "Accept": "application/json"}
+    made = client.post("/my/push/subscription", json=browser.as_json(), headers=headers)
+    assert made.status_code == 201, text(made)
+    again = client.post("/my/push/subscription", json=browser.as_json(), headers=headers)
+    assert again.status_code == 200
+    assert [s.endpoint for s in subscriptions_for(services.store, "pat-ava")] == [browser.endpoint]
+    patient = services.store.read("Patient", "pat-ava").resource
+    assert '"valueCode": "webpush"' in json.dumps(patient)
+    assert "Notifications are on for 1 device." in text(client.get("/my/preferences"))
+
+    services.events.publish("task_created", store=services.store, task=task)
+    opens = parse_instant(task["restriction"]["period"].get("start") or task["authoredOn"])
+    run = run_reminders(services, worker="w", now=opens + timedelta(minutes=1))
+    assert run.sent >= 1 and not push.rejected, push.rejected
+    assert [r.payload["body"] for r in push.received] == ["You have an activity waiting"]
+    assert push.received[0].payload["url"] == f"{BASE}/my/"
+    assert "PHQ" not in str(push.received[0].payload) and "Ava" not in str(push.received[0].payload)
+    comms = stored(app, "Communication")
+    assert any(c.get("about") == [{"reference": f"Task/{task['id']}"}] and c["status"] == "completed"
+               for c in comms)
+
+    off = client.post("/my/push/off", data={"csrf_token": csrf(prefs_page)})
+    assert off.status_code == 302 and subscriptions_for(services.store, "pat-ava") == []
+
+
+def test_bad_push_subscriptions_are_refused_readably_and_nothing_changes(app: Any, push: PushService) -> None:
+    services = app.extensions["hw_fhir"]
+    task = give_homework(app, "phq-9")
+    client = app.test_client()
+    page = sign_in(client, app, task)
+    before = services.store.read("Patient", "pat-ava").resource["meta"]["versionId"]
+    headers = {"X-CSRF-Token": csrf(page), "Accept": "application/json"}
+    broken = push.subscribe().as_json()
+    broken["keys"]["p256dh"] = "not-a-key"
+    bad = client.post("/my/push/subscription", json=broken, headers=headers)
+    assert bad.status_code == 400 and "p256dh" in text(bad) and "Traceback" not in text(bad)
+    notjson = client.post("/my/push/subscription", data="nope", headers=headers)
+    assert notjson.status_code == 400 and "JSON" in text(notjson)
+    insecure = push.subscribe().as_json()
+    insecure["endpoint"] = "http://push.example.org/x"
+    assert client.post("/my/push/subscription", json=insecure, headers=headers).status_code == 400
+    nocsrf = client.post("/my/push/subscription", json=push.subscribe().as_json(),
+                         headers={"Accept": "application/json"})
+    assert nocsrf.status_code == 403
+    stranger = app.test_client()
+    assert stranger.post("/my/push/subscription", json=push.subscribe().as_json()).status_code in (401, 403)
+    assert subscriptions_for(services.store, "pat-ava") == []
+    assert services.store.read("Patient", "pat-ava").resource["meta"]["versionId"] == before
+
+
+def _post(client: Any, task: dict[str, Any], page: str, action: str, version: str | None,
+          **fields: str) -> Any:
+    data = MultiDict([("csrf_token", csrf(page)), ("_action", action), *fields.items()])
+    if version is not None:
+        data.add("_version", version)
+    return client.post(f"/my/tasks/{task['id']}", data=data)
+
+
+def test_answers_changed_on_another_device_are_shown_not_overwritten(app: Any) -> None:
+    task = give_homework(app, "body-scan")
+    phone, laptop = app.test_client(), app.test_client()
+    phone_page = sign_in(phone, app, task)  # opened before the laptop saved: version ""
+    laptop_page = sign_in(laptop, app, task)
+    saved = _post(laptop, task, laptop_page, "save", "", **{"q:done": "true", "q:minutes": "25"})
+    assert saved.status_code == 302
+    theirs = response_for_task(app.extensions["hw_fhir"].store, task["id"])
+
+    clash = _post(phone, task, phone_page, "submit", "", **{"q:done": "true", "q:minutes": "5"})
+    assert clash.status_code == 409
+    shown = text(clash)
+    assert 'data-conflict="1"' in shown and "changed on another device" in shown
+    assert 'value="25"' in shown  # the other device's answers are what is shown
+    assert f'name="_version" value="{theirs["meta"]["versionId"]}"' in shown
+    now = response_for_task(app.extensions["hw_fhir"].store, task["id"])
+    assert now["meta"]["versionId"] == theirs["meta"]["versionId"] and now["status"] == "in-progress"
+    assert app.extensions["hw_fhir"].store.read("Task", task["id"]).resource["status"] != "completed"
+
+    # sent again knowingly, at the version now shown: accepted once
+    done = _post(phone, task, shown, "submit", theirs["meta"]["versionId"],
+                 **{"q:done": "true", "q:minutes": "5"})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/done")
+    final = response_for_task(app.extensions["hw_fhir"].store, task["id"])
+    assert final["status"] == "completed" and "5" in str(final["item"])
+
+
+def test_autosave_moves_the_pages_version_and_a_stale_autosave_is_refused(app: Any) -> None:
+    task = give_homework(app, "body-scan")
+    client = app.test_client()
+    page = sign_in(client, app, task)
+    headers = {"X-CSRF-Token": csrf(page), "Accept": "application/json"}
+    url = f"/my/tasks/{task['id']}/draft"
+    first = client.post(url, data={"q:done": "true", "q:minutes": "10", "_version": ""}, headers=headers)
+    version = first.get_json()["version"]
+    assert first.get_json()["ok"] and version
+    second = client.post(url, data={"q:done": "true", "q:minutes": "12", "_version": version}, headers=headers)
+    assert second.get_json()["ok"] and second.get_json()["version"] != version
+    stale = client.post(url, data={"q:done": "true", "q:minutes": "99", "_version": version}, headers=headers)
+    assert stale.status_code == 409
+    assert "12" in str(response_for_task(app.extensions["hw_fhir"].store, task["id"])["item"])
