@@ -233,6 +233,7 @@
     return locked.catch(function () { return null; })
       .then(function () { flushing = false; return show(); });
   }
+  if (form && navigator.onLine) { sessionKey().catch(function () { return null; }); }  /* ready for offline */
   window.addEventListener("online", function () { flush(); cacheAhead(); });
   flush();
 
