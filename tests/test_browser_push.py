@@ -1,0 +1,116 @@
+"""Web Push in headless Chromium, as far as a browser can go on a machine without Google's push
+service: Chromium's ``pushManager.subscribe`` registers with Firebase Cloud Messaging, which
+these tests must never reach, so the page posts a subscription the test made (a real P-256
+key pair, the same request the "Turn on notifications" button sends). The reminder worker
+pushes to the local push service (tests/push_support.py: VAPID checked, payload
+decrypted), and the decrypted payload is handed to the page's service worker through the
+DevTools protocol (``ServiceWorker.deliverPushMessage``), standing in for the push
+transport: the notification it shows says only "You have an activity waiting".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, Iterator
+
+import pytest
+from browser_support import chromium
+from conftest import serve
+from patient_support import give_homework, link_for, patient_app
+
+from hw_fhir.assignment import parse_instant
+from hw_fhir.push import subscriptions_for
+from hw_fhir.reminders import run_reminders
+
+from push_support import PushService
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def push() -> Iterator[PushService]:
+    service = PushService()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def served(app_config: dict[str, Any]) -> Iterator[Any]:
+    app = patient_app(app_config, secure_cookies=True, base_url="https://hw.example.org")
+    server = serve(app)
+    yield server
+    server.stop()
+    app.extensions["hw_fhir"].close()
+
+
+def _wait(driver: Any, timeout: float = 20) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout)
+
+
+def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served: Any, push: PushService) -> None:
+    from selenium.webdriver.common.by import By
+
+    app = served.app
+    services = app.extensions["hw_fhir"]
+    task = give_homework(app, "phq-9")
+    with chromium(390, 844, mobile=True) as phone:
+        phone.set_script_timeout(30)
+        phone.get(served.url + link_for(app, task))
+        phone.get(served.url + "/my/preferences")
+        _wait(phone).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+        assert phone.find_element(By.ID, "push-on").is_displayed()  # the Push API is there
+        assert not phone.find_element(By.ID, "push-unsupported").is_displayed()
+
+        browser = push.subscribe()
+        status = phone.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const box = document.getElementById('push');"
+            "fetch(box.dataset.url, {method: 'POST', credentials: 'same-origin', body: JSON.stringify(arguments[0]),"
+            " headers: {'Content-Type': 'application/json', 'Accept': 'application/json',"
+            "  'X-CSRF-Token': document.querySelector('input[name=csrf_token]').value}})"
+            ".then(r => done(r.status), e => done(String(e)));", browser.as_json())
+        assert status == 201
+        phone.get(served.url + "/my/preferences")
+        assert "Notifications are on for 1 device." in phone.find_element(By.ID, "push-status").text
+        assert phone.find_element(By.ID, "channel-webpush").is_selected()
+
+        patient = services.store.read("Patient", "pat-ava").resource  # no quiet hours for the test
+        patient["extension"] = [e for e in patient.get("extension", [])
+                                if not e["url"].endswith("reminder-preferences")] + [{
+            "url": "http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences",
+            "extension": [{"url": "channel", "valueCode": "webpush"},
+                          {"url": "quietStart", "valueTime": "00:00:00"},
+                          {"url": "quietEnd", "valueTime": "00:00:00"}]}]
+        services.store.update(patient)
+        services.events.publish("task_created", store=services.store, task=task)
+        opens = parse_instant(task["restriction"]["period"].get("start") or task["authoredOn"])
+        run_reminders(services, worker="w", now=opens + timedelta(minutes=1))
+        assert not push.rejected and len(push.received) == 1
+        payload = push.received[0].payload
+
+        phone.execute_cdp_cmd("Browser.grantPermissions",
+                              {"origin": served.url, "permissions": ["notifications"]})
+        phone.execute_cdp_cmd("ServiceWorker.enable", {})
+
+        def delivered(driver: Any) -> Any:
+            # the DevTools ServiceWorker domain learns of the registration shortly after enable
+            for registration in range(4):  # the fresh profile's one registration; its id is not exposed
+                driver.execute_cdp_cmd("ServiceWorker.deliverPushMessage", {
+                    "origin": served.url + "/", "registrationId": str(registration),
+                    "data": json.dumps(payload)})
+            return driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "setTimeout(() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                ".then(ns => done(ns.map(n => ({title: n.title, body: n.body, url: n.data.url}))),"
+                " () => done([])), 300);")
+
+        shown = _wait(phone).until(delivered)
+        assert shown == [{"title": services.settings.practice_name, "body": "You have an activity waiting",
+                          "url": served.url + "/my/"}]  # another origin's link is never opened
+
+        phone.find_element(By.ID, "push-off").click()
+        _wait(phone).until(lambda d: d.find_elements(By.ID, "prefs-saved"))
+        assert subscriptions_for(services.store, "pat-ava") == []
