@@ -117,8 +117,21 @@ def _go_offline(driver: Any, served: Server, task_id: str) -> None:
     _network(driver, offline=True)
     served.stop()
     driver.get(f"{served.url}/my/tasks/{task_id}")  # from the service worker's cache
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "hw-form"))
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "html[data-hw-offline=ready]"))
+    assert driver.find_elements(By.ID, "hw-form")
     assert driver.execute_script("return navigator.onLine") is False
+
+
+def _wait_kept(driver: Any) -> None:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+
+    try:
+        _wait(driver).until(lambda d: "Waiting to be sent" in d.find_element(By.ID, "outbox").text)
+    except TimeoutException:
+        status = driver.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+        logs = driver.get_log("browser") if hasattr(driver, "get_log") else []
+        raise AssertionError(f"not kept: status {status!r}, outbox {_outbox(driver)}, log {logs}") from None
 
 
 def _observations(app: Any, response: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,8 +153,9 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     _go_offline(phone, served, task["id"])
     _answer_phq9(phone, 2)
     phone.find_element(By.ID, "submit-button").click()
-    _wait(phone).until(lambda d: "Waiting to be sent" in d.find_element(By.ID, "outbox").text)
-    assert "kept on this device" in phone.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+    _wait_kept(phone)
+    status = phone.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+    assert "kept on this device" in status and "988" in status  # crisis line at once, even offline
     kept = _outbox(phone)
     assert [(r["task"], r["state"]) for r in kept] == [(task["id"], "waiting")]
     assert "phq9" not in kept[0]["bytes"] and "submit" not in kept[0]["bytes"]  # sealed (AES-GCM)
@@ -164,6 +178,19 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     _wait(phone).until(lambda d: _outbox(d) == [])
     assert not phone.find_element(By.ID, "outbox").is_displayed()
 
+    # signing out forgets the key and everything kept on this device
+    phone.find_element(By.CSS_SELECTOR, "footer form button").click()
+    _wait(phone).until(lambda d: d.find_elements(By.CSS_SELECTOR, "body[data-signed-out]"))
+    def forgotten(driver: Any) -> bool:
+        kept = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "caches.keys().then(names => Promise.all(names.map(n => caches.open(n).then(c => c.keys()))))"
+            ".then(lists => done(lists.flat().map(r => new URL(r.url).pathname)));")
+        pages = [p for p in kept if p.startswith("/my/") and not p.endswith(".webmanifest")]
+        return not pages and not driver.execute_script("return sessionStorage.getItem('hw-draft-key')")
+
+    _wait(phone).until(forgotten)  # only the app's static files may stay
+
 
 def test_an_edit_made_meanwhile_on_another_device_is_shown_not_overwritten(phone: Any,
                                                                            served: Server) -> None:
@@ -179,7 +206,7 @@ def test_an_edit_made_meanwhile_on_another_device_is_shown_not_overwritten(phone
     _go_offline(phone, served, task["id"])
     _answer_phq9(phone, 1)
     phone.find_element(By.ID, "submit-button").click()
-    _wait(phone).until(lambda d: "Waiting to be sent" in d.find_element(By.ID, "outbox").text)
+    _wait_kept(phone)
 
     laptop = app.test_client()  # meanwhile, on another device
     page = sign_in(laptop, app, task)

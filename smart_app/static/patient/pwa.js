@@ -181,7 +181,8 @@
         return put({ task: form.dataset.task, action: form.action, page: location.pathname,
                      iv: sealed.iv, data: sealed.data, state: "waiting", kept: Date.now() });
       }).then(function () {
-        say("You are offline. Your answers are kept on this device and will be sent when you are back online.");
+        say("You are offline. Your answers are kept on this device and will be sent when you are back online. " +
+            "If you are struggling right now, call or text 988 (US) or your local emergency number.");
         return show();
       }, function () {
         say("You are offline, and this device cannot keep your answers safely. Try again when you are back online.");
@@ -235,6 +236,7 @@
   }
   if (form && navigator.onLine) { sessionKey().catch(function () { return null; }); }  /* ready for offline */
   window.addEventListener("online", function () { flush(); cacheAhead(); });
+  document.documentElement.setAttribute("data-hw-offline", "ready");
   flush();
 
   /* -- answers from this device that could not be sent: show them, offer to use them ----- */
