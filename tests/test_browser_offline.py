@@ -82,6 +82,8 @@ def _network(driver: Any, *, offline: bool) -> None:
 
 def _ready_for_offline(driver: Any, served: Server, task_id: str) -> None:
     """Wait until the service worker controls the page and keeps the task page and the key."""
+    from selenium.webdriver.common.by import By
+
     _wait(driver).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
     url = f"{served.url}/my/tasks/{task_id}"
     _wait(driver).until(lambda d: d.execute_async_script(
@@ -89,6 +91,8 @@ def _ready_for_offline(driver: Any, served: Server, task_id: str) -> None:
         "caches.open('hw-pages-v1').then(c => c.match(arguments[0])).then(r => done(!!r), () => done(false));",
         url))
     _wait(driver).until(lambda d: d.execute_script("return !!sessionStorage.getItem('hw-draft-key')"))
+    driver.get(url)  # the page the test goes offline from
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "html[data-hw-offline=ready]"))
 
 
 def _outbox(driver: Any) -> list[dict[str, Any]]:
@@ -146,11 +150,18 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     app = served.app
     store = app.extensions["hw_fhir"].store
     task = give_homework(app, "phq-9")
+    other = give_homework(app, "mood-log", days=2)  # never opened: kept from the to-do list
     phone.get(served.url + link_for(app, task))
     _wait(phone).until(lambda d: d.find_elements(By.ID, "hw-form"))
-    _ready_for_offline(phone, served, task["id"])
+    phone.get(served.url + "/my/")
+    _ready_for_offline(phone, served, other["id"])
 
-    _go_offline(phone, served, task["id"])
+    _go_offline(phone, served, other["id"])
+    assert phone.find_element(By.ID, "hw-form").get_attribute("data-task") == other["id"]
+    phone.get(served.url + "/my/")
+    _wait(phone).until(lambda d: d.find_elements(By.ID, f"task-{task['id']}"))  # the list, offline
+    phone.find_element(By.CSS_SELECTOR, f"#task-{task['id']} a.button").click()
+    _wait(phone).until(lambda d: d.find_elements(By.CSS_SELECTOR, "html[data-hw-offline=ready]"))
     _answer_phq9(phone, 2)
     phone.find_element(By.ID, "submit-button").click()
     _wait_kept(phone)
