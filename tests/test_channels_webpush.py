@@ -94,7 +94,7 @@ def test_a_reminder_arrives_encrypted_signed_and_without_clinical_content(tmp_pa
     assert len(push.received[0].headers["topic"]) <= 32
     comm = communications(services, ("about", f"Task/{task['id']}"))
     assert [c["status"] for c in comm] == ["completed"]
-    assert comm[0]["payload"][0]["contentString"]  # the plan's text is recorded as for every channel
+    assert comm[0]["payload"][0]["contentString"] == f"You have an activity waiting: {BASE_URL}/my/"
     services.close()
 
 

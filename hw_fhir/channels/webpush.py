@@ -116,6 +116,8 @@ class WebPushChannel:
             raise PermanentDeliveryError("The patient has no push subscription")
         body = push_payload(message, title=self.settings.practice_name,
                             base_url=self.settings.base_url or "")
+        # what the Communication records is what the push says (not the email-style text)
+        message.text = f"{PUSH_TEXT}: {(self.settings.base_url or '').rstrip('/')}/my/"
         delivered, gone, transient, refused = 0, 0, [], []
         for subscription in subscriptions:
             try:
