@@ -17,6 +17,7 @@ import pytest
 from browser_support import chromium
 from patient_support import csrf, give_homework, link_for, patient_app, sign_in
 from werkzeug.datastructures import MultiDict
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from hw_fhir.completion import response_for_task
@@ -138,6 +139,14 @@ def _wait_kept(driver: Any) -> None:
         raise AssertionError(f"not kept: status {status!r}, outbox {_outbox(driver)}, log {logs}") from None
 
 
+def _kept_pages(driver: Any) -> list[str]:
+    kept = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "caches.keys().then(names => Promise.all(names.map(n => caches.open(n).then(c => c.keys()))))"
+        ".then(lists => done(lists.flat().map(r => new URL(r.url).pathname)));")
+    return [p for p in kept if p.startswith("/my/") and not p.endswith(".webmanifest")]
+
+
 def _observations(app: Any, response: dict[str, Any]) -> list[dict[str, Any]]:
     found = iter_all(app.extensions["hw_fhir"].store, "Observation",
                      [("derived-from", f"QuestionnaireResponse/{response['id']}")])
@@ -193,12 +202,8 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     phone.find_element(By.CSS_SELECTOR, "footer form button").click()
     _wait(phone).until(lambda d: d.find_elements(By.CSS_SELECTOR, "body[data-signed-out]"))
     def forgotten(driver: Any) -> bool:
-        kept = driver.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "caches.keys().then(names => Promise.all(names.map(n => caches.open(n).then(c => c.keys()))))"
-            ".then(lists => done(lists.flat().map(r => new URL(r.url).pathname)));")
-        pages = [p for p in kept if p.startswith("/my/") and not p.endswith(".webmanifest")]
-        return not pages and not driver.execute_script("return sessionStorage.getItem('hw-draft-key')")
+        return not _kept_pages(driver) and not driver.execute_script(
+            "return sessionStorage.getItem('hw-draft-key')")
 
     _wait(phone).until(forgotten)  # only the app's static files may stay
 
@@ -244,3 +249,10 @@ def test_an_edit_made_meanwhile_on_another_device_is_shown_not_overwritten(phone
     assert final["status"] == "completed"
     assert len(_observations(app, final)) == 1 and _observations(app, final)[0]["valueQuantity"]["value"] == 9
     assert _outbox(phone) == []
+
+    # the session ends on the server (expiry): the next page answers 401 and nothing stays cached
+    assert _kept_pages(phone)
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM smart_web_session"))
+    phone.get(f"{served.url}/my/")
+    _wait(phone).until(lambda d: not _kept_pages(d))

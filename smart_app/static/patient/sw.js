@@ -6,7 +6,8 @@
      shell's files to be cached ahead: message {type: "cache", urls: [...]}.
    - The drafts' key (/my/offline/key), the worker itself and every non-GET request are
      never cached nor answered from the cache.
-   - Signing out empties every cache (message {type: "clear"}).
+   - Signing out empties every cache (pwa.js on the signed-out page); so does any patient
+     page answering 401 (the session expired). A kept page is served for 12 hours at most.
    - A push shows a notification: the practice, "You have an activity waiting", and a
      tap opens the to-do list. Nothing clinical is ever in a push.
 */
@@ -32,11 +33,31 @@ function cacheKey(url) {
   return u.origin + u.pathname;
 }
 
+/* A kept page is served offline for at most a browser session's lifetime (12 hours). */
+var MAX_AGE_MS = 12 * 3600 * 1000;
+
 function keep(url, response) {
   if (!response || !response.ok || response.redirected || response.type !== "basic") {
     return Promise.resolve();
   }
-  return caches.open(PAGES).then(function (cache) { return cache.put(cacheKey(url), response); });
+  var headers = new Headers(response.headers);
+  headers.set("X-HW-Kept-At", String(Date.now()));
+  return response.blob().then(function (body) {
+    var stamped = new Response(body, { status: response.status, statusText: response.statusText,
+                                       headers: headers });
+    return caches.open(PAGES).then(function (cache) { return cache.put(cacheKey(url), stamped); });
+  });
+}
+
+function fresh(hit) {
+  var at = hit && Number(hit.headers.get("X-HW-Kept-At"));
+  return !!hit && !!at && Date.now() - at < MAX_AGE_MS;
+}
+
+function forget() {
+  return caches.keys().then(function (keys) {
+    return Promise.all(keys.map(function (k) { return caches.delete(k); }));
+  });
 }
 
 self.addEventListener("install", function () { self.skipWaiting(); });
@@ -61,7 +82,9 @@ self.addEventListener("fetch", function (event) {
   var request = event.request;
   if (request.method !== "GET" || !cacheable(request.url)) { return; }
   event.respondWith(fetch(request).then(function (response) {
-    if (response.ok && !response.redirected) {
+    if (response.status === 401 && request.mode === "navigate") {
+      event.waitUntil(forget());  /* the session is over: nothing of it stays on the device */
+    } else if (response.ok && !response.redirected) {
       var copy = response.clone();
       event.waitUntil(keep(request.url, copy));
     }
@@ -70,7 +93,7 @@ self.addEventListener("fetch", function (event) {
     return caches.open(PAGES).then(function (cache) {
       return cache.match(cacheKey(request.url));
     }).then(function (hit) {
-      if (hit) { return hit; }
+      if (fresh(hit)) { return hit; }
       if (request.mode === "navigate") { return offlinePage(); }
       return Response.error();
     });
@@ -88,9 +111,7 @@ self.addEventListener("message", function (event) {
       if (event.source) { event.source.postMessage({ type: "cached", urls: data.urls }); }
     }));
   } else if (data.type === "clear") {
-    event.waitUntil(caches.keys().then(function (keys) {
-      return Promise.all(keys.map(function (k) { return caches.delete(k); }));
-    }));
+    event.waitUntil(forget());
   }
 });
 
