@@ -195,7 +195,8 @@ def parse_subscription(data: Any) -> Subscription:
         raise InvalidInput("Send the subscription as a JSON object")
     issues: list[Issue] = []
     endpoint = data.get("endpoint")
-    keys = data.get("keys") if isinstance(data.get("keys"), Mapping) else {}
+    found = data.get("keys")
+    keys: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     if not isinstance(endpoint, str) or not endpoint or len(endpoint) > _MAX_ENDPOINT:
         issues.append(Issue("The subscription has no usable endpoint", expression="endpoint"))
     else:
