@@ -167,6 +167,8 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
 
     _go_offline(phone, served, other["id"])
     assert phone.find_element(By.ID, "hw-form").get_attribute("data-task") == other["id"]
+    phone.get(served.url + "/my/progress")  # never opened: a plain offline page, not an error
+    assert phone.find_element(By.ID, "offline").text == "You are offline"
     phone.get(served.url + "/my/")
     _wait(phone).until(lambda d: d.find_elements(By.ID, f"task-{task['id']}"))  # the list, offline
     phone.find_element(By.CSS_SELECTOR, f"#task-{task['id']} a.button").click()
