@@ -199,3 +199,20 @@ def test_a_malformed_subscription_is_refused_readably(bad, field):
     if field:
         assert field in {i.expression for i in caught.value.issues}
     assert "Traceback" not in caught.value.message
+
+
+def test_hook_register_channels_hands_plugins_the_store(tmp_path):
+    from hw_fhir.hookspecs import hookimpl
+
+    seen = []
+
+    class NeedsStore:
+        @hookimpl
+        def register_channels(self, settings, store):
+            seen.append(store)
+            return []
+
+    services = make_services(tmp_path, NeedsStore())
+    channels(services.plugins, services.settings, services.store)
+    assert seen == [services.store]
+    services.close()

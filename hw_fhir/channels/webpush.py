@@ -135,7 +135,7 @@ class WebPushChannel:
             elif status in _GONE:
                 gone += 1
                 remove_subscription(self.store, subscription.endpoint)
-                log.info("Removed an expired push subscription of Patient/%s (%s)", patient_id, status)
+                log.info("Removed expired push subscription %s (%s)", subscription.id[:12], status)
             elif status in _RETRY:
                 transient.append(TransientDeliveryError(f"Push service answered {status}",
                                                         retry_after=retry_after,
