@@ -85,7 +85,7 @@ def _ready_for_offline(driver: Any, served: Server, task_id: str) -> None:
     """Wait until the service worker controls the page and keeps the task page and the key."""
     from selenium.webdriver.common.by import By
 
-    _wait(driver).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+    _wait(driver, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
     url = f"{served.url}/my/tasks/{task_id}"
     _wait(driver).until(lambda d: d.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -161,7 +161,7 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     task = give_homework(app, "phq-9")
     other = give_homework(app, "mood-log", days=2)  # never opened: kept from the to-do list
     phone.get(served.url + link_for(app, task))
-    _wait(phone).until(lambda d: d.find_elements(By.ID, "hw-form"))
+    _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
     phone.get(served.url + "/my/")
     _ready_for_offline(phone, served, other["id"])
 

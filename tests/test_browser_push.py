@@ -59,8 +59,9 @@ def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served
     with chromium(390, 844, mobile=True) as phone:
         phone.set_script_timeout(30)
         phone.get(served.url + link_for(app, task))
+        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
         phone.get(served.url + "/my/preferences")
-        _wait(phone).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
         assert phone.find_element(By.ID, "push-on").is_displayed()  # the Push API is there
         assert not phone.find_element(By.ID, "push-unsupported").is_displayed()
 
