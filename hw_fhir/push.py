@@ -16,8 +16,10 @@
 Config-file table ``[web_push]``: ``subject`` (the VAPID ``sub`` claim, a ``mailto:``
 or ``https:`` contact; default ``mailto:`` + the ``mail_from`` address), ``ttl``
 (seconds a push service keeps an undelivered message, default 86400) and ``enabled``
-(default true). Endpoints must be ``https://``; plain ``http://`` is accepted only for
-a loopback host (a local push service in development and tests).
+(default true). A push endpoint is an address a user chose: it goes through the egress
+policy (:mod:`hw_fhir.egress`) when the subscription is posted and at every send, so
+``https`` only in production, and no loopback/private address unless it is on
+``HW_FHIR_EGRESS_ALLOW`` (a local push service in development and tests).
 
 Changes to the table go through Alembic (``hw_fhir/migrations/versions/0007_web_push.py``).
 """
@@ -187,9 +189,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def parse_subscription(data: Any) -> Subscription:
-    """Check a posted ``PushSubscription.toJSON()``; raise InvalidInput with readable issues."""
+def parse_subscription(data: Any, *, egress: Any = None) -> Subscription:
+    """Check a posted ``PushSubscription.toJSON()``; raise InvalidInput with readable issues.
+
+    ``egress`` (an :class:`~hw_fhir.egress.EgressPolicy`) checks the endpoint's address too.
+    """
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .errors import EgressRefused
 
     if not isinstance(data, Mapping):
         raise InvalidInput("Send the subscription as a JSON object")
@@ -204,6 +211,12 @@ def parse_subscription(data: Any) -> Subscription:
         secure = parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or ""))
         if not secure or not parts.hostname:
             issues.append(Issue("The push endpoint must be an https:// address", expression="endpoint"))
+        elif egress is not None:
+            try:
+                egress.check_url(endpoint)
+            except EgressRefused as exc:
+                issues.append(Issue(f"The push endpoint cannot be used: {exc.message}",
+                                    expression="endpoint"))
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
     try:
         point = b64url_decode(p256dh) if isinstance(p256dh, str) else b""

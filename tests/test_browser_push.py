@@ -37,7 +37,8 @@ def push() -> Iterator[PushService]:
 
 @pytest.fixture
 def served(app_config: dict[str, Any]) -> Iterator[Any]:
-    app = patient_app(app_config, secure_cookies=True, base_url="https://hw.example.org")
+    app = patient_app(app_config, secure_cookies=True, base_url="https://hw.example.org",
+                      egress_allow="127.0.0.1")
     server = serve(app)
     yield server
     server.stop()

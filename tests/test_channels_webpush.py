@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hw_fhir.channels import Message, WebPushChannel
+from hw_fhir.egress import egress_policy
 from hw_fhir.errors import InvalidInput, PermanentDeliveryError
 from hw_fhir.plugins import channels
 from hw_fhir.push import (
@@ -41,6 +42,8 @@ from reminder_support import (
 )
 
 NOW = datetime(2026, 6, 15, 14, 0, tzinfo=timezone.utc)
+#: the local push service is on loopback: allow-listed, as an operator would a private one
+LOCAL = "127.0.0.1"
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def _subscribe(services, push, pid="p1"):
 
 def test_a_reminder_arrives_encrypted_signed_and_without_clinical_content(tmp_path, db_url, push, email):
     services = make_services(tmp_path, channel_plugin(email), db_url=db_url,
-                             practice_name="Riverside Therapy")
+                             practice_name="Riverside Therapy", egress_allow=LOCAL)
     assert "webpush" in channels(services.plugins, services.settings, services.store)
     task = _patient_with_task(services)
     phone, laptop = _subscribe(services, push), _subscribe(services, push)
@@ -99,7 +102,7 @@ def test_a_reminder_arrives_encrypted_signed_and_without_clinical_content(tmp_pa
 
 
 def test_an_expired_subscription_is_removed_and_the_next_channel_used(tmp_path, db_url, push, email):
-    services = make_services(tmp_path, channel_plugin(email), db_url=db_url)
+    services = make_services(tmp_path, channel_plugin(email), db_url=db_url, egress_allow=LOCAL)
     task = _patient_with_task(services)
     gone = _subscribe(services, push)
     push.answers[gone.token] = 410
@@ -118,7 +121,7 @@ def test_an_expired_subscription_is_removed_and_the_next_channel_used(tmp_path, 
 
 
 def test_one_expired_device_of_two_still_delivers(tmp_path, push, email):
-    services = make_services(tmp_path, channel_plugin(email))
+    services = make_services(tmp_path, channel_plugin(email), egress_allow=LOCAL)
     _patient_with_task(services)
     gone, kept = _subscribe(services, push), _subscribe(services, push)
     push.answers[gone.token] = 404
@@ -129,7 +132,8 @@ def test_one_expired_device_of_two_still_delivers(tmp_path, push, email):
 
 
 def test_quiet_hours_and_the_daily_cap_apply_to_push(tmp_path, push, email):
-    services = make_services(tmp_path, channel_plugin(email), reminders={"max_per_day": 1})
+    services = make_services(tmp_path, channel_plugin(email), reminders={"max_per_day": 1},
+                             egress_allow=LOCAL)
     night = datetime(2026, 6, 16, 2, 0, tzinfo=timezone.utc)
     make_patient(services.store, "p1", email="p1@example.org",
                  prefs=preferences_extension(channel="webpush", quiet=("01:00:00", "07:30:00")))
@@ -146,7 +150,7 @@ def test_quiet_hours_and_the_daily_cap_apply_to_push(tmp_path, push, email):
 
 
 def test_opting_out_of_push_uses_the_next_channel(tmp_path, push, email):
-    services = make_services(tmp_path, channel_plugin(email))
+    services = make_services(tmp_path, channel_plugin(email), egress_allow=LOCAL)
     _patient_with_task(services, prefs=preferences_extension(channel="webpush", opt_out=["webpush"]))
     _subscribe(services, push)
     run_reminders(services, worker="w", now=NOW)
@@ -155,7 +159,7 @@ def test_opting_out_of_push_uses_the_next_channel(tmp_path, push, email):
 
 
 def test_server_errors_are_retried_and_a_refusal_is_permanent(tmp_path, push):
-    services = make_services(tmp_path)
+    services = make_services(tmp_path, egress_allow=LOCAL)
     make_patient(services.store, "p1")
     browser = _subscribe(services, push)
     channel = WebPushChannel.from_settings(services.settings, services.store)
@@ -215,4 +219,20 @@ def test_hook_register_channels_hands_plugins_the_store(tmp_path):
     services = make_services(tmp_path, NeedsStore())
     channels(services.plugins, services.settings, services.store)
     assert seen == [services.store]
+    services.close()
+
+
+def test_the_egress_policy_guards_push_endpoints(tmp_path, push, email):
+    """A push endpoint is an address a user chose: loopback/private ones need the allow-list."""
+    services = make_services(tmp_path, channel_plugin(email))  # nothing allow-listed
+    browser = push.subscribe()
+    with pytest.raises(InvalidInput) as refused:
+        parse_subscription(browser.as_json(), egress=egress_policy(services.settings))
+    assert "egress" in refused.value.issues[0].message.lower() or "allow" in refused.value.issues[0].message
+    # one stored before the policy changed is refused at send time, removed, and the next channel used
+    _patient_with_task(services)
+    save_subscription(services.store, "p1", parse_subscription(browser.as_json()))
+    run_reminders(services, worker="w", now=NOW)
+    assert push.requests == 0 and subscriptions_for(services.store, "p1") == []
+    assert [m.purpose for m in email.sent] == ["assigned"]
     services.close()

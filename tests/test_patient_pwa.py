@@ -30,7 +30,7 @@ BASE = "https://hw.example.org"
 
 @pytest.fixture
 def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = patient_app(app_config, base_url=BASE)
+    application = patient_app(app_config, base_url=BASE, egress_allow="127.0.0.1")
     yield application
     application.extensions["hw_fhir"].close()
 
@@ -158,6 +158,10 @@ def test_bad_push_subscriptions_are_refused_readably_and_nothing_changes(app: An
     insecure = push.subscribe().as_json()
     insecure["endpoint"] = "http://push.example.org/x"
     assert client.post("/my/push/subscription", json=insecure, headers=headers).status_code == 400
+    private = push.subscribe().as_json()
+    private["endpoint"] = "https://10.1.2.3/push/x"  # a private address: the egress policy refuses
+    refused = client.post("/my/push/subscription", json=private, headers=headers)
+    assert refused.status_code == 400 and "HW_FHIR_EGRESS_ALLOW" in text(refused)
     nocsrf = client.post("/my/push/subscription", json=push.subscribe().as_json(),
                          headers={"Accept": "application/json"})
     assert nocsrf.status_code == 403

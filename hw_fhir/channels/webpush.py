@@ -10,6 +10,10 @@ to-do list (``<base_url>/my/``), never an activity's name nor a secure link toke
     {"title": "<practice name>", "body": "You have an activity waiting",
      "url": "https://…/my/", "tag": "<hash of the attempt key>"}
 
+Push endpoints are addresses users chose, so every request goes through the egress policy
+(:mod:`hw_fhir.egress`: no loopback/private address unless allow-listed, https in
+production, no redirects); a subscription it refuses is removed like an expired one.
+
 Answers of the push service: 201/202 delivered; 404 and 410 mean the subscription
 expired or was withdrawn, so it is removed; when no subscription of the patient
 took the message, the attempt fails permanently and the reminder engine tries the
@@ -33,7 +37,8 @@ from typing import Any
 import orjson
 import requests
 
-from ..errors import PermanentDeliveryError, TransientDeliveryError
+from ..egress import EgressPolicy, egress_policy
+from ..errors import EgressRefused, PermanentDeliveryError, TransientDeliveryError
 from ..push import (
     PushConfig,
     Subscription,
@@ -80,12 +85,15 @@ class WebPushChannel:
                  "service replaces an undelivered copy instead of delivering two.")
 
     def __init__(self, store: Any, settings: Any, *, config: PushConfig | None = None,
-                 session: requests.Session | None = None, timeout: float = 10.0) -> None:
+                 session: requests.Session | None = None, timeout: float = 10.0,
+                 egress: EgressPolicy | None = None) -> None:
         self.store = store
         self.settings = settings
         self.config = config or push_config(settings)
         self.session = session or requests.Session()
         self.timeout = timeout
+        #: push endpoints are addresses users chose: checked in full at every send
+        self.egress = egress or egress_policy(settings)
         self._key: Any = None
 
     @classmethod
@@ -129,6 +137,12 @@ class WebPushChannel:
                 transient.append(TransientDeliveryError(
                     f"Push service unreachable: {type(exc).__name__}", maybe_sent=False))
                 continue
+            except EgressRefused:  # the endpoint now points somewhere it may not: never again
+                gone += 1
+                remove_subscription(self.store, subscription.endpoint)
+                log.warning("Removed push subscription %s: refused by the egress policy",
+                            subscription.id[:12])
+                continue
             if status in (200, 201, 202):
                 delivered += 1
                 mark_sent(self.store, subscription)
@@ -159,10 +173,21 @@ class WebPushChannel:
                 vapid_claims={"sub": self.config.subject}, ttl=self.config.ttl,
                 headers={"Topic": _topic(message.idempotency_key),
                          "Urgency": "high" if message.priority in ("urgent", "stat") else "normal"},
-                timeout=self.timeout, requests_session=self.session)
+                timeout=self.timeout, requests_session=_Egress(self.egress, self.session))
         except WebPushException as exc:
             if exc.response is None:
                 raise requests.ConnectionError("no response") from None
             response = exc.response
         retry = response.headers.get("Retry-After", "")
         return response.status_code, float(retry) if retry.isdigit() else None
+
+
+class _Egress:
+    """What pywebpush posts with: the egress policy's checked request, no redirects."""
+
+    def __init__(self, policy: EgressPolicy, session: requests.Session) -> None:
+        self.policy = policy
+        self.session = session
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.policy.request("POST", url, session=self.session, **kwargs)

@@ -129,7 +129,9 @@ def push_subscribe() -> Any:
     data = request.get_json(silent=True)
     if data is None:
         raise InvalidInput("Send the subscription as JSON.")
-    subscription = parse_subscription(data)
+    from hw_fhir.egress import egress_policy
+
+    subscription = parse_subscription(data, egress=egress_policy(access.services().settings))
     store = access.services().store
     new = save_subscription(store, patient_ref.split("/", 1)[1], subscription)
     patient = store.read("Patient", patient_ref.split("/", 1)[1]).resource
