@@ -189,6 +189,21 @@ def test_push_is_off_when_configured_off(tmp_path):
     services.close()
 
 
+def test_push_is_off_in_the_demo_and_checks_its_key(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "real").mkdir()
+    demo = make_services(tmp_path / "demo", demo=True)  # nothing the demo sends leaves the machine
+    assert "webpush" not in channels(demo.plugins, demo.settings, demo.store)
+    demo.close()
+    services = make_services(tmp_path / "real")
+    channel = channels(services.plugins, services.settings, services.store)["webpush"]
+    assert channel.check() is None and (tmp_path / "real" / "instance" / VAPID_KEY_FILE).exists()
+    (tmp_path / "real" / "instance" / VAPID_KEY_FILE).write_text("not a key")
+    broken = WebPushChannel.from_settings(services.settings, services.store)
+    assert "VAPID key" in broken.check()
+    services.close()
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"endpoint": "ftp://push.example.org/x", "keys": {"p256dh": "", "auth": ""}}, "endpoint"),
     ({"endpoint": "http://push.example.org/x"}, "endpoint"),

@@ -98,8 +98,12 @@ class WebPushChannel:
 
     @classmethod
     def from_settings(cls, settings: Any, store: Any) -> "WebPushChannel | None":
-        """Build the channel (on unless ``[web_push] enabled = false``; needs the store)."""
-        if store is None or not hasattr(store, "engine"):
+        """Build the channel (on unless ``[web_push] enabled = false``; needs the store).
+
+        Off in ``hw-fhir demo`` (``Settings.demo``): nothing the demo sends leaves the
+        machine, so its reminders go to the demo inbox's channels instead.
+        """
+        if store is None or not hasattr(store, "engine") or getattr(settings, "demo", False):
             return None
         config = push_config(settings)
         return cls(store, settings, config=config) if config.enabled else None
@@ -109,6 +113,15 @@ class WebPushChannel:
         if recipient.get("resourceType") != "Patient" or not recipient.get("id"):
             return None
         return f"Patient/{recipient['id']}" if has_subscription(self.store, str(recipient["id"])) else None
+
+    def check(self) -> str | None:
+        """Return why the channel cannot sign pushes now (its VAPID key), or None."""
+        try:
+            self.key()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return (f"webpush: the VAPID key {self.config.key_file} cannot be read or made "
+                    f"({type(exc).__name__})")
+        return None
 
     def key(self) -> Any:
         """The VAPID key (generated into the instance folder on first use)."""
