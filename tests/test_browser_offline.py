@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-from browser_support import chromium
+from browser_support import chromium, csp_violations
 from patient_support import csrf, give_homework, link_for, patient_app, sign_in
 from werkzeug.datastructures import MultiDict
 from sqlalchemy import text
@@ -197,6 +197,7 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     assert store.read("Task", task["id"]).resource["status"] == "completed"
     totals = _observations(app, response)
     assert len(totals) == 1 and totals[0]["valueQuantity"]["value"] == 18
+    assert not csp_violations(phone)
     _wait(phone).until(lambda d: _outbox(d) == [])
     assert not phone.find_element(By.ID, "outbox").is_displayed()
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, Iterator
 
 import pytest
-from browser_support import chromium
+from browser_support import chromium, csp_violations
 from conftest import serve
 from patient_support import give_homework, link_for, patient_app
 
@@ -77,6 +77,7 @@ def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served
         assert status == 201
         phone.get(served.url + "/my/preferences")
         assert "Notifications are on for 1 device." in phone.find_element(By.ID, "push-status").text
+        assert not csp_violations(phone)  # the service worker and pwa.js run under the strict CSP
         assert phone.find_element(By.ID, "channel-webpush").is_selected()
 
         patient = services.store.read("Patient", "pat-ava").resource  # no quiet hours for the test
