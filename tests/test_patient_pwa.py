@@ -125,7 +125,7 @@ def test_push_opt_in_over_http_then_a_reminder_arrives_by_push(app: Any, push: P
     assert [s.endpoint for s in subscriptions_for(services.store, "pat-ava")] == [browser.endpoint]
     patient = services.store.read("Patient", "pat-ava").resource
     assert '"valueCode": "webpush"' in json.dumps(patient)
-    assert "Notifications are on for 1 device." in text(client.get("/my/preferences"))
+    assert "Notifications are on for one device." in text(client.get("/my/preferences"))
 
     services.events.publish("task_created", store=services.store, task=task)
     opens = parse_instant(task["restriction"]["period"].get("start") or task["authoredOn"])
