@@ -36,7 +36,8 @@ from ..config import Settings
 from ..errors import NotFound, VersionConflict
 from ..safety import SAFETY_CONTACT_REF, safety_contact, store_contact
 from ..store.base import Store, iter_all
-from .safety import COMMUNICATION_CATEGORY_SYSTEM, answered_task
+from .safety import (COMMUNICATION_CATEGORY_SYSTEM, answered_task, clinician_reference,
+                     read_or_none)
 
 __all__ = [
     "ESCALATION_EXTENSION",
@@ -55,21 +56,7 @@ log = logging.getLogger("hw_fhir.outcomes")
 Json = dict[str, Any]
 #: On an alert: when its current recipient was chosen (``valueDateTime``).
 ESCALATION_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/alert-recipient-since"
-_CLINICIANS = ("Practitioner/", "PractitionerRole/")
 _ALERT = f"{COMMUNICATION_CATEGORY_SYSTEM}|risk-alert"
-
-
-def _ref(value: Any) -> str | None:
-    ref = value.get("reference") if isinstance(value, Mapping) else None
-    return ref if isinstance(ref, str) and ref.startswith(_CLINICIANS) else None
-
-
-def _read(store: Store, ref: str) -> Json | None:
-    rtype, _, rid = ref.partition("/")
-    try:
-        return store.read(rtype, rid).resource
-    except NotFound:
-        return None
 
 
 def _stamp(moment: datetime) -> str:
@@ -88,19 +75,19 @@ def alert_chain(store: Store, response: Mapping[str, Any], *, task: Mapping[str,
     if task is None and response.get("id"):
         task = answered_task(store, response)
     if task:
-        add(_ref(task.get("requester")))
+        add(clinician_reference(task.get("requester")))
     plans = [b.get("reference", "") for b in [*(response.get("basedOn") or []),
                                               *((task or {}).get("basedOn") or [])]]
     for plan_ref in plans:
         if plan_ref.startswith("CarePlan/"):
-            add(_ref((_read(store, plan_ref) or {}).get("author")))
+            add(clinician_reference((read_or_none(store, plan_ref) or {}).get("author")))
     subject = str((response.get("subject") or {}).get("reference", ""))
     if subject.startswith("Patient/"):
-        for gp in (_read(store, subject) or {}).get("generalPractitioner") or []:
-            add(_ref(gp))
+        for gp in (read_or_none(store, subject) or {}).get("generalPractitioner") or []:
+            add(clinician_reference(gp))
         for team in iter_all(store, "CareTeam", [("subject", subject), ("status", "active")]):
             for participant in team.get("participant") or []:
-                add(_ref(participant.get("member")))
+                add(clinician_reference(participant.get("member")))
     if settings is not None and safety_contact(settings) is not None:
         add(SAFETY_CONTACT_REF)
     return chain
@@ -120,7 +107,7 @@ def first_recipient(store: Store, response: Mapping[str, Any], *,
 
 
 def _recipients(alert: Mapping[str, Any]) -> list[str]:
-    return [r for r in (_ref(x) for x in alert.get("recipient") or []) if r]
+    return [r for r in (clinician_reference(x) for x in alert.get("recipient") or []) if r]
 
 
 def alert_level(alert: Mapping[str, Any]) -> int:
@@ -139,7 +126,7 @@ def _response_of(store: Store, alert: Mapping[str, Any]) -> Json | None:
     for about in alert.get("about") or []:
         ref = str(about.get("reference", ""))
         if ref.startswith("QuestionnaireResponse/"):
-            return _read(store, ref)
+            return read_or_none(store, ref)
     return None
 
 
@@ -283,6 +270,6 @@ def undelivered_alerts(store: Store, *, patient: str | None = None) -> list[Unde
         out.append(UndeliveredAlert(
             id=alert["id"], patient=patient, recipient=recipient, since=_since(alert),
             reason=reason or "not delivered yet", flag=flag, escalations=max(len(told) - 1, 0),
-            patient_name=_name(_read(store, patient)) if patient and "/" in patient else None,
-            recipient_name=_name(_read(store, recipient)) if recipient else None))
+            patient_name=_name(read_or_none(store, patient)) if patient and "/" in patient else None,
+            recipient_name=_name(read_or_none(store, recipient)) if recipient else None))
     return sorted(out, key=lambda a: a.since or "")

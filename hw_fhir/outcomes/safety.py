@@ -56,6 +56,8 @@ __all__ = [
     "now_utc",
     "flag_entries",
     "answered_task",
+    "clinician_reference",
+    "read_or_none",
     "assigning_practitioner",
     "flags_for_response",
     "acknowledge_flag",
@@ -158,12 +160,14 @@ def flag_entries(response: Mapping[str, Any], risks: tuple[RiskFlag, ...], *,
     return entries
 
 
-def _clinician(ref: Any) -> str | None:
+def clinician_reference(ref: Any) -> str | None:
+    """Return the reference string when ``ref`` points at a Practitioner(Role), else None."""
     value = ref.get("reference") if isinstance(ref, Mapping) else None
     return value if isinstance(value, str) and value.startswith(_CLINICIAN_TYPES) else None
 
 
-def _read(store: Store, ref: str) -> Json | None:
+def read_or_none(store: Store, ref: str) -> Json | None:
+    """Return the resource at ``Type/id``, or None when it is not stored."""
     rtype, _, rid = ref.partition("/")
     try:
         return store.read(rtype, rid).resource
@@ -178,7 +182,7 @@ def answered_task(store: Store, response: Mapping[str, Any]) -> Json | None:
     identifiers = response.get("identifier")
     for ident in identifiers if isinstance(identifiers, list) else [identifiers or {}]:
         if ident.get("system") == RESPONSE_TASK_SYSTEM and ident.get("value"):
-            candidates += [t for t in [_read(store, f"Task/{ident['value']}")] if t]
+            candidates += [t for t in [read_or_none(store, f"Task/{ident['value']}")] if t]
     found = store.search("Task", [("output", f"QuestionnaireResponse/{response['id']}")])
     candidates += found.resources
     return next((t for t in candidates if (t.get("for") or {}).get("reference") == subject), None)
@@ -193,20 +197,20 @@ def assigning_practitioner(store: Store, response: Mapping[str, Any],
     ``basedOn``, the patient's ``generalPractitioner``.
     """
     task = task or answered_task(store, response)
-    if task and _clinician(task.get("requester")):
-        return _clinician(task.get("requester"))
+    if task and clinician_reference(task.get("requester")):
+        return clinician_reference(task.get("requester"))
     for based_on in response.get("basedOn") or []:
         ref = based_on.get("reference", "")
         if ref.startswith("CarePlan/"):
-            plan = _read(store, ref) or {}
-            if _clinician(plan.get("author")):
-                return _clinician(plan.get("author"))
+            plan = read_or_none(store, ref) or {}
+            if clinician_reference(plan.get("author")):
+                return clinician_reference(plan.get("author"))
     subject = (response.get("subject") or {}).get("reference", "")
     if subject.startswith("Patient/"):
-        patient = _read(store, subject) or {}
+        patient = read_or_none(store, subject) or {}
         for ref in patient.get("generalPractitioner") or []:
-            if _clinician(ref):
-                return _clinician(ref)
+            if clinician_reference(ref):
+                return clinician_reference(ref)
     return None
 
 
