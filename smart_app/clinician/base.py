@@ -60,6 +60,11 @@ NOTICES = {
     "new-version": "A new draft version is ready to edit.",
     "scores-shared": "The patient now sees their scores and trend on their progress page.",
     "scores-private": "Scores are no longer shown to the patient.",
+    "message-sent": "Your message is sent. The patient is told there is a new message, "
+    "without its text.",
+    "messaging-on": "The patient can send you messages again.",
+    "messaging-off": "Messaging is off for this patient: they can read earlier messages but "
+    "not write.",
 }
 
 
