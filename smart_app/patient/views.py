@@ -60,7 +60,7 @@ from .preferences import (
 )
 from .todo import patient_tasks, patient_zone, todo_list
 
-__all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM"]
+__all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM", "LINK_DONE_STATUSES"]
 
 bp = Blueprint("patient", __name__)
 log = logging.getLogger("hw_fhir.patient")
@@ -166,15 +166,18 @@ def _too_many() -> tuple[str, int]:
     )
 
 
+#: Task statuses after which a link opens only a thank-you page (no list, no progress).
+LINK_DONE_STATUSES = ("completed", "cancelled", "failed", "entered-in-error")
+
+
 def _opened(target: Any) -> Any:
+    if target.task.get("status") in LINK_DONE_STATUSES:
+        return _page("patient/link_done.html", 200, nav=False)
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != target.patient_reference:
         return _page("patient/switch.html", 409, token=(request.view_args or {}).get("token"))
     access.sign_in(target.patient_id, via="link", link=target.link_id)
     access.limiter().clear(access.LINK_GUESSES, _client())
-    task = target.task
-    if task.get("status") == "completed":
-        return redirect(url_for("patient.done", task_id=target.task_id, already=1))
     return redirect(url_for("patient.task", task_id=target.task_id))
 
 
