@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigurationError
 
@@ -68,6 +69,9 @@ class Settings:
     #: Lifetime of a secure patient link, in hours (1 to MAX_LINK_LIFETIME_HOURS). A link
     #: opens only a thank-you page once its activity is done, whatever its lifetime.
     link_lifetime_hours: int = 72
+    #: The practice's IANA time zone: the first guess for a patient with no zone of their own,
+    #: and the zone clinician pages show times in when the Practitioner names none.
+    practice_timezone: str = "UTC"
     #: Ask for the patient's date of birth before a secure link opens.
     link_birth_date_check: bool = False
     #: Grace period after the due time before an unfinished Task becomes failed, in hours.
@@ -141,6 +145,11 @@ class Settings:
             raise ConfigurationError(
                 f"HW_FHIR_LINK_LIFETIME_HOURS must be between 1 and {MAX_LINK_LIFETIME_HOURS} "
                 f"(hours), not {self.link_lifetime_hours}")
+        try:
+            ZoneInfo(self.practice_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"HW_FHIR_PRACTICE_TIMEZONE: {self.practice_timezone!r} is not "
+                                     "an IANA time zone (for example America/New_York)") from None
         from .limits import limits
 
         limits(self)  # ConfigurationError for limits out of range

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +23,7 @@ from markupsafe import Markup
 from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence
 from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
+from hw_fhir.channel_in_use import channel_in_use
 from hw_fhir.completion import (
     response_for_task,
     save_draft,
@@ -52,7 +54,9 @@ from . import access
 from .language import current_language, use_language
 from .preferences import (
     CHANNELS,
+    COMMON_ZONES,
     OPT_OUTS,
+    likely_zone,
     parse_preferences,
     read_preferences,
     time_zones,
@@ -702,7 +706,8 @@ def preferences() -> Any:
     errors: dict[str, str] = {}
     status = 200
     saved = request.args.get("saved") == "1"
-    shown = current
+    in_use = channel_in_use(access.services(), patient)
+    shown = replace(current, channel=current.channel or in_use)
     language = i18n.patient_language(patient)
     if request.method == "POST":
         chosen_language = request.form.get("language") or language
@@ -732,6 +737,9 @@ def preferences() -> Any:
         language=language,
         languages=i18n.LANGUAGES,
         zones=time_zones(),
+        common_zones=COMMON_ZONES,
+        likely=likely_zone(current, access.services().settings.practice_timezone),
+        in_use=in_use,
         errors=errors,
         saved=saved,
         form=request.form if request.method == "POST" else None,
