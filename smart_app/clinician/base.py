@@ -37,6 +37,7 @@ __all__ = [
     "settings",
     "now",
     "patient_or_404",
+    "clinician_zone",
     "page",
     "go",
     "field_errors",
@@ -149,6 +150,13 @@ def _require_clinician() -> None:
     g.clinician = _load_clinician()
 
 
+def clinician_zone() -> str:
+    """The zone clinician pages show completion and risk times in: the Practitioner's own
+    (``timezone`` extension), else the practice's (``HW_FHIR_PRACTICE_TIMEZONE``)."""
+    own = patient_zone(clinician().resource, default="")
+    return own or str(getattr(settings(), "practice_timezone", "UTC") or "UTC")
+
+
 def patient_or_404(pid: str) -> dict[str, Any]:
     """Return the Patient ``pid`` if the clinician may open it (Forbidden/NotFound otherwise)."""
     who = clinician()
@@ -183,6 +191,7 @@ def _context() -> dict[str, Any]:
     return {
         "style_vars": _style() if "clinician" in g else style_for(None),
         "notice_text": NOTICES.get(request.args.get("notice", "")),
+        "clin_zone": clinician_zone() if "clinician" in g else "UTC",
         **extra,
     }
 
