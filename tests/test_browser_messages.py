@@ -127,3 +127,23 @@ def test_the_browser_zone_is_preselected_when_none_is_stored(served: tuple[Any, 
         _wait(phone).until(lambda d: picker.first_selected_option.get_attribute("value") == "Asia/Tokyo")
         _axe(phone, "preferences")
         _shot(phone, "4-preferences-zone-guess")
+
+
+def test_a_done_activitys_link_shows_only_the_thank_you_page(served: tuple[Any, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    from hw_fhir.assignment import cancel_assignment
+
+    app, server = served
+    task = give_homework(app, "mood-log")
+    link = link_for(app, task)
+    cancel_assignment(app.extensions["hw_fhir"].store, f"Task/{task['id']}")
+    with chromium(390, 844, mobile=True) as phone:
+        phone.get(server.url + link)
+        heading = _wait(phone).until(lambda d: d.find_element(By.ID, "link-done-title"))
+        assert heading.text == "Thank you — nothing left to do here"
+        assert not phone.find_elements(By.CSS_SELECTOR, "nav.tabs")
+        _axe(phone, "link done")
+        _shot(phone, "5-link-done")
+        phone.get(server.url + "/my/")
+        assert "Please open your link again" in phone.find_element(By.TAG_NAME, "body").text
