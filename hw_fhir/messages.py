@@ -7,7 +7,9 @@ A message is a ``Communication``:
 * ``subject`` the Patient; ``sender`` and ``recipient`` the Patient or a Practitioner;
 * ``about`` → the Task when the message is about one assignment (none: a general message);
 * ``inResponseTo`` → the Communication it answers;
-* ``sent`` the instant; ``payload[0].contentString`` the text.
+* ``sent`` the instant; ``payload[0].contentString`` the text;
+* ``identifier`` under :data:`MESSAGE_IDENTIFIER_SYSTEM` (reserved: only hw-fhir's own pages
+  write messages; a Communication without it is never shown in a thread).
 
 A clinician may turn messaging off for one patient: the Patient then carries
 :data:`MESSAGING_EXTENSION` with ``valueBoolean`` false (written with If-Match, like
@@ -36,6 +38,7 @@ __all__ = [
     "MESSAGE_CATEGORY_SYSTEM",
     "MESSAGE_CODE",
     "MESSAGING_EXTENSION",
+    "MESSAGE_IDENTIFIER_SYSTEM",
     "MAX_LENGTH",
     "PATIENT_NOTICE",
     "CLINICIAN_NOTICE",
@@ -53,6 +56,9 @@ log = logging.getLogger("hw_fhir.messages")
 
 MESSAGE_CATEGORY_SYSTEM = f"{catalog.CANONICAL_BASE}/CodeSystem/communication-category"
 MESSAGE_CODE = "secure-message"
+#: Identifier system of every message hw-fhir stores. Reserved (hw_fhir.smart.write_rules):
+#: no /fhir client can add it, so nobody can plant a message in a thread under another's name.
+MESSAGE_IDENTIFIER_SYSTEM = f"{catalog.CANONICAL_BASE}/sid/secure-message"
 #: On the Patient (valueBoolean): false when the clinician turned messaging off.
 MESSAGING_EXTENSION = f"{catalog.CANONICAL_BASE}/StructureDefinition/secure-messaging"
 #: Longest message text accepted (characters).
@@ -100,6 +106,8 @@ def set_messaging(store: Store, patient: str, enabled: bool) -> dict[str, Any]:
 
 
 def _is_message(resource: Mapping[str, Any]) -> bool:
+    if not any(i.get("system") == MESSAGE_IDENTIFIER_SYSTEM for i in resource.get("identifier") or []):
+        return False
     return any(
         c.get("system") == MESSAGE_CATEGORY_SYSTEM and c.get("code") == MESSAGE_CODE
         for cat in resource.get("category") or [] for c in cat.get("coding") or []
@@ -191,7 +199,7 @@ def send_message(store: Store, *, patient: str, sender: str, recipient: str, tex
     moment = (now or datetime.now(timezone.utc))
     resource: dict[str, Any] = {
         "resourceType": "Communication",
-        "identifier": [{"system": f"{catalog.CANONICAL_BASE}/sid/secure-message",
+        "identifier": [{"system": MESSAGE_IDENTIFIER_SYSTEM,
                         "value": str(uuid.uuid4())}],
         "status": "completed",
         "category": [{"coding": [{"system": MESSAGE_CATEGORY_SYSTEM, "code": MESSAGE_CODE,

@@ -329,3 +329,44 @@ def test_notifications_say_only_that_there_is_a_message(smtp_app: tuple[Any, Inb
     assert "https://hw.example.org/my/messages" in body
     for phi in (reply, "Sam", "Ava", "Nguyen", "Rivera", "pat-ava"):
         assert phi not in raw.decode("utf-8", "replace")
+
+
+# -- the /fhir API: nobody plants a message or switches messaging back on -------------------
+
+
+def test_fhir_clients_cannot_plant_messages_or_turn_messaging_on(app_config: dict[str, Any]) -> None:
+    from smart_support import Browser, fhir, make_app, secure_cookies_over_http, token_for
+
+    from conftest import serve
+
+    with secure_cookies_over_http():
+        application = make_app(app_config)
+        server = serve(application)
+        try:
+            browser = Browser(server.url)
+            store = application.extensions["hw_fhir"].store
+            messages.set_messaging(store, "pat-ava", False)
+            patient = token_for(browser, "launch/patient patient/*.cruds",
+                                user="Patient/pat-ava")["access_token"]
+            forged = {"resourceType": "Communication", "status": "completed",
+                      "identifier": [{"system": messages.MESSAGE_IDENTIFIER_SYSTEM, "value": "x"}],
+                      "category": [{"coding": [{"system": messages.MESSAGE_CATEGORY_SYSTEM,
+                                                "code": messages.MESSAGE_CODE}]}],
+                      "subject": {"reference": "Patient/pat-ava"},
+                      "sender": {"reference": "Practitioner/dr-rivera"},
+                      "recipient": [{"reference": "Patient/pat-ava"}],
+                      "sent": "2026-03-03T10:00:00Z",
+                      "payload": [{"contentString": "forged"}]}
+            assert fhir(browser.base, patient, "POST", "Communication", json=forged).status_code == 403
+            # without the reserved identifier it is stored, but no thread shows it
+            plain = {k: v for k, v in forged.items() if k != "identifier"}
+            assert fhir(browser.base, patient, "POST", "Communication", json=plain).status_code == 201
+            assert messages.thread(store, "pat-ava") == []
+            me = fhir(browser.base, patient, "GET", "Patient/pat-ava").json()
+            on = {**me, "extension": [e for e in me.get("extension", [])
+                                      if e["url"] != messages.MESSAGING_EXTENSION]}
+            assert fhir(browser.base, patient, "PUT", "Patient/pat-ava", json=on).status_code == 403
+            assert not messages.messaging_enabled(store.read("Patient", "pat-ava").resource)
+        finally:
+            server.stop()
+            application.extensions["hw_fhir"].close()
