@@ -370,3 +370,21 @@ def test_fhir_clients_cannot_plant_messages_or_turn_messaging_on(app_config: dic
         finally:
             server.stop()
             application.extensions["hw_fhir"].close()
+
+
+def test_in_the_demo_the_notification_lands_in_the_inbox(app_config: dict[str, Any]) -> None:
+    from hw_fhir.channels.demo_inbox import read_inbox
+
+    application = patient_app(app_config, demo=True)
+    try:
+        patient = application.test_client()
+        sign_in(patient, application, give_homework(application, "mood-log"))
+        token = csrf(patient.get("/my/messages").get_data(as_text=True))
+        assert patient.post("/my/messages", data={"csrf_token": token,
+                                                  "text": "A private worry"}).status_code == 303
+        inbox = read_inbox(application.extensions["hw_fhir"].settings)
+        assert len(inbox) == 1
+        assert "You have a new message from a patient" in str(inbox[0])
+        assert "private worry" not in str(inbox[0]) and "Ava" not in str(inbox[0])
+    finally:
+        application.extensions["hw_fhir"].close()
