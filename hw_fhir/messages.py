@@ -49,6 +49,7 @@ __all__ = [
     "thread",
     "send_message",
     "care_team_recipient",
+    "task_titles",
     "notify",
 ]
 
@@ -142,6 +143,22 @@ def thread(store: Store, patient: str, *, task_id: str | None = None) -> list[Th
             task_id=about, in_response_to=reply))
     out.sort(key=lambda t: (t.sent, t.id))
     return out
+
+
+def task_titles(store: Store, thread: list[ThreadMessage] | tuple[ThreadMessage, ...]) -> dict[str, str]:
+    """Return the activity title of each Task the messages are about (by Task id)."""
+    from .completion import task_questionnaire
+    from .errors import HwFhirError
+
+    titles: dict[str, str] = {}
+    for task_id in {m.task_id for m in thread if m.task_id}:
+        try:
+            questionnaire = task_questionnaire(store, store.read("Task", task_id).resource)
+        except HwFhirError:
+            titles[task_id] = "an activity"
+            continue
+        titles[task_id] = str(questionnaire.get("title") or questionnaire.get("name") or "an activity")
+    return titles
 
 
 def care_team_recipient(store: Store, patient: Mapping[str, Any],

@@ -91,7 +91,7 @@ def test_patient_and_clinician_exchange_a_message(served: tuple[Any, Any]) -> No
             desk.get(f"{server.url}/clinician/patients/pat-ava?launch={session.launch_id}")
             thread = _wait(desk).until(lambda d: d.find_elements(By.ID, "message-thread"))[0]
             assert "Can I do the log in the morning?" in thread.text
-            assert "about an assignment" in thread.text
+            assert "about Daily mood log" in thread.text
             _axe(desk, "clinician dashboard with messages")
             box = desk.find_element(By.ID, "clinician-message")
             desk.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)

@@ -174,12 +174,14 @@ def test_patient_and_clinician_exchange_messages(app: Any) -> None:
     assert sent.status_code == 303
     page = patient.get(sent.headers["Location"]).get_data(as_text=True)
     assert "Your message is sent" in page and "Can I do the log in the morning?" in page
+    assert "about Daily mood log" in page
     stored = messages.thread(_store(app), "pat-ava")
     assert stored[0].task_id == task["id"] and stored[0].from_patient
 
     clinician = open_launch(app, app.test_client())
     dash = clinician.get("/clinician/patients/pat-ava").get_data(as_text=True)
     assert 'id="messages"' in dash and "Can I do the log in the morning?" in dash
+    assert "about Daily mood log" in dash
     prep = clinician.get("/clinician/patients/pat-ava/session-prep").get_data(as_text=True)
     assert "Can I do the log in the morning?" in prep
     replied = clinician.post("/clinician/patients/pat-ava/messages",

@@ -34,6 +34,7 @@ class MessageThread:
     names: dict[str, str]
     enabled: bool
     patient_name: str
+    titles: dict[str, str]
 
 
 def _in_context(pid: str) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def message_thread(pid: str) -> MessageThread | None:
                 names[ref] = "Care team"
     names[who.practitioner] = "You"
     return MessageThread(pid, thread, names, messages.messaging_enabled(patient),
-                         human_name(patient) or "the patient")
+                         human_name(patient) or "the patient", messages.task_titles(store(), thread))
 
 
 def _patient_link() -> str:
