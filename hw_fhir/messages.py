@@ -247,11 +247,14 @@ def send_message(store: Store, *, patient: str, sender: str, recipient: str, tex
     return stored
 
 
-def notify(services: Any, message: Mapping[str, Any], *, link: str | None) -> str | None:
+def notify(services: Any, message: Mapping[str, Any], *, link: str | None,
+           now: datetime | None = None) -> str | None:
     """Tell the message's recipient there is a new message, through their reminder channel.
 
     The text says only that there is a message (and, for a patient, where to read it).
-    Returns the channel's name, or None when no channel reaches the recipient. A
+    Returns the channel's name, or None when nothing was sent: no channel reaches the
+    recipient, the patient chose no reminders, or it is the patient's quiet hours (the
+    message waits on their Messages page; the notification is not sent later). A
     delivery failure is logged (without content) and does not undo the message.
     """
     from .channels.base import Message
@@ -268,6 +271,9 @@ def notify(services: Any, message: Mapping[str, Any], *, link: str | None) -> st
         return None
     prefs = preferences(recipient) if kind == "Patient" else None
     if prefs is not None and prefs.channel == "none":
+        return None
+    if prefs is not None and prefs.in_quiet_hours(now or datetime.now(timezone.utc)):
+        log.info("Message notification %s not sent: the patient's quiet hours", message["id"])
         return None
     available: dict[str, Any] = {}
     for name, channel in installed(services.plugins, services.settings).items():

@@ -390,3 +390,31 @@ def test_in_the_demo_the_notification_lands_in_the_inbox(app_config: dict[str, A
         assert "private worry" not in str(inbox[0]) and "Ava" not in str(inbox[0])
     finally:
         application.extensions["hw_fhir"].close()
+
+
+def test_no_notification_in_the_patients_quiet_hours_or_with_no_reminders(
+        smtp_app: tuple[Any, Inbox]) -> None:
+    from datetime import datetime, timezone
+
+    app, inbox = smtp_app
+    services = app.extensions["hw_fhir"]
+    store = services.store
+    patient = store.read("Patient", "pat-ava").resource
+    quiet = {"url": "http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences",
+             "extension": [{"url": "quietStart", "valueTime": "21:00:00"},
+                           {"url": "quietEnd", "valueTime": "08:00:00"}]}
+    store.update({**patient, "extension": [*patient["extension"], quiet]})
+    sent = messages.send_message(store, patient="pat-ava", sender="Practitioner/dr-rivera",
+                                 recipient="Patient/pat-ava", text="hello")
+    night = datetime(2026, 3, 3, 7, 0, tzinfo=timezone.utc)  # 02:00 in New York
+    day = datetime(2026, 3, 3, 17, 0, tzinfo=timezone.utc)  # 12:00 in New York
+    assert messages.notify(services, sent, link="https://hw.example.org/my/messages", now=night) is None
+    assert inbox.messages == []
+    assert messages.notify(services, sent, link="https://hw.example.org/my/messages", now=day) == "email"
+    assert len(inbox.messages) == 1
+    patient = store.read("Patient", "pat-ava").resource
+    none = {"url": quiet["url"], "extension": [{"url": "channel", "valueCode": "none"}]}
+    store.update({**patient, "extension": [e for e in patient["extension"] if e["url"] != quiet["url"]]
+                  + [none]})
+    assert messages.notify(services, sent, link=None, now=day) is None
+    assert len(inbox.messages) == 1
