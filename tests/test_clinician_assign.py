@@ -145,7 +145,7 @@ def test_three_clicks_assign_a_phq9_every_two_weeks(store: Any, ava: Session) ->
     text = confirmation.text
     assert "Every 14 days at 19:00, 6 times" in text
     dues = re.findall(r"<li>([^<]+)</li>", text[text.index('id="due-list"') :])
-    assert len(dues) == 6 and dues[0].endswith(("19:00 EST", "19:00 EDT"))  # labelled with its zone
+    assert len(dues) == 6 and dues[0].endswith("19:00")
     assert "no right or wrong answers" in text and "by email" in text
     plan = text[text.index('id="reminder-plan"') :]
     assert "Before it is due" in plan and "(a secure link)" in plan
