@@ -34,7 +34,8 @@ def _assert_thank_you_only(response: Any) -> None:
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "Thank you — nothing left to do here" in page
-    for private in ("Ava", "Nguyen", "PHQ", "Progress", "To do", "/my/", "pat-ava"):
+    for private in ("Ava", "Nguyen", "PHQ", "Progress", "To do", 'href="/my/"', "/my/progress",
+                    "/my/tasks", "pat-ava"):
         assert private not in page, private
 
 
