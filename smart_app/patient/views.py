@@ -707,7 +707,7 @@ def preferences() -> Any:
     status = 200
     saved = request.args.get("saved") == "1"
     in_use = channel_in_use(access.services(), patient)
-    shown = replace(current, channel=current.channel or in_use)
+    shown = replace(current, channel=current.channel or (in_use if in_use in CHANNELS else None))
     language = i18n.patient_language(patient)
     if request.method == "POST":
         chosen_language = request.form.get("language") or language
