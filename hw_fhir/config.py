@@ -13,10 +13,14 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings", "default_instance_path"]
+__all__ = ["Settings", "load_settings", "default_instance_path", "MAX_LINK_LIFETIME_HOURS"]
+
+#: Longest lifetime a secure patient link may be given (30 days).
+MAX_LINK_LIFETIME_HOURS = 720
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -62,8 +66,12 @@ class Settings:
     crisis_text: str = ("If you are in crisis or thinking about harming yourself, call or text "
                         "988 (Suicide & Crisis Lifeline, US) or call 911. If you are outside the "
                         "US, call your local emergency number.")
-    #: Lifetime of a secure patient link, in hours.
+    #: Lifetime of a secure patient link, in hours (1 to MAX_LINK_LIFETIME_HOURS). A link
+    #: opens only a thank-you page once its activity is done, whatever its lifetime.
     link_lifetime_hours: int = 72
+    #: The practice's IANA time zone: the first guess for a patient with no zone of their own,
+    #: and the zone clinician pages show times in when the Practitioner names none.
+    practice_timezone: str = "UTC"
     #: Ask for the patient's date of birth before a secure link opens.
     link_birth_date_check: bool = False
     #: Grace period after the due time before an unfinished Task becomes failed, in hours.
@@ -133,6 +141,15 @@ class Settings:
             raise ConfigurationError("HW_FHIR_OPEN_API=1 is refused together with HW_FHIR_PRODUCTION=1")
         if self.production and self.sandbox:
             raise ConfigurationError("The sandbox EHR cannot run with HW_FHIR_PRODUCTION=1")
+        if not 1 <= self.link_lifetime_hours <= MAX_LINK_LIFETIME_HOURS:
+            raise ConfigurationError(
+                f"HW_FHIR_LINK_LIFETIME_HOURS must be between 1 and {MAX_LINK_LIFETIME_HOURS} "
+                f"(hours), not {self.link_lifetime_hours}")
+        try:
+            ZoneInfo(self.practice_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"HW_FHIR_PRACTICE_TIMEZONE: {self.practice_timezone!r} is not "
+                                     "an IANA time zone (for example America/New_York)") from None
         from .limits import limits
 
         limits(self)  # ConfigurationError for limits out of range

@@ -327,6 +327,7 @@ def test_the_language_is_changed_on_the_preferences_page(app: Any) -> None:
     assert bad.status_code == 422 and "Choose a language from the list" in bad.get_data(as_text=True)
     assert snapshot(app) == before
     saved = client.post("/my/preferences", data={"csrf_token": csrf(page), "language": "es",
+                                                  "channel": "email",  # preselected: in use
                                                   "timezone": "America/New_York"})
     assert saved.status_code == 302
     patient = app.extensions["hw_fhir"].store.read("Patient", "pat-ava").resource

@@ -2,7 +2,7 @@
 
 * **Reserved identifier systems** (:data:`RESERVED_IDENTIFIER_SYSTEMS`: ``session-note``,
   ``task-response``, ``task-occurrence``, ``risk-flag``, ``risk-alert``,
-  ``communication-attempt`` under ``http://hw-fhir.org/fhir/sid/``) are hw-fhir's own
+  ``communication-attempt``, ``secure-message`` under ``http://hw-fhir.org/fhir/sid/``) are hw-fhir's own
   bookkeeping: it finds "the note for the next session" or "the response to this Task"
   by them. A client may keep such an identifier on a resource hw-fhir gave it (an
   update that leaves it unchanged), never add one: otherwise patient B could plant a
@@ -12,7 +12,7 @@
 * **Clinician-only content.** Tokens whose only grant for a write is a ``patient/``
   scope may not create, change or delete ``Flag`` resources (risk alerts are raised by
   hw-fhir and acknowledged by clinicians), nor change clinician-only extensions on their
-  own resources (``share-scores-with-patient`` on the Patient).
+  own resources (``share-scores-with-patient``, ``secure-messaging`` on the Patient).
 
 :class:`~hw_fhir.smart.guard.GuardedStore` applies them to every create, update, delete
 and Bundle entry; hw-fhir's own writes go to the store directly.
@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..catalog import CANONICAL_BASE
+from ..messages import MESSAGING_EXTENSION
 from ..review import SHARE_SCORES_EXTENSION
 from .policy import AccessPolicy, forbidden
 
@@ -33,11 +34,11 @@ __all__ = ["RESERVED_IDENTIFIER_SYSTEMS", "CLINICIAN_ONLY_TYPES", "CLINICIAN_ONL
 RESERVED_IDENTIFIER_SYSTEMS = frozenset(
     f"{CANONICAL_BASE}/sid/{name}" for name in (
         "session-note", "task-response", "task-occurrence", "risk-flag", "risk-alert",
-        "communication-attempt"))
+        "communication-attempt", "secure-message"))
 #: Resource types a patient/ scope may not write.
 CLINICIAN_ONLY_TYPES = frozenset({"Flag"})
 #: Extensions a patient/ scope may not add, change or remove.
-CLINICIAN_ONLY_EXTENSIONS = frozenset({SHARE_SCORES_EXTENSION})
+CLINICIAN_ONLY_EXTENSIONS = frozenset({SHARE_SCORES_EXTENSION, MESSAGING_EXTENSION})
 
 
 def _reserved(resource: dict[str, Any] | None) -> set[tuple[str, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import activities, assign, dashboard, filters, operations, reviews  # noqa: F401  (routes)
+from . import activities, assign, dashboard, filters, messages, operations, reviews  # noqa: F401  (routes)
 from .base import bp
 from .dashboard import landing
 

@@ -37,6 +37,7 @@ __all__ = [
     "settings",
     "now",
     "patient_or_404",
+    "clinician_zone",
     "page",
     "go",
     "field_errors",
@@ -60,6 +61,11 @@ NOTICES = {
     "new-version": "A new draft version is ready to edit.",
     "scores-shared": "The patient now sees their scores and trend on their progress page.",
     "scores-private": "Scores are no longer shown to the patient.",
+    "message-sent": "Your message is sent. The patient is told there is a new message, "
+    "without its text.",
+    "messaging-on": "The patient can send you messages again.",
+    "messaging-off": "Messaging is off for this patient: they can read earlier messages but "
+    "not write.",
 }
 
 
@@ -144,6 +150,13 @@ def _require_clinician() -> None:
     g.clinician = _load_clinician()
 
 
+def clinician_zone() -> str:
+    """The zone clinician pages show completion and risk times in: the Practitioner's own
+    (``timezone`` extension), else the practice's (``HW_FHIR_PRACTICE_TIMEZONE``)."""
+    own = patient_zone(clinician().resource, default="")
+    return own or str(getattr(settings(), "practice_timezone", "UTC") or "UTC")
+
+
 def patient_or_404(pid: str) -> dict[str, Any]:
     """Return the Patient ``pid`` if the clinician may open it (Forbidden/NotFound otherwise)."""
     who = clinician()
@@ -178,6 +191,7 @@ def _context() -> dict[str, Any]:
     return {
         "style_vars": _style() if "clinician" in g else style_for(None),
         "notice_text": NOTICES.get(request.args.get("notice", "")),
+        "clin_zone": clinician_zone() if "clinician" in g else "UTC",
         **extra,
     }
 

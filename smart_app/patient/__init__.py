@@ -14,6 +14,7 @@ from flask import Flask
 from markupsafe import Markup
 
 from . import language
+from . import messages  # noqa: F401  (routes)
 from .ratelimit import RateLimiter
 from . import pwa
 from .views import bp

@@ -36,6 +36,8 @@ __all__ = [
     "with_preferences",
     "parse_preferences",
     "time_zones",
+    "COMMON_ZONES",
+    "likely_zone",
 ]
 
 PREFERENCES_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/reminder-preferences"
@@ -142,6 +144,28 @@ def with_preferences(patient: Mapping[str, Any], prefs: Preferences) -> dict[str
     return out
 
 
+#: Zones listed first in the picker, before the full list (most patients live in one).
+COMMON_ZONES: tuple[str, ...] = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix",
+    "America/Los_Angeles", "America/Anchorage", "Pacific/Honolulu", "America/Puerto_Rico",
+    "America/Toronto", "America/Vancouver", "America/Mexico_City", "America/Sao_Paulo",
+    "Europe/London", "Europe/Dublin", "Europe/Paris", "Europe/Berlin", "Europe/Madrid",
+    "Africa/Johannesburg", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo",
+    "Australia/Sydney", "Pacific/Auckland",
+)
+
+
+def likely_zone(prefs: Preferences, practice_zone: str) -> tuple[str, bool]:
+    """Return the zone the picker starts from and whether the patient chose it.
+
+    The patient's stored zone; else the practice's (the browser's zone, read by
+    ``patient/timezone.js``, replaces it when the patient has none stored).
+    """
+    if prefs.timezone and prefs.timezone in available_timezones():
+        return prefs.timezone, True
+    return practice_zone, False
+
+
 def time_zones() -> list[str]:
     """Return the IANA time zone names a patient can choose, sorted."""
     return sorted(
@@ -166,7 +190,10 @@ def parse_preferences(form: Mapping[str, Any], current: Preferences) -> Preferen
     getlist = getattr(form, "getlist", lambda key: [form[key]] if key in form else [])
     issues: list[Issue] = []
     channel = (form.get("channel") or "").strip() or None
-    if channel is not None and channel not in CHANNELS and channel != current.channel:
+    if channel is None:
+        issues.append(Issue(N_("Choose how we should remind you, or “No reminders”"),
+                            expression="channel"))
+    elif channel not in CHANNELS and channel != current.channel:
         issues.append(Issue(N_("Choose one of the ways to be reminded"), expression="channel"))
     zone = (form.get("timezone") or "").strip() or None
     if zone is not None and zone not in available_timezones():

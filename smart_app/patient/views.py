@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +23,7 @@ from markupsafe import Markup
 from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence
 from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
+from hw_fhir.channel_in_use import channel_in_use
 from hw_fhir.completion import (
     response_for_task,
     save_draft,
@@ -52,7 +54,9 @@ from . import access
 from .language import current_language, use_language
 from .preferences import (
     CHANNELS,
+    COMMON_ZONES,
     OPT_OUTS,
+    likely_zone,
     parse_preferences,
     read_preferences,
     time_zones,
@@ -60,7 +64,7 @@ from .preferences import (
 )
 from .todo import patient_tasks, patient_zone, todo_list
 
-__all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM"]
+__all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM", "LINK_DONE_STATUSES"]
 
 bp = Blueprint("patient", __name__)
 log = logging.getLogger("hw_fhir.patient")
@@ -166,15 +170,18 @@ def _too_many() -> tuple[str, int]:
     )
 
 
+#: Task statuses after which a link opens only a thank-you page (no list, no progress).
+LINK_DONE_STATUSES = ("completed", "cancelled", "failed", "entered-in-error")
+
+
 def _opened(target: Any) -> Any:
+    if target.task.get("status") in LINK_DONE_STATUSES:
+        return _page("patient/link_done.html", 200, nav=False)
     signed_in = access.current_patient()
     if signed_in is not None and signed_in != target.patient_reference:
         return _page("patient/switch.html", 409, token=(request.view_args or {}).get("token"))
     access.sign_in(target.patient_id, via="link", link=target.link_id)
     access.limiter().clear(access.LINK_GUESSES, _client())
-    task = target.task
-    if task.get("status") == "completed":
-        return redirect(url_for("patient.done", task_id=target.task_id, already=1))
     return redirect(url_for("patient.task", task_id=target.task_id))
 
 
@@ -699,7 +706,8 @@ def preferences() -> Any:
     errors: dict[str, str] = {}
     status = 200
     saved = request.args.get("saved") == "1"
-    shown = current
+    in_use = channel_in_use(access.services(), patient)
+    shown = replace(current, channel=current.channel or (in_use if in_use in CHANNELS else None))
     language = i18n.patient_language(patient)
     if request.method == "POST":
         chosen_language = request.form.get("language") or language
@@ -729,6 +737,9 @@ def preferences() -> Any:
         language=language,
         languages=i18n.LANGUAGES,
         zones=time_zones(),
+        common_zones=COMMON_ZONES,
+        likely=likely_zone(current, access.services().settings.practice_timezone),
+        in_use=in_use,
         errors=errors,
         saved=saved,
         form=request.form if request.method == "POST" else None,
