@@ -212,7 +212,7 @@ def _item(
         opens=opens,
         available=opens is None or opens <= now or status == "in-progress",
         draft=status == "in-progress",
-        done_at=parse_instant(end) if end else None,
+        done_at=parse_instant(end).astimezone(zone) if end else None,
     )
 
 
