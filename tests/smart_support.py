@@ -124,7 +124,13 @@ class Browser:
         return html.unescape(src.group(1))
 
     def approve(self, authorize_response: requests.Response, **choices: str) -> requests.Response:
-        """Submit the sandbox's authorize page with Approve (plus user/patient choices)."""
+        """Submit the sandbox's authorize page with Approve (plus user/patient choices).
+
+        A user who allowed this app these scopes before is not asked again: the authorize
+        response is then already the redirect to the app, and is returned as it is.
+        """
+        if authorize_response.status_code == 302:
+            return authorize_response
         assert authorize_response.status_code == 200, authorize_response.text
         action, hidden = form_fields(authorize_response.text, "authorize-form")
         return self.post(action, data={**hidden, **choices, "decision": "approve"})
