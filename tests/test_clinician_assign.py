@@ -6,42 +6,20 @@ Every bad form comes back with a clear message next to its field, and nothing is
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinician_support import (
-    Session,
-    assign_once,
-    clinician_app,
-    form_values,
-    open_launch,
-    snapshot,
-)
+from clinician_support import Session, assign_once, form_values, snapshot
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from hw_fhir.assignment import task_due
 from hw_fhir.store.base import iter_all
 
 NEW_YORK = ZoneInfo("America/New_York")  # pat-ava's time zone
 
 
-@pytest.fixture
-def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = clinician_app(app_config)
-    yield application
-    application.extensions["hw_fhir"].close()
-
-
-@pytest.fixture
-def store(app: Any) -> Any:
-    return app.extensions["hw_fhir"].store
-
-
-@pytest.fixture
-def ava(app: Any) -> Session:
-    return open_launch(app, app.test_client())
 
 
 def _local_today() -> date:

@@ -12,28 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clinician_support import Session, clinician_app, open_launch, snapshot
+from clinician_support import Session, snapshot
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from test_clinician_library import _editor_form
 
 from hw_fhir import render
 from hw_fhir.item_settings import apply_item_settings, item_settings
 
 
-@pytest.fixture
-def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = clinician_app(app_config)
-    yield application
-    application.extensions["hw_fhir"].close()
-
-
-@pytest.fixture
-def store(app: Any) -> Any:
-    return app.extensions["hw_fhir"].store
-
-
-@pytest.fixture
-def ava(app: Any) -> Session:
-    return open_launch(app, app.test_client())
 
 
 def _clone(ava: Session, source: str = "mood-log", title: str | None = None) -> str:

@@ -6,32 +6,17 @@ An edit that would break the Questionnaire is refused with the reasons, and noth
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from clinician_support import Session, clinician_app, open_launch, snapshot
+from clinician_support import Session, snapshot
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from hw_fhir import review
 from hw_fhir.errors import InvalidInput
 from hw_fhir.library import clinician_system, clone_questionnaire, publish
 
 
-@pytest.fixture
-def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = clinician_app(app_config)
-    yield application
-    application.extensions["hw_fhir"].close()
-
-
-@pytest.fixture
-def store(app: Any) -> Any:
-    return app.extensions["hw_fhir"].store
-
-
-@pytest.fixture
-def ava(app: Any) -> Session:
-    return open_launch(app, app.test_client())
 
 
 def _editor_form(page: str) -> dict[str, Any]:

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from clinician_support import PHQ9, Session, assign_once, clinician_app, complete_phq9, open_launch
+from clinician_support import PHQ9, Session, assign_once, complete_phq9
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from hw_fhir import catalog, review
 
 
-@pytest.fixture
-def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = clinician_app(app_config)
-    yield application
-    application.extensions["hw_fhir"].close()
-
-
-@pytest.fixture
-def store(app: Any) -> Any:
-    return app.extensions["hw_fhir"].store
-
-
-@pytest.fixture
-def ava(app: Any) -> Session:
-    return open_launch(app, app.test_client())
 
 
 @pytest.fixture

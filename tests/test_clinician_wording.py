@@ -5,33 +5,18 @@ acknowledgement note visible after a risk flag is acknowledged."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from clinician_support import Session, assign_once, clinician_app, complete_phq9, open_launch, snapshot
+from clinician_support import Session, assign_once, complete_phq9, snapshot
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from test_clinician_assign import _form
 
 from hw_fhir.activity_defaults import is_as_needed
 from hw_fhir.reminders import default_message
 
 
-@pytest.fixture
-def app(app_config: dict[str, Any]) -> Iterator[Any]:
-    application = clinician_app(app_config)
-    yield application
-    application.extensions["hw_fhir"].close()
-
-
-@pytest.fixture
-def store(app: Any) -> Any:
-    return app.extensions["hw_fhir"].store
-
-
-@pytest.fixture
-def ava(app: Any) -> Session:
-    return open_launch(app, app.test_client())
 
 
 @pytest.mark.parametrize("purpose", ["assigned", "before-due", "overdue", "risk-alert"])
