@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import AXE, OUTPUT, chromium
+from browser_support import AXE, OUTPUT, axe_violations, chromium
 from conftest import serve
 from hw_fhir.library import load_catalog
 from smart_support import make_app
@@ -55,16 +55,7 @@ def _wait(driver: Any, timeout: float = 20) -> Any:
 def _axe(driver: Any, page: str) -> None:
     if not AXE.exists():
         return
-    driver.execute_script(AXE.read_text(encoding="utf-8"))
-    driver.set_script_timeout(60)
-    result = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "axe.run(document, {resultTypes: ['violations']})"
-        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
-        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
-    )
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    bad = axe_violations(driver)
     assert not bad, f"accessibility violations on {page}: {bad}"
 
 

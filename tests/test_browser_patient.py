@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from browser_support import AXE, OUTPUT, chromium
+from browser_support import OUTPUT, axe_violations, chromium
 from conftest import serve
 from patient_support import give_homework, link_for, patient_app, stored
 
@@ -65,16 +65,7 @@ def _shot(driver: Any, name: str) -> Path:
 
 def _axe(driver: Any, page: str) -> None:
     """Run axe-core on the current page; fail on any serious or critical violation."""
-    driver.execute_script(AXE.read_text(encoding="utf-8"))
-    driver.set_script_timeout(60)
-    result = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "axe.run(document, {resultTypes: ['violations']})"
-        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
-        ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
-    )
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    bad = axe_violations(driver)
     assert not bad, f"accessibility violations on {page}: {bad}"
 
 
