@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InvalidInput, Issue
+from .items import walk_items
 from .render import ITEM_CONTROL, ITEM_MEDIA, MAX_VALUE, MIN_VALUE, SLIDER_STEP
 from .review import answer_text
 
@@ -84,13 +85,6 @@ class ItemSettings:
     when_a: str = ""
     conditions: int = 0  # enableWhen conditions stored (more than one: shown read-only)
     earlier: tuple[tuple[str, str], ...] = ()  # questions before it: (linkId, text)
-
-
-def walk_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Yield every item, depth first, in the order the patient meets them."""
-    for item in items:
-        yield item
-        yield from walk_items(item.get("item") or [])
 
 
 def _is_help(item: Mapping[str, Any]) -> bool:
