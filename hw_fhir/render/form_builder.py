@@ -418,7 +418,7 @@ def build_form(
     """
     response = response or {}
     _ = translator(language)
-    form = ResponseForm(questionnaire, {"item": response.get("item") or []}, {})
+    form = ResponseForm(questionnaire, {"item": response.get("item") or []})
     builder = _Builder(
         questionnaire=questionnaire,
         issues=_issue_map(questionnaire, issues, _),

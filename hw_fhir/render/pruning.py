@@ -18,7 +18,7 @@ def prune_disabled(questionnaire: Mapping[str, Any], response: Mapping[str, Any]
     Group instances and questions left with nothing inside are dropped too, so what the
     browser hid (or what a person without JavaScript filled in anyway) is never stored.
     """
-    form = ResponseForm(questionnaire, response, {})
+    form = ResponseForm(questionnaire, response)
     drop: set[int] = set()
 
     def walk(node: Any) -> None:
