@@ -24,6 +24,7 @@ def browser_conditions(
     questionnaire: Mapping[str, Any],
     _: Callable[[str], str] = str,
 ) -> tuple[tuple[Condition, ...], str]:
+    """Return an item's enableWhen as browser conditions, and the sentence explaining them."""
     out: list[Condition] = []
     phrases: list[str] = []
     for cond in as_list(definition.get("enableWhen")):

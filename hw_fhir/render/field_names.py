@@ -20,10 +20,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def path_segment(link_id: str) -> str:
+    """Return a linkId as one path segment (percent-encoded, no ``.`` or ``~``)."""
     return quote(link_id, safe="").replace(".", "%2E").replace("~", "%7E")
 
 
 def join_path(prefix: str, link_id: str) -> str:
+    """Return the field path of ``link_id`` inside the container at ``prefix``."""
     return f"{prefix}/{path_segment(link_id)}" if prefix else path_segment(link_id)
 
 

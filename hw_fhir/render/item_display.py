@@ -51,6 +51,7 @@ CALCULATED = _SDC + "sdc-questionnaire-calculatedExpression"
 
 
 def extension_value(definition: Mapping[str, Any], url: str) -> Any:
+    """Return the ``value[x]`` of an item's first extension with this url, or None."""
     for ext in as_list(definition.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == url:
             for key, value in ext.items():
@@ -60,6 +61,7 @@ def extension_value(definition: Mapping[str, Any], url: str) -> Any:
 
 
 def item_control(definition: Mapping[str, Any]) -> str | None:
+    """Return the item's ``questionnaire-itemControl`` code, or None."""
     concept = extension_value(definition, ITEM_CONTROL)
     for coding in as_list((concept or {}).get("coding")):
         if isinstance(coding, dict) and coding.get("code"):
@@ -68,6 +70,7 @@ def item_control(definition: Mapping[str, Any]) -> str | None:
 
 
 def first_typed_value(element: Mapping[str, Any], prefix: str) -> tuple[str, Any] | None:
+    """Return ``(type, value)`` of the first ``<prefix>[x]`` of an element, or None."""
     for key, value in element.items():
         if key.startswith(prefix) and key != prefix and key[len(prefix) :][:1].isupper():
             return key[len(prefix) :], value
@@ -75,6 +78,7 @@ def first_typed_value(element: Mapping[str, Any], prefix: str) -> tuple[str, Any
 
 
 def number_text(value: Any) -> str | None:
+    """Return a number as the form shows it (``7`` rather than ``7.0``), or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -90,15 +94,18 @@ def item_text(definition: Mapping[str, Any]) -> str:
 
 
 def shorten(text: str, limit: int = 60) -> str:
+    """Return text on one line, cut to ``limit`` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def is_calculated(definition: Mapping[str, Any]) -> bool:
+    """Return whether scoring fills the item in (SDC calculatedExpression)."""
     return extension_value(definition, CALCULATED) is not None
 
 
 def choose_widget(definition: Mapping[str, Any], options: list[tuple[str, Any, str]]) -> str:
+    """Return the widget that shows an item (see the :mod:`hw_fhir.render` docs)."""
     kind = str(definition.get("type"))
     control = item_control(definition)
     if kind in ("group", "display"):
@@ -129,6 +136,7 @@ def choose_widget(definition: Mapping[str, Any], options: list[tuple[str, Any, s
 
 
 def number_limits(definition: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """Return ``(minimum, maximum, step)`` of a number or slider field as text."""
     low = number_text(extension_value(definition, MIN_VALUE))
     high = number_text(extension_value(definition, MAX_VALUE))
     step = number_text(extension_value(definition, SLIDER_STEP))
@@ -138,6 +146,7 @@ def number_limits(definition: Mapping[str, Any]) -> tuple[str | None, str | None
 
 
 def unit_label(definition: Mapping[str, Any]) -> str | None:
+    """Return the label of the item's ``questionnaire-unit``, or None."""
     coding = extension_value(definition, UNIT)
     if isinstance(coding, dict):
         return str(coding.get("display") or coding.get("code") or "") or None

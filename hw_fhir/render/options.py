@@ -37,6 +37,7 @@ def choice_options(
 
 
 def value_set_codings(value_set: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the codings of a contained ValueSet (its expansion, else compose)."""
     expansion = (value_set.get("expansion") or {}).get("contains")
     if isinstance(expansion, list):
         return [
@@ -56,6 +57,7 @@ def value_set_codings(value_set: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def option_label(kind: str, value: Any) -> str:
+    """Return how an option or answer value is shown to the person."""
     if kind == "Coding" and isinstance(value, dict):
         return str(value.get("display") or value.get("code") or "")
     if kind == "Reference" and isinstance(value, dict):
@@ -74,6 +76,7 @@ def _same(kind: str, a: Any, b: Any) -> bool:
 
 
 def option_token(options: list[tuple[str, Any, str]], kind: str, value: Any) -> str | None:
+    """Return the token of the option equal to a value, or None."""
     for index, (okind, ovalue, _) in enumerate(options):
         if okind == kind and _same(kind, ovalue, value):
             return str(index)

@@ -87,6 +87,7 @@ def sanitize_xhtml(markup: str) -> str:
 
 
 def item_xhtml(definition: Mapping[str, Any]) -> str | None:
+    """Return an item's sanitised ``rendering-xhtml`` text, or None."""
     text_element = definition.get("_text")
     if not isinstance(text_element, dict):
         return None
@@ -97,6 +98,7 @@ def item_xhtml(definition: Mapping[str, Any]) -> str | None:
 
 
 def item_media(definition: Mapping[str, Any]) -> Media | None:
+    """Return an item's SDC ``itemMedia`` when its URL is safe to embed, or None."""
     attachment = extension_value(definition, ITEM_MEDIA)
     if not isinstance(attachment, dict):
         return None

@@ -93,6 +93,7 @@ def typed_value(element: Mapping[str, Any], prefix: str) -> tuple[str, Any] | No
 
 
 def is_number(value: Any) -> bool:
+    """Return whether a JSON value is a number (not a boolean)."""
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
@@ -171,6 +172,7 @@ def _valid_date(value: str, pattern: re.Pattern[str]) -> bool:
 
 
 def mismatch_message(label: str, allowed: tuple[str, ...], key: str, value: Any) -> str:
+    """Return the message for an answer whose value[x] type the item does not take."""
     expected = " or ".join(_WHAT.get(k, k) for k in allowed) or "no answer"
     if key not in _ANSWER_VALUE_KEYS:
         return f"{label}: {key} is not a valid answer type; expected {expected}"
@@ -183,6 +185,7 @@ def mismatch_message(label: str, allowed: tuple[str, ...], key: str, value: Any)
 
 
 def extension_value(definition: Mapping[str, Any], url: str) -> tuple[str, Any] | None:
+    """Return ``(type, value)`` of a definition's extension with this url, or None."""
     for ext in as_list(definition.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == url:
             return typed_value(ext, "value")
@@ -190,6 +193,7 @@ def extension_value(definition: Mapping[str, Any], url: str) -> tuple[str, Any] 
 
 
 def limit_problems(definition: Mapping[str, Any], typed: tuple[str, Any]) -> Iterator[str]:
+    """Yield what breaks the item's min/max value, length or decimal-places limits."""
     kind, value = typed
     low = extension_value(definition, MIN_VALUE)
     high = extension_value(definition, MAX_VALUE)
@@ -321,6 +325,7 @@ def values_equal(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
 
 
 def show_value(typed: tuple[str, Any]) -> str:
+    """Return a typed value as messages show it."""
     kind, value = typed
     if kind == "Coding" and isinstance(value, dict):
         return repr(value.get("display") or value.get("code"))
@@ -334,5 +339,6 @@ def show_value(typed: tuple[str, Any]) -> str:
 
 
 def show_options(options: list[tuple[str, Any]], limit: int = 8) -> str:
+    """Return the first options as messages list them (``..., 3 more``)."""
     shown = ", ".join(show_value(o) for o in options[:limit])
     return shown + (f", ... {len(options) - limit} more" if len(options) > limit else "")
