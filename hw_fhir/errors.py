@@ -51,6 +51,7 @@ __all__ = [
     "InvalidResponse",
     "EgressRefused",
     "LimitExceeded",
+    "InvalidEncoding",
     "NotFound",
     "Gone",
     "Conflict",
@@ -179,6 +180,10 @@ class LimitExceeded(InvalidInput):
         super().__init__(message, **kwargs)
         if status is not None:
             self.status = status
+
+
+class InvalidEncoding(InvalidInput, ValueError):
+    """Text is not in the encoding it must be in (e.g. base64url in a push subscription)."""
 
 
 class NotFound(HwFhirError):

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Column, Index, String, Table, Text, delete, insert, select, update
 
-from .errors import ConfigurationError, InvalidInput, Issue
+from .errors import ConfigurationError, EgressRefused, InvalidEncoding, InvalidInput, Issue
 from .store.schema import metadata
 
 __all__ = [
@@ -115,15 +115,15 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ValueError when it is not base64url."""
+    """Decode base64url with or without padding; raise InvalidEncoding (a ValueError) when it is not."""
     text = text.strip()
     if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
                        for c in text):
-        raise ValueError("not base64url")
+        raise InvalidEncoding("not base64url")
     try:
         return base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
     except (binascii.Error, ValueError):
-        raise ValueError("not base64url") from None
+        raise InvalidEncoding("not base64url") from None
 
 
 def _mail_subject(mail_from: str) -> str:
@@ -196,8 +196,6 @@ def parse_subscription(data: Any, *, egress: Any = None) -> Subscription:
     """
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from .errors import EgressRefused
-
     if not isinstance(data, Mapping):
         raise InvalidInput("Send the subscription as a JSON object")
     issues: list[Issue] = []
@@ -221,15 +219,17 @@ def parse_subscription(data: Any, *, egress: Any = None) -> Subscription:
     try:
         point = b64url_decode(p256dh) if isinstance(p256dh, str) else b""
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-        if len(point) != 65:
-            raise ValueError("not an uncompressed P-256 point")
+        p256_point = len(point) == 65  # uncompressed
     except ValueError:
+        p256_point = False
+    if not p256_point:
         issues.append(Issue("The subscription's p256dh key is not a P-256 public key",
                             expression="keys.p256dh"))
     try:
-        if not isinstance(auth, str) or len(b64url_decode(auth)) != 16:
-            raise ValueError("wrong length")
+        auth_secret = isinstance(auth, str) and len(b64url_decode(auth)) == 16
     except ValueError:
+        auth_secret = False
+    if not auth_secret:
         issues.append(Issue("The subscription's auth secret must be 16 bytes", expression="keys.auth"))
     if issues:
         raise InvalidInput("This push subscription cannot be used", issues=issues)

@@ -22,7 +22,7 @@ from clinician_support import clinician_app, open_launch
 from hw_fhir import catalog
 from hw_fhir.assignment import Assignment, assign
 from hw_fhir.heartbeat import beat
-from hw_fhir.reminder_retry import reminder_problems
+from hw_fhir.reminders.retry import reminder_problems
 from hw_fhir.reminders import run_reminders
 from hw_fhir.schedule import Schedule
 from hw_fhir.services import build_services
@@ -249,7 +249,7 @@ def test_confirmation_shows_the_secure_link_in_the_demo_only(app_config, demo):
 def test_reminders_failed_for_good_over_the_base_url_by_earlier_versions_are_retried(app_config, smtp):
     from sqlalchemy import update
 
-    from hw_fhir.reminder_tables import reminder_job
+    from hw_fhir.reminders.tables import reminder_job
 
     handler, port = smtp
     handler.refusing = False

@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import event
 
 import hw_fhir.reminders as reminders
+import hw_fhir.reminders.batch as reminder_batch
+import hw_fhir.reminders.queue as reminder_queue
 from hw_fhir.channels import Delivery, Message
 from hw_fhir.errors import PermanentDeliveryError, TransientDeliveryError
 from hw_fhir.reminders import ATTEMPT_SYSTEM, run_reminders
@@ -114,7 +116,7 @@ def test_a_batch_that_cannot_be_committed_together_is_committed_one_by_one(tmp_p
     rec = RecordingChannel("rec")
     services = make_services(tmp_path, channel_plugin(rec))
     tasks = _homework(services, ["p1", "p2", "p3", "p4"])
-    commit, calls = reminders._commit, []
+    commit, calls = reminder_batch.commit_writes, []
 
     def refuse_batches(ctx, writes):
         calls.append(len(writes))
@@ -125,7 +127,7 @@ def test_a_batch_that_cannot_be_committed_together_is_committed_one_by_one(tmp_p
     run_reminders(services, worker="w", now=NOW, limit=4)  # the plans
     for task in tasks[:2]:  # their reminders are cancelled when checked, before any send
         services.store.update(dict(task, status="cancelled"))
-    monkeypatch.setattr(reminders, "_commit", refuse_batches)
+    monkeypatch.setattr(reminder_batch, "commit_writes", refuse_batches)
     run = run_reminders(services, worker="w", now=NOW)
     # the two cancellations and the first send are committed together (refused, then
     # one by one); the second send alone: every send is recorded before the next starts
@@ -149,7 +151,7 @@ def test_a_worker_killed_before_its_batch_is_recorded_is_taken_over_with_the_sam
     def killed(ctx, writes):
         raise SystemExit("killed")  # dies between a send and its record
 
-    monkeypatch.setattr(reminders, "_commit", killed)
+    monkeypatch.setattr(reminder_batch, "commit_writes", killed)
     with pytest.raises(SystemExit):
         run_reminders(services, worker="dead", now=NOW)
     monkeypatch.undo()
@@ -195,7 +197,7 @@ def test_an_opt_out_during_a_batch_applies_to_that_patients_next_reminder(tmp_pa
 
 def test_a_batch_running_past_half_its_lease_gives_back_what_it_has_not_sent(tmp_path, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(reminders, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(reminder_batch, "monotonic", lambda: clock[0])
 
     def slow(message):
         clock[0] += 61  # one send takes past half of the 120 s lease
@@ -234,13 +236,15 @@ def test_a_batch_uses_a_few_transactions_not_several_per_reminder(tmp_path):
 def test_claims_take_the_oldest_due_jobs_and_expired_leases_never_the_same_job_twice(tmp_path,
                                                                                    db_url):
     services = make_services(tmp_path, db_url=db_url)
-    rows = [reminders._job(f"reminder/t{n}/assigned", kind="reminder", purpose="assigned",
-                           due=NOW - timedelta(minutes=n), now=NOW, task_id=f"t{n}")
+    rows = [reminder_queue.job_row(f"reminder/t{n}/assigned", kind="reminder",
+                                   purpose="assigned", due=NOW - timedelta(minutes=n), now=NOW,
+                                   task_id=f"t{n}")
             for n in range(12)]
-    rows.append(reminders._job("reminder/later/assigned", kind="reminder", purpose="assigned",
-                               due=NOW + timedelta(minutes=1), now=NOW, task_id="later"))
+    rows.append(reminder_queue.job_row("reminder/later/assigned", kind="reminder",
+                                       purpose="assigned", due=NOW + timedelta(minutes=1), now=NOW,
+                                       task_id="later"))
     with services.store.begin() as conn:
-        reminders._insert_ignore(conn, rows)
+        reminder_queue.insert_jobs(conn, rows)
     first = reminders.claim_jobs(services.store, worker="a", limit=5, lease_seconds=60, now=NOW)
     assert [j.task_id for j in first] == ["t11", "t10", "t9", "t8", "t7"]  # oldest due first
     assert {(j.status, j.worker) for j in first} == {("sending", "a")}

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from hw_fhir.reminder_tables import reminder_job
+from hw_fhir.reminders.tables import reminder_job
 
 from reminder_support import REMINDER_CHANNEL, SDC_TEMP, make_services
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hw_fhir.reminder_tables import reminder_job
+from hw_fhir.reminders.tables import reminder_job
 from hw_fhir.reminders import ATTEMPT_SYSTEM
 
 from reminder_support import WebhookReceiver, make_services

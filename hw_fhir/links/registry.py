@@ -1,34 +1,13 @@
-"""Secure patient links: signed, expiring, bound to one Task and one patient, revocable.
+"""The link registry: issuing, finding, opening and revoking secure patient links.
 
-A link is ``{base_url}/p/<token>``. The token is 45 URL-safe characters::
-
-    base64url(link id (12 random bytes) + expiry (4 bytes, Unix seconds))
-    "." base64url(HMAC-SHA256(key, "hw-fhir.link.v1" + those 16 bytes)[:16])
-
-It carries **no PHI**: not the Task id, not the patient id, no name or date — only a
-random id and its expiry. The key is derived from ``Settings.secret_key``. The
-``patient_link`` table (:mod:`hw_fhir.reminder_tables`) holds what the id opens
-(Task, Patient), whether the date of birth is asked as a second factor, and the
-revocation (``revoked_at``). :meth:`PatientLinks.open_link` raises:
-
-* :class:`~hw_fhir.errors.LinkTampered` — malformed token, bad signature or unknown id;
-* :class:`~hw_fhir.errors.LinkExpired` — past its lifetime (``link_lifetime_hours``);
-* :class:`~hw_fhir.errors.LinkRevoked` — revoked, or locked after
-  :data:`MAX_BIRTH_DATE_FAILURES` wrong birth dates;
-* :class:`~hw_fhir.errors.BirthDateRequired` — the link needs ``dob`` and none was given;
-* :class:`~hw_fhir.errors.LinkWrongPatient` — wrong birth date, the Task now belongs to
-  someone else, or the signed-in patient (``patient=``) is another one.
-
-Errors never say which patient or Task a link belongs to. The birth-date check is
-on for every new link when ``Settings.link_birth_date_check`` (or the config file key
-``link_birth_date_check``) is true, and can be set per link.
+:class:`PatientLinks` records every link in ``patient_link`` (:mod:`hw_fhir.links.tables`)
+and signs its token (:mod:`hw_fhir.links.tokens`); see :mod:`hw_fhir.links` for what
+opening a link checks and raises.
 """
+
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import secrets
 import time
@@ -39,19 +18,20 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from .errors import (
+from ..errors import (
     BirthDateRequired,
+    ConfigurationError,
     LinkExpired,
     LinkRevoked,
     LinkTampered,
     LinkWrongPatient,
     NotFound,
 )
-from .i18n import N_
-from .reminder_tables import patient_link
+from ..i18n import N_
+from .tables import patient_link
+from .tokens import ID_BYTES, NOT_VALID, link_key, make_token, parse_token
 
 #: Messages a patient reads (marked for the catalog; the patient pages translate them).
-_NOT_VALID = N_("This link is not valid. Check that it was copied completely.")
 _NO_LONGER_VALID = N_("This link is no longer valid. Ask your care team for a new one.")
 _SOMEONE_ELSE = N_("This link belongs to someone else.")
 _EXPIRED = N_(
@@ -65,7 +45,6 @@ __all__ = [
     "LinkTarget",
     "PatientLinks",
     "patient_links",
-    "link_key",
     "birth_date_check_default",
 ]
 
@@ -73,9 +52,6 @@ __all__ = [
 LINK_PATH = "/p/"
 #: Wrong birth dates after which a link is locked (revoked).
 MAX_BIRTH_DATE_FAILURES = 5
-_CONTEXT = b"hw-fhir.link.v1"
-_ID_BYTES = 12
-_SIG_BYTES = 16
 #: Task ids per ``IN (…)`` when looking up live links.
 _LOOKUP_CHUNK = 500
 
@@ -111,19 +87,6 @@ class LinkTarget:
         return f"Patient/{self.patient_id}"
 
 
-def link_key(secret_key: str) -> bytes:
-    """Derive the link signing key from the app's secret key."""
-    return hmac.new(secret_key.encode(), b"hw-fhir patient link key", hashlib.sha256).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def birth_date_check_default(settings: Any) -> bool:
     """Tell whether new links ask for the date of birth (setting ``link_birth_date_check``)."""
     value = getattr(settings, "link_birth_date_check", None)
@@ -145,7 +108,7 @@ class PatientLinks:
     def __init__(self, store: Any, *, secret_key: str, base_url: str = "",
                  lifetime_hours: int = 72, birth_date_check: bool = False) -> None:
         if not secret_key:
-            raise ValueError("Secure links need a secret key")
+            raise ConfigurationError("Secure links need a secret key")
         self.store = store
         self.key = link_key(secret_key)
         self.base_url = base_url.rstrip("/")
@@ -154,25 +117,12 @@ class PatientLinks:
 
     # -- tokens ---------------------------------------------------------------------
 
-    def _sign(self, body: bytes) -> bytes:
-        return hmac.new(self.key, _CONTEXT + body, hashlib.sha256).digest()[:_SIG_BYTES]
-
     def _token(self, link_id: bytes, expires_at: int) -> str:
-        body = link_id + expires_at.to_bytes(4, "big")
-        return f"{_b64(body)}.{_b64(self._sign(body))}"
+        return make_token(self.key, link_id, expires_at)
 
     def _parse(self, token: str) -> tuple[str, int]:
         """Return (link id hex, expiry) of a well-signed token; LinkTampered otherwise."""
-        if not isinstance(token, str) or len(token) > 100 or token.count(".") != 1:
-            raise LinkTampered(_NOT_VALID)
-        head, _, sig = token.partition(".")
-        try:
-            body, mac = _unb64(head), _unb64(sig)
-        except (binascii.Error, ValueError):
-            raise LinkTampered(_NOT_VALID) from None
-        if len(body) != _ID_BYTES + 4 or not hmac.compare_digest(mac, self._sign(body)):
-            raise LinkTampered(_NOT_VALID)
-        return body[:_ID_BYTES].hex(), int.from_bytes(body[_ID_BYTES:], "big")
+        return parse_token(self.key, token)
 
     def url(self, token: str) -> str:
         """Return the full URL of a token (``{base_url}/p/<token>``)."""
@@ -206,7 +156,7 @@ class PatientLinks:
         moment = int(now if now is not None else time.time())
         lifetime = self.lifetime_seconds if lifetime_hours is None else int(lifetime_hours) * 3600
         expires = moment + lifetime
-        raw_id = secrets.token_bytes(_ID_BYTES)
+        raw_id = secrets.token_bytes(ID_BYTES)
         row = dict(
             id=raw_id.hex(), task_id=_ref_id(task, "Task"), patient_id=_ref_id(patient, "Patient"),
             created_at=moment, expires_at=expires, failed_checks=0,
@@ -277,7 +227,7 @@ class PatientLinks:
             row = conn.execute(select(patient_link).where(patient_link.c.id == link_id)
                                .with_for_update()).first()
             if row is None or row.expires_at != expires:
-                raise LinkTampered(_NOT_VALID)
+                raise LinkTampered(NOT_VALID)
             if row.revoked_at is not None:
                 raise LinkRevoked(_NO_LONGER_VALID)
             if moment >= row.expires_at:
