@@ -31,7 +31,11 @@ from typing import Any
 
 from . import catalog
 from .assignment import instant, parse_instant, reference
-from .errors import DeliveryError, Forbidden, InvalidInput, NotFound
+from .channels.base import Message
+from .completion import task_questionnaire
+from .errors import DeliveryError, Forbidden, HwFhirError, InvalidInput, NotFound
+from .plugins import channels as installed
+from .reminders.preferences import preferences
 from .store.base import Store, iter_all
 
 __all__ = [
@@ -147,9 +151,6 @@ def thread(store: Store, patient: str, *, task_id: str | None = None) -> list[Th
 
 def task_titles(store: Store, thread: list[ThreadMessage] | tuple[ThreadMessage, ...]) -> dict[str, str]:
     """Return the activity title of each Task the messages are about (by Task id)."""
-    from .completion import task_questionnaire
-    from .errors import HwFhirError
-
     titles: dict[str, str] = {}
     for task_id in {m.task_id for m in thread if m.task_id}:
         try:
@@ -257,10 +258,6 @@ def notify(services: Any, message: Mapping[str, Any], *, link: str | None,
     message waits on their Messages page; the notification is not sent later). A
     delivery failure is logged (without content) and does not undo the message.
     """
-    from .channels.base import Message
-    from .plugins import channels as installed
-    from .reminders import preferences
-
     recipient_ref = str(((message.get("recipient") or [{}])[0]).get("reference") or "")
     kind, _, rid = recipient_ref.partition("/")
     if kind not in ("Patient", "Practitioner"):

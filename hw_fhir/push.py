@@ -155,7 +155,7 @@ def vapid_key(settings: Any) -> Any:
     The key file is created with ``O_EXCL`` and mode 0600, so two processes starting at
     once agree on one key.
     """
-    from py_vapid import Vapid
+    from py_vapid import Vapid  # lazy: third-party, loaded only when web push is used
 
     path = push_config(settings).key_file
     if not path.exists():
@@ -174,7 +174,7 @@ def vapid_key(settings: Any) -> Any:
 
 def application_server_key(settings: Any) -> str:
     """Return the VAPID public key as the browser's ``applicationServerKey`` (base64url)."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # lazy: as Vapid
 
     public = vapid_key(settings).public_key
     return b64url(public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
@@ -194,7 +194,7 @@ def parse_subscription(data: Any, *, egress: Any = None) -> Subscription:
 
     ``egress`` (an :class:`~hw_fhir.egress.EgressPolicy`) checks the endpoint's address too.
     """
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec  # lazy: only for a posted subscription
 
     if not isinstance(data, Mapping):
         raise InvalidInput("Send the subscription as a JSON object")

@@ -15,6 +15,7 @@ portal inbox; default false: clinicians' alerts only).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import (
@@ -27,6 +28,7 @@ from ..errors import (
     TransientDeliveryError,
     Unauthorized,
 )
+from ..store.remote import RemoteStore
 from .base import Delivery, Message, medium
 
 __all__ = ["FhirInboxChannel", "ATTEMPT_SYSTEM"]
@@ -46,8 +48,6 @@ class FhirInboxChannel:
 
     def __init__(self, fhir_base: str, *, token_provider: Callable[..., str | None] | None = None,
                  patients: bool = False, store: Any = None, retries: int = 1) -> None:
-        from ..store.remote import RemoteStore
-
         self.fhir_base = fhir_base.rstrip("/")
         self.patients = patients
         self.store = store or RemoteStore(self.fhir_base, token_provider=token_provider,
@@ -72,8 +72,6 @@ class FhirInboxChannel:
 
     def communication(self, message: Message) -> dict[str, Any]:
         """Return the Communication created at the EHR for a message."""
-        from datetime import datetime, timezone
-
         category = "risk-alert" if message.kind == "alert" else "reminder"
         comm: dict[str, Any] = {
             "resourceType": "Communication",

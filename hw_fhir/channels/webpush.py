@@ -178,7 +178,7 @@ class WebPushChannel:
         raise PermanentDeliveryError(f"The push service refused the message ({refused[0]})")
 
     def _push(self, subscription: Subscription, body: bytes, message: Message) -> tuple[int, float | None]:
-        from pywebpush import WebPushException, webpush
+        from pywebpush import WebPushException, webpush  # lazy: loaded only when a push is sent
 
         try:
             response = webpush(

@@ -16,7 +16,8 @@ cancelled or failed; pending sends are cancelled at once.
 Every send attempt is one ``Communication``: ``identifier``
 ``http://hw-fhir.org/fhir/sid/communication-attempt|<idempotency key>`` (plus the
 channel's own id, e.g. the SMS vendor's message sid) and an ``id`` derived from that
-key (:func:`~hw_fhir.reminders.records.resource_id`, so recording an attempt twice stores it once), ``basedOn`` and ``partOf`` →
+key (:func:`~hw_fhir.reminders.records.resource_id`, so recording an attempt twice stores
+it once), ``basedOn`` and ``partOf`` →
 the CommunicationRequest, ``status`` (``completed``; ``in-progress`` while a channel
 waits for its delivery callback; ``not-done`` with ``statusReason`` when it failed),
 ``category``, ``medium``, ``subject``, ``recipient``, ``about`` → the Task (for risk

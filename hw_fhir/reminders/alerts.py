@@ -16,7 +16,7 @@ __all__ = ["alert_recipient", "escalate_undelivered", "complete_alert"]
 
 
 def escalate_undelivered(ctx: BatchContext, job: Any, request: Mapping[str, Any],
-               error: DeliveryError) -> dict[str, Any]:
+                         error: DeliveryError) -> dict[str, Any]:
     """Escalate an alert no channel delivered; return the job's new state."""
     if request.get("id") and escalate(ctx.services, request["id"], now=ctx.now,
                                       reason=f"could not be delivered: {error.message}"):

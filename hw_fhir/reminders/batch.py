@@ -103,7 +103,7 @@ def prefetch(ctx: BatchContext, jobs: list[Any]) -> None:
 
 
 def read_many(reader: Any, resource_type: str,
-               ids: list[str]) -> dict[tuple[str, str], dict[str, Any] | None]:
+              ids: list[str]) -> dict[tuple[str, str], dict[str, Any] | None]:
     """Return resources by ``(type, id)`` (None: not there or deleted) with ``_id`` searches."""
     out: dict[tuple[str, str], dict[str, Any] | None] = {}
     for start in range(0, len(ids), READ_CHUNK):
@@ -116,7 +116,7 @@ def read_many(reader: Any, resource_type: str,
 
 
 def record_later(ctx: BatchContext, job: Any, *, communication: dict[str, Any] | None = None,
-           after: Iterable[Callable[[dict[str, Any] | None], None]] = (), **values: Any) -> None:
+                 after: Iterable[Callable[[dict[str, Any] | None], None]] = (), **values: Any) -> None:
     """Queue a job's new state (and its attempt's Communication) for the batch's commit."""
     ctx.writes.append(PendingWrite(job, values, communication, list(after)))
 
@@ -136,8 +136,8 @@ def retry_later(ctx: BatchContext, job: Any, exc: Exception) -> str:
     if any(write.job.id == job.id for write in ctx.writes):
         return "retried"  # its outcome is already queued (e.g. a send recorded): keep that
     record_later(ctx, job, status="pending",
-           due_at=now_text(ctx.now + timedelta(seconds=ctx.policy.retry_base_seconds)),
-           last_error=message[:1000], tries=job.tries + 1)
+                 due_at=now_text(ctx.now + timedelta(seconds=ctx.policy.retry_base_seconds)),
+                 last_error=message[:1000], tries=job.tries + 1)
     return "retried"
 
 

@@ -35,8 +35,8 @@ __all__ = ["available_channels", "deliver", "fail_attempt"]
 log = logging.getLogger("hw_fhir.reminders")
 
 
-def available_channels(ctx: BatchContext, recipient: Mapping[str, Any] | None, prefs: ReminderPreferences | None,
-               job: Any) -> dict[str, Any]:
+def available_channels(ctx: BatchContext, recipient: Mapping[str, Any] | None,
+                       prefs: ReminderPreferences | None, job: Any) -> dict[str, Any]:
     if recipient is None:
         return {}
     failed = set((job.failed_channels or "").split(",")) - {""}
@@ -81,7 +81,7 @@ def _communication(job: Any, message: Message, request: Mapping[str, Any], chann
 
 
 def deliver(ctx: BatchContext, job: Any, channel: Any, message: Message, request: dict[str, Any],
-             task: dict[str, Any] | None, recipient: dict[str, Any] | None) -> str:
+            task: dict[str, Any] | None, recipient: dict[str, Any] | None) -> str:
     """Send one message; queue its Communication and the job's new state for the batch's commit."""
     try:
         delivery = channel.send(message)
@@ -90,8 +90,8 @@ def deliver(ctx: BatchContext, job: Any, channel: Any, message: Message, request
     except Exception as exc:  # noqa: BLE001 - a plugin channel's bug is a transient failure
         log.exception("Channel %s raised", channel.name)
         return fail_attempt(ctx, job, request, task, recipient,
-                     TransientDeliveryError(f"{type(exc).__name__}: {exc}", maybe_sent=True),
-                     channel, message)
+                            TransientDeliveryError(f"{type(exc).__name__}: {exc}", maybe_sent=True),
+                            channel, message)
     status = delivery.status if delivery.status in ("completed", "in-progress") else "completed"
     comm = _communication(job, message, request, channel, status, ctx.now, delivery=delivery)
     after: list[Callable[[dict[str, Any] | None], None]] = []
@@ -100,13 +100,13 @@ def deliver(ctx: BatchContext, job: Any, channel: Any, message: Message, request
     after.append(lambda stored: _notify(ctx, "reminder_sent", store=ctx.store, communication=stored,
                                         request=request, task=task, message=message))
     record_later(ctx, job, communication=comm, after=after, status="sent", channel=channel.name,
-           last_error=None)
+                 last_error=None)
     return "sent"
 
 
 def fail_attempt(ctx: BatchContext, job: Any, request: dict[str, Any], task: dict[str, Any] | None,
-          recipient: dict[str, Any] | None, error: DeliveryError, channel: Any,
-          message: Message | None = None) -> str:
+                 recipient: dict[str, Any] | None, error: DeliveryError, channel: Any,
+                 message: Message | None = None) -> str:
     """Record a failed attempt; retry with backoff, another channel, or give up."""
     alert = job.kind == "alert"
     if getattr(error, "opt_out", False) and channel is not None and job.patient_id and not alert:
@@ -117,8 +117,9 @@ def fail_attempt(ctx: BatchContext, job: Any, request: dict[str, Any], task: dic
     if error.permanent and channel is not None:
         failed.append(channel.name)
     others = bool(error.permanent and channel is not None and recipient is not None and
-                  set(available_channels(ctx, recipient, None if alert else preferences(recipient, ctx.policy),
-                                 job)) - set(failed))
+                  set(available_channels(ctx, recipient,
+                                         None if alert else preferences(recipient, ctx.policy),
+                                         job)) - set(failed))
     give_up = error.permanent and not others
     held = getattr(error, "held", False)  # waits for a fix: never final
     if not error.permanent and not alert and not held and job.tries + 1 >= ctx.policy.max_tries:

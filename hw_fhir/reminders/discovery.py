@@ -70,8 +70,8 @@ def _discover_page(services: Any, *, now: datetime | None, limit: int | None) ->
             if task.get("status") not in OPEN_STATUSES or not is_homework_task(task):
                 continue
             rows.append(job_row(f"plan/{task['id']}", kind="plan", purpose="plan", due=None,
-                             now=moment, task_id=task["id"],
-                             patient_id=reference_id((task.get("for") or {}).get("reference"), "Patient")))
+                                now=moment, task_id=task["id"],
+                                patient_id=reference_id((task.get("for") or {}).get("reference"), "Patient")))
         queued = insert_jobs(conn, rows)
         if page.matches and last == cursor and page.has_more:
             log.warning("More than %d Tasks share lastUpdated %s; raise discovery_batch", batch, last)
@@ -105,8 +105,8 @@ def discover_alerts(services: Any, *, now: datetime | None = None) -> int:
     while True:
         page = store.search("CommunicationRequest", [*params, ("_offset", str(offset))])
         rows = [job_row(f"alert/{r['id']}", kind="alert", purpose="risk-alert", due=None, now=moment,
-                     request_id=r["id"],
-                     patient_id=reference_id((r.get("subject") or {}).get("reference"), "Patient"))
+                        request_id=r["id"],
+                        patient_id=reference_id((r.get("subject") or {}).get("reference"), "Patient"))
                 for r in page.resources]
         if rows:
             with store.begin() as conn:

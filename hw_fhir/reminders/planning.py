@@ -130,8 +130,8 @@ def _store_plans(ctx: BatchContext, items: list[_Planned]) -> None:
             request_id = stored[request["id"]]["id"]
             task_id = item.task["id"]
             rows += [job_row(f"reminder/{task_id}/{purpose}", kind="reminder", purpose=purpose,
-                          due=when, now=ctx.now, task_id=task_id, request_id=request_id,
-                          patient_id=item.patient_id)
+                             due=when, now=ctx.now, task_id=task_id, request_id=request_id,
+                             patient_id=item.patient_id)
                      for purpose, when, _deadline in item.times]
             done.append((item.job, {"status": "sent", "request_id": request_id}))
         insert_jobs(unit.conn, rows)

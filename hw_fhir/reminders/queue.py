@@ -24,7 +24,8 @@ __all__ = ["ASAP", "HELD_PREFIX", "insert_jobs", "job_row", "reference_id", "is_
            "attempt_key", "enqueue_plan", "stop_task_reminders", "enqueue_alert", "claim_jobs",
            "finish_jobs"]
 
-#: ``last_error`` prefix of a job held for a fix on our side (:class:`~hw_fhir.errors.HeldDeliveryError`).
+#: ``last_error`` prefix of a job held for a fix on our side
+#: (:class:`~hw_fhir.errors.HeldDeliveryError`).
 HELD_PREFIX = "held: "
 _SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
 
@@ -62,8 +63,8 @@ ASAP = "0001-01-01T00:00:00.000000Z"
 
 
 def job_row(id: str, *, kind: str, purpose: str, due: datetime | None, now: datetime,
-         task_id: str | None = None, request_id: str | None = None,
-         patient_id: str | None = None) -> dict[str, Any]:
+            task_id: str | None = None, request_id: str | None = None,
+            patient_id: str | None = None) -> dict[str, Any]:
     stamp = now_text(now)
     return dict(id=id, kind=kind, purpose=purpose, task_id=task_id, request_id=request_id,
                 patient_id=patient_id, due_at=ASAP if due is None else now_text(due),
@@ -92,8 +93,8 @@ def enqueue_plan(store: Any, task: Mapping[str, Any], *, now: datetime | None = 
         return False
     moment = now or datetime.now(timezone.utc)
     row = job_row(f"plan/{task['id']}", kind="plan", purpose="plan", due=None, now=moment,
-               task_id=task["id"], patient_id=reference_id((task.get("for") or {}).get("reference"),
-                                                      "Patient"))
+                  task_id=task["id"], patient_id=reference_id((task.get("for") or {}).get("reference"),
+                                                              "Patient"))
     if conn is not None:
         return insert_jobs(conn, [row]) > 0
     with store.begin() as own:
@@ -129,8 +130,8 @@ def enqueue_alert(store: Any, request: Mapping[str, Any], *, now: datetime | Non
     moment = now or datetime.now(timezone.utc)
     job_id = f"alert/{request['id']}" + (f"/{level}" if level else "")
     row = job_row(job_id, kind="alert", purpose="risk-alert", due=None, now=moment,
-               request_id=request["id"],
-               patient_id=reference_id((request.get("subject") or {}).get("reference"), "Patient"))
+                  request_id=request["id"],
+                  patient_id=reference_id((request.get("subject") or {}).get("reference"), "Patient"))
     if conn is not None:
         return insert_jobs(conn, [row]) > 0
     with store.begin() as own:

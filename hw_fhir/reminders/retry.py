@@ -1,4 +1,4 @@
-"""Undelivered reminders: listing them (for the clinician, for ``hw-fhir reminders failures``), retrying them.
+"""Undelivered reminders: listing them (clinician pages, ``hw-fhir reminders failures``), retrying them.
 
 A reminder job that could not be delivered is either
 

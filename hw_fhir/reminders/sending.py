@@ -21,7 +21,15 @@ from ..i18n import patient_language
 from ..links import IssuedLink, patient_links
 from ..outcomes.escalation import restrict_to_contact_channel
 from .alerts import alert_recipient
-from .batch import READ_CHUNK, BatchContext, flush, guarded, read_resource, record_later, retry_later
+from .batch import (
+    READ_CHUNK,
+    BatchContext,
+    flush,
+    guarded,
+    read_resource,
+    record_later,
+    retry_later,
+)
 from .clock import fhir_instant, local_moment, now_text
 from .delivery import available_channels, deliver, fail_attempt
 from .planning import close_request, task_channel
@@ -109,7 +117,7 @@ def _check_reminder(ctx: BatchContext, job: Any) -> str | _Ready:
         if task is not None:
             close_request(ctx.store, task)
         record_later(ctx, job, status="cancelled",
-               last_error=f"Task {task.get('status') if task else 'deleted'}")
+                     last_error=f"Task {task.get('status') if task else 'deleted'}")
         return "cancelled"
     request = read_resource(ctx, "CommunicationRequest", job.request_id)
     if request is None or request.get("status") != "active":
@@ -124,7 +132,7 @@ def _check_reminder(ctx: BatchContext, job: Any) -> str | _Ready:
         return "skipped"
     if deadline is not None and ctx.now >= deadline:
         record_later(ctx, job, status="skipped",
-               last_error=f"too late: not sent before {fhir_instant(deadline)}")
+                     last_error=f"too late: not sent before {fhir_instant(deadline)}")
         return "skipped"
     if prefs.in_quiet_hours(ctx.now):
         return _defer(ctx, job, prefs.next_allowed(ctx.now), deadline, "quiet hours")
@@ -132,7 +140,7 @@ def _check_reminder(ctx: BatchContext, job: Any) -> str | _Ready:
     if not available or patient is None:
         if prefs.opt_out:  # the patient's own choice: final
             return fail_attempt(ctx, job, request, task, patient,
-                         PermanentDeliveryError("opted out of every channel"), None)
+                                PermanentDeliveryError("opted out of every channel"), None)
         return fail_attempt(ctx, job, request, task, patient, HeldDeliveryError(
             "no channel can reach this patient: add an email address or mobile number in the "
             "EHR, or install the channel chosen"), None)
@@ -260,7 +268,7 @@ def _send_ready(ctx: BatchContext, item: _Ready) -> str:
 def _defer(ctx: BatchContext, job: Any, when: datetime, deadline: datetime | None, why: str) -> str:
     if deadline is not None and when >= deadline:
         record_later(ctx, job, status="skipped",
-               last_error=f"{why}: no time left before {fhir_instant(deadline)}")
+                     last_error=f"{why}: no time left before {fhir_instant(deadline)}")
         return "skipped"
     record_later(ctx, job, status="pending", due_at=now_text(when), last_error=why, counted_at=None)
     return "deferred"
