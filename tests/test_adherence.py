@@ -10,13 +10,13 @@ import pytest
 from hw_fhir import catalog, library
 from hw_fhir.adherence import (
     Adherence,
+    panel_summary,
     patient_adherence,
     plan_adherence,
     since_last_session,
     summarize_check_ins,
     summarize_tasks,
 )
-from hw_fhir.adherence_window import panel_summary
 from hw_fhir.assignment import Assignment, assign, cancel_assignment, parse_instant
 from hw_fhir.completion import submit_response
 from hw_fhir.plans import sweep_overdue

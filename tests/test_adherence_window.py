@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from hw_fhir import review
-from hw_fhir.adherence import TaskFacts
-from hw_fhir.adherence_window import ADHERENCE_DAYS, AdherenceWindow, panel_summary
+from hw_fhir.adherence import ADHERENCE_DAYS, AdherenceWindow, TaskFacts, panel_summary
 from hw_fhir.demo import load_demo_data
 from hw_fhir.library import load_catalog
 from hw_fhir.store.base import iter_all
