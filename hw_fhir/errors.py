@@ -4,16 +4,23 @@
 
     HwFhirError                      base of everything raised on purpose
     ├── ConfigurationError           bad or contradictory settings (CLI/start-up)
+    │   └── BackendServicesMisconfigured  a Backend Services token needs token_url or fhir_base
     ├── InvalidInput                 400: malformed JSON, invalid resource, bad parameter
     │   ├── InvalidResource          the resource fails R4 validation (.issues)
     │   ├── InvalidSearch            unknown/malformed search parameter, bad _count...
     │   ├── InvalidResponse          a QuestionnaireResponse fails its Questionnaire (.issues)
     │   ├── EgressRefused            422: an outbound URL or header the egress policy refuses
-    │   └── LimitExceeded            413/422: a resource over a configured size/depth/count limit
+    │   ├── LimitExceeded            413/422: a resource over a configured size/depth/count limit
+    │   ├── InvalidEncoding          text not in its required encoding (base64url...)
+    │   ├── UnsupportedLanguage      a language hw-fhir has no translation for
+    │   ├── UnknownExportLevel       a bulk export level other than system, patient or group
+    │   ├── ExpressionFailure        a FHIRPath expression cannot be parsed or evaluated
+    │   └── AmbiguousWeight          a code weighs differently in different items
     ├── NotFound                     404: no such resource / version
     │   └── Gone                     410: the resource was deleted
     ├── Conflict                     409: the write clashes with stored state
-    │   └── VersionConflict          412: If-Match names a version that is not current
+    │   ├── VersionConflict          412: If-Match names a version that is not current
+    │   └── ExportCancelled          a running bulk export was cancelled or taken over
     ├── BusinessRuleError            422: well-formed, but not allowed by a domain rule
     │   └── UnresolvedReference      a record cannot be written back yet: the EHR could not
     │                                resolve a reference in it (.reference)
@@ -45,6 +52,7 @@ __all__ = [
     "Issue",
     "HwFhirError",
     "ConfigurationError",
+    "BackendServicesMisconfigured",
     "InvalidInput",
     "InvalidResource",
     "InvalidSearch",
@@ -52,10 +60,15 @@ __all__ = [
     "EgressRefused",
     "LimitExceeded",
     "InvalidEncoding",
+    "UnsupportedLanguage",
+    "UnknownExportLevel",
+    "ExpressionFailure",
+    "AmbiguousWeight",
     "NotFound",
     "Gone",
     "Conflict",
     "VersionConflict",
+    "ExportCancelled",
     "BusinessRuleError",
     "UnresolvedReference",
     "Forbidden",
@@ -125,6 +138,10 @@ class ConfigurationError(HwFhirError):
     code = "exception"
 
 
+class BackendServicesMisconfigured(ConfigurationError, ValueError):
+    """A Backend Services token provider was given neither a token URL nor a FHIR base."""
+
+
 class InvalidInput(HwFhirError):
     """The request or its content is malformed."""
 
@@ -186,6 +203,22 @@ class InvalidEncoding(InvalidInput, ValueError):
     """Text is not in the encoding it must be in (e.g. base64url in a push subscription)."""
 
 
+class UnsupportedLanguage(InvalidInput, ValueError):
+    """A language code hw-fhir has no translation for (not in :data:`hw_fhir.i18n.LANGUAGES`)."""
+
+
+class UnknownExportLevel(InvalidInput, ValueError):
+    """A bulk export level other than ``system``, ``patient`` or ``group``."""
+
+
+class ExpressionFailure(InvalidInput):
+    """A FHIRPath expression could not be parsed or evaluated (wrapped by the caller)."""
+
+
+class AmbiguousWeight(InvalidInput, ValueError):
+    """A code carries different weights in different items; weigh it from its answer instead."""
+
+
 class NotFound(HwFhirError):
     """No resource (or version) with that type and id."""
 
@@ -215,6 +248,10 @@ class VersionConflict(Conflict):
     def __init__(self, message: str, *, current_version: str | None = None) -> None:
         super().__init__(message)
         self.current_version = current_version
+
+
+class ExportCancelled(Conflict, RuntimeError):
+    """A running bulk export job was cancelled (or taken over by another worker) meanwhile."""
 
 
 class BusinessRuleError(HwFhirError):

@@ -26,6 +26,8 @@ from babel.dates import format_date, format_datetime, format_time
 from babel.numbers import format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 
+from .errors import UnsupportedLanguage
+
 __all__ = [
     "LOCALES_DIR",
     "DEFAULT_LANGUAGE",
@@ -107,7 +109,7 @@ def with_language(patient: Mapping[str, Any], language: str) -> dict[str, Any]:
     patient speaks stay, no longer preferred.
     """
     if language not in LANGUAGES:
-        raise ValueError(f"unsupported language {language!r}")
+        raise UnsupportedLanguage(f"unsupported language {language!r}")
     kept = []
     chosen: dict[str, Any] | None = None
     for entry in (patient or {}).get("communication") or []:

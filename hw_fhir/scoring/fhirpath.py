@@ -37,6 +37,7 @@ from fhirpathpy.parser import parse
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from ..errors import ExpressionFailure
 from .items import answer_value, iter_response_items, questionnaire_items_by_link_id
 from .weights import answer_weight, coding_weight, extension_weight
 
@@ -57,10 +58,6 @@ _PRIMITIVES = {
     "String": "string",
     "Uri": "uri",
 }
-
-
-class ExpressionFailure(Exception):
-    """An expression could not be parsed or evaluated (wrapped by the caller)."""
 
 
 class _Raise(ErrorListener):

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from ..errors import AmbiguousWeight
 from .items import answer_value, iter_questionnaire_items
 
 __all__ = [
@@ -187,7 +188,8 @@ def coding_weight(questionnaire: Json, item: Json | None, coding: Any) -> Decima
     """Return the weight of a Coding (or bare code) given as the answer to ``item``.
 
     With ``item`` None every item of the Questionnaire is searched; if items
-    disagree on the weight of the same code, :class:`ValueError` is raised.
+    disagree on the weight of the same code, :class:`~hw_fhir.errors.AmbiguousWeight`
+    (a ValueError) is raised.
     """
     if isinstance(coding, str):
         coding = {"code": coding}
@@ -205,7 +207,7 @@ def coding_weight(questionnaire: Json, item: Json | None, coding: Any) -> Decima
                 return weight
             found.add(weight)
     if len(found) > 1:
-        raise ValueError(
+        raise AmbiguousWeight(
             f"code {coding.get('code')!r} has different weights in different items "
             f"({', '.join(str(w) for w in sorted(found))}); weigh it from its answer instead"
         )

@@ -19,7 +19,7 @@ import requests
 from joserfc import jwt
 
 from ..egress import EgressPolicy
-from ..errors import EgressRefused, RemoteError, Unauthorized
+from ..errors import BackendServicesMisconfigured, EgressRefused, RemoteError, Unauthorized
 
 __all__ = ["BackendServicesToken", "client_assertion", "ASSERTION_TYPE"]
 
@@ -42,7 +42,7 @@ class BackendServicesToken:
     def __init__(self, *, client_id: str, key: Any, scope: str, fhir_base: str = "",
                  token_url: str = "", timeout: float = 10.0, margin: float = 30.0) -> None:
         if not token_url and not fhir_base:
-            raise ValueError("BackendServicesToken needs token_url or fhir_base")
+            raise BackendServicesMisconfigured("BackendServicesToken needs token_url or fhir_base")
         self.client_id = client_id
         self.key = key
         self.scope = scope

@@ -43,7 +43,16 @@ import orjson
 from sqlalchemy import and_, or_, select, update
 
 from ..audit_query import export_lines as audit_export_lines
-from ..errors import Forbidden, InvalidInput, InvalidSearch, Issue, NotFound, Throttled
+from ..errors import (
+    ExportCancelled,
+    Forbidden,
+    InvalidInput,
+    InvalidSearch,
+    Issue,
+    NotFound,
+    Throttled,
+    UnknownExportLevel,
+)
 from ..smart.compartment import COMPARTMENT_PARAMS, matches_filters, patients_of
 from ..smart.policy import AccessPolicy, Grant
 from ..store import schema as S
@@ -101,10 +110,6 @@ _ACTIVE = ("accepted", "in-progress")
 _FILE_NAME = re.compile(r"^[A-Za-z]+-\d+\.ndjson$")
 _FILTER_START = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
 _MATCHABLE = {"token", "reference", "uri", "string"}
-
-
-class _Cancelled(RuntimeError):
-    """The job was cancelled (or taken over) while it ran."""
 
 
 # ------------------------------------------------------------------ request
@@ -191,7 +196,7 @@ def parse_export_request(params: Iterable[tuple[str, str]], *, level: str = "sys
     ignored instead of refused.
     """
     if level not in _LEVELS:
-        raise ValueError(f"unknown export level {level!r}")
+        raise UnknownExportLevel(f"unknown export level {level!r}")
     output_format = NDJSON
     types: list[str] = []
     since: str | None = None
@@ -739,13 +744,13 @@ def _run_job(services: "Services", row: Any, started: float, lease: float) -> No
             done = conn.execute(update(j).where(mine()).values(progress=message[:255],
                                                                lease_until=now + lease))
         if done.rowcount != 1:
-            raise _Cancelled(row.id)
+            raise ExportCancelled(row.id)
 
     request = ExportRequest.from_json(row.request)
     try:
         result = write_export(store, request, out_dir, access=ExportAccess.from_json(row.access),
                               max_lines=cfg.export_max_lines_per_file, progress=progress)
-    except _Cancelled:
+    except ExportCancelled:
         shutil.rmtree(out_dir, ignore_errors=True)
         return
     except Exception as exc:  # noqa: BLE001 - a failed job is reported to its client
