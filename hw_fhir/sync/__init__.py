@@ -1,6 +1,7 @@
 """Health-system sync: Bulk Data ``$export``, change notifications, and EHR write-back.
 
-* :mod:`.export` — ``$export`` requests, jobs run by the worker, streamed NDJSON files;
+* :mod:`.export` — ``$export`` jobs run by the worker, streamed NDJSON files;
+* :mod:`.export_request` — what an ``$export`` kick-off asked for, checked;
 * :mod:`.subscriptions` — R4 Backport topic-based Subscriptions (rest-hook, id-only);
 * :mod:`.outbox` — the durable outbox writing completed responses and scores to EHRs;
 * :mod:`.changes` — the store's write sequence as a change feed that skips nothing;
