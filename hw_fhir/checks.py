@@ -30,8 +30,16 @@ from dataclasses import dataclass, field, fields, replace
 from importlib import metadata
 from typing import Any
 
+from . import catalog, hookspecs
 from .config import Settings, load_settings
 from .errors import ConfigurationError
+from .migrations import alembic_config
+from .plugins import allowed_plugins, build_plugin_manager, channels
+from .safety import config_problems
+from .smart.backend import backend_clients
+from .smart.registry import EhrRegistry
+from .startup import connection_problem, database_url_problem
+from .store import schema as S
 
 __all__ = ["CheckContext", "CHECKS", "run_checks", "load_for_checks", "OTHER_VARIABLES",
            "check_variables", "check_plugins", "check_base_url", "check_clients",
@@ -57,8 +65,6 @@ class CheckContext:
     def plugins(self) -> Any:
         """The plugin manager (built on first use; ConfigurationError when a plugin is broken)."""
         if self._plugins is None:
-            from .plugins import build_plugin_manager
-
             self._plugins = build_plugin_manager(self.settings)
         return self._plugins
 
@@ -80,8 +86,6 @@ def check_variables(ctx: CheckContext) -> Iterable[str]:
 
 
 def _installed_plugin_names() -> set[str]:
-    from . import hookspecs
-
     names = set()
     for ep in metadata.entry_points(group=hookspecs.PROJECT):
         names.add(ep.name.strip().lower().replace("_", "-"))
@@ -93,8 +97,6 @@ def _installed_plugin_names() -> set[str]:
 
 def check_plugins(ctx: CheckContext) -> Iterable[str]:
     """Plugins named in ``HW_FHIR_PLUGINS`` that are not installed; plugins that fail to load."""
-    from .plugins import allowed_plugins
-
     wanted = allowed_plugins(ctx.settings.plugins or ctx.environ.get("HW_FHIR_PLUGINS"))
     installed = _installed_plugin_names()
     for name in sorted(wanted or ()):
@@ -123,9 +125,6 @@ def check_base_url(ctx: CheckContext) -> Iterable[str]:
 
 def check_clients(ctx: CheckContext) -> Iterable[str]:
     """At least one EHR or backend client registered, and each registration valid."""
-    from .smart.backend import backend_clients
-    from .smart.registry import EhrRegistry
-
     smart = (ctx.settings.extra or {}).get("smart") or {}
     try:
         ehrs = list(EhrRegistry.from_settings(ctx.settings))
@@ -161,8 +160,6 @@ def _file_keys(environ: Mapping[str, str]) -> set[str]:
 
 def check_channels(ctx: CheckContext) -> Iterable[str]:
     """Every installed reminder channel that can check itself is reachable now."""
-    from .plugins import channels
-
     try:
         installed = channels(ctx.plugins, ctx.settings)
     except ConfigurationError:
@@ -181,9 +178,6 @@ def check_channels(ctx: CheckContext) -> Iterable[str]:
 
 def check_safety(ctx: CheckContext) -> Iterable[str]:
     """The practice safety contact, the last recipient of every risk alert, is usable."""
-    from .plugins import channels
-    from .safety import config_problems
-
     try:
         loaded = sorted(channels(ctx.plugins, ctx.settings))
     except ConfigurationError:
@@ -194,8 +188,6 @@ def check_safety(ctx: CheckContext) -> Iterable[str]:
 def check_database(ctx: CheckContext) -> Iterable[str]:
     """The database: a usable URL, reachable, migrated to the newest schema, library loaded."""
     from sqlalchemy.exc import SQLAlchemyError
-
-    from .startup import connection_problem, database_url_problem
 
     url = ctx.settings.database_url
     problem = database_url_problem(url, must_exist=True)
@@ -217,9 +209,6 @@ def _database_state(url: str) -> Iterable[str]:
 
     from alembic.runtime.migration import MigrationContext
 
-    from .migrations import alembic_config
-    from .store import schema as S
-
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -229,7 +218,6 @@ def _database_state(url: str) -> Iterable[str]:
             yield (f"The database is not migrated (revision {', '.join(sorted(current)) or 'none'}, "
                    f"newest {', '.join(sorted(heads))}): run hw-fhir db upgrade")
             return
-        from . import catalog
 
         with engine.connect() as conn:
             stored = set(conn.execute(select(S.resource.c.res_id).where(

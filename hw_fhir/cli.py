@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Iterator
@@ -10,46 +12,21 @@ from typing import Any, Iterator
 import click
 import orjson
 
+from .checks import load_for_checks, run_checks
+from .cli_services import fail, open_services
 from .config import load_settings
 from .errors import HwFhirError
+from .plugins import build_plugin_manager, plugin_infos
+from .progress import progress
+from .reminder_retry import retry_reminders
+from .reminders import failures, run_reminders
 from .services import Services
-from .startup import safe_url, start_services
+from .startup import safe_url
 from .store.maintenance import refresh_statistics
+from .sync.cli import register as register_sync_commands
+from .worker import Worker, single_sqlite_worker, worker_name
 
 __all__ = ["cli", "load_file", "fail", "open_services", "preflight"]
-
-
-def fail(message: str) -> None:
-    """Print a readable error and exit with status 1."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(1)
-
-
-def open_services(*, show_progress: bool = False, **overrides: Any) -> Services:
-    """Start the services (database checked, migrated, library loaded) or exit with one line.
-
-    What the start-up adds to the activity library is announced on stderr;
-    ``show_progress`` also shows the library loading's progress (service start-ups).
-    """
-    import logging
-
-    catalog_log = logging.getLogger("hw_fhir.catalog")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    previous = catalog_log.level
-    catalog_log.addHandler(handler)
-    catalog_log.setLevel(logging.INFO)
-    from .progress import progress
-
-    try:
-        return start_services(progress=progress if show_progress else None, **overrides)
-    except HwFhirError as exc:
-        fail(exc.message)
-        raise  # unreachable
-    finally:
-        catalog_log.removeHandler(handler)
-        catalog_log.setLevel(previous)
-
 
 
 def preflight(**overrides: Any) -> None:
@@ -57,8 +34,6 @@ def preflight(**overrides: Any) -> None:
 
     With ``HW_FHIR_PRODUCTION=1`` any problem refuses the start (exit 1, nothing created).
     """
-    from .checks import load_for_checks, run_checks
-
     try:
         settings, found = load_for_checks(**overrides)
     except HwFhirError as exc:
@@ -82,8 +57,6 @@ def cli() -> None:
 @cli.command("check")
 def check_command() -> None:
     """Check the configuration: one line per problem; exit 1 when there is any. Creates nothing."""
-    from .checks import load_for_checks, run_checks
-
     try:
         settings, found = load_for_checks()
     except HwFhirError as exc:
@@ -165,10 +138,6 @@ def load_file(services: Services, path: Path, *,
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(file: Path) -> None:
     """Load FILE (a transaction/batch/collection Bundle, or NDJSON) into the store."""
-    import time
-
-    from .progress import progress
-
     services = open_services()
     started = time.monotonic()
     try:
@@ -189,8 +158,6 @@ def load(file: Path) -> None:
 @click.option("--all", "include_builtins", is_flag=True, help="Include the built-in default_* plugins.")
 def plugins_command(include_builtins: bool) -> None:
     """List the loaded plugins with their versions and hooks (JSON)."""
-    from .plugins import build_plugin_manager, plugin_infos
-
     try:
         pm = build_plugin_manager(load_settings())
     except HwFhirError as exc:
@@ -212,9 +179,6 @@ def reminders() -> None:
               help="Send everything due now, then exit (for cron).")
 def reminders_run(once: bool) -> None:
     """Discover, plan and send every reminder and alert due now, then exit."""
-    from .reminders import run_reminders
-    from .worker import single_sqlite_worker, worker_name
-
     services = open_services()
     try:
         with single_sqlite_worker(services):
@@ -232,10 +196,6 @@ def reminders_run(once: bool) -> None:
               help="Only those that failed at or after WHEN (ISO date or date-time, UTC if no zone).")
 def reminders_retry(since: str | None) -> None:
     """Queue failed and held reminders and alerts again (after fixing what made them fail)."""
-    from datetime import datetime, timezone
-
-    from .reminder_retry import retry_reminders
-
     moment = None
     if since:
         try:
@@ -259,8 +219,6 @@ def reminders_retry(since: str | None) -> None:
 @click.option("--limit", default=50, show_default=True, type=int)
 def reminders_failures(limit: int) -> None:
     """List reminders and alerts that could not be delivered (JSON)."""
-    from .reminders import failures
-
     click.echo(orjson.dumps(failures(open_services(), limit=limit), option=orjson.OPT_INDENT_2).decode())
 
 
@@ -270,8 +228,6 @@ def reminders_failures(limit: int) -> None:
 @click.option("--once", is_flag=True, help="Run one cycle of every job, then exit.")
 def worker_command(poll: float, once: bool) -> None:
     """Run the worker: reminders, plan scheduler and every plugin's periodic jobs."""
-    from .worker import Worker
-
     preflight()
     services = open_services(show_progress=True)
     worker = Worker(services, poll_seconds=poll)
@@ -287,6 +243,4 @@ def worker_command(poll: float, once: bool) -> None:
     click.echo(f"Worker {worker.name} stopped after {done} units of work")
 
 
-from .sync.cli import register as _register_sync  # noqa: E402  (commands defined after cli)
-
-_register_sync(cli)
+register_sync_commands(cli)

@@ -8,22 +8,16 @@ from typing import Any
 
 import click
 import orjson
+from sqlalchemy import func, select
 
+from ..cli_services import fail, open_services
 from ..errors import HwFhirError
+from ..progress import progress
+from ..store import schema as S
+from .export import parse_export_request, write_export
+from .outbox import OUTBOX_STATUSES, ehr_targets, list_outbox, outbox_counts, retry_outbox
 
 __all__ = ["register", "export_command", "outbox_group"]
-
-
-def _services() -> Any:
-    from ..cli import open_services as build
-
-    return build()
-
-
-def _fail(message: str) -> None:
-    from ..cli import fail
-
-    fail(message)
 
 
 @click.command("export")
@@ -39,28 +33,25 @@ def _fail(message: str) -> None:
 def export_command(types: tuple[str, ...], since: str | None, type_filters: tuple[str, ...],
                    patient_level: bool, group_id: str | None, out_dir: Path) -> None:
     """Write a Bulk Data export as NDJSON files into --out, plus manifest.json."""
-    from .export import parse_export_request, write_export
-
     if patient_level and group_id:
-        _fail("Use --patient or --group, not both")
+        fail("Use --patient or --group, not both")
     level = "group" if group_id else "patient" if patient_level else "system"
     params = [("_type", t) for t in types]
     params += [("_since", since)] if since else []
     params += [("_typeFilter", f) for f in type_filters]
-    services = _services()
+    services = open_services()
     try:
         request = parse_export_request(params, level=level, group_id=group_id,
                                        base_url=services.settings.fhir_base)
         if group_id:
             services.store.read("Group", group_id)
         if out_dir.exists() and any(out_dir.iterdir()):
-            _fail(f"{out_dir} is not empty; choose an empty or new folder")
-        from ..progress import progress
+            fail(f"{out_dir} is not empty; choose an empty or new folder")
 
         with progress("Exporting", total=_estimate(services, request)) as advance:
             result = write_export(services.store, request, out_dir, on_written=advance)
     except HwFhirError as exc:
-        _fail(exc.message)
+        fail(exc.message)
         return
     finally:
         services.close()
@@ -77,10 +68,6 @@ def export_command(types: tuple[str, ...], since: str | None, type_filters: tupl
 
 def _estimate(services: Any, request: Any) -> int:
     """Return how many current resources the export's types hold (the bar's length)."""
-    from sqlalchemy import func, select
-
-    from ..store import schema as S
-
     r = S.resource.c
     with services.store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(
@@ -102,9 +89,7 @@ def _when(ts: float | None) -> str:
 @outbox_group.command("status")
 def outbox_status() -> None:
     """Show how many records each EHR has pending, delivered and failed."""
-    from .outbox import OUTBOX_STATUSES, ehr_targets, outbox_counts
-
-    services = _services()
+    services = open_services()
     try:
         counts = outbox_counts(services)
         names = sorted({t.name for t in ehr_targets(services.settings)} | {e for e, _ in counts})
@@ -124,9 +109,7 @@ def outbox_status() -> None:
 @click.option("--limit", default=100, show_default=True)
 def outbox_failed(ehr: str | None, limit: int) -> None:
     """List records that could not be written back, or wait for a reference the EHR can resolve (and why)."""
-    from .outbox import list_outbox
-
-    services = _services()
+    services = open_services()
     try:
         rows = list_outbox(services, status=("failed", "waiting"), ehr=ehr, limit=limit)
     finally:
@@ -148,11 +131,9 @@ def outbox_failed(ehr: str | None, limit: int) -> None:
 @click.option("--ehr", help="Only this EHR.")
 def outbox_retry(ids: tuple[int, ...], everything: bool, ehr: str | None) -> None:
     """Queue failed records again (by id, or --all)."""
-    from .outbox import retry_outbox
-
     if not ids and not everything:
-        _fail("Name the records to retry (ids from 'hw-fhir outbox failed') or use --all")
-    services = _services()
+        fail("Name the records to retry (ids from 'hw-fhir outbox failed') or use --all")
+    services = open_services()
     try:
         count = retry_outbox(services, list(ids) if ids else None, ehr=ehr)
     finally:
@@ -164,15 +145,13 @@ def outbox_retry(ids: tuple[int, ...], everything: bool, ehr: str | None) -> Non
 @click.argument("ehr")
 def outbox_jwks(ehr: str) -> None:
     """Print the public JWKS to register with EHR (backend-services auth)."""
-    from .outbox import ehr_targets
-
-    services = _services()
+    services = open_services()
     try:
         targets = {t.name: t for t in ehr_targets(services.settings)}
     finally:
         services.close()
     if ehr not in targets:
-        _fail(f"No [[ehr]] named {ehr!r} (configured: {', '.join(sorted(targets)) or 'none'})")
+        fail(f"No [[ehr]] named {ehr!r} (configured: {', '.join(sorted(targets)) or 'none'})")
     click.echo(orjson.dumps(targets[ehr].public_jwks(), option=orjson.OPT_INDENT_2).decode())
 
 
