@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigurationError
+from .limits import limits
+from .smart.care_team import check_user_access
 
 __all__ = ["Settings", "load_settings", "default_instance_path", "MAX_LINK_LIFETIME_HOURS"]
 
@@ -150,10 +152,8 @@ class Settings:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(f"HW_FHIR_PRACTICE_TIMEZONE: {self.practice_timezone!r} is not "
                                      "an IANA time zone (for example America/New_York)") from None
-        from .limits import limits
 
         limits(self)  # ConfigurationError for limits out of range
-        from .smart.care_team import check_user_access
 
         check_user_access(self.user_access)
         if self.production and not self.audit:

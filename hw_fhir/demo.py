@@ -16,7 +16,13 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from . import catalog
+from .assignment import Assignment, OPEN_STATUSES, assign
+from .channels.base import telecom
+from .demo_history import load_history
 from .errors import NotFound
+from .reminders import ReminderPolicy, preferences
+from .schedule import Schedule
 from .services import Services
 
 __all__ = ["demo_resources", "demo_encounters", "load_demo_data", "assign_welcome", "awake_client",
@@ -111,8 +117,6 @@ def load_demo_data(services: Services, *, history: bool = False,
             services.store.update(resource)
             written += 1
     if history:
-        from .demo_history import load_history
-
         written += load_history(services, now=now)
         written += assign_welcome(services, now=now)
     for count in services.plugins.hook.demo_data_loaded(services=services):
@@ -122,8 +126,6 @@ def load_demo_data(services: Services, *, history: bool = False,
 
 def awake_client(services: Services, now: datetime) -> dict[str, Any]:
     """Return the demo client whose local time is furthest from their quiet hours now."""
-    from .reminders import ReminderPolicy, preferences
-
     policy = ReminderPolicy.from_settings(services.settings)
     best: tuple[float, dict[str, Any]] | None = None
     for row in _CLIENTS:
@@ -142,11 +144,6 @@ def awake_client(services: Services, now: datetime) -> dict[str, Any]:
 
 def assign_welcome(services: Services, *, now: datetime | None = None) -> int:
     """Assign a mood log due tomorrow to a client who is awake now; 0 if one is still open."""
-    from . import catalog
-    from .assignment import OPEN_STATUSES, Assignment, assign
-    from .channels.base import telecom
-    from .schedule import Schedule
-
     moment = now or datetime.now(timezone.utc)
     patient = awake_client(services, moment)
     url = f"{catalog.CANONICAL_BASE}/Questionnaire/mood-log"

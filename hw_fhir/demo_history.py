@@ -29,6 +29,7 @@ from . import catalog
 from .assignment import Assignment, assign
 from .completion import submit_response
 from .errors import HwFhirError
+from .outcomes import acknowledge_flag
 from .schedule import Schedule
 
 __all__ = ["load_history", "HISTORY_WEEKS", "PHQ9_SERIES"]
@@ -252,8 +253,6 @@ def _carmen(replay: _Replay, start: datetime) -> None:
 
 def _acknowledge_first_flag(services: Any, now: datetime) -> None:
     """Dr. Rivera acknowledged Ben's first risk flag (the later one stays active)."""
-    from .outcomes import acknowledge_flag
-
     flags = services.store.search("Flag", [("subject", "Patient/pat-ben"), ("status", "active"),
                                            ("_sort", "_lastUpdated")]).resources
     if len(flags) >= 2:

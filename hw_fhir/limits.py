@@ -14,8 +14,8 @@ Settings (``HW_FHIR_*``; defaults in :class:`~hw_fhir.config.Settings`):
 Strings containing NUL (``\\u0000``) are refused everywhere (400): PostgreSQL cannot store
 them, and no FHIR string may contain them.
 
-The /fhir facade checks a request body with :func:`check_body` before anything is
-stored; :func:`check_structure` (depth and NUL only) runs in
+The /fhir facade checks a request body with :func:`hw_fhir.body_limits.check_body`
+before anything is stored; :func:`check_structure` (depth and NUL only) runs in
 :func:`hw_fhir.models.validate`, under every write.
 """
 
@@ -24,12 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .errors import ConfigurationError, InvalidResource, InvalidSearch, LimitExceeded
 
-__all__ = ["HARD_MAX_DEPTH", "Limits", "limits", "check_structure", "check_body",
-           "check_resource", "check_search_value"]
+__all__ = ["HARD_MAX_DEPTH", "Limits", "limits", "check_shape", "check_structure",
+           "check_search_value"]
 
 #: No JSON value deeper than this is accepted by any write, whatever the settings.
 HARD_MAX_DEPTH = 100
@@ -59,8 +57,8 @@ def limits(settings: Any) -> Limits:
                      if getattr(settings, name, None) is not None})
 
 
-def _walk(value: Any, max_depth: int, max_array: int | None) -> None:
-    """Check nesting, array lengths and NUL characters without recursion."""
+def check_shape(value: Any, max_depth: int, max_array: int | None) -> None:
+    """Check nesting, array lengths (``max_array`` None: any) and NUL characters, iteratively."""
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         node, depth, path = stack.pop()
@@ -88,44 +86,7 @@ def _walk(value: Any, max_depth: int, max_array: int | None) -> None:
 
 def check_structure(value: Any) -> None:
     """Refuse NUL characters and nesting beyond :data:`HARD_MAX_DEPTH` (every write)."""
-    _walk(value, HARD_MAX_DEPTH, None)
-
-
-def check_resource(resource: dict[str, Any], conf: Limits, *, size: int | None = None) -> None:
-    """Check one resource against the size and index-row limits (its shape: :func:`check_body`)."""
-    from .store.writes import index_rows  # the store's own indexer: counts what would be written
-
-    if size is None:
-        size = len(orjson.dumps(resource))
-    if size > conf.max_resource_bytes:
-        raise LimitExceeded(f"The {resource.get('resourceType', 'resource')} is {size:,} bytes; "
-                            f"at most {conf.max_resource_bytes:,} are accepted "
-                            "(HW_FHIR_MAX_RESOURCE_BYTES)", status=413)
-    rtype = resource.get("resourceType")
-    if not isinstance(rtype, str):
-        return
-    try:
-        rows = sum(len(v) for v in index_rows({**resource, "id": str(resource.get("id") or "-")})
-                   .values())
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return  # malformed: validation says what is wrong
-    if rows > conf.max_index_rows:
-        raise LimitExceeded(f"The {rtype} would create {rows:,} search index rows; at most "
-                            f"{conf.max_index_rows:,} are accepted (HW_FHIR_MAX_INDEX_ROWS)")
-
-
-def check_body(body: Any, raw_size: int, conf: Limits) -> None:
-    """Check a parsed request body: its shape, then each resource in it (a Bundle's entries)."""
-    _walk(body, conf.max_depth, conf.max_array_length)
-    if not isinstance(body, dict):
-        return
-    if body.get("resourceType") == "Bundle":
-        for entry in body.get("entry") or []:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict):
-                check_resource(resource, conf)
-        return
-    check_resource(body, conf, size=raw_size)
+    check_shape(value, HARD_MAX_DEPTH, None)
 
 
 def check_search_value(name: str, value: str) -> None:

@@ -14,7 +14,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from hw_fhir import rest, task_workflow
 from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
-from hw_fhir.limits import check_body, check_search_value, limits
+from hw_fhir.body_limits import check_body
+from hw_fhir.limits import check_search_value, limits
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 

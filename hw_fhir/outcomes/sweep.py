@@ -38,6 +38,8 @@ from sqlalchemy import Connection, select, update
 
 from ..config import Settings
 from ..errors import NotFound
+from ..sync.changes import barrier, read_changes
+from ..sync.tables import sync_cursor
 from .record import SCORED_STATUSES, record_scores
 
 __all__ = ["RESCORE_CURSOR", "RESCORE_BATCH", "RescoreRun", "rescore_changes"]
@@ -76,8 +78,6 @@ def _ensure_cursor(store: Any) -> None:
     """Create the cursor at 0 (the beginning of the history) unless it exists."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from ..sync.tables import sync_cursor
-
     insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
     with store.begin() as conn:
         conn.execute(insert(sync_cursor).values(name=RESCORE_CURSOR, seq=0, updated_at=0.0)
@@ -91,8 +91,6 @@ def _claim(store: Any) -> Iterator[tuple[int | None, Connection | None]]:
     On PostgreSQL the row stays locked until the block ends; SQLite, where writers
     share one lock, yields no transaction: the cursor is stored afterwards.
     """
-    from ..sync.tables import sync_cursor
-
     stmt = select(sync_cursor.c.seq).where(sync_cursor.c.name == RESCORE_CURSOR)
     if store.dialect != "postgresql":
         with store.engine.connect() as conn:
@@ -105,8 +103,6 @@ def _claim(store: Any) -> Iterator[tuple[int | None, Connection | None]]:
 
 
 def _store_cursor(store: Any, conn: Connection | None, seq: int) -> None:
-    from ..sync.tables import sync_cursor
-
     stmt = (update(sync_cursor).where(sync_cursor.c.name == RESCORE_CURSOR)
             .values(seq=seq, updated_at=time.time()))
     if conn is not None:
@@ -118,8 +114,6 @@ def _store_cursor(store: Any, conn: Connection | None, seq: int) -> None:
 
 def _past_own_writes(store: Any, end: int, ours: set[tuple[str, int]]) -> int:
     """Move ``end`` past the response versions this sweep wrote, up to the first one it did not."""
-    from ..sync.changes import barrier, read_changes
-
     horizon = barrier(store).seq
     with store.engine.connect() as conn:
         later = read_changes(conn, after=end, upto=horizon, types=[_TYPE], limit=len(ours) + 1)
@@ -140,8 +134,6 @@ def rescore_changes(store: Any, *, settings: Settings | None = None, plugins: An
     ``on_written(response, recorded)`` is called for each response whose scoring wrote
     something (the worker audits those writes with it).
     """
-    from ..sync.changes import barrier, read_changes
-
     batch = batch or RESCORE_BATCH
     _ensure_cursor(store)
     with _claim(store) as (cursor, conn):

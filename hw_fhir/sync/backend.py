@@ -20,6 +20,7 @@ from joserfc import jwt
 
 from ..egress import EgressPolicy
 from ..errors import BackendServicesMisconfigured, EgressRefused, RemoteError, Unauthorized
+from ..smart.client import discover
 
 __all__ = ["BackendServicesToken", "client_assertion", "ASSERTION_TYPE"]
 
@@ -58,8 +59,6 @@ class BackendServicesToken:
 
     def _endpoint(self) -> str:
         if not self.token_url:
-            from ..smart.client import discover
-
             self.token_url = discover(self.fhir_base).token_endpoint
         return self.token_url
 

@@ -79,18 +79,22 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import and_, func, or_, select, update
 
+from ..audit import TYPE_EXPORT
+from ..default_audit import record_worker
 from ..errors import ConfigurationError, HwFhirError, NotFound, RemoteError, UnresolvedReference
 from ..smart.compartment import matches_filters
+from ..smart.keys import load_or_create_key, public_jwks
 from ..smart.mirror import URL_IDENTIFIER_SYSTEM
 from ..smart.registry import normalize_iss
+from ..store.remote import RemoteStore
 from ..store.searchparams import params_for, parse_reference
+from .backend import BackendServicesToken
 from .changes import barrier, for_update, get_cursor, read_changes, set_cursor
 from .config import SyncConfig, sync_config
 from .tables import sync_outbox
 
 if TYPE_CHECKING:
     from ..services import Services
-    from ..store.remote import RemoteStore
 
 __all__ = [
     "EhrTarget",
@@ -213,14 +217,10 @@ class EhrTarget:
 
     def key(self) -> Any:
         """Return the private key of the client assertion (created on first use)."""
-        from ..smart.keys import load_or_create_key
-
         return load_or_create_key(Path(self.key_file), self.key_alg)
 
     def public_jwks(self) -> dict[str, Any]:
         """Return the public JWKS to register with the EHR."""
-        from ..smart.keys import public_jwks
-
         return public_jwks([self.key()])
 
     def identifier(self, resource_type: str, id: str) -> dict[str, str]:
@@ -432,14 +432,10 @@ def feed_outbox(services: "Services", *, now: float | None = None, batch: int = 
 
 
 def _remote(services: "Services", target: EhrTarget) -> "RemoteStore":
-    from ..store.remote import RemoteStore
-
     provider: Any = None
     if target.auth == "bearer":
         provider = lambda: target.token  # noqa: E731
     elif target.auth == "backend-services":
-        from .backend import BackendServicesToken
-
         cache = services.extras.setdefault("sync_outbox_tokens", {})
         provider = cache.get(target.name)
         if provider is None or provider.client_id != target.client_id:
@@ -562,9 +558,6 @@ def _deliver_target(services: "Services", target: EhrTarget, now: float, cfg: Sy
 def _audit(services: "Services", target: EhrTarget, row: Any, resource: dict[str, Any] | None,
            outcome: str) -> None:
     """Record the attempt to disclose a record to the EHR (0 delivered, 4 retried, 8 failed)."""
-    from ..default_audit import record_worker
-    from ..audit import TYPE_EXPORT
-
     record_worker(services.store, "ehr-write-back", action="E", type=TYPE_EXPORT,
                   resources=[resource] if resource else (),
                   what=() if resource else (f"{row.res_type}/{row.res_id}",), outcome=outcome,

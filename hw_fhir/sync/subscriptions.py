@@ -49,6 +49,8 @@ import requests
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..audit import TYPE_EXPORT
+from ..default_audit import record_worker
 from ..egress import EgressPolicy, egress_policy
 from ..errors import EgressRefused, Gone, InvalidInput, NotFound, VersionConflict
 from ..smart.compartment import matches_filters
@@ -603,9 +605,6 @@ def _audit(services: "Services", sub_id: str, config: ChannelConfig, events: lis
     ``empty``: the endpoint learns that it changed) and their patients (one read of
     each version). The destination is the endpoint, without its query string.
     """
-    from ..audit import TYPE_EXPORT
-    from ..default_audit import record_worker
-
     resources: list[dict[str, Any]] = []
     for e in events:
         try:
