@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import catalog
-from .assignment import Assignment, OPEN_STATUSES, assign
+from .assignment import OPEN_STATUSES, Assignment, assign
 from .channels.base import telecom
 from .demo_history import load_history
 from .errors import NotFound
