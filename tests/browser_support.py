@@ -101,3 +101,24 @@ def full_page_screenshot(driver: Any, name: str, width: int, height: int) -> Pat
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {**metrics, "height": height, "deviceScaleFactor": 2})
     return path
+
+
+def wait_for(driver: Any, timeout: float = 20) -> Any:
+    """A WebDriverWait on ``driver`` (``wait_for(driver).until(...)``)."""
+    from selenium.webdriver.support.ui import WebDriverWait  # selenium only where a browser runs
+
+    return WebDriverWait(driver, timeout)
+
+
+def assert_accessible(driver: Any, page: str) -> None:
+    """Fail on any axe-core violation on the current page (skipped when axe is not vendored)."""
+    if not AXE.exists():
+        return
+    bad = axe_violations(driver)
+    assert not bad, f"accessibility violations on {page}: {bad}"
+
+
+def press(driver: Any, element: Any) -> None:
+    """Scroll an element into the middle of the frame and click it (as a keyboard user would)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()

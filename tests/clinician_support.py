@@ -245,3 +245,29 @@ def form_values(page: str, form_id: str) -> dict[str, Any]:
         k: (v[0] if isinstance(v, list) and len(v) == 1 and k not in ("days",) else v)
         for k, v in values.items()
     }
+
+
+def editor_form_values(page: str) -> dict[str, Any]:
+    """Return the fields of the activity editor's form (``#editor-form``) as the browser would
+    submit them untouched (one value per checked checkbox name, HTML entities decoded)."""
+    block = re.search(r'<form[^>]*id="editor-form".*?</form>', page, re.S)
+    assert block, "no editor form"
+    html = block.group(0)
+    values: dict[str, Any] = {}
+    for tag in re.finditer(r"<input([^>]*)>", html):
+        attrs = dict(re.findall(r'(\w[\w.:-]*)="([^"]*)"', tag.group(1)))
+        if "name" not in attrs:
+            continue
+        if attrs.get("type") == "checkbox":
+            if " checked" in tag.group(1):
+                values[attrs["name"]] = attrs.get("value", "on")
+            continue
+        values[attrs["name"]] = __import__("html").unescape(attrs.get("value", ""))
+    for tag in re.finditer(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
+        values[tag.group(1)] = __import__("html").unescape(tag.group(2))
+    for tag in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
+            r'<option value="([^"]*)"', tag.group(2)
+        )
+        values[tag.group(1)] = __import__("html").unescape(chosen.group(1)) if chosen else ""
+    return values

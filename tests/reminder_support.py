@@ -16,7 +16,7 @@ from hw_fhir.config import load_settings
 from hw_fhir.errors import DeliveryError
 from hw_fhir.plugins import build_plugin_manager
 from hw_fhir.reminder_tables import reminder_job
-from hw_fhir.reminders import REMINDER_PREFERENCES_URL, TIMEZONE_URL
+from hw_fhir.reminders import COMMUNICATION_CATEGORY_SYSTEM, REMINDER_PREFERENCES_URL, TIMEZONE_URL
 from hw_fhir.services import Services, build_services
 
 BASE_URL = "https://hw.example.org"
@@ -258,3 +258,24 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def make_risk_alert(services: Services,
+                    practitioner: str = "dr-alert") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Store a risk Flag for patient p-risk and its stat risk-alert CommunicationRequest to
+    ``practitioner`` (who gets an email address); return (flag, alert)."""
+    services.store.update({"resourceType": "Practitioner", "id": practitioner,
+                           "telecom": [{"system": "email", "value": f"{practitioner}@clinic.example"}]})
+    make_patient(services.store, "p-risk")
+    flag = services.store.create({
+        "resourceType": "Flag", "status": "active", "code": {"text": "Thoughts of self-harm"},
+        "subject": {"reference": "Patient/p-risk"}}).resource
+    alert = services.store.create({
+        "resourceType": "CommunicationRequest", "status": "active", "priority": "stat",
+        "category": [{"coding": [{"system": COMMUNICATION_CATEGORY_SYSTEM, "code": "risk-alert"}]}],
+        "subject": {"reference": "Patient/p-risk"},
+        "recipient": [{"reference": f"Practitioner/{practitioner}"}],
+        "about": [{"reference": f"Flag/{flag['id']}"},
+                  {"reference": "QuestionnaireResponse/qr-1"}],
+        "payload": [{"contentString": "A safety alert needs your review."}]}).resource
+    return flag, alert

@@ -316,7 +316,8 @@ def make_app(app_config: dict[str, Any], **overrides: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _browser_like_cookies() -> Iterator[None]:
+def browser_like_cookies() -> Iterator[None]:
+    """Autouse where imported: the app's Secure cookies travel over plain-HTTP test servers."""
     with secure_cookies_over_http():
         yield
 

@@ -15,7 +15,7 @@ from patient_support import give_homework, link_for
 from smart_support import (
     BackendClient,
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     fhir,
     make_app,
     token_for,

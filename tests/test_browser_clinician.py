@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import AXE, OUTPUT, axe_violations, chromium
+from browser_support import OUTPUT, assert_accessible, chromium, press, wait_for
 from conftest import serve
 from hw_fhir.library import load_catalog
 from smart_support import make_app
@@ -46,19 +46,6 @@ def served(app_config: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     app.extensions["hw_fhir"].close()
 
 
-def _wait(driver: Any, timeout: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout)
-
-
-def _axe(driver: Any, page: str) -> None:
-    if not AXE.exists():
-        return
-    bad = axe_violations(driver)
-    assert not bad, f"accessibility violations on {page}: {bad}"
-
-
 class Frame:
     """The app inside the EHR's iframe, and full-page shots of its pages at the iframe's width."""
 
@@ -71,14 +58,14 @@ class Frame:
         from selenium.webdriver.support import expected_conditions as ec
 
         self.driver.switch_to.default_content()
-        _wait(self.driver).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
+        wait_for(self.driver).until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
 
     def click(self, element_id: str) -> None:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ec
 
-        _press(
-            self.driver, _wait(self.driver).until(ec.element_to_be_clickable((By.ID, element_id)))
+        press(
+            self.driver, wait_for(self.driver).until(ec.element_to_be_clickable((By.ID, element_id)))
         )
 
     def shot(self, name: str) -> str:
@@ -88,7 +75,7 @@ class Frame:
         try:
             self.driver.set_window_size(FRAME_WIDTH, 900)
             self.driver.get(url)
-            _axe(self.driver, name)
+            assert_accessible(self.driver, name)
             height = self.driver.execute_script("return document.documentElement.scrollHeight")
             self.driver.set_window_size(FRAME_WIDTH, min(int(height) + 140, 6000))
             OUTPUT.mkdir(exist_ok=True)
@@ -112,14 +99,8 @@ def _launch(driver: Any, base: str) -> Frame:
     frame = Frame(driver)
     frame.enter()
     frame.click("approve")
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
     return frame
-
-
-def _press(driver: Any, element: Any) -> None:
-    """Scroll an element into the middle of the frame and click it (as a keyboard user would)."""
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-    element.click()
 
 
 def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
@@ -133,8 +114,8 @@ def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
     driver.get(f"{base}/sandbox/portal")
     driver.find_element(By.CSS_SELECTOR, 'input[name="patient"][value="pat-ava"]').click()
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    _wait(driver).until(ec.element_to_be_clickable((By.ID, "open-hw-fhir"))).click()
-    user = _wait(driver).until(
+    wait_for(driver).until(ec.element_to_be_clickable((By.ID, "open-hw-fhir"))).click()
+    user = wait_for(driver).until(
         ec.presence_of_element_located(
             (By.CSS_SELECTOR, 'input[name="user"][value="Patient/pat-ava"]')
         )
@@ -143,17 +124,17 @@ def _patient_completes_phq9(driver: Any, base: str, task_id: str) -> None:
         user.click()
     driver.find_element(By.ID, "approve").click()
     # a patient's portal launch lands on their own homework list
-    _wait(driver).until(lambda d: "/my/" in d.current_url)
-    _wait(driver).until(
+    wait_for(driver).until(lambda d: "/my/" in d.current_url)
+    wait_for(driver).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, f"#task-{task_id} a.button"))
     ).click()
     for n, weight in enumerate(ANSWERS, start=1):
-        _wait(driver).until(
+        wait_for(driver).until(
             ec.element_to_be_clickable((By.CSS_SELECTOR, f"label[for='f-phq9-{n}-{weight}']"))
         ).click()
     driver.find_element(By.CSS_SELECTOR, "label[for='f-phq9-10-0']").click()
     driver.find_element(By.ID, "submit-button").click()
-    _wait(driver).until(lambda d: "/done" in d.current_url or "/my/" in d.current_url)
+    wait_for(driver).until(lambda d: "/done" in d.current_url or "/my/" in d.current_url)
     OUTPUT.mkdir(exist_ok=True)
     driver.save_screenshot(str(OUTPUT / "clinician-e2e-patient-done.png"))
     driver.close()
@@ -187,7 +168,7 @@ def test_assign_phq9_every_two_weeks_then_see_the_score(
     interval.send_keys("14")
     frame.shot("3-tailor")
     frame.click("assign-submit")
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
     confirmation = frame.shot("4-confirmation")
     assert "Every 14 days at 19:00, 6 times" in confirmation
     plan_id = re.search(
@@ -204,8 +185,8 @@ def test_assign_phq9_every_two_weeks_then_see_the_score(
 
     frame.enter()
     driver.execute_script("location.reload()")
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "measures"))
-    score = _wait(driver).until(lambda d: d.find_elements(By.ID, "score-phq-9"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "measures"))
+    score = wait_for(driver).until(lambda d: d.find_elements(By.ID, "score-phq-9"))
     assert score[0].text == str(total)
     measure = driver.find_element(By.ID, "measure-phq-9")
     assert "Mild" in measure.text
@@ -218,22 +199,22 @@ def test_assign_phq9_every_two_weeks_then_see_the_score(
 
     review_link = driver.find_elements(By.CSS_SELECTOR, "#responses a[id^='review-']")
     assert review_link
-    _press(driver, review_link[0])
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "answers"))
+    press(driver, review_link[0])
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "answers"))
     review = frame.shot("7-response")
     assert "Several days" in review and "More than half the days" in review
 
-    _press(driver, driver.find_element(By.LINK_TEXT, "Session prep"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "prompts"))
+    press(driver, driver.find_element(By.LINK_TEXT, "Session prep"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "prompts"))
     assert "What was learned" in frame.shot("8-session-prep")
 
-    _press(driver, driver.find_element(By.LINK_TEXT, "My activities"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "copy"))
+    press(driver, driver.find_element(By.LINK_TEXT, "My activities"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "copy"))
     frame.shot("9-my-activities")
-    _press(driver, driver.find_element(By.ID, "clone-mood-log"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "editor-form"))
+    press(driver, driver.find_element(By.ID, "clone-mood-log"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "editor-form"))
     frame.shot("10-editor")
 
-    _press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "panel"))
+    press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "panel"))
     assert "Ava Nguyen" in frame.shot("11-panel")

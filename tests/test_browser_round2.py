@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from browser_support import OUTPUT
+from browser_support import OUTPUT, assert_accessible, press, wait_for
 from clinician_support import PHQ9, assign_once, complete_phq9
-from test_browser_clinician import Frame, _axe, _press, _wait, driver, served  # noqa: F401
+from test_browser_clinician import Frame, driver, served  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -52,41 +52,41 @@ def test_consent_once_panel_agrees_and_publish_saves_first(
     _open_chart(driver, server.url, "pat-carmen")
     frame = Frame(driver)
     frame.enter()
-    consent = _wait(driver).until(lambda d: d.find_elements(By.ID, "authorize-form"))[0]
+    consent = wait_for(driver).until(lambda d: d.find_elements(By.ID, "authorize-form"))[0]
     text = driver.find_element(By.TAG_NAME, "body").text
     assert "Allow" in text and "open in your EHR" in text
     assert "Dr. Elena Rivera" in text and "Carmen Lopez" in text
     assert "Practitioner/dr-rivera" not in text and not driver.find_elements(By.CLASS_NAME, "ehr-bar")
-    _axe(driver, "consent")
+    assert_accessible(driver, "consent")
     driver.switch_to.default_content()
     _shot(driver, "1-consent-in-iframe")
     frame.enter()
-    _press(driver, consent.find_element(By.ID, "approve"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
+    press(driver, consent.find_element(By.ID, "approve"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
     dash = frame.shot("round2-2-dashboard")
     assert "due or done in the last 28 days" in dash
     done = driver.find_element(By.ID, "done-count").text
     assert done == "2 of 2"
 
     # 2. the panel and session prep agree with the dashboard
-    _press(driver, driver.find_element(By.ID, "prep-button"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "prompts"))
+    press(driver, driver.find_element(By.ID, "prep-button"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "prompts"))
     assert driver.find_element(By.ID, "done-count").text == done
     frame.shot("round2-3-session-prep")
-    _press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "panel"))
+    press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "panel"))
     row = driver.find_element(By.ID, "panel-pat-carmen").text
     assert "(2/2)" in row and "100%" in row
     frame.shot("round2-4-panel")
 
     # 3. the editor: a slider and a condition, then Save and publish without saving first
-    _press(driver, driver.find_element(By.LINK_TEXT, "My activities"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "copy"))
-    _press(driver, driver.find_element(By.ID, "clone-mood-log"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "editor-form"))
+    press(driver, driver.find_element(By.LINK_TEXT, "My activities"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "copy"))
+    press(driver, driver.find_element(By.ID, "clone-mood-log"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "editor-form"))
     assert "Daily mood log (copy)" in driver.find_element(By.ID, "f-title").get_attribute("value")
     settings = driver.find_element(By.ID, "settings-hard")
-    _press(driver, settings.find_element(By.TAG_NAME, "summary"))
+    press(driver, settings.find_element(By.TAG_NAME, "summary"))
     Select(driver.find_element(By.ID, "when-q-hard")).select_by_value("mood")
     Select(driver.find_element(By.ID, "when-op-hard")).select_by_value("<=")
     driver.find_element(By.ID, "when-a-hard").send_keys("4")
@@ -95,8 +95,8 @@ def test_consent_once_panel_agrees_and_publish_saves_first(
     text_box.send_keys("What made today hard?")
     assert driver.find_element(By.ID, "unsaved-note").is_displayed()
     frame.shot("round2-5-editor")  # (reopened page: the unsaved edits are not in the shot)
-    _press(driver, driver.find_element(By.ID, "publish-button"))
-    _wait(driver).until(lambda d: "notice=published" in d.execute_script("return location.href"))
+    press(driver, driver.find_element(By.ID, "publish-button"))
+    wait_for(driver).until(lambda d: "notice=published" in d.execute_script("return location.href"))
     published = [
         q for q in store.search("Questionnaire", [("title", "Daily mood log (copy)")]).resources
     ]
@@ -109,7 +109,7 @@ def test_consent_once_panel_agrees_and_publish_saves_first(
     # 4. the next launch by the same clinician opens straight away
     _open_chart(driver, server.url, "pat-ava")
     frame.enter()
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "assign-button"))
     assert not driver.find_elements(By.ID, "authorize-form")
     assert re.search(r"Ava Nguyen", driver.find_element(By.TAG_NAME, "body").text)
     driver.switch_to.default_content()
@@ -131,21 +131,21 @@ def test_schedule_fields_follow_the_frequency_and_the_note_stays_visible(
     _open_chart(driver, server.url, "pat-ava")
     frame = Frame(driver)
     frame.enter()
-    _press(driver, _wait(driver).until(lambda d: d.find_elements(By.ID, "approve"))[0])
-    flags = _wait(driver).until(lambda d: d.find_elements(By.ID, "risk-flags"))[0]
+    press(driver, wait_for(driver).until(lambda d: d.find_elements(By.ID, "approve"))[0])
+    flags = wait_for(driver).until(lambda d: d.find_elements(By.ID, "risk-flags"))[0]
     note = flags.find_element(By.CSS_SELECTOR, "input[name=note]")
     note.send_keys("Called her, safe, plan reviewed")
-    _press(driver, flags.find_element(By.CSS_SELECTOR, "button[id^='ack-']"))
-    history = _wait(driver).until(lambda d: d.find_elements(By.ID, "acknowledged-flags"))[0]
+    press(driver, flags.find_element(By.CSS_SELECTOR, "button[id^='ack-']"))
+    history = wait_for(driver).until(lambda d: d.find_elements(By.ID, "acknowledged-flags"))[0]
     assert "Called her, safe, plan reviewed" in history.text
     assert "Dr. Elena Rivera" in history.text
     frame.shot("round2-8-acknowledged")
 
     # the thought record: once by default; days only for weekly; the word explained
-    _press(driver, driver.find_element(By.ID, "assign-button"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "assign-thought-record"))
-    _press(driver, driver.find_element(By.ID, "assign-thought-record"))
-    frequency = Select(_wait(driver).until(lambda d: d.find_elements(By.ID, "f-frequency"))[0])
+    press(driver, driver.find_element(By.ID, "assign-button"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "assign-thought-record"))
+    press(driver, driver.find_element(By.ID, "assign-thought-record"))
+    frequency = Select(wait_for(driver).until(lambda d: d.find_elements(By.ID, "f-frequency"))[0])
     assert frequency.first_selected_option.get_attribute("value") == "once"
     days = driver.find_element(By.ID, "f-days")
     assert not days.is_displayed() and not driver.find_element(By.ID, "f-end").is_displayed()
@@ -156,7 +156,7 @@ def test_schedule_fields_follow_the_frequency_and_the_note_stays_visible(
     frequency.select_by_value("daily")  # one choice: "7 times" is ready
     assert not days.is_displayed() and driver.find_element(By.ID, "f-end").is_displayed()
     assert driver.find_element(By.ID, "f-count").get_attribute("value") == "7"
-    _press(driver, driver.find_element(By.ID, "assign-submit"))
-    _wait(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    press(driver, driver.find_element(By.ID, "assign-submit"))
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
     confirmation = frame.shot("round2-10-confirmation")
     assert "7 times" in confirmation

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clinician_support import Session, snapshot
+from clinician_support import Session, editor_form_values, snapshot
 from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
-from test_clinician_library import _editor_form
 
 from hw_fhir import render
 from hw_fhir.item_settings import apply_item_settings, item_settings
@@ -41,7 +40,7 @@ def _walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _form(ava: Session, qid: str, **changes: str) -> dict[str, Any]:
-    form = _editor_form(ava.get(f"/clinician/library/{qid}/edit").text)
+    form = editor_form_values(ava.get(f"/clinician/library/{qid}/edit").text)
     form.update(changes)
     return form
 

@@ -5,42 +5,15 @@ An edit that would break the Questionnaire is refused with the reasons, and noth
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
-from clinician_support import Session, snapshot
+from clinician_support import Session, editor_form_values, snapshot
 from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
 from hw_fhir import review
 from hw_fhir.errors import InvalidInput
 from hw_fhir.library import clinician_system, clone_questionnaire, publish
-
-
-
-
-def _editor_form(page: str) -> dict[str, Any]:
-    block = re.search(r'<form[^>]*id="editor-form".*?</form>', page, re.S)
-    assert block, "no editor form"
-    html = block.group(0)
-    values: dict[str, Any] = {}
-    for tag in re.finditer(r"<input([^>]*)>", html):
-        attrs = dict(re.findall(r'(\w[\w.:-]*)="([^"]*)"', tag.group(1)))
-        if "name" not in attrs:
-            continue
-        if attrs.get("type") == "checkbox":
-            if " checked" in tag.group(1):
-                values[attrs["name"]] = attrs.get("value", "on")
-            continue
-        values[attrs["name"]] = __import__("html").unescape(attrs.get("value", ""))
-    for tag in re.finditer(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
-        values[tag.group(1)] = __import__("html").unescape(tag.group(2))
-    for tag in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', tag.group(2)) or re.search(
-            r'<option value="([^"]*)"', tag.group(2)
-        )
-        values[tag.group(1)] = __import__("html").unescape(chosen.group(1)) if chosen else ""
-    return values
 
 
 def _clone(ava: Session, source: str = "grounding") -> str:
@@ -164,7 +137,7 @@ def test_clone_then_edit_then_publish_then_assign(store: Any, ava: Session) -> N
     assert clone["url"].startswith(clinician_system("dr-rivera"))
     page = ava.get(f"/clinician/library/{qid}/edit")
     assert page.status_code == 200
-    form = _editor_form(page.text)
+    form = editor_form_values(page.text)
     assert form["text.done"].startswith("Did you practice")
     form.update(
         {
@@ -187,7 +160,7 @@ def test_clone_then_edit_then_publish_then_assign(store: Any, ava: Session) -> N
     ]
     # reorder: move the new item up
     form = {
-        **_editor_form(ava.get(f"/clinician/library/{qid}/edit").text),
+        **editor_form_values(ava.get(f"/clinician/library/{qid}/edit").text),
         "action": f"up:{items[-1]['linkId']}",
     }
     assert ava.post(f"/clinician/library/{qid}/edit", form).status_code == 303
@@ -204,7 +177,7 @@ def test_clone_then_edit_then_publish_then_assign(store: Any, ava: Session) -> N
 def test_an_edit_that_would_break_the_activity_is_refused(store: Any, ava: Session) -> None:
     qid = _clone(ava)
     before = snapshot(store, "Questionnaire")
-    form = {**_editor_form(ava.get(f"/clinician/library/{qid}/edit").text), "action": "remove:done"}
+    form = {**editor_form_values(ava.get(f"/clinician/library/{qid}/edit").text), "action": "remove:done"}
     response = ava.post(f"/clinician/library/{qid}/edit", form)
     assert response.status_code == 400
     assert "Nothing was saved" in response.text and "enableWhen" in response.text
@@ -217,7 +190,7 @@ def test_a_choice_without_options_is_refused(store: Any, ava: Session) -> None:
     qid = _clone(ava, "mood-log")
     before = snapshot(store, "Questionnaire")
     form = {
-        **_editor_form(ava.get(f"/clinician/library/{qid}/edit").text),
+        **editor_form_values(ava.get(f"/clinician/library/{qid}/edit").text),
         "options.feelings": "  \n ",
     }
     response = ava.post(f"/clinician/library/{qid}/edit", form)
@@ -227,7 +200,7 @@ def test_a_choice_without_options_is_refused(store: Any, ava: Session) -> None:
 
 def test_a_stale_editor_page_does_not_overwrite_newer_changes(store: Any, ava: Session) -> None:
     qid = _clone(ava)
-    stale = _editor_form(ava.get(f"/clinician/library/{qid}/edit").text)
+    stale = editor_form_values(ava.get(f"/clinician/library/{qid}/edit").text)
     fresh = {**stale, "title": "Newer title"}
     assert ava.post(f"/clinician/library/{qid}/edit", fresh).status_code == 303
     response = ava.post(f"/clinician/library/{qid}/edit", {**stale, "title": "Older title"})

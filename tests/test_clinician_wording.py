@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from clinician_support import Session, assign_once, complete_phq9, snapshot
+from clinician_support import Session, assign_once, complete_phq9, form_values, snapshot
 from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
-from test_clinician_assign import _form
 
 from hw_fhir.activity_defaults import is_as_needed
 from hw_fhir.reminders import default_message
@@ -59,7 +58,7 @@ def test_a_copy_of_an_as_needed_log_is_as_needed_too() -> None:
 
 
 def test_switching_to_every_day_is_one_choice_and_days_are_ignored(store: Any, ava: Session) -> None:
-    form = {**_form(ava.get("/clinician/patients/pat-ava/assign/thought-record").text,
+    form = {**form_values(ava.get("/clinician/patients/pat-ava/assign/thought-record").text,
                     "assign-form"), "frequency": "daily", "days": ["mon", "wed"]}
     response = ava.post("/clinician/patients/pat-ava/assign/thought-record", form)
     assert response.status_code == 303, response.text
@@ -82,7 +81,7 @@ def test_bad_schedules_are_refused_and_nothing_is_stored(
     store: Any, ava: Session, changes: dict[str, Any], message: str
 ) -> None:
     before = snapshot(store)
-    form = {**_form(ava.get("/clinician/patients/pat-ava/assign/thought-record").text,
+    form = {**form_values(ava.get("/clinician/patients/pat-ava/assign/thought-record").text,
                     "assign-form"), **changes}
     response = ava.post("/clinician/patients/pat-ava/assign/thought-record", form)
     assert response.status_code == 400

@@ -21,7 +21,7 @@ import pytest
 from browser_support import chromium
 from conftest import serve
 from smart_support import Browser, make_app, query
-from smart_support import _browser_like_cookies  # noqa: F401  (autouse fixture)
+from smart_support import browser_like_cookies  # noqa: F401  (autouse fixture)
 
 pytestmark = pytest.mark.browser
 

@@ -24,7 +24,7 @@ import pytest
 import requests
 from conftest import serve
 from smart_support import Browser, make_app, query
-from smart_support import _browser_like_cookies  # noqa: F401  (autouse fixture)
+from smart_support import browser_like_cookies  # noqa: F401  (autouse fixture)
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 CLIENT_ID = "clientjs-node"

@@ -22,7 +22,7 @@ import requests
 from conftest import serve
 from cryptography.hazmat.primitives.asymmetric import rsa
 from smart_support import Browser, make_app, query
-from smart_support import _browser_like_cookies  # noqa: F401  (autouse fixture)
+from smart_support import browser_like_cookies  # noqa: F401  (autouse fixture)
 from sync_support import run_worker_cycle
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -18,7 +18,7 @@ from hw_fhir.completion import submit_response
 from hw_fhir.demo import demo_encounters
 from hw_fhir.smart.sessions import Launch, LaunchContext
 from hw_fhir.task_workflow import write_response
-from smart_support import Browser, _browser_like_cookies, make_app  # noqa: F401  (autouse fixture)
+from smart_support import Browser, browser_like_cookies, make_app  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 from patient_support import give_homework
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     browser,  # noqa: F401
     sandbox_app,  # noqa: F401
     sandbox_server,  # noqa: F401

@@ -27,7 +27,7 @@ from hw_fhir.plugins import (
     plugin_infos,
     template_dirs,
 )
-from hw_fhir.reminders import COMMUNICATION_CATEGORY_SYSTEM, run_reminders, update_delivery_status
+from hw_fhir.reminders import run_reminders, update_delivery_status
 from hw_fhir.schedule import Schedule
 from hw_fhir.scoring import Score, ScoreResult, score_response
 from hw_fhir.worker import Worker
@@ -40,6 +40,7 @@ from reminder_support import (
     install_fake_distribution,
     jobs,
     make_patient,
+    make_risk_alert,
     make_services,
     make_task,
     remove_fake_distribution,
@@ -355,24 +356,6 @@ def test_hook_interpret_score():
     assert positive.interpretation is not None  # the scorer's own band is kept
 
 
-def _alert(services, practitioner="dr-alert"):
-    services.store.update({"resourceType": "Practitioner", "id": practitioner,
-                           "telecom": [{"system": "email", "value": f"{practitioner}@clinic.example"}]})
-    make_patient(services.store, "p-risk")
-    flag = services.store.create({
-        "resourceType": "Flag", "status": "active", "code": {"text": "Thoughts of self-harm"},
-        "subject": {"reference": "Patient/p-risk"}}).resource
-    alert = services.store.create({
-        "resourceType": "CommunicationRequest", "status": "active", "priority": "stat",
-        "category": [{"coding": [{"system": COMMUNICATION_CATEGORY_SYSTEM, "code": "risk-alert"}]}],
-        "subject": {"reference": "Patient/p-risk"},
-        "recipient": [{"reference": f"Practitioner/{practitioner}"}],
-        "about": [{"reference": f"Flag/{flag['id']}"},
-                  {"reference": "QuestionnaireResponse/qr-1"}],
-        "payload": [{"contentString": "A safety alert needs your review."}]}).resource
-    return flag, alert
-
-
 def test_hook_risk_raised(tmp_path):
     email = RecordingChannel("email", telecom_system="email")
     heard = []
@@ -383,7 +366,7 @@ def test_hook_risk_raised(tmp_path):
             heard.append((flag["id"], alert["id"]))
 
     services = make_services(tmp_path, channel_plugin(email), Pager())
-    flag, alert = _alert(services)
+    flag, alert = make_risk_alert(services)
     services.plugins.hook.risk_raised(store=services.store, flag=flag, response=None, task=None,
                                       alert=alert)
     assert heard == [(flag["id"], alert["id"])]

@@ -14,7 +14,7 @@ from hw_fhir import library
 from patient_support import give_homework
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     browser,  # noqa: F401
     make_app,
     sandbox_app,  # noqa: F401

@@ -29,6 +29,7 @@ from reminder_support import (
     communications,
     jobs,
     make_patient,
+    make_risk_alert,
     make_services,
     make_task,
     preferences_extension,
@@ -321,12 +322,10 @@ def test_transient_failures_give_up_after_max_tries(tmp_path):
 
 
 def test_alerts_keep_retrying_past_max_tries_until_delivered(tmp_path):
-    from test_plugins import _alert
-
     email = RecordingChannel("email", telecom_system="email",
                              failures=[TransientDeliveryError("relay down")] * 4)
     services = make_services(tmp_path, channel_plugin(email), reminders={"max_tries": 2})
-    _, alert = _alert(services)
+    _, alert = make_risk_alert(services)
     moment = NOW
     for _ in range(6):
         run_reminders(services, worker="w", now=moment)
@@ -372,18 +371,16 @@ def test_cli_reminders_run_once_and_the_sqlite_single_worker_rule(tmp_path, monk
 
 
 def test_an_alert_without_recipient_goes_to_the_patients_practitioner(tmp_path):
-    from test_plugins import _alert
-
     email = RecordingChannel("email", telecom_system="email")
     services = make_services(tmp_path, channel_plugin(email))
-    _, alert = _alert(services, practitioner="dr-gp")
+    _, alert = make_risk_alert(services, practitioner="dr-gp")
     patient = services.store.read("Patient", "p-risk").resource
     services.store.update(dict(patient, generalPractitioner=[{"reference": "Practitioner/dr-gp"}]))
     services.store.update({k: v for k, v in alert.items() if k != "recipient"})
     run_reminders(services, worker="w")
     assert [m.to for m in email.sent] == ["dr-gp@clinic.example"]
     services.store.update(dict(patient, generalPractitioner=[]))
-    _, orphan = _alert(services, practitioner="dr-other")
+    _, orphan = make_risk_alert(services, practitioner="dr-other")
     services.store.update({k: v for k, v in orphan.items() if k != "recipient"})
     run_reminders(services, worker="w")
     assert len(email.sent) == 1  # never to the patient; never "failed for good" either:

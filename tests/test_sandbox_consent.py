@@ -12,7 +12,7 @@ from typing import Any
 
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     absolute,
     browser,  # noqa: F401
     form_fields,

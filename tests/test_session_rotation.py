@@ -11,7 +11,7 @@ from conftest import serve
 from patient_support import csrf, give_homework, link_for, patient_app
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     browser,  # noqa: F401
     sandbox_app,  # noqa: F401
     sandbox_server,  # noqa: F401

@@ -20,7 +20,7 @@ from smart_support import (
     APP_CLIENT,
     BackendClient,
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     authorize,
     browser,  # noqa: F401
     demo_app,

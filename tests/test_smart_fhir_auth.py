@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     browser,  # noqa: F401
     fhir,
     sandbox_app,  # noqa: F401

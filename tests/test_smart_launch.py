@@ -14,7 +14,7 @@ from conftest import serve
 from smart_support import (
     Browser,
     FakeEhr,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     browser,  # noqa: F401
     make_app,
     query,

@@ -9,7 +9,7 @@ import pytest
 from conftest import serve
 from smart_support import (
     Browser,
-    _browser_like_cookies,  # noqa: F401  (autouse fixture)
+    browser_like_cookies,  # noqa: F401  (autouse fixture)
     make_app,
 )
 
