@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 800
 
-#: The module a package's import of it would run at import time, which only alembic may import.
+#: Modules only their runner may import (they act at import time), left out of (f).
 NOT_IMPORTABLE = {"hw_fhir.migrations.env": "alembic's migration runner: it migrates on import"}
 
 #: Builtin exceptions that are contracts or control flow, not errors raised on purpose to a caller.
