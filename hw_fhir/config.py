@@ -17,9 +17,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigurationError
 from .limits import limits
-from .smart.care_team import check_user_access
 
-__all__ = ["Settings", "load_settings", "default_instance_path", "MAX_LINK_LIFETIME_HOURS"]
+__all__ = ["Settings", "load_settings", "default_instance_path", "MAX_LINK_LIFETIME_HOURS",
+           "USER_ACCESS_POLICIES", "check_user_access"]
+
+#: The values of ``HW_FHIR_USER_ACCESS`` (who counts as a clinician's patients:
+#: :mod:`hw_fhir.smart.care_team` applies them).
+USER_ACCESS_POLICIES = ("practice", "my-patients")
+
+
+def check_user_access(value: str) -> None:
+    """Raise ConfigurationError for an unknown ``user_access`` setting."""
+    if value not in USER_ACCESS_POLICIES:
+        raise ConfigurationError(f"HW_FHIR_USER_ACCESS must be one of "
+                                 f"{', '.join(USER_ACCESS_POLICIES)}, not {value!r}")
+
 
 #: Longest lifetime a secure patient link may be given (30 days).
 MAX_LINK_LIFETIME_HOURS = 720

@@ -34,7 +34,6 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import NotFound, VersionConflict
-from ..reminders import enqueue_alert
 from ..safety import SAFETY_CONTACT_REF, safety_contact, store_contact
 from ..store.base import Store, iter_all
 from .safety import (COMMUNICATION_CATEGORY_SYSTEM, answered_task, clinician_reference,
@@ -137,6 +136,9 @@ def escalate(services: Any, alert_id: str, *, reason: str, now: datetime | None 
     Return the new recipient, or None when the alert is no longer active or its chain
     is exhausted (it then stays active, retried and shown as undelivered).
     """
+    # still a cycle: hw_fhir.reminders (alerts, sending) imports this module at its top
+    from ..reminders import enqueue_alert
+
     store, settings = services.store, services.settings
     moment = now or datetime.now(timezone.utc)
     for _ in range(3):

@@ -16,21 +16,11 @@ from typing import Any
 
 from sqlalchemy import and_, select, union
 
-from ..errors import ConfigurationError
+from ..config import USER_ACCESS_POLICIES, check_user_access
 from ..store import schema as S
 from ..store.base import iter_all
 
 __all__ = ["USER_ACCESS_POLICIES", "check_user_access", "my_patients"]
-
-USER_ACCESS_POLICIES = ("practice", "my-patients")
-
-
-def check_user_access(value: str) -> None:
-    """Raise ConfigurationError for an unknown ``user_access`` setting."""
-    if value not in USER_ACCESS_POLICIES:
-        raise ConfigurationError(f"HW_FHIR_USER_ACCESS must be one of {', '.join(USER_ACCESS_POLICIES)}, "
-                                 f"not {value!r}")
-
 
 def my_patients(store: Any, fhir_user: str | None) -> frozenset[str]:
     """Return the ids of the patients a Practitioner cares for (empty for anyone else)."""
