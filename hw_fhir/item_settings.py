@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InvalidInput, Issue
 from .items import walk_items
 from .render import ITEM_CONTROL, ITEM_MEDIA, MAX_VALUE, MIN_VALUE, SLIDER_STEP
-from .review import answer_text
+from .review.answers import answer_text
 
 __all__ = [
     "OPERATORS",
     "MEDIA_TYPES",
     "ItemSettings",
-    "walk_items",
     "item_settings",
     "apply_item_settings",
 ]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .i18n import DEFAULT_LANGUAGE, supported
+from .items import walk_items
 
 __all__ = [
     "TRANSLATION_URL",
@@ -84,7 +85,7 @@ class Localized:
         if response is None or not self.strings:
             return dict(response) if response is not None else None
         copied: dict[str, Any] = copy.deepcopy(dict(response))
-        for item in _items(copied.get("item")):
+        for item in walk_items(copied.get("item")):
             shown = self.strings.get(str(item.get("linkId")))
             for answer in item.get("answer") or [] if shown else []:
                 if isinstance(answer.get("valueString"), str):
@@ -169,15 +170,8 @@ def set_translation(element: dict[str, Any], field: str, language: str, text: st
         element.pop(f"_{field}", None)
 
 
-def _items(items: Any) -> Iterator[dict[str, Any]]:
-    for item in items or []:
-        if isinstance(item, dict):
-            yield item
-            yield from _items(item.get("item"))
-
-
 def _all_ids(questionnaire: Mapping[str, Any]) -> list[str]:
-    return [str(i.get("linkId")) for i in _items(questionnaire.get("item")) if _reads(i)]
+    return [str(i.get("linkId")) for i in walk_items(questionnaire.get("item")) if _reads(i)]
 
 
 def _reads(item: Mapping[str, Any]) -> bool:
@@ -200,7 +194,7 @@ def translatable(
     for field in ("title", "description"):
         if questionnaire.get(field):
             yield field, questionnaire, field  # type: ignore[misc]
-    for item in _items(questionnaire.get("item")):
+    for item in walk_items(questionnaire.get("item")):
         if not _reads(item):
             continue
         link = str(item.get("linkId"))
@@ -263,7 +257,7 @@ def localize(questionnaire: Mapping[str, Any], language: str | None) -> Localize
         copied["description"] = description
     fallback: set[str] = set()
     strings: dict[str, dict[str, str]] = {}
-    for item in _items(copied.get("item")):
+    for item in walk_items(copied.get("item")):
         if not _reads(item):
             continue
         link = str(item.get("linkId"))
@@ -289,7 +283,7 @@ def localize(questionnaire: Mapping[str, Any], language: str | None) -> Localize
                 else:
                     strings.setdefault(link, {})[option["valueString"]] = shown
                     option["valueString"] = shown
-    for item in _items(copied.get("item")):
+    for item in walk_items(copied.get("item")):
         for condition in item.get("enableWhen") or []:
             mapped = strings.get(str(condition.get("question")))
             if mapped and isinstance(condition.get("answerString"), str):

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..catalog import CANONICAL_BASE
 from ..messages import MESSAGING_EXTENSION
-from ..review import SHARE_SCORES_EXTENSION
+from ..sharing import SHARE_SCORES_EXTENSION
 from .policy import AccessPolicy, forbidden
 
 __all__ = ["RESERVED_IDENTIFIER_SYSTEMS", "CLINICIAN_ONLY_TYPES", "CLINICIAN_ONLY_EXTENSIONS",

@@ -7,7 +7,7 @@ from typing import Any
 from flask import g, render_template, request
 from markupsafe import Markup
 
-from hw_fhir import outcomes, review
+from hw_fhir import outcomes, review, sharing
 from hw_fhir.flag_history import acknowledged_flags
 from hw_fhir.errors import HwFhirError, VersionConflict
 
@@ -78,7 +78,7 @@ def share_scores(pid: str) -> Any:
             message="Choose whether the patient should see their scores.",
         )
     try:
-        review.share_scores(store(), pid, choice == "yes")
+        sharing.share_scores(store(), pid, choice == "yes")
     except VersionConflict:
         return page(
             "clinician/error.html",

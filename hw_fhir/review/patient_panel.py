@@ -1,0 +1,94 @@
+"""A clinician's panel: their patients, those needing attention first.
+
+:func:`panel` orders the patients by active risk flags, then worsening measure
+scores, then missed and overdue homework, and says why each may need attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..adherence import Adherence
+from ..adherence_window import panel_summary
+from ..scoring import progress
+from ..scoring.mbc import THRESHOLDS
+from ..store.base import Store, iter_all
+from .formatting import current_moment
+from .measures import measure_histories
+
+__all__ = ["PanelEntry", "panel"]
+
+
+@dataclass(frozen=True)
+class PanelEntry:
+    """One patient of the panel and why they may need attention."""
+
+    patient: str
+    name: str | None
+    adherence: Adherence
+    flags: int
+    worsening: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+def panel(
+    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28
+) -> list[PanelEntry]:
+    """Return a clinician's patients: risk flags first, then worsening scores, then missed work."""
+    moment = current_moment(now)
+    rows = panel_summary(store, practitioner, now=moment, days=days)
+    flagged: dict[str, int] = {}
+    for flag in iter_all(store, "Flag", [("status", "active")]):
+        subject = (flag.get("subject") or {}).get("reference")
+        if isinstance(subject, str):
+            flagged[subject] = flagged.get(subject, 0) + 1
+    entries = []
+    every_history = measure_histories(store, [row.patient for row in rows])
+    for row in rows:
+        histories = every_history.get(row.patient, {})
+        summaries = {
+            key: progress(key, points) for key, points in histories.items() if key in THRESHOLDS
+        }
+        worse = tuple(
+            f"{key.upper()} {p.baseline.value:g} → {p.latest.value:g}"
+            for key, p in summaries.items()
+            if p is not None and p.deterioration
+        )
+        a = row.adherence
+        reasons = []
+        if flagged.get(row.patient):
+            reasons.append(
+                f"{flagged[row.patient]} active risk flag"
+                + ("s" if flagged[row.patient] > 1 else "")
+            )
+        reasons += [f"Worse: {w}" for w in worse]
+        if a.missed:
+            reasons.append(f"{a.missed} missed")
+        if a.overdue:
+            reasons.append(f"{a.overdue} overdue")
+        entries.append(
+            PanelEntry(
+                patient=row.patient,
+                name=row.name,
+                adherence=a,
+                flags=flagged.get(row.patient, 0),
+                worsening=worse,
+                reasons=tuple(reasons),
+            )
+        )
+
+    def key(entry: PanelEntry) -> tuple[Any, ...]:
+        a = entry.adherence
+        rate = a.completion_rate
+        return (
+            -entry.flags,
+            -len(entry.worsening),
+            -(a.missed + a.overdue),
+            1.0 if rate is None else rate,
+            a.assigned == 0,
+            entry.name or entry.patient,
+        )
+
+    return sorted(entries, key=key)
