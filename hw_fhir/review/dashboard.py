@@ -14,8 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import catalog
-from ..adherence import Adherence, TaskFacts, TaskRow, patient_homework
-from ..adherence_window import recent_adherence
+from ..adherence import Adherence, TaskFacts, TaskRow, patient_homework, recent_adherence
 from ..assignment import (
     OPEN_STATUSES,
     HomeworkDetails,

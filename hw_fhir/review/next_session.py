@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from ..adherence import Adherence, SessionSummary, TaskFacts, patient_homework, since_last_session
-from ..adherence_window import patient_recent_adherence
+from ..adherence import (
+    Adherence,
+    SessionSummary,
+    TaskFacts,
+    patient_homework,
+    patient_recent_adherence,
+    since_last_session,
+)
 from ..assignment import parse_instant, reference
 from ..errors import InvalidInput
 from ..store.base import Store

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..adherence import Adherence
-from ..adherence_window import panel_summary
+from ..adherence import Adherence, panel_summary
 from ..scoring import progress
 from ..scoring.mbc import THRESHOLDS
 from ..store.base import Store, iter_all
