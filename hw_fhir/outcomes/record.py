@@ -151,11 +151,15 @@ def _put(resource: Mapping[str, Any], version: str | None = None) -> Json:
 
 
 def _ours(store: Store, response_id: str) -> dict[str, Json]:
-    found = iter_all(store, "Observation", [
-        ("derived-from", f"QuestionnaireResponse/{response_id}"),
-        ("identifier", f"{OBSERVATION_SYSTEM}|"),
-    ])
-    return {o["id"]: o for o in found}
+    """The Observations an earlier scoring made from the response (by our identifier system).
+
+    One filter, the identifier checked here: a response has a handful of derived
+    Observations, and a second filter costs the SQL store a probe and a join per response.
+    """
+    found = iter_all(store, "Observation", [("derived-from", f"QuestionnaireResponse/{response_id}")])
+    return {o["id"]: o for o in found
+            if any(isinstance(i, Mapping) and i.get("system") == OBSERVATION_SYSTEM
+                   for i in o.get("identifier") or ())}
 
 
 def _observation_entries(new: list[Json],
@@ -219,6 +223,10 @@ def store_resolver(store: Store) -> Any:
         if resource_type not in ("ValueSet", "CodeSystem"):
             return None
         bare, _, version = url.partition("|")
+        canonicals = getattr(store, "canonicals", None)  # the SQL store's cache (store/canonicals)
+        if canonicals is not None:  # one indexed check instead of a search per response
+            cached = canonicals.find(resource_type, bare, version or None)
+            return dict(cached[0].resource) if cached else None
         params = [("url", bare), ("_count", "1")]
         if version:
             params.append(("version", version))

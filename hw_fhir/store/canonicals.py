@@ -62,5 +62,5 @@ class CanonicalCache:
                 for s in hit]
 
     def _newest_write(self, resource_type: str) -> Any:
-        with self._store.engine.connect() as conn:
+        with self._store.read_one() as conn:  # one statement: no BEGIN, no ROLLBACK
             return tuple(conn.execute(_NEWEST_WRITE, {"rtype": resource_type}).one())

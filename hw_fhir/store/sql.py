@@ -15,6 +15,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 import uuid
 import weakref
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 from ..errors import (
     Gone,
@@ -167,7 +169,7 @@ class SqlStore:
             yield conn
 
     @contextmanager
-    def _read_one(self) -> Iterator[Connection]:
+    def read_one(self) -> Iterator[Connection]:
         """A connection for one read statement, outside any transaction (no BEGIN, no ROLLBACK)."""
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
@@ -196,7 +198,7 @@ class SqlStore:
     def read(self, resource_type: str, id: str) -> Stored:
         """Return the current version; NotFound or Gone."""
         _check_type(resource_type)
-        with self._read_one() as conn:
+        with self.read_one() as conn:
             return self._read_in(conn, resource_type, id)
 
     def _read_in(self, conn: Connection, resource_type: str, id: str) -> Stored:
@@ -214,7 +216,7 @@ class SqlStore:
             vid = int(version_id)
         except ValueError:
             raise NotFound(f"{resource_type}/{id} has no version {version_id!r}") from None
-        with self._read_one() as conn:
+        with self.read_one() as conn:
             row = conn.execute(_VREAD, {"rtype": resource_type, "id": id, "vid": vid}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} has no version {version_id}")
@@ -790,8 +792,44 @@ def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("hw_write") else "BEGIN")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, echo=echo, **kwargs)
+    engine = create_engine(url, echo=echo, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may sit unused before its next checkout pings the server.
+PING_AFTER_IDLE = 10.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it was idle for ``PING_AFTER_IDLE``.
+
+    ``pool_pre_ping`` pings at every checkout: one more round trip for every read and
+    write, several per request. A connection in steady use was just seen working; one
+    that sat idle (a restarted server, a firewall's idle timeout) is pinged first and,
+    when the ping fails, replaced before the caller sees it (the pool retries the
+    checkout on ``DisconnectionError``). A connection that breaks while in use is
+    invalidated with the rest of the pool by SQLAlchemy's disconnect handling.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hw_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("hw_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # fresh, or in use moments ago
+        try:
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001 - any failure: replace the connection
+            raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
 

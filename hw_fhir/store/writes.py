@@ -9,7 +9,8 @@ resources would wait on 6 000 of them.
 :class:`WriteBuffer` records the rows instead and :meth:`WriteBuffer.flush` sends
 them together: the stale index rows of rewritten resources deleted by type, one
 ``executemany`` for the current rows, one for the version rows, one per index
-table (``COPY`` on PostgreSQL with psycopg, two to three times faster). Its owner flushes before anything in the transaction reads the database
+table (``COPY`` on PostgreSQL with psycopg for many rows, two to three times faster). Its owner
+flushes before anything in the transaction reads the database
 (a read, a search, a conditional create, direct use of the connection) and
 before the commit, so whenever the database is looked at it holds exactly what
 row-by-row writes would have left. The current versions of all resources a
@@ -46,6 +47,9 @@ State = tuple[int, bool] | None
 
 #: Ids per ``IN (…)`` (below SQLite's variable limit).
 _CHUNK = 500
+#: Index rows of one table from which ``COPY`` beats one multi-row ``INSERT`` (PostgreSQL):
+#: ``COPY`` costs two round trips and its own cursor, so a single create's few rows insert faster.
+COPY_FROM = 64
 
 _r = S.resource
 _UPDATE_CURRENT = (
@@ -224,7 +228,7 @@ class WriteBuffer:
             for kind, items in rows.items():
                 by_kind.setdefault(kind, []).extend(items)
         for kind, items in by_kind.items():
-            if self._copy:
+            if self._copy and len(items) >= COPY_FROM:
                 _copy_rows(conn, S.SP_TABLES[kind].name, items)
             else:
                 conn.execute(_INSERT_INDEX[kind], items)
