@@ -228,7 +228,7 @@ class WriteBuffer:
             for kind, items in rows.items():
                 by_kind.setdefault(kind, []).extend(items)
         for kind, items in by_kind.items():
-            if self._copy and len(items) >= COPY_FROM:
+            if self._copy:
                 _copy_rows(conn, S.SP_TABLES[kind].name, items)
             else:
                 conn.execute(_INSERT_INDEX[kind], items)
@@ -256,13 +256,24 @@ class WriteBuffer:
 
 
 def _copy_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (all with the same keys) with PostgreSQL ``COPY`` (psycopg 3)."""
+    """Insert rows (all with the same keys) on the psycopg 3 connection itself.
+
+    ``COPY`` from ``COPY_FROM`` rows; fewer go as one ``INSERT`` with their values
+    (``COPY`` costs two round trips, so a single create's few rows insert faster).
+    """
     columns = list(rows[0])
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
+    with raw.cursor() as cur:
+        if len(rows) < COPY_FROM:
+            one = f"({', '.join(['%s'] * len(columns))})"
+            cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                        + ", ".join([one] * len(rows)),
+                        [row[c] for row in rows for c in columns])
+            return
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
 
 
 def _refs(keys: Iterable[Key]) -> str:
