@@ -62,6 +62,8 @@ _UPDATE_CURRENT = (
 _INSERT_CURRENT = insert(_r)
 _INSERT_VERSION = insert(S.resource_version)
 _INSERT_INDEX = {kind: insert(table) for kind, table in S.SP_TABLES.items()}
+#: SQL text of the direct SQLite inserts by ``(table, columns)`` (see ``WriteBuffer._insert``).
+_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
 def index_rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -96,6 +98,12 @@ class WriteBuffer:
         self._instant = instant
         self._postgres = conn.dialect.name == "postgresql"
         self._copy = self._postgres and conn.dialect.driver == "psycopg"
+        #: the sqlite3 connection under ``conn`` (inserts go to it directly), else None
+        self._sqlite = (conn.connection.dbapi_connection
+                        if conn.dialect.name == "sqlite" else None)
+        #: the driver's own IntegrityError (raised by the direct inserts)
+        self._dbapi_integrity_error = getattr(conn.dialect.loaded_dbapi, "IntegrityError",
+                                              IntegrityError)
         self._locked = False
         #: current rows as the database holds them (as of the last flush)
         self._stored: dict[Key, State] = {}
@@ -216,10 +224,11 @@ class WriteBuffer:
                     raise VersionConflict(
                         f"{_refs(self._updates)} changed while this transaction wrote it")
             if self._inserts:
-                conn.execute(_INSERT_CURRENT, list(self._inserts.values()))
-            conn.execute(_INSERT_VERSION, self._versions)
-        except IntegrityError as exc:
-            detail = getattr(getattr(exc.orig, "diag", None), "message_detail", None)
+                self._insert(_INSERT_CURRENT, list(self._inserts.values()))
+            self._insert(_INSERT_VERSION, self._versions)
+        except (IntegrityError, self._dbapi_integrity_error) as exc:
+            exc = getattr(exc, "orig", None) or exc
+            detail = getattr(getattr(exc, "diag", None), "message_detail", None)
             raise VersionConflict(f"{_refs(self._inserts or self._state)} was created by someone "
                                   "else meanwhile"
                                   + (f" ({detail})" if detail else "")) from None
@@ -231,7 +240,7 @@ class WriteBuffer:
             if self._copy:
                 _copy_rows(conn, S.SP_TABLES[kind].name, items)
             else:
-                conn.execute(_INSERT_INDEX[kind], items)
+                self._insert(_INSERT_INDEX[kind], items)
             self.written[S.SP_TABLES[kind].name] += len(items)
         self.written[_r.name] += len(self._updates) + len(self._inserts)
         self.written[S.resource_version.name] += len(self._versions)
@@ -242,6 +251,27 @@ class WriteBuffer:
         self._versions.clear()
         self._index.clear()
         self._clear.clear()
+
+    def _insert(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows that all have the same keys, in the keys' order.
+
+        SQLite runs in this process, so SQLAlchemy's work per statement (cache key,
+        parameter processing, result set-up) costs more than the insert itself: the rows
+        go straight to the sqlite3 cursor's ``executemany`` with the statement's SQL text,
+        built once per table and column list. PostgreSQL's cost is the round trip; its
+        inserts stay with SQLAlchemy (one multi-row ``INSERT``).
+        """
+        if self._sqlite is None:
+            self.conn.execute(stmt, rows)
+            return
+        columns = tuple(rows[0])
+        table = stmt.table.name
+        sql = _SQLITE_INSERTS.get((table, columns))
+        if sql is None:
+            sql = _SQLITE_INSERTS[(table, columns)] = (
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})")
+        self._sqlite.executemany(sql, [tuple(row.values()) for row in rows])
 
     def _clear_index(self) -> None:
         by_type: dict[str, list[str]] = {}
