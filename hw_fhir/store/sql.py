@@ -832,12 +832,8 @@ def _ping_after_idle(engine: Engine) -> None:
         since = record.info.get("hw_idle_since")
         if since is None or time.monotonic() - since < PING_AFTER_IDLE:
             return  # fresh, or in use moments ago
-        try:
-            cursor = dbapi_conn.cursor()
-            try:
-                cursor.execute("SELECT 1")
-            finally:
-                cursor.close()
+        try:  # the dialect's ping leaves no transaction open (psycopg: in autocommit)
+            engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:  # noqa: BLE001 - any failure: replace the connection
             raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
 
