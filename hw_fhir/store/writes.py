@@ -9,10 +9,10 @@ resources would wait on 6 000 of them.
 :class:`WriteBuffer` records the rows instead and :meth:`WriteBuffer.flush` sends
 them together: the stale index rows of rewritten resources deleted by type, one
 ``executemany`` for the current rows, one for the version rows, one per index
-table (``COPY`` on PostgreSQL with psycopg for many rows, two to three times faster). Its owner
-flushes before anything in the transaction reads the database
-(a read, a search, a conditional create, direct use of the connection) and
-before the commit, so whenever the database is looked at it holds exactly what
+table. On PostgreSQL with psycopg the inserts go in one pipeline (one round trip),
+large index batches by ``COPY`` (two to three times faster). Its owner flushes
+before anything in the transaction reads the database (a read, a search, a
+conditional create, direct use of the connection) and before the commit, so whenever the database is looked at it holds exactly what
 row-by-row writes would have left. The current versions of all resources a
 Bundle names are looked up in one query per type (:meth:`WriteBuffer.load`).
 
@@ -47,8 +47,8 @@ State = tuple[int, bool] | None
 
 #: Ids per ``IN (…)`` (below SQLite's variable limit).
 _CHUNK = 500
-#: Index rows of one table from which ``COPY`` beats one multi-row ``INSERT`` (PostgreSQL):
-#: ``COPY`` costs two round trips and its own cursor, so a single create's few rows insert faster.
+#: Index rows of one table from which ``COPY`` beats a multi-row ``INSERT`` (PostgreSQL):
+#: ``COPY`` costs round trips of its own and cannot join the flush's pipeline.
 COPY_FROM = 64
 
 _r = S.resource
@@ -216,6 +216,10 @@ class WriteBuffer:
         if not self._versions:
             return
         conn = self.conn
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for rows in self._index.values():
+            for kind, items in rows.items():
+                by_kind.setdefault(kind, []).extend(items)
         try:
             self._clear_index()
             if self._updates:
@@ -223,24 +227,21 @@ class WriteBuffer:
                 if done.rowcount != len(self._updates):
                     raise VersionConflict(
                         f"{_refs(self._updates)} changed while this transaction wrote it")
-            if self._inserts:
-                self._insert(_INSERT_CURRENT, list(self._inserts.values()))
-            self._insert(_INSERT_VERSION, self._versions)
+            if self._copy:
+                self._send_psycopg(by_kind)
+            else:
+                if self._inserts:
+                    self._insert(_INSERT_CURRENT, list(self._inserts.values()))
+                self._insert(_INSERT_VERSION, self._versions)
+                for kind, items in by_kind.items():
+                    self._insert(_INSERT_INDEX[kind], items)
         except (IntegrityError, self._dbapi_integrity_error) as exc:
             exc = getattr(exc, "orig", None) or exc
             detail = getattr(getattr(exc, "diag", None), "message_detail", None)
             raise VersionConflict(f"{_refs(self._inserts or self._state)} was created by someone "
                                   "else meanwhile"
                                   + (f" ({detail})" if detail else "")) from None
-        by_kind: dict[str, list[dict[str, Any]]] = {}
-        for rows in self._index.values():
-            for kind, items in rows.items():
-                by_kind.setdefault(kind, []).extend(items)
         for kind, items in by_kind.items():
-            if self._copy:
-                _copy_rows(conn, S.SP_TABLES[kind].name, items)
-            else:
-                self._insert(_INSERT_INDEX[kind], items)
             self.written[S.SP_TABLES[kind].name] += len(items)
         self.written[_r.name] += len(self._updates) + len(self._inserts)
         self.written[S.resource_version.name] += len(self._versions)
@@ -258,8 +259,8 @@ class WriteBuffer:
         SQLite runs in this process, so SQLAlchemy's work per statement (cache key,
         parameter processing, result set-up) costs more than the insert itself: the rows
         go straight to the sqlite3 cursor's ``executemany`` with the statement's SQL text,
-        built once per table and column list. PostgreSQL's cost is the round trip; its
-        inserts stay with SQLAlchemy (one multi-row ``INSERT``).
+        built once per table and column list. PostgreSQL with psycopg 3 has
+        :meth:`_send_psycopg`; other drivers' inserts stay with SQLAlchemy.
         """
         if self._sqlite is None:
             self.conn.execute(stmt, rows)
@@ -272,6 +273,31 @@ class WriteBuffer:
                 f"INSERT INTO {table} ({', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * len(columns))})")
         self._sqlite.executemany(sql, [tuple(row.values()) for row in rows])
+
+    def _send_psycopg(self, by_kind: dict[str, list[dict[str, Any]]]) -> None:
+        """Insert the flush's rows on PostgreSQL (psycopg 3) in one round trip where it can.
+
+        The current rows, the version rows and the index rows of tables with fewer than
+        ``COPY_FROM`` rows go as multi-row ``INSERT``s in one pipeline (sent together,
+        one wait for all); larger index batches follow with ``COPY``, which cannot be
+        pipelined. A single create thus waits once, not once per table.
+        """
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        batches: list[tuple[str, list[dict[str, Any]]]] = []
+        if self._inserts:
+            batches.append((_r.name, list(self._inserts.values())))
+        batches.append((S.resource_version.name, self._versions))
+        copies = []
+        for kind, items in by_kind.items():
+            table = S.SP_TABLES[kind].name
+            (copies if len(items) >= COPY_FROM else batches).append((table, items))
+        with raw.pipeline():
+            for table, rows in batches:
+                for sql, params in _multi_row_inserts(table, rows):
+                    raw.execute(sql, params)
+        for table, rows in copies:
+            _copy_rows(self.conn, table, rows)
 
     def _clear_index(self) -> None:
         by_type: dict[str, list[str]] = {}
@@ -286,24 +312,28 @@ class WriteBuffer:
 
 
 def _copy_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (all with the same keys) on the psycopg 3 connection itself.
-
-    ``COPY`` from ``COPY_FROM`` rows; fewer go as one ``INSERT`` with their values
-    (``COPY`` costs two round trips, so a single create's few rows insert faster).
-    """
+    """Insert rows (all with the same keys) with PostgreSQL ``COPY`` (psycopg 3)."""
     columns = list(rows[0])
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        if len(rows) < COPY_FROM:
-            one = f"({', '.join(['%s'] * len(columns))})"
-            cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                        + ", ".join([one] * len(rows)),
-                        [row[c] for row in rows for c in columns])
-            return
-        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+#: Values per multi-row ``INSERT`` at most (PostgreSQL takes up to 65 535 parameters).
+_MAX_PARAMS = 30_000
+
+
+def _multi_row_inserts(table: str, rows: list[dict[str, Any]]) -> Iterable[tuple[str, list[Any]]]:
+    """``INSERT … VALUES (…), (…)`` statements (psycopg ``%s``) for rows with the same keys."""
+    columns = list(rows[0])
+    one = f"({', '.join(['%s'] * len(columns))})"
+    per = max(1, _MAX_PARAMS // len(columns))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        yield (f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * len(chunk)),
+               [row[c] for row in chunk for c in columns])
 
 
 def _refs(keys: Iterable[Key]) -> str:
