@@ -106,6 +106,9 @@ class SqlStore:
         self.statistics = StatisticsKeeper(self.engine)
         #: Questionnaires (any type) by canonical url|version, until one of the type is written
         self.canonicals = CanonicalCache(self)
+        #: search conditions by (type, filter, drive) and probes by ("probe", type, filter,
+        #: cap): built once (see _filter_clause)
+        self._clauses: dict[tuple[Any, ...], Any] = {}
         _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
@@ -403,14 +406,44 @@ class SqlStore:
         return [winner, *(f for f in static if f is not winner)]
 
     def _estimate(self, conn: Connection, rtype: str, f: Filter, cap: int) -> int:
-        table = S.SP_TABLES[f.type]
-        inner = (select(literal_column("1"))
-                 .where(table.c.res_type == rtype, table.c.param == f.name,
-                        self._values_cond(table.c, f))
-                 .limit(cap).subquery())
-        return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+        key = ("probe", rtype, f, cap)
+        try:
+            probe = self._clauses.get(key)
+        except TypeError:
+            probe, key = None, None
+        if probe is None:
+            table = S.SP_TABLES[f.type]
+            inner = (select(literal_column("1"))
+                     .where(table.c.res_type == rtype, table.c.param == f.name,
+                            self._values_cond(table.c, f))
+                     .limit(cap).subquery())
+            probe = select(func.count()).select_from(inner)
+            if key is not None:
+                if len(self._clauses) >= _MAX_CLAUSES:
+                    self._clauses.clear()
+                self._clauses[key] = probe
+        return int(conn.execute(probe).scalar_one())
 
     def _filter_clause(self, rtype: str, f: Filter, *, drive: bool = False) -> Any:
+        """The condition of one filter, built once per ``(type, filter, drive)``.
+
+        SQL expressions are immutable, so one built for an earlier search (the same
+        patient's Tasks, the same status list, a dashboard polled again) is used again:
+        building one costs more than running a small search.
+        """
+        key = (rtype, f, drive)
+        try:
+            clause = self._clauses.get(key)
+        except TypeError:  # a value that cannot be a dict key: build it every time
+            return self._build_filter_clause(rtype, f, drive=drive)
+        if clause is None:
+            clause = self._build_filter_clause(rtype, f, drive=drive)
+            if len(self._clauses) >= _MAX_CLAUSES:
+                self._clauses.clear()
+            self._clauses[key] = clause
+        return clause
+
+    def _build_filter_clause(self, rtype: str, f: Filter, *, drive: bool = False) -> Any:
         r = S.resource
         if f.type == "id":
             return r.c.res_id.in_(list(f.values))
@@ -743,6 +776,8 @@ _EVERY = 1_000_000
 _PROBE_CAP = 5000
 #: A driving filter matching this few rows needs no further probing.
 _PROBE_ENOUGH = 50
+#: Search conditions kept per store at most (forgotten all at once when full).
+_MAX_CLAUSES = 4096
 #: Ids per ``IN (…)`` when fetching a page by id (below SQLite's variable limit).
 _ID_CHUNK = 500
 
@@ -797,7 +832,10 @@ def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
         def _on_begin(conn: Connection) -> None:
             if conn.info.get("hw_autocommit"):  # one read statement: it is atomic by itself
                 return
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("hw_write") else "BEGIN")
+            if conn.info.get("hw_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:  # a read's BEGIN (deferred) takes no lock and cannot wait: no statement
+                conn.connection.driver_connection.execute("BEGIN")  # set-up of SQLAlchemy's
 
         return engine
     kwargs.setdefault("pool_size", 10)
