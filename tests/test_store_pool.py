@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import create_engine, event, text
 
-from hw_fhir.store import sql as store_sql
+from hw_fhir.store import engine as store_engine
 from hw_fhir.store import SqlStore, open_store
 
 pytestmark = pytest.mark.postgres
@@ -44,7 +44,7 @@ def test_a_connection_in_steady_use_is_not_pinged(pg_store: SqlStore) -> None:
 def test_an_idle_connection_is_pinged_and_then_reads_and_writes(pg_store: SqlStore,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     created = pg_store.create({"resourceType": "Patient", "name": [{"family": "Idle"}]}).stored
-    monkeypatch.setattr(store_sql, "PING_AFTER_IDLE", 0.0)  # every checkout counts as idle
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE", 0.0)  # every checkout counts as idle
 
     def work() -> None:
         # a read outside any transaction (autocommit) right after the ping: the ping
@@ -67,6 +67,6 @@ def test_a_broken_idle_connection_is_replaced_before_use(pg_store: SqlStore,
             other.commit()
     finally:
         admin.dispose()
-    monkeypatch.setattr(store_sql, "PING_AFTER_IDLE", 0.0)
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE", 0.0)
     for _ in range(3):  # whichever pooled connection comes out, the read succeeds
         assert pg_store.read("Patient", created.id).id == created.id

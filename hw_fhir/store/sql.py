@@ -16,7 +16,6 @@ import os
 import sqlite3
 import sys
 import threading
-import time
 import uuid
 import weakref
 from contextlib import contextmanager
@@ -28,9 +27,6 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import (
     Connection,
     and_,
-    bindparam,
-    create_engine,
-    event,
     func,
     literal_column,
     not_,
@@ -39,7 +35,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
 
 from ..errors import (
     Gone,
@@ -50,9 +45,11 @@ from ..errors import (
 )
 from ..models import validate
 from . import schema as S
+from . import statements as Q
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
 from .canonicals import CanonicalCache
+from .engine import make_engine
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, params_for
@@ -97,7 +94,7 @@ class SqlStore:
                  engine: Engine | None = None, **engine_kwargs: Any) -> None:
         self.url = url
         self.base_url = base_url
-        self.engine = engine or _make_engine(url, echo=echo, **engine_kwargs)
+        self.engine = engine or make_engine(url, echo=echo, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self._clock_lock = threading.Lock()
         #: one writing thread at a time on SQLite (reentrant: a nested begin fails as before)
@@ -178,7 +175,7 @@ class SqlStore:
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:  # the begin listener of _make_engine emits no BEGIN for it
+            else:  # the begin listener of make_engine emits no BEGIN for it
                 conn.info["hw_autocommit"] = True
             try:
                 yield conn
@@ -207,7 +204,7 @@ class SqlStore:
             # would cost several times the lookup, so the pooled sqlite3 connection runs it
             raw = self.engine.raw_connection()
             try:
-                row = raw.driver_connection.execute(_READ_SQLITE, (resource_type, id)).fetchone()
+                row = raw.driver_connection.execute(Q.READ_SQLITE, (resource_type, id)).fetchone()
             except sqlite3.Error:
                 row = False  # answered (or raised, wrapped) by the statement below
             finally:
@@ -218,7 +215,7 @@ class SqlStore:
             return self._read_in(conn, resource_type, id)
 
     def _read_in(self, conn: Connection, resource_type: str, id: str) -> Stored:
-        row = conn.execute(_READ, {"rtype": resource_type, "id": id}).first()
+        row = conn.execute(Q.READ, {"rtype": resource_type, "id": id}).first()
         return _stored_current(resource_type, id, row)
 
 
@@ -230,7 +227,7 @@ class SqlStore:
         except ValueError:
             raise NotFound(f"{resource_type}/{id} has no version {version_id!r}") from None
         with self.read_one() as conn:
-            row = conn.execute(_VREAD, {"rtype": resource_type, "id": id, "vid": vid}).first()
+            row = conn.execute(Q.VREAD, {"rtype": resource_type, "id": id, "vid": vid}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} has no version {version_id}")
         if row.deleted:
@@ -328,7 +325,7 @@ class SqlStore:
             # the filter drives, the cursor only bounds: "+col" keeps SQLite off the
             # lastUpdated index and the primary key, which it would otherwise walk from the
             # cursor through every resource of the type (O(store), not O(page))
-            last_updated, res_id = _PLUS_LAST_UPDATED, _PLUS_RES_ID
+            last_updated, res_id = Q.PLUS_LAST_UPDATED, Q.PLUS_RES_ID
         if not q.sort and q.cursor:
             where.append(or_(last_updated > q.cursor[0],
                              and_(last_updated == q.cursor[0], res_id > q.cursor[1])))
@@ -336,12 +333,12 @@ class SqlStore:
         if self.dialect == "sqlite" and not q.sort:
             # SQLite's sorter would copy every matching resource's JSON (three times slower
             # for 1 000 rows): sort the row ids alone, fetch those rows, order them here
-            page = select(_ROWID).where(*where).order_by(*order)
+            page = select(Q.ROWID).where(*where).order_by(*order)
             page = page.limit(q.count + 1)
             if q.offset and not q.cursor:
                 page = page.offset(q.offset)
             rows = sorted(conn.execute(
-                _FETCH_BY_ROWID.where(_FETCHED_ROWID.in_(page.scalar_subquery()))),
+                Q.FETCH_BY_ROWID.where(Q.FETCHED_ROWID.in_(page.scalar_subquery()))),
                 key=itemgetter(2, 0))  # last_updated, res_id
             result.has_more = len(rows) > q.count
         elif self.dialect == "sqlite":
@@ -469,7 +466,7 @@ class SqlStore:
             # checked per row: SQLite must look up the resource's own index rows, not the
             # value index (more equality columns) that would scan every row with that value;
             # "+column" keeps it off the value index
-            cols = table.c if (drive and not negate) or self.dialect != "sqlite" else _Unindexed(table)
+            cols = table.c if (drive and not negate) or self.dialect != "sqlite" else Q.Unindexed(table)
             cond = self._values_cond(cols, f)
         if drive and not negate:
             extra = [] if cond is None else [cond]
@@ -547,7 +544,7 @@ class SqlStore:
                "token": getattr(table.c, "code", None)}[sp.type]
         # per row: SQLite must use the resource's own index rows; left to itself it picks
         # the value index for min() and scans every row of the parameter for each match
-        param = _Unindexed(table).param if self.dialect == "sqlite" else table.c.param
+        param = Q.Unindexed(table).param if self.dialect == "sqlite" else table.c.param
         return (select(func.min(col)).where(table.c.res_type == rtype, param == key,
                                             table.c.res_id == r.c.res_id)
                 .scalar_subquery())
@@ -738,47 +735,8 @@ class _Unit:
         return self.store._conditional_match(self.conn, resource_type, criteria)
 
 
-class _Unindexed:
-    """Columns of an index table as ``+table.col`` (SQLite will not use an index for them)."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def __getattr__(self, name: str) -> Any:
-        column = self._table.c[name]
-        return literal_column(f"+{self._table.name}.{name}", type_=column.type)
-
-
-#: Read by id and by version: built once, so each read only binds its values (SQLAlchemy
-#: finds the compiled SQL in its cache without building and hashing a new statement).
-_READ = (select(S.resource.c.version_id, S.resource.c.last_updated, S.resource.c.deleted,
-                S.resource.c.content)
-         .where(S.resource.c.res_type == bindparam("rtype"), S.resource.c.res_id == bindparam("id")))
-_VREAD = (select(S.resource_version.c.last_updated, S.resource_version.c.deleted,
-                 S.resource_version.c.method, S.resource_version.c.content)
-          .where(S.resource_version.c.res_type == bindparam("rtype"),
-                 S.resource_version.c.res_id == bindparam("id"),
-                 S.resource_version.c.version_id == bindparam("vid")))
-
-#: Pieces of every SQLite search, built once (a ``Column`` or alias costs more to build
-#: than the rest of a small search): the cursor columns SQLite must not take an index
-#: for, the row id the page is sorted by, and the fetch of the page's rows by row id.
-_PLUS_LAST_UPDATED = literal_column(f"+{S.resource.name}.last_updated",
-                                    type_=S.resource.c.last_updated.type)
-_PLUS_RES_ID = literal_column(f"+{S.resource.name}.res_id", type_=S.resource.c.res_id.type)
-_ROWID = literal_column(f"{S.resource.name}.rowid")
-_FETCHED = S.resource.alias("fetched")
-_FETCHED_ROWID = literal_column("fetched.rowid")
-_FETCH_BY_ROWID = select(_FETCHED.c.res_id, _FETCHED.c.version_id, _FETCHED.c.last_updated,
-                         _FETCHED.c.content)
-
-#: The same read by id as SQL text for the sqlite3 connection (columns in ``_READ``'s order).
-_READ_SQLITE = ("SELECT version_id, last_updated, deleted, content FROM resource "
-                "WHERE res_type = ? AND res_id = ?")
-
-
 def _stored_current(resource_type: str, id: str, row: Any) -> Stored:
-    """The current version from a ``_READ`` row; NotFound (no row) or Gone (deleted)."""
+    """The current version from a ``statements.READ`` row; NotFound (no row) or Gone (deleted)."""
     if row is None:
         raise NotFound(f"{resource_type}/{id} is not known")
     version_id, last_updated, deleted, content = row
@@ -831,72 +789,3 @@ def _date_cond(low_col: Any, high_col: Any, v: tuple[str, str, str]) -> Any:
     if prefix == "ge":
         return high_col >= low
     return low_col <= high  # le
-
-
-def _make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
-                                                             "check_same_thread": False},
-                               **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            if ":memory:" not in url and url not in ("sqlite://", "sqlite+pysqlite://"):
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            # SQLite keeps 2 MB of pages per connection by default: less than one page
-            # of the review screens reads (a patient's Tasks, a panel's index rows), so
-            # every request would read them again from the OS. Up to 64 MB each.
-            cur.execute("PRAGMA cache_size=-65536")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            if conn.info.get("hw_autocommit"):  # one read statement: it is atomic by itself
-                return
-            if conn.info.get("hw_write"):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:  # a read's BEGIN (deferred) takes no lock and cannot wait: no statement
-                conn.connection.driver_connection.execute("BEGIN")  # set-up of SQLAlchemy's
-
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    engine = create_engine(url, echo=echo, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        _ping_after_idle(engine)
-    return engine
-
-
-#: Seconds a pooled connection may sit unused before its next checkout pings the server.
-PING_AFTER_IDLE = 10.0
-
-
-def _ping_after_idle(engine: Engine) -> None:
-    """Ping a pooled connection at checkout only when it was idle for ``PING_AFTER_IDLE``.
-
-    ``pool_pre_ping`` pings at every checkout: one more round trip for every read and
-    write, several per request. A connection in steady use was just seen working; one
-    that sat idle (a restarted server, a firewall's idle timeout) is pinged first and,
-    when the ping fails, replaced before the caller sees it (the pool retries the
-    checkout on ``DisconnectionError``). A connection that breaks while in use is
-    invalidated with the rest of the pool by SQLAlchemy's disconnect handling.
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
-        record.info["hw_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("hw_idle_since")
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
-            return  # fresh, or in use moments ago
-        try:  # the dialect's ping leaves no transaction open (psycopg: in autocommit)
-            engine.dialect.do_ping(dbapi_conn)
-        except Exception as exc:  # noqa: BLE001 - any failure: replace the connection
-            raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
-

@@ -12,8 +12,9 @@ them together: the stale index rows of rewritten resources deleted by type, one
 table. On PostgreSQL with psycopg the inserts go in one pipeline (one round trip),
 large index batches by ``COPY`` (two to three times faster). Its owner flushes
 before anything in the transaction reads the database (a read, a search, a
-conditional create, direct use of the connection) and before the commit, so whenever the database is looked at it holds exactly what
-row-by-row writes would have left. The current versions of all resources a
+conditional create, direct use of the connection) and before the commit, so
+whenever the database is looked at it holds exactly what row-by-row writes would
+have left. The current versions of all resources a
 Bundle names are looked up in one query per type (:meth:`WriteBuffer.load`).
 
 PostgreSQL: looked-up rows are locked (``FOR UPDATE``) so their versions cannot

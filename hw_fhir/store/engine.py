@@ -1,0 +1,87 @@
+"""The SQLAlchemy engine of a SqlStore: SQLite's pragmas and BEGINs, PostgreSQL's pool.
+
+SQLite: WAL, 64 MB page cache per connection, and BEGIN emitted by the store itself
+(``BEGIN IMMEDIATE`` for a write, nothing for a one-statement read, see
+:meth:`~hw_fhir.store.sql.SqlStore.read_one`). PostgreSQL: a pool whose connections
+are pinged only after they sat idle (:data:`PING_AFTER_IDLE`), not at every checkout.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+
+__all__ = ["PING_AFTER_IDLE", "make_engine"]
+
+
+def make_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
+                                                             "check_same_thread": False},
+                               **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite+pysqlite://"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # SQLite keeps 2 MB of pages per connection by default: less than one page
+            # of the review screens reads (a patient's Tasks, a panel's index rows), so
+            # every request would read them again from the OS. Up to 64 MB each.
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            if conn.info.get("hw_autocommit"):  # one read statement: it is atomic by itself
+                return
+            if conn.info.get("hw_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:  # a read's BEGIN (deferred) takes no lock and cannot wait: no statement
+                conn.connection.driver_connection.execute("BEGIN")  # set-up of SQLAlchemy's
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    engine = create_engine(url, echo=echo, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may sit unused before its next checkout pings the server.
+PING_AFTER_IDLE = 10.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it was idle for ``PING_AFTER_IDLE``.
+
+    ``pool_pre_ping`` pings at every checkout: one more round trip for every read and
+    write, several per request. A connection in steady use was just seen working; one
+    that sat idle (a restarted server, a firewall's idle timeout) is pinged first and,
+    when the ping fails, replaced before the caller sees it (the pool retries the
+    checkout on ``DisconnectionError``). A connection that breaks while in use is
+    invalidated with the rest of the pool by SQLAlchemy's disconnect handling.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hw_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("hw_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # fresh, or in use moments ago
+        try:  # the dialect's ping leaves no transaction open (psycopg: in autocommit)
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure: replace the connection
+            raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
+
