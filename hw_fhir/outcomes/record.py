@@ -40,6 +40,7 @@ from ..config import Settings
 from ..errors import HwFhirError, InvalidInput, Issue, NotFound, VersionConflict
 from ..library import resolve_questionnaire
 from ..models import validate
+from ..plugins import call_each_quietly
 from ..responses import check_response
 from ..scoring import (
     OBSERVATION_SYSTEM,
@@ -256,8 +257,6 @@ def _score(store: Store, questionnaire: Json, response: Json,
 def _announce(plugins: Any, store: Store, raised: list[tuple[Json, Json | None]],
               response: Mapping[str, Any], task: Mapping[str, Any] | None) -> None:
     """Call ``risk_raised`` once per newly raised Flag; a failing plugin is logged, never raised."""
-    from ..plugins import call_each_quietly
-
     for flag, alert in raised:
         call_each_quietly(plugins, "risk_raised", about=f"Flag/{flag.get('id')}", store=store,
                           flag=flag, response=response, task=task, alert=alert)

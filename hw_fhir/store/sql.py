@@ -19,10 +19,11 @@ import threading
 import uuid
 import weakref
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from operator import itemgetter
 from types import TracebackType
 from typing import Any, Iterable, Iterator
+from urllib.parse import parse_qsl
 
 from sqlalchemy import (
     Connection,
@@ -52,7 +53,7 @@ from .canonicals import CanonicalCache
 from .engine import make_engine
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
-from .searchparams import PARAMS, params_for
+from .searchparams import PARAMS, date_range, params_for
 from .writes import WriteBuffer
 
 __all__ = ["SqlStore", "now_instant"]
@@ -113,7 +114,7 @@ class SqlStore:
 
     def upgrade(self) -> None:
         """Bring the schema up to date (Alembic ``upgrade head``)."""
-        from ..migrations import upgrade
+        from ..migrations import upgrade  # lazy: only processes that migrate load Alembic
 
         upgrade(self.engine)
 
@@ -188,8 +189,6 @@ class SqlStore:
             value = now_instant()
             if value <= self._last_instant:
                 dt = datetime.strptime(self._last_instant, "%Y-%m-%dT%H:%M:%S.%fZ")
-                from datetime import timedelta
-
                 value = (dt + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             self._last_instant = value
             return value
@@ -245,8 +244,6 @@ class SqlStore:
             return unit.create(data, if_none_exist=if_none_exist)
 
     def _conditional_match(self, conn: Connection, rtype: str, criteria: str) -> Stored | None:
-        from urllib.parse import parse_qsl
-
         params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
         if not params:
             raise InvalidSearch("If-None-Exist has no search parameters")
@@ -604,8 +601,6 @@ class SqlStore:
         if id:
             where.append(v.c.res_id == id)
         if since:
-            from .searchparams import date_range
-
             try:
                 where.append(v.c.last_updated >= date_range(since)[0])
             except ValueError:
