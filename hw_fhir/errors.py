@@ -142,6 +142,10 @@ class BackendServicesMisconfigured(ConfigurationError, ValueError):
     """A Backend Services token provider was given neither a token URL nor a FHIR base."""
 
 
+class UnitOfWorkClosed(HwFhirError, RuntimeError):
+    """A store's unit of work was used outside its ``with`` block (a programming error)."""
+
+
 class InvalidInput(HwFhirError):
     """The request or its content is malformed."""
 

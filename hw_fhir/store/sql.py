@@ -42,6 +42,7 @@ from ..errors import (
     InvalidInput,
     InvalidSearch,
     NotFound,
+    UnitOfWorkClosed,
     VersionConflict,
 )
 from ..models import validate
@@ -682,7 +683,7 @@ class _Unit:
     @property
     def _buffer(self) -> WriteBuffer:
         if self._writes is None:
-            raise RuntimeError("the unit of work is not open (use it in a with block)")
+            raise UnitOfWorkClosed("the unit of work is not open (use it in a with block)")
         return self._writes
 
     @property
