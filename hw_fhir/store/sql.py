@@ -301,11 +301,18 @@ class SqlStore:
         r = S.resource
         where = [r.c.res_type == q.resource_type, r.c.deleted == False]  # noqa: E712
         # the most selective filter drives (IN subquery); the others are checked per row
-        ranked = self._rank_filters(conn, q.resource_type, q.filters)
-        where.extend(self._filter_clause(q.resource_type, f, drive=(n == 0))
-                     for n, f in enumerate(ranked))
+        ranked, selective = self._plan_filters(conn, q.resource_type, q.filters)
+        # no filter narrows much (every probe reached its cap): the order's index drives and
+        # the page stops after count+1 matches, instead of sorting every match of the filters
+        by_order = not selective and not q.sort
+        # what the total counts (the first filter drives: a count reads every match anyway)
+        matching = where + [self._filter_clause(q.resource_type, f, drive=(n == 0))
+                            for n, f in enumerate(ranked)]
+        if by_order:
+            where.extend(self._filter_clause(q.resource_type, f) for f in ranked)
+        else:
+            where = list(matching)  # the cursor condition comes later
         want_total = q.total != "none" or q.summary_count
-        matching = list(where)  # what the total counts (the cursor condition comes later)
         result = SearchResult(q.resource_type, [], total=None, offset=q.offset, count=q.count,
                               params=q.echo, warnings=list(q.warnings))
         if q.summary_count or q.count == 0:
@@ -319,7 +326,7 @@ class SqlStore:
             order.append((col.desc() if desc else col.asc()).nulls_last())
         last_updated: Any = r.c.last_updated
         res_id: Any = r.c.res_id
-        if q.filters and self.dialect == "sqlite":
+        if q.filters and self.dialect == "sqlite" and not by_order:
             # the filter drives, the cursor only bounds: "+col" keeps SQLite off the
             # lastUpdated index and the primary key, which it would otherwise walk from the
             # cursor through every resource of the type (O(store), not O(page))
@@ -384,19 +391,25 @@ class SqlStore:
         return [found[i] for i in ids if i in found]
 
     def _rank_filters(self, conn: Connection, rtype: str, filters: list[Filter]) -> list[Filter]:
+        """The filters, the one matching fewest rows first (see :meth:`_plan_filters`)."""
+        return self._plan_filters(conn, rtype, filters)[0]
+
+    def _plan_filters(self, conn: Connection, rtype: str,
+                      filters: list[Filter]) -> tuple[list[Filter], bool]:
         """Order filters so the one matching fewest rows comes first (it drives the query).
 
         PostgreSQL's planner has statistics and picks for itself. SQLite has none, so with
         two or more index filters each is probed with a capped count of its index rows
         (at most ``_PROBE_CAP`` index rows read per filter) and the smallest drives: a clinician
         with 20 000 Tasks and a four-week ``due`` window then reads the window, not the
-        20 000.
+        20 000. The flag is False when every probe reached its cap (no filter narrows
+        much): then the order's index should drive the page instead.
         """
         static = sorted(filters, key=lambda f: _SELECTIVITY.get(f.type, 9))
         probed = [f for f in filters
                   if f.type in S.SP_TABLES and f.modifier not in ("missing", "not")]
         if self.dialect != "sqlite" or len(probed) < 2 or static[0].type == "id":
-            return static
+            return static, True
         # each probe counts only up to the smallest count so far: a later filter can win
         # only by matching fewer rows, so no probe reads more than the current best
         best, winner = _PROBE_CAP, None
@@ -406,9 +419,9 @@ class SqlStore:
                 best, winner = found, f
             if best <= _PROBE_ENOUGH:  # a few rows drive as well as fewer would
                 break
-        if winner is None:
-            return static
-        return [winner, *(f for f in static if f is not winner)]
+        if winner is None:  # each matches at least _PROBE_CAP rows
+            return static, False
+        return [winner, *(f for f in static if f is not winner)], True
 
     def _estimate(self, conn: Connection, rtype: str, f: Filter, cap: int) -> int:
         key = ("probe", rtype, f, cap)
