@@ -19,20 +19,21 @@ from email.utils import format_datetime
 from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request, send_file
+from flask import Blueprint, Flask, Response, request, send_file
 
 from hw_fhir.errors import InvalidInput, Issue, operation_outcome
 from hw_fhir.sync import export as bulk
 from hw_fhir.sync import subscriptions
 
-from . import services
 from .errors import FHIR_JSON, outcome_response
 from .fhir_api import fhir_base
+from .fhir_auth import current_grant, fhir_store, protect
 from .security import csrf_exempt
+from .state import app_state, services
 
 __all__ = ["bp", "init_app", "job_owner"]
 
-bp = Blueprint("fhir_bulk", __name__, url_prefix="/fhir")
+bp = protect(Blueprint("fhir_bulk", __name__, url_prefix="/fhir"))  # the one /fhir authorizer
 
 _RETRY_AFTER = "2"
 
@@ -40,29 +41,18 @@ _RETRY_AFTER = "2"
 def init_app(app: Flask) -> None:
     """Register the blueprint and announce the operations in the CapabilityStatement."""
     app.register_blueprint(bp)
-    operations = app.extensions.setdefault("hw_fhir_capabilities", {}).setdefault("operations", [])
+    operations = app_state(app).capability_operations
     for operation in bulk.EXPORT_OPERATIONS + subscriptions.SUBSCRIPTION_OPERATIONS:
         if operation not in operations:
             operations.append(operation)
 
 
-@bp.before_request
-def _authorize() -> Response | None:
-    from .fhir_api import _BEFORE  # the authorizers every /fhir request passes
-
-    for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
-        response: Response | None = func()
-        if response is not None:
-            return response
-    return None
-
-
 def _store() -> Any:
-    return getattr(g, "fhir_store", None) or services().store
+    return fhir_store()
 
 
 def _grant() -> Any:
-    return g.get("smart_grant")
+    return current_grant()
 
 
 def job_owner() -> str:

@@ -7,35 +7,36 @@ OperationOutcomes in :mod:`smart_app.errors`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, request
 
 from hw_fhir import rest, task_workflow
-from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
 from hw_fhir.body_limits import check_body
+from hw_fhir.errors import (
+    InvalidResource,
+    InvalidSearch,
+    Issue,
+    UnsupportedMediaType,
+    UnsupportedResourceType,
+    operation_outcome,
+)
 from hw_fhir.limits import check_search_value, limits
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 
-from . import outcomes_api, services
+from . import outcomes_api
 from .errors import FHIR_JSON, outcome_response
+from .fhir_auth import fhir_store, protect
+from .state import app_state, services
 
-__all__ = ["bp", "init_app", "fhir_base", "before_fhir_request"]
+__all__ = ["bp", "init_app", "fhir_base"]
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
-
-#: Callables run before every /fhir request (the SMART layer registers its authorizer here).
-_BEFORE: list[Callable[[], Response | None]] = []
-
-
-def before_fhir_request(func: Callable[[], Response | None]) -> Callable[[], Response | None]:
-    """Register a callable run before every /fhir request; a returned Response ends the request."""
-    _BEFORE.append(func)
-    return func
 
 
 def init_app(app: Flask) -> None:
@@ -49,18 +50,16 @@ def fhir_base() -> str:
 
 
 @bp.before_request
-def _before() -> Response | None:
+def _check_search_values() -> None:
     for name, value in [*request.args.items(multi=True), *request.form.items(multi=True)]:
         check_search_value(name, value)
-    for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
-        response = func()
-        if response is not None:
-            return response
-    return None
+
+
+protect(bp)  # then the one /fhir authorizer (smart_app.fhir_auth)
 
 
 def _store() -> Any:
-    return getattr(g, "fhir_store", None) or services().store
+    return fhir_store()
 
 
 # ----------------------------------------------------------------- helpers
@@ -69,7 +68,7 @@ def _store() -> Any:
 def _body() -> Any:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in _JSON_TYPES:
-        raise _Unsupported(f"Send FHIR JSON (Content-Type application/fhir+json), not {mimetype or 'nothing'!r}")
+        raise UnsupportedMediaType(f"Send FHIR JSON (Content-Type application/fhir+json), not {mimetype or 'nothing'!r}")
     raw = request.get_data(cache=True)
     if not raw:
         raise InvalidResource("The request body is empty")
@@ -79,11 +78,6 @@ def _body() -> Any:
         raise InvalidResource(f"The request body is not valid JSON: {exc}") from None
     check_body(body, len(raw), limits(services().settings))
     return body
-
-
-class _Unsupported(InvalidInput):
-    status = 415
-    code = "not-supported"
 
 
 def _prefer() -> dict[str, str]:
@@ -122,12 +116,7 @@ def _write_response(result: WriteResult, *, status: int, warnings: list[Issue] |
 
 def _check_type(rtype: str) -> None:
     if rtype not in PARAMS:
-        raise _NotSupportedType(f"Resource type {rtype!r} is not supported by this server")
-
-
-class _NotSupportedType(InvalidInput):
-    status = 404
-    code = "not-supported"
+        raise UnsupportedResourceType(f"Resource type {rtype!r} is not supported by this server")
 
 
 def _check_resource_type(body: Any, rtype: str) -> None:
@@ -144,16 +133,15 @@ def _check_resource_type(body: Any, rtype: str) -> None:
 @bp.get("/metadata")
 def metadata() -> Response:
     """Return the CapabilityStatement."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         software_version = version("hw-fhir")
     except PackageNotFoundError:
         software_version = "0.0.0"
-    extra = current_app.extensions.get("hw_fhir_capabilities", {})
+    state = app_state()
+    security = state.capability_security() if state.capability_security is not None else None
     statement = rest.capability_statement(
         base=fhir_base(), software_version=software_version, date="2026-11-21",
-        security=extra.get("security"), operations=extra.get("operations"))
+        security=security, operations=state.capability_operations or None)
     return _json(statement)
 
 
@@ -192,7 +180,7 @@ def search_post(rtype: str) -> Response:
     """Search by POST (form-encoded parameters, plus any in the URL)."""
     _check_type(rtype)
     if request.mimetype not in ("application/x-www-form-urlencoded", ""):
-        raise _Unsupported("POST _search takes application/x-www-form-urlencoded parameters")
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters")
     params = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
     return _search(rtype, params)
 

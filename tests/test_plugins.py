@@ -496,7 +496,7 @@ def test_hook_register_blueprints(tmp_path):
             bp.add_url_rule("/", "ping", lambda: {"practice": settings.practice_name})
             return [bp]
 
-    from smart_app import create_app
+    from smart_app import app_state, create_app
 
     app = create_app({"TESTING": True, "instance_path": str(tmp_path / "i"), "secret_key": "s",
                       "database_url": f"sqlite:///{tmp_path / 'app.db'}", "practice_name": "Elm Clinic"})
@@ -636,6 +636,6 @@ def test_the_app_has_one_dispatcher_and_it_reaches_the_plugins(tmp_path):
     app = create_app({"TESTING": True, "instance_path": str(tmp_path / "i"), "secret_key": "s",
                       "database_url": f"sqlite:///{tmp_path / 'app.db'}"})
     services = app.extensions["hw_fhir"]
-    assert services.extras["events"] is services.events  # what the views pass as events=
+    assert app_state(app).services.events is services.events  # what the views pass as events=
     assert services.events.plugins is services.plugins
     services.close()
