@@ -8,7 +8,7 @@ and workers build their own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .audit import close_trail
 from .config import Settings
@@ -25,8 +25,8 @@ class Services:
 
     settings: Settings
     store: SqlStore
-    #: Parts plugins and long-running commands attach by name (e.g. ``worker_name``,
-    #: ``progress``); each one with an ``after_fork()`` is rebuilt in forked children.
+    #: Anything else a plugin or test attaches by name; each part with an ``after_fork()``
+    #: is rebuilt in forked children.
     extras: dict[str, Any] = field(default_factory=dict)
     #: The pluggy plugin manager (:func:`hw_fhir.plugins.build_plugin_manager`).
     plugins: Any = None
@@ -34,6 +34,12 @@ class Services:
     #: ``events=`` to the domain functions. One given here is kept (its listeners stay)
     #: and bound to the plugins; else one is made.
     events: Events = None  # type: ignore[assignment]
+    #: The name of the worker running in this process (None outside workers).
+    worker_name: str | None = None
+    #: A :func:`hw_fhir.progress.progress`-like factory for long start-up steps (the CLI sets it).
+    progress: Callable[..., Any] | None = None
+    #: Backend Services token providers of the sync outbox targets, by target name.
+    outbox_tokens: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.plugins is None:
