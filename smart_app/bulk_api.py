@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, request, send_file
@@ -47,17 +46,9 @@ def init_app(app: Flask) -> None:
             operations.append(operation)
 
 
-def _store() -> Any:
-    return fhir_store()
-
-
-def _grant() -> Any:
-    return current_grant()
-
-
 def job_owner() -> str:
     """Who owns the jobs this request may see: the client, plus its user or patient if any."""
-    grant = _grant()
+    grant = current_grant()
     if grant is None:
         return ""
     who = grant.fhir_user or (f"Patient/{grant.patient}" if grant.patient else "")
@@ -105,8 +96,8 @@ def _kickoff(level: str, group_id: str | None = None) -> Response:
                                     lenient=prefer.get("handling") == "lenient",
                                     base_url=services().settings.fhir_base)
     if group_id is not None:
-        _store().read("Group", group_id)  # 404 / 403 before anything is queued
-    grant = _grant()
+        fhir_store().read("Group", group_id)  # 404 / 403 before anything is queued
+    grant = current_grant()
     access = bulk.ExportAccess.from_grant(grant) if grant is not None else None
     job = bulk.start_export(services(), req, client_id=job_owner(), access=access)
     location = f"{fhir_base()}/bulkstatus/{job.id}"
@@ -192,6 +183,6 @@ def subscriptions_status() -> Response:
 
 def _status_bundle(ids: list[str]) -> Response:
     for sub_id in ids:
-        _store().read("Subscription", sub_id)  # 404 / 403 as for a read
+        fhir_store().read("Subscription", sub_id)  # 404 / 403 as for a read
     bundle = subscriptions.status_bundle(services(), ids, base=fhir_base())
     return Response(orjson.dumps(bundle), status=200, content_type=FHIR_JSON)

@@ -58,10 +58,6 @@ def _check_search_values() -> None:
 protect(bp)  # then the one /fhir authorizer (smart_app.fhir_auth)
 
 
-def _store() -> Any:
-    return fhir_store()
-
-
 # ----------------------------------------------------------------- helpers
 
 
@@ -153,9 +149,9 @@ def transaction() -> Response:
     _check_resource_type(body, "Bundle")
     svc = services()
     result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
-        svc.store, body, authorize=getattr(_store(), "check_bundle", None), events=svc.events)
+        svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None), events=svc.events)
     if result is None:
-        result = _store().transaction(body)
+        result = fhir_store().transaction(body)
     return _json(outcomes_api.score_bundle(result))  # after-write: scoring
 
 
@@ -187,7 +183,7 @@ def search_post(rtype: str) -> Response:
 
 def _search(rtype: str, params: list[tuple[str, str]]) -> Response:
     strict = _prefer().get("handling") == "strict"
-    result: SearchResult = _store().search(rtype, params, strict=strict)
+    result: SearchResult = fhir_store().search(rtype, params, strict=strict)
     base = fhir_base()
     keep = [(k, v) for k, v in result.params if k not in ("_offset", "_cursor")]
     self_url = rest.page_url(base, rtype, result.params)
@@ -217,7 +213,7 @@ def create(rtype: str) -> Response:
     body = _body()
     _check_resource_type(body, rtype)
     body = {k: v for k, v in body.items() if k != "id"}
-    result = _answer_task(body) or _store().create(
+    result = _answer_task(body) or fhir_store().create(
         body, if_none_exist=request.headers.get("If-None-Exist"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
@@ -231,7 +227,7 @@ def _answer_task(body: dict[str, Any]) -> WriteResult | None:
     return task_workflow.write_response(
         svc.store, body, if_match=request.headers.get("If-Match"),
         if_none_exist=request.headers.get("If-None-Exist"),
-        authorize=getattr(_store(), "authorize_write", None),
+        authorize=getattr(fhir_store(), "authorize_write", None),
         events=svc.events)
 
 
@@ -249,7 +245,7 @@ def type_history(rtype: str) -> Response:
 def read(rtype: str, rid: str) -> Response:
     """Read the current version."""
     _check_type(rtype)
-    stored = _store().read(rtype, rid)
+    stored = fhir_store().read(rtype, rid)
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and if_none_match.strip() == rest.etag(stored):
         return Response(status=304, headers=_resource_headers(stored))
@@ -265,7 +261,7 @@ def update(rtype: str, rid: str) -> Response:
     if body.get("id") != rid:
         raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
                               issues=[Issue("id must match the URL", expression="id")])
-    result = _answer_task(body) or _store().update(body, if_match=request.headers.get("If-Match"))
+    result = _answer_task(body) or fhir_store().update(body, if_match=request.headers.get("If-Match"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 
@@ -274,7 +270,7 @@ def update(rtype: str, rid: str) -> Response:
 def delete(rtype: str, rid: str) -> Response:
     """Delete (a new, deleted version)."""
     _check_type(rtype)
-    _store().delete(rtype, rid)
+    fhir_store().delete(rtype, rid)
     return Response(status=204)
 
 
@@ -289,7 +285,7 @@ def instance_history(rtype: str, rid: str) -> Response:
 def vread(rtype: str, rid: str, vid: str) -> Response:
     """Read one version."""
     _check_type(rtype)
-    stored = _store().vread(rtype, rid, vid)
+    stored = fhir_store().vread(rtype, rid, vid)
     return _json(stored.raw.encode(), 200, _resource_headers(stored))
 
 
@@ -306,7 +302,7 @@ def _history(rtype: str | None, rid: str | None) -> Response:
         raise InvalidSearch("_count must be at least 1")
     count = min(count, 1000)
     since = request.args.get("_since")
-    result = _store().history(rtype, rid, since=since, count=count,
+    result = fhir_store().history(rtype, rid, since=since, count=count,
                               cursor=request.args.get("_cursor"))
     base = fhir_base()
     path = "/".join(p for p in (rtype, rid, "_history") if p)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .patient.ratelimit import RateLimiter
     from .sandbox.context import Sandbox
 
-__all__ = ["AppState", "FhirHook", "STATE_KEY", "SERVICES_KEY", "app_state", "install_state", "services"]
+__all__ = ["AppState", "CachedValue", "FhirHook", "STATE_KEY", "SERVICES_KEY", "app_state", "install_state", "services"]
 
 #: Where :func:`install_state` keeps the AppState.
 STATE_KEY = "hw_fhir_app"
@@ -38,7 +38,7 @@ STATE_KEY = "hw_fhir_app"
 SERVICES_KEY = "hw_fhir"
 
 #: A callable run before every /fhir request; a returned Response ends the request.
-FhirHook = Callable[[], "Response | None"]
+FhirHook = Callable[[], Response | None]
 
 
 @dataclass

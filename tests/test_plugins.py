@@ -496,7 +496,7 @@ def test_hook_register_blueprints(tmp_path):
             bp.add_url_rule("/", "ping", lambda: {"practice": settings.practice_name})
             return [bp]
 
-    from smart_app import app_state, create_app
+    from smart_app import create_app
 
     app = create_app({"TESTING": True, "instance_path": str(tmp_path / "i"), "secret_key": "s",
                       "database_url": f"sqlite:///{tmp_path / 'app.db'}", "practice_name": "Elm Clinic"})
@@ -631,7 +631,7 @@ def test_the_domain_dispatcher_calls_listeners_and_hooks_even_when_one_fails(tmp
 
 
 def test_the_app_has_one_dispatcher_and_it_reaches_the_plugins(tmp_path):
-    from smart_app import create_app
+    from smart_app import app_state, create_app
 
     app = create_app({"TESTING": True, "instance_path": str(tmp_path / "i"), "secret_key": "s",
                       "database_url": f"sqlite:///{tmp_path / 'app.db'}"})
