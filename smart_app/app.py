@@ -27,6 +27,7 @@ from . import (
     sandbox,
     security,
 )
+from .fhir_auth import is_protected, protect
 from .state import app_state, install_state
 
 __all__ = ["create_app"]
@@ -85,9 +86,15 @@ def create_app(test_config: dict[str, Any] | None = None, *,
 
 
 def _mount_plugins(app: Flask) -> None:
-    """Register the blueprints and template folders that plugins contribute."""
+    """Register the blueprints and template folders that plugins contribute.
+
+    A plugin blueprint under ``/fhir`` serves FHIR data: it passes the one /fhir
+    authorizer like the built-in ones (:func:`smart_app.fhir_auth.protect`).
+    """
     svc = app_state(app).services
     for blueprint in blueprints(svc.plugins, svc.settings):
+        if (blueprint.url_prefix or "").startswith("/fhir") and not is_protected(blueprint):
+            protect(blueprint)
         app.register_blueprint(blueprint)
     dirs = template_dirs(svc.plugins, svc.settings)
     if dirs:

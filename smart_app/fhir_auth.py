@@ -1,8 +1,9 @@
 """The one /fhir authorizer: bearer token → grant → guarded store, then the /fhir before-hooks.
 
 Every blueprint that serves FHIR data (:mod:`smart_app.fhir_api`, :mod:`smart_app.bulk_api`,
-:mod:`smart_app.outcomes_api`, and any later one) calls :func:`protect` on itself, so
-each request passes :func:`authorize_fhir` before its view:
+:mod:`smart_app.outcomes_api`, and any later one) calls :func:`protect` on itself (a
+plugin's blueprint under ``/fhir`` is protected when mounted), so each request passes
+:func:`authorize_fhir` before its view:
 
 1. :func:`check_bearer_token`: every request except ``GET /fhir/metadata`` (and CORS
    preflights) needs ``Authorization: Bearer <token>`` with a token the authorization
@@ -32,7 +33,7 @@ from hw_fhir.smart.policy import AccessPolicy, Grant, unauthorized
 from .state import FhirHook, app_state
 
 __all__ = ["PUBLIC_ENDPOINTS", "authorize_fhir", "before_fhir_request", "check_bearer_token",
-           "current_grant", "fhir_store", "protect"]
+           "current_grant", "fhir_store", "is_protected", "protect"]
 
 #: /fhir endpoints served without a token.
 PUBLIC_ENDPOINTS = {"fhir.metadata"}
@@ -85,6 +86,11 @@ def protect(bp: Blueprint) -> Blueprint:
     """Make every request to ``bp`` pass :func:`authorize_fhir` first; return ``bp``."""
     bp.before_request(authorize_fhir)
     return bp
+
+
+def is_protected(bp: Blueprint) -> bool:
+    """Whether requests to ``bp`` pass :func:`authorize_fhir`."""
+    return authorize_fhir in bp.before_request_funcs.get(None, [])
 
 
 def current_grant() -> Grant | None:

@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from flask import Response
+from flask import Blueprint, Response
 
+from hw_fhir.config import load_settings
+from hw_fhir.hookspecs import hookimpl
+from hw_fhir.plugins import build_plugin_manager
+from hw_fhir.services import build_services
 from smart_app import create_app
 from smart_app.fhir_auth import PUBLIC_ENDPOINTS, authorize_fhir, before_fhir_request
 from smart_app.state import app_state
@@ -111,3 +115,23 @@ def test_before_hooks_run_after_the_token_check_on_every_fhir_blueprint(app: Any
         assert _get(app, path.format(pid="pat-ava"), None).status_code == 401, name
         assert _get(app, path.format(pid="pat-ava"), "Bearer clinician").status_code == 418, name
     assert len(seen) == len(REQUESTS)
+
+
+def test_a_plugin_blueprint_under_fhir_passes_the_one_authorizer(tmp_path: Path, sqlite_url: str) -> None:
+    class VendorApi:
+        @hookimpl
+        def register_blueprints(self, settings: Any) -> list[Blueprint]:
+            bp = Blueprint("vendor_fhir", __name__, url_prefix="/fhir/vendor")
+            bp.add_url_rule("/ping", "ping", lambda: {"ok": True})
+            return [bp]
+
+    settings = load_settings(instance_path=str(tmp_path / "instance"), database_url=sqlite_url,
+                             open_api=False, secret_key="s")
+    plugins = build_plugin_manager(settings, entry_points=False, plugins=[VendorApi()])
+    app = create_app({"TESTING": True}, services=build_services(settings, plugins=plugins))
+    try:
+        refused = app.test_client().get("/fhir/vendor/ping")
+        assert refused.status_code == 401 and refused.get_json()["issue"][0]["code"] == "login"
+        assert refused.headers["WWW-Authenticate"] == 'Bearer realm="hw-fhir"'
+    finally:
+        app_state(app).services.close()
