@@ -23,6 +23,7 @@ from _data import load, tasks  # noqa: E402
 
 from hw_fhir.audit import Access, TYPE_REST  # noqa: E402
 from smart_app import create_app  # noqa: E402
+from smart_app.state import app_state  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
         app = create_app({"instance_path": tmp, "database_url": f"sqlite:///{tmp}/bench.db",
                           "open_api": True, "secret_key": "bench"})
         store = app.extensions["hw_fhir"].store
-        trail = app.extensions["hw_fhir_audit"]
+        trail = app_state(app).audit
         n, secs = load(store, tasks(args.n, args.patients))
         print(f"loaded {n} Tasks in {secs:.1f} s")
         client = app.test_client()

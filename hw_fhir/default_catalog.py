@@ -31,14 +31,14 @@ def database_upgraded(services: Any) -> None:
 
     In chunks of :data:`CHUNK` (each all-or-nothing, and loading is idempotent), with
     progress when the caller put a :func:`hw_fhir.progress.progress`-like factory in
-    ``services.extras["progress"]`` (the command line does).
+    ``services.progress`` (the command line does).
     """
     from contextlib import nullcontext
 
     from .library import load_catalog
 
     items = catalog_questionnaires(services.plugins, services.settings)
-    factory = services.extras.get("progress")
+    factory = services.progress
     show = factory("Activity library", total=len(items)) if factory else nullcontext(None)
     created = existing = 0
     with show as advance:

@@ -58,7 +58,7 @@ def reminder_queue(services: Any) -> int:
     from .reminders import ReminderPolicy, run_reminders
 
     policy = ReminderPolicy.from_settings(services.settings)
-    run = run_reminders(services, worker=services.extras.get("worker_name"), limit=policy.batch * 10)
+    run = run_reminders(services, worker=services.worker_name, limit=policy.batch * 10)
     return run.work
 
 

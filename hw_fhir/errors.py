@@ -396,3 +396,39 @@ class PermanentDeliveryError(DeliveryError):
 
     code = "processing"
     permanent = True
+
+
+# -- the web app and SMART (a-app, issue 21) ---------------------------------------------------
+
+__all__ += ["UnsupportedMediaType", "UnsupportedResourceType", "NoCurrentLaunch",
+            "SessionInterfaceMissing", "UnsupportedKeyAlgorithm", "NotMirrored"]
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is not in a media type the endpoint takes (415)."""
+
+    status = 415
+    code = "not-supported"
+
+
+class UnsupportedResourceType(InvalidInput):
+    """The URL names a resource type this FHIR server does not serve (404)."""
+
+    status = 404
+    code = "not-supported"
+
+
+class NoCurrentLaunch(HwFhirError, LookupError):
+    """An EHR client was asked for, but this request belongs to no SMART launch."""
+
+
+class SessionInterfaceMissing(ConfigurationError, RuntimeError):
+    """The database browser-session interface is not installed on the app."""
+
+
+class UnsupportedKeyAlgorithm(ConfigurationError, ValueError):
+    """No signing key can be made for the named JWS algorithm."""
+
+
+class NotMirrored(InvalidInput, ValueError):
+    """Only EHR Patients and Practitioners are mirrored locally; this resource type is not."""

@@ -1,15 +1,19 @@
 """The running system's parts, wired once: settings, store, plugin manager.
 
 Built by :func:`build_services` (no work at import time); the Flask app keeps
-one in ``app.extensions["hw_fhir"]``, the CLI and workers build their own.
+one (``smart_app.state.services()``, also ``app.extensions["hw_fhir"]``), the CLI
+and workers build their own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from .audit import close_trail
 from .config import Settings
+from .events import Events
+from .plugins import build_plugin_manager
 from .store import SqlStore, open_store
 
 __all__ = ["Services", "build_services"]
@@ -21,32 +25,29 @@ class Services:
 
     settings: Settings
     store: SqlStore
+    #: Anything else a plugin or test attaches by name; each part with an ``after_fork()``
+    #: is rebuilt in forked children.
     extras: dict[str, Any] = field(default_factory=dict)
     #: The pluggy plugin manager (:func:`hw_fhir.plugins.build_plugin_manager`).
     plugins: Any = None
+    #: The one domain event dispatcher, publishing to the plugins' hooks: pass it as
+    #: ``events=`` to the domain functions. One given here is kept (its listeners stay)
+    #: and bound to the plugins; else one is made.
+    events: Events = None  # type: ignore[assignment]
+    #: The name of the worker running in this process (None outside workers).
+    worker_name: str | None = None
+    #: A :func:`hw_fhir.progress.progress`-like factory for long start-up steps (the CLI sets it).
+    progress: Callable[..., Any] | None = None
+    #: Backend Services token providers of the sync outbox targets, by target name.
+    outbox_tokens: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.plugins is None:
-            from .plugins import build_plugin_manager
-
             self.plugins = build_plugin_manager(self.settings)
-        self.events  # noqa: B018 - create the shared dispatcher now, bound to the plugins
-
-    @property
-    def events(self) -> Any:
-        """The one domain event dispatcher (``extras["events"]``), publishing to the plugins' hooks.
-
-        Pass it as ``events=`` to the domain functions. A dispatcher someone stored in
-        ``extras["events"]`` first is kept (its listeners stay) and bound to the plugins.
-        """
-        dispatcher = self.extras.get("events")
-        if dispatcher is None:
-            from .events import Events
-
-            dispatcher = self.extras["events"] = Events(plugins=self.plugins)
-        elif getattr(dispatcher, "plugins", False) is None:
-            dispatcher.plugins = self.plugins
-        return dispatcher
+        if self.events is None:
+            self.events = Events(plugins=self.plugins)
+        elif getattr(self.events, "plugins", False) is None:
+            self.events.plugins = self.plugins
 
     def after_fork(self) -> None:
         """Rebuild in a forked child what the parent built: database pools, HTTP sessions.
@@ -62,8 +63,6 @@ class Services:
 
     def close(self) -> None:
         """Write the queued audit events; release database connections."""
-        from .audit import close_trail
-
         close_trail(self.store)
         self.store.dispose()
 
@@ -72,7 +71,5 @@ def build_services(settings: Settings, *, upgrade: bool = True, plugins: Any = N
     """Open the store (migrating it to the newest schema), build the plugin manager, wire both."""
     store = open_store(settings.database_url, base_url=settings.fhir_base, upgrade=upgrade)
     if plugins is None:
-        from .plugins import build_plugin_manager
-
         plugins = build_plugin_manager(settings)
     return Services(settings=settings, store=store, plugins=plugins)

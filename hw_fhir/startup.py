@@ -169,7 +169,7 @@ def start_services(settings: Settings | None = None, *, progress: Any = None,
     """Check the database URL, open the store, migrate it and load the library; return Services.
 
     ``progress``: a :func:`hw_fhir.progress.progress`-like factory, put in
-    ``services.extras["progress"]`` for the start-up's long steps (library loading).
+    ``services.progress`` for the start-up's long steps (library loading).
 
     Raises :class:`~hw_fhir.errors.ConfigurationError` with one readable line when
     the database cannot be used; nothing is created then.
@@ -191,11 +191,11 @@ def start_services(settings: Settings | None = None, *, progress: Any = None,
     except (SQLAlchemyError, ImportError) as exc:
         raise ConfigurationError(connection_problem(exc, settings.database_url)) from None
     if progress is not None:
-        services.extras["progress"] = progress
+        services.progress = progress
     try:
         prepare_database(services)
     except SQLAlchemyError as exc:
         services.close()
         raise ConfigurationError(connection_problem(exc, settings.database_url)) from None
-    services.extras.pop("progress", None)
+    services.progress = None
     return services

@@ -102,7 +102,7 @@ class Worker:
         self.name = name or worker_name()
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
-        services.extras["worker_name"] = self.name
+        services.worker_name = self.name
         self.jobs = worker_tasks(services.plugins, services.settings)
         # the worker's AuditEvents follow HW_FHIR_AUDIT like the web layer's
         trail_for(services.store, enabled=getattr(services.settings, "audit", True))

@@ -12,8 +12,9 @@ import logging
 from flask import Flask
 
 from hw_fhir import outcomes
+from hw_fhir.safety import config_problems
 
-from . import services
+from .state import services
 
 __all__ = ["init_app", "undelivered_alerts"]
 
@@ -29,8 +30,6 @@ def undelivered_alerts(patient_id: str | None = None) -> list[outcomes.Undeliver
 def init_app(app: Flask) -> None:
     """Make ``undelivered_alerts(patient_id=None)`` available to every template; say what is
     wrong with the ``[safety]`` settings (``hw-fhir check`` refuses them in production)."""
-    from hw_fhir.safety import config_problems
-
     app.add_template_global(undelivered_alerts, "undelivered_alerts")
-    for problem in config_problems(app.extensions["hw_fhir"].settings):
+    for problem in config_problems(services(app).settings):
         log.warning("%s", problem)

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 import orjson
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, g, request, session
 
 from hw_fhir.audit import (
     DCM,
@@ -38,6 +38,10 @@ from hw_fhir.rest import page_url
 
 from .errors import FHIR_JSON
 from .fhir_api import fhir_base
+from .fhir_auth import before_fhir_request, current_grant
+from .launch import current_launch
+from .patient.access import SESSION_KEY
+from .state import app_state, services
 
 __all__ = ["init_app", "trail", "guard_audit_events"]
 
@@ -75,7 +79,9 @@ _SCAN_LIMIT = 8 * 1024 * 1024
 
 def trail() -> AuditTrail:
     """Return the current app's audit trail."""
-    return current_app.extensions["hw_fhir_audit"]  # type: ignore[no-any-return]
+    found = app_state().audit
+    assert found is not None, "smart_app.audit.init_app installs the trail"
+    return found
 
 
 # ------------------------------------------------------------------ guard
@@ -100,7 +106,7 @@ def guard_audit_events() -> Response | None:
                         "changed or deleted through the API")
     search = endpoint in ("fhir.search", "fhir.search_post")
     _require_system_scope("s" if search else "r")
-    store = current_app.extensions["hw_fhir"].store
+    store = services().store
     view = request.view_args or {}
     if search:
         params = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
@@ -122,7 +128,7 @@ def guard_audit_events() -> Response | None:
 def _patients_of_current(rtype: Any, rid: Any) -> list[str]:
     """The patients a resource about to be deleted names (its answer will not)."""
     try:
-        stored = current_app.extensions["hw_fhir"].store.read(str(rtype), str(rid))
+        stored = services().store.read(str(rtype), str(rid))
     except Exception:  # noqa: BLE001 - not found, gone, bad type: the view answers that
         return []
     raw = (stored.raw or "").encode()
@@ -130,7 +136,7 @@ def _patients_of_current(rtype: Any, rid: Any) -> list[str]:
 
 
 def _require_system_scope(permission: str) -> None:
-    grant = g.get("smart_grant")
+    grant = current_grant()
     if grant is None:
         return  # open_api (development); without a token the authorizer refused already
     if not any(s.context == "system" for s in grant.scopes.covering(permission, "AuditEvent")):
@@ -199,7 +205,7 @@ def _rest_access(response: Response) -> Access | None:
     subtype, action = _INTERACTIONS.get(endpoint, ("operation", "E"))
     view = request.view_args or {}
     rtype, rid = view.get("rtype"), view.get("rid")
-    grant = g.get("smart_grant")
+    grant = current_grant()
     patients: list[str] = []
     what: list[str] = []
     if grant is not None and grant.patient:
@@ -247,15 +253,11 @@ def _page_access(response: Response) -> Access | None:
     who = client_id = None
     patients: list[str] = []
     if blueprint == "patient":
-        from .patient.access import SESSION_KEY
-
         data = session.get(SESSION_KEY)
         if isinstance(data, dict) and data.get("patient"):
             who = f"Patient/{data['patient']}"
             patients.append(who)
     else:
-        from .launch import current_launch
-
         active = current_launch()
         if active is not None:
             ctx = active.context
@@ -308,7 +310,8 @@ def _record(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Record AuditEvents after every request touching patient data; guard AuditEvent on /fhir."""
-    services = app.extensions["hw_fhir"]
-    app.extensions["hw_fhir_audit"] = trail_for(services.store, enabled=services.settings.audit)
-    app.extensions.setdefault("hw_fhir_before_fhir", []).append(guard_audit_events)
+    state = app_state(app)
+    settings = state.services.settings
+    state.audit = trail_for(state.services.store, enabled=settings.audit)
+    before_fhir_request(guard_audit_events, app)
     app.after_request(_record)

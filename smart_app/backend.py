@@ -25,7 +25,7 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from hw_fhir.smart.authserver import ClientRegistration
 from hw_fhir.smart.authstore import AuthStore
@@ -42,6 +42,7 @@ from hw_fhir.smart.token_endpoints import introspection_endpoint, public_client_
 
 from .fhir_api import fhir_base
 from .security import csrf_exempt
+from .state import app_state
 
 __all__ = ["bp", "init_app", "token_url", "server_base", "server_urls", "oauth_response",
            "register_token_endpoints", "assertion_audiences", "smart_configuration"]
@@ -51,19 +52,24 @@ bp = Blueprint("backend_auth", __name__)
 
 def _server() -> AuthorizationServer:
     """The server answering /auth/*: the sandbox's when it runs, else the Backend Services one."""
-    sandbox = current_app.extensions.get("hw_fhir_sandbox")
-    if sandbox is not None:
-        return sandbox.server  # type: ignore[no-any-return]
-    return current_app.extensions["hw_fhir_backend_server"]  # type: ignore[no-any-return]
+    state = app_state()
+    if state.sandbox is not None:
+        return state.sandbox.server  # type: ignore[no-any-return]
+    assert state.backend_server is not None, "init_app builds it"
+    return state.backend_server
 
 
 def _clients() -> dict[str, ClientRegistration]:
-    return current_app.extensions["hw_fhir_backend_clients"]  # type: ignore[no-any-return]
+    return app_state().backend_clients
+
+
+def _sandbox_on() -> bool:
+    return app_state().sandbox is not None
 
 
 def server_base() -> str:
     """The app's base URL: ``HW_FHIR_BASE_URL`` (required in production), else the request's."""
-    settings = current_app.extensions["hw_fhir"].settings
+    settings = app_state().services.settings
     return (settings.base_url or request.url_root).rstrip("/")
 
 
@@ -75,7 +81,7 @@ def token_url() -> str:
 def assertion_audiences() -> list[str]:
     """The ``aud`` values a client assertion may name: this server's token endpoints."""
     urls = [token_url(), f"{server_base()}/auth/introspect", f"{server_base()}/auth/revoke"]
-    if current_app.extensions.get("hw_fhir_sandbox") is not None:
+    if _sandbox_on():
         urls.append(f"{server_base()}/sandbox/token")
     return urls
 
@@ -83,7 +89,7 @@ def assertion_audiences() -> list[str]:
 def server_urls() -> ServerUrls:
     """Return the authorization server's URLs for the current request."""
     base = server_base()
-    if current_app.extensions.get("hw_fhir_sandbox") is not None:
+    if _sandbox_on():
         return ServerUrls(fhir_base=fhir_base(), token=f"{base}/sandbox/token",
                           introspection=f"{base}/auth/introspect", revocation=f"{base}/auth/revoke",
                           authorization=f"{base}/sandbox/authorize", jwks=f"{base}/sandbox/jwks.json")
@@ -127,7 +133,7 @@ def revoke() -> Response:
 
 def _scopes() -> list[str]:
     backend = sorted({s for client in _clients().values() for s in client.scope.split()})
-    if current_app.extensions.get("hw_fhir_sandbox") is None:
+    if not _sandbox_on():
         return backend
     return SANDBOX_SCOPES + [s for s in backend if s not in SANDBOX_SCOPES]
 
@@ -141,14 +147,14 @@ def _public_json(data: dict[str, Any]) -> Response:
 @bp.get("/fhir/.well-known/smart-configuration")
 def smart_configuration() -> Response:
     """Return the SMART configuration of the authorization server (SMART App Launch 2.2)."""
-    sandbox = current_app.extensions.get("hw_fhir_sandbox") is not None
+    sandbox = _sandbox_on()
     return _public_json(build_smart_configuration(server_urls(), sandbox=sandbox, scopes=_scopes()))
 
 
 @bp.get("/fhir/.well-known/openid-configuration")
 def openid_discovery() -> Response | tuple[Response, int]:
     """Return OpenID Connect discovery at the issuer (sandbox only: no id_tokens otherwise)."""
-    if current_app.extensions.get("hw_fhir_sandbox") is None:
+    if not _sandbox_on():
         return _public_json({"error": "not_found",
                              "error_description": "This server issues no id_tokens (OpenID Connect "
                                                   "runs only with the sandbox EHR)"}), 404
@@ -165,17 +171,18 @@ def register_token_endpoints(server: AuthorizationServer, auth_store: AuthStore)
 
 def init_app(app: Flask, auth_store: AuthStore) -> None:
     """Register /auth/* and the discovery documents."""
-    settings = app.extensions["hw_fhir"].settings
+    state = app_state(app)
+    settings = state.services.settings
     clients = backend_clients((settings.extra or {}).get("smart") or {})
     server = AuthorizationServer()
     server.init_app(app, query_client=clients.get, save_token=save_backend_token(auth_store))
     server.register_token_generator("default", generate_backend_token)
     register_token_endpoints(server, auth_store)
     server.register_grant(BackendServicesGrant)
-    app.extensions["hw_fhir_backend_server"] = server
-    app.extensions["hw_fhir_backend_clients"] = clients
+    state.backend_server = server
+    state.backend_clients = clients
     app.register_blueprint(bp)
-    app.extensions["hw_fhir_smart_oauth_uris"] = lambda: {
+    state.smart_oauth_uris = lambda: {
         name: url for name, url in (
             ("authorize", server_urls().authorization), ("token", server_urls().token),
             ("introspect", server_urls().introspection), ("revoke", server_urls().revocation)) if url}

@@ -16,23 +16,23 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request, send_file
+from flask import Blueprint, Flask, Response, request, send_file
 
 from hw_fhir.errors import InvalidInput, Issue, operation_outcome
 from hw_fhir.sync import export as bulk
 from hw_fhir.sync import subscriptions
 
-from . import services
 from .errors import FHIR_JSON, outcome_response
 from .fhir_api import fhir_base
+from .fhir_auth import current_grant, fhir_store, protect
 from .security import csrf_exempt
+from .state import app_state, services
 
 __all__ = ["bp", "init_app", "job_owner"]
 
-bp = Blueprint("fhir_bulk", __name__, url_prefix="/fhir")
+bp = protect(Blueprint("fhir_bulk", __name__, url_prefix="/fhir"))  # the one /fhir authorizer
 
 _RETRY_AFTER = "2"
 
@@ -40,34 +40,15 @@ _RETRY_AFTER = "2"
 def init_app(app: Flask) -> None:
     """Register the blueprint and announce the operations in the CapabilityStatement."""
     app.register_blueprint(bp)
-    operations = app.extensions.setdefault("hw_fhir_capabilities", {}).setdefault("operations", [])
+    operations = app_state(app).capability_operations
     for operation in bulk.EXPORT_OPERATIONS + subscriptions.SUBSCRIPTION_OPERATIONS:
         if operation not in operations:
             operations.append(operation)
 
 
-@bp.before_request
-def _authorize() -> Response | None:
-    from .fhir_api import _BEFORE  # the authorizers every /fhir request passes
-
-    for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
-        response: Response | None = func()
-        if response is not None:
-            return response
-    return None
-
-
-def _store() -> Any:
-    return getattr(g, "fhir_store", None) or services().store
-
-
-def _grant() -> Any:
-    return g.get("smart_grant")
-
-
 def job_owner() -> str:
     """Who owns the jobs this request may see: the client, plus its user or patient if any."""
-    grant = _grant()
+    grant = current_grant()
     if grant is None:
         return ""
     who = grant.fhir_user or (f"Patient/{grant.patient}" if grant.patient else "")
@@ -115,8 +96,8 @@ def _kickoff(level: str, group_id: str | None = None) -> Response:
                                     lenient=prefer.get("handling") == "lenient",
                                     base_url=services().settings.fhir_base)
     if group_id is not None:
-        _store().read("Group", group_id)  # 404 / 403 before anything is queued
-    grant = _grant()
+        fhir_store().read("Group", group_id)  # 404 / 403 before anything is queued
+    grant = current_grant()
     access = bulk.ExportAccess.from_grant(grant) if grant is not None else None
     job = bulk.start_export(services(), req, client_id=job_owner(), access=access)
     location = f"{fhir_base()}/bulkstatus/{job.id}"
@@ -202,6 +183,6 @@ def subscriptions_status() -> Response:
 
 def _status_bundle(ids: list[str]) -> Response:
     for sub_id in ids:
-        _store().read("Subscription", sub_id)  # 404 / 403 as for a read
+        fhir_store().read("Subscription", sub_id)  # 404 / 403 as for a read
     bundle = subscriptions.status_bundle(services(), ids, base=fhir_base())
     return Response(orjson.dumps(bundle), status=200, content_type=FHIR_JSON)

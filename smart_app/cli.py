@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from hw_fhir.cli import cli, fail, preflight
+from hw_fhir.cli import cli, fail, open_services, preflight
+from hw_fhir.demo import load_demo_data
 from hw_fhir.errors import HwFhirError
 from hw_fhir.services import Services
+from hw_fhir.worker import start_worker_thread
+
+from .app import create_app
+from .state import services
 
 __all__ = ["freeze_startup_heap", "main", "demo_guide"]
 
@@ -37,13 +43,13 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
     parent (``engine.dispose(close=False)``), then runs ``in_worker``; what
     ``in_worker`` returns is stopped (``.stopping.set()``) when the worker exits.
     """
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # lazy: only serve/demo need gunicorn; keeps the CLI's start fast
 
-    services = app.extensions["hw_fhir"]
+    svc = services(app)
     started: list[Any] = []
 
     def post_worker_init(_worker: Any) -> None:
-        services.store.engine.dispose(close=False)
+        svc.store.engine.dispose(close=False)
         if in_worker is not None:
             started.append(in_worker())
 
@@ -70,19 +76,17 @@ def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
             return app
 
     def _after_fork(_server: Any, _worker: Any) -> None:
-        app.extensions["hw_fhir"].after_fork()
+        svc.after_fork()
 
     # the master serves nothing: close what start-up (migrations, demo data) opened, so
     # no socket is inherited by the workers at all
-    app.extensions["hw_fhir"].store.dispose()
+    svc.store.dispose()
     freeze_startup_heap()
     _Server().run()
 
 
 def _port_free(host: str, port: int) -> None:
     """Exit with one line when the address is taken (before anything is started or written)."""
-    import socket
-
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -93,14 +97,10 @@ def _port_free(host: str, port: int) -> None:
 
 
 def _start(**overrides: Any) -> Services:
-    from hw_fhir.cli import open_services
-
     return open_services(show_progress=True, **overrides)
 
 
 def _create(services: Services) -> Any:
-    from . import create_app
-
     try:
         return create_app(services=services)
     except HwFhirError as exc:
@@ -124,9 +124,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def demo(port: int) -> None:
     """The whole product on 127.0.0.1: sandbox EHR, demo practice, worker and inbox."""
-    from hw_fhir.demo import load_demo_data
-    from hw_fhir.worker import start_worker_thread
-
     base = f"http://127.0.0.1:{port}"
     _port_free("127.0.0.1", port)
     os.environ.setdefault("HW_FHIR_BASE_URL", base)

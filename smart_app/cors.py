@@ -20,6 +20,8 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
+from .state import services
+
 __all__ = ["init_app", "ALLOW_HEADERS", "EXPOSE_HEADERS", "API_PATHS", "PUBLIC_PATHS", "cors_enabled"]
 
 ALLOW_HEADERS = ["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
@@ -40,7 +42,7 @@ def cors_enabled(settings: Any) -> bool:
 
 def init_app(app: Flask) -> None:
     """Install CORS on the API, token and discovery endpoints."""
-    settings = app.extensions["hw_fhir"].settings
+    settings = services(app).settings
     common: dict[str, Any] = {"allow_headers": ALLOW_HEADERS, "expose_headers": EXPOSE_HEADERS,
                               "supports_credentials": False, "max_age": 600,
                               "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]}

@@ -7,35 +7,36 @@ OperationOutcomes in :mod:`smart_app.errors`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, request
 
 from hw_fhir import rest, task_workflow
-from hw_fhir.errors import InvalidInput, InvalidResource, InvalidSearch, Issue, operation_outcome
 from hw_fhir.body_limits import check_body
+from hw_fhir.errors import (
+    InvalidResource,
+    InvalidSearch,
+    Issue,
+    UnsupportedMediaType,
+    UnsupportedResourceType,
+    operation_outcome,
+)
 from hw_fhir.limits import check_search_value, limits
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 
-from . import outcomes_api, services
+from . import outcomes_api
 from .errors import FHIR_JSON, outcome_response
+from .fhir_auth import fhir_store, protect
+from .state import app_state, services
 
-__all__ = ["bp", "init_app", "fhir_base", "before_fhir_request"]
+__all__ = ["bp", "init_app", "fhir_base"]
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
-
-#: Callables run before every /fhir request (the SMART layer registers its authorizer here).
-_BEFORE: list[Callable[[], Response | None]] = []
-
-
-def before_fhir_request(func: Callable[[], Response | None]) -> Callable[[], Response | None]:
-    """Register a callable run before every /fhir request; a returned Response ends the request."""
-    _BEFORE.append(func)
-    return func
 
 
 def init_app(app: Flask) -> None:
@@ -49,18 +50,12 @@ def fhir_base() -> str:
 
 
 @bp.before_request
-def _before() -> Response | None:
+def _check_search_values() -> None:
     for name, value in [*request.args.items(multi=True), *request.form.items(multi=True)]:
         check_search_value(name, value)
-    for func in list(current_app.extensions.get("hw_fhir_before_fhir", [])) + _BEFORE:
-        response = func()
-        if response is not None:
-            return response
-    return None
 
 
-def _store() -> Any:
-    return getattr(g, "fhir_store", None) or services().store
+protect(bp)  # then the one /fhir authorizer (smart_app.fhir_auth)
 
 
 # ----------------------------------------------------------------- helpers
@@ -69,7 +64,7 @@ def _store() -> Any:
 def _body() -> Any:
     mimetype = (request.mimetype or "").lower()
     if mimetype not in _JSON_TYPES:
-        raise _Unsupported(f"Send FHIR JSON (Content-Type application/fhir+json), not {mimetype or 'nothing'!r}")
+        raise UnsupportedMediaType(f"Send FHIR JSON (Content-Type application/fhir+json), not {mimetype or 'nothing'!r}")
     raw = request.get_data(cache=True)
     if not raw:
         raise InvalidResource("The request body is empty")
@@ -79,11 +74,6 @@ def _body() -> Any:
         raise InvalidResource(f"The request body is not valid JSON: {exc}") from None
     check_body(body, len(raw), limits(services().settings))
     return body
-
-
-class _Unsupported(InvalidInput):
-    status = 415
-    code = "not-supported"
 
 
 def _prefer() -> dict[str, str]:
@@ -122,12 +112,7 @@ def _write_response(result: WriteResult, *, status: int, warnings: list[Issue] |
 
 def _check_type(rtype: str) -> None:
     if rtype not in PARAMS:
-        raise _NotSupportedType(f"Resource type {rtype!r} is not supported by this server")
-
-
-class _NotSupportedType(InvalidInput):
-    status = 404
-    code = "not-supported"
+        raise UnsupportedResourceType(f"Resource type {rtype!r} is not supported by this server")
 
 
 def _check_resource_type(body: Any, rtype: str) -> None:
@@ -144,16 +129,15 @@ def _check_resource_type(body: Any, rtype: str) -> None:
 @bp.get("/metadata")
 def metadata() -> Response:
     """Return the CapabilityStatement."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         software_version = version("hw-fhir")
     except PackageNotFoundError:
         software_version = "0.0.0"
-    extra = current_app.extensions.get("hw_fhir_capabilities", {})
+    state = app_state()
+    security = state.capability_security() if state.capability_security is not None else None
     statement = rest.capability_statement(
         base=fhir_base(), software_version=software_version, date="2026-11-21",
-        security=extra.get("security"), operations=extra.get("operations"))
+        security=security, operations=state.capability_operations or None)
     return _json(statement)
 
 
@@ -165,9 +149,9 @@ def transaction() -> Response:
     _check_resource_type(body, "Bundle")
     svc = services()
     result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
-        svc.store, body, authorize=getattr(_store(), "check_bundle", None), events=svc.events)
+        svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None), events=svc.events)
     if result is None:
-        result = _store().transaction(body)
+        result = fhir_store().transaction(body)
     return _json(outcomes_api.score_bundle(result))  # after-write: scoring
 
 
@@ -192,14 +176,14 @@ def search_post(rtype: str) -> Response:
     """Search by POST (form-encoded parameters, plus any in the URL)."""
     _check_type(rtype)
     if request.mimetype not in ("application/x-www-form-urlencoded", ""):
-        raise _Unsupported("POST _search takes application/x-www-form-urlencoded parameters")
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters")
     params = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
     return _search(rtype, params)
 
 
 def _search(rtype: str, params: list[tuple[str, str]]) -> Response:
     strict = _prefer().get("handling") == "strict"
-    result: SearchResult = _store().search(rtype, params, strict=strict)
+    result: SearchResult = fhir_store().search(rtype, params, strict=strict)
     base = fhir_base()
     keep = [(k, v) for k, v in result.params if k not in ("_offset", "_cursor")]
     self_url = rest.page_url(base, rtype, result.params)
@@ -229,7 +213,7 @@ def create(rtype: str) -> Response:
     body = _body()
     _check_resource_type(body, rtype)
     body = {k: v for k, v in body.items() if k != "id"}
-    result = _answer_task(body) or _store().create(
+    result = _answer_task(body) or fhir_store().create(
         body, if_none_exist=request.headers.get("If-None-Exist"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
@@ -243,7 +227,7 @@ def _answer_task(body: dict[str, Any]) -> WriteResult | None:
     return task_workflow.write_response(
         svc.store, body, if_match=request.headers.get("If-Match"),
         if_none_exist=request.headers.get("If-None-Exist"),
-        authorize=getattr(_store(), "authorize_write", None),
+        authorize=getattr(fhir_store(), "authorize_write", None),
         events=svc.events)
 
 
@@ -261,7 +245,7 @@ def type_history(rtype: str) -> Response:
 def read(rtype: str, rid: str) -> Response:
     """Read the current version."""
     _check_type(rtype)
-    stored = _store().read(rtype, rid)
+    stored = fhir_store().read(rtype, rid)
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and if_none_match.strip() == rest.etag(stored):
         return Response(status=304, headers=_resource_headers(stored))
@@ -277,7 +261,7 @@ def update(rtype: str, rid: str) -> Response:
     if body.get("id") != rid:
         raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
                               issues=[Issue("id must match the URL", expression="id")])
-    result = _answer_task(body) or _store().update(body, if_match=request.headers.get("If-Match"))
+    result = _answer_task(body) or fhir_store().update(body, if_match=request.headers.get("If-Match"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 
@@ -286,7 +270,7 @@ def update(rtype: str, rid: str) -> Response:
 def delete(rtype: str, rid: str) -> Response:
     """Delete (a new, deleted version)."""
     _check_type(rtype)
-    _store().delete(rtype, rid)
+    fhir_store().delete(rtype, rid)
     return Response(status=204)
 
 
@@ -301,7 +285,7 @@ def instance_history(rtype: str, rid: str) -> Response:
 def vread(rtype: str, rid: str, vid: str) -> Response:
     """Read one version."""
     _check_type(rtype)
-    stored = _store().vread(rtype, rid, vid)
+    stored = fhir_store().vread(rtype, rid, vid)
     return _json(stored.raw.encode(), 200, _resource_headers(stored))
 
 
@@ -318,7 +302,7 @@ def _history(rtype: str | None, rid: str | None) -> Response:
         raise InvalidSearch("_count must be at least 1")
     count = min(count, 1000)
     since = request.args.get("_since")
-    result = _store().history(rtype, rid, since=since, count=count,
+    result = fhir_store().history(rtype, rid, since=since, count=count,
                               cursor=request.args.get("_cursor"))
     base = fhir_base()
     path = "/".join(p for p in (rtype, rid, "_history") if p)

@@ -26,7 +26,7 @@ from flask import (
     url_for,
 )
 
-from hw_fhir.errors import HwFhirError
+from hw_fhir.errors import HwFhirError, NoCurrentLaunch
 from hw_fhir.smart.client import EhrClient
 from hw_fhir.smart.keys import load_or_create_key, public_jwks
 from hw_fhir.smart.launcher import Launcher, relative_reference
@@ -36,6 +36,7 @@ from hw_fhir.smart.sessions import Launch, LaunchContext, LaunchStore
 
 from .fhir_api import fhir_base
 from .security import rotate_session, session_id
+from .state import app_state
 
 __all__ = ["bp", "init_app", "launcher", "current_launch", "launch_url", "ehr_client",
            "human_name", "LAUNCH_ARG"]
@@ -48,11 +49,13 @@ LAUNCH_ARG = "launch"
 
 def launcher() -> Launcher:
     """Return the current app's Launcher."""
-    return current_app.extensions["hw_fhir_launcher"]  # type: ignore[no-any-return]
+    found = app_state().launcher
+    assert found is not None, "init_app builds it"
+    return found
 
 
 def _base() -> str:
-    settings = current_app.extensions["hw_fhir"].settings
+    settings = app_state().services.settings
     return (settings.base_url or request.url_root).rstrip("/")
 
 
@@ -66,7 +69,7 @@ def _error(status: int, title: str, message: str, *, hint: str | None = None) ->
 @bp.get("/")
 def index() -> Any:
     """Send newcomers to the sandbox EHR when it runs; otherwise explain how hw-fhir is opened."""
-    if "hw_fhir_sandbox" in current_app.extensions:
+    if app_state().sandbox is not None:
         return redirect(url_for("sandbox.ehr"))
     return render_template("launch/index.html", launch_uri=f"{_base()}/launch",
                            redirect_uri=f"{_base()}/callback")
@@ -123,7 +126,7 @@ def home() -> Any:
     ctx = active.context
     if _patient_portal_launch(ctx):
         return redirect(url_for("patient.from_launch", launch=active.id))
-    store = current_app.extensions["hw_fhir"].store
+    store = app_state().services.store
     return render_template("app/home.html", launch=active, context=ctx,
                            patient=read_local(store, "Patient", ctx.local_patient),
                            practitioner=read_local(store, "Practitioner", ctx.local_practitioner))
@@ -177,7 +180,7 @@ def ehr_client(active: Launch | None = None) -> EhrClient:
     """Return a FHIR client for the EHR of a launch (default: the current one)."""
     active = active or current_launch()
     if active is None:
-        raise LookupError("there is no current launch")
+        raise NoCurrentLaunch("there is no current launch")
     return launcher().ehr_client(active)
 
 
@@ -194,18 +197,19 @@ def human_name(resource: dict[str, Any] | None) -> str:
 
 
 def _client_key(app: Flask) -> Any:
-    key = app.extensions.get("hw_fhir_client_key")
-    if key is None:
-        path = Path(app.extensions["hw_fhir"].settings.instance_path) / "smart_client_key.json"
-        key = app.extensions["hw_fhir_client_key"] = load_or_create_key(path, "RS384")
-    return key
+    state = app_state(app)
+    if state.client_key is None:
+        path = Path(state.services.settings.instance_path) / "smart_client_key.json"
+        state.client_key = load_or_create_key(path, "RS384")
+    return state.client_key
 
 
 def init_app(app: Flask) -> None:
     """Register the launch blueprint and build the Launcher from the settings."""
-    services = app.extensions["hw_fhir"]
+    state = app_state(app)
+    services = state.services
     settings = services.settings
-    app.extensions["hw_fhir_launcher"] = Launcher(
+    state.launcher = Launcher(
         store=services.store, registry=EhrRegistry.from_settings(settings),
         launches=LaunchStore(services.store, settings.secret_key),
         client_key=lambda: _client_key(app))

@@ -24,19 +24,19 @@ import unicodedata
 from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, request
 
 from hw_fhir import outcomes
 from hw_fhir.errors import InvalidSearch, Issue, operation_outcome
-from hw_fhir.events import Events
 from hw_fhir.store import Stored, WriteResult
 
-from . import services
 from .errors import FHIR_JSON
+from .fhir_auth import fhir_store, protect
+from .state import app_state, services
 
 __all__ = ["bp", "init_app", "score_written", "score_bundle", "warning_headers", "OPERATION"]
 
-bp = Blueprint("outcomes", __name__, url_prefix="/fhir")
+bp = protect(Blueprint("outcomes", __name__, url_prefix="/fhir"))  # the one /fhir authorizer
 
 #: The CapabilityStatement entry of ``$measure-progress``.
 OPERATION = {
@@ -52,26 +52,16 @@ _MAX_WARNING = 300
 def init_app(app: Flask) -> None:
     """Register ``$measure-progress``, list it in the CapabilityStatement, score on completion.
 
-    The completion path's dispatcher is ``app.extensions["hw_fhir"].extras["events"]``
-    (created here when missing): pass it as ``events=`` to the completion functions.
+    The completion path's dispatcher is ``services.events``: pass it as ``events=`` to
+    the completion functions.
     """
     app.register_blueprint(bp)
-    capabilities = app.extensions.setdefault("hw_fhir_capabilities", {})
-    operations = capabilities.setdefault("operations", [])
+    operations = app_state(app).capability_operations
     if OPERATION not in operations:
         operations.append(OPERATION)
     svc = services(app)
-    events = svc.extras.setdefault("events", Events())
+    events = svc.events
     outcomes.subscribe(events, settings=svc.settings)
-
-
-@bp.before_request
-def _authorize() -> Response | None:
-    for check in current_app.extensions.get("hw_fhir_before_fhir", []):
-        response = check()
-        if response is not None:
-            return response
-    return None
 
 
 @bp.get("/Patient/<pid>/$measure-progress")
@@ -80,7 +70,7 @@ def measure_progress(pid: str) -> Response:
     unknown = sorted(set(request.args) - {"instrument", "_format"})
     if unknown:
         raise InvalidSearch(f"$measure-progress does not take {', '.join(unknown)}")
-    store = g.get("fhir_store") or services().store
+    store = fhir_store()
     patient = store.read("Patient", pid).resource
     instruments = request.args.getlist("instrument") or None
     body = outcomes.measure_progress(store, f"Patient/{patient['id']}", instruments)

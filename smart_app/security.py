@@ -31,8 +31,10 @@ from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from hw_fhir.errors import Forbidden
+from hw_fhir.errors import Forbidden, SessionInterfaceMissing
 from hw_fhir.smart.sessions import WebSessionStore, new_session_id
+
+from .state import services
 
 __all__ = [
     "init_app",
@@ -130,7 +132,7 @@ def rotate_session(*, keep_csrf: bool = False) -> str:
     forms carrying it).
     """
     if not isinstance(session, ServerSession):
-        raise RuntimeError("the database session interface is not installed")
+        raise SessionInterfaceMissing("the database session interface is not installed")
     old, new = session.sid, new_session_id()
     interface = current_app.session_interface
     assert isinstance(interface, DatabaseSessionInterface)
@@ -147,7 +149,7 @@ def rotate_session(*, keep_csrf: bool = False) -> str:
 def session_id() -> str:
     """Return the current browser session's id, making sure the session gets saved."""
     if not hasattr(session, "sid"):
-        raise RuntimeError("the database session interface is not installed")
+        raise SessionInterfaceMissing("the database session interface is not installed")
     session.setdefault("since", int(time.time()))
     session.modified = True
     return session.sid  # type: ignore[attr-defined,no-any-return]
@@ -208,7 +210,7 @@ def content_security_policy(frame_ancestors: str, nonce: str | None = None) -> s
 
 
 def _security_headers(response: Response) -> Response:
-    settings = current_app.extensions["hw_fhir"].settings
+    settings = services().settings
     response.headers.pop("X-Frame-Options", None)
     response.headers.setdefault("Content-Security-Policy",
                                 content_security_policy(settings.frame_ancestors, g.get("csp_nonce")))
@@ -219,9 +221,9 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Install the session interface, CSRF protection and security headers."""
-    services = app.extensions["hw_fhir"]
-    settings = services.settings
-    app.session_interface = DatabaseSessionInterface(WebSessionStore(services.store))
+    svc = services(app)
+    settings = svc.settings
+    app.session_interface = DatabaseSessionInterface(WebSessionStore(svc.store))
     app.config.update(
         SESSION_COOKIE_NAME=cookie_name(settings.secure_cookies),
         SESSION_COOKIE_HTTPONLY=True,

@@ -23,6 +23,7 @@ from hw_fhir.library import load_catalog
 from hw_fhir.outcomes import record_scores
 from hw_fhir.schedule import Schedule
 from hw_fhir.smart.sessions import LaunchContext, LaunchTokens, PendingLaunch, WebSessionStore
+from smart_app.state import app_state
 
 ISS = "http://localhost/fhir"
 EHR_SCOPE = "launch openid fhirUser user/Patient.rs user/Practitioner.rs"
@@ -80,7 +81,7 @@ def open_launch(
     csrf = secrets.token_urlsafe(32)
     WebSessionStore(store).save(sid, {"since": 0, "_csrf": csrf}, lifetime=3600)
     client.set_cookie("hw_fhir_session", sid, domain="localhost")
-    launches = app.extensions["hw_fhir_launcher"].launches
+    launches = app_state(app).launcher.launches
     state = secrets.token_urlsafe(16)
     launch_id = launches.create_pending(
         sid,

@@ -17,6 +17,8 @@ from browser_support import OUTPUT, chromium
 from conftest import serve
 from smart_support import make_app
 
+from smart_app.state import app_state
+
 pytestmark = pytest.mark.browser
 
 @pytest.fixture
@@ -122,7 +124,7 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
     app = make_app(app_config, secure_cookies=secure, frame_ancestors="'self' http://localhost:*")
     server = serve(app)
     try:
-        launch_id = app.extensions["hw_fhir_sandbox"].auth_store.create_launch({
+        launch_id = app_state(app).sandbox.auth_store.create_launch({
             "fhirUser": "Practitioner/dr-okafor", "patient": "pat-carmen", "need_patient_banner": False})
         app_url = f"{server.url}/launch?" + urlencode({"iss": f"{server.url}/fhir", "launch": launch_id})
         ehr = _cross_site_ehr(app_url)

@@ -18,6 +18,7 @@ from hw_fhir.completion import submit_response
 from hw_fhir.demo import demo_encounters
 from hw_fhir.smart.sessions import Launch, LaunchContext
 from hw_fhir.task_workflow import write_response
+from smart_app.state import app_state
 from smart_support import Browser, browser_like_cookies, make_app  # noqa: F401  (autouse fixture)
 
 
@@ -54,7 +55,7 @@ def test_encounter_of_the_launch_goes_on_task_and_response(served: tuple[Any, Br
     app, browser = served
     store = app.extensions["hw_fhir"].store
     launch = browser.launch_app(browser.open_ehr_chart("dr-rivera", "pat-ava", encounter="enc-pat-ava"))
-    recorded = app.extensions["hw_fhir_launcher"].launches.reload(
+    recorded = app_state(app).launcher.launches.reload(
         Launch(launch.launch_id, None, None)).context  # type: ignore[arg-type]
     assert recorded.encounter == "enc-pat-ava"
     assert recorded.fhir_context == [{"reference": "Encounter/enc-pat-ava"}]

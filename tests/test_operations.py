@@ -27,6 +27,7 @@ from hw_fhir.reminders import run_reminders
 from hw_fhir.schedule import Schedule
 from hw_fhir.services import build_services
 from hw_fhir.worker import Worker
+from smart_app.state import app_state
 
 MOOD_LOG = f"{catalog.CANONICAL_BASE}/Questionnaire/mood-log"
 
@@ -176,11 +177,11 @@ def test_banner_when_no_worker_ran_for_five_minutes(app_config):
     page = session.get("/clinician/patients/pat-ava").get_data(as_text=True)
     assert 'id="worker-banner"' in page and "no worker has run yet" in page
     Worker(services, poll_seconds=0).run_once()
-    app.extensions["hw_fhir_worker_banner"].clear()
+    app_state(app).worker_banner.clear()
     assert 'id="worker-banner"' not in session.get("/clinician/patients/pat-ava").get_data(as_text=True)
     assert 'id="worker-banner"' not in session.get("/clinician/patients/pat-ava/assign").get_data(as_text=True)
     beat(services.store, "stopped", now=datetime.now(timezone.utc) - timedelta(minutes=6))
-    app.extensions["hw_fhir_worker_banner"].clear()
+    app_state(app).worker_banner.clear()
     library = session.get("/clinician/patients/pat-ava/assign").get_data(as_text=True)
     assert 'id="worker-banner"' in library and "Reminders are not being sent" in library
 

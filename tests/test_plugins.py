@@ -631,11 +631,11 @@ def test_the_domain_dispatcher_calls_listeners_and_hooks_even_when_one_fails(tmp
 
 
 def test_the_app_has_one_dispatcher_and_it_reaches_the_plugins(tmp_path):
-    from smart_app import create_app
+    from smart_app import app_state, create_app
 
     app = create_app({"TESTING": True, "instance_path": str(tmp_path / "i"), "secret_key": "s",
                       "database_url": f"sqlite:///{tmp_path / 'app.db'}"})
     services = app.extensions["hw_fhir"]
-    assert services.extras["events"] is services.events  # what the views pass as events=
+    assert app_state(app).services.events is services.events  # what the views pass as events=
     assert services.events.plugins is services.plugins
     services.close()

@@ -28,6 +28,7 @@ from hw_fhir.smart.mirror import URL_IDENTIFIER_SYSTEM
 from hw_fhir.smart.registry import EhrRegistration
 from hw_fhir.smart.tables import smart_launch, smart_token
 from smart_app.sandbox import APP_CLIENT_SCOPE
+from smart_app.state import app_state
 
 _DEMO_NAMES = ("Ava Nguyen", "Ben Schmidt", "Carmen Lopez", "Dev Patel", "Ifeoma Okoye")
 
@@ -47,7 +48,7 @@ def _session_id(browser: Browser) -> str:
 
 
 def _launch(app: Any, browser: Browser, launch_id: str) -> Any:
-    found = app.extensions["hw_fhir_launcher"].get(launch_id, _session_id(browser))
+    found = app_state(app).launcher.get(launch_id, _session_id(browser))
     assert found is not None
     return found
 
@@ -140,7 +141,7 @@ def test_tokens_are_kept_server_side_and_sealed(browser: Browser, sandbox_app: A
 
 def test_token_is_refreshed_before_it_expires(browser: Browser, sandbox_app: Any) -> None:
     result = browser.ehr_launch()
-    launcher = sandbox_app.extensions["hw_fhir_launcher"]
+    launcher = app_state(sandbox_app).launcher
     launch = _launch(sandbox_app, browser, result.launch_id)
     old = launch.tokens
     launch = launcher.launches.update_tokens(launch, replace(old, expires_at=int(time.time()) + 5))
@@ -153,8 +154,8 @@ def test_token_is_refreshed_before_it_expires(browser: Browser, sandbox_app: Any
 
 def test_token_is_refreshed_once_on_a_401(browser: Browser, sandbox_app: Any) -> None:
     result = browser.ehr_launch()
-    launcher = sandbox_app.extensions["hw_fhir_launcher"]
-    auth_store = sandbox_app.extensions["hw_fhir_smart_auth"]
+    launcher = app_state(sandbox_app).launcher
+    auth_store = app_state(sandbox_app).smart_auth
     launch = _launch(sandbox_app, browser, result.launch_id)
     # the EHR now answers 401 to the old access token (it expired early), the refresh token still works
     with sandbox_app.extensions["hw_fhir"].store.begin() as conn:
@@ -186,10 +187,10 @@ def confidential(app_config: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
 
 def test_ehr_launch_with_client_secret_basic(confidential: tuple[Any, Any]) -> None:
     app, server = confidential
-    app.extensions["hw_fhir_sandbox"].clients["hw-fhir-secret"] = ClientRegistration(
+    app_state(app).sandbox.clients["hw-fhir-secret"] = ClientRegistration(
         client_id="hw-fhir-secret", auth_method="client_secret_basic", client_secret="s3cret-value",
         redirect_uris=(f"{server.url}/callback",), scope=APP_CLIENT_SCOPE)
-    app.extensions["hw_fhir_launcher"].registry.register(EhrRegistration(
+    app_state(app).launcher.registry.register(EhrRegistration(
         iss=f"{server.url}/fhir", client_id="hw-fhir-secret", client_auth="client_secret_basic",
         client_secret="s3cret-value"))
     browser = Browser(server.url)
@@ -198,10 +199,10 @@ def test_ehr_launch_with_client_secret_basic(confidential: tuple[Any, Any]) -> N
 
 def test_ehr_launch_with_private_key_jwt_using_the_apps_jwks(confidential: tuple[Any, Any]) -> None:
     app, server = confidential
-    app.extensions["hw_fhir_sandbox"].clients["hw-fhir-jwt"] = ClientRegistration(
+    app_state(app).sandbox.clients["hw-fhir-jwt"] = ClientRegistration(
         client_id="hw-fhir-jwt", auth_method="private_key_jwt", redirect_uris=(f"{server.url}/callback",),
         scope=APP_CLIENT_SCOPE, jwks_uri=f"{server.url}/.well-known/jwks.json")
-    app.extensions["hw_fhir_launcher"].registry.register(EhrRegistration(
+    app_state(app).launcher.registry.register(EhrRegistration(
         iss=f"{server.url}/fhir", client_id="hw-fhir-jwt", client_auth="private_key_jwt"))
     browser = Browser(server.url)
     assert _patient_name(browser.ehr_launch("dr-okafor", "pat-dev").page) == "Dev Patel"
@@ -211,10 +212,10 @@ def test_ehr_launch_with_private_key_jwt_using_the_apps_jwks(confidential: tuple
 
 def test_confidential_client_with_a_wrong_secret_cannot_finish(confidential: tuple[Any, Any]) -> None:
     app, server = confidential
-    app.extensions["hw_fhir_sandbox"].clients["hw-fhir-secret"] = ClientRegistration(
+    app_state(app).sandbox.clients["hw-fhir-secret"] = ClientRegistration(
         client_id="hw-fhir-secret", auth_method="client_secret_basic", client_secret="the-right-one",
         redirect_uris=(f"{server.url}/callback",), scope=APP_CLIENT_SCOPE)
-    app.extensions["hw_fhir_launcher"].registry.register(EhrRegistration(
+    app_state(app).launcher.registry.register(EhrRegistration(
         iss=f"{server.url}/fhir", client_id="hw-fhir-secret", client_auth="client_secret_basic",
         client_secret="a-wrong-one"))
     browser = Browser(server.url)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .tables import smart_auth_code, smart_auth_launch, smart_jti, smart_token
 
@@ -262,8 +263,6 @@ class AuthStore:
 
     def use_jti(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion id; False when it was seen before (a replay)."""
-        from sqlalchemy.exc import IntegrityError
-
         try:
             with self.store.begin() as conn:
                 conn.execute(insert(smart_jti).values(client_id=client_id, jti=jti[:255],

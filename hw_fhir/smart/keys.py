@@ -16,6 +16,8 @@ from typing import Any, Iterable, cast
 import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
 
+from ..errors import UnsupportedKeyAlgorithm
+
 __all__ = ["load_or_create_key", "public_jwks", "generate_key", "key_set"]
 
 Key = Any  # a joserfc RSAKey or ECKey
@@ -31,7 +33,7 @@ def generate_key(alg: str) -> Key:
     elif alg == "ES384":
         key = ECKey.generate_key("P-384", private=True)
     else:
-        raise ValueError(f"No key type for alg {alg!r}")
+        raise UnsupportedKeyAlgorithm(f"No key type for alg {alg!r}")
     data = key.as_dict(private=True)
     data.update(kid=key.thumbprint(), alg=alg, use="sig")
     return import_key(data)

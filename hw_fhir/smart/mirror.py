@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from ..errors import NotFound
+from ..errors import NotFound, NotMirrored
 from ..store.base import Store
 from .registry import normalize_iss
 
@@ -43,7 +43,7 @@ def mirror_resource(store: Store, ehr_resource: dict[str, Any], *, iss: str,
     """Create or refresh the local copy of an EHR Patient/Practitioner; return the local id."""
     rtype = ehr_resource["resourceType"]
     if rtype not in MIRRORED_ELEMENTS:
-        raise ValueError(f"{rtype} resources are not mirrored")
+        raise NotMirrored(f"{rtype} resources are not mirrored")
     link = ehr_identifier(iss, rtype, ehr_resource["id"])
     if same_store:
         current = store.read(rtype, ehr_resource["id"]).resource

@@ -436,7 +436,7 @@ def _remote(services: "Services", target: EhrTarget) -> "RemoteStore":
     if target.auth == "bearer":
         provider = lambda: target.token  # noqa: E731
     elif target.auth == "backend-services":
-        cache = services.extras.setdefault("sync_outbox_tokens", {})
+        cache = services.outbox_tokens
         provider = cache.get(target.name)
         if provider is None or provider.client_id != target.client_id:
             provider = BackendServicesToken(client_id=target.client_id, key=target.key(),

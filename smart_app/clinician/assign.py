@@ -6,16 +6,17 @@ an activity (the tailoring form opens with sensible defaults), *Assign* again.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import render_template, request
 
-from hw_fhir import catalog, plans, render, review
+from hw_fhir import catalog, plans, reminders, render, review
 from hw_fhir.activity_defaults import tailored_defaults
 from hw_fhir.assignment import (
+    OPEN_STATUSES,
     Assignment,
     AssignmentEdit,
     HomeworkDetails,
@@ -23,17 +24,23 @@ from hw_fhir.assignment import (
     assign,
     cancel_assignment,
     edit_assignment,
+    plan_tasks,
     task_canonical,
     task_due,
 )
+from hw_fhir.channel_choice import channel_problem
 from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFound
 from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
+from hw_fhir.links import patient_links
+from hw_fhir.plugins import channels
+from hw_fhir.schedule import DAYS_OF_WEEK
 from hw_fhir.store.base import iter_all
 from hw_fhir.translation import localize, original_language, translation_status
 
 from ..fhir_api import fhir_base
 from ..patient.language import use_language
+from ..state import services
 from .base import (
     FieldErrors,
     bp,
@@ -124,11 +131,6 @@ def _channels() -> tuple[tuple[str, str], ...]:
 
 def _channel_errors(patient: dict[str, Any], channel: str | None) -> FieldErrors:
     """Refuse a reminder channel that is not installed or cannot reach the patient."""
-    from hw_fhir.channel_choice import channel_problem
-    from hw_fhir.plugins import channels
-
-    from .. import services
-
     svc = services()
     problem = channel_problem(patient, channel, channels(svc.plugins, svc.settings))
     return {"channel": [problem]} if problem else {}
@@ -283,8 +285,6 @@ def _tailor_page(
 def catalog_days() -> tuple[tuple[str, str], ...]:
     """Return the weekday codes with their names."""
     names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-    from hw_fhir.schedule import DAYS_OF_WEEK
-
     return tuple(zip(DAYS_OF_WEEK, names, strict=True))
 
 
@@ -405,18 +405,12 @@ def assigned(pid: str, kind: str, rid: str) -> Any:
 
 def _demo_link(task: dict[str, Any] | None, pid: str) -> str | None:
     """In the demo (sandbox on, base URL set): the secure link of the Task, to click through."""
-    from hw_fhir.links import patient_links
-
-    from .. import services
-
     if task is None or not settings().sandbox or not settings().base_url:
         return None
     return patient_links(services()).link_for(task["id"], pid).url
 
 
 def _first_open_task(plan_id: str, moment: datetime) -> dict[str, Any] | None:
-    from hw_fhir.assignment import OPEN_STATUSES, plan_tasks
-
     upcoming = [
         t for t in plan_tasks(store(), plan_id, OPEN_STATUSES) if (task_due(t) or moment) > moment
     ]
@@ -434,8 +428,6 @@ def _reminder_plan(
     task: dict[str, Any] | None, patient: dict[str, Any], moment: datetime
 ) -> list[dict[str, Any]]:
     """Return the planned reminders of a Task with the exact message the patient will get."""
-    from hw_fhir import reminders
-
     if task is None or HomeworkDetails.from_task(task).reminder_channel in (None, "none"):
         return []
     policy = reminders.ReminderPolicy.from_settings(settings())
@@ -568,8 +560,6 @@ def _parse_date(raw: str, errors: FieldErrors, name: str) -> date | None:
 
 
 def _parse_time(raw: str, errors: FieldErrors) -> Any:
-    from datetime import time
-
     try:
         return time.fromisoformat(raw.strip())
     except ValueError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, current_app, g, redirect, render_template, request
+from flask import Blueprint, g, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from hw_fhir.errors import Forbidden, HwFhirError, Issue, NotFound, Unauthorized
@@ -24,6 +24,7 @@ from hw_fhir.smart.scopes import ScopeSet
 from hw_fhir.smart.sessions import Launch
 
 from ..launch import current_launch, human_name, launch_url
+from ..state import services
 from .style import style_for
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FieldErrors",
     "NOTICES",
     "clinician",
+    "load_clinician",
     "store",
     "events",
     "settings",
@@ -95,21 +97,17 @@ FieldErrors = dict[str, list[str]]
 
 def store() -> Any:
     """Return the app's store."""
-    return current_app.extensions["hw_fhir"].store
+    return services().store
 
 
 def settings() -> Any:
     """Return the app's settings."""
-    return current_app.extensions["hw_fhir"].settings
+    return services().settings
 
 
 def events() -> Events:
     """Return the domain event dispatcher (scoring, reminders and sync listen to it)."""
-    services = current_app.extensions["hw_fhir"]
-    found = getattr(services, "events", None) or services.extras.get("events")
-    if found is None:
-        found = services.extras["events"] = Events()
-    return found  # type: ignore[no-any-return]
+    return services().events
 
 
 def now() -> datetime:
@@ -122,7 +120,8 @@ def clinician() -> Clinician:
     return g.clinician  # type: ignore[no-any-return]
 
 
-def _load_clinician() -> Clinician:
+def load_clinician() -> Clinician:
+    """Return the clinician of the current launch; Unauthorized/Forbidden when there is none."""
     active = current_launch()
     if active is None:
         raise Unauthorized(
@@ -147,7 +146,7 @@ def _load_clinician() -> Clinician:
 
 @bp.before_request
 def _require_clinician() -> None:
-    g.clinician = _load_clinician()
+    g.clinician = load_clinician()
 
 
 def clinician_zone() -> str:
@@ -181,7 +180,7 @@ def _context() -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if request.endpoint == "launch.home" and "clinician" not in g:
         try:
-            g.clinician = _load_clinician()
+            g.clinician = load_clinician()
         except HwFhirError:
             return {}
         extra = {

@@ -11,7 +11,8 @@ from hw_fhir import outcomes, review, sharing
 from hw_fhir.flag_history import acknowledged_flags
 from hw_fhir.errors import HwFhirError, VersionConflict
 
-from .base import _load_clinician, bp, clinician, go, now, page, patient_or_404, store
+from .assign import quick_picks
+from .base import bp, clinician, go, load_clinician, now, page, patient_or_404, store
 
 __all__ = ["index", "dashboard", "panel", "share_scores", "acknowledge_flag", "landing"]
 
@@ -26,8 +27,6 @@ def index() -> Any:
 
 
 def _dashboard_context(pid: str) -> dict[str, Any]:
-    from .assign import quick_picks
-
     patient = patient_or_404(pid)
     dash = review.patient_dashboard(store(), pid, now=now(), zone=review.patient_zone(patient))
     fresh = not dash.assignments and not dash.responses and not dash.adherence.assigned
@@ -112,7 +111,7 @@ def acknowledge_flag(pid: str, flag_id: str) -> Any:
 def landing() -> Markup:
     """Return the dashboard (patient in context) or the panel, for the launch landing page."""
     try:
-        g.clinician = g.get("clinician") or _load_clinician()
+        g.clinician = g.get("clinician") or load_clinician()
     except HwFhirError as exc:
         return Markup(render_template("clinician/_landing_error.html", message=exc.message))
     who = clinician()

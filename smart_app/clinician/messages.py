@@ -18,6 +18,7 @@ from hw_fhir import messages
 from hw_fhir.errors import Forbidden, HwFhirError, NotFound, VersionConflict
 
 from ..launch import human_name
+from ..state import services
 from .base import bp, clinician, go, page, patient_or_404, settings, store
 
 __all__ = ["MessageThread", "message_thread", "send", "messaging"]
@@ -114,6 +115,4 @@ def messaging(pid: str) -> Any:
 
 def current_services() -> Any:
     """Return the app's Services."""
-    from flask import current_app
-
-    return current_app.extensions["hw_fhir"]
+    return services()

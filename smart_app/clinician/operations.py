@@ -8,16 +8,16 @@ registered here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 
 from hw_fhir.errors import NotFound
 from hw_fhir.heartbeat import WorkerSilence, worker_silence
 from hw_fhir.reminder_retry import ReminderProblem, reminder_problems, retry_reminders
 
+from ..state import app_state
 from .base import bp, go, patient_or_404, store
 
 __all__ = ["undelivered_reminders", "worker_banner", "retry_reminder", "panel_names"]
@@ -35,11 +35,11 @@ def undelivered_reminders(patients: Iterable[str]) -> list[ReminderProblem]:
 @bp.app_template_global("worker_banner")
 def worker_banner() -> WorkerSilence | None:
     """Return the workers' silence (no cycle for 5 minutes), or None when they run."""
-    cache = current_app.extensions.setdefault("hw_fhir_worker_banner", {})
-    if cache.get("until", 0.0) > time.monotonic():
-        return cache.get("value")  # type: ignore[no-any-return]
+    cache = app_state().worker_banner
+    if cache.fresh():
+        return cache.value  # type: ignore[no-any-return]
     value = worker_silence(store())
-    cache.update(value=value, until=time.monotonic() + _BANNER_TTL)
+    cache.keep(value, _BANNER_TTL)
     return value
 
 

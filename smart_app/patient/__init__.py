@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 
 from flask import Flask
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from . import language
 from . import messages  # noqa: F401  (routes)
+from ..state import app_state
 from .ratelimit import RateLimiter
 from . import pwa
 from .views import bp
@@ -24,14 +25,13 @@ __all__ = ["bp", "init_app"]
 
 def _json_attr(value: object) -> Markup:
     """Return JSON for an HTML attribute value (escaped; quote the attribute)."""
-    from markupsafe import escape
-
     return Markup(escape(json.dumps(value, separators=(",", ":"))))
 
 
 def init_app(app: Flask) -> None:
     """Register the patient blueprint and its rate limiter."""
-    app.extensions["hw_fhir_patient_limiter"] = RateLimiter(app.extensions["hw_fhir"].store)
+    state = app_state(app)
+    state.patient_limiter = RateLimiter(state.services.store)
     app.add_template_filter(_json_attr, "json_attr")
     language.init_app(app)
     app.register_blueprint(bp)

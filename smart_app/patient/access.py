@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import current_app, session
+from flask import session
 
 from hw_fhir.errors import Forbidden, NotFound
 from hw_fhir.links import PatientLinks, patient_links
 
 from ..security import rotate_session
+from ..state import app_state
 from .ratelimit import Limit, RateLimiter
 
 __all__ = [
@@ -43,18 +44,20 @@ BIRTH_DATE_GUESSES = Limit("dob", 8, 900)
 
 def services() -> Any:
     """Return the app's Services."""
-    return current_app.extensions["hw_fhir"]
+    return app_state().services
 
 
 def links() -> PatientLinks:
     """Return the secure link service."""
-    found = current_app.extensions.get("hw_fhir_patient_links")
+    found = app_state().patient_links
     return found if found is not None else patient_links(services())
 
 
 def limiter() -> RateLimiter:
     """Return the app's rate limiter."""
-    return current_app.extensions["hw_fhir_patient_limiter"]  # type: ignore[no-any-return]
+    found = app_state().patient_limiter
+    assert found is not None, "smart_app.patient.init_app builds it"
+    return found
 
 
 def current_patient() -> str | None:

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Flask, g, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, refresh
 
 from hw_fhir import i18n
 
@@ -26,8 +26,6 @@ __all__ = ["init_app", "current_language", "use_language"]
 
 def use_language(language: str) -> None:
     """Make this request's patient pages speak ``language`` (e.g. the patient just chose it)."""
-    from flask_babel import refresh
-
     g.hw_language = i18n.supported(language)
     refresh()
 

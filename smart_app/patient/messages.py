@@ -14,6 +14,7 @@ from typing import Any
 from flask import redirect, render_template, request, url_for
 
 from hw_fhir import messages
+from hw_fhir.completion import task_questionnaire
 from hw_fhir.errors import HwFhirError, NotFound
 from hw_fhir.outcomes import crisis_resources
 
@@ -50,8 +51,6 @@ def _names(store: Any, thread: list[messages.ThreadMessage], patient_ref: str) -
 def _task_title(store: Any, task: dict[str, Any] | None) -> str | None:
     if task is None:
         return None
-    from hw_fhir.completion import task_questionnaire
-
     try:
         questionnaire = task_questionnaire(store, task)
     except HwFhirError:

@@ -35,9 +35,19 @@ from flask import (
     url_for,
 )
 
+from hw_fhir.egress import egress_policy
 from hw_fhir.errors import InvalidInput
-from hw_fhir.push import b64url, parse_subscription, remove_patient_subscriptions, save_subscription
+from hw_fhir.push import (
+    application_server_key,
+    b64url,
+    parse_subscription,
+    push_config,
+    remove_patient_subscriptions,
+    save_subscription,
+    subscriptions_for,
+)
 
+from ..security import csrf_token
 from . import access
 from .preferences import read_preferences, with_preferences
 
@@ -54,8 +64,6 @@ THEME_COLOR = "#2f6f6a"
 @bp.app_template_global()
 def web_push_state() -> dict[str, Any]:
     """For the preferences page: the applicationServerKey and how many devices are subscribed."""
-    from hw_fhir.push import application_server_key, push_config, subscriptions_for
-
     services = access.services()
     patient_ref = access.current_patient()
     if patient_ref is None or not push_config(services.settings).enabled:
@@ -106,8 +114,6 @@ def service_worker() -> Any:
 @bp.get("/my/offline/key")
 def offline_key() -> Any:
     """This session's key for drafts kept on the device, and the CSRF token to send them with."""
-    from ..security import csrf_token
-
     if access.current_patient() is None:
         return _unauthorized()
     entry = dict(session[access.SESSION_KEY])
@@ -129,8 +135,6 @@ def push_subscribe() -> Any:
     data = request.get_json(silent=True)
     if data is None:
         raise InvalidInput("Send the subscription as JSON.")
-    from hw_fhir.egress import egress_policy
-
     subscription = parse_subscription(data, egress=egress_policy(access.services().settings))
     store = access.services().store
     new = save_subscription(store, patient_ref.split("/", 1)[1], subscription)

@@ -27,6 +27,7 @@ from hw_fhir.errors import HwFhirError
 from hw_fhir.i18n import N_, date_text, time_text, translator
 from hw_fhir.library import resolve_questionnaire
 from hw_fhir.store.base import Store, iter_all
+from hw_fhir.translation import original_language, translation_of
 
 __all__ = [
     "TodoItem",
@@ -145,8 +146,6 @@ def titled(
     store: Store, task: Mapping[str, Any], cache: dict[str, Any], language: str | None = None
 ) -> tuple[str, str | None]:
     """Return an activity's title and, when it is not in ``language``, the language it is in."""
-    from hw_fhir.translation import original_language, translation_of
-
     ref = task_canonical(task) or ""
     if ref not in cache:
         _ = translator(language)

@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence
-from hw_fhir.assignment import OPEN_STATUSES, instant, parse_instant
+from hw_fhir.assignment import OPEN_STATUSES, HomeworkDetails, instant, parse_instant
 from hw_fhir.channel_in_use import channel_in_use
 from hw_fhir.completion import (
     response_for_task,
@@ -50,6 +50,7 @@ from hw_fhir.store.base import iter_all
 from hw_fhir.translation import localize
 from hw_fhir.urls import local_path
 
+from ..launch import current_launch, human_name
 from . import access
 from .language import current_language, use_language
 from .preferences import (
@@ -62,7 +63,7 @@ from .preferences import (
     time_zones,
     with_preferences,
 )
-from .todo import patient_tasks, patient_zone, todo_list
+from .todo import patient_tasks, patient_zone, titled, todo_list
 
 __all__ = ["bp", "SHARE_SCORES_EXTENSION", "SESSION_NOTE_SYSTEM", "LINK_DONE_STATUSES"]
 
@@ -89,8 +90,7 @@ def _store() -> Any:
 
 def _events() -> Any:
     """The completion path's dispatcher (scoring listens there), else the plugins' one."""
-    services = access.services()
-    return services.extras.get("events") or getattr(services, "events", None)
+    return access.services().events
 
 
 def _client() -> str:
@@ -249,8 +249,6 @@ def link_birth_date(token: str) -> Any:
 @bp.get("/my/launch")
 def from_launch() -> Any:
     """Sign in the patient of a SMART standalone (portal) launch of this browser session."""
-    from ..launch import current_launch
-
     active = current_launch()
     if active is None or active.context.user_type != "Patient" or not active.context.local_patient:
         return _message(
@@ -328,8 +326,6 @@ def _form_page(
     version: str | None = None,
     conflict: bool = False,
 ) -> tuple[str, int]:
-    from hw_fhir.assignment import HomeworkDetails
-
     return _page(
         "patient/task.html",
         status,
@@ -545,8 +541,6 @@ def done(task_id: str) -> Any:
         language=current_language(),
     )
     clinician = _clinician_name(task)
-    from .todo import titled
-
     title, title_lang = titled(_store(), task, {}, current_language())
     return render_template(
         "patient/done.html",
@@ -575,8 +569,6 @@ def _risk_raised(task: dict[str, Any], response: dict[str, Any]) -> bool:
 
 
 def _clinician_name(task: dict[str, Any]) -> str:
-    from ..launch import human_name
-
     ref = (task.get("requester") or {}).get("reference") or ""
     if ref.startswith("Practitioner/"):
         try:
@@ -597,8 +589,6 @@ def _note(patient_ref: str) -> dict[str, Any] | None:
 
 
 def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, Any]]:
-    from .todo import titled
-
     since = instant(_now() - timedelta(days=90))
     tasks = iter_all(
         _store(),

@@ -22,11 +22,9 @@ config file::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 
 from hw_fhir.smart.authserver import ClientRegistration, client_from_config
 from hw_fhir.smart.authstore import AuthStore
@@ -35,6 +33,9 @@ from hw_fhir.smart.registry import SANDBOX_CLIENT_ID
 
 from ..backend import register_token_endpoints
 from ..fhir_api import fhir_base
+from ..state import app_state
+from . import views
+from .context import Sandbox, app_base, sandbox
 from .server import SandboxEndpoints, build_server
 
 __all__ = ["init_app", "Sandbox", "sandbox", "app_base", "APP_CLIENT_SCOPE"]
@@ -44,29 +45,8 @@ APP_CLIENT_SCOPE = ("launch launch/patient openid fhirUser profile offline_acces
                     "patient/*.cruds user/*.cruds")
 
 
-@dataclass
-class Sandbox:
-    """The sandbox's parts for one app: the authlib server, signing key, clients, records."""
-
-    server: Any
-    signing_key: Any
-    clients: dict[str, ClientRegistration]
-    auth_store: AuthStore
-
-
-def sandbox() -> Sandbox:
-    """Return the current app's sandbox."""
-    return current_app.extensions["hw_fhir_sandbox"]  # type: ignore[no-any-return]
-
-
-def app_base() -> str:
-    """The app's base URL: the configured one, or the one this request came in on."""
-    settings = current_app.extensions["hw_fhir"].settings
-    return (settings.base_url or request.url_root).rstrip("/")
-
-
 def _app_client() -> ClientRegistration:
-    settings = current_app.extensions["hw_fhir"].settings
+    settings = app_state().services.settings
     uris = {f"{app_base()}/callback", f"{request.url_root.rstrip('/')}/callback"}
     if settings.base_url:
         uris.add(f"{settings.base_url.rstrip('/')}/callback")
@@ -80,24 +60,23 @@ def _query_client(client_id: str) -> ClientRegistration | None:
         return _app_client()
     found = sandbox().clients.get(client_id)
     if found is None:
-        found = current_app.extensions.get("hw_fhir_backend_clients", {}).get(client_id)
-    return found  # type: ignore[no-any-return]
+        found = app_state().backend_clients.get(client_id)
+    return found
 
 
 def init_app(app: Flask) -> None:
     """Turn the sandbox on for an app (call only when settings.sandbox is set)."""
-    from . import views
-
-    services = app.extensions["hw_fhir"]
+    state = app_state(app)
+    services = state.services
     settings = services.settings
     config = (settings.extra or {}).get("smart") or {}
     clients = {c.client_id: c
                for c in (client_from_config(item) for item in config.get("sandbox_clients") or [])}
     key = load_or_create_key(Path(settings.instance_path) / "sandbox_signing_key.json", "RS256")
-    auth_store = app.extensions.get("hw_fhir_smart_auth") or AuthStore(services.store)
+    auth_store = state.smart_auth or AuthStore(services.store)
     endpoints = SandboxEndpoints(fhir_base=fhir_base, token_url=lambda: f"{app_base()}/sandbox/token",
                                  query_client=_query_client)
     server = build_server(app, auth_store=auth_store, endpoints=endpoints, signing_key=key)
     register_token_endpoints(server, auth_store)
-    app.extensions["hw_fhir_sandbox"] = Sandbox(server, key, clients, auth_store)
+    state.sandbox = Sandbox(server, key, clients, auth_store)
     app.register_blueprint(views.bp)

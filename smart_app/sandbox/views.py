@@ -10,7 +10,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     jsonify,
     redirect,
     render_template,
@@ -19,15 +18,18 @@ from flask import (
     url_for,
 )
 
+from hw_fhir.channels.demo_inbox import read_inbox
 from hw_fhir.errors import InvalidInput, NotFound
 from hw_fhir.smart.authserver import AuthUser
 from hw_fhir.smart.keys import public_jwks
 from hw_fhir.smart.scopes import ScopeSet
+from hw_fhir.store.base import iter_all
 
 from ..backend import oauth_response
 from ..fhir_api import fhir_base
 from ..security import csrf_exempt
-from . import app_base, sandbox
+from ..state import app_state
+from .context import app_base, sandbox
 
 __all__ = ["bp"]
 
@@ -35,12 +37,10 @@ bp = Blueprint("sandbox", __name__)
 
 _USER_KEY = "sandbox_user"
 def _store() -> Any:
-    return current_app.extensions["hw_fhir"].store
+    return app_state().services.store
 
 
 def _people(resource_type: str) -> list[dict[str, Any]]:
-    from hw_fhir.store.base import iter_all
-
     people = [r for r in iter_all(_store(), resource_type) if r.get("active", True)]
     return sorted(people, key=lambda r: (_family(r), r.get("id", "")))
 
@@ -86,7 +86,7 @@ def smart_style() -> Response:
 @bp.get("/sandbox/")
 def ehr() -> Any:
     """Show the EHR: pick a clinician and a patient, then launch hw-fhir."""
-    settings = current_app.extensions["hw_fhir"].settings
+    settings = app_state().services.settings
     if settings.base_url and request.url_root.rstrip("/") != settings.base_url.rstrip("/"):
         return redirect(f"{settings.base_url.rstrip('/')}/sandbox/")
     return render_template("sandbox/ehr.html", practitioners=_people("Practitioner"),
@@ -95,8 +95,6 @@ def ehr() -> Any:
 
 
 def _encounters() -> list[dict[str, Any]]:
-    from hw_fhir.store.base import iter_all
-
     names = {f"Patient/{p['id']}": p for p in _people("Patient")}
     found = [e for e in iter_all(_store(), "Encounter", [("status", "planned,arrived,in-progress")])
              if (e.get("subject") or {}).get("reference") in names]
@@ -305,19 +303,15 @@ def token() -> Response:
 @bp.get("/sandbox/inbox.json")
 def inbox_json() -> Response:
     """Return every message the demo sent: ``[{to, channel, subject, body, link, sent}]``."""
-    from hw_fhir.channels.demo_inbox import read_inbox
-
     keep = ("to", "channel", "subject", "body", "link", "sent")
-    messages = read_inbox(current_app.extensions["hw_fhir"].settings)
+    messages = read_inbox(app_state().services.settings)
     return jsonify([{k: m.get(k) for k in keep} for m in messages])
 
 
 @bp.get("/sandbox/inbox")
 def inbox() -> Any:
     """Show the demo inbox: one phone per recipient with its messages and secure links."""
-    from hw_fhir.channels.demo_inbox import read_inbox
-
     phones: dict[str, list[dict[str, Any]]] = {}
-    for message in read_inbox(current_app.extensions["hw_fhir"].settings):
+    for message in read_inbox(app_state().services.settings):
         phones.setdefault(message.get("to") or "(no address)", []).append(message)
     return render_template("sandbox/inbox.html", phones=phones)
