@@ -47,6 +47,6 @@ def channel_in_use(services: Any, patient: Mapping[str, Any]) -> str | None:
         return None
     task = _latest_open_task(services.store, f"Patient/{patient['id']}")
     name = services.plugins.hook.channel_for(
-        recipient=patient, task=task, request=None, channels=available, preferences=prefs,
-        settings=services.settings)
+        recipient=patient, task=task, request=None, communication_request=None,
+        channels=available, preferences=prefs, settings=services.settings, services=services)
     return str(name) if name in available else next(iter(available))

@@ -20,6 +20,7 @@ from typing import Any
 
 from .audit import HW_SUBTYPE, TYPE_APPLICATION, Access, prune, trail_for
 from .hookspecs import hookimpl
+from .lease import take_turn
 
 __all__ = ["WORKER", "audit_upkeep", "reminder_sent", "reminder_failed", "register_worker_tasks",
            "patient_references", "record_worker", "scheduler_run", "responses_rescored"]
@@ -142,8 +143,6 @@ def reminder_failed(store: Any, communication: Any, request: Any, task: Any, per
 
 def audit_upkeep(services: Any) -> int:
     """Write queued audit events; hourly (one worker) delete those past the retention."""
-    from .default_worker import take_turn
-
     done = trail_for(services.store).flush()
     days = services.settings.audit_retention_days
     if days and take_turn(services, "audit-retention", PRUNE_EVERY_SECONDS):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from . import catalog
+from .catalog.merge import CatalogContent, catalog_questionnaires
 from .hookspecs import hookimpl
-from .plugins import CatalogContent, catalog_questionnaires
+from .library import load_catalog
 
 __all__ = ["register_catalog", "database_upgraded", "CHUNK"]
 
@@ -33,11 +35,7 @@ def database_upgraded(services: Any) -> None:
     progress when the caller put a :func:`hw_fhir.progress.progress`-like factory in
     ``services.progress`` (the command line does).
     """
-    from contextlib import nullcontext
-
-    from .library import load_catalog
-
-    items = catalog_questionnaires(services.plugins, services.settings)
+    items = catalog_questionnaires(services.plugins, services.settings, services=services)
     factory = services.progress
     show = factory("Activity library", total=len(items)) if factory else nullcontext(None)
     created = existing = 0

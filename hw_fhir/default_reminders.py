@@ -15,7 +15,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .assignment import EXT_REMINDER_CHANNEL
 from .hookspecs import hookimpl
+from .reminders import enqueue_alert, enqueue_plan, stop_task_reminders
 
 __all__ = ["task_created", "task_status_changed", "risk_raised", "channel_for"]
 
@@ -25,31 +27,23 @@ log = logging.getLogger("hw_fhir.reminders")
 @hookimpl
 def task_created(store: Any, task: dict[str, Any]) -> None:
     """Queue the planning of a new homework Task's reminders."""
-    from .reminders import enqueue_plan
-
     enqueue_plan(store, task)
 
 
 @hookimpl
 def task_status_changed(store: Any, task: dict[str, Any], previous_status: str) -> None:
     """Stop a Task's reminders the moment it is completed, cancelled or failed."""
-    from .reminders import stop_task_reminders
-
     stop_task_reminders(store, task)
 
 
 @hookimpl
 def risk_raised(store: Any, alert: dict[str, Any] | None) -> None:
     """Queue the delivery of a clinician risk alert at once."""
-    from .reminders import enqueue_alert
-
     if alert:
         enqueue_alert(store, alert)
 
 
 def _task_channel(task: Mapping[str, Any] | None) -> str | None:
-    from .assignment import EXT_REMINDER_CHANNEL
-
     for ext in (task or {}).get("extension") or []:
         if ext.get("url") == EXT_REMINDER_CHANNEL and ext.get("valueCode"):
             return str(ext["valueCode"])

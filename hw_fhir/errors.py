@@ -55,6 +55,8 @@ __all__ = [
     "BackendServicesMisconfigured",
     "InvalidInput",
     "InvalidResource",
+    "UnknownEvent",
+    "WrongEventArguments",
     "InvalidSearch",
     "InvalidResponse",
     "EgressRefused",
@@ -151,6 +153,14 @@ class InvalidInput(HwFhirError):
 
     status = 400
     code = "invalid"
+
+
+class UnknownEvent(InvalidInput, ValueError):
+    """A domain event name that is not one of :data:`hw_fhir.hookspecs.DOMAIN_EVENTS`."""
+
+
+class WrongEventArguments(InvalidInput, TypeError):
+    """A domain event published, or a listener subscribed, with arguments the event does not have."""
 
 
 class InvalidResource(InvalidInput):

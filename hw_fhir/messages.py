@@ -282,8 +282,8 @@ def notify(services: Any, message: Mapping[str, Any], *, link: str | None,
     if not available:
         return None
     name = services.plugins.hook.channel_for(
-        recipient=recipient, task=None, request=None, channels=available, preferences=prefs,
-        settings=services.settings)
+        recipient=recipient, task=None, request=None, communication_request=None,
+        channels=available, preferences=prefs, settings=services.settings, services=services)
     channel = available.get(name or "") or next(iter(available.values()))
     text = PATIENT_NOTICE.format(link=link or "") if kind == "Patient" else CLINICIAN_NOTICE
     note = Message(kind="reminder", purpose="new-message", channel=channel.name,

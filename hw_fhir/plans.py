@@ -95,6 +95,7 @@ __all__ = [
     "materialize_plan",
     "advance_plan",
     "completion_listener",
+    "release_after_completion",
     "sweep_overdue",
     "assign_pathway",
     "pause_plan",
@@ -489,36 +490,49 @@ def advance_plan(
     return plan
 
 
+def release_after_completion(
+    store: Store,
+    task: Mapping[str, Any],
+    *,
+    amended: bool = False,
+    horizon_days: int = 14,
+    events: Events | None = None,
+) -> None:
+    """Advance the plan of a Task just completed, so its next pathway step is released at once.
+
+    The built-in plugin :mod:`hw_fhir.default_plans` calls it on ``response_completed``:
+    the next step is released, and its Tasks created (announced on ``events``), as soon
+    as the previous step is done, instead of at the next scheduler pass. The
+    completion time (``Task.executionPeriod.end``) is the moment of release. An
+    amendment, or a Task that is not completed, changes nothing.
+    """
+    if amended or task.get("status") != "completed":
+        return
+    end = (task.get("executionPeriod") or {}).get("end")
+    moment = parse_instant(end) if end else utc_now()
+    for ref in task.get("basedOn") or []:
+        target = str(ref.get("reference", ""))
+        if not target.startswith("CarePlan/"):
+            continue
+        try:
+            advance_plan(store, target.split("/", 1)[1], now=moment, horizon_days=horizon_days,
+                         events=events)
+        except VersionConflict:
+            return  # changed meanwhile: the scheduler advances it
+
+
 def completion_listener(
     events: Events | None = None, *, horizon_days: int = 14
 ) -> Callable[..., None]:
-    """Return a ``response_completed`` listener that advances the completed Task's plan.
+    """Return a ``response_completed`` listener calling :func:`release_after_completion`.
 
-    Subscribed (``events.subscribe("response_completed", completion_listener(events))``),
-    the next pathway step is released, and its Tasks created (announced on ``events``),
-    as soon as the previous step is done, instead of at the next scheduler pass. The
-    completion time (``Task.executionPeriod.end``) is the moment of release.
+    For a publisher without the built-in plugins (``Events()``); ``services.events``
+    already releases through :mod:`hw_fhir.default_plans`.
     """
 
     def listener(store: Store, task: Mapping[str, Any], amended: bool) -> None:
-        if amended or task.get("status") != "completed":
-            return
-        end = (task.get("executionPeriod") or {}).get("end")
-        moment = parse_instant(end) if end else utc_now()
-        for ref in task.get("basedOn") or []:
-            target = str(ref.get("reference", ""))
-            if not target.startswith("CarePlan/"):
-                continue
-            try:
-                advance_plan(
-                    store,
-                    target.split("/", 1)[1],
-                    now=moment,
-                    horizon_days=horizon_days,
-                    events=events,
-                )
-            except VersionConflict:
-                return  # changed meanwhile: the scheduler advances it
+        release_after_completion(store, task, amended=amended, horizon_days=horizon_days,
+                                 events=events)
 
     return listener
 

@@ -1,5 +1,11 @@
 """The plugin manager: built-in ``default_*`` plugins plus installed ``hw_fhir`` entry points.
 
+Also the ways hw-fhir calls hooks that are not a plain ``pm.hook.<name>(...)``
+(:func:`call_each`, :func:`call_each_quietly`) and collects the web and worker
+hooks. Channels are merged in :mod:`hw_fhir.channel_registry` (``channels`` is
+re-exported here), catalog content in :mod:`hw_fhir.catalog.merge`, and a response
+is scored through the hooks in :mod:`hw_fhir.scoring.pipeline`.
+
 >>> pm = build_plugin_manager(settings)          # doctest: +SKIP
 >>> pm.hook.channel_for(recipient=patient, ...)  # doctest: +SKIP
 
@@ -19,7 +25,7 @@ import importlib
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,10 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .catalog.merge import CatalogContent
+from .channel_registry import channels
 from .errors import ConfigurationError
+from .hook_results import flatten_results
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -41,11 +50,6 @@ __all__ = [
     "call_each",
     "call_each_quietly",
     "channels",
-    "catalog_content",
-    "catalog_questionnaires",
-    "catalog_pathways",
-    "scorers",
-    "score",
     "blueprints",
     "template_dirs",
     "worker_tasks",
@@ -53,10 +57,12 @@ __all__ = [
 
 log = logging.getLogger("hw_fhir.plugins")
 
-#: Built-in plugins, registered (in this order) before any installed one.
+#: Built-in plugins, registered (in this order) before any installed one; where they run
+#: among the implementations of a hook is decided by ``tryfirst``/``trylast`` (docs/plugins.md).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_catalog",
     "hw_fhir.default_scoring",
+    "hw_fhir.default_plans",
     "hw_fhir.default_channels",
     "hw_fhir.default_reminders",
     "hw_fhir.default_worker",
@@ -64,15 +70,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_demo",
     "hw_fhir.default_audit",
 )
-
-
-@dataclass(frozen=True)
-class CatalogContent:
-    """Activities (Questionnaires) and pathway templates a plugin ships."""
-
-    questionnaires: tuple[dict[str, Any], ...] = ()
-    pathways: tuple[dict[str, Any], ...] = ()
-    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -204,15 +201,17 @@ def call_each(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[Any]:
 
 
 def call_each_quietly(pm: pluggy.PluginManager, name: str, *, about: str = "",
-                      **kwargs: Any) -> int:
+                      services: Any = None, **kwargs: Any) -> int:
     """Call every implementation of an event hook; log a failure and go on; return how many failed.
 
     For announcements of what is already stored (``risk_raised``), where a failing
-    plugin must neither undo nor hide the write. The log names the plugin, the hook,
+    plugin must neither undo nor hide the write; ``services`` is passed on (None when the
+    caller has none). The log names the plugin, the hook,
     ``about`` (e.g. ``Flag/<id>``) and the exception's type: never its message nor a
     traceback, which may quote patient data.
     """
     failed = 0
+    kwargs["services"] = services
     for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
         if impl.hookwrapper or impl.wrapper:
             continue
@@ -225,117 +224,17 @@ def call_each_quietly(pm: pluggy.PluginManager, name: str, *, about: str = "",
     return failed
 
 
-def _flatten(results: Iterable[Any]) -> list[Any]:
-    out: list[Any] = []
-    for result in results:
-        if result is None:
-            continue
-        if isinstance(result, (list, tuple)):
-            out.extend(r for r in result if r is not None)
-        else:
-            out.append(result)
-    return out
-
-
-def channels(pm: pluggy.PluginManager, settings: Any, store: Any = None) -> dict[str, Any]:
-    """Return every registered channel by name; a plugin's channel replaces a built-in namesake.
-
-    Built-ins implement ``register_*`` with ``tryfirst``, so they come first in the
-    results and anything after them wins a name clash.
-    """
-    found: dict[str, Any] = {}
-    for channel in _flatten(pm.hook.register_channels(settings=settings, store=store)):
-        found[channel.name] = channel
-    return found
-
-
-def catalog_content(pm: pluggy.PluginManager, settings: Any = None) -> list[CatalogContent]:
-    """Return every plugin's catalog content (built-in catalog first)."""
-    items = _flatten(pm.hook.register_catalog(settings=settings))
-    for item in items:
-        if not isinstance(item, CatalogContent):
-            raise ConfigurationError(f"register_catalog returned {type(item).__name__}, "
-                                     "not CatalogContent")
-    return items
-
-
-def catalog_questionnaires(pm: pluggy.PluginManager, settings: Any = None) -> list[dict[str, Any]]:
-    """Return the Questionnaires of every plugin's catalog; a ``url|version`` is kept once."""
-    seen: set[str] = set()
-    out = []
-    for content in catalog_content(pm, settings):
-        for questionnaire in content.questionnaires:
-            key = f"{questionnaire.get('url')}|{questionnaire.get('version')}"
-            if key not in seen:
-                seen.add(key)
-                out.append(questionnaire)
-    return out
-
-
-def catalog_pathways(pm: pluggy.PluginManager, settings: Any = None) -> list[dict[str, Any]]:
-    """Return the pathway templates of every plugin's catalog, checked; an id is kept once."""
-    from .catalog import check_pathway
-
-    seen: set[str] = set()
-    out = []
-    for content in catalog_content(pm, settings):
-        for pathway in content.pathways:
-            checked = check_pathway(pathway)
-            if checked["id"] not in seen:
-                seen.add(checked["id"])
-                out.append(checked)
-    return out
-
-
-def scorers(pm: pluggy.PluginManager) -> list[Any]:
-    """Return every registered scorer, built-in ones first."""
-    return _flatten(pm.hook.register_scorers())
-
-
-def _same_score(a: Any, b: Any) -> bool:
-    return a.key == b.key or (a.code is not None and b.code is not None and a.code.code == b.code.code)
-
-
-def score(pm: pluggy.PluginManager, questionnaire: dict[str, Any], response: dict[str, Any]) -> Any:
-    """Score a response: SDC expressions, ``score_for``, registered scorers, ``interpret_score``."""
-    from .scoring.engine import agree, calculate_or_fallback, with_failure
-
-    calculated, base, failure = calculate_or_fallback(questionnaire, response)
-    result = pm.hook.score_for(questionnaire=questionnaire, response=calculated)
-    for scorer in [] if result is not None else scorers(pm):
-        result = scorer(questionnaire, calculated)
-        if result is not None:
-            break
-    if result is None:
-        if failure is not None:
-            raise failure
-        result = base
-    else:
-        result = with_failure(result, failure)
-        extra = tuple(s for s in base.scores if not any(_same_score(s, m) for m in result.scores))
-        result = replace(result, scores=result.scores + extra, response=calculated)
-    for extras in _flatten(pm.hook.interpret_score(
-            questionnaire=questionnaire, response=calculated, result=result)):
-        result = replace(
-            result,
-            scores=result.scores + tuple(extras.scores),
-            risks=result.risks + tuple(extras.risks),
-            notes=result.notes + tuple(extras.notes),
-            interpretation=result.interpretation or extras.interpretation,
-        )
-    return agree(questionnaire, result)
-
-
-def blueprints(pm: pluggy.PluginManager, settings: Any) -> list[Any]:
+def blueprints(pm: pluggy.PluginManager, settings: Any, *, services: Any = None) -> list[Any]:
     """Return every plugin's Flask blueprints (for the app factory to register)."""
-    return _flatten(pm.hook.register_blueprints(settings=settings))
+    return flatten_results(pm.hook.register_blueprints(settings=settings, services=services))
 
 
-def template_dirs(pm: pluggy.PluginManager, settings: Any) -> list[Path]:
+def template_dirs(pm: pluggy.PluginManager, settings: Any, *, services: Any = None) -> list[Path]:
     """Return every plugin's template folders."""
-    return [Path(p) for p in _flatten(pm.hook.register_template_dirs(settings=settings))]
+    return [Path(p) for p in flatten_results(
+        pm.hook.register_template_dirs(settings=settings, services=services))]
 
 
-def worker_tasks(pm: pluggy.PluginManager, settings: Any) -> list[Any]:
+def worker_tasks(pm: pluggy.PluginManager, settings: Any, *, services: Any = None) -> list[Any]:
     """Return every plugin's periodic worker jobs, built-in ones first."""
-    return _flatten(pm.hook.register_worker_tasks(settings=settings))
+    return flatten_results(pm.hook.register_worker_tasks(settings=settings, services=services))

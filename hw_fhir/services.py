@@ -14,7 +14,7 @@ from .audit import close_trail
 from .config import Settings
 from .events import Events
 from .plugins import build_plugin_manager
-from .store import SqlStore, open_store
+from .store import Store, open_store
 
 __all__ = ["Services", "build_services"]
 
@@ -24,7 +24,7 @@ class Services:
     """Settings, the store and the plugin manager of one running hw-fhir."""
 
     settings: Settings
-    store: SqlStore
+    store: Store
     #: Anything else a plugin or test attaches by name; each part with an ``after_fork()``
     #: is rebuilt in forked children.
     extras: dict[str, Any] = field(default_factory=dict)
@@ -45,9 +45,10 @@ class Services:
         if self.plugins is None:
             self.plugins = build_plugin_manager(self.settings)
         if self.events is None:
-            self.events = Events(plugins=self.plugins)
+            self.events = Events(plugins=self.plugins, services=self)
         elif getattr(self.events, "plugins", False) is None:
             self.events.plugins = self.plugins
+            self.events.services = self
 
     def after_fork(self) -> None:
         """Rebuild in a forked child what the parent built: database pools, HTTP sessions.

@@ -103,7 +103,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
         services.worker_name = self.name
-        self.jobs = worker_tasks(services.plugins, services.settings)
+        self.jobs = worker_tasks(services.plugins, services.settings, services=services)
         # the worker's AuditEvents follow HW_FHIR_AUDIT like the web layer's
         trail_for(services.store, enabled=getattr(services.settings, "audit", True))
         self._last_beat: float | None = None

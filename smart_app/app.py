@@ -92,11 +92,11 @@ def _mount_plugins(app: Flask) -> None:
     authorizer like the built-in ones (:func:`smart_app.fhir_auth.protect`).
     """
     svc = app_state(app).services
-    for blueprint in blueprints(svc.plugins, svc.settings):
+    for blueprint in blueprints(svc.plugins, svc.settings, services=svc):
         if (blueprint.url_prefix or "").startswith("/fhir") and not is_protected(blueprint):
             protect(blueprint)
         app.register_blueprint(blueprint)
-    dirs = template_dirs(svc.plugins, svc.settings)
+    dirs = template_dirs(svc.plugins, svc.settings, services=svc)
     if dirs:
         app.jinja_loader = ChoiceLoader([FileSystemLoader([str(d) for d in dirs]),
                                          app.jinja_loader])

@@ -3,9 +3,9 @@
 Every path scores. A QuestionnaireResponse created or updated through /fhir (also
 inside a transaction or batch Bundle) is scored by :func:`score_written` /
 :func:`score_bundle` before the response returns, so
-``Observation?derived-from=QuestionnaireResponse/<id>`` finds the scores at once; the
-completion path scores through the ``response_completed`` event, subscribed in
-:func:`init_app`.
+``Observation?derived-from=QuestionnaireResponse/<id>`` finds the scores at once; a
+response the SDC workflow completed was already scored by its ``response_completed``
+event (:mod:`hw_fhir.default_scoring`), and is answered with those scores, not scored twice.
 
 Scoring errors on /fhir: the response is already stored when scoring runs, and it is
 never lost nor turned into an error (never a 500). The write answers as usual
@@ -50,18 +50,16 @@ _MAX_WARNING = 300
 
 
 def init_app(app: Flask) -> None:
-    """Register ``$measure-progress``, list it in the CapabilityStatement, score on completion.
+    """Register ``$measure-progress`` and list it in the CapabilityStatement.
 
-    The completion path's dispatcher is ``services.events``: pass it as ``events=`` to
-    the completion functions.
+    Scoring on completion is the built-in plugin :mod:`hw_fhir.default_scoring`,
+    reached through ``services.events`` (pass it as ``events=`` to the completion
+    functions); nothing is subscribed here.
     """
     app.register_blueprint(bp)
     operations = app_state(app).capability_operations
     if OPERATION not in operations:
         operations.append(OPERATION)
-    svc = services(app)
-    events = svc.events
-    outcomes.subscribe(events, settings=svc.settings)
 
 
 @bp.get("/Patient/<pid>/$measure-progress")
@@ -102,9 +100,7 @@ def score_written(result: WriteResult) -> tuple[WriteResult, list[Issue]]:
     stored = result.stored
     if stored.resource_type != "QuestionnaireResponse" or stored.deleted or not stored.raw:
         return result, []
-    svc = services()
-    recorded = outcomes.score_quietly(svc.store, stored.resource, settings=svc.settings,
-                                      plugins=svc.plugins)
+    recorded = outcomes.scores_for_written(services(), stored.resource)
     newest = recorded.response
     if (newest.get("meta") or {}).get("versionId") not in (None, stored.version_id):
         result = WriteResult(Stored.from_resource(dict(newest)), created=result.created)
@@ -138,8 +134,7 @@ def score_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
                         or svc.store.read("QuestionnaireResponse", rid).resource)
         except Exception:  # noqa: BLE001 - deleted since, or unreadable: nothing to score
             continue
-        recorded = outcomes.score_quietly(svc.store, response, settings=svc.settings,
-                                          plugins=svc.plugins)
+        recorded = outcomes.scores_for_written(svc, response)
         newest = recorded.response
         version = (newest.get("meta") or {}).get("versionId")
         if version and version != (response.get("meta") or {}).get("versionId"):

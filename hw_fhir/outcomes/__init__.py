@@ -16,7 +16,7 @@ from .escalation import (
     escalate_overdue,
     undelivered_alerts,
 )
-from .listener import subscribe
+from .listener import score_on_completion, scores_for_written, subscribe
 from .progress import (
     MEASURES,
     PROGRESS_OPERATION,
@@ -87,5 +87,7 @@ __all__ = [
     "rescore_since",
     "resolve_for",
     "score_quietly",
+    "score_on_completion",
+    "scores_for_written",
     "subscribe",
 ]

@@ -46,6 +46,6 @@ def update_delivery_status(services: Any, *, vendor_system: str, vendor_id: str,
         except VersionConflict:
             continue
         call_each(services.plugins, "delivery_status_changed", store=store, communication=new,
-                  previous_status=previous)
+                  previous_status=previous, services=services)
         return dict(new)
     return None

@@ -176,6 +176,7 @@ def _backoff(policy: ReminderPolicy, job: Any, error: DeliveryError) -> timedelt
 
 def _notify(ctx: BatchContext, hook: str, **kwargs: Any) -> None:
     try:
-        call_each(ctx.pm, hook, **kwargs)
+        call_each(ctx.pm, hook, communication_request=kwargs.get("request"),
+                  services=ctx.services, **kwargs)
     except Exception:  # noqa: BLE001 - after a send, a listener's error must not cause a resend
         log.exception("A %s listener failed", hook)

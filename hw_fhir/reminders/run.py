@@ -94,7 +94,7 @@ def run_reminders(services: Any, *, worker: str | None = None, now: datetime | N
     if discover:
         discover_tasks(services, now=now)
         discover_alerts(services, now=now)
-    chans = registered(services.plugins, services.settings, services.store)
+    chans = registered(services.plugins, services.settings, services.store, services=services)
     while limit is None or run.claimed < limit:
         moment = now or datetime.now(timezone.utc)
         take = policy.batch if limit is None else min(policy.batch, limit - run.claimed)

@@ -237,8 +237,9 @@ def _choose_channel(ctx: BatchContext, item: _Ready) -> str | None:
     settings = ctx.services.settings
     job = item.job
     name = ctx.pm.hook.channel_for(recipient=item.patient, task=item.task, request=item.request,
+                                   communication_request=item.request,
                                    channels=item.available, preferences=item.prefs,
-                                   settings=settings)
+                                   settings=settings, services=ctx.services)
     channel = item.available.get(name or "")
     if channel is None:
         return fail_attempt(ctx, job, item.request, item.task, item.patient, HeldDeliveryError(
@@ -261,7 +262,8 @@ def _send_ready(ctx: BatchContext, item: _Ready) -> str:
                               idempotency_key=attempt_key(job), about=(f"Task/{item.task['id']}",),
                               language=patient_language(item.patient))
     ctx.pm.hook.prepare_message(message=message, recipient=item.patient, task=item.task,
-                                request=item.request, settings=settings)
+                                request=item.request, communication_request=item.request,
+                                settings=settings, services=ctx.services)
     return deliver(ctx, job, channel, message, item.request, item.task, item.patient)
 
 
@@ -294,7 +296,8 @@ def send_alert(ctx: BatchContext, job: Any) -> str:
             f"no channel can reach {recipient_ref} (add an email address or configure the EHR inbox)"),
             None)
     name = ctx.pm.hook.channel_for(recipient=recipient, task=None, request=request,
-                                   channels=available, preferences=None, settings=settings)
+                                   communication_request=request, channels=available,
+                                   preferences=None, settings=settings, services=ctx.services)
     channel = available.get(name or "") or next(iter(available.values()))
     link = f"{settings.base_url.rstrip('/')}/" if settings.base_url else None
     message = default_message(
@@ -303,5 +306,6 @@ def send_alert(ctx: BatchContext, job: Any) -> str:
         idempotency_key=attempt_key(job),
         about=tuple(a.get("reference") for a in request.get("about") or [] if a.get("reference")))
     ctx.pm.hook.prepare_message(message=message, recipient=recipient, task=None, request=request,
-                                settings=settings)
+                                communication_request=request, settings=settings,
+                                services=ctx.services)
     return deliver(ctx, job, channel, message, request, None, recipient)

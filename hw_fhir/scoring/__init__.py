@@ -7,9 +7,10 @@ Pure functions over FHIR JSON dicts; nothing here touches a store.
 >>> observations_for(questionnaire, response, result)     # doctest: +SKIP
 """
 
-from .engine import DEFAULT_SCORERS, score_response
+from .engine import DEFAULT_SCORERS
 from .mbc import Point, Progress, Thresholds, progress
 from .observations import OBSERVATION_SYSTEM, observation_id, observations_for
+from .pipeline import score_response
 from .results import INTERPRETATION_SYSTEM, Coding, RiskFlag, Score, Scorer, ScoreResult
 from .sdc import calculate, check_expressions, sdc_result
 

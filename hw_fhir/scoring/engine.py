@@ -1,9 +1,11 @@
-"""Score a response: the generic SDC path, then the instrument scorers."""
+"""The scoring steps: the generic SDC path, the built-in scorers, merging and agreeing results.
+
+:mod:`hw_fhir.scoring.pipeline` runs them in order (with or without the plugins).
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -13,45 +15,12 @@ from .items import answer_value, canonical, iter_questionnaire_items, iter_respo
 from .results import Score, Scorer, ScoreResult
 from .sdc import calculate, sdc_result
 from .observations import PRORATED_EXTENSION
-from .terminology import Resolver, with_answer_sets
 
-__all__ = ["DEFAULT_SCORERS", "score_response", "agree", "calculate_or_fallback", "with_failure"]
+__all__ = ["DEFAULT_SCORERS", "agree", "calculate_or_fallback", "with_failure", "same_score",
+           "merge_scores"]
 
 #: The built-in instrument scorers, tried in order (``register_scorers`` of ``default_scoring``).
 DEFAULT_SCORERS: tuple[Scorer, ...] = (phq9.score_for, gad7.score_for, phq2.score_for, pcl5.score_for)
-
-
-def score_response(
-    questionnaire: dict[str, Any],
-    response: dict[str, Any],
-    scorers: Sequence[Scorer] | None = None,
-    *,
-    plugins: Any = None,
-    resolve: Resolver | None = None,
-) -> ScoreResult:
-    """Calculate a response's expressions, then interpret it with the first scorer that knows it.
-
-    ``scorers`` defaults to :data:`DEFAULT_SCORERS`; pass ``[]`` for the generic
-    path alone. With ``plugins`` (the plugin manager, ``services.plugins``) and no
-    ``scorers``, the plugin hooks score it (``score_for``, ``register_scorers``,
-    ``interpret_score``; see :func:`hw_fhir.plugins.score`). The result's ``response``
-    is the calculated copy of ``response``. Answer lists the Questionnaire names but
-    does not contain are found through ``resolve`` (a store) or among the shipped ones
-    (:func:`~hw_fhir.scoring.terminology.with_answer_sets`).
-    """
-    questionnaire = with_answer_sets(questionnaire, resolve)
-    if plugins is not None and scorers is None:
-        from ..plugins import score
-
-        return score(plugins, questionnaire, response)
-    calculated, base, failure = calculate_or_fallback(questionnaire, response)
-    for scorer in DEFAULT_SCORERS if scorers is None else scorers:
-        result = scorer(questionnaire, calculated)
-        if result is not None:
-            return agree(questionnaire, _merge(base, with_failure(result, failure), calculated))
-    if failure is not None:
-        raise failure
-    return base
 
 
 def calculate_or_fallback(questionnaire: dict[str, Any], response: dict[str, Any]
@@ -160,12 +129,14 @@ def agree(questionnaire: dict[str, Any], result: ScoreResult) -> ScoreResult:
     return replace(result, response=response, warnings=tuple(warnings))
 
 
-def _same(a: Score, b: Score) -> bool:
+def same_score(a: Score, b: Score) -> bool:
+    """Whether two scores are the same measure (same key, or the same code)."""
     return a.key == b.key or (a.code is not None and b.code is not None and a.code.code == b.code.code)
 
 
-def _merge(base: ScoreResult, result: ScoreResult, calculated: dict[str, Any]) -> ScoreResult:
-    extra = tuple(s for s in base.scores if not any(_same(s, mine) for mine in result.scores))
+def merge_scores(base: ScoreResult, result: ScoreResult, calculated: dict[str, Any]) -> ScoreResult:
+    """Add to an instrument's result the generic scores it lacks; its response is ``calculated``."""
+    extra = tuple(s for s in base.scores if not any(same_score(s, mine) for mine in result.scores))
     return replace(result, scores=result.scores + extra, response=calculated)
 
 
