@@ -127,14 +127,14 @@ def _reminder_access(communication: Any, request: Any, task: Any, *, subtype: st
                   outcome=outcome, client_id=WORKER, patients=tuple(patients), what=tuple(what))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def reminder_sent(store: Any, communication: Any, request: Any, task: Any) -> None:
     """Record the reminder sent (the worker read the patient's Task and contact to send it)."""
     trail_for(store).record(_reminder_access(communication, request, task,
                                              subtype="reminder-sent", outcome="0"))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def reminder_failed(store: Any, communication: Any, request: Any, task: Any, permanent: bool) -> None:
     """Record the failed attempt (outcome 8 when permanent, 4 when it will be retried)."""
     trail_for(store).record(_reminder_access(communication, request, task, subtype="reminder-failed",
@@ -150,7 +150,7 @@ def audit_upkeep(services: Any) -> int:
     return done
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def register_worker_tasks() -> list[Any]:
     """Return the audit trail's periodic job."""
     return [audit_upkeep]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["response_completed"]
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def response_completed(store: Store, task: dict[str, Any], amended: bool,
                        services: Services | None) -> None:
     """Advance the completed Task's plan (a first submission only, not an amendment)."""

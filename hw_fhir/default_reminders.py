@@ -24,19 +24,19 @@ __all__ = ["task_created", "task_status_changed", "risk_raised", "channel_for"]
 log = logging.getLogger("hw_fhir.reminders")
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def task_created(store: Any, task: dict[str, Any]) -> None:
     """Queue the planning of a new homework Task's reminders."""
     enqueue_plan(store, task)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def task_status_changed(store: Any, task: dict[str, Any], previous_status: str) -> None:
     """Stop a Task's reminders the moment it is completed, cancelled or failed."""
     stop_task_reminders(store, task)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def risk_raised(store: Any, alert: dict[str, Any] | None) -> None:
     """Queue the delivery of a clinician risk alert at once."""
     if alert:

@@ -57,18 +57,21 @@ __all__ = [
 
 log = logging.getLogger("hw_fhir.plugins")
 
-#: Built-in plugins, registered (in this order) before any installed one; where they run
-#: among the implementations of a hook is decided by ``tryfirst``/``trylast`` (docs/plugins.md).
+#: Built-in plugins, registered (in this order) before any installed one. Where they run
+#: among a hook's implementations is decided by ``tryfirst``/``trylast``, then by pluggy's
+#: rule that the plugin registered last is called first (docs/plugins.md).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "hw_fhir.default_catalog",
     "hw_fhir.default_scoring",
     "hw_fhir.default_plans",
     "hw_fhir.default_channels",
     "hw_fhir.default_reminders",
-    "hw_fhir.default_worker",
-    "hw_fhir.default_sync",
     "hw_fhir.default_demo",
+    # register_worker_tasks: all three are tryfirst, and pluggy calls the last registered
+    # first, so the jobs run as worker, sync, audit (docs/plugins.md)
     "hw_fhir.default_audit",
+    "hw_fhir.default_sync",
+    "hw_fhir.default_worker",
 )
 
 

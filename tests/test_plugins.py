@@ -16,13 +16,13 @@ from hw_fhir.assignment import Assignment, assign, cancel_assignment
 from hw_fhir.completion import save_draft, submit_response
 from hw_fhir.errors import ConfigurationError, TransientDeliveryError
 from hw_fhir.hookspecs import hookimpl
+from hw_fhir.catalog.merge import catalog_pathways
 from hw_fhir.plugins import (
     DEFAULT_PLUGINS,
     CatalogContent,
     ScoreExtras,
     blueprints,
     build_plugin_manager,
-    catalog_pathways,
     channels,
     plugin_infos,
     template_dirs,
@@ -368,7 +368,7 @@ def test_hook_risk_raised(tmp_path):
     services = make_services(tmp_path, channel_plugin(email), Pager())
     flag, alert = make_risk_alert(services)
     services.plugins.hook.risk_raised(store=services.store, flag=flag, response=None, task=None,
-                                      alert=alert)
+                                      alert=alert, services=services)
     assert heard == [(flag["id"], alert["id"])]
     assert [j.kind for j in jobs(services)] == ["alert"]  # queued at once by the built-in
     run_reminders(services, worker="w", discover=False)
