@@ -74,7 +74,7 @@ def single_sqlite_worker(services: Any) -> Iterator[None]:
     if getattr(store, "dialect", "") != "sqlite":
         yield
         return
-    import fcntl
+    import fcntl  # lazy: POSIX only, needed only for the SQLite one-worker lock
 
     database = store.engine.url.database or ""
     path = Path(f"{database}.worker.lock") if database and database != ":memory:" else None
