@@ -12,8 +12,9 @@ publisher's arguments plus ``services``. Every built-in reaction is a
 
 A reaction that raises does not stop the others; after all ran, the first error is
 raised again to the publisher. The data written before the event stays written.
-:meth:`Events.subscribe` adds an ad-hoc listener (a plugin with one implementation,
-run before the installed plugins); nothing built in relies on it.
+:meth:`Events.subscribe` adds an ad-hoc listener (a plugin with one ``tryfirst``
+implementation: listeners run before the plugins, the one subscribed last first, as
+pluggy orders them); nothing built in relies on it.
 """
 
 from __future__ import annotations
