@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
+
+from hw_fhir.reminders import opt_out, update_delivery_status
 
 from .channel import SID_SYSTEM, STATUS_MAP, signature
 
@@ -36,16 +39,12 @@ def _check_signature() -> None:
     url = base + request.full_path.rstrip("?")
     sent = request.headers.get("X-Twilio-Signature", "")
     expected = signature(token, url, request.form.to_dict())
-    import hmac
-
     if not sent or not hmac.compare_digest(sent, expected):
         abort(403)
 
 
 def _status() -> Response:
     _check_signature()
-    from hw_fhir.reminders import update_delivery_status
-
     sid = request.form.get("MessageSid", "")
     vendor_status = request.form.get("MessageStatus", "")
     status = STATUS_MAP.get(vendor_status)
@@ -65,8 +64,6 @@ def _inbound() -> Response:
     body = (request.form.get("Body") or "").strip().upper()
     number = request.form.get("From") or ""
     if body in STOP_WORDS and number:
-        from hw_fhir.reminders import opt_out
-
         services = _services()
         for system in ("sms", "phone"):
             page = services.store.search("Patient", [("telecom", f"{system}|{number}")])
