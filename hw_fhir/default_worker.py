@@ -12,7 +12,7 @@ from typing import Any
 from .default_audit import responses_rescored, scheduler_run
 from .hookspecs import hookimpl
 from .lease import make_turn_due, take_turn
-from .outcomes.escalation import escalate_overdue
+from .reminders.escalation import escalate_overdue
 from .outcomes.sweep import rescore_changes
 from .plans import run_scheduler
 from .reminders import ReminderPolicy, run_reminders
@@ -65,7 +65,7 @@ def response_rescoring(services: Any) -> int:
 def alert_escalation(services: Any, *, now: datetime | None = None) -> int:
     """Escalate risk alerts still undelivered after ``safety_escalate_after_seconds``.
 
-    :func:`hw_fhir.outcomes.escalation.escalate_overdue`: the next person of each such
+    :func:`hw_fhir.reminders.escalation.escalate_overdue`: the next person of each such
     alert's escalation path is told (finally the practice safety contact). One worker
     per turn, at most every tenth of the delay (and at least every minute). Return how
     many alerts escalated.

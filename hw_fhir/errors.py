@@ -442,3 +442,10 @@ class UnsupportedKeyAlgorithm(ConfigurationError, ValueError):
 
 class NotMirrored(InvalidInput, ValueError):
     """Only EHR Patients and Practitioners are mirrored locally; this resource type is not."""
+
+
+__all__ += ["KeyFileUnreadable"]
+
+
+class KeyFileUnreadable(ConfigurationError, OSError):
+    """A signing-key file exists but cannot be read, nor a new one written in its place."""

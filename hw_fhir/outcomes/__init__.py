@@ -12,8 +12,6 @@ from .crisis import DEFAULT_CONTACTS, CrisisContact, CrisisInfo, crisis_resource
 from .escalation import (
     UndeliveredAlert,
     alert_chain,
-    escalate,
-    escalate_overdue,
     undelivered_alerts,
 )
 from .listener import score_on_completion, scores_for_written, subscribe
@@ -71,8 +69,6 @@ __all__ = [
     "RescoreRun",
     "UndeliveredAlert",
     "alert_chain",
-    "escalate",
-    "escalate_overdue",
     "undelivered_alerts",
     "acknowledge_flag",
     "assigning_practitioner",

@@ -11,12 +11,12 @@ Practitioner/PractitionerRole once:
 
 The alert (a ``CommunicationRequest``) names everyone told so far in ``recipient``,
 in chain order; the worker sends to the last of them (``level`` = its position). It
-*escalates* (:func:`escalate`) — adds the next recipient of the chain, notes why in
+*escalates* (:func:`hw_fhir.reminders.escalation.escalate`) — adds the next recipient of the chain, notes why in
 ``CommunicationRequest.note``, queues its delivery — when
 
 * no channel can reach the current recipient (at once), or
 * the alert is still undelivered ``safety_escalate_after_seconds`` after the current
-  recipient was chosen (:func:`escalate_overdue`, run by the worker).
+  recipient was chosen (:func:`hw_fhir.reminders.escalation.escalate_overdue`, run by the worker).
 
 An alert whose chain is exhausted keeps being retried (never "failed for good") and,
 like every active alert, is listed by :func:`undelivered_alerts` — shown in red on the
@@ -26,14 +26,12 @@ delivered or someone acknowledges its Flag.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from ..config import Settings
-from ..errors import NotFound, VersionConflict
 from ..safety import SAFETY_CONTACT_REF, safety_contact, store_contact
 from ..store.base import Store, iter_all
 from .safety import (COMMUNICATION_CATEGORY_SYSTEM, answered_task, clinician_reference,
@@ -41,25 +39,26 @@ from .safety import (COMMUNICATION_CATEGORY_SYSTEM, answered_task, clinician_ref
 
 __all__ = [
     "ESCALATION_EXTENSION",
+    "RISK_ALERT",
+    "alert_response",
+    "recipient_since",
+    "recipients_told",
+    "stamp",
     "UndeliveredAlert",
     "alert_chain",
     "first_recipient",
     "alert_level",
-    "escalate",
-    "escalate_overdue",
     "undelivered_alerts",
     "restrict_to_contact_channel",
 ]
 
-log = logging.getLogger("hw_fhir.outcomes")
-
 Json = dict[str, Any]
 #: On an alert: when its current recipient was chosen (``valueDateTime``).
 ESCALATION_EXTENSION = "http://hw-fhir.org/fhir/StructureDefinition/alert-recipient-since"
-_ALERT = f"{COMMUNICATION_CATEGORY_SYSTEM}|risk-alert"
+RISK_ALERT = f"{COMMUNICATION_CATEGORY_SYSTEM}|risk-alert"
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -106,96 +105,28 @@ def first_recipient(store: Store, response: Mapping[str, Any], *,
     return chain[0]
 
 
-def _recipients(alert: Mapping[str, Any]) -> list[str]:
+def recipients_told(alert: Mapping[str, Any]) -> list[str]:
     return [r for r in (clinician_reference(x) for x in alert.get("recipient") or []) if r]
 
 
 def alert_level(alert: Mapping[str, Any]) -> int:
     """Return the position (0-based) of the alert's current recipient in its chain."""
-    return max(len(_recipients(alert)) - 1, 0)
+    return max(len(recipients_told(alert)) - 1, 0)
 
 
-def _since(alert: Mapping[str, Any]) -> str | None:
+def recipient_since(alert: Mapping[str, Any]) -> str | None:
     for ext in alert.get("extension") or []:
         if ext.get("url") == ESCALATION_EXTENSION:
             return str(ext.get("valueDateTime"))
     return alert.get("authoredOn")
 
 
-def _response_of(store: Store, alert: Mapping[str, Any]) -> Json | None:
+def alert_response(store: Store, alert: Mapping[str, Any]) -> Json | None:
     for about in alert.get("about") or []:
         ref = str(about.get("reference", ""))
         if ref.startswith("QuestionnaireResponse/"):
             return read_or_none(store, ref)
     return None
-
-
-def escalate(services: Any, alert_id: str, *, reason: str, now: datetime | None = None) -> str | None:
-    """Add the next recipient of the chain to an active alert and queue its delivery.
-
-    Return the new recipient, or None when the alert is no longer active or its chain
-    is exhausted (it then stays active, retried and shown as undelivered).
-    """
-    # still a cycle: hw_fhir.reminders (alerts, sending) imports this module at its top
-    from ..reminders import enqueue_alert
-
-    store, settings = services.store, services.settings
-    moment = now or datetime.now(timezone.utc)
-    for _ in range(3):
-        try:
-            stored = store.read("CommunicationRequest", alert_id)
-        except NotFound:
-            return None
-        alert = stored.resource
-        if alert.get("status") != "active":
-            return None
-        response = _response_of(store, alert) or {"subject": alert.get("subject")}
-        told = _recipients(alert)
-        chain = alert_chain(store, response, settings=settings)
-        following = [r for r in chain if r not in told]
-        if not following:
-            return None
-        new = following[0]
-        if new == SAFETY_CONTACT_REF:
-            store_contact(store, settings)
-        note = {"time": _stamp(moment),
-                "text": f"Escalated to {new}: {reason}"[:1000]}
-        extensions = [e for e in alert.get("extension") or [] if e.get("url") != ESCALATION_EXTENSION]
-        extensions.append({"url": ESCALATION_EXTENSION, "valueDateTime": _stamp(moment)})
-        updated = {k: v for k, v in alert.items() if k != "meta"}
-        updated.update(recipient=[{"reference": r} for r in [*told, new]],
-                       note=[*(alert.get("note") or []), note], extension=extensions)
-        try:
-            saved = store.update(updated, if_match=stored.version_id).resource
-        except VersionConflict:
-            continue
-        enqueue_alert(store, saved, now=moment, level=alert_level(saved))
-        log.warning("Risk alert %s escalated to its recipient no. %d: %s", alert_id,
-                    alert_level(saved) + 1, reason)
-        return new
-    return None
-
-
-def escalate_overdue(services: Any, *, now: datetime | None = None) -> int:
-    """Escalate every active alert undelivered for longer than the configured delay; return how many."""
-    moment = now or datetime.now(timezone.utc)
-    delay = timedelta(seconds=services.settings.safety_escalate_after_seconds)
-    moved = 0
-    for alert in iter_all(services.store, "CommunicationRequest",
-                          [("category", _ALERT), ("status", "active")]):
-        since = _since(alert)
-        if not since:
-            continue
-        started = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        if started.tzinfo is None:
-            started = started.replace(tzinfo=timezone.utc)
-        if moment - started < delay:
-            continue
-        minutes = services.settings.safety_escalate_after_seconds / 60
-        if escalate(services, alert["id"], now=moment,
-                    reason=f"not delivered within {minutes:g} minutes"):
-            moved += 1
-    return moved
 
 
 def restrict_to_contact_channel(recipient_ref: str, available: dict[str, Any],
@@ -255,12 +186,12 @@ def _last_failure(store: Store, alert_id: str) -> str | None:
 
 def undelivered_alerts(store: Store, *, patient: str | None = None) -> list[UndeliveredAlert]:
     """Return the risk alerts not yet delivered (active), oldest first."""
-    params = [("category", _ALERT), ("status", "active")]
+    params = [("category", RISK_ALERT), ("status", "active")]
     if patient:
         params.append(("subject", patient))
     out = []
     for alert in iter_all(store, "CommunicationRequest", params):
-        told = _recipients(alert)
+        told = recipients_told(alert)
         flag = next((str(a["reference"]) for a in alert.get("about") or []
                      if str(a.get("reference", "")).startswith("Flag/")), None)
         reason = _last_failure(store, alert["id"])
@@ -269,7 +200,7 @@ def undelivered_alerts(store: Store, *, patient: str | None = None) -> list[Unde
         patient = (alert.get("subject") or {}).get("reference")
         recipient = told[-1] if told else None
         out.append(UndeliveredAlert(
-            id=alert["id"], patient=patient, recipient=recipient, since=_since(alert),
+            id=alert["id"], patient=patient, recipient=recipient, since=recipient_since(alert),
             reason=reason or "not delivered yet", flag=flag, escalations=max(len(told) - 1, 0),
             patient_name=_name(read_or_none(store, patient)) if patient and "/" in patient else None,
             recipient_name=_name(read_or_none(store, recipient)) if recipient else None))

@@ -109,6 +109,7 @@ from __future__ import annotations
 from .callbacks import update_delivery_status
 from .clock import local_moment, now_text
 from .discovery import discover_alerts, discover_tasks
+from .escalation import escalate, escalate_overdue
 from .policy import HELD_RETRY_SECONDS, ReminderPolicy
 from .preferences import (
     REMINDER_PREFERENCES_URL,
@@ -140,6 +141,8 @@ from .timing import reminder_times
 __all__ = [
     "REMINDER_PREFERENCES_URL",
     "TIMEZONE_URL",
+    "escalate",
+    "escalate_overdue",
     "COMMUNICATION_CATEGORY_SYSTEM",
     "REMINDER_PLAN_SYSTEM",
     "ATTEMPT_SYSTEM",

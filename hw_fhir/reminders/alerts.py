@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import DeliveryError, NotFound, VersionConflict
-from ..outcomes.escalation import escalate
 from .batch import BatchContext, read_resource
 from .clock import now_text
+from .escalation import escalate
 from .queue import reference_id
 
 __all__ = ["alert_recipient", "escalate_undelivered", "complete_alert"]

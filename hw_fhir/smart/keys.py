@@ -16,7 +16,7 @@ from typing import Any, Iterable, cast
 import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
 
-from ..errors import UnsupportedKeyAlgorithm
+from ..errors import KeyFileUnreadable, UnsupportedKeyAlgorithm
 
 __all__ = ["load_or_create_key", "public_jwks", "generate_key", "key_set"]
 
@@ -64,7 +64,7 @@ def load_or_create_key(path: Path, alg: str) -> Key:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise OSError(f"Cannot read the key file {path}")
+    raise KeyFileUnreadable(f"Cannot read the key file {path}")
 
 
 def public_jwks(keys: Iterable[Key]) -> dict[str, Any]:
