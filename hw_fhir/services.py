@@ -40,6 +40,9 @@ class Services:
     progress: Callable[..., Any] | None = None
     #: Backend Services token providers of the sync outbox targets, by target name.
     outbox_tokens: dict[str, Any] = field(default_factory=dict)
+    #: What scoring on completion recorded, until the /fhir write that completed the
+    #: response asks for it (:class:`hw_fhir.outcomes.listener.CompletionScores`).
+    completion_scores: Any = None
 
     def __post_init__(self) -> None:
         if self.plugins is None:

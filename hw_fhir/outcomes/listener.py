@@ -27,7 +27,6 @@ __all__ = ["subscribe", "score_on_completion", "scores_for_written", "Completion
 
 #: The built-in plugin that scores on completion.
 SCORING_PLUGIN = "hw_fhir.default_scoring"
-_EXTRA = "completion_scores"
 
 
 def _key(response: Mapping[str, Any]) -> tuple[str, str]:
@@ -60,7 +59,9 @@ class CompletionScores:
 
 
 def _completion_scores(services: Services) -> CompletionScores:
-    return services.extras.setdefault(_EXTRA, CompletionScores())
+    if services.completion_scores is None:
+        services.completion_scores = CompletionScores()
+    return services.completion_scores
 
 
 def score_on_completion(services: Services | None, store: Store, response: Mapping[str, Any], *,
