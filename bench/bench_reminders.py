@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hw_fhir.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature  # noqa: E402
-from hw_fhir.reminder_tables import reminder_job  # noqa: E402
+from hw_fhir.reminders.tables import reminder_job  # noqa: E402
 from hw_fhir.store import open_store  # noqa: E402
 
 PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

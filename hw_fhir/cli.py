@@ -18,7 +18,7 @@ from .config import load_settings
 from .errors import HwFhirError
 from .plugins import build_plugin_manager, plugin_infos
 from .progress import progress
-from .reminder_retry import retry_reminders
+from .reminders.retry import retry_reminders
 from .reminders import failures, run_reminders
 from .services import Services
 from .startup import safe_url

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .reminder_tables import reminder_state
+from .reminders.tables import reminder_state
 from .reminders import now_text
 
 __all__ = ["HEARTBEAT_KEY", "SILENT_AFTER", "Heartbeat", "WorkerSilence", "beat", "last_beat", "worker_silence"]

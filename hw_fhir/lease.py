@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
-from .reminder_tables import reminder_state
+from .reminders.tables import reminder_state
 from .reminders import now_text
 
 __all__ = ["take_turn", "make_turn_due"]

@@ -11,7 +11,7 @@ a whole cycle did nothing the worker sleeps ``poll_seconds``.
 
 Every cycle writes the worker heartbeat (:mod:`hw_fhir.heartbeat`: clinician pages
 warn when no worker ran for five minutes); at start the worker makes every held
-reminder due at once (:func:`hw_fhir.reminder_retry.release_held`: a setting may just
+reminder due at once (:func:`hw_fhir.reminders.retry.release_held`: a setting may just
 have been fixed).
 
 Scaling: on PostgreSQL run as many workers as you like, on as many machines; they
@@ -39,7 +39,7 @@ from .audit import trail_for
 from .errors import ConfigurationError
 from .heartbeat import beat
 from .plugins import worker_tasks
-from .reminder_retry import release_held
+from .reminders.retry import release_held
 
 __all__ = ["Worker", "CycleReport", "worker_name", "single_sqlite_worker", "start_worker_thread"]
 

@@ -15,7 +15,7 @@ from hw_fhir.channels import Delivery, Message, medium
 from hw_fhir.config import load_settings
 from hw_fhir.errors import DeliveryError
 from hw_fhir.plugins import build_plugin_manager
-from hw_fhir.reminder_tables import reminder_job
+from hw_fhir.reminders.tables import reminder_job
 from hw_fhir.reminders import COMMUNICATION_CATEGORY_SYSTEM, REMINDER_PREFERENCES_URL, TIMEZONE_URL
 from hw_fhir.services import Services, build_services
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 
-from hw_fhir.adherence_window import ADHERENCE_DAYS
+from hw_fhir.adherence import ADHERENCE_DAYS
 
 __all__ = ["local_when", "local_when_zone", "local_day", "percent", "severity_class", "init_app"]
 

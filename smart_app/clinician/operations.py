@@ -1,6 +1,6 @@
 """Operations on clinician pages: undelivered reminders (with Retry) and the worker banner.
 
-Thin: the view models are :mod:`hw_fhir.reminder_retry` and :mod:`hw_fhir.heartbeat`.
+Thin: the view models are :mod:`hw_fhir.reminders.retry` and :mod:`hw_fhir.heartbeat`.
 The partials ``clinician/_reminder_problems.html`` (dashboard and panel) and
 ``clinician/_worker_banner.html`` (every clinician page) call the template globals
 registered here.
@@ -15,7 +15,7 @@ from flask import request
 
 from hw_fhir.errors import NotFound
 from hw_fhir.heartbeat import WorkerSilence, worker_silence
-from hw_fhir.reminder_retry import ReminderProblem, reminder_problems, retry_reminders
+from hw_fhir.reminders.retry import ReminderProblem, reminder_problems, retry_reminders
 
 from ..state import app_state
 from .base import bp, go, patient_or_404, store
