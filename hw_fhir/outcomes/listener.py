@@ -74,7 +74,8 @@ def score_on_completion(services: Services | None, store: Store, response: Mappi
     """
     recorded = score_quietly(store, response, questionnaire=questionnaire, task=task,
                              settings=services.settings if services is not None else None,
-                             plugins=services.plugins if services is not None else None)
+                             plugins=services.plugins if services is not None else None,
+                             services=services)
     if services is not None:
         _completion_scores(services).put(response, recorded)
     return recorded
@@ -90,7 +91,7 @@ def scores_for_written(services: Services, response: Mapping[str, Any]) -> Recor
     if recorded is not None:
         return recorded
     return score_quietly(services.store, response, settings=services.settings,
-                         plugins=services.plugins)
+                         plugins=services.plugins, services=services)
 
 
 def subscribe(events: Events, *, settings: Settings | None = None) -> Callable[..., RecordedScores]:

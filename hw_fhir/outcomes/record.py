@@ -255,16 +255,18 @@ def _score(store: Store, questionnaire: Json, response: Json,
 
 
 def _announce(plugins: Any, store: Store, raised: list[tuple[Json, Json | None]],
-              response: Mapping[str, Any], task: Mapping[str, Any] | None) -> None:
+              response: Mapping[str, Any], task: Mapping[str, Any] | None,
+              services: Any = None) -> None:
     """Call ``risk_raised`` once per newly raised Flag; a failing plugin is logged, never raised."""
     for flag, alert in raised:
         call_each_quietly(plugins, "risk_raised", about=f"Flag/{flag.get('id')}", store=store,
-                          flag=flag, response=response, task=task, alert=alert)
+                          flag=flag, response=response, task=task, alert=alert,
+                          services=services)
 
 
 def _record(store: Store, response: Json, questionnaire: Json | None,
             task: Mapping[str, Any] | None, settings: Settings | None, scorers: Any,
-            moment: datetime, plugins: Any = None) -> RecordedScores:
+            moment: datetime, plugins: Any = None, services: Any = None) -> RecordedScores:
     if questionnaire is None:
         try:
             questionnaire = resolve_for(store, response)
@@ -322,7 +324,7 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
         written=sum(written),
     )
     if plugins is not None and raised:
-        _announce(plugins, store, raised, recorded.response, task)
+        _announce(plugins, store, raised, recorded.response, task, services)
     return recorded
 
 
@@ -336,13 +338,15 @@ def record_scores(
     scorers: list[Scorer] | None = None,
     now: datetime | None = None,
     plugins: Any = None,
+    services: Any = None,
 ) -> RecordedScores:
     """Score a stored response and record its Observations, Flags and alerts (see the module).
 
     ``questionnaire`` is the exact version to score against (else resolved from the
     response); ``task`` the Task it answers (names the clinician to alert); ``scorers``
     as for :func:`~hw_fhir.scoring.score_response`; ``plugins`` the plugin manager
-    (``services.plugins``) to announce newly raised Flags to (``risk_raised``). A
+    (``services.plugins``) to announce newly raised Flags to (``risk_raised``, which also
+    gets ``services`` when given). A
     concurrent change of the response or its Observations is retried with the stored
     versions.
     """
@@ -360,7 +364,7 @@ def record_scores(
             if status not in SCORED_STATUSES:
                 return RecordedScores(response=current)
             return _record(store, current, dict(questionnaire) if questionnaire else None, task,
-                           settings, scorers, moment, plugins)
+                           settings, scorers, moment, plugins, services)
         except VersionConflict:
             if attempt == _ATTEMPTS - 1:
                 raise

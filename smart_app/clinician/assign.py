@@ -132,7 +132,8 @@ def _channels() -> tuple[tuple[str, str], ...]:
 def _channel_errors(patient: dict[str, Any], channel: str | None) -> FieldErrors:
     """Refuse a reminder channel that is not installed or cannot reach the patient."""
     svc = services()
-    problem = channel_problem(patient, channel, channels(svc.plugins, svc.settings))
+    installed = channels(svc.plugins, svc.settings, services=svc)
+    problem = channel_problem(patient, channel, installed)
     return {"channel": [problem]} if problem else {}
 
 
