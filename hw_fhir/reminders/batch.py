@@ -22,7 +22,7 @@ from .policy import ReminderPolicy
 from .queue import finish_jobs
 from .records import resource_id
 
-__all__ = ["PendingWrite", "BatchContext", "READ_CHUNK", "read_resource", "prefetch", "read_many",
+__all__ = ["PendingWrite", "BatchContext", "check_each", "READ_CHUNK", "read_resource", "prefetch", "read_many",
            "record_later", "guarded", "retry_later", "flush", "commit_writes", "put_all"]
 
 log = logging.getLogger("hw_fhir.reminders")
@@ -127,6 +127,28 @@ def guarded(ctx: BatchContext, job: Any, step: Callable[[BatchContext, Any], str
         return step(ctx, job)
     except Exception as exc:  # noqa: BLE001
         return retry_later(ctx, job, exc)
+
+
+def check_each(ctx: BatchContext, jobs: list[Any],
+               check: Callable[[BatchContext, Any], Any]) -> tuple[dict[str, str], list[Any]]:
+    """Run ``check`` on each job: return the outcomes of jobs it settled and what it passed on.
+
+    ``check`` returns an outcome (a str) when the job needs no more work, else the
+    job's next step; one that raises is retried later (one bad job must not stop the others).
+    """
+    outcomes: dict[str, str] = {}
+    passed: list[Any] = []
+    for job in jobs:
+        try:
+            checked = check(ctx, job)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[job.id] = retry_later(ctx, job, exc)
+            continue
+        if isinstance(checked, str):
+            outcomes[job.id] = checked
+        else:
+            passed.append(checked)
+    return outcomes, passed
 
 
 def retry_later(ctx: BatchContext, job: Any, exc: Exception) -> str:

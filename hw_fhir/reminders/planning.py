@@ -23,7 +23,7 @@ from ..errors import VersionConflict
 from ..i18n import patient_language
 from ..links import patient_links
 from ..links.tables import patient_link
-from .batch import BatchContext, put_all, read_resource, record_later, retry_later
+from .batch import BatchContext, check_each, put_all, read_resource, record_later, retry_later
 from .clock import fhir_instant
 from .preferences import preferences
 from .queue import finish_jobs, insert_jobs, is_homework_task, job_row, reference_id
@@ -48,18 +48,7 @@ class _Planned:
 
 def plan_all(ctx: BatchContext, jobs: list[Any]) -> dict[str, str]:
     """Plan a batch's Tasks: check each, then store every plan in one transaction."""
-    outcomes: dict[str, str] = {}
-    planned: list[_Planned] = []
-    for job in jobs:
-        try:
-            checked = _plan_check(ctx, job)
-        except Exception as exc:  # noqa: BLE001
-            outcomes[job.id] = retry_later(ctx, job, exc)
-            continue
-        if isinstance(checked, str):
-            outcomes[job.id] = checked
-        else:
-            planned.append(checked)
+    outcomes, planned = check_each(ctx, jobs, _plan_check)
     if not planned:
         return outcomes
     try:

@@ -24,6 +24,7 @@ from .alerts import alert_recipient
 from .batch import (
     READ_CHUNK,
     BatchContext,
+    check_each,
     flush,
     guarded,
     read_resource,
@@ -66,18 +67,7 @@ def send_all(ctx: BatchContext, jobs: list[Any]) -> dict[str, str]:
     started (``released``), so no other worker takes them over while this one works;
     so does a reminder whose patient opted out of a channel meanwhile (checked again).
     """
-    outcomes: dict[str, str] = {}
-    ready: list[_Ready] = []
-    for job in jobs:
-        try:
-            checked = _check_reminder(ctx, job)
-        except Exception as exc:  # noqa: BLE001
-            outcomes[job.id] = retry_later(ctx, job, exc)
-            continue
-        if isinstance(checked, str):
-            outcomes[job.id] = checked
-        else:
-            ready.append(checked)
+    outcomes, ready = check_each(ctx, jobs, _check_reminder)
     if ready:
         try:
             ready = _prepare_sends(ctx, ready, outcomes)
