@@ -4,10 +4,17 @@ Resources travel through hw-fhir as plain JSON dicts (FHIR R4 4.0.1 JSON, which
 R4B models read and write unchanged for every resource used here). At every
 boundary where a resource enters, :func:`validate` checks it against the R4B
 model and the required code bindings and returns the normalised JSON dict.
+Within :func:`validation_reused` (one /fhir write passing two validating layers:
+the SDC Task workflow, then the store) a resource object validated once is not
+validated again while its JSON text is unchanged.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -25,6 +32,7 @@ __all__ = [
     "model_class",
     "to_model",
     "validate",
+    "validation_reused",
     "dump",
 ]
 
@@ -245,6 +253,53 @@ def validate(resource: Any, *, resource_type: str | None = None) -> dict[str, An
             issues=[Issue(f"Expected a {resource_type} but got a {rtype}",
                           expression="resourceType")],
         )
+    memo = _VALIDATED.get()
+    if memo is not None and _validated_before(memo, resource):
+        return dict(resource)
+    data = _validated(resource, rtype)
+    if memo is not None:
+        text = _json_text(resource)
+        if text is not None:
+            memo[:] = [*memo[-(_MEMO_SIZE - 1):], (resource, text)]
+    return data
+
+
+#: Within :func:`validation_reused`: (resource object, its JSON text when it passed).
+_VALIDATED: ContextVar[list[tuple[dict[str, Any], str]] | None] = ContextVar(
+    "hw_fhir_validated", default=None)
+#: Resources remembered per block (one request writes one resource, or a few).
+_MEMO_SIZE = 8
+
+
+@contextmanager
+def validation_reused() -> Iterator[None]:
+    """Within the block, :func:`validate` passes a resource object it passed before, unchanged.
+
+    "Unchanged": the same object (``is``) with the same JSON text as when it passed;
+    any other resource, or one changed since, is validated in full. The result is
+    the same either way (validation depends on the resource alone).
+    """
+    token = _VALIDATED.set([])
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
+
+
+def _json_text(resource: dict[str, Any]) -> str | None:
+    try:
+        return json.dumps(resource, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None  # not plain JSON: never remembered
+
+
+def _validated_before(memo: list[tuple[dict[str, Any], str]], resource: dict[str, Any]) -> bool:
+    texts = [text for seen, text in memo if seen is resource]
+    return bool(texts) and _json_text(resource) in texts
+
+
+def _validated(resource: dict[str, Any], rtype: str) -> dict[str, Any]:
+    """Check ``resource`` (a dict whose ``resourceType`` is ``rtype``) in full; see :func:`validate`."""
     check_structure(resource)  # NUL characters, nesting that would exhaust recursion
     cls = model_class(rtype)
     try:

@@ -7,6 +7,7 @@ OperationOutcomes in :mod:`smart_app.errors`.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -24,6 +25,7 @@ from hw_fhir.errors import (
     operation_outcome,
 )
 from hw_fhir.limits import check_search_value, limits
+from hw_fhir.models import validation_reused
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
 
@@ -213,10 +215,18 @@ def create(rtype: str) -> Response:
     body = _body()
     _check_resource_type(body, rtype)
     body = {k: v for k, v in body.items() if k != "id"}
-    result = _answer_task(body) or fhir_store().create(
-        body, if_none_exist=request.headers.get("If-None-Exist"))
+    with _validated_once(body):
+        result = _answer_task(body) or fhir_store().create(
+            body, if_none_exist=request.headers.get("If-None-Exist"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
+
+
+def _validated_once(body: dict[str, Any]) -> AbstractContextManager[None]:
+    """For a QuestionnaireResponse the SDC workflow's validation counts for the store's."""
+    if body.get("resourceType") != "QuestionnaireResponse":
+        return nullcontext()
+    return validation_reused()
 
 
 def _answer_task(body: dict[str, Any]) -> WriteResult | None:
@@ -261,7 +271,9 @@ def update(rtype: str, rid: str) -> Response:
     if body.get("id") != rid:
         raise InvalidResource(f"The body's id {body.get('id')!r} does not match the URL id {rid!r}",
                               issues=[Issue("id must match the URL", expression="id")])
-    result = _answer_task(body) or fhir_store().update(body, if_match=request.headers.get("If-Match"))
+    with _validated_once(body):
+        result = _answer_task(body) or fhir_store().update(
+            body, if_match=request.headers.get("If-Match"))
     result, warnings = outcomes_api.score_written(result)  # after-write: scoring
     return _write_response(result, status=201 if result.created else 200, warnings=warnings)
 

@@ -262,19 +262,29 @@ def _questionnaires() -> tuple[dict[str, Any], ...]:
     return tuple(sorted(loaded, key=lambda q: str(q.get("id", ""))))
 
 
+@functools.cache
+def _questionnaire_texts() -> tuple[str, ...]:
+    """The shipped Questionnaires as JSON text, in :func:`_questionnaires` order.
+
+    Callers get a fresh parse of this text (their own copy, which they may change):
+    parsing is several times cheaper than ``copy.deepcopy`` of the same JSON.
+    """
+    return tuple(json.dumps(q, ensure_ascii=False) for q in _questionnaires())
+
+
 def load_questionnaires() -> list[dict[str, Any]]:
     """Return every shipped Questionnaire, validated, sorted by id."""
-    return copy.deepcopy(list(_questionnaires()))
+    return [json.loads(text) for text in _questionnaire_texts()]
 
 
 def get_questionnaire(ref: str) -> dict[str, Any]:
     """Return the shipped Questionnaire with this id, url or ``url|version``."""
     url, _, version = ref.partition("|")
-    for questionnaire in _questionnaires():
+    for index, questionnaire in enumerate(_questionnaires()):
         if ref == questionnaire.get("id") or (
             url == questionnaire.get("url") and version in ("", questionnaire.get("version"))
         ):
-            return copy.deepcopy(questionnaire)
+            return json.loads(_questionnaire_texts()[index])
     raise NotFound(f"No Questionnaire {ref!r} in the catalog")
 
 
