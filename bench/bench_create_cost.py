@@ -1,0 +1,149 @@
+"""The fixed cost of one create through ``/fhir``: statements, Python calls, time per create.
+
+Counts that do not depend on machine load (SQL statements and Python function calls
+per create) next to the wall/CPU time per create, for Observation and
+QuestionnaireResponse on SQLite or PostgreSQL, through the app's ``/fhir`` API (Flask
+test client, open API) or straight into the store::
+
+    .venv/bin/python bench/bench_create_cost.py --db sqlite --type QuestionnaireResponse
+    .venv/bin/python bench/bench_create_cost.py --db pg --type Observation --via store --n 300
+
+PostgreSQL: a schema of its own in ``HW_FHIR_TEST_PG`` (default the test database),
+dropped at the end. The resources are those of ``bench_peers.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers import observation, response  # noqa: E402
+
+PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
+    parser.add_argument("--type", choices=("Observation", "QuestionnaireResponse"),
+                        default="QuestionnaireResponse")
+    parser.add_argument("--via", choices=("http", "store"), default="http")
+    parser.add_argument("--n", type=int, default=200, help="timed creates")
+    parser.add_argument("--profile", action="store_true", help="print the cProfile top functions")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp()
+    schema = None
+    if args.db == "sqlite":
+        url = f"sqlite:///{tmp}/bench.db"
+    else:
+        schema = "bench_" + uuid.uuid4().hex[:8]
+        admin = sa.create_engine(PG)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        url = f"{PG}?options=-csearch_path%3D{schema}"
+    os.environ.update(HW_FHIR_DATABASE_URL=url, HW_FHIR_OPEN_API="1",
+                      HW_FHIR_INSTANCE_PATH=f"{tmp}/instance", HW_FHIR_SECRET_KEY="bench")
+    from smart_app import create_app
+
+    app = create_app()
+    store = app.extensions["hw_fhir"].store
+    client = app.test_client()
+    rnd = random.Random(1)
+    patient = client.post("/fhir/Patient", json={"resourceType": "Patient",
+                                                 "name": [{"family": "Bench"}]}).get_json()["id"]
+
+    def make() -> dict[str, Any]:
+        if args.type == "Observation":
+            return observation(rnd, patient, rnd.randrange(100))
+        return response(rnd, patient)
+
+    def one() -> None:
+        if args.via == "http":
+            reply = client.post(f"/fhir/{args.type}", json=make(),
+                                headers={"Content-Type": "application/fhir+json"})
+            if reply.status_code != 201:
+                raise SystemExit(f"create failed: {reply.status_code} {reply.data[:300]!r}")
+        else:
+            store.create(make())
+
+    for _ in range(30):  # warm caches (catalog, canonicals, compiled statements)
+        one()
+    print(f"{args.db} {args.type} via {args.via}")
+    print(f"  statements per create (seen by SQLAlchemy): {_statements(store, one):.1f}")
+    if args.db == "sqlite":
+        print(f"  statements per create (all, incl. BEGIN/COMMIT): {_sqlite_statements(store, one):.1f}")
+    print(f"  Python function calls per create: {_calls(one)}")
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.n):
+        one()
+    wall, used = time.perf_counter() - started, time.process_time() - cpu
+    print(f"  {args.n / wall:.0f} creates/s, wall {wall / args.n * 1000:.2f} ms, "
+          f"cpu {used / args.n * 1000:.2f} ms per create (load {os.getloadavg()[0]:.1f})")
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.n):
+            one()
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+    store.dispose()
+    if schema:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _statements(store: Any, one: Callable[[], None], runs: int = 10) -> float:
+    seen = [0]
+
+    def count(*_: Any) -> None:
+        seen[0] += 1
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(runs):
+            one()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    return seen[0] / runs
+
+
+def _sqlite_statements(store: Any, one: Callable[[], None], runs: int = 10) -> float:
+    traced = [0]
+
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(lambda _sql: traced.__setitem__(0, traced[0] + 1))
+
+    event.listen(store.engine, "connect", trace)
+    store.engine.dispose()
+    one()  # opens (and traces) a fresh connection
+    traced[0] = 0
+    for _ in range(runs):
+        one()
+    return traced[0] / runs
+
+
+def _calls(one: Callable[[], None], runs: int = 50) -> int:
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(runs):
+        one()
+    profile.disable()
+    return sum(row[1] for row in pstats.Stats(profile).stats.values()) // runs  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()
