@@ -29,7 +29,7 @@ from . import catalog
 from .assignment import Assignment, assign
 from .completion import submit_response
 from .errors import HwFhirError
-from .outcomes import acknowledge_flag
+from .outcomes import FLAG_DETAIL_EXTENSION, acknowledge_flag
 from .schedule import Schedule
 
 __all__ = ["load_history", "HISTORY_WEEKS", "PHQ9_SERIES"]
@@ -195,6 +195,7 @@ def load_history(services: Any, *, now: datetime | None = None) -> int:
     try:
         _ava_and_ben(replay, start)
         _carmen(replay, start)
+        _date_flags_by_their_responses(services)
         _acknowledge_first_flag(services, moment)
     except HwFhirError as exc:
         log.warning("Demo history stopped early: %s", exc.message)
@@ -251,10 +252,45 @@ def _carmen(replay: _Replay, start: datetime) -> None:
                             answers=_gad7(_GAD7[week // 2]), channel="sms")
 
 
+#: The demo clients whose homework the replay writes.
+_PATIENTS = ("pat-ava", "pat-ben", "pat-carmen")
+
+
+def _date_flags_by_their_responses(services: Any) -> None:
+    """Start each replayed risk Flag when its response was answered, not when the replay ran.
+
+    Scoring stamps a new Flag with the time it scores; the replay scores ten weeks of
+    answers in one go, so without this every historical Flag would start today (and the
+    acknowledged one would end before it started).
+    """
+    store = services.store
+    for patient in _PATIENTS:
+        for flag in store.search("Flag", [("subject", f"Patient/{patient}"),
+                                          ("_count", "100")]).resources:
+            source = next((e.get("valueReference", {}).get("reference", "")
+                           for e in flag.get("extension") or []
+                           if e.get("url") == FLAG_DETAIL_EXTENSION), "")
+            if not source.startswith("QuestionnaireResponse/"):
+                continue
+            answered = store.read("QuestionnaireResponse", source.split("/", 1)[1]).resource
+            authored = answered.get("authored")
+            start = (flag.get("period") or {}).get("start")
+            if authored and start and _instant(authored) < _instant(start):
+                updated = {k: v for k, v in flag.items() if k != "meta"}
+                updated["period"] = dict(flag["period"], start=authored)
+                store.update(updated)
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def _acknowledge_first_flag(services: Any, now: datetime) -> None:
     """Dr. Rivera acknowledged Ben's first risk flag (the later one stays active)."""
-    flags = services.store.search("Flag", [("subject", "Patient/pat-ben"), ("status", "active"),
-                                           ("_sort", "_lastUpdated")]).resources
+    flags = sorted(services.store.search("Flag", [("subject", "Patient/pat-ben"),
+                                                  ("status", "active")]).resources,
+                   key=lambda flag: _instant(flag["period"]["start"]))
     if len(flags) >= 2:
         acknowledge_flag(services.store, flags[0]["id"], "Practitioner/dr-rivera",
                          "Called Ben the same evening: no plan or intent; safety plan reviewed.",

@@ -16,6 +16,7 @@ import pytest
 from hw_fhir import review
 from hw_fhir.adherence import ADHERENCE_DAYS, AdherenceWindow, TaskFacts, panel_summary
 from hw_fhir.demo import load_demo_data
+from hw_fhir.outcomes import FLAG_DETAIL_EXTENSION
 from hw_fhir.library import load_catalog
 from hw_fhir.store.base import iter_all
 
@@ -134,3 +135,24 @@ def test_homework_done_early_counts_on_the_panel_at_once(app_config: dict[str, A
     assert carmen.last_completed is not None
     dash = review.patient_dashboard(store, "pat-carmen", now=later)
     assert _figures(dash.adherence) == _figures(carmen)
+
+
+def test_the_demo_history_flags_start_when_their_responses_were_answered(demo_app: Any) -> None:
+    """Replayed risk Flags start at their response's ``authored``; none ends before it starts."""
+    store = demo_app.extensions["hw_fhir"].store
+    flags = store.search("Flag", [("subject", "Patient/pat-ben"), ("_count", "100")]).resources
+    assert len(flags) >= 2
+    for flag in flags:
+        source = next(e["valueReference"]["reference"] for e in flag["extension"]
+                      if e["url"] == FLAG_DETAIL_EXTENSION)
+        response = store.read("QuestionnaireResponse", source.split("/", 1)[1]).resource
+        period = flag["period"]
+        assert _moment(period["start"]) == _moment(response["authored"])
+        if "end" in period:
+            assert _moment(period["end"]) >= _moment(period["start"])
+    assert any(flag["status"] == "inactive" and "end" in flag["period"] for flag in flags)
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
