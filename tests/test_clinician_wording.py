@@ -107,3 +107,5 @@ def test_acknowledged_flags_keep_who_when_and_the_note(store: Any, ava: Session)
     row = row[: row.index("</tr>")]
     assert "Called her, safe, plan reviewed" in row and "Dr. Elena Rivera" in row
     assert re.search(r"\d\d:\d\d UTC", row)
+    # no caption naming another zone than the one the times are shown in
+    assert "patient's time zone" not in history[: history.index("</section>")]
