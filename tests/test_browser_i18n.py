@@ -136,3 +136,37 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
     _wait(phone).until(ec.visibility_of_element_located((By.ID, "message-title")))
     assert phone.find_element(By.ID, "message-title").text == "Ha cerrado la sesión"
     _check(phone, "10-sesion-cerrada")
+
+
+@pytest.mark.parametrize("width", [390, 360, 320])
+def test_no_patient_page_scrolls_sideways_on_a_small_phone(served: Any, width: int) -> None:
+    """Phones of 390, 360 and 320 CSS px, in Spanish (the longer labels): no patient page is
+    wider than the screen (a phone would zoom the whole page out); from 360 px every tab is in
+    view (at 320 the tab row itself may scroll)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    app = served.app
+    task = give_homework(app, "phq-9", patient="pat-carmen", days=0)
+    with chromium(width, 740, mobile=True, accept_language="es") as small:
+        small.get(served.url + link_for(app, task))
+        _wait(small).until(ec.visibility_of_element_located((By.ID, "hw-form")))
+        for path in ("/my/", "/my/progress", "/my/preferences", "/my/messages",
+                     f"/my/tasks/{task['id']}"):
+            small.get(served.url + path)
+            _wait(small).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "nav.tabs")))
+            wide = small.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            culprits = small.execute_script("""
+                const w = document.documentElement.clientWidth;
+                return [...document.querySelectorAll('body *')]
+                  .filter(e => e.getBoundingClientRect().right > w + 0.5)
+                  .slice(0, 6).map(e => e.tagName + '.' + e.className + '#' + e.id + ' '
+                                     + Math.round(e.getBoundingClientRect().right));""")
+            assert wide[0] <= wide[1], f"{path} at {width}px: page {wide[0]}px wide: {culprits}"
+            if width < 360:
+                continue
+            tabs = small.find_elements(By.CSS_SELECTOR, "nav.tabs a")
+            right = max(small.execute_script("return arguments[0].getBoundingClientRect().right", t)
+                        for t in tabs)
+            assert right <= wide[1], f"{path} at {width}px: a tab ends at {right}px"
