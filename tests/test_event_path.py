@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import inspect
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hw_fhir import default_plans, default_reminders, events as events_module, hookspecs, library
+from hw_fhir import default_plans, events as events_module, hookspecs, library
 from hw_fhir.errors import UnknownEvent, WrongEventArguments
 from hw_fhir.events import EVENTS, Events, event_arguments
 from hw_fhir.outcomes import listener
 
 from outcomes_support import instrument_response
 from patient_support import give_homework, patient_app
-from reminder_support import make_services
+from reminder_support import announce, jobs, make_patient, make_services, make_task
 
 PHQ9 = "http://hw-fhir.org/fhir/Questionnaire/phq-9"
 
@@ -111,18 +112,24 @@ def test_plan_release_on_completion_is_the_default_plans_plugin(services, monkey
     assert len(calls) == 1
 
 
-def test_reminders_follow_the_task_through_the_default_reminders_plugin(services, monkeypatch):
-    planned, stopped = [], []
-    monkeypatch.setattr(default_reminders, "enqueue_plan", lambda store, task: planned.append(task["id"]))
-    monkeypatch.setattr(default_reminders, "stop_task_reminders",
-                        lambda store, task: stopped.append(task["id"]))
-    services.events.publish("task_created", store=services.store, task={"id": "t1"})
-    services.events.publish("task_status_changed", store=services.store,
-                            task={"id": "t1", "status": "cancelled"}, previous_status="requested")
-    assert (planned, stopped) == (["t1"], ["t1"])
+def test_reminders_follow_the_task_through_the_default_reminders_plugin(services):
+    """task_created queues the Task's reminder planning; its end cancels it (the real queue)."""
+    due = datetime.now(timezone.utc) + timedelta(days=2)
+    make_patient(services.store, "pat-ev", email="ev@example.org")
+    task = make_task(services.store, "pat-ev", due=due, channel="email")
+    announce(services, task)
+    (plan,) = jobs(services, task_id=task["id"], kind="plan")
+    assert plan.status == "pending"
+    ended = services.store.update(dict(task, status="cancelled")).resource
+    services.events.publish("task_status_changed", store=services.store, task=ended,
+                            previous_status="requested")
+    assert [job.status for job in jobs(services, task_id=task["id"], kind="plan")] == ["cancelled"]
+    assert jobs(services, task_id=task["id"], kind="close")
+
     services.plugins.unregister(name="hw_fhir.default_reminders")
-    services.events.publish("task_created", store=services.store, task={"id": "t2"})
-    assert planned == ["t1"]
+    other = make_task(services.store, "pat-ev", due=due, channel="email")
+    announce(services, other)
+    assert jobs(services, task_id=other["id"]) == []
 
 
 def test_a_listener_is_an_ad_hoc_plugin_called_before_the_built_ins(services):
