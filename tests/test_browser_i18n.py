@@ -164,6 +164,8 @@ def test_no_patient_page_scrolls_sideways_on_a_small_phone(served: Any, width: i
                   .slice(0, 6).map(e => e.tagName + '.' + e.className + '#' + e.id + ' '
                                      + Math.round(e.getBoundingClientRect().right));""")
             assert wide[0] <= wide[1], f"{path} at {width}px: page {wide[0]}px wide: {culprits}"
+            if path == "/my/":
+                full_page_screenshot(small, f"patient-es-tabs-{width}", width, 740)
             if width < 360:
                 continue
             tabs = small.find_elements(By.CSS_SELECTOR, "nav.tabs a")
