@@ -95,7 +95,7 @@ def test_acknowledged_flags_keep_who_when_and_the_note(store: Any, ava: Session)
     complete_phq9(store, task, [1, 1, 1, 1, 1, 1, 1, 1, 2], when=start + timedelta(days=1))
     page = ava.get("/clinician/patients/pat-ava").text
     # labelled with the clinician's zone (here the practice default, UTC), like every clinician page
-    assert re.search(r"Raised \w{3} \d+ \w{3} \d{4}, \d\d:\d\d UTC", page)
+    assert re.search(r"Answered \w{3} \d+ \w{3} \d{4}, \d\d:\d\d UTC", page)
     assert 'id="acknowledged-flags"' not in page
     flag = next(iter(store.search("Flag", [("status", "active")]).resources))
     response = ava.post(f"/clinician/patients/pat-ava/flags/{flag['id']}/acknowledge",

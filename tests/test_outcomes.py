@@ -280,7 +280,9 @@ def test_item_9_raises_a_flag_and_a_stat_alert_once(store):
     assert flag["identifier"] == [{"system": outcomes.RISK_FLAG_SYSTEM,
                                    "value": f"{rid}/self-harm"}]
     assert flag["extension"] == [{"url": outcomes.FLAG_DETAIL_EXTENSION,
-                                  "valueReference": {"reference": f"QuestionnaireResponse/{rid}"}}]
+                                  "valueReference": {"reference": f"QuestionnaireResponse/{rid}"}},
+                                 {"url": outcomes.FLAG_RAISED_EXTENSION,
+                                  "valueDateTime": "2026-03-02T15:00:00Z"}]
 
     [alert] = iter_all(store, "CommunicationRequest", [("subject", "Patient/pat-ava")])
     assert validate(alert) == alert and recorded.alerts == (alert,)
@@ -358,6 +360,30 @@ def test_the_clinician_to_alert_is_found_from_task_plan_or_patient(store):
     assert outcomes.assigning_practitioner(store, base) == "Practitioner/dr-rivera"
     assert outcomes.assigning_practitioner(
         store, dict(base, subject={"reference": "Patient/pat-ben"})) is None
+
+
+def test_a_response_scored_late_dates_its_flag_when_the_patient_answered(store):
+    """Synced late or re-scored days later: Flag.period.start is the response's authored time
+    (in UTC), the time it was raised is kept in the flag-raised extension, and the alert (whose
+    escalation clock runs from it) is authored when it was raised."""
+    response = stored(store, instrument_response("phq-9", [0, 0, 0, 0, 0, 0, 0, 0, 2],
+                                                 authored="2026-02-27T21:40:00-05:00"))
+    week_later = datetime(2026, 3, 6, 9, 0, tzinfo=timezone.utc)
+    [recorded] = outcomes.rescore_since(store, "2026-01-01", now=week_later)
+    [flag], [alert] = recorded.flags, recorded.alerts
+    assert flag["period"] == {"start": "2026-02-28T02:40:00Z"}
+    assert {"url": outcomes.FLAG_RAISED_EXTENSION,
+            "valueDateTime": "2026-03-06T09:00:00Z"} in flag["extension"]
+    assert alert["authoredOn"] == "2026-03-06T09:00:00Z"
+    # a device clock ahead of the server is not believed; no time at all: when it was scored
+    ahead = stored(store, instrument_response("phq-9", [0, 0, 0, 0, 0, 0, 0, 0, 1],
+                                              authored="2026-03-09T10:00:00Z"))
+    [flag] = outcomes.record_scores(store, ahead, now=week_later).flags
+    assert flag["period"]["start"] == "2026-03-06T09:00:00Z"
+    undated = stored(store, instrument_response("phq-9", [0, 0, 0, 0, 0, 0, 0, 0, 1],
+                                                authored="2026-03-01"))
+    [flag] = outcomes.record_scores(store, undated, now=week_later).flags
+    assert flag["period"]["start"] == "2026-03-06T09:00:00Z"
 
 
 def test_acknowledging_a_flag_ends_it_and_completes_its_alert(store):

@@ -7,8 +7,11 @@ For each :class:`~hw_fhir.scoring.RiskFlag` of a scored response:
   category (``http://hw-fhir.org/fhir/CodeSystem/flag-category|self-harm-risk``);
   ``code`` the risk (``http://hw-fhir.org/fhir/CodeSystem/risk|self-harm``, text = the
   scorer's reason); ``subject`` the patient; ``author`` the assigning Practitioner when
-  known; ``period.start`` when it was raised; the standard ``flag-detail`` extension →
-  the QuestionnaireResponse; identifier ``http://hw-fhir.org/fhir/sid/risk-flag|<response
+  known; ``period.start`` when the patient answered (the response's ``authored``, in UTC;
+  the scoring time when it has none, or a later one) — a response synced or re-scored late
+  is dated when the risk was expressed, not when it was scored; the time the Flag was raised
+  in the ``flag-raised`` extension (:data:`FLAG_RAISED_EXTENSION`); the standard
+  ``flag-detail`` extension → the QuestionnaireResponse; identifier ``http://hw-fhir.org/fhir/sid/risk-flag|<response
   id>/<risk code>``;
 * a ``CommunicationRequest`` — the alert: status ``active``, priority ``stat``, category
   ``http://hw-fhir.org/fhir/CodeSystem/communication-category|risk-alert``, ``subject``
@@ -37,7 +40,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .. import catalog
-from ..assignment import instant, reference
+from ..assignment import instant, parse_instant, reference
 from ..completion import RESPONSE_TASK_SYSTEM
 from ..errors import BusinessRuleError, InvalidInput, NotFound
 from ..scoring import RiskFlag
@@ -52,6 +55,8 @@ __all__ = [
     "COMMUNICATION_CATEGORY_SYSTEM",
     "FLAG_DETAIL_EXTENSION",
     "ACKNOWLEDGEMENT_EXTENSION",
+    "FLAG_RAISED_EXTENSION",
+    "answered_at",
     "ALERT_TEXT",
     "now_utc",
     "flag_entries",
@@ -73,6 +78,9 @@ RISK_ALERT_SYSTEM = f"{_BASE}/sid/risk-alert"
 COMMUNICATION_CATEGORY_SYSTEM = f"{_BASE}/CodeSystem/communication-category"
 FLAG_DETAIL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 ACKNOWLEDGEMENT_EXTENSION = f"{_BASE}/StructureDefinition/flag-acknowledgement"
+#: When hw-fhir raised the Flag (scored the response): ``valueDateTime``. ``period.start`` is
+#: when the patient answered; the two differ for a response synced or re-scored late.
+FLAG_RAISED_EXTENSION = f"{_BASE}/StructureDefinition/flag-raised"
 #: The alert's message: no clinical content, since channels (SMS, email) are not private.
 ALERT_TEXT = ("A patient's homework response needs your review now. "
               "Open hw-fhir to see the alert.")
@@ -94,12 +102,30 @@ def _key(response_id: str, risk: RiskFlag) -> str:
     return f"{response_id}/{risk.code}"
 
 
-def _flag(response: Mapping[str, Any], risk: RiskFlag, author: str | None, moment: str) -> Json:
+def answered_at(response: Mapping[str, Any], moment: datetime) -> datetime:
+    """Return when the patient answered: ``authored`` (a dateTime with a time), else ``moment``.
+
+    An ``authored`` later than ``moment`` (the time of scoring; a device clock ahead) is not
+    believed: ``moment`` is returned.
+    """
+    authored = response.get("authored")
+    if not isinstance(authored, str) or "T" not in authored:
+        return moment
+    try:
+        when = parse_instant(authored)
+    except ValueError:
+        return moment
+    return min(when, moment)
+
+
+def _flag(response: Mapping[str, Any], risk: RiskFlag, author: str | None, moment: str,
+          answered: str) -> Json:
     display = _CATEGORY_DISPLAY.get(risk.code, f"Risk: {risk.display}")
     flag: Json = {
         "resourceType": "Flag",
         "extension": [{"url": FLAG_DETAIL_EXTENSION,
-                       "valueReference": {"reference": f"QuestionnaireResponse/{response['id']}"}}],
+                       "valueReference": {"reference": f"QuestionnaireResponse/{response['id']}"}},
+                      {"url": FLAG_RAISED_EXTENSION, "valueDateTime": moment}],
         "identifier": [{"system": RISK_FLAG_SYSTEM, "value": _key(response["id"], risk)}],
         "status": "active",
         "category": [
@@ -111,7 +137,7 @@ def _flag(response: Mapping[str, Any], risk: RiskFlag, author: str | None, momen
         "code": {"coding": [{"system": RISK_SYSTEM, "code": risk.code, "display": risk.display}],
                  "text": risk.reason},
         "subject": dict(response["subject"]),
-        "period": {"start": moment},
+        "period": {"start": answered},
     }
     if author:
         flag["author"] = {"reference": author}
@@ -147,13 +173,18 @@ def _conditional(resource: Json, system: str, value: str, full_url: str) -> Json
 
 def flag_entries(response: Mapping[str, Any], risks: tuple[RiskFlag, ...], *,
                  clinician: str | None, moment: datetime) -> list[Json]:
-    """Return transaction entries that raise each risk once: a Flag and its alert."""
+    """Return transaction entries that raise each risk once: a Flag and its alert.
+
+    The Flag's ``period.start`` is when the patient answered (:func:`answered_at`); the alert
+    is authored ``moment``, when the risk was raised (its escalation clock starts then).
+    """
     entries: list[Json] = []
     when = instant(moment)
+    answered = instant(answered_at(response, moment))
     for risk in risks:
         flag_url = f"urn:uuid:{uuid.uuid4()}"
         key = _key(response["id"], risk)
-        entries.append(_conditional(_flag(response, risk, clinician, when), RISK_FLAG_SYSTEM, key,
+        entries.append(_conditional(_flag(response, risk, clinician, when, answered), RISK_FLAG_SYSTEM, key,
                                     flag_url))
         entries.append(_conditional(_alert(response, risk, clinician, flag_url, when),
                                     RISK_ALERT_SYSTEM, key, f"urn:uuid:{uuid.uuid4()}"))

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from .. import catalog
 from ..adherence import TaskFacts
+from ..assignment import parse_instant
 from ..library import questionnaire_titles
+from ..outcomes import FLAG_RAISED_EXTENSION
 from ..store.base import Store, iter_all
 from .formatting import activity_title
 from .measures import response_total
@@ -36,13 +38,23 @@ _FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 
 @dataclass(frozen=True)
 class FlagRow:
-    """An active risk Flag: what, since when, and the response that raised it."""
+    """An active risk Flag: what, since when, and the response that raised it.
+
+    ``raised`` is the Flag's ``period.start``: when the patient answered; ``flagged`` when
+    hw-fhir raised it (later for a response synced or scored late).
+    """
 
     id: str
     text: str
     category: str
     raised: str | None
     response: str | None
+    flagged: str | None = None
+
+    @property
+    def scored_late(self) -> bool:
+        """Whether the Flag was raised more than 15 minutes after the patient answered."""
+        return _seconds_between(self.raised, self.flagged) > 900
 
 
 @dataclass(frozen=True)
@@ -89,9 +101,24 @@ def flag_rows(store: Store, patient_ref: str) -> list[FlagRow]:
                 category=str(category),
                 raised=(flag.get("period") or {}).get("start"),
                 response=response,
+                flagged=next((e.get("valueDateTime") for e in flag.get("extension") or []
+                              if e.get("url") == FLAG_RAISED_EXTENSION), None),
             )
         )
-    return sorted(rows, key=lambda r: r.raised or "", reverse=True)
+    return sorted(rows, key=lambda r: _timestamp(r.raised), reverse=True)
+
+
+def _timestamp(value: str | None) -> float:
+    try:
+        return parse_instant(value).timestamp() if value and "T" in value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _seconds_between(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    return _timestamp(end) - _timestamp(start)
 
 
 def response_summaries(store: Store, patient_ref: str, limit: int) -> list[ResponseSummary]:
