@@ -330,7 +330,7 @@ def test_panel_puts_worsening_scores_before_missed_homework(app: Any, store: Any
     session = open_launch(app, app.test_client(), patient=None)
     page = session.get("/clinician/panel").text
     assert page.index('id="panel-pat-ben"') < page.index('id="panel-pat-ava"')
-    assert "Worse: PHQ-9 4 → 13" in page
+    assert re.search(r"Worse: PHQ-9 up 9 since first score on \w{3} \d+ \w{3} \d{4} \(4 → 13\)", page)
 
 
 # -- sharing scores with the patient ----------------------------------------------------------

@@ -29,8 +29,9 @@ from ..errors import InvalidInput
 from ..library import questionnaire_titles
 from ..outcomes import MEASURES
 from ..scoring import progress
+from ..scoring.mbc import THRESHOLDS, worsening
 from ..store.base import Store, iter_all
-from .formatting import activity_title, change_labels, current_moment
+from .formatting import activity_title, change_labels, current_moment, rise_text
 from .measures import FOLLOWED_MEASURES, band_name, measure_histories
 from .summaries import (
     HOMEWORK_PLANS,
@@ -78,6 +79,8 @@ class MeasureRow:
     labels: tuple[str, ...]
     count: int
     chart: Chart
+    #: Why it needs attention: a reliable rise since the first or the previous score, said.
+    worsening: str = ""
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,7 @@ def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[Measur
                 labels=change_labels(summary.labels if summary else ()),
                 count=len(points),
                 chart=instrument_chart(key, points, chart_id=f"chart-{key}"),
+                worsening=rise_text(worsening(key, points), zone.key) if key in THRESHOLDS else "",
             )
         )
     return rows

@@ -7,9 +7,9 @@ prep, panel, compare, tailoring): none of them reads the store.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
@@ -19,7 +19,12 @@ __all__ = [
     "change_labels",
     "patient_zone",
     "activity_title",
+    "rise_text",
+    "day_text",
 ]
+
+if TYPE_CHECKING:
+    from ..scoring.mbc import Rise
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 
@@ -77,3 +82,35 @@ def activity_title(questionnaire: Mapping[str, Any] | None) -> str:
     title = str(q.get("title") or q.get("name") or "Activity")
     found = _ACRONYM.search(title)
     return found.group(1) if found and len(title) > 24 else title
+
+
+def day_text(when: date | datetime | str, zone: str = "UTC") -> str:
+    """Return the calendar day of a date or instant in ``zone``: ``Sun 8 Nov 2026``.
+
+    A date (``2026-11-08``) is that day, whatever the zone; an instant is the day it was in
+    ``zone``.
+    """
+    if isinstance(when, str):
+        moment: date | datetime = (
+            datetime.fromisoformat(when.replace("Z", "+00:00")) if "T" in when
+            else date.fromisoformat(when[:10]))
+    else:
+        moment = when
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = aware.astimezone(ZoneInfo(zone)).date()
+    return f"{moment:%a} {moment.day} {moment:%b %Y}"
+
+
+def rise_text(rises: "Sequence[Rise]", zone: str = "UTC") -> str:
+    """Say why a measure is worsening: ``PHQ-9 up 14 since first score on Sun 8 Nov 2026 (3 → 17)``.
+
+    The first rise is said in full; a second (since the previous score) in parentheses.
+    """
+    parts = [f"up {r.rise:g} since {r.since} score on {day_text(r.point.when, zone)}"
+             for r in rises]
+    if not parts:
+        return ""
+    first = rises[0]
+    text = f"{first.instrument.upper()} {parts[0]} ({first.point.value:g} → {first.latest.value:g})"
+    return text + "".join(f"; {p}" for p in parts[1:])

@@ -11,10 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from ..adherence import Adherence, panel_summary
-from ..scoring import progress
-from ..scoring.mbc import THRESHOLDS
+from ..scoring.mbc import THRESHOLDS, worsening
 from ..store.base import Store, iter_all
-from .formatting import current_moment
+from .formatting import current_moment, rise_text
 from .measures import measure_histories
 
 __all__ = ["PanelEntry", "panel"]
@@ -33,9 +32,15 @@ class PanelEntry:
 
 
 def panel(
-    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28
+    store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28,
+    zone: str = "UTC",
 ) -> list[PanelEntry]:
-    """Return a clinician's patients: risk flags first, then worsening scores, then missed work."""
+    """Return a clinician's patients: risk flags first, then worsening scores, then missed work.
+
+    A score is worsening when the latest rose by the reliable change since the first score or
+    the previous one (:func:`hw_fhir.scoring.mbc.worsening`); the reason says which and the
+    day of that score in ``zone`` (the clinician's).
+    """
     moment = current_moment(now)
     rows = panel_summary(store, practitioner, now=moment, days=days)
     flagged: dict[str, int] = {}
@@ -47,13 +52,10 @@ def panel(
     every_history = measure_histories(store, [row.patient for row in rows])
     for row in rows:
         histories = every_history.get(row.patient, {})
-        summaries = {
-            key: progress(key, points) for key, points in histories.items() if key in THRESHOLDS
-        }
         worse = tuple(
-            f"{key.upper()} {p.baseline.value:g} → {p.latest.value:g}"
-            for key, p in summaries.items()
-            if p is not None and p.deterioration
+            rise_text(rises, zone)
+            for key, points in histories.items()
+            if key in THRESHOLDS and (rises := worsening(key, points))
         )
         a = row.adherence
         reasons = []

@@ -20,6 +20,10 @@ the change, and the labels clinicians use:
 * ``no-reliable-change`` when neither.
 
 Remission and response need at least two scores (a baseline and a later one).
+
+:func:`worsening` says why a patient needs attention: the latest score rose by at least the
+reliable change since the first score (a steady rise of small steps) and/or since the
+previous one (a jump back up after an improvement).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import date, datetime
 
 from ..errors import InvalidInput
 
-__all__ = ["Thresholds", "THRESHOLDS", "Point", "Progress", "progress"]
+__all__ = ["Thresholds", "THRESHOLDS", "Point", "Progress", "Rise", "progress", "worsening"]
 
 When = date | datetime | str
 
@@ -151,3 +155,46 @@ def progress(
         percent_change=percent,
         labels=tuple(labels),
     )
+
+
+@dataclass(frozen=True)
+class Rise:
+    """A reliable rise of the latest score: ``since`` ``first`` or ``previous`` score ``point``."""
+
+    instrument: str
+    since: str  # "first" | "previous"
+    rise: float
+    point: Point
+    latest: Point
+
+
+def worsening(
+    instrument: str,
+    series: Iterable[tuple[When, float] | Point],
+    thresholds: Thresholds | None = None,
+) -> tuple[Rise, ...]:
+    """Return the reliable rises of the latest score: since the first score, since the previous.
+
+    Each comparison counts when the latest score is at least the instrument's reliable
+    change above that score (PHQ-9 6, GAD-7 4, PCL-5 10: :data:`THRESHOLDS`). The first
+    score's rise comes first; the previous score's is given too only when it is another
+    score (three or more). Raise :class:`InvalidInput` for an instrument with no thresholds.
+    """
+    rule = thresholds or THRESHOLDS.get(instrument)
+    if rule is None:
+        raise InvalidInput(f"No measurement-based-care thresholds for {instrument!r}")
+    points = sorted(
+        (p if isinstance(p, Point) else Point(p[0], float(p[1])) for p in series),
+        key=lambda p: _sort_key(p.when),
+    )
+    if len(points) < 2:
+        return ()
+    latest = points[-1]
+    found = []
+    for since, point in (("first", points[0]), ("previous", points[-2])):
+        if since == "previous" and len(points) < 3:
+            break
+        rise = latest.value - point.value
+        if rise >= rule.reliable_change:
+            found.append(Rise(instrument, since, rise, point, latest))
+    return tuple(found)
