@@ -51,6 +51,9 @@ _CLIENTS = [
      "+81 90 5550 0105"),
 ]
 
+#: Where the clients live (ISO 3166), when not the US: it picks the crisis resources they see.
+_COUNTRIES = {"pat-ben": "DE", "pat-emi": "JP"}
+
 
 def demo_resources() -> list[dict[str, Any]]:
     """Return the demo Practitioners, Patients and Encounters."""
@@ -79,6 +82,7 @@ def demo_resources() -> list[dict[str, Any]]:
             "gender": gender, "birthDate": birth,
             "telecom": telecom,
             "generalPractitioner": [{"reference": f"Practitioner/{gp}"}],
+            "address": [{"use": "home", "country": _COUNTRIES.get(pid, "US")}],
             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
                            "valueCode": tz}],
         })

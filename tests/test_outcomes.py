@@ -264,7 +264,7 @@ def test_item_9_raises_a_flag_and_a_stat_alert_once(store):
     recorded = outcomes.record_scores(store, response, now=NOW)
     rid = response["id"]
     assert recorded.risk_raised
-    assert recorded.crisis == outcomes.crisis_resources(None)
+    assert recorded.crisis == outcomes.crisis_resources(None, language="en")  # her language
 
     [flag] = iter_all(store, "Flag", [("subject", "Patient/pat-ava")])
     assert validate(flag) == flag and recorded.flags == (flag,)

@@ -38,6 +38,7 @@ from typing import Any
 from .. import catalog
 from ..config import Settings
 from ..errors import HwFhirError, InvalidInput, Issue, NotFound, VersionConflict
+from ..i18n import patient_language
 from ..library import resolve_questionnaire
 from ..models import validate
 from ..plugins import call_each_quietly
@@ -320,12 +321,26 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
         alerts=tuple(alerts),
         raised=tuple(flag for flag, _ in raised),
         warnings=tuple(warnings),
-        crisis=crisis_resources(settings) if result.risks else None,
+        crisis=_crisis_for(store, response, settings) if result.risks else None,
         written=sum(written),
     )
     if plugins is not None and raised:
         _announce(plugins, store, raised, recorded.response, task, services)
     return recorded
+
+
+def _crisis_for(store: Store, response: Mapping[str, Any],
+                settings: Settings | None) -> CrisisInfo:
+    """Return the crisis resources of the response's patient (their country and language)."""
+    subject = str((response.get("subject") or {}).get("reference") or "")
+    patient = None
+    if subject.startswith("Patient/"):
+        try:
+            patient = store.read("Patient", subject.split("/", 1)[1]).resource
+        except NotFound:
+            patient = None
+    return crisis_resources(settings, language=patient_language(patient) if patient else None,
+                            patient=patient)
 
 
 def record_scores(

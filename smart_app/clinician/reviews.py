@@ -11,7 +11,7 @@ from hw_fhir import outcomes, review
 from hw_fhir.errors import InvalidInput, NotFound
 from hw_fhir.store.base import iter_all
 
-from .base import bp, now, page, patient_or_404, store
+from .base import bp, now, page, patient_or_404, settings, store
 
 __all__ = ["response", "compare", "session_prep"]
 
@@ -64,7 +64,8 @@ def response(pid: str, rid: str) -> Any:
         nav_active="dashboard",
         view=review.response_view(questionnaire, found),
         others=others,
-        flags=_flags_for(pid, rid),
+        flags=(flags := _flags_for(pid, rid)),
+        shown=outcomes.crisis_resources(settings(), patient=patient) if flags else None,
     )
 
 

@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from . import language
 from . import messages  # noqa: F401  (routes)
+from . import crisis_line  # noqa: F401  (the footer's crisis line)
 from ..state import app_state
 from .ratelimit import RateLimiter
 from . import pwa

@@ -20,6 +20,7 @@ from hw_fhir.outcomes import crisis_resources
 
 from ..launch import human_name
 from . import access
+from .language import current_language
 from .todo import patient_zone
 from .views import bp
 
@@ -71,7 +72,8 @@ def _render(patient_ref: str, *, status: int = 200, error: str | None = None,
         titles=messages.task_titles(store, thread),
         zone=patient_zone(patient),
         enabled=messages.messaging_enabled(patient),
-        crisis=crisis_resources(access.services().settings),
+        crisis=crisis_resources(access.services().settings, language=current_language(),
+                                patient=patient),
         error=error,
         text=text,
         task=task,

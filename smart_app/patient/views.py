@@ -529,12 +529,12 @@ def done(task_id: str) -> Any:
     if task.get("status") != "completed":
         return redirect(url_for("patient.task", task_id=task_id))
     response = response_for_task(_store(), task_id)
+    patient = _patient_resource(patient_ref)
     crisis = (
-        crisis_resources(access.services().settings, language=current_language())
+        crisis_resources(access.services().settings, language=current_language(), patient=patient)
         if response and _risk_raised(task, response)
         else None
     )
-    patient = _patient_resource(patient_ref)
     now, zone = _now(), patient_zone(patient)
     todo = todo_list(
         _store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone,

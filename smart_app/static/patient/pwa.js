@@ -182,7 +182,7 @@
                      iv: sealed.iv, data: sealed.data, state: "waiting", kept: Date.now() });
       }).then(function () {
         say("You are offline. Your answers are kept on this device and will be sent when you are back online. " +
-            "If you are struggling right now, call or text 988 (US) or your local emergency number.");
+            (document.body.getAttribute("data-crisis-line") || "If you are in crisis, call your local emergency number."));
         return show();
       }, function () {
         say("You are offline, and this device cannot keep your answers safely. Try again when you are back online.");

@@ -1,0 +1,35 @@
+"""The clinician sees which crisis resources the patient was shown with a risk: those of the
+patient's country (real SQLite, the app's response page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
+from clinician_support import Session, assign_once, complete_phq9
+
+
+def _risk(store: Any) -> str:
+    response = complete_phq9(store, assign_once(store), [1, 1, 1, 1, 1, 1, 1, 1, 2])
+    return str(response["id"])
+
+
+def test_the_response_page_says_what_the_patient_was_shown(store: Any, ava: Session) -> None:
+    patient = store.read("Patient", "pat-ava").resource
+    store.update(dict(patient, address=[{"use": "home", "country": "Germany"}]))
+    rid = _risk(store)
+    page = ava.get(f"/clinician/patients/pat-ava/responses/{rid}").text
+    shown = page[page.index('id="crisis-shown"'):]
+    shown = shown[: shown.index("</p>")]
+    assert "crisis resources for Germany" in shown
+    assert "TelefonSeelsorge 0800 111 0 111" in shown and "112" in shown and "988" not in shown
+
+
+def test_without_a_country_the_clinician_is_told_to_add_one(store: Any, ava: Session) -> None:
+    patient = store.read("Patient", "pat-ava").resource
+    store.update({k: v for k, v in patient.items() if k != "address"})
+    rid = _risk(store)
+    page = ava.get(f"/clinician/patients/pat-ava/responses/{rid}").text
+    shown = page[page.index('id="crisis-shown"'):]
+    shown = shown[: shown.index("</p>")]
+    assert "988" in shown and "Add the patient's country" in shown
