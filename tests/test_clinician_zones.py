@@ -64,3 +64,44 @@ def test_local_when_zone_labels_the_zone() -> None:
     moment = "2026-03-03T19:00:00Z"
     assert local_when(moment, "America/New_York") == "Tue 3 Mar 2026, 14:00 EST"
     assert local_when(moment, "UTC") == "Tue 3 Mar 2026, 19:00 UTC"
+
+
+def _assignment_cells(page: str, task_id: str) -> list[str]:
+    row = page[page.index(f'id="assignment-Task-{task_id}"'):]
+    return re.findall(r'<td class="small(?: nowrap)?">(.*?)</td>', row[: row.index("</tr>")], re.S)
+
+
+def test_active_homework_shows_due_times_with_the_zone_and_due_days_as_days(app: Any) -> None:
+    store = app.extensions["hw_fhir"].store
+    now = datetime.now(timezone.utc)
+    timed = assign_once(store, now=now, due_in_days=3)
+    dated = assign_once(store, now=now, due_in_days=5)
+    # a Task written by another system, due on a day (a FHIR date, no time)
+    day = (now + timedelta(days=5)).date()
+    task = store.read("Task", dated["id"]).resource
+    store.update({**task, "restriction": {**task["restriction"], "period": {
+        **task["restriction"]["period"], "end": day.isoformat()}}})
+    page = open_launch(app, app.test_client()).get("/clinician/patients/pat-ava").get_data(
+        as_text=True)
+    due = _assignment_cells(page, timed["id"])[1]
+    assert due == local_when(timed["restriction"]["period"]["end"], "Europe/Berlin")
+    assert due.endswith(("CET", "CEST"))
+    assert _assignment_cells(page, dated["id"])[1] == f"{day:%a} {day.day} {day:%b %Y}"  # no 00:00
+
+
+def test_the_compare_headers_use_the_clinicians_zone_like_the_other_pages(app: Any) -> None:
+    store = app.extensions["hw_fhir"].store
+    first = datetime(2026, 3, 3, 23, 30, tzinfo=timezone.utc)  # already the 4th in Berlin
+    second = first + timedelta(days=14)
+    ids = []
+    for when in (first, second):
+        task = assign_once(store, now=when - timedelta(days=1), due_in_days=2)
+        ids.append(complete_phq9(store, task, [1, 1, 1, 1, 1, 1, 1, 1, 0], when=when)["id"])
+    session = open_launch(app, app.test_client())
+    page = session.get("/clinician/patients/pat-ava/compare", a=ids[0], b=ids[1]).get_data(
+        as_text=True)
+    head = page[page.index("<thead>"):page.index("</thead>")]
+    assert "Wed 4 Mar 2026, 00:30 CET" in head and "Wed 18 Mar 2026, 00:30 CET" in head
+    response = session.get(f"/clinician/patients/pat-ava/responses/{ids[0]}").get_data(
+        as_text=True)
+    assert "Completed Wed 4 Mar 2026, 00:30 CET" in response  # the same as the response page

@@ -235,6 +235,14 @@ def _next_scheduled(
     return found.due if found else None
 
 
+def _due_text(task: Mapping[str, Any], due: datetime | None) -> str | None:
+    """A Task's due time as an instant, or its due day as a date when no time was given."""
+    end = ((task.get("restriction") or {}).get("period") or {}).get("end")
+    if isinstance(end, str) and "T" not in end:
+        return end  # a date: shown as a day, never as midnight UTC
+    return due.isoformat() if due else None
+
+
 def _task_rows(
     tasks: list[dict[str, Any]],
     titles: Mapping[str, dict[str, Any]],
@@ -254,7 +262,7 @@ def _task_rows(
                 title=activity_title(titles.get(canonical or "")),
                 status=str(task.get("status")),
                 schedule="Once",
-                next_due=due.isoformat() if due else None,
+                next_due=_due_text(task, due),
                 wording=details.wording,
                 instructions=details.instructions,
                 channel=details.reminder_channel,
