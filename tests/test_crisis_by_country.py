@@ -180,3 +180,17 @@ def test_the_recorded_scores_carry_the_patients_resources(app: Any) -> None:
     recorded = outcomes.record_scores(store, response_for_task(store, task["id"]))
     assert recorded.crisis is not None and recorded.crisis.country == "GB"
     assert [c.number for c in recorded.crisis.contacts] == ["116 123", "999"]
+
+
+def test_the_crisis_note_of_an_activity_names_the_patients_numbers(app: Any) -> None:
+    _move(app, "pat-ava", "DE")
+    task = give_homework(app, "coping-card")
+    page = sign_in(app.test_client(), app, task)
+    assert "988" not in page and "911" not in page
+    assert "TelefonSeelsorge free on 0800 111 0 111" in page
+
+
+def test_a_us_patient_keeps_the_activitys_own_988_note(app: Any) -> None:
+    task = give_homework(app, "coping-card")
+    page = sign_in(app.test_client(), app, task)
+    assert 'href="tel:988"' in page  # the activity's own rendering, with its links

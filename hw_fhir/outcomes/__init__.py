@@ -8,7 +8,13 @@ Scoring itself (pure functions) is :mod:`hw_fhir.scoring`; this package stores w
 it finds.
 """
 
-from .crisis import DEFAULT_CONTACTS, CrisisContact, CrisisInfo, crisis_resources
+from .crisis import (
+    DEFAULT_CONTACTS,
+    CrisisContact,
+    CrisisInfo,
+    crisis_resources,
+    with_crisis_notes,
+)
 from .escalation import (
     UndeliveredAlert,
     alert_chain,
@@ -75,6 +81,7 @@ __all__ = [
     "acknowledge_flag",
     "assigning_practitioner",
     "crisis_resources",
+    "with_crisis_notes",
     "flags_for_response",
     "measure_history",
     "measure_progress",

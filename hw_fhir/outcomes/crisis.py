@@ -44,6 +44,7 @@ from typing import Any
 from babel import Locale
 from babel.core import get_global
 
+from ..catalog import CANONICAL_BASE as _CANONICAL_BASE
 from ..config import Settings
 from ..errors import ConfigurationError
 from ..i18n import N_, translator
@@ -58,6 +59,7 @@ __all__ = [
     "country_code",
     "patient_country",
     "crisis_resources",
+    "with_crisis_notes",
 ]
 
 _SCHEMES = {"call": "tel", "text": "sms"}
@@ -360,3 +362,34 @@ def _for_country(where: str, by_country: Mapping[str, tuple[CrisisContact, ...]]
     if where in EU_EEA:
         return _info(_(_TEXT_112), (_translated(_emergency("112"), language),), where, language)
     return _info(_(_TEXT_LOCAL), (), where, language)
+
+
+#: linkIds of the catalog's display items that tell the patient where to get help now.
+CRISIS_NOTE_IDS = frozenset({"crisis-info", "emergency-info"})
+
+
+def with_crisis_notes(questionnaire: dict[str, Any], info: CrisisInfo) -> dict[str, Any]:
+    """Put the patient's own crisis resources in the crisis notes of a catalog activity.
+
+    The catalog's coping card, urge logs, distress-tolerance log, urge surfing and
+    relapse-prevention plan carry a display item (:data:`CRISIS_NOTE_IDS`) naming the US
+    988 and 911; for a patient shown other resources (another country's, the practice's own
+    list), its text becomes their ``info.text`` (already in their language; its rendering and translations
+    are dropped). Only hw-fhir's own activities are changed (a practice's own form says what
+    it says). ``questionnaire`` is changed in place (pass a copy) and returned.
+    """
+    url = str(questionnaire.get("url") or "")
+    us_defaults = (info.country in (None, "US")
+                   and [c.number for c in info.contacts] == [c.number for c in DEFAULT_CONTACTS])
+    if us_defaults or not url.startswith(f"{_CANONICAL_BASE}/"):
+        return questionnaire
+
+    def walk(items: Any) -> None:
+        for item in items if isinstance(items, list) else []:
+            if item.get("type") == "display" and item.get("linkId") in CRISIS_NOTE_IDS:
+                item["text"] = info.text
+                item.pop("_text", None)
+            walk(item.get("item"))
+
+    walk(questionnaire.get("item"))
+    return questionnaire

@@ -15,7 +15,7 @@ from markupsafe import Markup, escape
 
 from . import language
 from . import messages  # noqa: F401  (routes)
-from . import crisis_line  # noqa: F401  (the footer's crisis line)
+from .crisis_line import crisis_line
 from ..state import app_state
 from .ratelimit import RateLimiter
 from . import pwa
@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
     state = app_state(app)
     state.patient_limiter = RateLimiter(state.services.store)
     app.add_template_filter(_json_attr, "json_attr")
+    app.add_template_global(crisis_line, "crisis_line")
     language.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(pwa.bp)

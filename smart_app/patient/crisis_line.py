@@ -1,8 +1,9 @@
-"""The crisis line in the footer of every patient page (and the offline notice): the patient's own.
+"""The signed-in patient's crisis resources on every patient page: the footer's sentence, the
+offline notice, and the crisis notes of the activities — their country's, not the US numbers.
 
 ``crisis_line()`` in a template returns one short sentence from
 :func:`hw_fhir.outcomes.crisis_resources` for the signed-in patient (their country and
-language), else for the practice — never the US numbers for a patient elsewhere.
+language), else for the practice.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ from typing import Any
 from flask import g
 
 from hw_fhir.errors import HwFhirError
-from hw_fhir.outcomes import crisis_resources
+from hw_fhir.outcomes import CrisisInfo, crisis_resources
 
 from . import access
 from .language import current_language
-from .views import bp
 
 
-@bp.app_template_global("crisis_line")
-def crisis_line() -> str:
-    """Return the crisis sentence for the signed-in patient (once per request)."""
-    if "hw_crisis_line" not in g:
+def patient_crisis() -> CrisisInfo:
+    """Return the crisis resources of the signed-in patient (once per request)."""
+    if "hw_crisis" not in g:
         patient: dict[str, Any] | None = None
         ref = access.current_patient()
         if ref:
@@ -30,6 +29,12 @@ def crisis_line() -> str:
                 patient = access.services().store.read("Patient", ref.split("/", 1)[1]).resource
             except HwFhirError:
                 patient = None
-        g.hw_crisis_line = crisis_resources(access.services().settings,
-                                            language=current_language(), patient=patient).line
-    return str(g.hw_crisis_line)
+        g.hw_crisis = crisis_resources(access.services().settings, language=current_language(),
+                                       patient=patient)
+    info: CrisisInfo = g.hw_crisis
+    return info
+
+
+def crisis_line() -> str:
+    """Return the crisis sentence for the signed-in patient (a template global)."""
+    return patient_crisis().line

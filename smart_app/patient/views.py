@@ -43,7 +43,8 @@ from hw_fhir.errors import (
     VersionConflict,
 )
 from hw_fhir.links import LINK_PATH
-from hw_fhir.outcomes import crisis_resources, flags_for_response, measure_history
+from hw_fhir.outcomes import (crisis_resources, flags_for_response, measure_history,
+                              with_crisis_notes)
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
@@ -52,6 +53,7 @@ from hw_fhir.urls import local_path
 
 from ..launch import current_launch, human_name
 from . import access
+from .crisis_line import patient_crisis
 from .language import current_language, use_language
 from .preferences import (
     CHANNELS,
@@ -309,6 +311,7 @@ def _build_form(
 ) -> render.FormView:
     """Build the form in the patient's language (codes and answers stay as stored)."""
     shown = localize(questionnaire, current_language())
+    with_crisis_notes(shown.questionnaire, patient_crisis())
     g.hw_localized = shown
     return render.build_form(
         shown.questionnaire, shown.shown_response(response), language=shown.language, **kwargs
