@@ -35,6 +35,7 @@ from .config import Settings, load_settings
 from .errors import ConfigurationError
 from .migrations import alembic_config
 from .plugins import allowed_plugins, build_plugin_manager, channels
+from .outcomes.crisis import crisis_config_problems
 from .safety import config_problems
 from .smart.backend import backend_clients
 from .smart.registry import EhrRegistry
@@ -183,6 +184,7 @@ def check_safety(ctx: CheckContext) -> Iterable[str]:
     except ConfigurationError:
         loaded = None  # reported by check_plugins
     yield from config_problems(ctx.settings, loaded)
+    yield from crisis_config_problems(ctx.settings)
 
 
 def check_database(ctx: CheckContext) -> Iterable[str]:

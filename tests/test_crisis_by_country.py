@@ -194,3 +194,27 @@ def test_a_us_patient_keeps_the_activitys_own_988_note(app: Any) -> None:
     task = give_homework(app, "coping-card")
     page = sign_in(app.test_client(), app, task)
     assert 'href="tel:988"' in page  # the activity's own rendering, with its links
+
+
+def test_a_broken_crisis_config_is_reported_by_check_and_never_hides_help(
+    app_config: dict[str, Any],
+) -> None:
+    from hw_fhir.outcomes.crisis import crisis_config_problems
+
+    broken = Settings(extra={"practice_country": "Narnia",
+                             "crisis_contacts": [{"name": "X", "number": "fax me"}]})
+    problems = crisis_config_problems(broken)
+    assert len(problems) == 2 and "practice_country" in problems[0] and "number" in problems[1]
+    assert crisis_config_problems(Settings(extra={"practice_country": "de"})) == []
+    application = patient_app({**app_config, "extra": {"practice_country": "Narnia"}})
+    assert application.extensions["hw_fhir"].settings.extra["practice_country"] == "Narnia"
+    try:
+        task = give_homework(application, "phq-9")
+        client = application.test_client()
+        page = sign_in(client, application, task)
+        done = form_post(client, task, page, "submit", **phq9(item9="2"))
+        confirmation = client.get(done.headers["Location"])
+        assert confirmation.status_code == 200 and 'href="tel:988"' in confirmation.get_data(
+            as_text=True)  # Ava lives in the US: the built-in resources, not an error page
+    finally:
+        application.extensions["hw_fhir"].close()

@@ -60,6 +60,7 @@ __all__ = [
     "patient_country",
     "crisis_resources",
     "with_crisis_notes",
+    "crisis_config_problems",
 ]
 
 _SCHEMES = {"call": "tel", "text": "sms"}
@@ -393,3 +394,14 @@ def with_crisis_notes(questionnaire: dict[str, Any], info: CrisisInfo) -> dict[s
 
     walk(questionnaire.get("item"))
     return questionnaire
+
+
+def crisis_config_problems(settings: Settings) -> list[str]:
+    """Return what is wrong with ``practice_country`` and ``crisis_contacts`` (empty: all well)."""
+    problems = []
+    for check in (practice_country, _configured):
+        try:
+            check(settings)
+        except ConfigurationError as exc:
+            problems.append(f"crisis resources: {exc.message}")
+    return problems

@@ -8,15 +8,18 @@ language), else for the practice.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import g
 
-from hw_fhir.errors import HwFhirError
+from hw_fhir.errors import ConfigurationError, HwFhirError
 from hw_fhir.outcomes import CrisisInfo, crisis_resources
 
 from . import access
 from .language import current_language
+
+log = logging.getLogger("hw_fhir.patient")
 
 
 def patient_crisis() -> CrisisInfo:
@@ -29,8 +32,12 @@ def patient_crisis() -> CrisisInfo:
                 patient = access.services().store.read("Patient", ref.split("/", 1)[1]).resource
             except HwFhirError:
                 patient = None
-        g.hw_crisis = crisis_resources(access.services().settings, language=current_language(),
-                                       patient=patient)
+        try:
+            g.hw_crisis = crisis_resources(access.services().settings,
+                                           language=current_language(), patient=patient)
+        except ConfigurationError:  # a broken config never hides help: the built-in resources
+            log.exception("crisis_contacts/practice_country are invalid (hw-fhir check)")
+            g.hw_crisis = crisis_resources(None, language=current_language(), patient=patient)
     info: CrisisInfo = g.hw_crisis
     return info
 

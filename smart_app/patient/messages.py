@@ -16,11 +16,10 @@ from flask import redirect, render_template, request, url_for
 from hw_fhir import messages
 from hw_fhir.completion import task_questionnaire
 from hw_fhir.errors import HwFhirError, NotFound
-from hw_fhir.outcomes import crisis_resources
 
 from ..launch import human_name
 from . import access
-from .language import current_language
+from .crisis_line import patient_crisis
 from .todo import patient_zone
 from .views import bp
 
@@ -72,8 +71,7 @@ def _render(patient_ref: str, *, status: int = 200, error: str | None = None,
         titles=messages.task_titles(store, thread),
         zone=patient_zone(patient),
         enabled=messages.messaging_enabled(patient),
-        crisis=crisis_resources(access.services().settings, language=current_language(),
-                                patient=patient),
+        crisis=patient_crisis(),
         error=error,
         text=text,
         task=task,

@@ -43,8 +43,7 @@ from hw_fhir.errors import (
     VersionConflict,
 )
 from hw_fhir.links import LINK_PATH
-from hw_fhir.outcomes import (crisis_resources, flags_for_response, measure_history,
-                              with_crisis_notes)
+from hw_fhir.outcomes import flags_for_response, measure_history, with_crisis_notes
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
 from hw_fhir.store.base import iter_all
@@ -533,11 +532,7 @@ def done(task_id: str) -> Any:
         return redirect(url_for("patient.task", task_id=task_id))
     response = response_for_task(_store(), task_id)
     patient = _patient_resource(patient_ref)
-    crisis = (
-        crisis_resources(access.services().settings, language=current_language(), patient=patient)
-        if response and _risk_raised(task, response)
-        else None
-    )
+    crisis = patient_crisis() if response and _risk_raised(task, response) else None
     now, zone = _now(), patient_zone(patient)
     todo = todo_list(
         _store(), patient_tasks(_store(), patient_ref, now=now), now=now, zone=zone,
