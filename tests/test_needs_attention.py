@@ -83,3 +83,16 @@ def test_the_patient_dashboard_says_the_same(app: Any, store: Any) -> None:
     page = launch(app, app.test_client()).get("/clinician/patients/pat-ava").text
     said = page[page.index('id="worsening-phq-9"'):]
     assert f"PHQ-9 up 8 since previous score on {local:%a} {local.day} {local:%b}" in said[:400]
+
+
+def test_worsening_uses_each_instruments_reliable_change() -> None:
+    from hw_fhir.scoring.mbc import worsening
+
+    gad = worsening("gad-7", [("2026-01-05", 3), ("2026-01-19", 5), ("2026-02-02", 7)])
+    assert [(r.since, r.rise, str(r.point.when)) for r in gad] == [("first", 4, "2026-01-05")]
+    both = worsening("phq-9", [("2026-01-05", 3), ("2026-01-19", 4), ("2026-02-02", 12)])
+    assert [(r.since, r.rise) for r in both] == [("first", 9), ("previous", 8)]
+    two = worsening("phq-9", [("2026-01-05", 3), ("2026-01-19", 9)])
+    assert [r.since for r in two] == ["first"]  # two scores: the first is the previous
+    assert worsening("pcl-5", [("2026-01-05", 30), ("2026-01-19", 39)]) == ()  # under 10
+    assert worsening("phq-9", [("2026-01-05", 3)]) == ()
