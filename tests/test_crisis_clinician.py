@@ -33,3 +33,13 @@ def test_without_a_country_the_clinician_is_told_to_add_one(store: Any, ava: Ses
     shown = page[page.index('id="crisis-shown"'):]
     shown = shown[: shown.index("</p>")]
     assert "988" in shown and "Add the patient's country" in shown
+
+
+def test_the_preview_of_an_activity_shows_the_patients_crisis_note(store: Any,
+                                                                  ava: Session) -> None:
+    patient = store.read("Patient", "pat-ava").resource
+    store.update(dict(patient, address=[{"use": "home", "country": "GB"}]))
+    frame = ava.get("/clinician/library/coping-card/preview/frame", patient="pat-ava").text
+    assert "Samaritans free on 116 123" in frame and "988" not in frame
+    generic = ava.get("/clinician/library/coping-card/preview/frame").text
+    assert "988" in generic  # no patient: the activity as written

@@ -32,6 +32,7 @@ from hw_fhir.channel_choice import channel_problem
 from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFound
 from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
+from hw_fhir.outcomes import crisis_resources, with_crisis_notes
 from hw_fhir.links import patient_links
 from hw_fhir.plugins import channels
 from hw_fhir.schedule import DAYS_OF_WEEK
@@ -232,10 +233,13 @@ def preview_frame(qid: str) -> Any:
     pid = request.args.get("patient", "")
     shown = localize(questionnaire, None)
     if pid:
-        # the patient's view is in the patient's language
-        language = patient_language(patient_or_404(pid))
+        # the patient's view is in the patient's language, with their crisis resources
+        patient = patient_or_404(pid)
+        language = patient_language(patient)
         use_language(language)
         shown = localize(questionnaire, language)
+        with_crisis_notes(shown.questionnaire,
+                          crisis_resources(settings(), language=language, patient=patient))
     if ref and pid:
         kind, _, rid = ref.partition("/")
         resource = _read(kind, rid, pid)
