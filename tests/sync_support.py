@@ -12,9 +12,10 @@ import socket
 from pathlib import Path
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orjson
 from werkzeug.serving import make_server
@@ -208,21 +209,64 @@ class Listener:
 class FailSwitch:
     """WSGI middleware: answer normally, or fail in one of several ways.
 
-    modes: ``None`` (normal), ``"500"``, ``"429"``, ``"slow"`` (sleep ``delay`` before
-    handling), ``"lost"`` (handle the request, then sleep ``delay`` so the client times
+    modes: ``None`` (normal), ``"500"``, ``"429"``, ``"slow"`` (hold the request before
+    handling it), ``"lost"`` (handle the request, then hold the answer so the client times
     out and never learns that the write happened).
+
+    A held request waits until the mode changes (or ``delay`` seconds, a safety net), not a
+    fixed time: however loaded the machine, the client's timeout runs out first, and the
+    test decides when the late requests go on. Those late requests are real: a "slow"
+    write reaches the app after the client gave up, perhaps while the next attempt is
+    being handled. :meth:`settle` waits until none is in flight, so counting
+    :attr:`calls` afterwards does not race with them.
     """
+
+    HOLDING = ("slow", "lost")
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.mode: str | None = None
-        self.delay = 2.0
+        self._mode: str | None = None
+        self._gate: threading.Event | None = None
+        self.delay = 60.0
         self.calls: list[tuple[str, str, int]] = []
+        #: the If-None-Exist header of each write that reached the app, in order
+        self.conditions: list[tuple[str, str, str | None]] = []
         self.lock = threading.Lock()
+        self._idle = threading.Condition(self.lock)
+        self.in_flight = 0
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str | None) -> None:
+        with self.lock:
+            old, self._mode = self._gate, value
+            self._gate = threading.Event() if value in self.HOLDING else None
+        if old is not None:
+            old.set()  # the requests held by the previous mode go on
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until no request is being handled (held ones must have been released)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self.in_flight == 0, timeout):
+                raise AssertionError(f"{self.in_flight} request(s) still in flight")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with self.lock:
+            self.in_flight += 1
+            mode, gate = self._mode, self._gate
+        try:
+            return self._handle(environ, start_response, mode, gate)
+        finally:
+            with self._idle:
+                self.in_flight -= 1
+                self._idle.notify_all()
+
+    def _handle(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                mode: str | None, gate: threading.Event | None) -> Any:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        mode = self.mode
         if (
             mode in ("500", "429")
             and path.startswith("/fhir/")
@@ -248,8 +292,8 @@ class FailSwitch:
                     }
                 )
             ]
-        if mode == "slow":
-            time.sleep(self.delay)
+        if mode == "slow" and gate is not None:
+            gate.wait(self.delay)
         status_holder: list[str] = []
 
         def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -259,14 +303,31 @@ class FailSwitch:
         body = b"".join(self.app(environ, capture))
         with self.lock:
             self.calls.append((method, path, int(status_holder[0].split()[0])))
-        if mode == "lost" and method in ("POST", "PUT") and path.startswith("/fhir/"):
-            time.sleep(self.delay)
+            if method in ("POST", "PUT"):
+                self.conditions.append((method, path, environ.get("HTTP_IF_NONE_EXIST")))
+        if (
+            mode == "lost"
+            and gate is not None
+            and method in ("POST", "PUT")
+            and path.startswith("/fhir/")
+        ):
+            gate.wait(self.delay)
         return [body]
 
     def posts(self, prefix: str) -> list[tuple[str, str, int]]:
         """The POSTs to paths starting with ``prefix`` that reached the app."""
         with self.lock:
             return [c for c in self.calls if c[0] == "POST" and c[1].startswith(prefix)]
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true (a loaded machine may be slow)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
 
 
 class RestartableServer:
@@ -321,7 +382,9 @@ class OutboxEhr:
             "base_url": f"{self.base}/fhir",
             "auth": "backend-services",
             "client_id": CLIENT_ID,
-            "timeout": 1,
+            # the normal path: generous, so a loaded CI machine is never mistaken for an
+            # outage; the outage tests shorten it with client_timeout() for a phase
+            "timeout": 30,
             **target,
         }
         self.settings = load_settings(
@@ -360,7 +423,29 @@ class OutboxEhr:
         self.switch = FailSwitch(self.app)
         self.server = RestartableServer(self.switch, self.port)
 
+    @contextmanager
+    def client_timeout(self, seconds: float) -> Iterator[None]:
+        """Give the outbox a short timeout for an outage phase (the EHR holds its answers).
+
+        The target is built from the settings on every run, and the cached token provider
+        keeps its own timeout: both are changed, then restored.
+        """
+        config = self.settings.extra["ehr"][0]
+        before = config["timeout"]
+
+        def apply(value: float) -> None:
+            config["timeout"] = value
+            for provider in self.services.outbox_tokens.values():
+                provider.timeout = value
+
+        apply(seconds)
+        try:
+            yield
+        finally:
+            apply(before)
+
     def close(self) -> None:
+        self.switch.mode = None  # release held requests
         self.server.stop()
         self.services.close()
         self.app.extensions["hw_fhir"].close()

@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import parse_qsl
 
 import pytest
 from click.testing import CliRunner
 from sync_support import OutboxEhr as Ehr
-from sync_support import response, run_worker_cycle, score
+from sync_support import eventually, response, run_worker_cycle, score
 
 import orjson
 
@@ -76,15 +77,18 @@ def test_every_record_arrives_exactly_once_after_outages(ehr: Ehr) -> None:
     assert run_outbox(ehr.services, now=t0 + 6 * 3600) == 0
     assert any(status == 500 for _, _, status in ehr.switch.calls)
     # it stores the write but the answer never arrives (client timeout)
-    ehr.switch.mode, ehr.switch.delay = "lost", 1.5
-    assert run_outbox(ehr.services, now=t0 + 7 * 3600) == 0
-    assert ehr.written_back("QuestionnaireResponse") == 1  # the EHR has it; we do not know yet
-    # it is slow: every request times out
-    ehr.switch.mode = "slow"
-    assert run_outbox(ehr.services, now=t0 + 8 * 3600) == 0
-    # it behaves again
+    with ehr.client_timeout(1):
+        ehr.switch.mode = "lost"  # answers are held until the next mode: the timeout runs out
+        assert run_outbox(ehr.services, now=t0 + 7 * 3600) == 0
+        # the EHR has it (or is storing it); we do not know yet
+        assert eventually(lambda: ehr.written_back("QuestionnaireResponse") == 1)
+        # it is slow: every request times out (and reaches the EHR after we gave up)
+        ehr.switch.mode = "slow"
+        assert run_outbox(ehr.services, now=t0 + 8 * 3600) == 0
+    # it behaves again; the requests it held are handled now, alongside the new ones
     ehr.switch.mode = None
     assert run_outbox(ehr.services, now=t0 + 9 * 3600) == 5
+    ehr.switch.settle()  # the late requests are finished: the counts below are final
     for rtype, ids in records.items():
         for local_id in ids:
             assert len(ehr.copies(rtype, local_id)) == 1, f"{rtype}/{local_id}"
@@ -98,6 +102,43 @@ def test_every_record_arrives_exactly_once_after_outages(ehr: Ehr) -> None:
         "QuestionnaireResponse",
         "Observation",
     }
+
+
+@pytest.mark.parametrize("mode", ["lost", "slow"])
+def test_a_write_answered_after_the_timeout_is_not_stored_twice(ehr: Ehr, mode: str) -> None:
+    """At-least-once delivery without a second copy.
+
+    "lost": the EHR stores the record and answers after the client gave up; "slow": the
+    request reaches the EHR only after the client gave up, while the next attempt is
+    handled. The outbox retries (it cannot know), and every attempt is a conditional
+    create on the record's identifier, so the EHR keeps one copy.
+    """
+    run_outbox(ehr.services)
+    ehr.store.create(response("ben"))
+    ehr.server.start()
+    assert run_outbox(ehr.services) == 1  # the EHR is known, the token fetched
+    qr = ehr.store.create(response("ava")).stored
+    t0 = time.time()
+    with ehr.client_timeout(1):
+        ehr.switch.mode = mode  # held until the mode changes: the client's timeout runs out
+        assert run_outbox(ehr.services, now=t0) == 0
+        if mode == "lost":
+            assert eventually(lambda: len(ehr.copies("QuestionnaireResponse", qr.id)) == 1)
+        else:
+            assert ehr.copies("QuestionnaireResponse", qr.id) == []
+    (row,) = list_outbox(ehr.services, status="pending")
+    assert "ReadTimeout" in (row.last_error or "")
+    ehr.switch.mode = None  # the held requests go on, alongside the retry
+    assert run_outbox(ehr.services, now=t0 + 3600) == 1
+    ehr.switch.settle()
+    (copy,) = ehr.copies("QuestionnaireResponse", qr.id)
+    writes = [c for c in ehr.switch.conditions if c[1] == "/fhir/QuestionnaireResponse"][1:]
+    assert len(writes) >= 3  # two timed-out attempts (the request's own retry) and the outbox's
+    expected = [("identifier", f"{DEFAULT_IDENTIFIER_SYSTEM}|QuestionnaireResponse/{qr.id}")]
+    assert all(m == "POST" and parse_qsl(c or "") == expected for m, _, c in writes)
+    delivered = list_outbox(ehr.services, status="delivered")
+    assert f"QuestionnaireResponse/{copy['id']}" in {r.remote_ref for r in delivered}
+    assert ehr.written_back("QuestionnaireResponse") == 2
 
 
 def test_copies_keep_their_meaning_in_the_ehr(ehr: Ehr) -> None:
