@@ -18,7 +18,7 @@ from .config import load_settings
 from .errors import HwFhirError
 from .plugins import build_plugin_manager, plugin_infos
 from .progress import progress
-from .reminders.retry import retry_reminders
+from .reminders.retry import reminder_problems, retry_reminders
 from .reminders import failures, run_reminders
 from .services import Services
 from .startup import safe_url
@@ -213,6 +213,24 @@ def reminders_retry(since: str | None) -> None:
         services.close()
     click.echo(f"{count} reminders and alerts queued again; a running worker sends them now."
                if count else "Nothing to retry.")
+
+
+@reminders.command("status")
+@click.option("--limit", default=50, show_default=True, type=int)
+def reminders_status(limit: int) -> None:
+    """Say what is not delivered (reminders, alerts, new-message notifications); exit 1 if any."""
+    services = open_services()
+    try:
+        problems = reminder_problems(services.store, limit=limit)
+    finally:
+        services.close()
+    if not problems:
+        click.echo("Everything queued was delivered or is on its way.")
+        return
+    for p in problems:
+        click.echo(f"{p.id} ({p.kind}, {p.status}, {p.tries} tries): {p.reason}")
+    click.echo(f"{len(problems)} not delivered; fix the cause, then `hw-fhir reminders retry`.")
+    raise SystemExit(1)
 
 
 @reminders.command("failures")

@@ -15,9 +15,11 @@ A clinician may turn messaging off for one patient: the Patient then carries
 :data:`MESSAGING_EXTENSION` with ``valueBoolean`` false (written with If-Match, like
 the share-scores setting). The patient can then read the thread but not write.
 
-A new message sends a notification through the recipient's reminder channel that says
+A new message queues a notification through the recipient's reminder channel that says
 only that there is a new message and where to read it: no text, no names
-(:data:`PATIENT_NOTICE`, :data:`CLINICIAN_NOTICE`). No web framework here.
+(:data:`PATIENT_NOTICE`, :data:`CLINICIAN_NOTICE`); it is queued, retried and shown when
+undelivered like a reminder (:func:`notify`, :mod:`hw_fhir.reminders.notices`). No web
+framework here.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from typing import Any
 
 from . import catalog
 from .assignment import instant, parse_instant, reference
-from .channels.base import Message
 from .completion import task_questionnaire
-from .errors import DeliveryError, Forbidden, HwFhirError, InvalidInput, NotFound
-from .plugins import channels as installed
-from .reminders.preferences import preferences
+from .errors import Forbidden, HwFhirError, InvalidInput, NotFound
+from .reminders.queue import enqueue_message, sent_channel
+from .reminders.run import send_job_now
+from .reminders.texts import CLINICIAN_MESSAGE_NOTICE, MESSAGE_SUBJECT, PATIENT_MESSAGE_NOTICE
 from .store.base import Store, iter_all
 
 __all__ = [
@@ -69,9 +71,9 @@ MESSAGING_EXTENSION = f"{catalog.CANONICAL_BASE}/StructureDefinition/secure-mess
 #: Longest message text accepted (characters).
 MAX_LENGTH = 4000
 #: The notification subject and texts: no content, no names (channels are not private).
-SUBJECT = "You have a new message"
-PATIENT_NOTICE = "You have a new message from your care team. Read it here: {link}"
-CLINICIAN_NOTICE = "You have a new message from a patient. Open hw-fhir to read it."
+SUBJECT = MESSAGE_SUBJECT
+PATIENT_NOTICE = PATIENT_MESSAGE_NOTICE
+CLINICIAN_NOTICE = CLINICIAN_MESSAGE_NOTICE
 
 
 @dataclass(frozen=True)
@@ -248,52 +250,22 @@ def send_message(store: Store, *, patient: str, sender: str, recipient: str, tex
     return stored
 
 
-def notify(services: Any, message: Mapping[str, Any], *, link: str | None,
+def notify(services: Any, message: Mapping[str, Any], *, link: str | None = None,
            now: datetime | None = None) -> str | None:
-    """Tell the message's recipient there is a new message, through their reminder channel.
+    """Queue the notice of a new message to its recipient, and try to send it at once.
 
-    The text says only that there is a message (and, for a patient, where to read it).
-    Returns the channel's name, or None when nothing was sent: no channel reaches the
-    recipient, the patient chose no reminders, or it is the patient's quiet hours (the
-    message waits on their Messages page; the notification is not sent later). A
-    delivery failure is logged (without content) and does not undo the message.
+    The notice goes through the reminder queue (:mod:`hw_fhir.reminders.notices`): it
+    says only that there is a message (and, for a patient, where to read it: the app's
+    Messages page under ``HW_FHIR_BASE_URL``; ``link`` is no longer used). Quiet hours
+    put it off until they end; a channel that is down retries; one that cannot be sent
+    is shown with the undelivered reminders. Return the channel's name when it was sent
+    now, else None (queued, put off, skipped, or already sent). Never undoes the message.
     """
-    recipient_ref = str(((message.get("recipient") or [{}])[0]).get("reference") or "")
-    kind, _, rid = recipient_ref.partition("/")
-    if kind not in ("Patient", "Practitioner"):
+    job_id = enqueue_message(services.store, message, now=now)
+    if job_id is None:
         return None
-    try:
-        recipient = services.store.read(kind, rid).resource
-    except NotFound:
+    outcome = send_job_now(services, job_id, now=now)
+    if outcome != "sent":
+        log.info("Message notification %s: %s", message.get("id"), outcome or "not due")
         return None
-    prefs = preferences(recipient) if kind == "Patient" else None
-    if prefs is not None and prefs.channel == "none":
-        return None
-    if prefs is not None and prefs.in_quiet_hours(now or datetime.now(timezone.utc)):
-        log.info("Message notification %s not sent: the patient's quiet hours", message["id"])
-        return None
-    available: dict[str, Any] = {}
-    for name, channel in installed(services.plugins, services.settings).items():
-        try:
-            if channel.address(recipient):
-                available[name] = channel
-        except Exception:  # noqa: BLE001 - a broken plugin channel reaches nobody
-            log.exception("Channel %s failed to find an address", name)
-    if not available:
-        return None
-    name = services.plugins.hook.channel_for(
-        recipient=recipient, task=None, request=None, communication_request=None,
-        channels=available, preferences=prefs, settings=services.settings, services=services)
-    channel = available.get(name or "") or next(iter(available.values()))
-    text = PATIENT_NOTICE.format(link=link or "") if kind == "Patient" else CLINICIAN_NOTICE
-    note = Message(kind="reminder", purpose="new-message", channel=channel.name,
-                   to=channel.address(recipient), recipient=recipient_ref, subject=SUBJECT,
-                   text=text.strip(), idempotency_key=f"message/{message['id']}",
-                   link=link if kind == "Patient" else None)
-    try:
-        channel.send(note)
-    except DeliveryError as exc:
-        log.warning("Message notification %s by %s not delivered (%s)", message["id"],
-                    channel.name, type(exc).__name__)
-        return None
-    return str(channel.name)
+    return sent_channel(services.store, job_id)

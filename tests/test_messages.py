@@ -301,9 +301,23 @@ def _body(raw: bytes) -> tuple[str, str]:
     return str(parsed["Subject"]), part.get_content() if part else ""
 
 
+def _awake(store: Any, patient_id: str = "pat-ava") -> None:
+    """Put the patient in a zone where it is early afternoon now (default quiet hours are
+    21:00-08:00 in the patient's zone: Ava's New York nights would put the notice off)."""
+    from datetime import datetime, timezone
+
+    url = "http://hl7.org/fhir/StructureDefinition/timezone"
+    offset = (13 - datetime.now(timezone.utc).hour + 12) % 24 - 12
+    zone = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+    patient = store.read("Patient", patient_id).resource
+    kept = [e for e in patient.get("extension") or [] if e.get("url") != url]
+    store.update({**patient, "extension": [*kept, {"url": url, "valueCode": zone}]})
+
+
 def test_notifications_say_only_that_there_is_a_message(smtp_app: tuple[Any, Inbox]) -> None:
     app, inbox = smtp_app
     task = give_homework(app, "mood-log")
+    _awake(app.extensions["hw_fhir"].store)
     patient = app.test_client()
     sign_in(patient, app, task)
     token = csrf(patient.get("/my/messages").get_data(as_text=True))
@@ -408,13 +422,16 @@ def test_no_notification_in_the_patients_quiet_hours_or_with_no_reminders(
                                  recipient="Patient/pat-ava", text="hello")
     night = datetime(2026, 3, 3, 7, 0, tzinfo=timezone.utc)  # 02:00 in New York
     day = datetime(2026, 3, 3, 17, 0, tzinfo=timezone.utc)  # 12:00 in New York
-    assert messages.notify(services, sent, link="https://hw.example.org/my/messages", now=night) is None
+    assert messages.notify(services, sent, now=night) is None  # put off until 08:00 there
     assert inbox.messages == []
-    assert messages.notify(services, sent, link="https://hw.example.org/my/messages", now=day) == "email"
+    assert messages.notify(services, sent, now=day) == "email"
     assert len(inbox.messages) == 1
     patient = store.read("Patient", "pat-ava").resource
     none = {"url": quiet["url"], "extension": [{"url": "channel", "valueCode": "none"}]}
     store.update({**patient, "extension": [e for e in patient["extension"] if e["url"] != quiet["url"]]
                   + [none]})
-    assert messages.notify(services, sent, link=None, now=day) is None
+    assert messages.notify(services, sent, now=day) is None  # sent already: not again
+    later = messages.send_message(store, patient="pat-ava", sender="Practitioner/dr-rivera",
+                                  recipient="Patient/pat-ava", text="hello again")
+    assert messages.notify(services, later, now=day) is None  # the patient chose no reminders
     assert len(inbox.messages) == 1

@@ -58,11 +58,14 @@ def _communication(job: Any, message: Message, request: Mapping[str, Any], chann
     identifiers = [{"system": ATTEMPT_SYSTEM, "value": message.idempotency_key}]
     if delivery is not None and delivery.vendor_id and delivery.vendor_system:
         identifiers.append({"system": delivery.vendor_system, "value": delivery.vendor_id})
+    # a reminder or alert carries out its CommunicationRequest; a message notice is part
+    # of the message (a Communication) it announces
+    source = f"{request.get('resourceType') or 'CommunicationRequest'}/{request['id']}"
     comm: dict[str, Any] = {
         "resourceType": "Communication",
         "identifier": identifiers,
-        "basedOn": [{"reference": f"CommunicationRequest/{request['id']}"}],
-        "partOf": [{"reference": f"CommunicationRequest/{request['id']}"}],
+        "basedOn": [{"reference": source}] if source.startswith("CommunicationRequest/") else None,
+        "partOf": [{"reference": source}],
         "status": status,
         "category": request.get("category") or [REMINDER_CATEGORY],
         "priority": request.get("priority", "routine"),
@@ -109,7 +112,10 @@ def fail_attempt(ctx: BatchContext, job: Any, request: dict[str, Any], task: dic
                  message: Message | None = None) -> str:
     """Record a failed attempt; retry with backoff, another channel, or give up."""
     alert = job.kind == "alert"
-    if getattr(error, "opt_out", False) and channel is not None and job.patient_id and not alert:
+    # a message notice to a clinician is not the patient's: their preferences do not apply
+    to_patient = not alert and (job.kind != "message" or
+                                str((recipient or {}).get("resourceType")) == "Patient")
+    if getattr(error, "opt_out", False) and channel is not None and job.patient_id and to_patient:
         opt_out(ctx.services, job.patient_id, channel.name)  # e.g. the number replied STOP
         ctx.resources.pop(("Patient", job.patient_id), None)
         ctx.opted_out.add(job.patient_id)
@@ -118,7 +124,8 @@ def fail_attempt(ctx: BatchContext, job: Any, request: dict[str, Any], task: dic
         failed.append(channel.name)
     others = bool(error.permanent and channel is not None and recipient is not None and
                   set(available_channels(ctx, recipient,
-                                         None if alert else preferences(recipient, ctx.policy),
+                                         preferences(recipient, ctx.policy) if to_patient
+                                         else None,
                                          job)) - set(failed))
     give_up = error.permanent and not others
     held = getattr(error, "held", False)  # waits for a fix: never final
@@ -175,6 +182,9 @@ def _backoff(policy: ReminderPolicy, job: Any, error: DeliveryError) -> timedelt
 
 
 def _notify(ctx: BatchContext, hook: str, **kwargs: Any) -> None:
+    if (kwargs.get("request") or {}).get("resourceType", "CommunicationRequest") \
+            != "CommunicationRequest":
+        return  # the reminder hooks are about CommunicationRequests (not message notices)
     try:
         call_each(ctx.pm, hook, communication_request=kwargs.get("request"),
                   services=ctx.services, **kwargs)

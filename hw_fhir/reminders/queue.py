@@ -21,8 +21,8 @@ from .clock import now_text
 from .tables import reminder_job
 
 __all__ = ["ASAP", "HELD_PREFIX", "insert_jobs", "job_row", "reference_id", "is_homework_task",
-           "attempt_key", "enqueue_plan", "stop_task_reminders", "enqueue_alert", "claim_jobs",
-           "finish_jobs"]
+           "attempt_key", "enqueue_plan", "stop_task_reminders", "enqueue_alert", "enqueue_message",
+           "claim_jobs", "claim_job", "sent_channel", "finish_jobs"]
 
 #: ``last_error`` prefix of a job held for a fix on our side
 #: (:class:`~hw_fhir.errors.HeldDeliveryError`).
@@ -136,6 +136,47 @@ def enqueue_alert(store: Any, request: Mapping[str, Any], *, now: datetime | Non
         return insert_jobs(conn, [row]) > 0
     with store.begin() as own:
         return insert_jobs(own, [row]) > 0
+
+
+def enqueue_message(store: Any, message: Mapping[str, Any], *, now: datetime | None = None) -> str | None:
+    """Queue the notification of a new secure message (idempotent); return the job's id.
+
+    ``request_id`` holds the message's Communication id, ``patient_id`` its thread's
+    patient (so the patient's dashboard shows a notification that cannot be sent).
+    """
+    if not _engine_store(store) or not message.get("id"):
+        return None
+    moment = now or datetime.now(timezone.utc)
+    job_id = f"message/{message['id']}"
+    row = job_row(job_id, kind="message", purpose="new-message", due=None, now=moment,
+                  request_id=str(message["id"]),
+                  patient_id=reference_id((message.get("subject") or {}).get("reference"), "Patient"))
+    with store.begin() as conn:
+        insert_jobs(conn, [row])
+    return job_id
+
+
+def sent_channel(store: Any, job_id: str) -> str | None:
+    """Return the channel a job was sent by, or None when it is not sent."""
+    j = reminder_job.c
+    with store.engine.connect() as conn:
+        row = conn.execute(select(j.status, j.channel).where(j.id == job_id)).first()
+    return str(row.channel) if row is not None and row.status == "sent" and row.channel else None
+
+
+def claim_job(store: Any, job_id: str, *, worker: str, lease_seconds: int,
+              now: datetime | None = None) -> Any:
+    """Claim one job by id if it is due (for sending it at once); return its row or None."""
+    moment = now or datetime.now(timezone.utc)
+    stamp = now_text(moment)
+    j = reminder_job.c
+    claim = (update(reminder_job)
+             .where(j.id == job_id, or_(and_(j.status == "pending", j.due_at <= stamp),
+                                        and_(j.status == "sending", j.lease_until < stamp)))
+             .values(status="sending", worker=worker, updated_at=stamp,
+                     lease_until=now_text(moment + timedelta(seconds=lease_seconds))))
+    with store.begin() as conn:
+        return conn.execute(claim.returning(*reminder_job.c)).first()
 
 
 def claim_jobs(store: Any, *, worker: str, limit: int, lease_seconds: int,

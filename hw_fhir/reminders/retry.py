@@ -34,7 +34,7 @@ from .tables import reminder_job
 __all__ = ["ReminderProblem", "reminder_problems", "retry_reminders", "release_held",
            "LEGACY_CONFIGURATION_FAILURES", "failures"]
 
-_KINDS = ("reminder", "alert")
+_KINDS = ("reminder", "alert", "message")
 
 
 @dataclass(frozen=True)

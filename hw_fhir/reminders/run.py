@@ -16,10 +16,11 @@ from .batch import BatchContext, flush, guarded, prefetch, record_later
 from .discovery import discover_alerts, discover_tasks
 from .planning import close_plan, plan_all
 from .policy import ReminderPolicy
-from .queue import claim_jobs
+from .notices import send_message_notice
+from .queue import claim_job, claim_jobs
 from .sending import send_alert, send_all
 
-__all__ = ["ReminderRun", "run_reminders", "process_job", "process_batch"]
+__all__ = ["ReminderRun", "run_reminders", "process_job", "process_batch", "send_job_now"]
 
 log = logging.getLogger("hw_fhir.reminders")
 
@@ -69,7 +70,7 @@ def process_batch(ctx: BatchContext, jobs: list[Any]) -> list[str]:
     except Exception:  # noqa: BLE001 - then each job reads what it needs itself
         log.warning("Reading the batch's resources at once failed", exc_info=True)
     outcomes: dict[str, str] = {}
-    single = {"alert": send_alert, "close": close_plan}
+    single = {"alert": send_alert, "close": close_plan, "message": send_message_notice}
     for job in jobs:  # alerts first: they are urgent (and rare)
         if job.kind not in ("plan", "reminder"):
             outcomes[job.id] = guarded(ctx, job, single.get(job.kind, _unknown_kind))
@@ -107,3 +108,21 @@ def run_reminders(services: Any, *, worker: str | None = None, now: datetime | N
         for outcome in process_batch(ctx, jobs):
             run.add(outcome)
     return run
+
+
+def send_job_now(services: Any, job_id: str, *, now: datetime | None = None) -> str | None:
+    """Do one queued job at once if it is due (a page that just queued it); return its outcome.
+
+    None when it is not due or another worker holds it. What fails stays queued, with its
+    retry, exactly as if a worker had tried it.
+    """
+    policy = ReminderPolicy.from_settings(services.settings)
+    name = f"inline-{uuid.uuid4().hex[:8]}"
+    moment = now or datetime.now(timezone.utc)
+    job = claim_job(services.store, job_id, worker=name, lease_seconds=policy.lease_seconds,
+                    now=moment)
+    if job is None:
+        return None
+    chans = registered(services.plugins, services.settings, services.store, services=services)
+    ctx = BatchContext(services=services, policy=policy, channels=chans, worker=name, now=moment)
+    return process_batch(ctx, [job])[0]

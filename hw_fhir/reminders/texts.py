@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from ..channels.base import Message
 from ..i18n import N_, supported, translator
 
-__all__ = ["default_message"]
+__all__ = ["default_message", "MESSAGE_SUBJECT", "PATIENT_MESSAGE_NOTICE",
+           "CLINICIAN_MESSAGE_NOTICE", "MESSAGES_PATH"]
+
+#: Secure-message notifications (:mod:`hw_fhir.reminders.notices`): no content, no names.
+MESSAGE_SUBJECT = "You have a new message"
+PATIENT_MESSAGE_NOTICE = "You have a new message from your care team. Read it here: {link}"
+CLINICIAN_MESSAGE_NOTICE = "You have a new message from a patient. Open hw-fhir to read it."
+#: Where a patient reads their messages (the app's ``/my/messages`` page).
+MESSAGES_PATH = "/my/messages"
 
 _TEXTS = {
     "assigned": (N_("A new activity from {practice}"),
@@ -26,6 +34,8 @@ _TEXTS = {
     "risk-alert": ("Urgent: a safety alert needs your review",
                    "A patient's recent response in hw-fhir raised a safety alert. Open hw-fhir "
                    "from your EHR to review it now.{link_line}"),
+    "new-message": (MESSAGE_SUBJECT, PATIENT_MESSAGE_NOTICE),
+    "new-message-clinician": (MESSAGE_SUBJECT, CLINICIAN_MESSAGE_NOTICE),
 }
 
 

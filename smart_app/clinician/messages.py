@@ -12,14 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request, url_for
+from flask import request
 
 from hw_fhir import messages
 from hw_fhir.errors import Forbidden, HwFhirError, NotFound, VersionConflict
 
 from ..launch import human_name
 from ..state import services
-from .base import bp, clinician, go, page, patient_or_404, settings, store
+from .base import bp, clinician, go, page, patient_or_404, store
 
 __all__ = ["MessageThread", "message_thread", "send", "messaging"]
 
@@ -67,12 +67,6 @@ def message_thread(pid: str) -> MessageThread | None:
                          human_name(patient) or "the patient", messages.task_titles(store(), thread))
 
 
-def _patient_link() -> str:
-    base = str(getattr(settings(), "base_url", "") or "").rstrip("/")
-    path = url_for("patient.messages_page")
-    return f"{base}{path}" if base else f"{request.url_root.rstrip('/')}{path}"
-
-
 @bp.post("/patients/<pid>/messages")
 def send(pid: str) -> Any:
     """Send the patient a message (a reply to their latest one when there is one)."""
@@ -89,7 +83,7 @@ def send(pid: str) -> Any:
         return page("clinician/error.html", exc.status, title="The message was not sent",
                     message=exc.message)
     try:
-        messages.notify(current_services(), sent, link=_patient_link())
+        messages.notify(current_services(), sent)
     except Exception:  # noqa: BLE001 - the message is stored; a notification problem is logged
         log.exception("Could not notify a patient of a new message")
     return go("clinician.dashboard", pid=pid, notice="message-sent")

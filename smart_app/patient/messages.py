@@ -116,7 +116,7 @@ def send() -> Any:
     except HwFhirError as exc:
         return _render(patient_ref, status=exc.status, text=text, task=task, error=exc.message)
     try:
-        messages.notify(services, sent, link=None)
+        messages.notify(services, sent)
     except Exception:  # noqa: BLE001 - the message is stored; a notification problem is logged
         log.exception("Could not notify the care team of a new message")
     return redirect(url_for("patient.messages_page", sent=1), code=303)
