@@ -112,7 +112,9 @@ def callback() -> Any:
     # in other tabs keep their forms' CSRF token.
     others = [i for i in launcher().launches.list_for_session(sid) if i != active.id]
     rotate_session(keep_csrf=bool(others))
-    return redirect(url_for("launch.home", launch=active.id))
+    from .alert_links import after_launch  # an alert email's link opened before signing in
+
+    return after_launch(active.id) or redirect(url_for("launch.home", launch=active.id))
 
 
 @bp.get("/app")

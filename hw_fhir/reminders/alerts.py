@@ -12,7 +12,11 @@ from .clock import now_text
 from .escalation import escalate
 from .queue import reference_id
 
-__all__ = ["alert_recipient", "escalate_undelivered", "complete_alert"]
+__all__ = ["alert_recipient", "alert_link", "escalate_undelivered", "complete_alert"]
+
+#: Path of the page an alert email links to (``smart_app.alert_links``): the Flag's opaque
+#: id only; it opens the patient's dashboard at the flag, signing the clinician in first.
+ALERT_PATH = "/alerts/{flag_id}"
 
 
 def escalate_undelivered(ctx: BatchContext, job: Any, request: Mapping[str, Any],
@@ -41,6 +45,21 @@ def alert_recipient(ctx: BatchContext, request: Mapping[str, Any], job: Any = No
         if ref.startswith(("Practitioner/", "PractitionerRole/")):
             return ref
     return None
+
+
+def alert_link(base_url: str | None, request: Mapping[str, Any]) -> str | None:
+    """Return the link of an alert's message: where its Flag is acknowledged (no PHI in it).
+
+    None without ``HW_FHIR_BASE_URL``; the app's root when the alert names no Flag.
+    """
+    if not base_url:
+        return None
+    base = base_url.rstrip("/")
+    for about in request.get("about") or []:
+        flag_id = reference_id(str(about.get("reference") or ""), "Flag")
+        if flag_id:
+            return base + ALERT_PATH.format(flag_id=flag_id)
+    return f"{base}/"
 
 
 def complete_alert(store: Any, request: Mapping[str, Any]) -> None:

@@ -20,7 +20,7 @@ from ..errors import HeldDeliveryError, PermanentDeliveryError
 from ..i18n import patient_language
 from ..links import IssuedLink, patient_links
 from ..outcomes.escalation import restrict_to_contact_channel
-from .alerts import alert_recipient
+from .alerts import alert_link, alert_recipient
 from .batch import (
     READ_CHUNK,
     BatchContext,
@@ -289,7 +289,7 @@ def send_alert(ctx: BatchContext, job: Any) -> str:
                                    communication_request=request, channels=available,
                                    preferences=None, settings=settings, services=ctx.services)
     channel = available.get(name or "") or next(iter(available.values()))
-    link = f"{settings.base_url.rstrip('/')}/" if settings.base_url else None
+    link = alert_link(settings.base_url, request)
     message = default_message(
         kind="alert", purpose="risk-alert", channel=channel.name, to=channel.address(recipient),
         recipient=recipient_ref, practice=settings.practice_name, link=link,
