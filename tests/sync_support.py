@@ -148,6 +148,9 @@ class Listener:
     fail_next: int = 0
     fail_status: int = 500
     delay: float = 0.0
+    #: while set to an Event, requests wait for it (at most 60 s) before they are answered:
+    #: the sender's timeout runs out whatever the load; set the Event to let them go on
+    gate: threading.Event | None = None
     server: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,9 +168,11 @@ class Listener:
                     failing = listener.fail_next > 0
                     if failing:
                         listener.fail_next -= 1
-                    delay = listener.delay
+                    delay, gate = listener.delay, listener.gate
                 if delay:
                     time.sleep(delay)
+                if gate is not None:
+                    gate.wait(60)
                 status = listener.fail_status if failing else 200
                 with listener.lock:
                     listener.received.append(
