@@ -29,7 +29,7 @@ reminder_job = Table(
     "reminder_job",
     metadata,
     Column("id", String(200), primary_key=True),
-    Column("kind", String(16), nullable=False),  # plan | reminder | alert | close
+    Column("kind", String(16), nullable=False),  # plan | reminder | alert | close | message
     Column("purpose", String(32), nullable=False),
     Column("task_id", String(64), nullable=True),
     Column("request_id", String(64), nullable=True),
