@@ -131,3 +131,25 @@ def test_a_bad_or_unknown_alert_link(alerting: Any) -> None:
     browser.ehr_launch()
     unknown = browser.get("/alerts/no-such-flag")
     assert unknown.status_code == 404 and "not here any more" in unknown.text
+
+
+def test_a_launch_that_may_not_open_the_patient_is_told_so(app_config: dict[str, Any]) -> None:
+    from clinician_support import PATIENT_ONLY_SCOPE, clinician_app, open_launch
+
+    app = clinician_app(app_config, base_url="http://hw.test")
+    try:
+        store = app.extensions["hw_fhir"].store
+        flag = store.create({"resourceType": "Flag", "status": "active", "code": {"text": "Risk"},
+                             "subject": {"reference": "Patient/pat-ava"}}).stored
+        ben = open_launch(app, app.test_client(), patient="pat-ben", scope=PATIENT_ONLY_SCOPE)
+        refused = ben.get(f"/alerts/{flag.id}")
+        assert refused.status_code == 403
+        assert "another patient" in refused.get_data(as_text=True)
+        assert "Ava" not in refused.get_data(as_text=True)
+        ava = open_launch(app, app.test_client(), patient="pat-ava", scope=PATIENT_ONLY_SCOPE)
+        opened = ava.get(f"/alerts/{flag.id}")
+        assert opened.status_code == 302
+        assert opened.headers["Location"].endswith(f"#flag-{flag.id}")
+        assert f"launch={ava.launch_id}" in opened.headers["Location"]
+    finally:
+        app.extensions["hw_fhir"].close()
