@@ -7,7 +7,7 @@ The URL carries only the Flag's opaque id (no name, no MRN, no patient id). Open
   launch may open that patient; a readable 403 when it may not;
 * with no launch: the link is remembered in the (server-side) session and a standalone
   SMART launch starts against the EHR (the sandbox's, or the only registered one); the
-  callback comes back here with the new launch (:func:`after_launch`).
+  callback comes back here with the new launch (:func:`smart_app.launch.after_launch`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ from hw_fhir.errors import NotFound
 from hw_fhir.smart.scopes import ScopeSet
 
 from .fhir_api import fhir_base
-from .launch import LAUNCH_ARG, current_launch, launcher
+from .launch import AFTER_LAUNCH_KEY, LAUNCH_ARG, current_launch, launcher
 from .security import session_id
 from .state import app_state
 
-__all__ = ["bp", "after_launch", "AFTER_LAUNCH_KEY"]
+__all__ = ["bp"]
 
 bp = Blueprint("alert_links", __name__)
 
-#: Session key of the alert link to open once a launch completes.
-AFTER_LAUNCH_KEY = "after_launch"
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -94,11 +92,3 @@ def open_alert(flag_id: str) -> Any:
                       "the patient the alert is about; it is on top of their dashboard.")
     target = url_for("clinician.dashboard", pid=pid, **{LAUNCH_ARG: active.id})
     return redirect(f"{target}#flag-{flag_id}")
-
-
-def after_launch(launch_id: str) -> Any:
-    """The redirect to the alert link remembered before a launch, or None."""
-    target = session.pop(AFTER_LAUNCH_KEY, None) if hasattr(session, "pop") else None
-    if not isinstance(target, str) or not target.startswith("/alerts/"):
-        return None
-    return redirect(f"{target}?{LAUNCH_ARG}={launch_id}")

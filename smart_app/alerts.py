@@ -14,6 +14,7 @@ from flask import Flask
 from hw_fhir import outcomes
 from hw_fhir.safety import config_problems
 
+from .alert_links import bp as alert_links
 from .state import services
 
 __all__ = ["init_app", "undelivered_alerts"]
@@ -30,8 +31,6 @@ def undelivered_alerts(patient_id: str | None = None) -> list[outcomes.Undeliver
 def init_app(app: Flask) -> None:
     """Make ``undelivered_alerts(patient_id=None)`` available to every template; say what is
     wrong with the ``[safety]`` settings (``hw-fhir check`` refuses them in production)."""
-    from .alert_links import bp as alert_links
-
     app.add_template_global(undelivered_alerts, "undelivered_alerts")
     app.register_blueprint(alert_links)  # /alerts/<flag id>: the alert email's link
     for problem in config_problems(services(app).settings):

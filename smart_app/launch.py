@@ -39,7 +39,7 @@ from .security import rotate_session, session_id
 from .state import app_state
 
 __all__ = ["bp", "init_app", "launcher", "current_launch", "launch_url", "ehr_client",
-           "human_name", "LAUNCH_ARG"]
+           "human_name", "LAUNCH_ARG", "AFTER_LAUNCH_KEY", "after_launch"]
 
 bp = Blueprint("launch", __name__)
 
@@ -112,8 +112,6 @@ def callback() -> Any:
     # in other tabs keep their forms' CSRF token.
     others = [i for i in launcher().launches.list_for_session(sid) if i != active.id]
     rotate_session(keep_csrf=bool(others))
-    from .alert_links import after_launch  # an alert email's link opened before signing in
-
     return after_launch(active.id) or redirect(url_for("launch.home", launch=active.id))
 
 
@@ -157,6 +155,18 @@ def app_jwks() -> Response:
 
 
 # ------------------------------------------------------------------- helpers
+
+
+#: Session key of a link to open once a launch completes (an alert email's ``/alerts/<id>``).
+AFTER_LAUNCH_KEY = "after_launch"
+
+
+def after_launch(launch_id: str) -> Any:
+    """The redirect to the alert link remembered before the launch (once), or None."""
+    target = session.pop(AFTER_LAUNCH_KEY, None)
+    if not isinstance(target, str) or not target.startswith("/alerts/"):
+        return None
+    return redirect(f"{target}?{LAUNCH_ARG}={launch_id}")
 
 
 def current_launch() -> Launch | None:
