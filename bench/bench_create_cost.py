@@ -42,6 +42,8 @@ def main() -> None:
                         default="QuestionnaireResponse")
     parser.add_argument("--via", choices=("http", "store"), default="http")
     parser.add_argument("--n", type=int, default=200, help="timed creates")
+    parser.add_argument("--show-trips", action="store_true",
+                        help="PostgreSQL: print the messages the client sends for one create")
     parser.add_argument("--profile", action="store_true", help="print the cProfile top functions")
     args = parser.parse_args()
 
@@ -86,6 +88,10 @@ def main() -> None:
     print(f"  statements per create (seen by SQLAlchemy): {_statements(store, one):.1f}")
     if args.db == "sqlite":
         print(f"  statements per create (all, incl. BEGIN/COMMIT): {_sqlite_statements(store, one):.1f}")
+    if args.db == "pg" and args.show_trips:
+        _round_trips(store, one, runs=1, show=True)
+    if args.db == "pg":
+        print(f"  round trips per create (libpq trace): {_round_trips(store, one):.1f}")
     print(f"  Python function calls per create: {_calls(one)}")
     started, cpu = time.perf_counter(), time.process_time()
     for _ in range(args.n):
@@ -134,6 +140,49 @@ def _sqlite_statements(store: Any, one: Callable[[], None], runs: int = 10) -> f
     for _ in range(runs):
         one()
     return traced[0] / runs
+
+
+def _round_trips(store: Any, one: Callable[[], None], runs: int = 10,
+                 show: bool = False) -> float:
+    """Round trips to PostgreSQL per create, from libpq's protocol trace.
+
+    A round trip is the client sending (``F`` messages) and then waiting for the server's
+    answer (``B`` messages): each switch from sending to receiving counts one. A pipeline
+    sends many statements and waits once; a BEGIN sent on its own costs one more.
+    """
+    import psycopg  # lazy: PostgreSQL runs only
+
+    path = Path(tempfile.mkdtemp()) / "libpq.trace"
+    sink = open(path, "w")
+    flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.pgconn.trace(sink.fileno())
+        dbapi_connection.pgconn.set_trace_flags(flags)
+
+    event.listen(store.engine, "connect", trace)
+    store.engine.dispose()
+    one()  # opens (and traces) fresh connections
+    sink.flush()
+    start = path.stat().st_size
+    for _ in range(runs):
+        one()
+    sink.flush()
+    event.remove(store.engine, "connect", trace)
+    store.engine.dispose()  # the traced connections go (closing their trace sink after)
+    sink.close()
+    trips, last = 0, ""
+    with open(path) as lines:
+        lines.seek(start)
+        for line in lines:
+            side = line[:1]
+            if side == "B" and last == "F":
+                trips += 1
+            if side in "FB":
+                last = side
+            if show and side in "FB":
+                print("   ", line.rstrip()[:160])
+    return trips / runs
 
 
 def _calls(one: Callable[[], None], runs: int = 50) -> int:

@@ -29,10 +29,12 @@ Storage: an append-only table of its own (``audit_event``, one row per event wit
 JSON, plus ``audit_entity`` rows for the references it names), not the resource store — so
 audit rows never enter ``_history``, subscriptions or version counts, and an event costs
 two row inserts. :class:`AuditTrail` queues events in memory and a background thread
-writes them in batches (one transaction per batch, at most :data:`FLUSH_SECONDS` late);
-accesses that write (create/update/delete/transaction, POSTed pages) are written before
-the response leaves. A process killed hard loses at most the reads of its last half
-second. :mod:`hw_fhir.audit_query` serves search, read and ``$export``; the ``/fhir`` API
+writes them in batches (one transaction per batch, at most :data:`FLUSH_SECONDS` late).
+A /fhir write (create, update, delete, transaction) brings its event into its own database
+transaction (:class:`WriteAudit`, a rider of :mod:`hw_fhir.store.riders`): the write and
+its record commit together or not at all, with no second transaction. Other accesses
+that write (a write that failed and rolled back, POSTed pages) are written before the
+response leaves. A process killed hard loses at most the reads of its last half second. :mod:`hw_fhir.audit_query` serves search, read and ``$export``; the ``/fhir`` API
 refuses every write to AuditEvent and serves it only to ``system/`` scopes. :func:`prune`
 deletes events older than ``Settings.audit_retention_days``; the worker runs it.
 """
@@ -45,7 +47,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -53,11 +55,14 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, delete, insert, select
 
+from .store.base import WriteResult
+from .store.riders import Rider, Rows
 from .store.schema import metadata
 
 __all__ = [
     "Access",
     "AuditTrail",
+    "WriteAudit",
     "audit_event",
     "trail_for",
     "close_trail",
@@ -359,6 +364,31 @@ class AuditTrail:
         self.flush()
         self._pid = -1
         self._wake.set()
+
+
+class WriteAudit(Rider):
+    """The AuditEvent of a write, committed in the write's own transaction.
+
+    ``access`` builds the :class:`Access` from the results the transaction wrote (None:
+    nothing to record that way). It runs inside the transaction: should it fail, the
+    write goes on without the event, and the caller records it afterwards (``done``
+    stays False).
+    """
+
+    def __init__(self, access: Callable[[Sequence[WriteResult]], Access | None]) -> None:
+        super().__init__()
+        self._access = access
+
+    def rows(self, written: Sequence[WriteResult]) -> Rows:
+        try:
+            access = self._access(written)
+            if access is None:
+                return ()
+            events, entities = row_values([audit_event(access)])
+        except Exception:  # noqa: BLE001 - never fail the write: it is recorded after
+            log.exception("could not build the audit event of a write; recorded after it")
+            return ()
+        return [(audit_event_table, events), (audit_entity_table, entities)]
 
 
 _TRAILS: "weakref.WeakKeyDictionary[Any, AuditTrail]" = weakref.WeakKeyDictionary()

@@ -1,7 +1,12 @@
 """Audit every request that touches patient data (:mod:`hw_fhir.audit` builds and stores them).
 
 * ``/fhir`` (FHIR API, Bulk Data, outcome operations): one AuditEvent per request,
-  after the response is known — also for refused ones (401/403, outcome 4).
+  after the response is known — also for refused ones (401/403, outcome 4). A create,
+  update, delete or transaction that writes brings its event into the write's own
+  database transaction instead (:class:`~hw_fhir.audit.WriteAudit`, set up before the
+  view): committed together or not at all. A write that fails and rolls back is
+  recorded after the response as before (outcome 4 or 8); so is a request that fails
+  after its write committed (then its committed write has its own event).
 * The clinician pages (launch landing included) and the patient pages: one
   AuditEvent per request, the patient from the launch or the patient session.
 * AuditEvent itself is append-only on ``/fhir`` (every write refused with 403) and
@@ -16,6 +21,7 @@ untouched: this runs in ``after_request``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -29,12 +35,14 @@ from hw_fhir.audit import (
     TYPE_REST,
     Access,
     AuditTrail,
+    WriteAudit,
     outcome_for_status,
     trail_for,
 )
 from hw_fhir.audit_query import read_event, search_events, searchset_bytes
 from hw_fhir.errors import Forbidden, InvalidSearch, NotFound
 from hw_fhir.rest import page_url
+from hw_fhir.store import WriteResult, riders
 
 from .errors import FHIR_JSON
 from .fhir_api import fhir_base
@@ -43,7 +51,7 @@ from .launch import current_launch
 from .patient.access import SESSION_KEY
 from .state import app_state, services
 
-__all__ = ["init_app", "trail", "guard_audit_events"]
+__all__ = ["init_app", "trail", "guard_audit_events", "ride_along"]
 
 _REST_BLUEPRINTS = {"fhir", "fhir_bulk", "outcomes"}
 _PAGE_BLUEPRINTS = {"clinician", "patient"}
@@ -73,6 +81,8 @@ _SKIP = {"fhir.metadata", "launch.app_jwks", "launch.index", "launch.launch", "s
 _PATIENT_REF = re.compile(rb'Patient/([A-Za-z0-9\-.]{1,64})"')
 _LOCATION = re.compile(rb'"location":"([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})')
 _PATIENT_PARAMS = {"patient", "subject", "for", "_id"}
+#: /fhir writes whose AuditEvent commits in the write's transaction (hw_fhir.store.riders).
+_RIDING = {"fhir.create", "fhir.update", "fhir.delete", "fhir.transaction"}
 #: Answers larger than this are not scanned for patient references (exports stream anyway).
 _SCAN_LIMIT = 8 * 1024 * 1024
 
@@ -123,6 +133,19 @@ def guard_audit_events() -> Response | None:
     if endpoint == "fhir.vread":
         raise NotFound("An AuditEvent has only version 1")
     raise InvalidSearch("AuditEvent is served by read and search only (no _history)")
+
+
+def ride_along() -> None:
+    """A /fhir before-hook: a write brings its AuditEvent into its own database transaction."""
+    if request.endpoint not in _RIDING or (request.view_args or {}).get("rtype") == "AuditEvent" \
+            or not trail().enabled:
+        return
+    rider = g.audit_rider = WriteAudit(_written_access)
+    riders.ride(rider)
+
+
+def _drop_rider(_exc: BaseException | None) -> None:
+    riders.clear()
 
 
 def _patients_of_current(rtype: Any, rid: Any) -> list[str]:
@@ -200,7 +223,37 @@ def _answer_bytes(response: Response) -> bytes:
     return response.get_data()
 
 
-def _rest_access(response: Response) -> Access | None:
+def _rest_access(response: Response) -> Access:
+    endpoint = request.endpoint or ""
+    body = _answer_bytes(response) if response.status_code < 300 else b""
+    written: list[str] = []
+    if endpoint == "fhir.create" and response.status_code < 300:
+        location = response.headers.get("Location", "")
+        match = re.search(r"/([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})/_history/", location)
+        if match:
+            written.append(match.group(1))
+    batch = False
+    if endpoint == "fhir.transaction" and body:
+        written += [m.decode() for m in _LOCATION.findall(body)]
+        batch = b'"type":"batch-response"' in body
+    return _access_for(response.status_code, body, written, batch=batch)
+
+
+def _written_access(results: Sequence[WriteResult]) -> Access:
+    """The Access of a /fhir write, from what its transaction wrote (see :func:`ride_along`)."""
+    status = {"fhir.create": 201, "fhir.delete": 204}.get(request.endpoint or "", 200)
+    if request.endpoint == "fhir.update":
+        view = request.view_args or {}
+        mine = next((r for r in results if r.stored.resource_type == view.get("rtype")
+                     and r.stored.id == view.get("rid")), results[0])
+        status = 201 if mine.created else 200
+    body = b"\n".join(r.stored.raw.encode() for r in results if r.stored.raw)
+    return _access_for(status, body, [r.stored.reference for r in results])
+
+
+def _access_for(status: int, body: bytes, written: list[str], *, batch: bool = False) -> Access:
+    """The Access of a /fhir request: ``body`` is scanned for patients, ``written`` the
+    resources it wrote (``Type/id``)."""
     endpoint = request.endpoint or ""
     subtype, action = _INTERACTIONS.get(endpoint, ("operation", "E"))
     view = request.view_args or {}
@@ -215,20 +268,13 @@ def _rest_access(response: Response) -> Access | None:
     if rtype and rid:
         what.append(f"{rtype}/{rid}")
     patients += _param_patients() + list(g.get("audit_patients") or [])
-    body = _answer_bytes(response) if response.status_code < 300 else b""
     if body:
         patients += [f"Patient/{m.decode()}" for m in _PATIENT_REF.findall(body)]
-    if endpoint == "fhir.create" and response.status_code < 300:
-        location = response.headers.get("Location", "")
-        match = re.search(r"/([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})/_history/", location)
-        if match:
-            what.append(match.group(1))
-    if endpoint == "fhir.update" and response.status_code == 201:
+    what += written
+    if endpoint == "fhir.update" and status == 201:
         subtype, action = "create", "C"
-    if endpoint == "fhir.transaction" and body:
-        what += [m.decode() for m in _LOCATION.findall(body)]
-        if b'"type":"batch-response"' in body:
-            subtype = "batch"
+    if batch:
+        subtype = "batch"
     if rtype == "AuditEvent":
         patients = _param_patients()  # the events' own entities are not accessed patient data
     patients += [w for w in what if w.startswith("Patient/")]
@@ -241,7 +287,7 @@ def _rest_access(response: Response) -> Access | None:
     if endpoint.startswith("fhir_bulk.export_") and endpoint != "fhir_bulk.export_download":
         query_type = "$export"
     return Access(type=TYPE_REST, subtype=subtype, action=action,
-                  outcome=outcome_for_status(response.status_code), who=who, client_id=client_id,
+                  outcome=outcome_for_status(status), who=who, client_id=client_id,
                   address=request.remote_addr, patients=tuple(patients), what=tuple(what),
                   query_type=query_type)
 
@@ -295,6 +341,9 @@ def _record(response: Response) -> Response:
     blueprint = request.blueprint or ""
     if endpoint in _SKIP or request.method == "OPTIONS":
         return response
+    rider = g.get("audit_rider")
+    if rider is not None and rider.done and response.status_code < 400:
+        return response  # committed with the write (ride_along)
     if endpoint in _TOKEN_ENDPOINTS:
         access = _token_failure(response)
     elif blueprint in _REST_BLUEPRINTS:
@@ -314,4 +363,6 @@ def init_app(app: Flask) -> None:
     settings = state.services.settings
     state.audit = trail_for(state.services.store, enabled=settings.audit)
     before_fhir_request(guard_audit_events, app)
+    before_fhir_request(ride_along, app)
     app.after_request(_record)
+    app.teardown_request(_drop_rider)

@@ -4,7 +4,8 @@ A transaction is all-or-nothing: every entry is validated before anything is
 written, ``urn:uuid:`` fullUrls of created resources are resolved to the ids the
 store assigns (or to the existing match of a conditional create), entries run in
 the FHIR order (DELETE, POST, PUT/PATCH, GET) inside one database transaction,
-and any failure rolls everything back. A batch runs each entry on its own.
+and any failure rolls everything back. A batch runs each entry on its own (no rider of
+:mod:`hw_fhir.store.riders` comes along: its entries commit one by one).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import HwFhirError, InvalidInput, InvalidResource, Issue, NotFound
 from ..models import validate
+from . import riders
 from .base import SearchResult, Stored, WriteResult
 
 __all__ = ["process_bundle", "entry_response", "search_bundle_entry"]
@@ -224,6 +226,11 @@ def _transaction(store: Any, entries: list[Any]) -> dict[str, Any]:
 
 
 def _batch(store: Any, entries: list[Any]) -> dict[str, Any]:
+    with riders.suspended():  # entries commit one by one: the request records itself after
+        return _run_batch(store, entries)
+
+
+def _run_batch(store: Any, entries: list[Any]) -> dict[str, Any]:
     out = []
     for n, entry in enumerate(entries):
         try:

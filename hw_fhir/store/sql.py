@@ -14,15 +14,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import sys
 import threading
-import uuid
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
-from types import TracebackType
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 from urllib.parse import parse_qsl
 
 from sqlalchemy import (
@@ -42,7 +39,6 @@ from ..errors import (
     InvalidInput,
     InvalidSearch,
     NotFound,
-    UnitOfWorkClosed,
     VersionConflict,
 )
 from ..models import validate
@@ -55,7 +51,7 @@ from .engine import make_engine
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, date_range, params_for
-from .writes import WriteBuffer
+from .unit import StoreOps, UnitOfWork
 
 __all__ = ["SqlStore", "now_instant"]
 
@@ -645,9 +641,10 @@ class SqlStore:
 
     # hooks used by process_bundle ------------------------------------------
 
-    def unit_of_work(self) -> "_Unit":
+    def unit_of_work(self) -> UnitOfWork:
         """A connection-bound view of this store for one transaction."""
-        return _Unit(self)
+        return UnitOfWork(StoreOps(self.begin, self._instant, self.statistics, self.base_url,
+                                   self._read_in, self._search_in, self._conditional_match))
 
     def count(self, resource_type: str | None = None) -> int:
         """Return how many current (not deleted) resources there are."""
@@ -657,91 +654,6 @@ class SqlStore:
             stmt = stmt.where(r.c.res_type == resource_type)
         with self._read() as conn:
             return int(conn.execute(stmt).scalar_one())
-
-
-class _Unit:
-    """Store operations bound to one open write transaction.
-
-    Writes are recorded in a :class:`~hw_fhir.store.writes.WriteBuffer` and sent in
-    batches: before a read or search in the transaction, when ``conn`` is used, and
-    before the commit. A failure anywhere rolls back everything.
-    """
-
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
-        self._conn: Connection | None = None
-        self._writes: WriteBuffer | None = None
-        self._cm: Any = None
-
-    def __enter__(self) -> "_Unit":
-        self._cm = self.store.begin()
-        self._conn = self._cm.__enter__()
-        self._writes = WriteBuffer(self._conn, self.store._instant)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Any:
-        if exc_type is None:
-            try:
-                self._buffer.flush()
-            except BaseException:
-                if not self._cm.__exit__(*sys.exc_info()):
-                    raise
-                return False
-        suppressed = self._cm.__exit__(exc_type, exc, tb)
-        if exc_type is None and self._writes is not None and self._writes.written:
-            self.store.statistics.wrote(self._writes.written)  # committed: count the rows
-        return suppressed
-
-    @property
-    def _buffer(self) -> WriteBuffer:
-        if self._writes is None:
-            raise UnitOfWorkClosed("the unit of work is not open (use it in a with block)")
-        return self._writes
-
-    @property
-    def conn(self) -> Connection:
-        """The transaction's connection, every recorded write sent first."""
-        self._buffer.flush()
-        assert self._conn is not None
-        return self._conn
-
-    def preload(self, refs: Iterable[tuple[str, str]]) -> None:
-        """Look up the current versions of resources about to be written, in one query per type."""
-        self._buffer.load(refs)
-
-    def create(self, data: dict[str, Any], *, if_none_exist: str | None = None,
-               id: str | None = None) -> WriteResult:
-        if if_none_exist:
-            existing = self.match(data["resourceType"], if_none_exist)
-            if existing is not None:
-                return WriteResult(existing, created=False)
-        return self._buffer.put(dict(data, id=id or str(uuid.uuid4())), "POST", new=True)
-
-    def update(self, data: dict[str, Any], *, if_match: str | None = None) -> WriteResult:
-        rtype, id = data["resourceType"], data["id"]
-        current = self._buffer.state((rtype, id))
-        expected = _parse_etag(if_match) if if_match else None
-        if current is None:
-            if expected is not None:
-                raise VersionConflict(f"{rtype}/{id} does not exist (If-Match {if_match})")
-        elif expected is not None and expected != current[0]:
-            raise VersionConflict(f"{rtype}/{id} is at version {current[0]}, not {expected}",
-                                  current_version=str(current[0]))
-        return self._buffer.put(data, "PUT")
-
-    def delete(self, resource_type: str, id: str) -> None:
-        self._buffer.delete((resource_type, id))
-
-    def read(self, resource_type: str, id: str) -> Stored:
-        return self.store._read_in(self.conn, resource_type, id)
-
-    def search(self, resource_type: str, params: Params) -> SearchResult:
-        q = parse_query(resource_type, as_params(params), base_url=self.store.base_url)
-        return self.store._search_in(self.conn, q)
-
-    def match(self, resource_type: str, criteria: str) -> Stored | None:
-        return self.store._conditional_match(self.conn, resource_type, criteria)
 
 
 def _stored_current(resource_type: str, id: str, row: Any) -> Stored:
@@ -772,17 +684,6 @@ _PROBE_ENOUGH = 50
 _MAX_CLAUSES = 4096
 #: Ids per ``IN (…)`` when fetching a page by id (below SQLite's variable limit).
 _ID_CHUNK = 500
-
-
-def _parse_etag(value: str) -> int:
-    v = value.strip()
-    if v.startswith("W/"):
-        v = v[2:]
-    v = v.strip('"')
-    try:
-        return int(v)
-    except ValueError:
-        raise InvalidInput(f"If-Match {value!r} is not a version ETag such as W/\"3\"") from None
 
 
 def _date_cond(low_col: Any, high_col: Any, v: tuple[str, str, str]) -> Any:

@@ -31,12 +31,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
+from psycopg import errors as psycopg_errors
+from psycopg import generators, pq
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import VersionConflict
 from . import schema as S
 from .base import Stored, WriteResult
+from .riders import Rows
 from .searchparams import RefValue, TokenValue, extract, params_for
 
 __all__ = ["Key", "State", "WriteBuffer", "index_rows"]
@@ -60,9 +63,13 @@ _UPDATE_CURRENT = (
     .values(version_id=bindparam("version_id"), last_updated=bindparam("last_updated"),
             deleted=bindparam("deleted"), content=bindparam("content"))
 )
-_INSERT_CURRENT = insert(_r)
-_INSERT_VERSION = insert(S.resource_version)
-_INSERT_INDEX = {kind: insert(table) for kind, table in S.SP_TABLES.items()}
+#: The same on PostgreSQL with psycopg (sent in a pipeline, see ``_send_psycopg``).
+_UPDATE_COLUMNS = ("version_id", "last_updated", "deleted", "content", "k_type", "k_id",
+                   "k_version")
+_UPDATE_SQL = ("UPDATE resource SET version_id = %s, last_updated = %s, deleted = %s, "
+               "content = %s WHERE res_type = %s AND res_id = %s AND version_id = %s")
+_LOCK_FOR_WRITES = "LOCK TABLE resource, resource_version IN ROW EXCLUSIVE MODE"
+_BEGIN_AND_LOCK = f"BEGIN; {_LOCK_FOR_WRITES}".encode()
 #: SQL text of the direct SQLite inserts by ``(table, columns)`` (see ``WriteBuffer._insert``).
 _SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
 
@@ -117,6 +124,8 @@ class WriteBuffer:
         self._clear: dict[Key, None] = {}  # stored resources whose index rows must go
         #: rows sent per table by every flush so far (what the statistics keeper counts)
         self.written: Counter[str] = Counter()
+        #: every write of the transaction, in order (deletions: ``stored.deleted``)
+        self.results: list[WriteResult] = []
 
     # ---------------------------------------------------------------- lookups
 
@@ -172,7 +181,9 @@ class WriteBuffer:
         self._record(key, version, now, method, raw)
         self._index[key] = index_rows(data)
         stored = Stored(rtype, id, str(version), now, method=method, raw=raw, _parsed=data)
-        return WriteResult(stored, created=current is None or current[1])
+        result = WriteResult(stored, created=current is None or current[1])
+        self.results.append(result)
+        return result
 
     def delete(self, key: Key) -> None:
         """Record a deletion; deleting a missing or deleted resource does nothing."""
@@ -180,15 +191,21 @@ class WriteBuffer:
         if current is None or current[1]:
             return
         self._begin_writes()
-        self._record(key, current[0] + 1, self._instant(), "DELETE", None)
+        version, now = current[0] + 1, self._instant()
+        self._record(key, version, now, "DELETE", None)
         self._index.pop(key, None)
+        self.results.append(WriteResult(Stored(key[0], key[1], str(version), now, deleted=True,
+                                               method="DELETE"), created=False))
 
     def _begin_writes(self) -> None:
         if self._postgres and not self._locked:
             # the barrier's SHARE lock waits for this transaction from now on, so nothing
-            # stamped below can commit after a barrier instant it predates
-            self.conn.execute(text(
-                "LOCK TABLE resource, resource_version IN ROW EXCLUSIVE MODE"))
+            # stamped below can commit after a barrier instant it predates (so the lock is
+            # granted, one round trip, before the first stamp)
+            if self._copy:
+                _begin_and_lock(self.conn.connection.dbapi_connection)
+            else:
+                self.conn.execute(text(_LOCK_FOR_WRITES))
         self._locked = True
 
     def _record(self, key: Key, version: int, now: str, method: str, raw: str | None) -> None:
@@ -214,28 +231,40 @@ class WriteBuffer:
 
     def flush(self) -> None:
         """Send every recorded write to the database (still inside the transaction)."""
-        if not self._versions:
+        self._send((), commit=False)
+
+    def finish(self, extra: Rows = ()) -> None:
+        """Send the last batch before the commit, with ``extra`` rows (a rider's).
+
+        PostgreSQL with psycopg: the batch's pipeline ends with ``COMMIT``, so rows and
+        commit cost one round trip (the connection is then idle and the caller's commit
+        sends nothing). A failure in the pipeline skips the ``COMMIT`` (the server skips
+        the rest of a pipeline after an error) and the caller rolls back.
+        """
+        self._send(extra, commit=True)
+
+    def _send(self, extra: Rows, *, commit: bool) -> None:
+        if not self._versions and not extra:
             return
-        conn = self.conn
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for rows in self._index.values():
             for kind, items in rows.items():
                 by_kind.setdefault(kind, []).extend(items)
         try:
-            self._clear_index()
-            if self._updates:
-                done = conn.execute(_UPDATE_CURRENT, list(self._updates.values()))
-                if done.rowcount != len(self._updates):
-                    raise VersionConflict(
-                        f"{_refs(self._updates)} changed while this transaction wrote it")
             if self._copy:
-                self._send_psycopg(by_kind)
+                self._send_psycopg(by_kind, extra, commit=commit)
             else:
+                self._clear_index()
+                self._update_current()
                 if self._inserts:
-                    self._insert(_INSERT_CURRENT, list(self._inserts.values()))
-                self._insert(_INSERT_VERSION, self._versions)
+                    self._insert(_r.name, list(self._inserts.values()))
+                if self._versions:
+                    self._insert(S.resource_version.name, self._versions)
                 for kind, items in by_kind.items():
-                    self._insert(_INSERT_INDEX[kind], items)
+                    self._insert(S.SP_TABLES[kind].name, items)
+                for table, rows in extra:
+                    if rows:
+                        self._insert(table.name, rows)
         except (IntegrityError, self._dbapi_integrity_error) as exc:
             exc = getattr(exc, "orig", None) or exc
             detail = getattr(getattr(exc, "diag", None), "message_detail", None)
@@ -254,7 +283,15 @@ class WriteBuffer:
         self._index.clear()
         self._clear.clear()
 
-    def _insert(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    def _update_current(self) -> None:
+        """Move the current rows of updated resources on (each guarded by the version it had)."""
+        if self._updates:
+            done = self.conn.execute(_UPDATE_CURRENT, list(self._updates.values()))
+            if done.rowcount != len(self._updates):
+                raise VersionConflict(
+                    f"{_refs(self._updates)} changed while this transaction wrote it")
+
+    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Insert rows that all have the same keys, in the keys' order.
 
         SQLite runs in this process, so SQLAlchemy's work per statement (cache key,
@@ -264,10 +301,9 @@ class WriteBuffer:
         :meth:`_send_psycopg`; other drivers' inserts stay with SQLAlchemy.
         """
         if self._sqlite is None:
-            self.conn.execute(stmt, rows)
+            self.conn.execute(insert(S.metadata.tables[table]), rows)
             return
         columns = tuple(rows[0])
-        table = stmt.table.name
         sql = _SQLITE_INSERTS.get((table, columns))
         if sql is None:
             sql = _SQLITE_INSERTS[(table, columns)] = (
@@ -275,30 +311,58 @@ class WriteBuffer:
                 f"VALUES ({', '.join('?' * len(columns))})")
         self._sqlite.executemany(sql, [tuple(row.values()) for row in rows])
 
-    def _send_psycopg(self, by_kind: dict[str, list[dict[str, Any]]]) -> None:
-        """Insert the flush's rows on PostgreSQL (psycopg 3) in one round trip where it can.
+    def _send_psycopg(self, by_kind: dict[str, list[dict[str, Any]]], extra: Rows, *,
+                      commit: bool) -> None:
+        """Send the flush's statements on PostgreSQL (psycopg 3) in as few round trips as it can.
 
-        The current rows, the version rows and the index rows of tables with fewer than
-        ``COPY_FROM`` rows go as multi-row ``INSERT``s in one pipeline (sent together,
-        one wait for all); larger index batches follow with ``COPY``, which cannot be
-        pipelined. A single create thus waits once, not once per table.
+        Rewritten resources first: their old index rows deleted and their current rows
+        moved on, in one pipeline (one round trip), whose row count is checked before
+        anything else is sent. Then the current rows, the version rows, the index rows of
+        tables with fewer than ``COPY_FROM`` rows and the ``extra`` rows as multi-row
+        ``INSERT``s in one pipeline (sent together, one wait for all), ended by ``COMMIT``
+        when ``commit``; larger index batches go by ``COPY``, which cannot be pipelined
+        (then before that pipeline). A create thus waits once for its rows and commit.
         """
         raw = self.conn.connection.dbapi_connection
         assert raw is not None
+        if self._updates:
+            moved = []
+            with raw.pipeline():
+                for sql, params in self._clear_index_sql():
+                    raw.execute(sql, params)
+                for row in self._updates.values():
+                    moved.append(raw.execute(_UPDATE_SQL, [row[c] for c in _UPDATE_COLUMNS]))
+            if sum(cur.rowcount for cur in moved) != len(self._updates):
+                raise VersionConflict(
+                    f"{_refs(self._updates)} changed while this transaction wrote it")
         batches: list[tuple[str, list[dict[str, Any]]]] = []
         if self._inserts:
             batches.append((_r.name, list(self._inserts.values())))
-        batches.append((S.resource_version.name, self._versions))
+        if self._versions:
+            batches.append((S.resource_version.name, self._versions))
         copies = []
         for kind, items in by_kind.items():
             table = S.SP_TABLES[kind].name
             (copies if len(items) >= COPY_FROM else batches).append((table, items))
+        batches += [(table.name, rows) for table, rows in extra if rows]
+        for table, rows in copies:
+            _copy_rows(self.conn, table, rows)
         with raw.pipeline():
             for table, rows in batches:
                 for sql, params in _multi_row_inserts(table, rows):
                     raw.execute(sql, params)
-        for table, rows in copies:
-            _copy_rows(self.conn, table, rows)
+            if commit:
+                raw.execute("COMMIT")
+
+    def _clear_index_sql(self) -> Iterable[tuple[str, list[Any]]]:
+        """``DELETE`` statements (psycopg) of the index rows of rewritten resources."""
+        by_type: dict[str, list[str]] = {}
+        for rtype, id in self._clear:
+            by_type.setdefault(rtype, []).append(id)
+        for rtype, ids in by_type.items():
+            for table in S.SP_TABLES.values():
+                yield (f"DELETE FROM {table.name} WHERE res_type = %s AND res_id = ANY(%s)",
+                       [rtype, ids])
 
     def _clear_index(self) -> None:
         by_type: dict[str, list[str]] = {}
@@ -310,6 +374,26 @@ class WriteBuffer:
                 for table in S.SP_TABLES.values():
                     self.conn.execute(delete(table).where(table.c.res_type == rtype,
                                                           table.c.res_id.in_(chunk)))
+
+
+def _begin_and_lock(raw: Any) -> None:
+    """Take the writers' lock on psycopg, with the transaction's BEGIN in the same round trip.
+
+    psycopg sends the BEGIN of a transaction on its own and waits for it (in a pipeline
+    too), one round trip before the first statement. When the transaction has not begun
+    (no lookup came first) and the connection has no isolation options, ``BEGIN; LOCK …``
+    goes as one simple query; psycopg reads the transaction state from the connection,
+    so it then sends no BEGIN of its own, and its commit or rollback ends this one.
+    """
+    if raw.pgconn.transaction_status != pq.TransactionStatus.IDLE or raw.autocommit \
+            or raw.isolation_level is not None or raw.read_only is not None \
+            or raw.deferrable is not None or raw.pgconn.pipeline_status:
+        raw.execute(_LOCK_FOR_WRITES)
+        return
+    raw.pgconn.send_query(_BEGIN_AND_LOCK)
+    for result in raw.wait(generators.execute(raw.pgconn)):
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise psycopg_errors.error_from_result(result, encoding=raw.info.encoding)
 
 
 def _copy_rows(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
