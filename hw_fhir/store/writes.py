@@ -75,8 +75,37 @@ _SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
 def index_rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Return the search index rows of a resource, by index table kind."""
-    rtype, id = data["resourceType"], data["id"]
+    """Return the search index rows of a resource, by index table kind.
+
+    A /fhir write computes them twice: the body's limits are checked first
+    (:func:`hw_fhir.body_limits.check_resource`), then the write indexes the same
+    content under its id. The rows of the last few contents are remembered, keyed
+    by everything they depend on (the JSON of all but ``id`` and ``meta``, and
+    ``meta.tag``), and come back with the resource's own id.
+    """
+    try:
+        key = orjson.dumps([data["resourceType"], (data.get("meta") or {}).get("tag"),
+                            {k: v for k, v in data.items() if k not in _NOT_INDEXED}])
+    except (TypeError, AttributeError, orjson.JSONEncodeError):
+        return _index_rows(data, data["id"])
+    id = data["id"]
+    found = _LAST_INDEXED.get(key)
+    if found is None:
+        found = _index_rows(data, "")
+        if len(_LAST_INDEXED) >= _REMEMBERED:
+            _LAST_INDEXED.clear()
+        _LAST_INDEXED[key] = found
+    return {kind: [{**row, "res_id": id} for row in rows] for kind, rows in found.items()}
+
+
+#: Index rows by content (see :func:`index_rows`), a few at a time.
+_LAST_INDEXED: dict[bytes, dict[str, list[dict[str, Any]]]] = {}
+_REMEMBERED = 16
+_NOT_INDEXED = ("id", "meta", "resourceType")
+
+
+def _index_rows(data: dict[str, Any], id: str) -> dict[str, list[dict[str, Any]]]:
+    rtype = data["resourceType"]
     rows: dict[str, list[dict[str, Any]]] = {}
     for sp in params_for(rtype).values():
         for value in extract(data, sp):
