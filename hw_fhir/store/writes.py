@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 from psycopg import errors as psycopg_errors
-from psycopg import generators, pq
+from psycopg import IsolationLevel, generators, pq
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -69,7 +69,6 @@ _UPDATE_COLUMNS = ("version_id", "last_updated", "deleted", "content", "k_type",
 _UPDATE_SQL = ("UPDATE resource SET version_id = %s, last_updated = %s, deleted = %s, "
                "content = %s WHERE res_type = %s AND res_id = %s AND version_id = %s")
 _LOCK_FOR_WRITES = "LOCK TABLE resource, resource_version IN ROW EXCLUSIVE MODE"
-_BEGIN_AND_LOCK = f"BEGIN; {_LOCK_FOR_WRITES}".encode()
 #: SQL text of the direct SQLite inserts by ``(table, columns)`` (see ``WriteBuffer._insert``).
 _SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
 
@@ -410,16 +409,23 @@ def _begin_and_lock(raw: Any) -> None:
 
     psycopg sends the BEGIN of a transaction on its own and waits for it (in a pipeline
     too), one round trip before the first statement. When the transaction has not begun
-    (no lookup came first) and the connection has no isolation options, ``BEGIN; LOCK …``
-    goes as one simple query; psycopg reads the transaction state from the connection,
-    so it then sends no BEGIN of its own, and its commit or rollback ends this one.
+    (no lookup came first), ``BEGIN …; LOCK …`` goes as one simple query, the BEGIN
+    with the connection's isolation options as psycopg would write it; psycopg reads
+    the transaction state from the connection, so it then sends no BEGIN of its own,
+    and its commit or rollback ends this one.
     """
     if raw.pgconn.transaction_status != pq.TransactionStatus.IDLE or raw.autocommit \
-            or raw.isolation_level is not None or raw.read_only is not None \
-            or raw.deferrable is not None or raw.pgconn.pipeline_status:
+            or raw.pgconn.pipeline_status:
         raw.execute(_LOCK_FOR_WRITES)
         return
-    raw.pgconn.send_query(_BEGIN_AND_LOCK)
+    begin = ["BEGIN"]
+    if raw.isolation_level is not None:
+        begin.append("ISOLATION LEVEL " + IsolationLevel(raw.isolation_level).name.replace("_", " "))
+    if raw.read_only is not None:
+        begin.append("READ ONLY" if raw.read_only else "READ WRITE")
+    if raw.deferrable is not None:
+        begin.append("DEFERRABLE" if raw.deferrable else "NOT DEFERRABLE")
+    raw.pgconn.send_query(f"{' '.join(begin)}; {_LOCK_FOR_WRITES}".encode())
     for result in raw.wait(generators.execute(raw.pgconn)):
         if result.status == pq.ExecStatus.FATAL_ERROR:
             raise psycopg_errors.error_from_result(result, encoding=raw.info.encoding)
