@@ -38,8 +38,10 @@ PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
-    parser.add_argument("--type", choices=("Observation", "QuestionnaireResponse"),
-                        default="QuestionnaireResponse")
+    parser.add_argument("--type", choices=("Observation", "QuestionnaireResponse", "TaskResponse"),
+                        default="QuestionnaireResponse",
+                        help="TaskResponse: a QuestionnaireResponse answering a Task (basedOn; "
+                             "the SDC workflow writes both; the Tasks are made beforehand)")
     parser.add_argument("--via", choices=("http", "store"), default="http")
     parser.add_argument("--n", type=int, default=200, help="timed creates")
     parser.add_argument("--show-trips", action="store_true",
@@ -68,14 +70,27 @@ def main() -> None:
     patient = client.post("/fhir/Patient", json={"resourceType": "Patient",
                                                  "name": [{"family": "Bench"}]}).get_json()["id"]
 
+    tasks: list[str] = []
+    if args.type == "TaskResponse":
+        from hw_fhir.library import load_catalog  # lazy: after the environment is set
+
+        load_catalog(store)  # the Task's Questionnaire must be stored
+        made = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "POST", "url": "Task"}, "resource": _task(patient)}
+            for _ in range(2 * args.n + 300)]})
+        tasks = [e["response"]["location"].split("/")[1] for e in made["entry"]]
+    rtype = "QuestionnaireResponse" if args.type == "TaskResponse" else args.type
+
     def make() -> dict[str, Any]:
         if args.type == "Observation":
             return observation(rnd, patient, rnd.randrange(100))
+        if args.type == "TaskResponse":
+            return {**response(rnd, patient), "basedOn": [{"reference": f"Task/{tasks.pop()}"}]}
         return response(rnd, patient)
 
     def one() -> None:
         if args.via == "http":
-            reply = client.post(f"/fhir/{args.type}", json=make(),
+            reply = client.post(f"/fhir/{rtype}", json=make(),
                                 headers={"Content-Type": "application/fhir+json"})
             if reply.status_code != 201:
                 raise SystemExit(f"create failed: {reply.status_code} {reply.data[:300]!r}")
@@ -110,6 +125,17 @@ def main() -> None:
     if schema:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _task(patient: str) -> dict[str, Any]:
+    """Homework asking for the mood log (what :func:`bench_peers.response` answers)."""
+    return {"resourceType": "Task", "status": "requested", "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                                 "code": "complete-questionnaire"}]},
+            "for": {"reference": f"Patient/{patient}"}, "authoredOn": "2026-03-01T10:00:00Z",
+            "input": [{"type": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                                            "code": "questionnaire"}]},
+                       "valueCanonical": "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0"}]}
 
 
 def _statements(store: Any, one: Callable[[], None], runs: int = 10) -> float:

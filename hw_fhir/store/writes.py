@@ -314,7 +314,11 @@ class WriteBuffer:
     def _update_current(self) -> None:
         """Move the current rows of updated resources on (each guarded by the version it had)."""
         if self._updates:
-            done = self.conn.execute(_UPDATE_CURRENT, list(self._updates.values()))
+            if self._sqlite is not None:  # straight to sqlite3, as the inserts (see _insert)
+                done = self._sqlite.executemany(_UPDATE_SQL.replace("%s", "?"), [
+                    [row[c] for c in _UPDATE_COLUMNS] for row in self._updates.values()])
+            else:
+                done = self.conn.execute(_UPDATE_CURRENT, list(self._updates.values()))
             if done.rowcount != len(self._updates):
                 raise VersionConflict(
                     f"{_refs(self._updates)} changed while this transaction wrote it")
@@ -400,8 +404,13 @@ class WriteBuffer:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
                 for table in S.SP_TABLES.values():
-                    self.conn.execute(delete(table).where(table.c.res_type == rtype,
-                                                          table.c.res_id.in_(chunk)))
+                    if self._sqlite is not None:  # no statement to build (see _insert)
+                        self._sqlite.execute(
+                            f"DELETE FROM {table.name} WHERE res_type = ? AND res_id IN "
+                            f"({', '.join('?' * len(chunk))})", [rtype, *chunk])
+                    else:
+                        self.conn.execute(delete(table).where(table.c.res_type == rtype,
+                                                              table.c.res_id.in_(chunk)))
 
 
 def _begin_and_lock(raw: Any) -> None:
