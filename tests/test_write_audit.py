@@ -167,7 +167,9 @@ def test_each_write_commits_exactly_one_audit_event_in_its_own_transaction(app: 
     assert ref in _refs(event_) and "Patient/p1" in _refs(event_)
     _same_transaction_on_postgres(store, event_["id"], "Flag", flag["id"], 1)
 
-    _, event_, _ = write("PUT", f"/fhir/Flag/{flag['id']}", {**flag, "status": "inactive"}, 200)
+    _, event_, wire = write("PUT", f"/fhir/Flag/{flag['id']}", {**flag, "status": "inactive"}, 200)
+    if store.dialect == "postgresql":  # BEGIN with the lock; the row locked; old index rows
+        assert wire.round_trips == 4, wire.statements  # out and row moved; rows and COMMIT
     assert (_subtype(event_), event_["action"], event_["outcome"]) == ("update", "U", "0")
     assert ref in _refs(event_)
     _same_transaction_on_postgres(store, event_["id"], "Flag", flag["id"], 2)
@@ -183,7 +185,9 @@ def test_each_write_commits_exactly_one_audit_event_in_its_own_transaction(app: 
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": FLAG, "request": {"method": "POST", "url": "Flag"}},
         {"resource": OBSERVATION, "request": {"method": "POST", "url": "Observation"}}]}
-    reply, event_, _ = write("POST", "/fhir", bundle, 200)
+    reply, event_, wire = write("POST", "/fhir", bundle, 200)
+    if store.dialect == "postgresql":  # BEGIN with the lock; rows, audit rows and COMMIT
+        assert wire.round_trips == 2, wire.statements
     locations = [e["response"]["location"].split("/_history")[0] for e in reply.get_json()["entry"]]
     assert (_subtype(event_), event_["outcome"]) == ("transaction", "0")
     assert set(locations) <= _refs(event_)

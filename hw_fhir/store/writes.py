@@ -158,11 +158,17 @@ class WriteBuffer:
     # ---------------------------------------------------------------- lookups
 
     def load(self, keys: Iterable[Key]) -> None:
-        """Look up (and on PostgreSQL lock) the current rows of resources not looked up yet."""
+        """Look up (and on PostgreSQL lock) the current rows of resources not looked up yet.
+
+        Only writes look resources up, so on PostgreSQL the writers' table lock is taken
+        first (see :meth:`_begin_writes`): with psycopg it travels with the BEGIN.
+        """
         by_type: dict[str, dict[str, None]] = {}
         for rtype, id in keys:
             if (rtype, id) not in self._stored and (rtype, id) not in self._state:
                 by_type.setdefault(rtype, {})[id] = None
+        if by_type:  # looked up to be written: the writers' lock first, with the BEGIN
+            self._begin_writes()  # (PostgreSQL: one round trip, not a BEGIN then a lock)
         for rtype in sorted(by_type):
             ids = list(by_type[rtype])
             for start in range(0, len(ids), _CHUNK):
