@@ -1,12 +1,14 @@
 """The fixed cost of one create through ``/fhir``: statements, Python calls, time per create.
 
-Counts that do not depend on machine load (SQL statements and Python function calls
-per create) next to the wall/CPU time per create, for Observation and
-QuestionnaireResponse on SQLite or PostgreSQL, through the app's ``/fhir`` API (Flask
-test client, open API) or straight into the store::
+Counts that do not depend on machine load (SQL statements, PostgreSQL round trips read
+from libpq's protocol trace, Python function calls per create) next to the wall/CPU
+time per create, for Observation, QuestionnaireResponse and a QuestionnaireResponse
+answering a Task (``TaskResponse``) on SQLite or PostgreSQL, through the app's ``/fhir``
+API (Flask test client, open API) or straight into the store::
 
     .venv/bin/python bench/bench_create_cost.py --db sqlite --type QuestionnaireResponse
     .venv/bin/python bench/bench_create_cost.py --db pg --type Observation --via store --n 300
+    .venv/bin/python bench/bench_create_cost.py --db pg --type Observation --show-trips
 
 PostgreSQL: a schema of its own in ``HW_FHIR_TEST_PG`` (default the test database),
 dropped at the end. The resources are those of ``bench_peers.py``.
