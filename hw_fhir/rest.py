@@ -7,6 +7,7 @@ SQL query plus JSON encoding.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import urlencode
 
@@ -31,13 +32,16 @@ def etag(stored: Stored) -> str:
     return f'W/"{stored.version_id}"'
 
 
-def http_date(instant: str) -> str:
-    """Turn a FHIR instant into an HTTP-date for Last-Modified."""
-    from datetime import datetime
-    from email.utils import format_datetime
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
+
+def http_date(instant: str) -> str:
+    """Turn a FHIR instant into an HTTP-date for Last-Modified (IMF-fixdate, RFC 9110)."""
     dt = datetime.fromisoformat(instant.replace("Z", "+00:00"))
-    return format_datetime(dt, usegmt=True)
+    dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return (f"{_DAYS[dt.weekday()]}, {dt.day:02d} {_MONTHS[dt.month - 1]} {dt.year:04d} "
+            f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} GMT")
 
 
 def page_url(base: str, path: str, params: Iterable[tuple[str, str]]) -> str:

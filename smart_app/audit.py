@@ -267,7 +267,9 @@ def _access_for(status: int, body: bytes, written: list[str], *, batch: bool = F
         patients.append(f"Patient/{rid}")
     if rtype and rid:
         what.append(f"{rtype}/{rid}")
-    patients += _param_patients() + list(g.get("audit_patients") or [])
+    if request.query_string:  # a read by id has none: nothing to parse
+        patients += _param_patients()
+    patients += g.get("audit_patients") or []
     if body:
         patients += [f"Patient/{m.decode()}" for m in _PATIENT_REF.findall(body)]
     what += written

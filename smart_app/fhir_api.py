@@ -39,6 +39,8 @@ __all__ = ["bp", "init_app", "fhir_base"]
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+#: Bodies Werkzeug parses into ``request.form`` (their parameters are checked like the URL's).
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def init_app(app: Flask) -> None:
@@ -53,8 +55,13 @@ def fhir_base() -> str:
 
 @bp.before_request
 def _check_search_values() -> None:
-    for name, value in [*request.args.items(multi=True), *request.form.items(multi=True)]:
-        check_search_value(name, value)
+    # only what can carry parameters is parsed: a read by id has no query string and no form
+    if request.query_string:
+        for name, value in request.args.items(multi=True):
+            check_search_value(name, value)
+    if request.mimetype in _FORM_TYPES:
+        for name, value in request.form.items(multi=True):
+            check_search_value(name, value)
 
 
 protect(bp)  # then the one /fhir authorizer (smart_app.fhir_auth)
@@ -256,10 +263,11 @@ def read(rtype: str, rid: str) -> Response:
     """Read the current version."""
     _check_type(rtype)
     stored = fhir_store().read(rtype, rid)
+    headers = _resource_headers(stored)
     if_none_match = request.headers.get("If-None-Match")
-    if if_none_match and if_none_match.strip() == rest.etag(stored):
-        return Response(status=304, headers=_resource_headers(stored))
-    return _json(stored.raw.encode(), 200, _resource_headers(stored))
+    if if_none_match and if_none_match.strip() == headers["ETag"]:
+        return Response(status=304, headers=headers)
+    return _json(stored.raw.encode(), 200, headers)  # the stored JSON as it is: no parse
 
 
 @bp.put("/<rtype>/<rid>")

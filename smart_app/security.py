@@ -69,15 +69,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ServerSession(CallbackDict, SessionMixin):  # type: ignore[misc]
     """Session data kept in the database under a random id."""
 
-    def __init__(self, initial: dict[str, Any] | None = None, *, sid: str, new: bool) -> None:
+    def __init__(self, initial: dict[str, Any] | None = None, *, sid: str | None,
+                 new: bool) -> None:
         def on_update(_: Any) -> None:
             self.modified = True
 
         super().__init__(initial or {}, on_update)
-        self.sid = sid
+        self._sid = sid
         self.new = new
         self.modified = False
         self.rotated = False
+
+    @property
+    def sid(self) -> str:
+        """The session's id; a new session draws its random id only when something needs it
+        (a save, a rotation): most requests (every /fhir call, public pages) never do."""
+        if self._sid is None:
+            self._sid = new_session_id()
+        return self._sid
+
+    @sid.setter
+    def sid(self, value: str) -> None:
+        self._sid = value
 
 
 class DatabaseSessionInterface(SessionInterface):
@@ -93,7 +106,7 @@ class DatabaseSessionInterface(SessionInterface):
             data = self.store.load(sid)
             if data is not None:
                 return ServerSession(data, sid=sid, new=False)
-        return ServerSession(sid=new_session_id(), new=True)
+        return ServerSession(sid=None, new=True)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Write a changed session and (re)set its cookie; forget an emptied one."""
@@ -209,13 +222,32 @@ def content_security_policy(frame_ancestors: str, nonce: str | None = None) -> s
             f"frame-ancestors {frame_ancestors or chr(39) + 'self' + chr(39)}")
 
 
+#: The Content-Security-Policy without a nonce, by ``frame_ancestors`` (built once).
+_CSP_NO_NONCE: dict[str, str] = {}
+
+
 def _security_headers(response: Response) -> Response:
-    settings = services().settings
-    response.headers.pop("X-Frame-Options", None)
-    response.headers.setdefault("Content-Security-Policy",
-                                content_security_policy(settings.frame_ancestors, g.get("csp_nonce")))
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    """Add the CSP, nosniff and Referrer-Policy headers a view did not set; drop X-Frame-Options.
+
+    One pass over the response's headers (each ``setdefault``/``pop`` would scan them again).
+    """
+    headers = response.headers
+    present = {key.lower() for key in headers.keys()}
+    if "x-frame-options" in present:
+        headers.pop("X-Frame-Options", None)
+    if "content-security-policy" not in present:
+        frame_ancestors = services().settings.frame_ancestors
+        nonce = g.get("csp_nonce")
+        if nonce:
+            csp = content_security_policy(frame_ancestors, nonce)
+        else:
+            csp = _CSP_NO_NONCE.get(frame_ancestors) or _CSP_NO_NONCE.setdefault(
+                frame_ancestors, content_security_policy(frame_ancestors))
+        headers.add("Content-Security-Policy", csp)
+    if "x-content-type-options" not in present:
+        headers.add("X-Content-Type-Options", "nosniff")
+    if "referrer-policy" not in present:
+        headers.add("Referrer-Policy", "same-origin")
     return response
 
 
