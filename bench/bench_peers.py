@@ -247,13 +247,24 @@ def start_peer(args: argparse.Namespace) -> System | None:
 
 
 def serve(port: int, workers: int, threads: int) -> None:
-    """Child process: ``hw-fhir serve`` (gunicorn gthread), pools rebuilt after the fork."""
-    from gunicorn.app.base import BaseApplication
-
+    """Child process: served as ``hw-fhir serve`` serves (:func:`smart_app.serving.serve_app`)."""
     from smart_app import create_app
     from smart_app.cli import freeze_startup_heap
 
     app = create_app()
+    try:
+        from smart_app.serving import serve_app
+    except ImportError:  # a checkout from before smart_app.serving (--before): as it served
+        _serve_gthread(app, port, workers, threads)
+        return
+    serve_app(app, "127.0.0.1", port, workers, threads, before_run=freeze_startup_heap)
+
+
+def _serve_gthread(app: Any, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from smart_app.cli import freeze_startup_heap
+
     store = app.extensions["hw_fhir"].store
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -290,19 +301,24 @@ class Bare:
         if self._raw is None:
             self._engine = sa.create_engine(self.url)
             self._raw = self._engine.raw_connection()
+            # one SELECT, no transaction: no BEGIN and no ROLLBACK round trips (PostgreSQL
+            # in autocommit; sqlite3 emits no BEGIN with isolation_level None)
             if self.url.startswith("sqlite"):
-                self._raw.isolation_level = None
+                self._raw.driver_connection.isolation_level = None
+            else:
+                self._raw.driver_connection.autocommit = True
             self._sql = self.SQL.format(p="?" if self.url.startswith("sqlite") else "%s")
-        return self._raw
+        return self._raw.driver_connection
 
     def read(self, rtype: str, id: str) -> bytes:
-        """The stored JSON of one resource by its key, as the response body would carry it."""
-        cur = self._connection().cursor()
-        cur.execute(self._sql, (rtype, id))
-        row = cur.fetchone()
-        cur.close()
-        if not self.url.startswith("sqlite"):
-            self._raw.rollback()
+        """The stored JSON of one resource by its key, as the response body would carry it:
+        one prepared SELECT on one pooled connection (psycopg ``prepare=True``: parsed and
+        planned once; sqlite3: its statement cache)."""
+        conn = self._connection()
+        if self.url.startswith("sqlite"):
+            row = conn.execute(self._sql, (rtype, id)).fetchone()
+        else:
+            row = conn.execute(self._sql, (rtype, id), prepare=True).fetchone()
         return row[0].encode()
 
     def app_read(self, rtype: str, id: str) -> bytes:

@@ -11,7 +11,8 @@ Each round measures, interleaved, for every system (this checkout, and ``--befor
 * over HTTP: ``hw-fhir serve`` (the real command, gunicorn, 2 workers x 4 threads) read with
   one keep-alive ``http.client`` connection: ms per read, the server processes' CPU time
   per read (``/proc/<pid>/stat`` utime+stime of master and workers: less sensitive to load
-  than wall time), and how many times the client had to connect (1 when keep-alive holds).
+  than wall time), the server's context switches per read (thread hand-offs: a count, not
+  a time), and how many times the client had to connect (1 when keep-alive holds).
 
     python bench/bench_read_path.py                          # SQLite and PostgreSQL
     python bench/bench_read_path.py --db sqlite --rounds 5 --reads 2000
@@ -189,6 +190,23 @@ def _cpu_ticks(pid: int) -> int:
     return total
 
 
+def _switches(pid: int) -> int:
+    """Context switches (voluntary and not) of every thread of a process and its children."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+            pids += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return total
+
+
 class Served:
     """``hw-fhir serve`` from a checkout, on a free port, in a child process."""
 
@@ -239,8 +257,9 @@ class Served:
         c.close()
         return ids
 
-    def reads(self, n: int) -> tuple[float, float, int]:
-        """(wall ms per read, server CPU ms per read, connections opened) of ``n`` reads."""
+    def reads(self, n: int) -> tuple[float, float, float, int]:
+        """(wall ms, server CPU ms, server context switches) per read, and connections opened,
+        of ``n`` reads."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         connects = 0
         sock = None
@@ -248,7 +267,7 @@ class Served:
         for p in paths[:20]:
             c.request("GET", p, headers={"Accept": "application/fhir+json"})
             c.getresponse().read()
-        cpu0 = _cpu_ticks(self.proc.pid)
+        cpu0, switches0 = _cpu_ticks(self.proc.pid), _switches(self.proc.pid)
         t0 = time.perf_counter()
         for p in paths:
             c.request("GET", p, headers={"Accept": "application/fhir+json"})
@@ -260,8 +279,9 @@ class Served:
                 raise RuntimeError(f"{self.name}: {p} -> {r.status}")
         wall = time.perf_counter() - t0
         cpu = (_cpu_ticks(self.proc.pid) - cpu0) / TICK
+        switches = (_switches(self.proc.pid) - switches0) / n
         c.close()
-        return wall / n * 1000, cpu / n * 1000, connects
+        return wall / n * 1000, cpu / n * 1000, switches, connects
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -351,14 +371,16 @@ def main() -> None:
                     if rnd % 2:
                         pairs.reverse()
                     for _, label, server in pairs:
-                        wall, cpu, connects = server.reads(args.reads)
+                        wall, cpu, switches, connects = server.reads(args.reads)
                         table.setdefault((db, label, "http_ms"), []).append(wall)
                         table.setdefault((db, label, "http_cpu_ms"), []).append(cpu)
+                        table.setdefault((db, label, "http_switches"), []).append(switches)
                         print(f"   {db:<7} {label:<7} over HTTP: {wall:.3f} ms/read, server CPU "
-                              f"{cpu:.3f} ms/read, connections opened {connects}", flush=True)
+                              f"{cpu:.3f} ms/read, {switches:.1f} context switches/read, "
+                              f"connections opened {connects}", flush=True)
             print(f"== medians over {args.rounds} rounds (load average now {_load()})")
             for (db, label, key), values in sorted(table.items()):
-                line = f"   {db:<7} {label:<7} {key:<12} {statistics.median(values):9.3f}"
+                line = f"   {db:<7} {label:<7} {key:<13} {statistics.median(values):9.3f}"
                 if label == "after" and (db, "before", key) in table:
                     ratios = [a / b for a, b in zip(values, table[(db, "before", key)])]
                     line += f"   after/before paired {statistics.median(ratios):.2f}x"

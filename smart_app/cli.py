@@ -17,7 +17,6 @@ from hw_fhir.services import Services
 from hw_fhir.worker import start_worker_thread
 
 from .app import create_app
-from .state import services
 
 __all__ = ["freeze_startup_heap", "main", "demo_guide"]
 
@@ -37,52 +36,11 @@ def freeze_startup_heap() -> None:
 
 def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
               in_worker: Callable[[], Any] | None = None) -> None:
-    """Serve ``app``; ``in_worker`` runs in each forked gunicorn worker, after the fork.
+    """Serve ``app`` (:func:`smart_app.serving.serve_app`), the start-up heap frozen first."""
+    from .serving import serve_app  # lazy: only serve/demo need gunicorn; keeps the CLI's start fast
 
-    Every forked worker first drops the database connections inherited from the
-    parent (``engine.dispose(close=False)``), then runs ``in_worker``; what
-    ``in_worker`` returns is stopped (``.stopping.set()``) when the worker exits.
-    """
-    from gunicorn.app.base import BaseApplication  # lazy: only serve/demo need gunicorn; keeps the CLI's start fast
-
-    svc = services(app)
-    started: list[Any] = []
-
-    def post_worker_init(_worker: Any) -> None:
-        svc.store.engine.dispose(close=False)
-        if in_worker is not None:
-            started.append(in_worker())
-
-    def worker_exit(_server: Any, _worker: Any) -> None:
-        for thing in started:
-            thing.stopping.set()
-
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", "-")
-            # the query string may carry search values: log the path only
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
-            self.cfg.set("post_worker_init", post_worker_init)
-            self.cfg.set("worker_exit", worker_exit)
-
-            # every worker opens its own database connections (never the master's)
-            self.cfg.set("post_fork", _after_fork)
-
-        def load(self) -> Any:
-            return app
-
-    def _after_fork(_server: Any, _worker: Any) -> None:
-        svc.after_fork()
-
-    # the master serves nothing: close what start-up (migrations, demo data) opened, so
-    # no socket is inherited by the workers at all
-    svc.store.dispose()
-    freeze_startup_heap()
-    _Server().run()
+    serve_app(app, host, port, workers, threads, in_worker=in_worker,
+              before_run=freeze_startup_heap)
 
 
 def _port_free(host: str, port: int) -> None:
