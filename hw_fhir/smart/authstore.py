@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .tables import smart_auth_code, smart_auth_launch, smart_jti, smart_token
@@ -29,6 +29,10 @@ def hash_secret(value: str) -> str:
 
 def _now() -> int:
     return int(time.time())
+
+
+#: The token lookup of every /fhir request, built once (SQLAlchemy only binds the hash).
+_INTROSPECT = select(smart_token).where(smart_token.c.access_hash == bindparam("access_hash"))
 
 
 @dataclass(frozen=True)
@@ -184,10 +188,14 @@ class AuthStore:
                 revoked=False))
 
     def introspect(self, access_token: str) -> TokenRecord | None:
-        """Return the active token record of an access token (None: unknown, expired or revoked)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(smart_token).where(
-                smart_token.c.access_hash == hash_secret(access_token))).first()
+        """Return the active token record of an access token (None: unknown, expired or revoked).
+
+        Every /fhir request runs it: one prebuilt statement on a connection outside any
+        transaction (no BEGIN/ROLLBACK round trips), never a cached answer (a revoked
+        token is refused at once).
+        """
+        with self.store.read_one() as conn:
+            row = conn.execute(_INTROSPECT, {"access_hash": hash_secret(access_token)}).first()
         if row is None:
             return None
         record = _token(row)
