@@ -18,6 +18,7 @@ Each round measures, interleaved, for every system (this checkout, and ``--befor
     python bench/bench_read_path.py --db sqlite --rounds 5 --reads 2000
     python bench/bench_read_path.py --before /tmp/base       # paired after/before ratios
     python bench/bench_read_path.py --profile 30             # also the top 30 by own time
+    python bench/bench_read_path.py --peer --no-inproc       # and Medplum, same reads
 
 ``--before DIR`` is another checkout (e.g. ``git archive main | tar -x -C /tmp/base``); its
 ``hw_fhir`` and ``smart_app`` are imported in a child process. Prints the load average with
@@ -257,6 +258,10 @@ class Served:
         c.close()
         return ids
 
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
     def reads(self, n: int) -> tuple[float, float, float, int]:
         """(wall ms, server CPU ms, server context switches) per read, and connections opened,
         of ``n`` reads."""
@@ -267,7 +272,7 @@ class Served:
         for p in paths[:20]:
             c.request("GET", p, headers={"Accept": "application/fhir+json"})
             c.getresponse().read()
-        cpu0, switches0 = _cpu_ticks(self.proc.pid), _switches(self.proc.pid)
+        cpu0, switches0 = _cpu_ticks(self.pid), _switches(self.pid)
         t0 = time.perf_counter()
         for p in paths:
             c.request("GET", p, headers={"Accept": "application/fhir+json"})
@@ -278,8 +283,8 @@ class Served:
             if r.status != 200:
                 raise RuntimeError(f"{self.name}: {p} -> {r.status}")
         wall = time.perf_counter() - t0
-        cpu = (_cpu_ticks(self.proc.pid) - cpu0) / TICK
-        switches = (_switches(self.proc.pid) - switches0) / n
+        cpu = (_cpu_ticks(self.pid) - cpu0) / TICK
+        switches = (_switches(self.pid) - switches0) / n
         c.close()
         return wall / n * 1000, cpu / n * 1000, switches, connects
 
@@ -290,6 +295,33 @@ class Served:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class Peer(Served):
+    """Medplum's in-memory FHIR engine (``shared/peers/medplum``), read the same way."""
+
+    def __init__(self, start: Path) -> None:  # noqa: D107 - not Served's start-up
+        self.name, self.port = "medplum", _free_port()
+        env = dict(os.environ, PORT=str(self.port), LOG="0")
+        out = subprocess.run(["bash", str(start)], env=env, capture_output=True, text=True,
+                             timeout=900, check=True)
+        self._pid = int(out.stdout.strip().splitlines()[-1])
+        self.ids = self._data()
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def stop(self) -> None:
+        try:
+            os.kill(self._pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+PEER_START = next((p for p in (ROOT.parent / "shared" / "peers" / "medplum" / "start.sh",
+                               ROOT.parent.parent / "shared" / "peers" / "medplum" / "start.sh")
+                   if p.exists()), None)
 
 
 # ------------------------------------------------------------------------------ main
@@ -316,6 +348,8 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR", help="another checkout, measured alongside")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-inproc", action="store_true")
+    parser.add_argument("--peer", action="store_true",
+                        help="also read from Medplum's in-memory engine (shared/peers/medplum)")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions (own time)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -350,10 +384,17 @@ def main() -> None:
                     for label, source in sources.items():
                         served.append((db, label, Served(f"{db}-{label}", url_for(db, tmp), tmp,
                                                          source)))
+            if args.peer:
+                assert PEER_START is not None, "shared/peers/medplum/start.sh not found"
+                served.append(("medplum", "peer", Peer(PEER_START)))
             for rnd in range(args.rounds):
                 print(f"-- round {rnd + 1}/{args.rounds}  load average {_load()}", flush=True)
                 for db in dbs:
                     order = list(sources.items())
+                    if db != dbs[0]:
+                        served_now = [s for s in served if s[0] != "medplum"]
+                    else:
+                        served_now = served
                     if rnd % 2:
                         order.reverse()
                     for label, source in order if not args.no_inproc else []:
@@ -367,15 +408,15 @@ def main() -> None:
                               f"app/bare {r['app_ms'] / r['bare_ms']:.1f}x", flush=True)
                         if r.get("profile"):
                             print(r["profile"])
-                    pairs = [s for s in served if s[0] == db]
+                    pairs = [s for s in served_now if s[0] in (db, "medplum")]
                     if rnd % 2:
                         pairs.reverse()
-                    for _, label, server in pairs:
+                    for name, label, server in pairs:
                         wall, cpu, switches, connects = server.reads(args.reads)
-                        table.setdefault((db, label, "http_ms"), []).append(wall)
-                        table.setdefault((db, label, "http_cpu_ms"), []).append(cpu)
-                        table.setdefault((db, label, "http_switches"), []).append(switches)
-                        print(f"   {db:<7} {label:<7} over HTTP: {wall:.3f} ms/read, server CPU "
+                        table.setdefault((name, label, "http_ms"), []).append(wall)
+                        table.setdefault((name, label, "http_cpu_ms"), []).append(cpu)
+                        table.setdefault((name, label, "http_switches"), []).append(switches)
+                        print(f"   {name:<7} {label:<7} over HTTP: {wall:.3f} ms/read, server CPU "
                               f"{cpu:.3f} ms/read, {switches:.1f} context switches/read, "
                               f"connections opened {connects}", flush=True)
             print(f"== medians over {args.rounds} rounds (load average now {_load()})")
@@ -384,6 +425,9 @@ def main() -> None:
                 if label == "after" and (db, "before", key) in table:
                     ratios = [a / b for a, b in zip(values, table[(db, "before", key)])]
                     line += f"   after/before paired {statistics.median(ratios):.2f}x"
+                if label == "after" and ("medplum", "peer", key) in table:
+                    ratios = [a / b for a, b in zip(values, table[("medplum", "peer", key)])]
+                    line += f"   /medplum paired {statistics.median(ratios):.2f}x"
                 print(line)
         finally:
             for _, _, server in served:
