@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..store.engine import sqlite_first
 from .tables import smart_auth_code, smart_auth_launch, smart_jti, smart_token
 
 __all__ = ["AuthStore", "TokenRecord", "CodeRecord", "hash_secret"]
@@ -31,8 +33,12 @@ def _now() -> int:
     return int(time.time())
 
 
-#: The token lookup of every /fhir request, built once (SQLAlchemy only binds the hash).
+#: The token lookup of every /fhir request, built once (SQLAlchemy only binds the hash);
+#: on SQLite the same as SQL text for the sqlite3 connection, its rows named like the table's.
 _INTROSPECT = select(smart_token).where(smart_token.c.access_hash == bindparam("access_hash"))
+_TokenRow = namedtuple("_TokenRow", [c.name for c in smart_token.c])  # type: ignore[misc]
+_INTROSPECT_SQLITE = (f"SELECT {', '.join(_TokenRow._fields)} FROM smart_token "
+                      "WHERE access_hash = ?")
 
 
 @dataclass(frozen=True)
@@ -194,8 +200,14 @@ class AuthStore:
         transaction (no BEGIN/ROLLBACK round trips), never a cached answer (a revoked
         token is refused at once).
         """
-        with self.store.read_one() as conn:
-            row = conn.execute(_INTROSPECT, {"access_hash": hash_secret(access_token)}).first()
+        digest = hash_secret(access_token)
+        row = (sqlite_first(self.engine, _INTROSPECT_SQLITE, (digest,))
+               if getattr(self.store, "dialect", None) == "sqlite" else False)
+        if row is False:  # PostgreSQL (or sqlite3 raised: SQLAlchemy raises it wrapped)
+            with self.store.read_one() as conn:
+                row = conn.execute(_INTROSPECT, {"access_hash": digest}).first()
+        elif row is not None:
+            row = _TokenRow(*row)
         if row is None:
             return None
         record = _token(row)

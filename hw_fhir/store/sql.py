@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import threading
 import weakref
 from contextlib import contextmanager
@@ -47,7 +46,7 @@ from . import statements as Q
 from .base import HistoryResult, Params, SearchResult, Stored, WriteResult, as_params
 from .bundles import process_bundle
 from .canonicals import CanonicalCache
-from .engine import make_engine
+from .engine import make_engine, sqlite_first
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, date_range, params_for
@@ -195,17 +194,9 @@ class SqlStore:
     def read(self, resource_type: str, id: str) -> Stored:
         """Return the current version; NotFound or Gone."""
         _check_type(resource_type)
-        if self.dialect == "sqlite":
-            # the in-process database answers in microseconds: SQLAlchemy's statement work
-            # would cost several times the lookup, so the pooled sqlite3 connection runs it
-            raw = self.engine.raw_connection()
-            try:
-                row = raw.driver_connection.execute(Q.READ_SQLITE, (resource_type, id)).fetchone()
-            except sqlite3.Error:
-                row = False  # answered (or raised, wrapped) by the statement below
-            finally:
-                raw.close()
-            if row is not False:
+        if self.dialect == "sqlite":  # the pooled sqlite3 connection runs it (sqlite_first)
+            row = sqlite_first(self.engine, Q.READ_SQLITE, (resource_type, id))
+            if row is not False:  # False: raised; the statement below raises it wrapped
                 return _stored_current(resource_type, id, row)
         with self.read_one() as conn:
             return self._read_in(conn, resource_type, id)
