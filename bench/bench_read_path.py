@@ -19,6 +19,7 @@ Each round measures, interleaved, for every system (this checkout, and ``--befor
     python bench/bench_read_path.py --before /tmp/base       # paired after/before ratios
     python bench/bench_read_path.py --profile 30             # also the top 30 by own time
     python bench/bench_read_path.py --peer --no-inproc       # and Medplum, same reads
+    python bench/bench_read_path.py --no-http --token        # in process, with a bearer token
 
 ``--before DIR`` is another checkout (e.g. ``git archive main | tar -x -C /tmp/base``); its
 ``hw_fhir`` and ``smart_app`` are imported in a child process. Prints the load average with
@@ -48,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TICK = os.sysconf("SC_CLK_TCK")
+TOKEN = False  # --token
 
 
 def _load() -> str:
@@ -75,9 +77,9 @@ def _environ(path: str) -> dict[str, Any]:
             "wsgi.run_once": False}
 
 
-def _wsgi_get(app: Any, path: str) -> tuple[str, bytes]:
+def _wsgi_get(app: Any, path: str, extra: dict[str, str] | None = None) -> tuple[str, bytes]:
     status: list[str] = []
-    result = app(_environ(path), lambda s, h, exc=None: status.append(s))
+    result = app(_environ(path) | (extra or {}), lambda s, h, exc=None: status.append(s))
     try:
         body = b"".join(result)
     finally:
@@ -125,31 +127,37 @@ def child_inproc(url: str, instance: str, reads: int, profile: int) -> None:
     from smart_app import create_app
 
     logging.getLogger("hw_fhir").setLevel(logging.ERROR)  # the open-API warning
-    app = create_app({"database_url": url, "open_api": True, "secret_key": "bench",
+    token = os.environ.get("BENCH_READ_TOKEN") == "1"  # --token: reads carry a bearer token
+    app = create_app({"database_url": url, "open_api": not token, "secret_key": "bench",
                       "instance_path": instance})
     store = app.extensions["hw_fhir"].store
-    client = app.test_client()
-    pat = client.post("/fhir/Patient", json={"resourceType": "Patient", "active": True},
-                      headers={"Content-Type": "application/fhir+json"}).get_json()["id"]
-    ids = []
-    for n in range(50):
-        body = {"resourceType": "Observation", "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
-                "subject": {"reference": f"Patient/{pat}"}, "valueQuantity": {"value": n}}
-        ids.append(client.post("/fhir/Observation", json=body,
-                               headers={"Content-Type": "application/fhir+json"}).get_json()["id"])
+    store.update({"resourceType": "Patient", "id": "bench-pat", "active": True})
+    ids = [f"bench-obs-{n}" for n in range(50)]
+    for n, rid in enumerate(ids):
+        store.update({"resourceType": "Observation", "id": rid, "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+                      "subject": {"reference": "Patient/bench-pat"}, "valueQuantity": {"value": n}})
+    extra = {}
+    if token:
+        from smart_app.state import app_state
+
+        auth = app_state(app).smart_auth
+        assert auth is not None
+        auth.save_token(access_token="bench-token", client_id="bench", scope="patient/*.rs",
+                        context={"patient": "bench-pat"}, expires_in=3600)
+        extra = {"HTTP_AUTHORIZATION": "Bearer bench-token"}
     wsgi = app.wsgi_app if hasattr(app, "wsgi_app") else app
     paths = [f"/fhir/Observation/{ids[i % len(ids)]}" for i in range(reads)]
     bare = _Bare(url)
     for p in paths[:50]:  # warm: pools, statement caches
-        assert _wsgi_get(wsgi, p)[0].startswith("200")
+        assert _wsgi_get(wsgi, p, extra)[0].startswith("200")
         store.read("Observation", p.rsplit("/", 1)[1])
         bare.read("Observation", p.rsplit("/", 1)[1])
     app_t = store_t = bare_t = 0.0
     for p in paths:  # interleaved: the three see the same machine
         rid = p.rsplit("/", 1)[1]
         t0 = time.perf_counter()
-        _wsgi_get(wsgi, p)
+        _wsgi_get(wsgi, p, extra)
         t1 = time.perf_counter()
         store.read("Observation", rid)
         t2 = time.perf_counter()
@@ -160,7 +168,7 @@ def child_inproc(url: str, instance: str, reads: int, profile: int) -> None:
     prof = cProfile.Profile()
     prof.enable()
     for p in paths[:n_prof]:
-        _wsgi_get(wsgi, p)
+        _wsgi_get(wsgi, p, extra)
     prof.disable()
     stats = pstats.Stats(prof)
     out = {"app_ms": app_t / reads * 1000, "store_ms": store_t / reads * 1000,
@@ -333,7 +341,7 @@ def _inproc(url: str, tmp: Path, name: str, source: str | None, reads: int, prof
     inst = tmp / f"inproc-{name}-{uuid.uuid4().hex[:6]}"
     inst.mkdir()
     out = subprocess.run([sys.executable, __file__, "--child", url, str(inst), str(reads),
-                          str(profile)], env=env, capture_output=True, text=True, check=False)
+                          str(profile)], env=env | {"BENCH_READ_TOKEN": "1" if TOKEN else "0"}, capture_output=True, text=True, check=False)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"{name}: in-process child failed: {out.stderr[-3000:]}")
@@ -348,6 +356,8 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR", help="another checkout, measured alongside")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-inproc", action="store_true")
+    parser.add_argument("--token", action="store_true",
+                        help="in process: /fhir protected, reads with a patient/*.rs bearer token")
     parser.add_argument("--peer", action="store_true",
                         help="also read from Medplum's in-memory engine (shared/peers/medplum)")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions (own time)")
@@ -357,6 +367,8 @@ def main() -> None:
         child_inproc(args.child[0], args.child[1], int(args.child[2]), int(args.child[3]))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
+    global TOKEN
+    TOKEN = args.token
     import sqlalchemy as sa
 
     dbs = ["sqlite", "pg"] if args.db == "both" else [args.db]
