@@ -90,6 +90,10 @@ def serve_app(app: Any, host: str, port: int, workers: int, threads: int, *,
             self.cfg.set("post_worker_init", post_worker_init)
             self.cfg.set("worker_exit", worker_exit)
             self.cfg.set("post_fork", post_fork)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24
+                # no runtime-management socket in the user's home (shared by every
+                # server this user starts, and a way in that hw-fhir does not document)
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app

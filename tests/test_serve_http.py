@@ -213,3 +213,4 @@ def test_the_access_log_has_one_line_per_request_without_the_query(served: Serve
         assert time.monotonic() < deadline, served.log.read_text()[-2000:]
         time.sleep(0.1)
     assert "secret-search-value" not in served.log.read_text()
+    assert "Control socket" not in served.log.read_text()  # no management socket in ~/.gunicorn
