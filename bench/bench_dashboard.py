@@ -310,14 +310,30 @@ def _reference_ms() -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def _sample(session: Any, path: str, params: dict[str, Any]) -> tuple[float, float]:
-    """Return the wall and CPU time (ms) of one request for a page."""
+class _Statements:
+    """Count the SQL statements the store's engine runs (an SQLAlchemy event listener)."""
+
+    def __init__(self, engine: Any) -> None:
+        import sqlalchemy as sa
+
+        self.count = 0
+        sa.event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def _sample(
+    session: Any, path: str, params: dict[str, Any], statements: _Statements
+) -> tuple[float, float, int]:
+    """Return the wall and CPU time (ms) and the SQL statements of one request for a page."""
+    before = statements.count
     start, start_cpu = time.perf_counter(), time.process_time()
     response = session.get(path, **params)
     wall = (time.perf_counter() - start) * 1000
     cpu = (time.process_time() - start_cpu) * 1000
     assert response.status_code == 200, (path, response.status_code, response.text[:500])
-    return wall, cpu
+    return wall, cpu, statements.count - before
 
 
 def _summary(samples: list[float]) -> tuple[float, float, float]:
@@ -336,6 +352,12 @@ def main() -> None:
     parser.add_argument("--others", type=int, default=20_000, help="Tasks of other patients")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=3,
+        help="fresh processes per page for its cold figure (0: no cold figures)",
+    )
+    parser.add_argument(
         "--panel", type=int, default=40, help="more patients in the clinician's panel"
     )
     parser.add_argument(
@@ -348,8 +370,11 @@ def main() -> None:
         action="store_true",
         help="run SQLite ANALYZE after loading (planner statistics)",
     )
+    parser.add_argument("--cold-child", nargs=3, help=argparse.SUPPRESS)  # url instance page
     args = parser.parse_args()
-    if args.postgres:
+    if args.cold_child:
+        _cold_child(*args.cold_child)
+    elif args.postgres:
         with _pg_schema() as url:
             _run(args, url)
     else:
@@ -372,17 +397,137 @@ def _pg_schema() -> Iterator[str]:
         admin.dispose()
 
 
+def _config(database_url: str, instance: str) -> dict[str, Any]:
+    return {
+        "instance_path": instance,
+        "database_url": database_url,
+        "open_api": True,
+        "secret_key": "bench",
+        "secure_cookies": False,
+    }
+
+
+Page = tuple[str, str, str, dict[str, Any]]  # name, who (clinician | patient), path, params
+
+
+def _pages(store: Any, now: datetime) -> list[Page]:
+    """The pages measured: every clinician page of pat-ava, the panel, the patient's /my/."""
+    responses = store.search(
+        "QuestionnaireResponse",
+        [("patient", "Patient/pat-ava"), ("_sort", "-authored"), ("_count", "2")],
+    ).resources
+    task = _open_task(store)
+    ava = "/clinician/patients/pat-ava"
+    c = "clinician"
+    return [
+        ("dashboard", c, ava, {}),
+        ("landing /app", c, "/app", {}),
+        ("assign: library", c, f"{ava}/assign", {}),
+        ("assign: library search", c, f"{ava}/assign", {"q": "sleep", "problem": "insomnia"}),
+        ("assign: tailor", c, f"{ava}/assign/phq-9", {}),
+        ("assign: confirmation", c, f"{ava}/assigned/CarePlan/bench-plan-0", {}),
+        ("change a plan", c, f"{ava}/assignments/CarePlan/bench-plan-1", {}),
+        ("change a task", c, f"{ava}/assignments/Task/{task['id']}", {}),
+        ("response review", c, f"{ava}/responses/{responses[0]['id']}", {}),
+        ("compare", c, f"{ava}/compare", {"a": responses[1]["id"], "b": responses[0]["id"]}),
+        ("session prep", c, f"{ava}/session-prep", {}),
+        (
+            "session prep, 8 weeks",
+            c,
+            f"{ava}/session-prep",
+            {"since": (now - timedelta(days=56)).date().isoformat()},
+        ),
+        ("pathway", c, f"{ava}/pathways/insomnia-4-weeks", {}),
+        ("preview", c, "/clinician/library/phq-9/preview", {"patient": "pat-ava"}),
+        ("my activities", c, "/clinician/library", {}),
+        ("panel", c, "/clinician/panel", {}),
+        ("patient: to-do /my/", "patient", "/my/", {}),
+        ("patient: homework form", "patient", f"/my/tasks/{task['id']}", {}),
+        ("patient: progress", "patient", "/my/progress", {}),
+        ("patient: messages", "patient", "/my/messages", {}),
+    ]
+
+
+def _open_task(store: Any) -> dict[str, Any]:
+    return store.search(
+        "Task",
+        [("patient", "Patient/pat-ava"), ("status", "requested"), ("_sort", "_id"), ("_count", "1")],
+    ).resources[0]
+
+
+class _PatientSession:
+    """A test client signed in as pat-ava through a secure link (as a reminder opens)."""
+
+    def __init__(self, app: Any, task: dict[str, Any]) -> None:
+        from hw_fhir.links import patient_links
+
+        self.client = app.test_client()
+        issued = patient_links(app.extensions["hw_fhir"]).make_link(
+            task["id"], "Patient/pat-ava", birth_date_check=False
+        )
+        opened = self.client.get(f"/p/{issued.token}")
+        assert opened.status_code == 302, opened.status_code
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, query_string=params)
+
+
+def _sessions(app: Any, store: Any) -> dict[str, Any]:
+    return {
+        "clinician": open_launch(app, app.test_client()),
+        "patient": _PatientSession(app, _open_task(store)),
+    }
+
+
+def _cold_child(database_url: str, instance: str, name: str) -> None:
+    """In a fresh process: start the app as `hw-fhir serve` does, sign in, and time the first
+    view of one page (nothing read before in this process). Prints one JSON line."""
+    import json
+
+    from smart_app import create_app
+
+    started = time.perf_counter()
+    app = create_app(_config(database_url, instance))
+    startup = (time.perf_counter() - started) * 1000
+    store = app.extensions["hw_fhir"].store
+    sessions = _sessions(app, store)
+    page = next(p for p in _pages(store, datetime.now(timezone.utc)) if p[0] == name)
+    freeze_startup_heap()
+    statements = _Statements(store.engine)
+    wall, cpu, count = _sample(sessions[page[1]], page[2], page[3], statements)
+    print(json.dumps({"wall": wall, "cpu": cpu, "statements": count, "startup": startup}))
+    app.extensions["hw_fhir"].close()
+
+
+def _cold(args: argparse.Namespace, url: str, instance: str, pages: list[Page]) -> dict[str, Any]:
+    """Each page's first view in a fresh process, ``--cold-runs`` times, pages interleaved."""
+    import json
+    import subprocess
+
+    out: dict[str, dict[str, list[float]]] = {
+        name: {"wall": [], "cpu": [], "statements": [], "startup": []} for name, *_ in pages
+    }
+    for _ in range(args.cold_runs):
+        for name, *_ in pages:
+            done = subprocess.run(
+                [sys.executable, __file__, "--cold-child", url, instance, name],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode:
+                raise SystemExit(f"cold view of {name} failed:\n{done.stderr[-2000:]}")
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            for key, value in figures.items():
+                out[name][key].append(value)
+    return out
+
+
 def _run(args: argparse.Namespace, database_url: str | None) -> None:
     now = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
-        app = clinician_app(
-            {
-                "instance_path": tmp,
-                "database_url": database_url or f"sqlite:///{tmp}/bench.db",
-                "open_api": True,
-                "secret_key": "bench",
-            }
-        )
+        url = database_url or f"sqlite:///{tmp}/bench.db"
+        app = clinician_app(_config(url, tmp))
         print(f"database: {'PostgreSQL' if database_url else 'SQLite'}")
         store = app.extensions["hw_fhir"].store
         count, secs = load(store, history("pat-ava", args.tasks, now))
@@ -402,88 +547,81 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
             with store.engine.begin() as conn:
                 conn.execute(sa.text("ANALYZE"))
             print("ran ANALYZE")
-        session = open_launch(app, app.test_client())
+        pages = _pages(store, now)
+        sessions = _sessions(app, store)
+        cold = _cold(args, url, tmp, pages) if args.cold_runs else {}
         freeze_startup_heap()  # as `hw-fhir serve` does before its workers start
-        responses = store.search(
-            "QuestionnaireResponse",
-            [("patient", "Patient/pat-ava"), ("_sort", "-authored"), ("_count", "2")],
-        ).resources
-        task = store.search(
-            "Task", [("patient", "Patient/pat-ava"), ("status", "requested"), ("_count", "1")]
-        ).resources[0]
-        pages = [
-            ("dashboard", "/clinician/patients/pat-ava", {}),
-            ("landing /app", "/app", {}),
-            ("assign: library", "/clinician/patients/pat-ava/assign", {}),
-            (
-                "assign: library search",
-                "/clinician/patients/pat-ava/assign",
-                {"q": "sleep", "problem": "insomnia"},
-            ),
-            ("assign: tailor", "/clinician/patients/pat-ava/assign/phq-9", {}),
-            (
-                "assign: confirmation",
-                "/clinician/patients/pat-ava/assigned/CarePlan/bench-plan-0",
-                {},
-            ),
-            ("change a plan", "/clinician/patients/pat-ava/assignments/CarePlan/bench-plan-1", {}),
-            ("change a task", f"/clinician/patients/pat-ava/assignments/Task/{task['id']}", {}),
-            ("response review", f"/clinician/patients/pat-ava/responses/{responses[0]['id']}", {}),
-            (
-                "compare",
-                "/clinician/patients/pat-ava/compare",
-                {"a": responses[1]["id"], "b": responses[0]["id"]},
-            ),
-            ("session prep", "/clinician/patients/pat-ava/session-prep", {}),
-            (
-                "session prep, 8 weeks",
-                "/clinician/patients/pat-ava/session-prep",
-                {"since": (now - timedelta(days=56)).date().isoformat()},
-            ),
-            ("pathway", "/clinician/patients/pat-ava/pathways/insomnia-4-weeks", {}),
-            ("preview", "/clinician/library/phq-9/preview", {"patient": "pat-ava"}),
-            ("my activities", "/clinician/library", {}),
-            ("panel", "/clinician/panel", {}),
-        ]
-        # round robin: every page sees the same drift of this machine's speed
-        for name, path, params in pages:
-            session.get(path, **params)  # warm up (templates, style, Task facts)
-        walls: dict[str, list[float]] = {name: [] for name, _, _ in pages}
-        cpus: dict[str, list[float]] = {name: [] for name, _, _ in pages}
-        cold: list[float] = []
-        cold_panel: list[float] = []
+        statements = _Statements(store.engine)
+        for _name, who, path, params in pages:
+            sessions[who].get(path, **params)  # warm up (templates, style, Task facts)
+        walls: dict[str, list[float]] = {name: [] for name, *_ in pages}
+        cpus: dict[str, list[float]] = {name: [] for name, *_ in pages}
+        counts: dict[str, list[int]] = {name: [] for name, *_ in pages}
+        emptied: dict[str, list[float]] = {"dashboard": [], "panel": []}
         references = []
+        # round robin: every page sees the same drift of this machine's speed
         for _ in range(args.runs):
             references.append(_reference_ms())
-            for name, path, params in pages:
-                wall, cpu = _sample(session, path, params)
+            for name, who, path, params in pages:
+                wall, cpu, n = _sample(sessions[who], path, params, statements)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
-            # the dashboard and the panel when none of their Tasks was read before (first
-            # view after a restart, or after all of them changed); then both read once
-            # more, unmeasured, so that the next round's pages find what a running server
-            # would have kept
-            clear_task_facts()
-            cold.append(_sample(session, pages[0][1], pages[0][2])[0])
-            clear_task_facts()
-            cold_panel.append(_sample(session, pages[-1][1], pages[-1][2])[0])
-            session.get(pages[0][1], **pages[0][2])
-        walls["dashboard, cold"] = cpus["dashboard, cold"] = cold
-        walls["panel, cold"] = cpus["panel, cold"] = cold_panel
-        print(f"{'page':28} {'median ms':>10} {'p95 ms':>8} {'best ms':>8} {'cpu ms':>8}")
+                counts[name].append(n)
+            # the dashboard and the panel when none of their Tasks was read before in this
+            # process (after all of them changed); then both read again, unmeasured, so
+            # that the next round's pages find what a running server would have kept
+            for name, who, path, params in pages:
+                if name in emptied:
+                    clear_task_facts()
+                    emptied[name].append(_sample(sessions[who], path, params, statements)[0])
+            for name, who, path, params in pages:
+                if name in emptied:
+                    sessions[who].get(path, **params)
+        print(
+            f"{'page':26} {'warm ms':>8} {'p95':>6} {'best':>6} {'cpu':>6} {'stmts':>5}"
+            f" | {'cold ms':>7} {'best':>6} {'cpu':>6} {'stmts':>5}"
+        )
         worst = 0.0
-        for name in walls:
+        for name, *_ in pages:
             median, p95, best = _summary(walls[name])
+            line = (
+                f"{name:26} {median:8.1f} {p95:6.1f} {best:6.1f} "
+                f"{statistics.median(cpus[name]):6.1f} {max(counts[name]):5d}"
+            )
+            over = median >= 100
             worst = max(worst, median)
-            flag = "" if median < 100 else "  <-- over 100 ms"
-            print(f"{name:28} {median:10.1f} {p95:8.1f} {best:8.1f} "
-                  f"{statistics.median(cpus[name]):8.1f}{flag}")
+            if name in cold:
+                c_median, _, c_best = _summary(cold[name]["wall"])
+                worst = max(worst, c_median)
+                over = over or c_median >= 100
+                line += (
+                    f" | {c_median:7.1f} {c_best:6.1f} "
+                    f"{statistics.median(cold[name]['cpu']):6.1f} "
+                    f"{int(max(cold[name]['statements'])):5d}"
+                )
+            print(line + ("  <-- over 100 ms" if over else ""))
+        for name, samples in emptied.items():
+            median, p95, best = _summary(samples)
+            worst = max(worst, median)
+            print(
+                f"{name + ', Task cache emptied':26} {median:8.1f} {p95:6.1f} {best:6.1f}"
+                + ("  <-- over 100 ms" if median >= 100 else "")
+            )
+        print(
+            "warm: median of --runs views, pages in turn; cold: the page's first view in a "
+            f"fresh process ({args.cold_runs} processes each); stmts: SQL statements per view"
+        )
+        if cold:
+            startups = [s for figures in cold.values() for s in figures["startup"]]
+            print(f"app start-up (create_app) in those processes: median "
+                  f"{statistics.median(startups):.0f} ms")
         print(f"machine reference: sum(range(2*10**6)) took {min(references):.0f} ms at best, "
               f"{statistics.median(references):.0f} ms median, {max(references):.0f} ms at worst "
               "during the run (20-30 ms on a current laptop; this machine's speed drifts)")
+        load1, load5, load15 = os.getloadavg()
         print(
             f"slowest median: {worst:.1f} ms (bar: < 100 ms); load average now "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            f"{load1:.1f} {load5:.1f} {load15:.1f} on {os.cpu_count()} CPUs"
         )
         app.extensions["hw_fhir"].close()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import Flask, send_from_directory
-from jinja2 import ChoiceLoader, FileSystemLoader
+from jinja2 import ChoiceLoader, FileSystemBytecodeCache, FileSystemLoader
 
 from hw_fhir.config import load_settings
 from hw_fhir.plugins import blueprints, template_dirs
@@ -56,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None, *,
         log.warning("HW_FHIR_OPEN_API is on: /fhir answers WITHOUT authorization. "
                     "Development only; never expose this server.")
     install_state(app, services if services is not None else build_services(settings))
+    _template_bytecode_cache(app)
 
     cors.init_app(app)
     alerts.init_app(app)
@@ -83,6 +85,20 @@ def create_app(test_config: dict[str, Any] | None = None, *,
         return {"status": "ok"}
 
     return app
+
+
+def _template_bytecode_cache(app: Flask) -> None:
+    """Keep compiled templates in the instance folder (``jinja-cache``), checked against
+    each template's source, so that a new process renders its first pages without
+    compiling their templates again (about 0.5 s of CPU for all of them). No cache when
+    the folder cannot be made."""
+    folder = os.path.join(app.instance_path, "jinja-cache")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return
+    if os.access(folder, os.W_OK):
+        app.jinja_env.bytecode_cache = FileSystemBytecodeCache(folder)
 
 
 def _mount_plugins(app: Flask) -> None:
