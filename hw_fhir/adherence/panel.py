@@ -51,14 +51,24 @@ def _behind_key(row: PanelRow) -> tuple[Any, ...]:
     )
 
 
-def _homework_of(store: Store, patients: list[str]) -> dict[str, list[TaskFacts]]:
-    """Every homework Task of many patients, one search per 50 patients."""
+def _homework_of(
+    store: Store, patients: list[str], window: AdherenceWindow
+) -> dict[str, list[TaskFacts]]:
+    """The homework Tasks of many patients that may count in the window: two searches per
+    50 patients, those due since the window's start and those done (executionPeriod) since
+    then. A day's margin keeps date-only values in; :func:`recent_adherence` decides. A
+    patient's older history (two years of it, say) is neither read nor parsed."""
     out: dict[str, list[TaskFacts]] = {ref: [] for ref in patients}
+    since = f"ge{_iso(window.start - timedelta(days=1))}"
+    seen: set[str] = set()
     for start in range(0, len(patients), _CHUNK):
         chunk = ",".join(patients[start : start + _CHUNK])
-        for facts, _ in task_facts(store, every_match(store, "Task", [("patient", chunk)])):
-            if facts.homework and facts.subject in out:
-                out[facts.subject].append(facts)
+        for when in ("due", "period"):
+            found = every_match(store, "Task", [("patient", chunk), (when, since)])
+            for facts, _ in task_facts(store, found):
+                if facts.homework and facts.subject in out and facts.id not in seen:
+                    seen.add(facts.id)
+                    out[facts.subject].append(facts)
     return out
 
 
@@ -120,7 +130,7 @@ def panel_summary(
             "Patient", [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
         ).resources:
             names[f"Patient/{patient['id']}"] = _patient_name(patient)
-    homework = _homework_of(store, ordered)
+    homework = _homework_of(store, ordered, window)
     check_ins = check_ins_of(store, ordered, window.start)
     rows = [
         PanelRow(
