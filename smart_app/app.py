@@ -6,10 +6,12 @@ import logging
 import os
 from typing import Any
 
+from babel import localedata
 from flask import Flask, send_from_directory
 from jinja2 import ChoiceLoader, FileSystemBytecodeCache, FileSystemLoader
 
 from hw_fhir.config import load_settings
+from hw_fhir.i18n import LANGUAGES
 from hw_fhir.plugins import blueprints, template_dirs
 from hw_fhir.services import Services, build_services
 
@@ -58,6 +60,8 @@ def create_app(test_config: dict[str, Any] | None = None, *,
                     "Development only; never expose this server.")
     install_state(app, services if services is not None else build_services(settings))
     _template_bytecode_cache(app)
+    for language in LANGUAGES:  # the first date shown in a language read Babel's data then
+        localedata.load(language)
 
     cors.init_app(app)
     alerts.init_app(app)
