@@ -1,20 +1,33 @@
-"""Server time of the clinician pages for a patient with 1 000 homework Tasks on file.
+"""Server time of the clinician and patient pages for a patient with 1 000 homework Tasks.
 
 Builds a realistic history on SQLite: one patient with ``--tasks`` Tasks over two years
 (recurring plans and one-offs; done on time, late, missed, upcoming), a PHQ-9 score
 every two weeks with its response, reminders, a risk flag; other patients with homework
 too, so indexes matter; and ``--panel`` more patients of the same clinician with 25
 Tasks each in the last four weeks (1 000 Tasks on the panel page). Then times each page
-through the WSGI app (a signed-in launch, as inside the EHR), the pages in turn so that
-all see the same drift of the machine's speed, and prints the median, 95th percentile and
-best time per page. "dashboard, cold" and "panel, cold" are those pages when none of
-their Tasks was read before (the review pages keep what they read of each Task version;
-a restart or a change of every Task forgets it).
+through the WSGI app (a signed-in launch, as inside the EHR; the patient's /my/ pages
+signed in through a reminder's secure link).
 
-Quality bar: every page under 100 ms with 1 000 Tasks on file.
+Per page it prints:
+
+* **warm**: median, 95th percentile, best and CPU time of ``--runs`` views, the pages in
+  turn so that all see the same drift of the machine's speed, and the SQL statements of
+  one view;
+* **cold**: the page's first view in a fresh process (``--cold-runs`` processes per page,
+  the pages interleaved): the app made as ``hw-fhir serve`` makes it on the same
+  database, nothing read or rendered before in that process; median, best, CPU time and
+  statements;
+* "dashboard/panel, Task cache emptied": those pages in the warm process right after
+  :func:`~hw_fhir.adherence.clear_task_facts` (as after a change of every Task).
+
+The last lines give a machine reference (a fixed loop's time), the app start-up time in
+the cold processes, and the load average: timings on a shared machine drift, the
+statement counts do not.
+
+Quality bar: every page under 100 ms with 1 000 Tasks on file, warm and cold.
 
     python bench/bench_dashboard.py [--tasks 1000] [--others 20000] [--runs 30] [--panel 40]
-                                    [--postgres] [--analyze]
+                                    [--cold-runs 3] [--postgres] [--analyze]
 
 ``--postgres`` runs it on a fresh schema of the local PostgreSQL instead of SQLite.
 ``--analyze`` runs SQLite's ANALYZE first (planner statistics; the store does not rely on
