@@ -13,16 +13,17 @@ Per page it prints:
 * **warm**: median, 95th percentile, best and CPU time of ``--runs`` views, the pages in
   turn so that all see the same drift of the machine's speed, and the SQL statements of
   one view;
-* **cold**: the page's first view in a fresh process (``--cold-runs`` processes per page,
-  the pages interleaved): the app made as ``hw-fhir serve`` makes it on the same
-  database, nothing read or rendered before in that process; median, best, CPU time and
-  statements;
+* **cold**: the page's first view in a fresh worker (``--cold-runs`` workers per page, the
+  pages interleaved): a process forked from the one that made the app and loaded the
+  data, before it served any page, as gunicorn forks ``hw-fhir serve``'s workers; nothing
+  read, rendered or compiled for a page before; median, best, CPU time and statements.
+  Templates compiled by an earlier worker are kept in ``<instance>/jinja-cache``, as on
+  a server after its first start;
 * "dashboard/panel, Task cache emptied": those pages in the warm process right after
   :func:`~hw_fhir.adherence.clear_task_facts` (as after a change of every Task).
 
-The last lines give a machine reference (a fixed loop's time), the app start-up time in
-the cold processes, and the load average: timings on a shared machine drift, the
-statement counts do not.
+The last lines give a machine reference (a fixed loop's time) and the load average:
+timings on a shared machine drift, the statement counts do not.
 
 Quality bar: every page under 100 ms with 1 000 Tasks on file, warm and cold.
 
@@ -368,7 +369,7 @@ def main() -> None:
         "--cold-runs",
         type=int,
         default=3,
-        help="fresh processes per page for its cold figure (0: no cold figures)",
+        help="fresh workers per page for its cold figure (0: no cold figures)",
     )
     parser.add_argument(
         "--panel", type=int, default=40, help="more patients in the clinician's panel"
@@ -383,11 +384,8 @@ def main() -> None:
         action="store_true",
         help="run SQLite ANALYZE after loading (planner statistics)",
     )
-    parser.add_argument("--cold-child", nargs=3, help=argparse.SUPPRESS)  # url instance page
     args = parser.parse_args()
-    if args.cold_child:
-        _cold_child(*args.cold_child)
-    elif args.postgres:
+    if args.postgres:
         with _pg_schema() as url:
             _run(args, url)
     else:
@@ -492,46 +490,44 @@ def _sessions(app: Any, store: Any) -> dict[str, Any]:
     }
 
 
-def _cold_child(database_url: str, instance: str, name: str) -> None:
-    """In a fresh process: start the app as `hw-fhir serve` does, sign in, and time the first
-    view of one page (nothing read before in this process). Prints one JSON line."""
+def _cold(args: argparse.Namespace, app: Any, pages: list[Page]) -> dict[str, Any]:
+    """Each page's first view in a fresh worker, ``--cold-runs`` workers per page, the pages
+    interleaved: a process forked from this one after start-up and before any page was
+    served, as gunicorn forks its workers from the process that made the app (the child
+    rebuilds its database pool first, as a worker does). Nothing was read or rendered
+    before in it: no compiled template, no Task read, no compiled SQL of a page."""
     import json
-
-    from smart_app import create_app
-
-    started = time.perf_counter()
-    app = create_app(_config(database_url, instance))
-    startup = (time.perf_counter() - started) * 1000
-    store = app.extensions["hw_fhir"].store
-    sessions = _sessions(app, store)
-    page = next(p for p in _pages(store, datetime.now(timezone.utc)) if p[0] == name)
-    freeze_startup_heap()
-    statements = _Statements(store.engine)
-    wall, cpu, count = _sample(sessions[page[1]], page[2], page[3], statements)
-    print(json.dumps({"wall": wall, "cpu": cpu, "statements": count, "startup": startup}))
-    app.extensions["hw_fhir"].close()
-
-
-def _cold(args: argparse.Namespace, url: str, instance: str, pages: list[Page]) -> dict[str, Any]:
-    """Each page's first view in a fresh process, ``--cold-runs`` times, pages interleaved."""
-    import json
-    import subprocess
 
     out: dict[str, dict[str, list[float]]] = {
-        name: {"wall": [], "cpu": [], "statements": [], "startup": []} for name, *_ in pages
+        name: {"wall": [], "cpu": [], "statements": []} for name, *_ in pages
     }
+    services = app.extensions["hw_fhir"]
     for _ in range(args.cold_runs):
-        for name, *_ in pages:
-            done = subprocess.run(
-                [sys.executable, __file__, "--cold-child", url, instance, name],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode:
-                raise SystemExit(f"cold view of {name} failed:\n{done.stderr[-2000:]}")
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
-            for key, value in figures.items():
+        for name, who, path, params in pages:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    os.close(read)
+                    services.after_fork()
+                    sessions = _sessions(app, services.store)
+                    statements = _Statements(services.store.engine)
+                    wall, cpu, count = _sample(sessions[who], path, params, statements)
+                    figures = {"wall": wall, "cpu": cpu, "statements": count}
+                    os.write(write, json.dumps(figures).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write)
+            data = b""
+            while chunk := os.read(read, 65536):
+                data += chunk
+            os.close(read)
+            _, status = os.waitpid(pid, 0)
+            if status:
+                raise SystemExit(f"cold view of {name} failed (status {status})")
+            for key, value in json.loads(data).items():
                 out[name][key].append(value)
     return out
 
@@ -561,9 +557,11 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
                 conn.execute(sa.text("ANALYZE"))
             print("ran ANALYZE")
         pages = _pages(store, now)
-        sessions = _sessions(app, store)
-        cold = _cold(args, url, tmp, pages) if args.cold_runs else {}
         freeze_startup_heap()  # as `hw-fhir serve` does before its workers start
+        started = time.perf_counter()
+        cold = _cold(args, app, pages) if args.cold_runs else {}
+        cold_secs = time.perf_counter() - started
+        sessions = _sessions(app, store)
         statements = _Statements(store.engine)
         for _name, who, path, params in pages:
             sessions[who].get(path, **params)  # warm up (templates, style, Task facts)
@@ -621,13 +619,10 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
                 + ("  <-- over 100 ms" if median >= 100 else "")
             )
         print(
-            "warm: median of --runs views, pages in turn; cold: the page's first view in a "
-            f"fresh process ({args.cold_runs} processes each); stmts: SQL statements per view"
+            f"warm: median of {args.runs} views, pages in turn; cold: the page's first view in "
+            f"a fresh worker ({args.cold_runs} each, {cold_secs:.0f} s); stmts: SQL statements "
+            "of one view"
         )
-        if cold:
-            startups = [s for figures in cold.values() for s in figures["startup"]]
-            print(f"app start-up (create_app) in those processes: median "
-                  f"{statistics.median(startups):.0f} ms")
         print(f"machine reference: sum(range(2*10**6)) took {min(references):.0f} ms at best, "
               f"{statistics.median(references):.0f} ms median, {max(references):.0f} ms at worst "
               "during the run (20-30 ms on a current laptop; this machine's speed drifts)")
