@@ -21,7 +21,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from hw_fhir import i18n, render
-from hw_fhir.adherence import patient_adherence
+from hw_fhir.adherence import patient_adherence, task_facts
 from hw_fhir.assignment import OPEN_STATUSES, HomeworkDetails, instant, parse_instant
 from hw_fhir.channel_in_use import channel_in_use
 from hw_fhir.completion import (
@@ -46,7 +46,7 @@ from hw_fhir.links import LINK_PATH
 from hw_fhir.outcomes import flags_for_response, measure_history, with_crisis_notes
 from hw_fhir.review import SHARE_SCORES_EXTENSION, scores_shared
 from hw_fhir.scoring import score_response
-from hw_fhir.store.base import iter_all
+from hw_fhir.store.base import every_match, iter_all
 from hw_fhir.translation import localize
 from hw_fhir.urls import local_path
 
@@ -587,26 +587,27 @@ def _note(patient_ref: str) -> dict[str, Any] | None:
 
 
 def _completed(patient_ref: str, zone: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest ``limit`` Tasks completed in 90 days: ordered by their (kept) facts, and
+    only those shown are parsed."""
     since = instant(_now() - timedelta(days=90))
-    tasks = iter_all(
+    found = every_match(
         _store(),
         "Task",
         [("patient", patient_ref), ("status", "completed"), ("_lastUpdated", f"ge{since}")],
     )
+    dated = []
+    for facts, stored in task_facts(_store(), found):
+        end = facts.finished or facts.modified
+        dated.append((parse_instant(end) if end else None, stored))
+    dated.sort(key=lambda pair: pair[0] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
     titles: dict[str, Any] = {}
     rows = []
-    for t in tasks:
-        end = (t.get("executionPeriod") or {}).get("end") or t.get("lastModified")
-        title, title_lang = titled(_store(), t, titles, current_language())
+    for end, stored in dated[:limit]:
+        title, title_lang = titled(_store(), stored.resource, titles, current_language())
         rows.append(
-            {
-                "title": title,
-                "lang": title_lang,
-                "end": parse_instant(end).astimezone(zone) if end else None,
-            }
+            {"title": title, "lang": title_lang, "end": end.astimezone(zone) if end else None}
         )
-    rows.sort(key=lambda r: r["end"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    return rows[:limit]
+    return rows
 
 
 @bp.get("/my/progress")
