@@ -49,7 +49,7 @@ from .canonicals import CanonicalCache
 from .engine import make_engine, sqlite_first
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
-from .searchparams import PARAMS, date_range, params_for
+from .searchparams import PARAMS, date_range, params_for, prefix_range
 from .totals import count_matches
 from .unit import StoreOps, UnitOfWork
 
@@ -511,7 +511,10 @@ class SqlStore:
                 return c.exact == v
             if f.modifier == "contains":
                 return c.value.contains(v, autoescape=True)
-            return c.value.startswith(v, autoescape=True)
+            # SQLite's LIKE cannot seek the value index (the pattern is an expression): the
+            # code-point range of the prefix can (BINARY order is code-point order)
+            return and_(*prefix_range(c.value, v), c.value.startswith(v, autoescape=True)) \
+                if self.dialect == "sqlite" else c.value.startswith(v, autoescape=True)
         if f.type == "uri":
             return c.value == v
         if f.type == "date":

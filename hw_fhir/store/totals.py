@@ -11,6 +11,13 @@ to the server unless the client asks (``_total``), so:
 * ``_total=estimate``: the same, and beyond the cap PostgreSQL's planner estimate of the
   matches (SQLite has none to give: no total);
 * ``_total=none``: no count at all (decided by the caller).
+
+The capped count must stop after the cap, not merely return it: SQLite evaluates the
+driving filter ``res_id IN (SELECT …)`` by first building the list of every res_id the
+filter matches (550 000 for ``date=ge…`` at 1 000 000 Observations), so there the capped
+count walks the driving filter's index rows as the outer loop instead (one
+``DISTINCT res_id`` per resource, the resource and the other filters checked per row) and
+stops at the cap.
 """
 
 from __future__ import annotations
@@ -18,14 +25,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection, exists, func, literal_column, select
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression
+from sqlalchemy.sql.selectable import ScalarSelect, Select
 
 from . import schema as S
 
 __all__ = ["TOTAL_CAP", "count_matches"]
 
 #: Matches counted at most for a total nobody asked to be exact (bounds the count's cost).
-TOTAL_CAP = 2000
+TOTAL_CAP = 1000
 
 
 def count_matches(conn: Connection, where: list[Any], mode: str | None) -> int | None:
@@ -36,13 +46,44 @@ def count_matches(conn: Connection, where: list[Any], mode: str | None) -> int |
     if mode == "accurate":
         return int(conn.execute(
             select(func.count()).select_from(S.resource).where(*where)).scalar_one())
-    capped = select(literal_column("1")).select_from(S.resource).where(*where).limit(TOTAL_CAP + 1)
-    found = int(conn.execute(select(func.count()).select_from(capped.subquery())).scalar_one())
+    capped = None
+    if conn.dialect.name == "sqlite":
+        capped = _driven_by_filter(where)
+    if capped is None:
+        capped = select(literal_column("1")).select_from(S.resource).where(*where)
+    found = int(conn.execute(select(func.count()).select_from(
+        capped.limit(TOTAL_CAP + 1).subquery())).scalar_one())
     if found <= TOTAL_CAP:
         return found
     if mode == "estimate" and conn.dialect.name == "postgresql":
         return _planner_estimate(conn, where)
     return None
+
+
+def _driven_by_filter(where: list[Any]) -> Select | None:
+    """``where``'s matches with its driving filter's index rows as the outer loop, or None.
+
+    ``resource.res_id IN (SELECT res_id FROM sp_x WHERE …)`` becomes
+    ``SELECT DISTINCT d.res_id FROM (SELECT res_id FROM sp_x WHERE …) AS d WHERE EXISTS
+    (SELECT 1 FROM resource WHERE resource.res_id = d.res_id AND <the rest of where>)``,
+    which SQLite runs row by row (the subquery is flattened), so a LIMIT stops it early.
+    """
+    drive = None
+    for n, cond in enumerate(where):
+        if (isinstance(cond, BinaryExpression) and cond.operator is operators.in_op
+                and cond.left is S.resource.c.res_id and isinstance(cond.right, ScalarSelect)
+                and isinstance(cond.right.element, Select)):
+            drive = n
+            break
+    if drive is None:
+        return None
+    source = where[drive].right.element.subquery("d")
+    rest = [c for n, c in enumerate(where) if n != drive]
+    # DISTINCT of an expression: by the column itself SQLite would walk the res_id-ordered
+    # index of every row of the type (to skip the sorter) instead of seeking the filter
+    return (select((source.c.res_id + literal_column("''")).label("res_id")).distinct()
+            .where(exists(select(literal_column("1")).select_from(S.resource)
+                          .where(S.resource.c.res_id == source.c.res_id, *rest))))
 
 
 def _planner_estimate(conn: Connection, where: list[Any]) -> int | None:
