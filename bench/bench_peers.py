@@ -678,6 +678,24 @@ def measure(systems: list[System], args: argparse.Namespace, size: int,
         print(f"   peak RSS {s.name}: largest process {peak:.0f} MB, all processes {total:.0f} MB")
 
 
+def _held(system: System) -> int:
+    """Fill the system's ids, patients and pagers from its database; return its Observations."""
+    assert system.bare is not None
+    engine = sa.create_engine(system.bare.url)
+    with engine.connect() as conn:
+        def ids(sql: str) -> list[str]:
+            return list(conn.execute(sa.text(sql)).scalars())
+        system.ids = ids("SELECT res_id FROM resource WHERE res_type = 'Observation' LIMIT 50000")
+        system.patients = ids("SELECT res_id FROM resource WHERE res_type = 'Patient' "
+                              "AND res_id LIKE 'p%-%' AND res_id NOT LIKE 'pager%'")
+        system.pagers = sorted(ids("SELECT res_id FROM resource WHERE res_type = 'Patient' "
+                                   "AND res_id LIKE 'pager-%'"))
+        count = conn.execute(sa.text("SELECT count(*) FROM resource "
+                                     "WHERE res_type = 'Observation'")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000",
@@ -699,6 +717,10 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR",
                         help="keep the databases after the run: the SQLite file(s) in DIR, the "
                              "PostgreSQL schema(s) not dropped (their URLs are printed)")
+    parser.add_argument("--reuse", nargs=2, metavar=("DIR", "SCHEMA"),
+                        help="measure (no loading) the databases an earlier --keep DIR run left: "
+                             "DIR/bench.db and PostgreSQL schema SCHEMA, at the size they hold "
+                             "(hw-fhir only)")
     parser.add_argument("--serve", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -710,6 +732,9 @@ def main() -> None:
     systems: list[System] = []
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = None
+    if args.reuse:
+        args.keep, schema = args.reuse
+        args.no_peer = True
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.keep:
@@ -721,8 +746,9 @@ def main() -> None:
                                         args.workers, args.threads))
             if not args.no_pg:
                 admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                if not args.reuse:
+                    with admin.connect() as conn:
+                        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
                 systems.append(start_hw("postgresql",
                                         f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}",
                                         tmp, args.workers, args.threads))
@@ -743,8 +769,13 @@ def main() -> None:
                     systems.append(peer)
             print("systems: " + ", ".join(f"{s.name} {s.base} (pid {s.pid})" for s in systems))
             pages: dict[str, dict[int, list[float]]] = {}
+            if args.reuse:
+                size = max(_held(s) for s in systems)
+                print(f"== reusing {size:,} Observations (no load)")
+                measure(systems, args, size, pages)
+                sizes = [size]
             have = 0
-            for stage, size in enumerate(sizes):
+            for stage, size in enumerate([] if args.reuse else sizes):
                 print(f"== growing to {size:,} Observations")
                 grow(systems, size, have, stage)
                 have = size
