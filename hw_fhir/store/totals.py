@@ -34,8 +34,10 @@ from . import schema as S
 
 __all__ = ["TOTAL_CAP", "count_matches"]
 
-#: Matches counted at most for a total nobody asked to be exact (bounds the count's cost).
-TOTAL_CAP = 1000
+#: Matches counted at most for a total nobody asked to be exact: the count reads about
+#: TOTAL_CAP / (share of the driving rows that pass the other filters) rows; at 1 000 000
+#: Observations a cap of 1 000 read 9 000 rows on PostgreSQL (230 ms, data beyond shared_buffers).
+TOTAL_CAP = 100
 
 
 def count_matches(conn: Connection, where: list[Any], mode: str | None) -> int | None:
