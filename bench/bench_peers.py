@@ -23,6 +23,8 @@ cost at each size against the first::
     python bench/bench_peers.py --sizes 1000,1000000 --rounds 2 --creates 100
     python bench/bench_peers.py --no-peer               # hw-fhir only
     python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
+    python bench/bench_peers.py --sizes 1000,1000000 --no-peer --keep /tmp/k  # keep the DBs
+    python bench/bench_peers.py --reuse /tmp/k bench_xxxx  # measure them again, no loading
 
 The peer is started with its ``start.sh`` (on a free port) unless ``--peer-url`` names a
 running one; when it cannot start the bench says so and prints hw-fhir's figures alone.
