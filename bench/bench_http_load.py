@@ -1,9 +1,13 @@
 """HTTP load on `hw-fhir serve --workers 2`: 50 clients read, search and write /fhir.
 
 Prints requests/s, the error count (any non-2xx, a wrong body or a connection error)
-and p50/p95/p99 latency, on SQLite and on PostgreSQL.
+and p50/p95/p99 latency, on SQLite and on PostgreSQL; and, sampled every second while the
+clients run, the server processes' resident memory (VmRSS summed over gunicorn's master and
+workers, and the largest process's peak VmHWM) and on PostgreSQL the server's connections
+(``pg_stat_activity`` rows of this run's ``application_name``): flat and bounded, or not.
 
     python bench/bench_http_load.py [--clients 50] [--seconds 60] [--workers 2] [--skip-pg]
+                                    [--skip-sqlite]
 """
 
 from __future__ import annotations
@@ -59,6 +63,43 @@ def _client(url: str, n: int, stop: float, times: list[float], errors: list[str]
         times.append(time.perf_counter() - started)
 
 
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    try:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out.extend(_tree(int(child)))
+    except OSError:
+        pass
+    return out
+
+
+def _kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _sample(pid: int, app_name: str | None, stop: float, out: list[tuple[float, int]]) -> None:
+    """Every second until ``stop``: (RSS MB of the server's processes, PostgreSQL connections)."""
+    admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT") if app_name else None
+    while time.monotonic() < stop:
+        rss = sum(_kb(p, "VmRSS") for p in _tree(pid)) / 1024
+        conns = -1
+        if admin is not None:
+            with admin.connect() as conn:
+                conns = int(conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"),
+                    {"a": app_name}).scalar_one())
+        out.append((rss, conns))
+        time.sleep(1)
+    if admin is not None:
+        admin.dispose()
+
+
 def run(database_url: str, label: str, args: argparse.Namespace, tmp: str) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -82,15 +123,19 @@ def run(database_url: str, label: str, args: argparse.Namespace, tmp: str) -> No
                 time.sleep(0.2)
         times: list[float] = []
         errors: list[str] = []
+        samples: list[tuple[float, int]] = []
+        app_name = database_url.partition("application_name=")[2].partition("&")[0] or None
         stop = time.monotonic() + args.seconds
         started = time.monotonic()
         threads = [threading.Thread(target=_client, args=(url, n, stop, times, errors))
                    for n in range(args.clients)]
+        threads.append(threading.Thread(target=_sample, args=(proc.pid, app_name, stop, samples)))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
+        peak = max(_kb(p, "VmHWM") for p in _tree(proc.pid)) / 1024
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -101,6 +146,16 @@ def run(database_url: str, label: str, args: argparse.Namespace, tmp: str) -> No
           f"p50 {cuts[49] * 1000:.1f} ms, p95 {cuts[94] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
     if errors:
         print(f"             first errors: {errors[:5]}")
+    if samples:
+        third = max(1, len(samples) // 3)
+        rss = [r for r, _ in samples]
+        print(f"             RSS of all server processes: first third of the run max "
+              f"{max(rss[:third]):.0f} MB, last third max {max(rss[-third:]):.0f} MB; largest "
+              f"process peak (VmHWM) {peak:.0f} MB")
+        conns = [c for _, c in samples if c >= 0]
+        if conns:
+            print(f"             PostgreSQL connections of the server: min {min(conns)}, "
+                  f"max {max(conns)}, at the end {conns[-1]} (samples every second)")
 
 
 def main() -> None:
@@ -109,9 +164,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        run(f"sqlite:///{tmp}/bench.db", "sqlite", args, tmp)
+        if not args.skip_sqlite:
+            run(f"sqlite:///{tmp}/bench.db", "sqlite", args, tmp)
         if args.skip_pg:
             return
         schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -119,7 +177,8 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
         try:
-            run(f"{PG}?options=-csearch_path%3D{schema}", "postgresql", args, tmp)
+            run(f"{PG}?options=-csearch_path%3D{schema}&application_name=hwload_{schema}",
+                "postgresql", args, tmp)
         finally:
             with admin.connect() as conn:
                 conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))

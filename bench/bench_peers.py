@@ -23,6 +23,8 @@ cost at each size against the first::
     python bench/bench_peers.py --sizes 1000,1000000 --rounds 2 --creates 100
     python bench/bench_peers.py --no-peer               # hw-fhir only
     python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
+    python bench/bench_peers.py --sizes 1000,1000000 --no-peer --keep /tmp/k  # keep the DBs
+    python bench/bench_peers.py --reuse /tmp/k bench_xxxx  # measure them again, no loading
 
 The peer is started with its ``start.sh`` (on a free port) unless ``--peer-url`` names a
 running one; when it cannot start the bench says so and prints hw-fhir's figures alone.
@@ -417,24 +419,40 @@ def grow(systems: list[System], target: int, have: int, stage: int, seed: int = 
     for i in range(count):
         subject = pager if i % spacing == 0 and i // spacing < PAGER_OBS else rnd.choice(new_patients)
         obs.append(observation(rnd, subject, i))
-    seconds = {}
-    for system in systems:
-        client = Client(system.base)
-        kind = "transaction"
-        t0 = time.perf_counter()
-        for start in range(0, len(patients), 50):  # Medplum: at most 50 PUTs a transaction
-            client.json("POST", "", bundle(patients[start:start + 50], kind))
-        for start in range(0, len(obs), 1000):
-            reply = client.json("POST", "", bundle(obs[start:start + 1000], kind))
-            ids = _ids(reply)
-            if len(system.ids) < 50_000:
-                system.ids.extend(ids[:50_000 - len(system.ids)])
-        seconds[system.name] = time.perf_counter() - t0
-        client.close()
-        system.patients.extend(new_patients)
-        system.pagers.append(pager)
+    seconds: dict[str, float] = {}
+    failures: list[BaseException] = []
+
+    def load_into(system: System) -> None:
+        try:
+            client = Client(system.base)
+            kind = "transaction"
+            t0 = time.perf_counter()
+            for start in range(0, len(patients), 50):  # Medplum: at most 50 PUTs a transaction
+                client.json("POST", "", bundle(patients[start:start + 50], kind))
+            for start in range(0, len(obs), 1000):
+                reply = client.json("POST", "", bundle(obs[start:start + 1000], kind))
+                ids = _ids(reply)
+                if len(system.ids) < 50_000:
+                    system.ids.extend(ids[:50_000 - len(system.ids)])
+            seconds[system.name] = time.perf_counter() - t0
+            client.close()
+            system.patients.extend(new_patients)
+            system.pagers.append(pager)
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the main thread
+            failures.append(exc)
+
+    # every system loads at the same time (each server is a process of its own), so a large
+    # size takes the slowest system's time, not the sum; each rate is under that contention
+    loaders = [threading.Thread(target=load_into, args=(s,)) for s in systems]
+    for t in loaders:
+        t.start()
+    for t in loaders:
+        t.join()
+    if failures:
+        raise failures[0]
     for name, secs in seconds.items():
-        print(f"  loaded {count} Observations into {name} in {secs:.1f} s ({count / secs:.0f}/s)")
+        print(f"  loaded {count} Observations into {name} in {secs:.1f} s ({count / secs:.0f}/s; "
+              f"all systems loading at once, load average {os.getloadavg()[0]:.1f})")
     return max(seconds.values())
 
 
@@ -662,6 +680,24 @@ def measure(systems: list[System], args: argparse.Namespace, size: int,
         print(f"   peak RSS {s.name}: largest process {peak:.0f} MB, all processes {total:.0f} MB")
 
 
+def _held(system: System) -> int:
+    """Fill the system's ids, patients and pagers from its database; return its Observations."""
+    assert system.bare is not None
+    engine = sa.create_engine(system.bare.url)
+    with engine.connect() as conn:
+        def ids(sql: str) -> list[str]:
+            return list(conn.execute(sa.text(sql)).scalars())
+        system.ids = ids("SELECT res_id FROM resource WHERE res_type = 'Observation' LIMIT 50000")
+        system.patients = ids("SELECT res_id FROM resource WHERE res_type = 'Patient' "
+                              "AND res_id LIKE 'p%-%' AND res_id NOT LIKE 'pager%'")
+        system.pagers = sorted(ids("SELECT res_id FROM resource WHERE res_type = 'Patient' "
+                                   "AND res_id LIKE 'pager-%'"))
+        count = conn.execute(sa.text("SELECT count(*) FROM resource "
+                                     "WHERE res_type = 'Observation'")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000",
@@ -680,6 +716,13 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR",
                         help="also serve hw-fhir from this checkout (e.g. `git worktree` of main) "
                              "as <db>@before, measured in the same rounds, with after/before ratios")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the databases after the run: the SQLite file(s) in DIR, the "
+                             "PostgreSQL schema(s) not dropped (their URLs are printed)")
+    parser.add_argument("--reuse", nargs=2, metavar=("DIR", "SCHEMA"),
+                        help="measure (no loading) the databases an earlier --keep DIR run left: "
+                             "DIR/bench.db and PostgreSQL schema SCHEMA, at the size they hold "
+                             "(hw-fhir only)")
     parser.add_argument("--serve", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -691,16 +734,23 @@ def main() -> None:
     systems: list[System] = []
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = None
+    if args.reuse:
+        args.keep, schema = args.reuse
+        args.no_peer = True
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if args.keep:
+            tmp = Path(args.keep)
+            tmp.mkdir(parents=True, exist_ok=True)
         try:
             if not args.no_sqlite:
                 systems.append(start_hw("sqlite", f"sqlite:///{tmp}/bench.db", tmp,
                                         args.workers, args.threads))
             if not args.no_pg:
                 admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                if not args.reuse:
+                    with admin.connect() as conn:
+                        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
                 systems.append(start_hw("postgresql",
                                         f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}",
                                         tmp, args.workers, args.threads))
@@ -721,8 +771,13 @@ def main() -> None:
                     systems.append(peer)
             print("systems: " + ", ".join(f"{s.name} {s.base} (pid {s.pid})" for s in systems))
             pages: dict[str, dict[int, list[float]]] = {}
+            if args.reuse:
+                size = max(_held(s) for s in systems)
+                print(f"== reusing {size:,} Observations (no load)")
+                measure(systems, args, size, pages)
+                sizes = [size]
             have = 0
-            for stage, size in enumerate(sizes):
+            for stage, size in enumerate([] if args.reuse else sizes):
                 print(f"== growing to {size:,} Observations")
                 grow(systems, size, have, stage)
                 have = size
@@ -739,10 +794,13 @@ def main() -> None:
                 if s.bare is not None:
                     s.bare.close()
                 s.stop()
-            if admin is not None:
+            if args.keep:
+                print(f"kept: sqlite:///{tmp}/bench.db, PostgreSQL schema {schema}")
+            elif admin is not None:
                 with admin.connect() as conn:
                     conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
                     conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}_b" CASCADE'))
+            if admin is not None:
                 admin.dispose()
 
 

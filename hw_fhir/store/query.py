@@ -46,7 +46,8 @@ class Query:
     offset: int = 0
     cursor: tuple[str, str] | None = None
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
-    total: str = "accurate"
+    #: ``_total`` as asked (None: the server's choice, see :mod:`~hw_fhir.store.totals`)
+    total: str | None = None
     summary_count: bool = False
     include: list[tuple[str, str, str | None]] = field(default_factory=list)
     revinclude: list[tuple[str, str, str | None]] = field(default_factory=list)

@@ -22,6 +22,7 @@ __all__ = [
     "params_for",
     "extract",
     "normalize_string",
+    "prefix_range",
     "date_range",
     "TokenValue",
     "RefValue",
@@ -277,6 +278,24 @@ def normalize_string(value: str) -> str:
     """Lower-case and strip accents, for string search."""
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def prefix_range(column: Any, prefix: str) -> list[Any]:
+    """Conditions ``prefix <= column < successor(prefix)``: every text starting with
+    ``prefix`` and nothing else, in code-point order (SQLite's BINARY collation; an index
+    can seek it where ``LIKE 'prefix%'`` with a bound pattern cannot)."""
+    if not prefix:
+        return []
+    chars = list(prefix)
+    while chars:
+        nxt = ord(chars[-1]) + 1
+        if 0xD800 <= nxt <= 0xDFFF:  # no surrogates in UTF-8: the next code point is U+E000
+            nxt = 0xE000
+        if nxt <= 0x10FFFF:
+            chars[-1] = chr(nxt)
+            return [column >= prefix, column < "".join(chars)]
+        chars.pop()  # U+10FFFF has no successor: bump the character before it
+    return [column >= prefix]
 
 
 _UTC = timezone.utc

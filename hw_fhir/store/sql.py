@@ -49,7 +49,8 @@ from .canonicals import CanonicalCache
 from .engine import make_engine, sqlite_first
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
-from .searchparams import PARAMS, date_range, params_for
+from .searchparams import PARAMS, date_range, params_for, prefix_range
+from .totals import count_matches
 from .unit import StoreOps, UnitOfWork
 
 __all__ = ["SqlStore", "now_instant"]
@@ -303,8 +304,8 @@ class SqlStore:
         result = SearchResult(q.resource_type, [], total=None, offset=q.offset, count=q.count,
                               params=q.echo, warnings=list(q.warnings))
         if q.summary_count or q.count == 0:
-            if want_total:
-                result.total = self._count(conn, matching)
+            if want_total:  # _summary=count asks for the count itself: exact unless told
+                result.total = count_matches(conn, matching, q.total or "accurate")
             return result
         order = []
         for key, desc in q.sort:
@@ -356,15 +357,10 @@ class SqlStore:
                 # this page holds the last match (by offset): the total needs no count
                 result.total = q.offset + len(result.matches)
             else:
-                result.total = self._count(conn, matching)
+                result.total = count_matches(conn, matching, q.total)
         if q.include or q.revinclude:
             result.included = self._includes(conn, q, result.matches)
         return result
-
-    @staticmethod
-    def _count(conn: Connection, where: list[Any]) -> int:
-        return int(conn.execute(
-            select(func.count()).select_from(S.resource).where(*where)).scalar_one())
 
     def _rows_by_id(self, conn: Connection, rtype: str, ids: list[str]) -> list[Any]:
         """Return the current rows of ``ids`` in that order (same read transaction)."""
@@ -515,7 +511,10 @@ class SqlStore:
                 return c.exact == v
             if f.modifier == "contains":
                 return c.value.contains(v, autoescape=True)
-            return c.value.startswith(v, autoescape=True)
+            # SQLite's LIKE cannot seek the value index (the pattern is an expression): the
+            # code-point range of the prefix can (BINARY order is code-point order)
+            return and_(*prefix_range(c.value, v), c.value.startswith(v, autoescape=True)) \
+                if self.dialect == "sqlite" else c.value.startswith(v, autoescape=True)
         if f.type == "uri":
             return c.value == v
         if f.type == "date":

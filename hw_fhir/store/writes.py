@@ -309,6 +309,7 @@ class WriteBuffer:
             self.written[S.SP_TABLES[kind].name] += len(items)
         self.written[_r.name] += len(self._updates) + len(self._inserts)
         self.written[S.resource_version.name] += len(self._versions)
+        self.written.update(f"resource:{v['res_type']}" for v in self._versions)  # per type
         self._stored.update(self._state)
         self._state.clear()
         self._inserts.clear()
