@@ -74,11 +74,22 @@ def give_homework(
     example: str = "",
     when: time = time(20, 0),
 ) -> dict[str, Any]:
-    """Assign one activity (catalog id or canonical) due in ``days`` days; return the Task."""
+    """Assign one activity (catalog id or canonical) due in ``days`` days; return the Task.
+
+    ``days=0`` ("due today") is due at ``when`` if that is still ahead in New York, else at
+    23:59 today, else (the last minutes of the day) tomorrow: assigning refuses a due time
+    already past, and the suite runs at every hour of the day.
+    """
     canonical = activity if "://" in activity else f"{CATALOG}{activity}|1.0.0"
     store = app.extensions["hw_fhir"].store
     zone = "America/New_York"
-    day = (datetime.now(ZoneInfo(zone)) + timedelta(days=days)).date()
+    now = datetime.now(ZoneInfo(zone))
+    day = (now + timedelta(days=days)).date()
+    soon = now + timedelta(minutes=5)
+    if days == 0 and datetime.combine(day, when, now.tzinfo) <= soon:
+        when = time(23, 59)
+        if datetime.combine(day, when, now.tzinfo) <= soon:
+            day += timedelta(days=1)
     return assign(
         store,
         Assignment(
