@@ -87,7 +87,11 @@ sp_reference = _sp_table(
     Column("url", String(512), nullable=True),
     value_index=("target_id", "target_type"),
 )
-sp_string = _sp_table("sp_string", Column("value", String(255), nullable=False),
+# code-point order on PostgreSQL too (migration 0009): a prefix search seeks the value index
+# by the range ``prefix <= value < successor(prefix)``
+sp_string = _sp_table("sp_string",
+                      Column("value", String(255).with_variant(String(255, collation="C"),
+                                                               "postgresql"), nullable=False),
                       Column("exact", String(255), nullable=False), value_index=("value",))
 sp_date = _sp_table(
     "sp_date",

@@ -282,8 +282,9 @@ def normalize_string(value: str) -> str:
 
 def prefix_range(column: Any, prefix: str) -> list[Any]:
     """Conditions ``prefix <= column < successor(prefix)``: every text starting with
-    ``prefix`` and nothing else, in code-point order (SQLite's BINARY collation; an index
-    can seek it where ``LIKE 'prefix%'`` with a bound pattern cannot)."""
+    ``prefix`` and nothing else, in code-point order (SQLite's BINARY collation, the "C"
+    collation of sp_string.value on PostgreSQL; an index can seek it where
+    ``LIKE 'prefix%'`` with a bound pattern cannot)."""
     if not prefix:
         return []
     chars = list(prefix)

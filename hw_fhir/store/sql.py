@@ -511,10 +511,9 @@ class SqlStore:
                 return c.exact == v
             if f.modifier == "contains":
                 return c.value.contains(v, autoescape=True)
-            # SQLite's LIKE cannot seek the value index (the pattern is an expression): the
-            # code-point range of the prefix can (BINARY order is code-point order)
-            return and_(*prefix_range(c.value, v), c.value.startswith(v, autoescape=True)) \
-                if self.dialect == "sqlite" else c.value.startswith(v, autoescape=True)
+            # LIKE with a bound pattern cannot seek the value index: the code-point range of
+            # the prefix can (SQLite's BINARY order; COLLATE "C" on PostgreSQL, migration 0009)
+            return and_(*prefix_range(c.value, v), c.value.startswith(v, autoescape=True))
         if f.type == "uri":
             return c.value == v
         if f.type == "date":
