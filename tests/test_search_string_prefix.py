@@ -141,3 +141,47 @@ def test_postgresql_prefix_search_seeks_the_value_index(sql_store: SqlStore) -> 
     seek = next(line for line in generic.splitlines() if "Index Cond" in line
                 and "(param)::text" in line)
     assert "(value)::text >= ($4)::text" in seek and "(value)::text < ($5)::text" in seek, generic
+
+
+def test_migration_0009_on_a_database_with_patients(db_url: str) -> None:
+    """Migration 0009 on an existing database: the values stay, the index is rebuilt in
+    code-point order (PostgreSQL), the searches find the same; a no-op on SQLite; reversible."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from hw_fhir.migrations import alembic_config, upgrade
+
+    store = SqlStore(db_url)
+    try:
+        cfg = alembic_config(store.engine)
+        others = [h for h in ScriptDirectory.from_config(cfg).get_heads() if h != "0009_string_c"]
+        for head in [*others, "0008_sp_stats"]:
+            upgrade(store.engine, head)
+        for name in FAMILIES:
+            store.create({"resourceType": "Patient", "name": [{"family": name}]})
+        before = {p: _family(store, p) for p in PREFIXES}
+
+        def collation() -> Any:
+            if store.dialect != "postgresql":
+                return None
+            with store.engine.connect() as conn:
+                return conn.exec_driver_sql(
+                    "SELECT collation_name FROM information_schema.columns WHERE table_schema = "
+                    "current_schema() AND table_name = 'sp_string' AND column_name = 'value'"
+                ).scalar_one()
+
+        assert collation() is None  # the database's default
+        upgrade(store.engine, "0009_string_c")
+        assert collation() == ("C" if store.dialect == "postgresql" else None)
+        assert {p: _family(store, p) for p in PREFIXES} == before
+        if store.dialect == "postgresql":
+            with store.engine.connect() as conn:
+                index = conn.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND indexname = 'ix_sp_string_value'").scalar_one()
+            assert index.endswith("(res_type, param, value)"), index  # rebuilt, same columns
+        command.downgrade(cfg, "0009_string_c-1")
+        assert collation() is None
+        assert {p: _family(store, p) for p in PREFIXES} == before
+    finally:
+        store.dispose()
