@@ -1,9 +1,9 @@
 """String search is "starts with", case- and accent-insensitive; it seeks the value index.
 
-The prefix is matched by ``LIKE 'prefix%'`` and by the code-point range
-``prefix <= value < successor(prefix)`` (``searchparams.prefix_range``), which a btree can
-seek: SQLite's BINARY collation is code-point order, and on PostgreSQL ``sp_string.value``
-is ``COLLATE "C"`` (migration 0009). Real SQLite and PostgreSQL.
+The prefix is matched by the code-point range ``prefix <= value < successor(prefix)``
+(``searchparams.prefix_range``; SQLite also keeps ``LIKE 'prefix%'`` beside it), which a
+btree can seek: SQLite's BINARY collation is code-point order, and on PostgreSQL
+``sp_string.value`` is ``COLLATE "C"`` (migration 0009). Real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

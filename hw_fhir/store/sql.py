@@ -512,8 +512,13 @@ class SqlStore:
             if f.modifier == "contains":
                 return c.value.contains(v, autoescape=True)
             # LIKE with a bound pattern cannot seek the value index: the code-point range of
-            # the prefix can (SQLite's BINARY order; COLLATE "C" on PostgreSQL, migration 0009)
-            return and_(*prefix_range(c.value, v), c.value.startswith(v, autoescape=True))
+            # the prefix can (SQLite's BINARY order; COLLATE "C" on PostgreSQL, migration 0009).
+            # The range alone is exactly "starts with"; PostgreSQL takes LIKE beside it for a
+            # second, independent condition and estimated 66 of 4 323 rows at 51 000 Patients
+            bounds = prefix_range(c.value, v)
+            if self.dialect == "postgresql" and bounds:
+                return and_(*bounds)
+            return and_(*bounds, c.value.startswith(v, autoescape=True))
         if f.type == "uri":
             return c.value == v
         if f.type == "date":
