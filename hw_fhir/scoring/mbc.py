@@ -96,6 +96,19 @@ class Progress:
         return "deterioration" in self.labels
 
 
+def _rule_and_points(instrument: str, series: Iterable[Point | tuple[When, float]],
+                     thresholds: Thresholds | None) -> tuple[Thresholds, list[Point]]:
+    """The instrument's thresholds (InvalidInput when none) and the series as sorted Points."""
+    rule = thresholds or THRESHOLDS.get(instrument)
+    if rule is None:
+        raise InvalidInput(f"No measurement-based-care thresholds for {instrument!r}")
+    points = sorted(
+        (p if isinstance(p, Point) else Point(p[0], float(p[1])) for p in series),
+        key=lambda p: _sort_key(p.when),
+    )
+    return rule, points
+
+
 def _sort_key(when: When) -> datetime:
     if isinstance(when, datetime):
         return when.replace(tzinfo=None) if when.tzinfo is None else when.astimezone().replace(tzinfo=None)
@@ -122,13 +135,7 @@ def progress(
     empty series. Raise :class:`InvalidInput` for an instrument with no known
     thresholds (pass ``thresholds`` for a vendor instrument).
     """
-    rule = thresholds or THRESHOLDS.get(instrument)
-    if rule is None:
-        raise InvalidInput(f"No measurement-based-care thresholds for {instrument!r}")
-    points = sorted(
-        (p if isinstance(p, Point) else Point(p[0], float(p[1])) for p in series),
-        key=lambda p: _sort_key(p.when),
-    )
+    rule, points = _rule_and_points(instrument, series, thresholds)
     if not points:
         return None
     baseline, latest = points[0], points[-1]
@@ -180,13 +187,7 @@ def worsening(
     score's rise comes first; the previous score's is given too only when it is another
     score (three or more). Raise :class:`InvalidInput` for an instrument with no thresholds.
     """
-    rule = thresholds or THRESHOLDS.get(instrument)
-    if rule is None:
-        raise InvalidInput(f"No measurement-based-care thresholds for {instrument!r}")
-    points = sorted(
-        (p if isinstance(p, Point) else Point(p[0], float(p[1])) for p in series),
-        key=lambda p: _sort_key(p.when),
-    )
+    rule, points = _rule_and_points(instrument, series, thresholds)
     if len(points) < 2:
         return ()
     latest = points[-1]
