@@ -288,6 +288,7 @@ def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBu
         prepared = _prepared(resource, task, now)
         if rid:
             prepared["id"] = rid
+        validated_as_amended(prepared, resource)  # the server's additions (see write_response)
         final = prepared["status"] == "completed"
         questionnaire = task_questionnaire(store, task)
         validate_response(questionnaire, prepared, final=final)

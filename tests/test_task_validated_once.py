@@ -17,7 +17,8 @@ import pytest
 from hw_fhir import models
 
 from patient_support import give_homework, snapshot
-from test_task_workflow_api import app, app_config, base, call, phq9, read  # noqa: F401  (fixtures)
+from test_task_workflow_api import (  # noqa: F401  (fixtures)
+    app, app_config, base, call, phq9, post_entry, read, transaction)
 
 
 @pytest.fixture
@@ -94,6 +95,18 @@ def test_the_draft_put_over_is_validated_in_full_once(app: Any, base: str,  # no
     assert len([m for m in _responses(checks) if "item" in m]) == 1
 
 
+def test_a_task_answer_in_a_transaction_is_validated_in_full_once(
+        app: Any, base: str, checks: list[tuple[str, frozenset[str]]]) -> None:  # noqa: F811
+    task = give_homework(app, "phq-9")
+    sent = phq9(basedOn=[{"reference": f"Task/{task['id']}"}])
+    checks.clear()
+    done = call(base, "POST", "", json=transaction(post_entry(sent, "urn:uuid:4b0e9f1c-1c1e-4e55-9d0a-"
+                                                                    "2f6f3c9d8e71")))
+    assert done.status_code == 200, done.text
+    assert read(base, f"Task/{task['id']}")["status"] == "completed"
+    assert [m for m in _responses(checks) if "item" in m] == [frozenset(sent)]
+
+
 @pytest.mark.parametrize("change", [
     {"item": "not a list"},
     {"item": [{"linkId": "1", "answer": [{"valueInteger": "two"}]}]},
@@ -115,3 +128,17 @@ def test_invalid_task_answers_are_refused_before_any_lookup(
     assert "Task" not in lookups and "Questionnaire" not in lookups
     assert snapshot(app) == before
     assert read(base, f"Task/{task['id']}")["status"] == "requested"
+
+
+@pytest.mark.parametrize("change", [{"authored": "yesterday"}, {"item": [{"linkId": 1}]}])
+def test_invalid_task_answers_in_a_transaction_are_refused(
+        app: Any, base: str, change: dict[str, Any], lookups: list[str]) -> None:  # noqa: F811
+    task = give_homework(app, "phq-9")
+    before = snapshot(app)
+    lookups.clear()
+    sent = dict(phq9(basedOn=[{"reference": f"Task/{task['id']}"}]), **change)
+    refused = call(base, "POST", "", json=transaction(post_entry(sent)))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert "Task" not in lookups and "Questionnaire" not in lookups
+    assert snapshot(app) == before
