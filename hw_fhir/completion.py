@@ -58,6 +58,7 @@ from .errors import (
 )
 from .events import RESPONSE_COMPLETED, RESPONSE_SAVED, TASK_STATUS_CHANGED, Events, publish
 from .library import resolve_questionnaire
+from .models import validated_as_amended
 from .responses import validate_response
 from .store.base import Store
 
@@ -276,6 +277,7 @@ def _write(
     if_match: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the response and the Task in one transaction; return both as stored."""
+    sent = response
     if existing is not None:
         response = dict(
             response,
@@ -302,6 +304,8 @@ def _write(
         }
     if new_task.get("status") == "completed":
         new_task["output"] = task_output(target)
+    if response_entry["resource"] is not sent:  # a copy with id (meta as If-Match): checked by
+        validated_as_amended(response_entry["resource"], sent)  # what changed, if ``sent`` passed
     entries = [response_entry, status_entry(new_task)]
     stored = transact(store, entries)
     return stored[1]["resource"], stored[0]["resource"]

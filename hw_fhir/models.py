@@ -33,6 +33,7 @@ __all__ = [
     "to_model",
     "validate",
     "validation_reused",
+    "validated_as_amended",
     "dump",
 ]
 
@@ -284,6 +285,53 @@ def validation_reused() -> Iterator[None]:
         yield
     finally:
         _VALIDATED.reset(token)
+
+
+def validated_as_amended(resource: dict[str, Any], base: dict[str, Any]) -> bool:
+    """Within :func:`validation_reused`, validate ``resource``, a copy of ``base`` with some members
+    changed, by what changed; return whether it did (False: nothing done, ``resource`` is
+    validated in full where it enters the store).
+
+    Done only when ``base`` passed :func:`validate` in this block and is unchanged since.
+    Then a resource of ``resource``'s type holding the top-level members of ``resource``
+    that differ from ``base``, plus every member the model checks together with others
+    (required elements, the choices of a ``value[x]``) and every primitive one, is validated in
+    full (any problem raises :class:`InvalidResource` naming the same elements), and
+    ``resource`` is remembered as validated. The same result as validating ``resource`` in
+    full: the members left out are ``base``'s, which passed, and the model, the code
+    bindings and the JSON type check look at each of them on its own.
+    """
+    memo = _VALIDATED.get()
+    rtype = resource.get("resourceType")
+    if memo is None or not isinstance(rtype, str) or rtype != base.get("resourceType") \
+            or not _validated_before(memo, base):
+        return False
+    coupled = _coupled_keys(rtype)
+    changed = {key: value for key, value in resource.items()
+               if key in coupled or not isinstance(value, (dict, list))
+               or key not in base or base[key] != value}
+    _validated(changed, rtype)
+    text = _json_text(resource)
+    if text is None:
+        return False
+    memo[:] = [*memo[-(_MEMO_SIZE - 1):], (resource, text)]
+    return True
+
+
+@lru_cache(maxsize=None)
+def _coupled_keys(rtype: str) -> frozenset[str]:
+    """JSON members the model checks together with others: required ones, ``[x]`` choices."""
+    cls = model_class(rtype)
+    blank = cls.model_construct()
+    names = {name for name, field in cls.model_fields.items() if field.is_required()}
+    names.update(n for pair in blank.get_required_fields() for n in pair if n)
+    names.update(n for group in blank.get_one_of_many_fields().values() for n in group)
+    keys = {"resourceType"}
+    for name in names:
+        field = cls.model_fields.get(name)
+        key = (field.alias if field is not None and field.alias else name).removesuffix("__ext")
+        keys.update({key, "_" + key.lstrip("_")})
+    return frozenset(keys)
 
 
 def _json_text(resource: dict[str, Any]) -> str | None:

@@ -49,7 +49,7 @@ from .completion import (
 )
 from .errors import BusinessRuleError, Forbidden, Gone, InvalidResource, Issue, NotFound, VersionConflict
 from .events import Events
-from .models import validate
+from .models import validate, validated_as_amended
 from .responses import validate_response
 from .store.base import Store, Stored, WriteResult
 
@@ -202,6 +202,9 @@ def write_response(store: Store, response: dict[str, Any], *, if_match: str | No
     prepared = _prepared(response, task, now)
     if existing is not None:
         prepared["id"] = existing["id"]
+    # the sent response passed above: only the server's additions are checked (the store
+    # then reuses this within the /fhir request's validation_reused block)
+    validated_as_amended(prepared, response)
     pinned = authorize(_as_sent(prepared, response)) if authorize is not None else None
     _check_subject(prepared, task)
     wanted = (if_match or pinned or "").strip() or None
@@ -285,6 +288,7 @@ def write_bundle(store: Store, bundle: dict[str, Any], *, authorize: AuthorizeBu
         prepared = _prepared(resource, task, now)
         if rid:
             prepared["id"] = rid
+        validated_as_amended(prepared, resource)  # the server's additions (see write_response)
         final = prepared["status"] == "completed"
         questionnaire = task_questionnaire(store, task)
         validate_response(questionnaire, prepared, final=final)

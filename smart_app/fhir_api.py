@@ -157,10 +157,11 @@ def transaction() -> Response:
     body = _body()
     _check_resource_type(body, "Bundle")
     svc = services()
-    result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
-        svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None), events=svc.events)
-    if result is None:
-        result = fhir_store().transaction(body)
+    with validation_reused():  # the SDC workflow's validation of an entry counts for the store's
+        result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
+            svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None), events=svc.events)
+        if result is None:
+            result = fhir_store().transaction(body)
     return _json(outcomes_api.score_bundle(result))  # after-write: scoring
 
 

@@ -77,3 +77,66 @@ def test_an_invalid_resource_is_never_remembered(full_checks: list[str]) -> None
             with pytest.raises(InvalidResource):
                 models.validate(response)
     assert len(full_checks) == 2
+
+
+def _amended(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**base, **changes}
+
+
+def test_an_amended_copy_is_checked_by_what_changed(full_checks: list[str]) -> None:
+    base = _response()
+    with models.validation_reused():
+        models.validate(base)
+        final = _amended(base, identifier={"system": "urn:x", "value": "1"},
+                         authored="2026-03-02T15:00:00Z", subject={"reference": "Patient/p"})
+        assert models.validated_as_amended(final, base)
+        models.validate(final)  # the store's check: reused
+    assert full_checks == ["QuestionnaireResponse", "QuestionnaireResponse"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"authored": "yesterday"},
+    {"subject": {"reference": 7}},
+    {"identifier": [{"system": "urn:x"}]},  # 0..1: not a list
+    {"status": "done"},
+    {"id": "not an id!"},
+])
+def test_an_invalid_amendment_is_refused(full_checks: list[str], changes: dict[str, Any]) -> None:
+    base = _response()
+    with models.validation_reused():
+        models.validate(base)
+        with pytest.raises(InvalidResource):
+            models.validated_as_amended(_amended(base, **changes), base)
+
+
+def test_removing_a_required_member_is_refused(full_checks: list[str]) -> None:
+    base = _response()
+    with models.validation_reused():
+        models.validate(base)
+        with pytest.raises(InvalidResource):
+            models.validated_as_amended({k: v for k, v in base.items() if k != "status"}, base)
+
+
+def test_choices_are_checked_together() -> None:
+    base = {"resourceType": "Observation", "status": "final", "code": {"text": "mood"},
+            "valueQuantity": {"value": 3}}
+    with models.validation_reused():
+        models.validate(base)
+        with pytest.raises(InvalidResource):  # value[x] twice: the unchanged one is checked too
+            models.validated_as_amended(_amended(base, valueString="three"), base)
+    fine = {k: v for k, v in base.items() if k != "valueQuantity"} | {"valueString": "three"}
+    with models.validation_reused():
+        models.validate(base)
+        assert models.validated_as_amended(fine, base)
+
+
+def test_nothing_is_done_unless_the_base_passed_in_this_block(full_checks: list[str]) -> None:
+    base = _response()
+    final = _amended(base, authored="yesterday")
+    assert not models.validated_as_amended(final, base)  # outside a block
+    with models.validation_reused():
+        assert not models.validated_as_amended(final, base)  # base never validated here
+        models.validate(base)
+        base["item"][0]["answer"][0] = {"valueInteger": "two"}  # changed since it passed
+        assert not models.validated_as_amended(_amended(base, status="completed"), base)
+    assert full_checks == ["QuestionnaireResponse"]

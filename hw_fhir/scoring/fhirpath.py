@@ -29,11 +29,12 @@ from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
 from antlr4.error.ErrorListener import ErrorListener
+from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy import apply_parsed_path
 from fhirpathpy.engine.nodes import FP_Type, ResourceNode
 from fhirpathpy.engine.util import get_data
 from fhirpathpy.models import models
-from fhirpathpy.parser import parse
+from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
@@ -69,8 +70,14 @@ class _Raise(ErrorListener):
 
 
 @lru_cache(maxsize=1024)
-def syntax_error(expression: str) -> str | None:
-    """Return a description of the syntax error in a FHIRPath expression, or None."""
+def _compiled(expression: str) -> tuple[Any, str | None]:
+    """Parse an expression once: (fhirpathpy's parsed form, None), or (None, the syntax error).
+
+    One ANTLR parse serves both: the whole text must be an expression (``entireExpression``,
+    any error raised by :class:`_Raise`), and its ``expression`` subtree is walked with
+    fhirpathpy's own listener into the form :func:`fhirpathpy.parser.parse` returns for
+    it (that function parses ``expression`` alone, ignoring errors and trailing text).
+    """
     lexer = FHIRPathLexer(InputStream(expression))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_Raise())
@@ -78,18 +85,24 @@ def syntax_error(expression: str) -> str | None:
     parser.removeErrorListeners()
     parser.addErrorListener(_Raise())
     try:
-        parser.entireExpression()
+        tree = parser.entireExpression()
     except ExpressionFailure as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
+    listener = ASTPathListener()
+    ParseTreeWalker().walk(listener, tree.expression())
+    return listener.parentStack[0], None
 
 
-@lru_cache(maxsize=1024)
+def syntax_error(expression: str) -> str | None:
+    """Return a description of the syntax error in a FHIRPath expression, or None."""
+    return _compiled(expression)[1]
+
+
 def _parsed(expression: str) -> Any:
-    problem = syntax_error(expression)
+    parsed, problem = _compiled(expression)
     if problem:
         raise ExpressionFailure(problem)
-    return parse(expression)
+    return parsed
 
 
 def to_plain(value: Any) -> Any:
