@@ -29,7 +29,7 @@ from . import catalog
 from .assignment import Assignment, assign
 from .completion import submit_response
 from .errors import HwFhirError
-from .outcomes import FLAG_DETAIL_EXTENSION, acknowledge_flag
+from .outcomes import FLAG_DETAIL_EXTENSION, FLAG_RAISED_EXTENSION, acknowledge_flag
 from .schedule import Schedule
 
 __all__ = ["load_history", "HISTORY_WEEKS", "PHQ9_SERIES"]
@@ -259,9 +259,10 @@ _PATIENTS = ("pat-ava", "pat-ben", "pat-carmen")
 def _date_flags_by_their_responses(services: Any) -> None:
     """Start each replayed risk Flag when its response was answered, not when the replay ran.
 
-    Scoring stamps a new Flag with the time it scores; the replay scores ten weeks of
-    answers in one go, so without this every historical Flag would start today (and the
-    acknowledged one would end before it started).
+    Scoring stamps a new Flag with the time it scores (``flag-raised``); the replay scores ten
+    weeks of answers in one go, so without this every historical Flag would say it was
+    raised today, days after the answer ("flagged later"), and an older store's Flags
+    would start today (the acknowledged one ending before it started).
     """
     store = services.store
     for patient in _PATIENTS:
@@ -275,9 +276,15 @@ def _date_flags_by_their_responses(services: Any) -> None:
             answered = store.read("QuestionnaireResponse", source.split("/", 1)[1]).resource
             authored = answered.get("authored")
             start = (flag.get("period") or {}).get("start")
-            if authored and start and _instant(authored) < _instant(start):
+            late = [e for e in flag.get("extension") or []
+                    if e.get("url") == FLAG_RAISED_EXTENSION and authored
+                    and _instant(authored) < _instant(e["valueDateTime"])]
+            if authored and start and (_instant(authored) < _instant(start) or late):
+                # in the story each answer was scored as it arrived: raised when answered
                 updated = {k: v for k, v in flag.items() if k != "meta"}
                 updated["period"] = dict(flag["period"], start=authored)
+                updated["extension"] = [dict(e, valueDateTime=authored) if e in late else e
+                                        for e in flag["extension"]]
                 store.update(updated)
 
 

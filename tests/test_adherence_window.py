@@ -16,7 +16,7 @@ import pytest
 from hw_fhir import review
 from hw_fhir.adherence import ADHERENCE_DAYS, AdherenceWindow, TaskFacts, panel_summary
 from hw_fhir.demo import load_demo_data
-from hw_fhir.outcomes import FLAG_DETAIL_EXTENSION
+from hw_fhir.outcomes import FLAG_DETAIL_EXTENSION, FLAG_RAISED_EXTENSION
 from hw_fhir.library import load_catalog
 from hw_fhir.store.base import iter_all
 
@@ -148,6 +148,9 @@ def test_the_demo_history_flags_start_when_their_responses_were_answered(demo_ap
         response = store.read("QuestionnaireResponse", source.split("/", 1)[1]).resource
         period = flag["period"]
         assert _moment(period["start"]) == _moment(response["authored"])
+        # scored as it arrived in the story: the dashboard must not say "flagged later"
+        raised = [e["valueDateTime"] for e in flag["extension"] if e["url"] == FLAG_RAISED_EXTENSION]
+        assert [_moment(r) for r in raised] == [_moment(response["authored"])]
         if "end" in period:
             assert _moment(period["end"]) >= _moment(period["start"])
     assert any(flag["status"] == "inactive" and "end" in flag["period"] for flag in flags)
