@@ -272,6 +272,11 @@ def score_chart(
         body.append(
             _text(x(day), height - 8, _short(day, with_year), size=10, anchor="middle", fill=_AXIS)
         )
+    # the labels sit on the far sides of the two lines (remission under its line, response
+    # over its own when response is the higher line, as usual); a low first score puts the
+    # response line under the remission line, and the labels swap sides so they never overlap
+    low_response = (response_at is not None and remission_below is not None
+                    and response_at < remission_below)
     for value, label, colour, dash, cls, dy in (
         (
             remission_below,
@@ -279,7 +284,7 @@ def score_chart(
             _REMISSION,
             "6 3",
             "threshold-remission",
-            12,
+            -4 if low_response else 12,
         ),
         (
             response_at,
@@ -287,7 +292,7 @@ def score_chart(
             _RESPONSE,
             "2 3",
             "threshold-response",
-            -4,
+            12 if low_response else -4,
         ),
     ):
         if value is None or not 0 <= value <= top:

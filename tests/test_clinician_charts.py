@@ -92,6 +92,17 @@ def test_thresholds_are_drawn_at_their_scores() -> None:
     assert "First 18 (moderately severe), latest 11 (moderate), change -7" in chart.summary
 
 
+@pytest.mark.parametrize("first", [5, 6, 7, 9, 10, 12, 18, 27])
+def test_threshold_labels_never_overlap(first: int) -> None:
+    """A low first score puts the response line under the remission line (first 5: response
+    2.5, remission 5): the two labels must still be apart, whichever line is higher."""
+    chart = instrument_chart("phq-9", [(date(2026, 1, 5), first), (date(2026, 2, 5), 19)])
+    labels = {t.text.split(":")[0]: float(t.get("y")) for t in _tree(chart).iter(f"{SVG}text")
+              if (t.text or "").startswith(("Remission:", "Response:"))}
+    assert set(labels) == {"Remission", "Response"}
+    assert abs(labels["Remission"] - labels["Response"]) >= 10  # font size 10
+
+
 def test_pcl5_has_no_remission_line_and_no_response_line_without_a_baseline() -> None:
     root = _tree(instrument_chart("pcl-5", [(date(2026, 1, 5), 44)]))
     classes = {ln.get("class") for ln in root.iter(f"{SVG}line")}
