@@ -27,6 +27,9 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers import _status_kb, _tree  # noqa: E402 (one /proc reader for the benches)
+
 PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -63,31 +66,11 @@ def _client(url: str, n: int, stop: float, times: list[float], errors: list[str]
         times.append(time.perf_counter() - started)
 
 
-def _tree(pid: int) -> list[int]:
-    out = [pid]
-    try:
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            out.extend(_tree(int(child)))
-    except OSError:
-        pass
-    return out
-
-
-def _kb(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _sample(pid: int, app_name: str | None, stop: float, out: list[tuple[float, int]]) -> None:
     """Every second until ``stop``: (RSS MB of the server's processes, PostgreSQL connections)."""
     admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT") if app_name else None
     while time.monotonic() < stop:
-        rss = sum(_kb(p, "VmRSS") for p in _tree(pid)) / 1024
+        rss = sum(_status_kb(p, "VmRSS") for p in _tree(pid)) / 1024
         conns = -1
         if admin is not None:
             with admin.connect() as conn:
@@ -135,7 +118,7 @@ def run(database_url: str, label: str, args: argparse.Namespace, tmp: str) -> No
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
-        peak = max(_kb(p, "VmHWM") for p in _tree(proc.pid)) / 1024
+        peak = max(_status_kb(p, "VmHWM") for p in _tree(proc.pid)) / 1024
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -8,7 +8,6 @@ worker's pass sends it exactly once, with no content and no names.
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 from email.policy import default as email_policy
@@ -19,6 +18,7 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from clinician_support import clinician_app, open_launch
+from sync_support import free_port
 from hw_fhir import messages
 from hw_fhir.reminders import run_reminders
 from hw_fhir.reminders.retry import reminder_problems
@@ -37,12 +37,6 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _awake(services: Any, patient_id: str = "pat-ava") -> None:
     """Put the patient in a zone where it is early afternoon now: no quiet hours in the way."""
     now = datetime.now(timezone.utc)
@@ -56,7 +50,7 @@ def _awake(services: Any, patient_id: str = "pat-ava") -> None:
 
 @pytest.fixture
 def down_smtp(app_config: dict[str, Any]) -> Any:
-    port = _free_port()  # nothing listens here yet: the SMTP server is down
+    port = free_port()  # nothing listens here yet: the SMTP server is down
     app = clinician_app(app_config, base_url="https://hw.example.org", smtp_port=port)
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
