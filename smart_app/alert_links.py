@@ -18,8 +18,8 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, session, url_for
 
 from hw_fhir.errors import NotFound
-from hw_fhir.smart.scopes import ScopeSet
 
+from .clinician.base import panel_access
 from .fhir_api import fhir_base
 from .launch import AFTER_LAUNCH_KEY, LAUNCH_ARG, current_launch, launcher
 from .security import session_id
@@ -84,9 +84,7 @@ def open_alert(flag_id: str) -> Any:
         return _error(404, "No such alert", "This alert is not here any more.")
     pid = subject.split("/", 1)[1]
     ctx = active.context
-    granted = ScopeSet.parse(ctx.scope)  # as the clinician pages decide (user_access)
-    panel = any(s.context in ("user", "system") for s in granted.covering("r", "Patient"))
-    if pid != ctx.local_patient and not panel:
+    if pid != ctx.local_patient and not panel_access(ctx.scope):  # as the clinician pages decide
         return _error(403, "This alert is about another patient",
                       "Your launch is open for another patient. Open hw-fhir from the chart of "
                       "the patient the alert is about; it is on top of their dashboard.")

@@ -34,6 +34,7 @@ __all__ = [
     "NOTICES",
     "clinician",
     "load_clinician",
+    "panel_access",
     "store",
     "events",
     "settings",
@@ -133,15 +134,20 @@ def load_clinician() -> Clinician:
         raise Forbidden(
             "These pages are for clinicians. Your launch did not sign you in as a Practitioner."
         )
-    granted = ScopeSet.parse(ctx.scope)
-    user_access = any(s.context in ("user", "system") for s in granted.covering("r", "Patient"))
     return Clinician(
         launch=active,
         practitioner=f"Practitioner/{ctx.local_practitioner}",
         resource=read_local(store(), "Practitioner", ctx.local_practitioner),
         patient_id=ctx.local_patient,
-        user_access=user_access,
+        user_access=panel_access(ctx.scope),
     )
+
+
+def panel_access(scope: str) -> bool:
+    """May a launch with ``scope`` open any patient (user/system read of Patient), not only
+    its own launch patient?"""
+    granted = ScopeSet.parse(scope)
+    return any(s.context in ("user", "system") for s in granted.covering("r", "Patient"))
 
 
 @bp.before_request
