@@ -117,6 +117,7 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
     """Launch hw-fhir (on 127.0.0.1) inside an iframe of a page on localhost; return (name, page)."""
     from urllib.parse import urlencode
 
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -135,7 +136,12 @@ def _frame_launch(app_config: dict[str, Any], driver: Any, *, secure: bool) -> t
             approve = wait.until(ec.element_to_be_clickable((By.ID, "approve")))
             approve.click()
             wait.until(lambda _driver: _detached(approve))
-            wait.until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+            # the frame navigated: chromedriver may have dropped its frame context and answer
+            # for the EHR's page from here on, so enter the frame again before reading it
+            driver.switch_to.default_content()
+            wait.until(ec.frame_to_be_available_and_switch_to_it((By.ID, "smart-app")))
+            WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
+                lambda d: d.find_element(By.TAG_NAME, "h1").get_attribute("id") != "ehr")
             text, page = driver.find_element(By.TAG_NAME, "body").text, driver.page_source
             driver.switch_to.default_content()
             OUTPUT.mkdir(exist_ok=True)

@@ -93,6 +93,20 @@ def test_a_failed_write_counts_nothing(sql_store: SqlStore) -> None:
     assert _analyzed(sql_store) == {}
 
 
+def test_a_check_that_fails_raises_nothing_and_keeps_its_counts(
+        sql_store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
+    """A table dropped under a check (a test's teardown, an operator's restore) is not an
+    unhandled error in the statistics thread: the check is logged and tried again later."""
+    sql_store.statistics = StatisticsKeeper(sql_store.engine, min_rows=100, check_every=10**6,
+                                            background=False)
+    _write(sql_store, 150)
+    with sql_store.engine.begin() as conn:
+        conn.exec_driver_sql('DROP TABLE "sp_reference"')
+    assert sql_store.statistics.refresh() == []
+    assert "refreshing planner statistics failed" in caplog.text
+    assert sql_store.statistics._changed["resource"] >= 150  # counted again at the next check
+
+
 def test_worker_task_analyzes_what_other_processes_changed(sql_store: SqlStore) -> None:
     """The worker's turn runs the check even when this process wrote nothing itself."""
     _write(sql_store, 150)

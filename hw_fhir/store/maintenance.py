@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import schema as S
 
@@ -138,7 +138,7 @@ class StatisticsKeeper:
                 self._since_check = 0
             try:
                 stale = self._analyze_stale(counted)
-            except OperationalError:
+            except SQLAlchemyError:  # locked, dropped under it, connection lost: try again later
                 log.warning("refreshing planner statistics failed; trying again later",
                             exc_info=True)
                 return []

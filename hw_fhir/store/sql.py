@@ -116,7 +116,8 @@ class SqlStore:
         upgrade(self.engine)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (after a statistics check running in the background)."""
+        self.statistics.join(timeout=30)
         self.engine.dispose()
 
     def after_fork(self) -> None:
