@@ -5,6 +5,7 @@ Checked on every page that shows them (real SQLite, the app's pages)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import pytest
@@ -218,3 +219,25 @@ def test_a_broken_crisis_config_is_reported_by_check_and_never_hides_help(
             as_text=True)  # Ava lives in the US: the built-in resources, not an error page
     finally:
         application.extensions["hw_fhir"].close()
+
+
+def test_no_catalog_text_outside_the_crisis_notes_names_the_us_numbers() -> None:
+    """Only the crisis notes are rewritten per country: any other text (a description, a
+    question, a translation) naming 988 or 911 would tell a patient in Tokyo to call them."""
+    from hw_fhir import catalog
+
+    def texts(node: Any, path: str) -> Iterator[tuple[str, str]]:
+        if isinstance(node, dict):
+            if node.get("linkId") in outcomes.crisis.CRISIS_NOTE_IDS:
+                return  # replaced by the patient's own resources (tests above)
+            for key, value in node.items():
+                yield from texts(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                yield from texts(value, f"{path}[{n}]")
+        elif isinstance(node, str):
+            yield path, node
+
+    found = [(q["id"], path) for q in catalog.load_questionnaires()
+             for path, text in texts(q, "") if re.search(r"\b(988|911)\b", text)]
+    assert found == []
