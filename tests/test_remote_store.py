@@ -276,8 +276,9 @@ def test_plain_create_that_times_out_is_not_retried(server: FlakyFhir) -> None:
 
 
 def test_get_that_times_out_is_retried(server: FlakyFhir) -> None:
-    server.script(Reply(200, stored_patient("p-1"), delay=1.0))
-    stored = remote(server, timeout=0.3).read("Patient", "p-1")
+    # the retry must answer within the timeout even on a loaded CI machine: 2 s, not 0.3 s
+    server.script(Reply(200, stored_patient("p-1"), delay=4.0))
+    stored = remote(server, timeout=2.0).read("Patient", "p-1")
     assert stored.id == "p-1" and len(server.seen) == 2
 
 
