@@ -3,6 +3,7 @@ assigned through the domain, secure links issued through hw_fhir.links, and form
 
 from __future__ import annotations
 
+import atexit
 import html
 import re
 import shutil
@@ -30,6 +31,7 @@ def _template_database() -> Path:
         from smart_app import create_app
 
         folder = Path(tempfile.mkdtemp(prefix="hw-fhir-patient-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # once per test process
         app = create_app({"TESTING": True, "instance_path": str(folder / "instance"),
                           "database_url": f"sqlite:///{folder / 'template.db'}",
                           "secret_key": "template", "secure_cookies": False})
