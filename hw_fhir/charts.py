@@ -277,6 +277,7 @@ def score_chart(
     # response line under the remission line, and the labels swap sides so they never overlap
     low_response = (response_at is not None and remission_below is not None
                     and response_at < remission_below)
+    placed: list[tuple[float, float, float, float]] = []  # label boxes drawn so far
     for value, label, colour, dash, cls, dy in (
         (
             remission_below,
@@ -302,7 +303,10 @@ def score_chart(
             f'y2="{_num(y(value))}" stroke="{colour}" stroke-width="1.6" '
             f'stroke-dasharray="{dash}"><title>{escape(label)}</title></line>'
         )
-        body.append(_text(left + 6, y(value) + dy, label, size=10, fill=colour, weight="600"))
+        lx, ly, anchor, box = _label_spot(label, y(value), dy, left, left + plot_w,
+                                          [(x(d), y(v)) for d, v in ordered], placed)
+        placed.append(box)
+        body.append(_text(lx, ly, label, size=10, anchor=anchor, fill=colour, weight="600"))
     if len(ordered) > 1:
         path = " ".join(f"{_num(x(d))},{_num(y(v))}" for d, v in ordered)
         body.append(
@@ -340,6 +344,45 @@ def score_chart(
         headers=("Date", "Score", "Severity"),
         rows=tuple(rows),
     )
+
+
+def _label_spot(label: str, line_y: float, dy: float, x0: float, x1: float,
+                points: list[tuple[float, float]],
+                taken: list[tuple[float, float, float, float]]
+                ) -> tuple[float, float, str, tuple[float, float, float, float]]:
+    """Where a threshold label goes: its side of the line, at the left end, unless a score (a
+    point, or the line between two) or another label is there; then the right end, then the
+    other side of the line. Return ``(x, y, anchor, box)`` (box: x0, y0, x1, y1)."""
+    wide = 6.0 * len(label)  # 10 px bold, a generous average glyph width
+
+    def box(at_x: float, at_y: float, anchor: str) -> tuple[float, float, float, float]:
+        start = at_x if anchor == "start" else at_x - wide
+        return (start - 2, at_y - 10, start + wide + 2, at_y + 3)
+
+    def clear(b: tuple[float, float, float, float]) -> bool:
+        for px, py in points:
+            if b[0] - 5 <= px <= b[2] + 5 and b[1] - 5 <= py <= b[3] + 5:
+                return False
+        for (ax, ay), (bx, by) in zip(points, points[1:]):
+            lo, hi = max(ax, b[0]), min(bx, b[2])
+            if lo > hi or bx == ax:
+                continue
+            ends = [ay + (by - ay) * (edge - ax) / (bx - ax) for edge in (lo, hi)]
+            if min(ends) <= b[3] and max(ends) >= b[1]:
+                return False
+        return not any(b[0] < t[2] and t[0] < b[2] and b[1] < t[3] and t[1] < b[3]
+                       for t in taken)
+
+    spots = [(x0 + 6, line_y + dy, "start"), (x1 - 6, line_y + dy, "end"),
+             (x0 + 6, line_y + (-4 if dy > 0 else 12), "start"),
+             (x1 - 6, line_y + (-4 if dy > 0 else 12), "end")]
+    for at_x, at_y, anchor in spots:
+        if clear(box(at_x, at_y, anchor)):
+            return at_x, at_y, anchor, box(at_x, at_y, anchor)
+    # scores along the line at both ends (e.g. 6, 5, 5, 5): the usual place; each point
+    # still carries its value in its tooltip and the table under the chart
+    at_x, at_y, anchor = spots[0]
+    return at_x, at_y, anchor, box(at_x, at_y, anchor)
 
 
 def _score_summary(

@@ -103,6 +103,37 @@ def test_threshold_labels_never_overlap(first: int) -> None:
     assert abs(labels["Remission"] - labels["Response"]) >= 10  # font size 10
 
 
+@pytest.mark.parametrize("scores", [
+    [5, 19], [5, 4, 3], [4, 5, 6, 5], [9, 5, 4], [18, 5, 4, 5], [5, 5, 6], [27, 20, 4],
+    [10, 5], [3, 2, 4, 3],
+])
+def test_no_score_is_drawn_over_a_threshold_label(scores: list[int]) -> None:
+    """A first (or last) score at the threshold sat right under "Remission: below 5": a label
+    moves to the other end or the other side of its line when a score is in its way."""
+    points = [(date(2026, 1, 5) + timedelta(days=7 * n), v) for n, v in enumerate(scores)]
+    root = _tree(instrument_chart("phq-9", points))
+    dots = [(float(c.get("cx")), float(c.get("cy"))) for c in root.iter(f"{SVG}circle")]
+    boxes = []
+    for t in root.iter(f"{SVG}text"):
+        if not (t.text or "").startswith(("Remission:", "Response:")):
+            continue
+        tx, ty, wide = float(t.get("x")), float(t.get("y")), 5.0 * len(t.text)  # 10 px bold
+        x0 = tx if t.get("text-anchor") == "start" else tx - wide
+        boxes.append((t.text, x0, ty - 8, x0 + wide, ty + 1))
+    assert boxes
+    for text, x0, y0, x1, y1 in boxes:
+        for cx, cy in dots:  # a point: r=4
+            assert not (x0 - 4 <= cx <= x1 + 4 and y0 - 4 <= cy <= y1 + 4), (text, cx, cy)
+        for (ax, ay), (bx, by) in zip(dots, dots[1:]):  # the line between two points
+            lo, hi = max(ax, x0), min(bx, x1)
+            if lo <= hi:
+                ends = [ay + (by - ay) * (e - ax) / (bx - ax) for e in (lo, hi)]
+                assert not (min(ends) <= y1 and max(ends) >= y0), (text, ax, bx)
+    if len(boxes) == 2:
+        (_, a0, b0, a1, b1), (_, c0, d0, c1, d1) = boxes
+        assert not (a0 < c1 and c0 < a1 and b0 < d1 and d0 < b1)  # the labels apart
+
+
 def test_pcl5_has_no_remission_line_and_no_response_line_without_a_baseline() -> None:
     root = _tree(instrument_chart("pcl-5", [(date(2026, 1, 5), 44)]))
     classes = {ln.get("class") for ln in root.iter(f"{SVG}line")}
