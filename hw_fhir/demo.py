@@ -55,8 +55,8 @@ _CLIENTS = [
 _COUNTRIES = {"pat-ben": "DE", "pat-emi": "JP"}
 
 
-def demo_resources() -> list[dict[str, Any]]:
-    """Return the demo Practitioners, Patients and Encounters."""
+def demo_resources(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Return the demo Practitioners, Patients and Encounters (sessions begun this hour)."""
     out: list[dict[str, Any]] = []
     for pid, family, given, gender, role in _CLINICIANS:
         out.append({
@@ -86,11 +86,14 @@ def demo_resources() -> list[dict[str, Any]]:
             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
                            "valueCode": tz}],
         })
-    return out + demo_encounters()
+    return out + demo_encounters(now)
 
 
-def demo_encounters() -> list[dict[str, Any]]:
-    """Return the demo Encounters: each client's current therapy session with their clinician."""
+def demo_encounters(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Return the demo Encounters: each client's current therapy session with their clinician,
+    begun at the top of ``now``'s hour (UTC), so the sandbox EHR shows a session of today."""
+    begun = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    start = begun.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     out: list[dict[str, Any]] = []
     for pid, _family, given, _gender, _birth, gp, *_rest in _CLIENTS:
         out.append({
@@ -101,7 +104,7 @@ def demo_encounters() -> list[dict[str, Any]]:
             "type": [{"text": "Psychotherapy session"}],
             "subject": {"reference": f"Patient/{pid}", "display": given},
             "participant": [{"individual": {"reference": f"Practitioner/{gp}"}}],
-            "period": {"start": "2026-03-02T15:00:00Z"},
+            "period": {"start": start},
         })
     return out
 
@@ -114,11 +117,17 @@ def load_demo_data(services: Services, *, history: bool = False,
     welcome homework (both need the activity library loaded).
     """
     written = 0
-    for resource in demo_resources():
+    for resource in demo_resources(now):
         try:
-            services.store.read(resource["resourceType"], resource["id"])
+            stored = services.store.read(resource["resourceType"], resource["id"]).resource
         except NotFound:
             services.store.update(resource)
+            written += 1
+            continue
+        if history and resource["resourceType"] == "Encounter" and \
+                stored.get("period", {}).get("start", "")[:10] != resource["period"]["start"][:10]:
+            # the demo again on another day: today's session, not the one of the first start
+            services.store.update({**stored, "period": resource["period"]})
             written += 1
     if history:
         written += load_history(services, now=now)

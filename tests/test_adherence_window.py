@@ -159,3 +159,18 @@ def test_the_demo_history_flags_start_when_their_responses_were_answered(demo_ap
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def test_the_demo_started_again_another_day_has_that_days_sessions(demo_app: Any) -> None:
+    """`hw-fhir demo` on an existing folder: the sandbox EHR's open sessions move to the day it
+    starts (the first start's are left only when it is the same day)."""
+    services = demo_app.extensions["hw_fhir"]
+    first = services.store.read("Encounter", "enc-pat-ava").resource["period"]["start"]
+    later = (datetime.now(timezone.utc) + timedelta(days=3)).replace(hour=10)
+    load_demo_data(services, history=True, now=later)
+    moved = services.store.read("Encounter", "enc-pat-ava").resource
+    assert moved["period"]["start"] == later.strftime("%Y-%m-%dT%H:00:00Z") != first
+    assert moved["status"] == "in-progress" and moved["subject"] == {
+        "reference": "Patient/pat-ava", "display": "Ava"}
+    load_demo_data(services, history=True, now=later + timedelta(hours=1))  # same day: kept
+    assert services.store.read("Encounter", "enc-pat-ava").resource["meta"] == moved["meta"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -87,6 +88,16 @@ def test_demo_prints_where_to_click(demo: dict[str, Any]) -> None:
     assert f"{demo['base']}/sandbox/inbox" in out
     assert f"{demo['base']}/sandbox/" in out
     assert "Traceback" not in out
+
+
+def test_demo_sessions_in_the_sandbox_ehr_are_todays(demo: dict[str, Any]) -> None:
+    """The EHR's open sessions (Encounters) began today, not on a fixed day of March."""
+    from datetime import datetime, timedelta, timezone
+
+    page = requests.get(f"{demo['base']}/sandbox/", timeout=10).text
+    days = set(re.findall(r"Psychotherapy session with [^(]*\((\d{4}-\d{2}-\d{2})\)", page))
+    today = datetime.now(timezone.utc).date()
+    assert days and days <= {today.isoformat(), (today - timedelta(days=1)).isoformat()}, days
 
 
 def test_demo_library_has_the_full_catalog(demo: dict[str, Any]) -> None:
