@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import struct
+from pathlib import Path
 from datetime import timedelta
 from typing import Any, Iterator
 
@@ -20,12 +21,14 @@ from werkzeug.datastructures import MultiDict
 
 from hw_fhir.assignment import parse_instant
 from hw_fhir.completion import response_for_task
+from hw_fhir.i18n import with_language
 from hw_fhir.push import application_server_key, subscriptions_for
 from hw_fhir.reminders import run_reminders
 
 from push_support import PushService
 
 BASE = "https://hw.example.org"
+STATIC = Path(__file__).resolve().parents[1] / "smart_app" / "static" / "patient"
 
 
 @pytest.fixture
@@ -80,7 +83,9 @@ def test_the_service_worker_covers_every_patient_page_and_pages_link_the_app(app
     for html in (page, text(client.get("/my/")), text(client.get("/my/preferences"))):
         assert 'rel="manifest" href="/my/manifest.webmanifest"' in html
         assert 'src="/static/patient/pwa.js"' in html
-        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "no inline scripts (CSP)"
+        # no inline scripts (CSP); a JSON data block (type="application/json") is not a script
+        assert not re.search(r'<script(?![^>]*\b(?:src=|type="application/json"))[^>]*>', html), \
+            "no inline scripts (CSP)"
     assert 'name="_version" value=""' in page  # nothing saved yet
 
 
@@ -220,3 +225,74 @@ def test_autosave_moves_the_pages_version_and_a_stale_autosave_is_refused(app: A
     stale = client.post(url, data={"q:done": "true", "q:minutes": "99", "_version": version}, headers=headers)
     assert stale.status_code == 409
     assert "12" in str(response_for_task(app.extensions["hw_fhir"].store, task["id"])["item"])
+
+
+def _pwa_words(html: str) -> dict[str, str]:
+    """The words a page hands to pwa.js (its ``<script type="application/json">`` block)."""
+    found = re.search(r'<script type="application/json" id="hw-pwa-text">(.*?)</script>', html, re.S)
+    assert found, "no hw-pwa-text block on the page"
+    words: dict[str, str] = json.loads(found.group(1))
+    return words
+
+
+def _english_in(script: str, name: str) -> dict[str, str]:
+    """The English fallback words of a static script (its ``var NAME = {...};`` object)."""
+    block = re.search(r"var " + name + r" = \{(.*?)\n\s*\};", (STATIC / script).read_text(), re.S)
+    assert block, f"no {name} in {script}"
+    return {k: json.loads(v) for k, v in re.findall(r'(\w+): ("(?:[^"\\]|\\.)*")', block.group(1))}
+
+
+def _spanish(app: Any, patient: str) -> None:
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", patient).resource, "es"))
+
+
+def test_every_patient_page_hands_pwa_js_its_words_in_the_patients_language(app: Any) -> None:
+    """The offline notices, "waiting to be sent", the kept-answers panel and the push opt-in
+    messages of pwa.js (and the service worker's offline page) come in the patient's language."""
+    _spanish(app, "pat-carmen")
+    carmen = app.test_client()
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    page = sign_in(carmen, app, task)
+    spanish = _pwa_words(page)
+    assert spanish["offlineKept"] == ("No tiene conexión. Sus respuestas se guardan en este "
+                                      "dispositivo y se enviarán cuando vuelva a tener conexión.")
+    assert spanish["outboxWaiting"].startswith("Pendiente de enviar cuando vuelva a tener conexión")
+    assert spanish["useKept"] == "Usar mis respuestas de este dispositivo"
+    assert spanish["pushBlocked"].startswith("Las notificaciones de este sitio están bloqueadas")
+    assert spanish["offlineHeading"] == "No tiene conexión" and spanish["toDo"] == "Por hacer"
+    assert spanish["pushBody"] == "Tiene una actividad pendiente"
+    for path in ("/my/", "/my/progress", "/my/preferences", "/my/messages"):
+        assert _pwa_words(text(carmen.get(path))) == spanish, path
+
+    ava = app.test_client()
+    english = _pwa_words(sign_in(ava, app, give_homework(app, "phq-9")))
+    # pwa.js and sw.js fall back to the very same English words, key for key
+    assert english == _english_in("pwa.js", "TEXT")
+    worker = _english_in("sw.js", "ENGLISH")
+    assert worker.pop("lang") == "en" and worker == {k: english[k] for k in worker}
+    assert set(spanish) == set(english) and not set(spanish.values()) & set(english.values())
+
+
+def test_a_spanish_patient_turns_push_on_and_is_reminded_in_spanish(app: Any, push: PushService) -> None:
+    services = app.extensions["hw_fhir"]
+    _spanish(app, "pat-carmen")
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    client = app.test_client()
+    sign_in(client, app, task)
+    prefs_page = text(client.get("/my/preferences"))
+    client.post("/my/preferences", data={"csrf_token": csrf(prefs_page), "channel": "email",
+                                         "quiet_start": "00:00", "quiet_end": "00:00"})
+    headers = {"X-CSRF-Token": csrf(prefs_page), "Accept": "application/json"}
+    made = client.post("/my/push/subscription", json=push.subscribe().as_json(), headers=headers)
+    assert made.status_code == 201, text(made)
+    assert made.get_json()["message"] == "Las notificaciones están activadas en este dispositivo."
+
+    services.events.publish("task_created", store=services.store, task=task)
+    opens = parse_instant(task["restriction"]["period"].get("start") or task["authoredOn"])
+    run = run_reminders(services, worker="w", now=opens + timedelta(minutes=1))
+    assert run.sent >= 1 and not push.rejected, push.rejected
+    assert [r.payload["body"] for r in push.received] == ["Tiene una actividad pendiente"]
+    # what the Communication records is what the push said
+    sent = [c for c in stored(app, "Communication") if c.get("about") == [{"reference": f"Task/{task['id']}"}]]
+    assert any("Tiene una actividad pendiente" in str(c.get("payload")) for c in sent)

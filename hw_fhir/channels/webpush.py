@@ -4,8 +4,9 @@ Each message goes to every push subscription the patient made on the preferences
 page (:mod:`hw_fhir.push`), encrypted to the subscription's keys (RFC 8291,
 ``aes128gcm``) and signed with the server's VAPID key (RFC 8292), through
 ``pywebpush``. The payload carries **no clinical content and no secret**: the
-practice's name, "You have an activity waiting" and the address of the patient's
-to-do list (``<base_url>/my/``), never an activity's name nor a secure link token::
+practice's name, "You have an activity waiting" (in the patient's language: the
+message's ``Content-Language``) and the address of the patient's to-do list
+(``<base_url>/my/``), never an activity's name nor a secure link token::
 
     {"title": "<practice name>", "body": "You have an activity waiting",
      "url": "https://…/my/", "tag": "<hash of the attempt key>"}
@@ -39,6 +40,7 @@ import requests
 
 from ..egress import EgressPolicy, egress_policy
 from ..errors import EgressRefused, PermanentDeliveryError, TransientDeliveryError
+from ..i18n import N_, translator
 from ..push import (
     PushConfig,
     Subscription,
@@ -51,21 +53,26 @@ from ..push import (
 )
 from .base import Delivery, Message, medium
 
-__all__ = ["WebPushChannel", "PUSH_TEXT", "push_payload"]
+__all__ = ["WebPushChannel", "PUSH_TEXT", "push_payload", "push_text"]
 
 log = logging.getLogger("hw_fhir.channels.webpush")
 
-#: The only words a push says (no activity name, nothing clinical).
-PUSH_TEXT = "You have an activity waiting"
+#: The only words a push says (no activity name, nothing clinical), translated when sent.
+PUSH_TEXT = N_("You have an activity waiting")
 _RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
 _GONE = frozenset({404, 410})
+
+
+def push_text(message: Message) -> str:
+    """Return the words of a push in the message's language (its ``Content-Language``)."""
+    return translator(message.headers.get("Content-Language"))(PUSH_TEXT)
 
 
 def push_payload(message: Message, *, title: str, base_url: str) -> bytes:
     """Return the JSON a push carries: the practice, the generic text, the to-do list address."""
     return orjson.dumps({
         "title": title,
-        "body": PUSH_TEXT,
+        "body": push_text(message),
         "url": base_url.rstrip("/") + "/my/",
         "tag": _topic(message.idempotency_key),
     })
@@ -138,7 +145,7 @@ class WebPushChannel:
         body = push_payload(message, title=self.settings.practice_name,
                             base_url=self.settings.base_url or "")
         # what the Communication records is what the push says (not the email-style text)
-        message.text = f"{PUSH_TEXT}: {(self.settings.base_url or '').rstrip('/')}/my/"
+        message.text = f"{push_text(message)}: {(self.settings.base_url or '').rstrip('/')}/my/"
         delivered, gone, transient, refused = 0, 0, [], []
         for subscription in subscriptions:
             try:

@@ -1,6 +1,7 @@
 """The patient pages' language: Flask-Babel set up on hw_fhir's catalogs, the locale per request.
 
-Patient pages (the ``patient`` blueprint) speak the signed-in patient's language
+Patient pages (the ``patient`` blueprint, and the answers of the ``patient_pwa`` one that
+``pwa.js`` shows) speak the signed-in patient's language
 (``Patient.communication``, preferred first, see :func:`hw_fhir.i18n.patient_language`);
 before sign-in (link and date-of-birth pages) the browser's ``Accept-Language``. Every
 other page stays in English. Templates use ``_()`` and the filters ``local_date``,
@@ -24,6 +25,10 @@ from .todo import wording_text
 __all__ = ["init_app", "current_language", "use_language"]
 
 
+#: The blueprints whose pages and answers speak the patient's language.
+_PATIENT_BLUEPRINTS = frozenset({"patient", "patient_pwa"})
+
+
 def use_language(language: str) -> None:
     """Make this request's patient pages speak ``language`` (e.g. the patient just chose it)."""
     g.hw_language = i18n.supported(language)
@@ -45,7 +50,7 @@ def _select() -> str:
     chosen = getattr(g, "hw_language", None)
     if chosen:
         return str(chosen)
-    if request.blueprint != "patient":
+    if request.blueprint not in _PATIENT_BLUEPRINTS:
         return i18n.DEFAULT_LANGUAGE
     language = _patient_language()
     if language is None:

@@ -14,6 +14,11 @@
   (``PushSubscription.toJSON()``) and make ``webpush`` the preferred reminder channel;
   ``POST /my/push/off`` forgets this patient's subscriptions (a form; works without
   JavaScript).
+* ``pwa_text()`` — the words ``pwa.js`` and the service worker show (offline notices,
+  "waiting to be sent", the kept-answers panel, push opt-in, the offline page), in the
+  page's language: every patient page carries them as JSON in
+  ``<script type="application/json" id="hw-pwa-text">`` (data, not code: the CSP's
+  ``script-src`` does not apply to it), and ``pwa.js`` falls back to English without it.
 
 Thin views: subscriptions and VAPID keys are :mod:`hw_fhir.push`.
 """
@@ -34,6 +39,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 
 from hw_fhir.egress import egress_policy
 from hw_fhir.errors import InvalidInput
@@ -72,8 +78,43 @@ def web_push_state() -> dict[str, Any]:
             "devices": len(subscriptions_for(services.store, patient_ref.split("/", 1)[1]))}
 
 
+@bp.app_template_global()
+def pwa_text() -> dict[str, str]:
+    """Return the words of ``pwa.js`` and the service worker in the page's language, by key."""
+    return {
+        "offlineKept": _("You are offline. Your answers are kept on this device and will be sent "
+                         "when you are back online."),
+        "offlineUnsafe": _("You are offline, and this device cannot keep your answers safely. "
+                           "Try again when you are back online."),
+        "outboxWaiting": _("Waiting to be sent when you are back online (kept locked on this "
+                           "device):"),
+        "outboxNotSent": _("Not sent:"),
+        "anActivity": _("An activity"),
+        "outboxConflict": _(": changed on another device, have a look"),
+        "outboxInvalid": _(": some answers need a look"),
+        "keptLabel": _("Answers from this device"),
+        "keptConflict": _("Your answers from this device were not sent, because these answers "
+                          "were changed on another device. Nothing was overwritten."),
+        "keptInvalid": _("Your answers from this device were not sent: some of them need a look."),
+        "useKept": _("Use my answers from this device"),
+        "discardKept": _("Keep what is shown and forget mine"),
+        "pushBlocked": _("Notifications are blocked for this site in your browser's settings."),
+        "pushUnsupported": _("This browser cannot show notifications here."),
+        "pushNotOn": _("Not turned on."),
+        "pushOn": _("Notifications are on."),
+        "pushFailed": _("Notifications could not be turned on."),
+        # for the service worker (kept by it for pages opened, and pushes shown, offline)
+        "offlineTitle": _("Offline"),
+        "offlineHeading": _("You are offline"),
+        "offlineNotKept": _("This page was not kept on this device. Your list is:"),
+        "toDo": _("To do"),
+        "pushTitle": _("Home practice"),
+        "pushBody": _("You have an activity waiting"),
+    }
+
+
 def _unauthorized() -> Any:
-    return jsonify({"ok": False, "message": "Open your link again to carry on."}), 401
+    return jsonify({"ok": False, "message": _("Open your link again to carry on.")}), 401
 
 
 @bp.get("/my/manifest.webmanifest")
@@ -144,7 +185,7 @@ def push_subscribe() -> Any:
                      extra_opt_out=tuple(c for c in prefs.extra_opt_out if c != "webpush"))
     if chosen != prefs or chosen.extra_opt_out != prefs.extra_opt_out:  # extra_opt_out: compare=False
         store.update(with_preferences(patient, chosen), if_match=patient["meta"]["versionId"])
-    return jsonify({"ok": True, "message": "Notifications are on for this device."}), 201 if new else 200
+    return jsonify({"ok": True, "message": _("Notifications are on for this device.")}), 201 if new else 200
 
 
 @bp.post("/my/push/off")

@@ -9,7 +9,12 @@
    page was opened at (_version): the server validates and scores them as any answer,
    and refuses to overwrite answers changed on another device meanwhile (409), which
    are then shown, with a choice to use this device's answers instead.
-   "Waiting to be sent" is shown on every page (#outbox). */
+   "Waiting to be sent" is shown on every page (#outbox).
+
+   Words: in the page's language, from the JSON the server puts in every patient page
+   (<script type="application/json" id="hw-pwa-text">, smart_app/patient/pwa.py pwa_text());
+   English (the same texts) when it is missing. The service worker is handed its own words
+   (the offline page, a push without text) and keeps them for when there is no page. */
 (function () {
   "use strict";
   var meta = document.querySelector('meta[name="hw-sw"]');
@@ -18,6 +23,42 @@
   var DB_NAME = "hw-offline", STORE = "outbox", KEY_ITEM = "hw-draft-key";
   var sw = "serviceWorker" in navigator ? navigator.serviceWorker : null;
   var form = document.getElementById("hw-form");
+
+  /* -- words ------------------------------------------------------------------------------- */
+  var TEXT = {
+    offlineKept: "You are offline. Your answers are kept on this device and will be sent when you are back online.",
+    offlineUnsafe: "You are offline, and this device cannot keep your answers safely. Try again when you are back online.",
+    outboxWaiting: "Waiting to be sent when you are back online (kept locked on this device):",
+    outboxNotSent: "Not sent:",
+    anActivity: "An activity",
+    outboxConflict: ": changed on another device, have a look",
+    outboxInvalid: ": some answers need a look",
+    keptLabel: "Answers from this device",
+    keptConflict: "Your answers from this device were not sent, because these answers were changed on another device. Nothing was overwritten.",
+    keptInvalid: "Your answers from this device were not sent: some of them need a look.",
+    useKept: "Use my answers from this device",
+    discardKept: "Keep what is shown and forget mine",
+    pushBlocked: "Notifications are blocked for this site in your browser's settings.",
+    pushUnsupported: "This browser cannot show notifications here.",
+    pushNotOn: "Not turned on.",
+    pushOn: "Notifications are on.",
+    pushFailed: "Notifications could not be turned on.",
+    offlineTitle: "Offline",
+    offlineHeading: "You are offline",
+    offlineNotKept: "This page was not kept on this device. Your list is:",
+    toDo: "To do",
+    pushTitle: "Home practice",
+    pushBody: "You have an activity waiting"
+  };
+  var SW_WORDS = ["offlineTitle", "offlineHeading", "offlineNotKept", "toDo", "pushTitle", "pushBody"];
+  (function () {
+    var data = document.getElementById("hw-pwa-text"), given = null;
+    try { given = data ? JSON.parse(data.textContent) : null; } catch (e) { given = null; }
+    if (!given || typeof given !== "object") { return; }
+    Object.keys(TEXT).forEach(function (k) {
+      if (typeof given[k] === "string" && given[k]) { TEXT[k] = given[k]; }
+    });
+  })();
 
   /* -- signed out: forget everything kept on this device ------------------------------- */
   if (document.body.dataset.signedOut) {
@@ -35,6 +76,12 @@
     ready = sw.register(SW_URL, { scope: SCOPE }).then(function () { return sw.ready; })
       .catch(function () { return null; });
   }
+  ready.then(function (reg) {  /* the worker's words, for the offline page and pushes */
+    if (!reg || !reg.active) { return; }
+    var words = { lang: document.documentElement.lang || "en" };
+    SW_WORDS.forEach(function (k) { words[k] = TEXT[k]; });
+    reg.active.postMessage({ type: "text", text: words });
+  });
   function cacheAhead() {
     var urls = [location.pathname];
     document.querySelectorAll('a[href*="/tasks/"]').forEach(function (a) {
@@ -127,7 +174,7 @@
       return sessionKey().catch(function () { return null; }).then(function (info) {
         return Promise.all(records.map(function (r) {
           var opened = info ? unseal(info, r).catch(function () { return null; }) : Promise.resolve(null);
-          return opened.then(function (v) { return { record: r, title: v ? v.title : "An activity" }; });
+          return opened.then(function (v) { return { record: r, title: v ? v.title : TEXT.anActivity }; });
         }));
       }).then(function (items) {
         box.hidden = false;
@@ -136,9 +183,7 @@
         var stuck = items.filter(function (i) { return i.record.state !== "waiting"; });
         var heading = document.createElement("p");
         heading.id = "outbox-title";
-        heading.textContent = waiting.length
-          ? "Waiting to be sent when you are back online (kept locked on this device):"
-          : "Not sent:";
+        heading.textContent = waiting.length ? TEXT.outboxWaiting : TEXT.outboxNotSent;
         box.appendChild(heading);
         var list = document.createElement("ul");
         waiting.concat(stuck).forEach(function (i) {
@@ -149,8 +194,7 @@
           a.textContent = i.title;
           li.appendChild(a);
           li.appendChild(document.createTextNode(i.record.state === "waiting" ? "" :
-            i.record.state === "conflict" ? ": changed on another device, have a look"
-                                          : ": some answers need a look"));
+            i.record.state === "conflict" ? TEXT.outboxConflict : TEXT.outboxInvalid));
           list.appendChild(li);
         });
         box.appendChild(list);
@@ -174,18 +218,18 @@
         if (name !== "_action" && name !== "csrf_token" && typeof value === "string") { fields.push([name, value]); }
       });
       fields.push(["_action", action]);
-      var title = (document.querySelector("h1") || {}).textContent || "An activity";
+      var title = (document.querySelector("h1") || {}).textContent || TEXT.anActivity;
       sessionKey().then(function (info) {
         return seal(info, { fields: fields, title: title.trim() });
       }).then(function (sealed) {
         return put({ task: form.dataset.task, action: form.action, page: location.pathname,
                      iv: sealed.iv, data: sealed.data, state: "waiting", kept: Date.now() });
       }).then(function () {
-        say("You are offline. Your answers are kept on this device and will be sent when you are back online. " +
+        say(TEXT.offlineKept + " " +
             (document.body.getAttribute("data-crisis-line") || "If you are in crisis, call your local emergency number."));
         return show();
       }, function () {
-        say("You are offline, and this device cannot keep your answers safely. Try again when you are back online.");
+        say(TEXT.offlineUnsafe);
       });
     }, true);
   }
@@ -266,17 +310,15 @@
         panel.className = "notice";
         panel.id = "kept-answers";
         panel.setAttribute("role", "region");
-        panel.setAttribute("aria-label", "Answers from this device");
+        panel.setAttribute("aria-label", TEXT.keptLabel);
         var p = document.createElement("p");
-        p.textContent = mine.state === "conflict"
-          ? "Your answers from this device were not sent, because these answers were changed on another device. Nothing was overwritten."
-          : "Your answers from this device were not sent: some of them need a look.";
+        p.textContent = mine.state === "conflict" ? TEXT.keptConflict : TEXT.keptInvalid;
         var use = document.createElement("button");
         use.type = "button"; use.className = "button secondary"; use.id = "use-kept";
-        use.textContent = "Use my answers from this device";
+        use.textContent = TEXT.useKept;
         var discard = document.createElement("button");
         discard.type = "button"; discard.className = "link-button"; discard.id = "discard-kept";
-        discard.textContent = "Keep what is shown and forget mine";
+        discard.textContent = TEXT.discardKept;
         use.addEventListener("click", function () {
           fill(value.fields);
           drop(mine.task).then(function () { panel.remove(); show(); });
@@ -302,10 +344,10 @@
         on.disabled = true;
         var csrf = (document.querySelector("input[name=csrf_token]") || {}).value || "";
         Notification.requestPermission().then(function (permission) {
-          if (permission !== "granted") { throw new Error("Notifications are blocked for this site in your browser's settings."); }
+          if (permission !== "granted") { throw new Error(TEXT.pushBlocked); }
           return ready;
         }).then(function (reg) {
-          if (!reg) { throw new Error("This browser cannot show notifications here."); }
+          if (!reg) { throw new Error(TEXT.pushUnsupported); }
           return reg.pushManager.subscribe({ userVisibleOnly: true,
                                              applicationServerKey: b64urlDecode(push.dataset.key) });
         }).then(function (subscription) {
@@ -315,11 +357,11 @@
           });
         }).then(function (r) {
           return r.json().catch(function () { return {}; }).then(function (body) {
-            if (!r.ok) { throw new Error(body.message || (body.issue && body.issue[0].diagnostics) || "Not turned on."); }
-            message.textContent = body.message || "Notifications are on.";
+            if (!r.ok) { throw new Error(body.message || (body.issue && body.issue[0].diagnostics) || TEXT.pushNotOn); }
+            message.textContent = body.message || TEXT.pushOn;
           });
         }).catch(function (err) {
-          message.textContent = err && err.message ? err.message : "Notifications could not be turned on.";
+          message.textContent = err && err.message ? err.message : TEXT.pushFailed;
         }).then(function () { on.disabled = false; });
       });
     }

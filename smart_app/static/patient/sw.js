@@ -10,14 +10,57 @@
      page answering 401 (the session expired). A kept page is served for 12 hours at most.
    - A push shows a notification: the practice, "You have an activity waiting", and a
      tap opens the to-do list. Nothing clinical is ever in a push.
+   - Words: the server's push carries its title and text in the patient's language; the
+     offline page and a push without text use the words of the patient's last page, which
+     pwa.js hands over (message {type: "text", text: {...}}) and this worker keeps in its
+     own cache (emptied with the others); English until then.
 */
 "use strict";
 
 var PAGES = "hw-pages-v1";
+var WORDS = "hw-text-v1";
 var SCOPE = self.registration.scope;
 var NEVER = ["offline/key", "sw.js", "push/", "signout"];
 
 function pathOf(url) { return new URL(url, SCOPE); }
+
+/* -- words: the patient's language when a page handed them over, else English ---------------- */
+var ENGLISH = {
+  lang: "en",
+  offlineTitle: "Offline",
+  offlineHeading: "You are offline",
+  offlineNotKept: "This page was not kept on this device. Your list is:",
+  toDo: "To do",
+  pushTitle: "Home practice",
+  pushBody: "You have an activity waiting"
+};
+var WORDS_KEY = new URL("hw-text.json", SCOPE).href;  /* never fetched: only a cache key */
+
+function keepWords(given) {
+  var words = {};
+  Object.keys(ENGLISH).forEach(function (k) {
+    if (typeof given[k] === "string" && given[k] && given[k].length < 500) { words[k] = given[k]; }
+  });
+  var body = new Response(JSON.stringify(words), { headers: { "Content-Type": "application/json" } });
+  return caches.open(WORDS).then(function (cache) { return cache.put(WORDS_KEY, body); });
+}
+
+function words() {
+  return caches.open(WORDS).then(function (cache) { return cache.match(WORDS_KEY); })
+    .then(function (hit) { return hit ? hit.json() : {}; })
+    .catch(function () { return {}; })
+    .then(function (kept) {
+      var out = {};
+      Object.keys(ENGLISH).forEach(function (k) { out[k] = kept[k] || ENGLISH[k]; });
+      return out;
+    });
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, function (c) {
+    return { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }[c];
+  });
+}
 
 function cacheable(url) {
   var u = pathOf(url);
@@ -64,18 +107,21 @@ self.addEventListener("install", function () { self.skipWaiting(); });
 
 self.addEventListener("activate", function (event) {
   event.waitUntil(caches.keys().then(function (keys) {
-    return Promise.all(keys.filter(function (k) { return k !== PAGES; })
+    return Promise.all(keys.filter(function (k) { return k !== PAGES && k !== WORDS; })
       .map(function (k) { return caches.delete(k); }));
   }).then(function () { return self.clients.claim(); }));
 });
 
 function offlinePage() {
-  var html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">" +
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">" +
-    "<title>Offline</title></head><body><main><h1 id=\"offline\">You are offline</h1>" +
-    "<p>This page was not kept on this device. Your list is: <a href=\"" + SCOPE + "\">To do</a>.</p>" +
-    "</main></body></html>";
-  return new Response(html, { status: 503, headers: { "Content-Type": "text/html; charset=utf-8" } });
+  return words().then(function (w) {
+    var html = "<!doctype html><html lang=\"" + escapeHtml(w.lang) + "\"><head><meta charset=\"utf-8\">" +
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">" +
+      "<title>" + escapeHtml(w.offlineTitle) + "</title></head><body><main>" +
+      "<h1 id=\"offline\">" + escapeHtml(w.offlineHeading) + "</h1>" +
+      "<p>" + escapeHtml(w.offlineNotKept) + " <a href=\"" + escapeHtml(SCOPE) + "\">" +
+      escapeHtml(w.toDo) + "</a>.</p></main></body></html>";
+    return new Response(html, { status: 503, headers: { "Content-Type": "text/html; charset=utf-8" } });
+  });
 }
 
 self.addEventListener("fetch", function (event) {
@@ -110,6 +156,8 @@ self.addEventListener("message", function (event) {
     })).then(function () {
       if (event.source) { event.source.postMessage({ type: "cached", urls: data.urls }); }
     }));
+  } else if (data.type === "text" && data.text && typeof data.text === "object") {
+    event.waitUntil(keepWords(data.text));
   } else if (data.type === "clear") {
     event.waitUntil(forget());
   }
@@ -119,11 +167,13 @@ self.addEventListener("push", function (event) {
   var data = {};
   try { data = event.data ? event.data.json() : {}; } catch (e) { data = {}; }
   var target = data.url && pathOf(data.url).origin === self.location.origin ? data.url : SCOPE;
-  event.waitUntil(self.registration.showNotification(data.title || "Home practice", {
-    body: data.body || "You have an activity waiting",
-    tag: data.tag || "hw-reminder",
-    icon: new URL("../static/patient/icons/icon-192.png", self.location).href,
-    data: { url: target }
+  event.waitUntil(words().then(function (w) {
+    return self.registration.showNotification(data.title || w.pushTitle, {
+      body: data.body || w.pushBody,
+      tag: data.tag || "hw-reminder",
+      icon: new URL("../static/patient/icons/icon-192.png", self.location).href,
+      data: { url: target }
+    });
   }));
 });
 
