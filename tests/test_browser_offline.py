@@ -1,6 +1,6 @@
 """Offline in headless Chromium: a phone fills an activity with no connection, and it is sent,
 validated and scored once when the connection returns; an edit made meanwhile on another
-device is shown, not overwritten.
+device is shown, not overwritten; a patient who speaks Spanish reads all of it in Spanish.
 
 "Offline" is two things at once, so that nothing reaches the server by a side door:
 the DevTools protocol switches the page's network off (``Network.emulateNetworkConditions``,
@@ -21,6 +21,7 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from hw_fhir.completion import response_for_task
+from hw_fhir.i18n import with_language
 from hw_fhir.store import iter_all
 
 pytestmark = pytest.mark.browser
@@ -127,16 +128,31 @@ def _go_offline(driver: Any, served: Server, task_id: str) -> None:
     assert driver.execute_script("return navigator.onLine") is False
 
 
-def _wait_kept(driver: Any) -> None:
+def _wait_kept(driver: Any, words: str = "Waiting to be sent") -> None:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
     try:
-        _wait(driver).until(lambda d: "Waiting to be sent" in d.find_element(By.ID, "outbox").text)
+        _wait(driver).until(lambda d: words in d.find_element(By.ID, "outbox").text)
     except TimeoutException:
         status = driver.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
         logs = driver.get_log("browser") if hasattr(driver, "get_log") else []
         raise AssertionError(f"not kept: status {status!r}, outbox {_outbox(driver)}, log {logs}") from None
+
+
+def _no_later_autosave_notice(driver: Any) -> None:
+    """The autosave that was due 1.5 s after the last answer does not replace the "kept" notice
+    with "your answers will be saved when you tap Save" (they were: the patient tapped it)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+
+    kept = driver.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+    try:
+        _wait(driver, 3).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-hw-status]").text != kept)
+    except TimeoutException:
+        return
+    raise AssertionError(
+        f"the notice changed to {driver.find_element(By.CSS_SELECTOR, '[data-hw-status]').text!r}")
 
 
 def _kept_pages(driver: Any) -> list[str]:
@@ -176,6 +192,7 @@ def test_an_activity_filled_offline_is_sent_once_validated_and_scored(phone: Any
     _answer_phq9(phone, 2)
     phone.find_element(By.ID, "submit-button").click()
     _wait_kept(phone)
+    _no_later_autosave_notice(phone)
     status = phone.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
     assert "kept on this device" in status and "988" in status  # crisis line at once, even offline
     kept = _outbox(phone)
@@ -259,3 +276,40 @@ def test_an_edit_made_meanwhile_on_another_device_is_shown_not_overwritten(phone
         conn.execute(text("DELETE FROM smart_web_session"))
     phone.get(f"{served.url}/my/")
     _wait(phone).until(lambda d: not _kept_pages(d))
+
+
+def test_a_spanish_patient_who_loses_the_connection_reads_spanish(phone: Any, served: Server) -> None:
+    """An English phone, a patient who speaks Spanish: offline, the notice under the form, the
+    "waiting to be sent" box and the page the phone never kept are in Spanish."""
+    from selenium.webdriver.common.by import By
+
+    app = served.app
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    phone.get(served.url + link_for(app, task))
+    _wait(phone).until(lambda d: d.find_elements(By.ID, "hw-form"))
+    _ready_for_offline(phone, served, task["id"])
+
+    _go_offline(phone, served, task["id"])
+    assert phone.find_element(By.TAG_NAME, "html").get_attribute("lang") == "es"
+    _answer_phq9(phone, 1)
+    phone.find_element(By.ID, "submit-button").click()
+    _wait_kept(phone, "Pendiente de enviar cuando vuelva a tener conexión")
+    _no_later_autosave_notice(phone)
+    status = phone.find_element(By.CSS_SELECTOR, "[data-hw-status]").text
+    assert status.startswith("No tiene conexión. Sus respuestas se guardan en este dispositivo"), status
+    assert "Si está en crisis" in status and "offline" not in status  # the crisis line, in Spanish
+    outbox = phone.find_element(By.ID, "outbox").text
+    assert "Cuestionario sobre la salud del paciente-9" in outbox and "Waiting" not in outbox
+    phone.get(served.url + "/my/progress")  # never opened: the service worker's page, in Spanish
+    assert phone.find_element(By.ID, "offline").text == "No tiene conexión"
+    assert phone.find_element(By.TAG_NAME, "html").get_attribute("lang") == "es"
+    assert "Encontrará su lista en Por hacer" in phone.find_element(By.TAG_NAME, "main").text
+
+    served.start()
+    _network(phone, offline=False)
+    phone.get(f"{served.url}/my/tasks/{task['id']}")  # "online" sends what was kept
+    _wait(phone, 30).until(lambda d: _outbox(d) == [])
+    assert response_for_task(store, task["id"])["status"] == "completed"
+    assert not csp_violations(phone)

@@ -166,6 +166,7 @@
   /* autosave */
   var status = form.querySelector("[data-hw-status]");
   var timer = null, saving = false, again = false, submitting = false;
+  var kept = false;  /* pwa.js kept the answers on this device (offline): its notice stays */
   function say(text) { if (status) { status.textContent = text; } }
   /* the page's words (data-say-* on the status, in the page's language), else English */
   function words(name, english) { return (status && status.getAttribute("data-say-" + name)) || english; }
@@ -194,7 +195,7 @@
         }
       })
       .catch(function () {
-        say(words("offline", "Offline: your answers will be saved when you tap Save."));
+        if (!kept) { say(words("offline", "Offline: your answers will be saved when you tap Save.")); }
       })
       .then(function () {
         saving = false;
@@ -206,8 +207,10 @@
     clearTimeout(timer);
     timer = setTimeout(function () { timer = null; save(false); }, 1500);
   }
-  form.addEventListener("input", function () { applyEnableWhen(); scheduleSave(); });
-  form.addEventListener("change", function () { applyEnableWhen(); scheduleSave(); });
+  form.addEventListener("input", function () { kept = false; applyEnableWhen(); scheduleSave(); });
+  form.addEventListener("change", function () { kept = false; applyEnableWhen(); scheduleSave(); });
+  /* offline, pwa.js takes the submit and keeps the answers: no autosave is due any more */
+  document.addEventListener("hw:kept", function () { kept = true; clearTimeout(timer); timer = null; });
   form.addEventListener("submit", function (event) {
     if (saving) {  /* wait for the autosave in flight: it moves the draft's version */
       event.preventDefault();

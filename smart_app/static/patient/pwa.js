@@ -212,6 +212,7 @@
       if (navigator.onLine) { return; }
       event.preventDefault();
       event.stopImmediatePropagation();
+      document.dispatchEvent(new CustomEvent("hw:kept"));  /* form.js: no autosave notice after ours */
       var action = event.submitter && event.submitter.name === "_action" ? event.submitter.value : "save";
       var fields = [];
       new FormData(form).forEach(function (value, name) {
