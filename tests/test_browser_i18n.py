@@ -1,8 +1,8 @@
 """A Spanish-speaking patient on a phone: headless Chromium at 390×844 (browser language Spanish)
 walks every patient page in Spanish — date of birth, PHQ-9 (published Spanish text), its errors,
 the confirmation with crisis resources, the to-do list, an activity not yet translated (English
-content marked ``lang="en"`` inside the Spanish page, with a note), progress, preferences, the
-switch and signed-out pages. Each page: ``<html lang="es">``, axe-core clean (no serious or
+content marked ``lang="en"`` inside the Spanish page, with a note), progress, preferences (and
+what pwa.js says when notifications are refused), the switch and signed-out pages. Each page: ``<html lang="es">``, axe-core clean (no serious or
 critical violations), a screenshot in ``test-output/``.
 """
 
@@ -124,6 +124,12 @@ def test_every_patient_page_in_spanish_on_a_phone(phone: Any, served: Any) -> No
         _wait(phone).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")))
         # the "English" choice on the preferences page is marked lang="en"
         _check(phone, name, english_inside=path == "/my/preferences")
+
+    # push opt-in: headless Chromium refuses notifications, and says so in Spanish (pwa.js)
+    phone.find_element(By.ID, "push-on").click()
+    _wait(phone).until(lambda d: d.find_element(By.ID, "push-message").text)
+    assert phone.find_element(By.ID, "push-message").text == (
+        "Las notificaciones de este sitio están bloqueadas en la configuración de su navegador.")
 
     other = give_homework(app, "phq-9", patient="pat-ava")
     phone.get(served.url + link_for(app, other))
