@@ -5,7 +5,8 @@ key pair, the same request the "Turn on notifications" button sends). The remind
 pushes to the local push service (tests/push_support.py: VAPID checked, payload
 decrypted), and the decrypted payload is handed to the page's service worker through the
 DevTools protocol (``ServiceWorker.deliverPushMessage``), standing in for the push
-transport: the notification it shows says only "You have an activity waiting".
+transport: the notification it shows says only "You have an activity waiting" (or, for a
+Spanish-speaking patient whose push came without words, the Spanish words their pages gave it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from conftest import serve
 from patient_support import give_homework, link_for, patient_app
 
 from hw_fhir.assignment import parse_instant
+from hw_fhir.i18n import with_language
 from hw_fhir.push import subscriptions_for
 from hw_fhir.reminders import run_reminders
 
@@ -49,6 +51,26 @@ def _wait(driver: Any, timeout: float = 20) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout)
+
+
+def _notifications_after_push(phone: Any, origin: str, payload: dict[str, Any]) -> Any:
+    """Hand a push's payload to the page's service worker; return the notifications it shows."""
+    phone.execute_cdp_cmd("Browser.grantPermissions", {"origin": origin, "permissions": ["notifications"]})
+    phone.execute_cdp_cmd("ServiceWorker.enable", {})
+
+    def delivered(driver: Any) -> Any:
+        # the DevTools ServiceWorker domain learns of the registration shortly after enable
+        for registration in range(4):  # the fresh profile's one registration; its id is not exposed
+            driver.execute_cdp_cmd("ServiceWorker.deliverPushMessage", {
+                "origin": origin + "/", "registrationId": str(registration),
+                "data": json.dumps(payload)})
+        return driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "setTimeout(() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
+            ".then(ns => done(ns.map(n => ({title: n.title, body: n.body, url: n.data.url}))),"
+            " () => done([])), 300);")
+
+    return _wait(phone).until(delivered)
 
 
 def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served: Any, push: PushService) -> None:
@@ -95,26 +117,31 @@ def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served
         assert not push.rejected and len(push.received) == 1
         payload = push.received[0].payload
 
-        phone.execute_cdp_cmd("Browser.grantPermissions",
-                              {"origin": served.url, "permissions": ["notifications"]})
-        phone.execute_cdp_cmd("ServiceWorker.enable", {})
-
-        def delivered(driver: Any) -> Any:
-            # the DevTools ServiceWorker domain learns of the registration shortly after enable
-            for registration in range(4):  # the fresh profile's one registration; its id is not exposed
-                driver.execute_cdp_cmd("ServiceWorker.deliverPushMessage", {
-                    "origin": served.url + "/", "registrationId": str(registration),
-                    "data": json.dumps(payload)})
-            return driver.execute_async_script(
-                "const done = arguments[arguments.length - 1];"
-                "setTimeout(() => navigator.serviceWorker.ready.then(r => r.getNotifications())"
-                ".then(ns => done(ns.map(n => ({title: n.title, body: n.body, url: n.data.url}))),"
-                " () => done([])), 300);")
-
-        shown = _wait(phone).until(delivered)
+        shown = _notifications_after_push(phone, served.url, payload)
         assert shown == [{"title": services.settings.practice_name, "body": "You have an activity waiting",
                           "url": served.url + "/my/"}]  # another origin's link is never opened
 
         phone.find_element(By.ID, "push-off").click()
         _wait(phone).until(lambda d: d.find_elements(By.ID, "prefs-saved"))
         assert subscriptions_for(services.store, "pat-ava") == []
+
+
+def test_a_push_without_words_is_shown_in_the_language_of_the_patients_pages(served: Any) -> None:
+    """The server's pushes carry their words (in the patient's language, tests/test_patient_pwa.py);
+    one without them falls back to the words the patient's last page handed the service worker."""
+    app = served.app
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    with chromium(390, 844, mobile=True) as phone:
+        phone.set_script_timeout(30)
+        phone.get(served.url + link_for(app, task))
+        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+        phone.get(served.url + "/my/")
+        _wait(phone).until(lambda d: d.execute_async_script(  # the words, kept with the page
+            "const done = arguments[arguments.length - 1];"
+            "caches.open('hw-text-v1').then(c => c.match(arguments[0])).then(r => done(!!r), () => done(false));",
+            served.url + "/my/hw-text.json"))
+        shown = _notifications_after_push(phone, served.url, {})
+        assert shown == [{"title": "Práctica en casa", "body": "Tiene una actividad pendiente",
+                          "url": served.url + "/my/"}]

@@ -76,12 +76,11 @@
     ready = sw.register(SW_URL, { scope: SCOPE }).then(function () { return sw.ready; })
       .catch(function () { return null; });
   }
-  ready.then(function (reg) {  /* the worker's words, for the offline page and pushes */
-    if (!reg || !reg.active) { return; }
+  function workerWords() {  /* for the worker's offline page and a push without text */
     var words = { lang: document.documentElement.lang || "en" };
     SW_WORDS.forEach(function (k) { words[k] = TEXT[k]; });
-    reg.active.postMessage({ type: "text", text: words });
-  });
+    return words;
+  }
   function cacheAhead() {
     var urls = [location.pathname];
     document.querySelectorAll('a[href*="/tasks/"]').forEach(function (a) {
@@ -91,7 +90,7 @@
       .forEach(function (l) { urls.push(l.getAttribute("href")); });
     document.querySelectorAll("script[src]").forEach(function (s) { urls.push(s.getAttribute("src")); });
     ready.then(function (reg) {
-      if (reg && reg.active) { reg.active.postMessage({ type: "cache", urls: urls }); }
+      if (reg && reg.active) { reg.active.postMessage({ type: "cache", urls: urls, text: workerWords() }); }
     });
   }
   if (navigator.onLine) { cacheAhead(); }

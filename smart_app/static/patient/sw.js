@@ -12,8 +12,9 @@
      tap opens the to-do list. Nothing clinical is ever in a push.
    - Words: the server's push carries its title and text in the patient's language; the
      offline page and a push without text use the words of the patient's last page, which
-     pwa.js hands over (message {type: "text", text: {...}}) and this worker keeps in its
-     own cache (emptied with the others); English until then.
+     pwa.js hands over with the pages to cache ({type: "cache", urls, text}); they are kept
+     in their own cache (emptied with the others) once the page itself was kept, so not
+     from a page answering 401; English until then.
 */
 "use strict";
 
@@ -79,16 +80,17 @@ function cacheKey(url) {
 /* A kept page is served offline for at most a browser session's lifetime (12 hours). */
 var MAX_AGE_MS = 12 * 3600 * 1000;
 
-function keep(url, response) {
+function keep(url, response) {  /* resolves true when kept */
   if (!response || !response.ok || response.redirected || response.type !== "basic") {
-    return Promise.resolve();
+    return Promise.resolve(false);
   }
   var headers = new Headers(response.headers);
   headers.set("X-HW-Kept-At", String(Date.now()));
   return response.blob().then(function (body) {
     var stamped = new Response(body, { status: response.status, statusText: response.statusText,
                                        headers: headers });
-    return caches.open(PAGES).then(function (cache) { return cache.put(cacheKey(url), stamped); });
+    return caches.open(PAGES).then(function (cache) { return cache.put(cacheKey(url), stamped); })
+      .then(function () { return true; });
   });
 }
 
@@ -149,15 +151,19 @@ self.addEventListener("fetch", function (event) {
 self.addEventListener("message", function (event) {
   var data = event.data || {};
   if (data.type === "cache" && Array.isArray(data.urls)) {
+    var page = data.urls[0];
     event.waitUntil(Promise.all(data.urls.filter(cacheable).map(function (url) {
       return fetch(url, { credentials: "same-origin" })
-        .then(function (response) { return keep(url, response); })
+        .then(function (response) { return keep(url, response).then(function (kept) { return kept && url; }); })
         .catch(function () { return null; });
-    })).then(function () {
+    })).then(function (kept) {
+      /* the page's words, once the page itself was kept: a live session (after it, nothing stays) */
+      if (data.text && typeof data.text === "object" && kept.indexOf(page) !== -1) {
+        return keepWords(data.text);
+      }
+    }).then(function () {
       if (event.source) { event.source.postMessage({ type: "cached", urls: data.urls }); }
     }));
-  } else if (data.type === "text" && data.text && typeof data.text === "object") {
-    event.waitUntil(keepWords(data.text));
   } else if (data.type === "clear") {
     event.waitUntil(forget());
   }
