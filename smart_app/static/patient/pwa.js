@@ -14,7 +14,7 @@
    Words: in the page's language, from the JSON the server puts in every patient page
    (<script type="application/json" id="hw-pwa-text">, smart_app/patient/pwa.py pwa_text());
    English (the same texts) when it is missing. The service worker is handed its own words
-   (the offline page, a push without text) and keeps them for when there is no page. */
+   (the offline page, a push without text) with the pages to cache, and keeps them. */
 (function () {
   "use strict";
   var meta = document.querySelector('meta[name="hw-sw"]');
@@ -343,11 +343,12 @@
       on.addEventListener("click", function () {
         on.disabled = true;
         var csrf = (document.querySelector("input[name=csrf_token]") || {}).value || "";
+        var said = function (text) { var e = new Error(text); e.said = true; return e; };
         Notification.requestPermission().then(function (permission) {
-          if (permission !== "granted") { throw new Error(TEXT.pushBlocked); }
+          if (permission !== "granted") { throw said(TEXT.pushBlocked); }
           return ready;
         }).then(function (reg) {
-          if (!reg) { throw new Error(TEXT.pushUnsupported); }
+          if (!reg) { throw said(TEXT.pushUnsupported); }
           return reg.pushManager.subscribe({ userVisibleOnly: true,
                                              applicationServerKey: b64urlDecode(push.dataset.key) });
         }).then(function (subscription) {
@@ -357,11 +358,11 @@
           });
         }).then(function (r) {
           return r.json().catch(function () { return {}; }).then(function (body) {
-            if (!r.ok) { throw new Error(body.message || (body.issue && body.issue[0].diagnostics) || TEXT.pushNotOn); }
+            if (!r.ok) { throw said(body.message || (body.issue && body.issue[0].diagnostics) || TEXT.pushNotOn); }
             message.textContent = body.message || TEXT.pushOn;
           });
-        }).catch(function (err) {
-          message.textContent = err && err.message ? err.message : TEXT.pushFailed;
+        }).catch(function (err) {  /* ours, or the server's; never the browser's own (English) */
+          message.textContent = err && err.said && err.message ? err.message : TEXT.pushFailed;
         }).then(function () { on.disabled = false; });
       });
     }
