@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from flask import (
@@ -43,6 +44,7 @@ from flask_babel import gettext as _
 
 from hw_fhir.egress import egress_policy
 from hw_fhir.errors import InvalidInput
+from hw_fhir.i18n import N_, translator
 from hw_fhir.push import (
     application_server_key,
     b64url,
@@ -55,9 +57,10 @@ from hw_fhir.push import (
 
 from ..security import csrf_token
 from . import access
+from .language import current_language
 from .preferences import read_preferences, with_preferences
 
-__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR"]
+__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR", "PWA_WORDS", "pwa_text"]
 
 bp = Blueprint("patient_pwa", __name__)
 
@@ -78,39 +81,49 @@ def web_push_state() -> dict[str, Any]:
             "devices": len(subscriptions_for(services.store, patient_ref.split("/", 1)[1]))}
 
 
+#: The words of ``pwa.js`` and the service worker, by key (translated by :func:`pwa_text`).
+PWA_WORDS: dict[str, str] = {
+    "offlineKept": N_("You are offline. Your answers are kept on this device and will be sent "
+                      "when you are back online."),
+    "offlineUnsafe": N_("You are offline, and this device cannot keep your answers safely. "
+                        "Try again when you are back online."),
+    "outboxWaiting": N_("Waiting to be sent when you are back online (kept locked on this "
+                        "device):"),
+    "outboxNotSent": N_("Not sent:"),
+    "anActivity": N_("An activity"),
+    "outboxConflict": N_(": changed on another device, have a look"),
+    "outboxInvalid": N_(": some answers need a look"),
+    "keptLabel": N_("Answers from this device"),
+    "keptConflict": N_("Your answers from this device were not sent, because these answers "
+                       "were changed on another device. Nothing was overwritten."),
+    "keptInvalid": N_("Your answers from this device were not sent: some of them need a look."),
+    "useKept": N_("Use my answers from this device"),
+    "discardKept": N_("Keep what is shown and forget mine"),
+    "pushBlocked": N_("Notifications are blocked for this site in your browser's settings."),
+    "pushUnsupported": N_("This browser cannot show notifications here."),
+    "pushNotOn": N_("Not turned on."),
+    "pushOn": N_("Notifications are on."),
+    "pushFailed": N_("Notifications could not be turned on."),
+    # the service worker's (it keeps them for the offline page and a push without words)
+    "offlineTitle": N_("Offline"),
+    "offlineHeading": N_("You are offline"),
+    "offlineNotKept": N_("This page was not kept on this device. Your list is:"),
+    "toDo": N_("To do"),
+    "pushTitle": N_("Home practice"),
+    "pushBody": N_("You have an activity waiting"),
+}
+
+
+@lru_cache(maxsize=8)
+def _pwa_words(language: str) -> dict[str, str]:
+    translate = translator(language)
+    return {key: translate(text) for key, text in PWA_WORDS.items()}
+
+
 @bp.app_template_global()
 def pwa_text() -> dict[str, str]:
     """Return the words of ``pwa.js`` and the service worker in the page's language, by key."""
-    return {
-        "offlineKept": _("You are offline. Your answers are kept on this device and will be sent "
-                         "when you are back online."),
-        "offlineUnsafe": _("You are offline, and this device cannot keep your answers safely. "
-                           "Try again when you are back online."),
-        "outboxWaiting": _("Waiting to be sent when you are back online (kept locked on this "
-                           "device):"),
-        "outboxNotSent": _("Not sent:"),
-        "anActivity": _("An activity"),
-        "outboxConflict": _(": changed on another device, have a look"),
-        "outboxInvalid": _(": some answers need a look"),
-        "keptLabel": _("Answers from this device"),
-        "keptConflict": _("Your answers from this device were not sent, because these answers "
-                          "were changed on another device. Nothing was overwritten."),
-        "keptInvalid": _("Your answers from this device were not sent: some of them need a look."),
-        "useKept": _("Use my answers from this device"),
-        "discardKept": _("Keep what is shown and forget mine"),
-        "pushBlocked": _("Notifications are blocked for this site in your browser's settings."),
-        "pushUnsupported": _("This browser cannot show notifications here."),
-        "pushNotOn": _("Not turned on."),
-        "pushOn": _("Notifications are on."),
-        "pushFailed": _("Notifications could not be turned on."),
-        # for the service worker (kept by it for pages opened, and pushes shown, offline)
-        "offlineTitle": _("Offline"),
-        "offlineHeading": _("You are offline"),
-        "offlineNotKept": _("This page was not kept on this device. Your list is:"),
-        "toDo": _("To do"),
-        "pushTitle": _("Home practice"),
-        "pushBody": _("You have an activity waiting"),
-    }
+    return dict(_pwa_words(current_language()))
 
 
 def _unauthorized() -> Any:
