@@ -36,6 +36,8 @@ __all__ = [
     "N_",
     "translations",
     "translator",
+    "practice_in",
+    "DEFAULT_PRACTICE_NAME",
     "supported",
     "patient_language",
     "with_language",
@@ -71,6 +73,16 @@ def translations(language: str) -> NullTranslations:
 def translator(language: str | None) -> Callable[[str], str]:
     """Return a gettext function for a language (``None``: the default language)."""
     return translations(supported(language)).gettext
+
+
+#: ``Settings.practice_name`` when a practice has not set its own: words, so translated.
+DEFAULT_PRACTICE_NAME = N_("your care team")
+
+
+def practice_in(name: str, language: str | None) -> str:
+    """The practice's name for a patient's text: the default ("your care team") in their
+    language; a practice's own name as it is."""
+    return translator(language)(name) if name == DEFAULT_PRACTICE_NAME else name
 
 
 def _base(tag: str | None) -> str:

@@ -391,3 +391,35 @@ def test_before_sign_in_the_browser_language_is_used(app: Any) -> None:
     assert "Este enlace no es válido" in broken.get_data(as_text=True)
     english = client.get(link, headers={"Accept-Language": "en-US"}).get_data(as_text=True)
     assert '<html lang="en">' in english and "Date of birth" in english
+
+
+@pytest.mark.parametrize("purpose, spanish", [
+    ("before-due", "Recordatorio de su equipo de atención: tiene una actividad"),
+    ("assigned", "Hola, su equipo de atención ha compartido una actividad con usted"),
+    ("overdue", "Su equipo de atención: su actividad"),
+    ("new-message", "Tiene un mensaje nuevo de su equipo de atención. Léalo aquí: "),
+])
+def test_reminders_and_message_notices_name_the_default_practice_in_spanish(
+        purpose: str, spanish: str) -> None:
+    """"Recordatorio de your care team" and an English new-message notice reached Spanish
+    patients: the default practice name is words, and the notice is a patient text."""
+    from hw_fhir.i18n import DEFAULT_PRACTICE_NAME
+    from hw_fhir.reminders.texts import default_message
+
+    assert Settings().practice_name == DEFAULT_PRACTICE_NAME
+
+    def text(practice: str, language: str) -> tuple[str, str]:
+        m = default_message(kind="reminder", purpose=purpose, channel="email",
+                            to="p@example.org", recipient="Patient/p", practice=practice,
+                            link="https://hw.example.org/p/x", idempotency_key="k",
+                            language=language)
+        return m.subject, m.text
+
+    subject, body = text(DEFAULT_PRACTICE_NAME, "es")
+    assert body.startswith(spanish), body
+    assert "your care team" not in (subject + body).lower()
+    english = " ".join(text(DEFAULT_PRACTICE_NAME, "en"))
+    assert "your care team" in english.lower() and "equipo" not in english
+    own = " ".join(text("Clínica Sol", "es"))  # a practice's own name is kept as it is
+    assert "equipo de atención" not in own or purpose == "new-message"
+    assert "Clínica Sol" in own or purpose == "new-message"

@@ -293,6 +293,8 @@ def test_a_spanish_patient_turns_push_on_and_is_reminded_in_spanish(app: Any, pu
     run = run_reminders(services, worker="w", now=opens + timedelta(minutes=1))
     assert run.sent >= 1 and not push.rejected, push.rejected
     assert [r.payload["body"] for r in push.received] == ["Tiene una actividad pendiente"]
+    # the default practice name is words, so hers too ("your care team" was left in English)
+    assert [r.payload["title"] for r in push.received] == ["Su equipo de atención"]
     # what the Communication records is what the push said
     sent = [c for c in stored(app, "Communication") if c.get("about") == [{"reference": f"Task/{task['id']}"}]]
     assert any("Tiene una actividad pendiente" in str(c.get("payload")) for c in sent)

@@ -40,7 +40,7 @@ import requests
 
 from ..egress import EgressPolicy, egress_policy
 from ..errors import EgressRefused, PermanentDeliveryError, TransientDeliveryError
-from ..i18n import N_, translator
+from ..i18n import N_, practice_in, translator
 from ..push import (
     PushConfig,
     Subscription,
@@ -142,7 +142,8 @@ class WebPushChannel:
         subscriptions = subscriptions_for(self.store, patient_id) if patient_id else []
         if not subscriptions:
             raise PermanentDeliveryError("The patient has no push subscription")
-        body = push_payload(message, title=self.settings.practice_name,
+        title = practice_in(self.settings.practice_name, message.headers.get("Content-Language"))
+        body = push_payload(message, title=title[:1].upper() + title[1:],
                             base_url=self.settings.base_url or "")
         # what the Communication records is what the push says (not the email-style text)
         message.text = f"{push_text(message)}: {(self.settings.base_url or '').rstrip('/')}/my/"

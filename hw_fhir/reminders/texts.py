@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..channels.base import Message
-from ..i18n import N_, supported, translator
+from ..i18n import N_, practice_in, supported, translator
 
 __all__ = ["default_message", "MESSAGE_SUBJECT", "PATIENT_MESSAGE_NOTICE",
            "CLINICIAN_MESSAGE_NOTICE", "MESSAGES_PATH"]
 
 #: Secure-message notifications (:mod:`hw_fhir.reminders.notices`): no content, no names.
-MESSAGE_SUBJECT = "You have a new message"
-PATIENT_MESSAGE_NOTICE = "You have a new message from your care team. Read it here: {link}"
+MESSAGE_SUBJECT = N_("You have a new message")
+PATIENT_MESSAGE_NOTICE = N_("You have a new message from your care team. Read it here: {link}")
 CLINICIAN_MESSAGE_NOTICE = "You have a new message from a patient. Open hw-fhir to read it."
 #: Where a patient reads their messages (the app's ``/my/messages`` page).
 MESSAGES_PATH = "/my/messages"
@@ -50,7 +50,8 @@ def default_message(*, kind: str, purpose: str, channel: str, to: str | None, re
     subject, body = _TEXTS.get(purpose, _TEXTS["before-due"])
     _ = translator(language)
     link_line = f" {link}" if link else ""
-    fill = {"practice": practice, "link": link or "", "link_line": link_line}
+    fill = {"practice": practice_in(practice, language), "link": link or "",
+            "link_line": link_line}
     return Message(
         kind=kind, purpose=purpose, channel=channel, to=to, recipient=recipient,
         subject=_sentence(_(subject).format(**fill)), text=_sentence(_(body).format(**fill)),
