@@ -118,7 +118,7 @@ def test_opt_in_on_the_preferences_page_and_a_push_becomes_a_notification(served
         payload = push.received[0].payload
 
         shown = _notifications_after_push(phone, served.url, payload)
-        assert shown == [{"title": services.settings.practice_name, "body": "You have an activity waiting",
+        assert shown == [{"title": "Your care team", "body": "You have an activity waiting",
                           "url": served.url + "/my/"}]  # another origin's link is never opened
 
         phone.find_element(By.ID, "push-off").click()

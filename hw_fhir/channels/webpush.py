@@ -40,7 +40,7 @@ import requests
 
 from ..egress import EgressPolicy, egress_policy
 from ..errors import EgressRefused, PermanentDeliveryError, TransientDeliveryError
-from ..i18n import N_, practice_in, translator
+from ..i18n import DEFAULT_PRACTICE_NAME, N_, practice_in, translator
 from ..push import (
     PushConfig,
     Subscription,
@@ -143,7 +143,9 @@ class WebPushChannel:
         if not subscriptions:
             raise PermanentDeliveryError("The patient has no push subscription")
         title = practice_in(self.settings.practice_name, message.headers.get("Content-Language"))
-        body = push_payload(message, title=title[:1].upper() + title[1:],
+        if self.settings.practice_name == DEFAULT_PRACTICE_NAME:  # words: a title starts capital
+            title = title[:1].upper() + title[1:]
+        body = push_payload(message, title=title,
                             base_url=self.settings.base_url or "")
         # what the Communication records is what the push says (not the email-style text)
         message.text = f"{push_text(message)}: {(self.settings.base_url or '').rstrip('/')}/my/"
