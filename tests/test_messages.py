@@ -435,3 +435,14 @@ def test_no_notification_in_the_patients_quiet_hours_or_with_no_reminders(
                                   recipient="Patient/pat-ava", text="hello again")
     assert messages.notify(services, later, now=day) is None  # the patient chose no reminders
     assert len(inbox.messages) == 1
+
+
+def test_the_signed_out_messages_page_speaks_the_browsers_language(app: Any) -> None:
+    """The page asking to open the link again was English for everyone."""
+    client = app.test_client()
+    spanish = client.get("/my/messages", headers={"Accept-Language": "es-MX,es;q=0.9"})
+    assert spanish.status_code == 401
+    page = spanish.get_data(as_text=True)
+    assert "Abra su enlace otra vez" in page and "Please open your link again" not in page
+    english = client.get("/my/messages", headers={"Accept-Language": "en-US"})
+    assert "Please open your link again" in english.get_data(as_text=True)

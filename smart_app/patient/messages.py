@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from flask import redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from hw_fhir import messages
 from hw_fhir.completion import task_questionnaire
@@ -31,20 +32,20 @@ log = logging.getLogger("hw_fhir.patient")
 def _signed_out() -> tuple[str, int]:
     return render_template(
         "patient/message.html",
-        title="Please open your link again",
-        text="For your privacy, this page needs the secure link from your latest reminder, "
-        "or sign in through your patient portal.",
+        title=_("Please open your link again"),
+        text=_("For your privacy, this page needs the secure link from your latest reminder, "
+               "or sign in through your patient portal."),
     ), 401
 
 
 def _names(store: Any, thread: list[messages.ThreadMessage], patient_ref: str) -> dict[str, str]:
-    names = {patient_ref: "You"}
+    names = {patient_ref: _("You")}
     for ref in {m.sender_ref for m in thread}:
         if ref.startswith("Practitioner/") and ref not in names:
             try:
                 names[ref] = human_name(store.read("Practitioner", ref.split("/", 1)[1]).resource)
             except NotFound:
-                names[ref] = "Your care team"
+                names[ref] = _("Your care team")
     return names
 
 
@@ -107,8 +108,8 @@ def send() -> Any:
     recipient = messages.care_team_recipient(store, patient, task)
     if recipient is None:
         return _render(patient_ref, status=422, text=text, task=task,
-                       error="Your care team cannot receive messages here yet. Please contact "
-                       "the practice directly.")
+                       error=_("Your care team cannot receive messages here yet. Please "
+                               "contact the practice directly."))
     try:
         sent = messages.send_message(
             store, patient=patient_ref, sender=patient_ref, recipient=recipient, text=text,
