@@ -193,8 +193,9 @@ class System:
     """A FHIR server under test: its base URL, its processes, how to stop it."""
 
     def __init__(self, name: str, base: str, pid: int, stop: Callable[[], None],
-                 bare: "Bare | None" = None) -> None:
+                 bare: "Bare | None" = None, url: str = "") -> None:
         self.name, self.base, self.pid, self._stop, self.bare = name, base, pid, stop, bare
+        self.url = url  # its database (hw-fhir)
         self.ids: list[str] = []  # Observation ids for reads
         self.patients: list[str] = []
         self.pagers: list[str] = []
@@ -215,7 +216,7 @@ class System:
             line = (f"   memory {self.name} pid {pid} ({role}): peak {_status_kb(pid, 'VmHWM') / 1024:.0f} MB, "
                     f"now {_status_kb(pid, 'VmRSS') / 1024:.0f} MB = anonymous {anon / 1024:.0f} MB "
                     f"+ file/shared {(smaps.get('Rss', 0) - anon) / 1024:.0f} MB")
-            if self.bare is not None and self.bare.url.startswith("sqlite"):
+            if self.url.startswith("sqlite"):
                 line += f"; SQLite connections open {_open_files(pid, '.db')}"
             lines.append(line)
         return lines
@@ -253,7 +254,7 @@ def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int,
     except Exception:
         stop()
         raise
-    return System(name, base, proc.pid, stop, None if source else Bare(url, tmp / name))
+    return System(name, base, proc.pid, stop, None if source else Bare(url, tmp / name), url)
 
 
 def start_peer(args: argparse.Namespace) -> System | None:
