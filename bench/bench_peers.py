@@ -13,7 +13,7 @@ and the paired ratio hw-fhir / Medplum (the peer in ``../shared/peers/medplum``)
   the patient's 110 Observations are spread evenly through the data loaded at each size),
 * peak RSS of each server process (``VmHWM``); with ``--memory`` per process, split into
   anonymous (Python heap, SQLite's page caches) and file-backed, with its open SQLite
-  connections.
+  connections and its read system calls so far (SQLite's cache misses).
 
 hw-fhir runs as ``hw-fhir serve`` does (gunicorn gthread, 2 workers x 4 threads) on a
 fresh SQLite file and a fresh PostgreSQL schema. ``--sizes`` grows the data set in steps
@@ -27,6 +27,8 @@ cost at each size against the first::
     python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
     python bench/bench_peers.py --sizes 1000,1000000 --no-peer --keep /tmp/k  # keep the DBs
     python bench/bench_peers.py --reuse /tmp/k bench_xxxx  # measure them again, no loading
+    python bench/bench_peers.py --sizes 1000,250000 --rounds 1 --no-peer --no-pg --memory \
+        --before /tmp/main                              # memory per process, after and before
 
 The peer is started with its ``start.sh`` (on a free port) unless ``--peer-url`` names a
 running one; when it cannot start the bench says so and prints hw-fhir's figures alone.
@@ -173,6 +175,19 @@ def _smaps_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def _read_calls(pid: int) -> int:
+    """Read system calls the process made (``/proc/PID/io`` syscr): SQLite reads each page
+    its cache misses with one, so fewer means more served from the cache (sockets' recv
+    are not counted)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscr:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _open_files(pid: int, suffix: str) -> int:
     """How many descriptors of the process name a file ending in ``suffix`` (SQLite
     connections: each holds the database file open once)."""
@@ -217,7 +232,8 @@ class System:
                     f"now {_status_kb(pid, 'VmRSS') / 1024:.0f} MB = anonymous {anon / 1024:.0f} MB "
                     f"+ file/shared {(smaps.get('Rss', 0) - anon) / 1024:.0f} MB")
             if self.url.startswith("sqlite"):
-                line += f"; SQLite connections open {_open_files(pid, '.db')}"
+                line += (f"; SQLite connections open {_open_files(pid, '.db')}, "
+                         f"read calls so far {_read_calls(pid):,}")
             lines.append(line)
         return lines
 

@@ -9,9 +9,10 @@ are pinged only after they sat idle (:data:`PING_AFTER_IDLE`), not at every chec
 SQLite's memory is the process's own (PostgreSQL's caches live in the server): every
 pooled connection keeps a page cache of its own, filled by whatever it read, and a sort
 buffers up to that cache's size before it spills to a temporary file. With 64 MB per
-connection a server worker (four request threads, a connection each) grew from 146 MB
-with 1 000 Observations on file to 313 MB with 250 000 and 437 MB with 1 000 000
-(``bench/bench_peers.py --memory``); PostgreSQL's stayed flat. Three settings keep it flat:
+connection the largest server worker (four request threads, a connection each) peaked at
+145 MB with 1 000 Observations on file, 288 MB with 250 000 and 437 MB with 1 000 000,
+where PostgreSQL's stayed flat; with the settings below 146 MB and 186 MB
+(``bench/bench_peers.py --memory``):
 
 * :data:`SQLITE_CACHE_KIB` per connection, enough to hold a small store whole (1 000
   Observations and the benchmarks' writes: about 10 MB), so no connection alone takes
