@@ -11,7 +11,9 @@ and the paired ratio hw-fhir / Medplum (the peer in ``../shared/peers/medplum``)
 * searches (ms): Observation?subject&code, Patient?family, Observation?code&date,
 * ten ``_count=10`` pages of one patient's Observations (ms, following the next links;
   the patient's 110 Observations are spread evenly through the data loaded at each size),
-* peak RSS of each server process (``VmHWM``).
+* peak RSS of each server process (``VmHWM``); with ``--memory`` per process, split into
+  anonymous (Python heap, SQLite's page caches) and file-backed, with its open SQLite
+  connections and its read system calls so far (SQLite's cache misses).
 
 hw-fhir runs as ``hw-fhir serve`` does (gunicorn gthread, 2 workers x 4 threads) on a
 fresh SQLite file and a fresh PostgreSQL schema. ``--sizes`` grows the data set in steps
@@ -25,6 +27,8 @@ cost at each size against the first::
     python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
     python bench/bench_peers.py --sizes 1000,1000000 --no-peer --keep /tmp/k  # keep the DBs
     python bench/bench_peers.py --reuse /tmp/k bench_xxxx  # measure them again, no loading
+    python bench/bench_peers.py --sizes 1000,250000 --rounds 1 --no-peer --no-pg --memory \
+        --before /tmp/main                              # memory per process, after and before
 
 The peer is started with its ``start.sh`` (on a free port) unless ``--peer-url`` names a
 running one; when it cannot start the bench says so and prints hw-fhir's figures alone.
@@ -159,12 +163,54 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _smaps_kb(pid: int) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` in kB (Rss, Anonymous, ...); empty when unreadable."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            key, _, rest = line.partition(":")
+            out[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _read_calls(pid: int) -> int:
+    """Read system calls the process made (``/proc/PID/io`` syscr): SQLite reads each page
+    its cache misses with one, so fewer means more served from the cache (sockets' recv
+    are not counted)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscr:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _open_files(pid: int, suffix: str) -> int:
+    """How many descriptors of the process name a file ending in ``suffix`` (SQLite
+    connections: each holds the database file open once)."""
+    count = 0
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            count += os.readlink(fd).endswith(suffix)
+        except OSError:  # closed meanwhile (the listing's own descriptor, among others)
+            pass
+    return count
+
+
 class System:
     """A FHIR server under test: its base URL, its processes, how to stop it."""
 
     def __init__(self, name: str, base: str, pid: int, stop: Callable[[], None],
-                 bare: "Bare | None" = None) -> None:
+                 bare: "Bare | None" = None, url: str = "") -> None:
         self.name, self.base, self.pid, self._stop, self.bare = name, base, pid, stop, bare
+        self.url = url  # its database (hw-fhir)
         self.ids: list[str] = []  # Observation ids for reads
         self.patients: list[str] = []
         self.pagers: list[str] = []
@@ -173,6 +219,23 @@ class System:
         """Return (largest process peak, sum of peaks) in MB over the server's processes."""
         peaks = [_status_kb(p, "VmHWM") for p in _tree(self.pid)]
         return max(peaks) / 1024, sum(peaks) / 1024
+
+    def memory_lines(self) -> list[str]:
+        """Per process: peak and current RSS, anonymous (heap: Python objects, SQLite's page
+        cache) and file-backed/shared resident memory, open SQLite connections."""
+        lines = []
+        for n, pid in enumerate(_tree(self.pid)):
+            smaps = _smaps_kb(pid)
+            anon = smaps.get("Anonymous", 0)
+            role = "master" if n == 0 else "worker"
+            line = (f"   memory {self.name} pid {pid} ({role}): peak {_status_kb(pid, 'VmHWM') / 1024:.0f} MB, "
+                    f"now {_status_kb(pid, 'VmRSS') / 1024:.0f} MB = anonymous {anon / 1024:.0f} MB "
+                    f"+ file/shared {(smaps.get('Rss', 0) - anon) / 1024:.0f} MB")
+            if self.url.startswith("sqlite"):
+                line += (f"; SQLite connections open {_open_files(pid, '.db')}, "
+                         f"read calls so far {_read_calls(pid):,}")
+            lines.append(line)
+        return lines
 
     def stop(self) -> None:
         self._stop()
@@ -207,7 +270,7 @@ def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int,
     except Exception:
         stop()
         raise
-    return System(name, base, proc.pid, stop, None if source else Bare(url, tmp / name))
+    return System(name, base, proc.pid, stop, None if source else Bare(url, tmp / name), url)
 
 
 def start_peer(args: argparse.Namespace) -> System | None:
@@ -678,6 +741,8 @@ def measure(systems: list[System], args: argparse.Namespace, size: int,
     for s in systems:
         peak, total = s.peak_rss_mb()
         print(f"   peak RSS {s.name}: largest process {peak:.0f} MB, all processes {total:.0f} MB")
+        if args.memory:
+            print("\n".join(s.memory_lines()))
 
 
 def _held(system: System) -> int:
@@ -713,6 +778,9 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--memory", action="store_true",
+                        help="after each size, every server process's peak and current RSS, "
+                             "anonymous vs file-backed, and its open SQLite connections")
     parser.add_argument("--before", metavar="DIR",
                         help="also serve hw-fhir from this checkout (e.g. `git worktree` of main) "
                              "as <db>@before, measured in the same rounds, with after/before ratios")
