@@ -32,7 +32,7 @@ from sqlalchemy.sql.selectable import ScalarSelect, Select
 
 from . import schema as S
 
-__all__ = ["TOTAL_CAP", "count_matches"]
+__all__ = ["TOTAL_CAP", "count_matches", "planner_rows"]
 
 #: Matches counted at most for a total nobody asked to be exact: the count reads about
 #: TOTAL_CAP / (share of the driving rows that pass the other filters) rows; at 1 000 000
@@ -40,14 +40,18 @@ __all__ = ["TOTAL_CAP", "count_matches"]
 TOTAL_CAP = 100
 
 
-def count_matches(conn: Connection, where: list[Any], mode: str | None) -> int | None:
+def count_matches(conn: Connection, where: list[Any], mode: str | None, *,
+                  beyond_cap: bool = False) -> int | None:
     """The total for the conditions ``where`` on the resource table, as ``mode`` asks.
 
-    ``mode`` is the query's ``_total`` (None when the client did not say).
+    ``mode`` is the query's ``_total`` (None when the client did not say). ``beyond_cap``:
+    the caller already found more than :data:`TOTAL_CAP` matches (no capped count then).
     """
     if mode == "accurate":
         return int(conn.execute(
             select(func.count()).select_from(S.resource).where(*where)).scalar_one())
+    if beyond_cap:
+        return _beyond(conn, where, mode)
     capped = None
     if conn.dialect.name == "sqlite":
         capped = _driven_by_filter(where)
@@ -57,6 +61,11 @@ def count_matches(conn: Connection, where: list[Any], mode: str | None) -> int |
         capped.limit(TOTAL_CAP + 1).subquery())).scalar_one())
     if found <= TOTAL_CAP:
         return found
+    return _beyond(conn, where, mode)
+
+
+def _beyond(conn: Connection, where: list[Any], mode: str | None) -> int | None:
+    """The total of more than TOTAL_CAP matches: none, or PostgreSQL's estimate if asked."""
     if mode == "estimate" and conn.dialect.name == "postgresql":
         return _planner_estimate(conn, where)
     return None
@@ -90,7 +99,12 @@ def _driven_by_filter(where: list[Any]) -> Select | None:
 
 def _planner_estimate(conn: Connection, where: list[Any]) -> int | None:
     """PostgreSQL's estimate of the rows matching ``where`` (from ``EXPLAIN``, nothing run)."""
-    stmt = select(literal_column("1")).select_from(S.resource).where(*where)
+    rows = planner_rows(conn, select(literal_column("1")).select_from(S.resource).where(*where))
+    return max(rows, TOTAL_CAP + 1) if rows is not None else None
+
+
+def planner_rows(conn: Connection, stmt: Select) -> int | None:
+    """The rows PostgreSQL's planner expects ``stmt`` to return (``EXPLAIN``, nothing run)."""
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     cursor = conn.connection.cursor()  # the driver's: no parameters, nothing to interpolate
     try:
@@ -101,4 +115,4 @@ def _planner_estimate(conn: Connection, where: list[Any]) -> int | None:
     if isinstance(plan, (str, bytes)):
         plan = orjson.loads(plan)
     rows = plan[0]["Plan"].get("Plan Rows")
-    return max(int(rows), TOTAL_CAP + 1) if rows is not None else None
+    return int(rows) if rows is not None else None
