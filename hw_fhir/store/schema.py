@@ -57,7 +57,8 @@ resource = Table(
     Column("last_updated", String(32), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Text, nullable=True),
-    Index("ix_resource_type_updated", "res_type", "last_updated"),
+    # the default page order whole (migration 0010): a walk in page order needs no sort
+    Index("ix_resource_type_updated", "res_type", "last_updated", "res_id"),
 )
 
 
