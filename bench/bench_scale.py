@@ -90,8 +90,30 @@ def explain(store: Any, statement: str, params: Any) -> str:
         raw.close()
 
 
+def each_statement(store: Any, log: list[tuple[str, Any, float, float]]) -> None:
+    """One line per statement of the last run: PostgreSQL's execution time, buffers and rows
+    (``EXPLAIN (ANALYZE, BUFFERS)``), SQLite's CPU time and rows; then its first words."""
+    for n, (sql, params, _secs, cpu) in enumerate(log):
+        words = " ".join(sql.split())[:90]
+        if store.dialect == "sqlite":
+            print(f"    #{n + 1}: {cpu * 1000:7.2f} ms CPU  {words}")
+            continue
+        raw = store.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
+            plan = cur.fetchone()[0][0]
+        finally:
+            raw.rollback()
+            raw.close()
+        top = plan["Plan"]
+        print(f"    #{n + 1}: {plan['Execution Time']:7.2f} ms executing, "
+              f"{top['Shared Hit Blocks'] + top['Shared Read Blocks']:6d} buffers "
+              f"({top['Shared Read Blocks']} read), {top['Actual Rows']} rows  {words}")
+
+
 def run(store: Any, rec: Recorder, label: str, fn: Callable[[], Any], runs: int,
-        show_plan_ms: float) -> float:
+        show_plan_ms: float, every: bool = False) -> float:
     """Run ``fn`` ``runs`` times; print wall and CPU ms; return the slowest statement's ms.
 
     On a loaded machine the wall time is mostly waiting for a core; this process's CPU
@@ -116,6 +138,8 @@ def run(store: Any, rec: Recorder, label: str, fn: Callable[[], Any], runs: int,
     print(f"  {label:<52} {ms:8.2f} ms wall, {statistics.median(cpus) * 1000:7.2f} ms CPU "
           f"(medians of {runs}); {statements} statements, slowest {slowest[0] * 1000:.2f} ms "
           f"wall / {slowest[3] * 1000:.2f} ms CPU")
+    if every:
+        each_statement(store, rec.log)
     if slowest[0] * 1000 > show_plan_ms:
         print("    slowest statement: " + " ".join(slowest[1].split())[:400])
         print(explain(store, slowest[1], slowest[2]))
@@ -167,6 +191,8 @@ def main() -> None:
                         help="first load N Observations (and their Patients) into an empty store")
     parser.add_argument("--load-patients", type=int, default=0, metavar="P",
                         help="Patients loaded with --load (default N/20, as bench_peers)")
+    parser.add_argument("--each", action="store_true",
+                        help="print every statement's execution time, buffers and rows")
     parser.add_argument("--no-join", action="store_true",
                         help="do not wait for the store's background ANALYZE after --tasks")
     args = parser.parse_args()
@@ -213,7 +239,7 @@ def main() -> None:
     ]
     for label, params in queries:
         worst[label] = run(store, rec, label, lambda p=params: store.search(label.split("?")[0], p),
-                           args.runs, args.show_plan_ms)
+                           args.runs, args.show_plan_ms, args.each)
     for label, params in queries[1:3]:
         for extra in (("_total", "accurate"), ("_summary", "count")):
             name = f"{label}&{extra[0]}={extra[1]}"
