@@ -32,7 +32,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.util import ClauseAdapter
 
 from ..errors import (
     Gone,
@@ -51,13 +50,13 @@ from .engine import make_engine, sqlite_first
 from .maintenance import StatisticsKeeper
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, date_range, params_for, prefix_range
-from .totals import TOTAL_CAP, count_matches, planner_rows
+from .totals import count_matches, literal_sql, planner_rows
+from .walk import walk_beyond_cap, walk_end, walk_page
 from .unit import StoreOps, UnitOfWork
 
 __all__ = ["SqlStore", "now_instant"]
 
 _MIN_INSTANT = "0001-01-01T00:00:00.000000Z"
-_MAX_INSTANT = "9999-12-31T23:59:59.999999Z"
 
 
 def now_instant() -> str:
@@ -329,7 +328,7 @@ class SqlStore:
                 result.total = q.offset + len(result.matches)
             else:
                 beyond = (walked and q.total != "accurate" and self.dialect == "postgresql"
-                          and self._walk_count(conn, q, checks, walk) > TOTAL_CAP)
+                          and walk_beyond_cap(conn, q.resource_type, checks, walk))
                 result.total = count_matches(conn, matching, q.total, beyond_cap=beyond)
         if q.include or q.revinclude:
             result.included = self._includes(conn, q, result.matches)
@@ -363,9 +362,9 @@ class SqlStore:
             if walk:  # the walk starts at the cursor (a range of the index, not an OR)
                 where.append(last_updated >= q.cursor[0])
         if walk and self.dialect == "postgresql":
-            return self._walk_page(conn, q, [*where[:2], *where[2 + len(conds):]], conds, walk)
+            return walk_page(conn, q, [*where[:2], *where[2 + len(conds):]], conds, walk)
         if walk:
-            where.append(last_updated <= self._walk_end(q, walk))
+            where.append(last_updated <= walk_end(q, walk))
         order.extend([last_updated.asc(), r.c.res_id.asc()])
         if self.dialect == "sqlite" and not q.sort:
             # SQLite's sorter would copy every matching resource's JSON (three times slower
@@ -391,61 +390,6 @@ class SqlStore:
             stmt = stmt.offset(q.offset)
         rows = conn.execute(stmt).all()
         return rows, len(rows) > q.count
-
-    def _walk_end(self, q: Query, walk: int) -> Any:
-        """The lastUpdated of the ``walk``-th resource of the type from the cursor (SQLite).
-
-        Read from the covering (res_type, last_updated) index; past the type's last
-        resource the walk ends with the type.
-        """
-        r = S.resource
-        end = select(r.c.last_updated).where(r.c.res_type == q.resource_type)
-        if q.cursor:
-            end = end.where(r.c.last_updated >= q.cursor[0])
-        end = end.order_by(r.c.last_updated).limit(1).offset(walk - 1).scalar_subquery()
-        return func.coalesce(end, _MAX_INSTANT)
-
-    def _walked(self, inner: list[Any], checks: list[Any], walk: int) -> tuple[Any, list[Any]]:
-        """PostgreSQL: the first ``walk`` resources meeting ``inner`` in page order (a subquery
-        whose LIMIT the planner cannot move a join across) and the ``checks`` on its rows.
-
-        PostgreSQL estimates how many resources a filter's index rows match from res_id's
-        distinct values over every type (``Patient?family`` at 1 000 000 resources: 90 of
-        4 348), so with the filters beside the order it sorted every match; checked on
-        rows of this subquery they are read in its order and the LIMIT stops the walk.
-        """
-        r = S.resource
-        walked = (select(r.c.res_type, r.c.res_id, r.c.version_id, r.c.last_updated, r.c.content)
-                  .where(*inner).order_by(r.c.last_updated, r.c.res_id)
-                  .limit(walk).subquery("walk"))
-        adapter = ClauseAdapter(walked)
-        return walked, [adapter.traverse(c) for c in checks]
-
-    def _walk_page(self, conn: Connection, q: Query, inner: list[Any], checks: list[Any],
-                   walk: int) -> tuple[list[Any], bool]:
-        walked, on_walk = self._walked(inner, checks, walk)
-        stmt = (select(walked.c.res_id, walked.c.version_id, walked.c.last_updated,
-                       walked.c.content)
-                .where(*on_walk).order_by(walked.c.last_updated, walked.c.res_id)
-                .limit(q.count + 1))
-        if q.offset and not q.cursor:
-            stmt = stmt.offset(q.offset)
-        rows = conn.execute(stmt).all()
-        return rows, len(rows) > q.count
-
-    def _walk_count(self, conn: Connection, q: Query, checks: list[Any], walk: int) -> int:
-        """Matches among the type's first ``walk`` resources, counted up to TOTAL_CAP + 1
-        (PostgreSQL).
-
-        More than the cap there prove the total is beyond it without the capped count,
-        which first reads every index row of the filter (a hash of their res_ids).
-        """
-        r = S.resource
-        walked, on_walk = self._walked(
-            [r.c.res_type == q.resource_type, r.c.deleted == False], checks, walk)  # noqa: E712
-        inner = select(literal_column("1")).select_from(walked).where(*on_walk)
-        return int(conn.execute(select(func.count()).select_from(
-            inner.limit(TOTAL_CAP + 1).subquery())).scalar_one())
 
     def _rows_by_id(self, conn: Connection, rtype: str, ids: list[str]) -> list[Any]:
         """Return the current rows of ``ids`` in that order (same read transaction)."""
@@ -513,8 +457,8 @@ class SqlStore:
                             self._values_cond(table.c, f)))
             if self.dialect == "sqlite":
                 probe = select(func.count()).select_from(inner.limit(cap).subquery())
-            else:
-                probe = inner
+            else:  # the statement's text with its values, compiled once
+                probe = "EXPLAIN (FORMAT JSON) " + literal_sql(conn, inner)
             if key is not None:
                 if len(self._clauses) >= _MAX_CLAUSES:
                     self._clauses.clear()

@@ -32,7 +32,7 @@ from sqlalchemy.sql.selectable import ScalarSelect, Select
 
 from . import schema as S
 
-__all__ = ["TOTAL_CAP", "count_matches", "planner_rows"]
+__all__ = ["TOTAL_CAP", "count_matches", "literal_sql", "planner_rows"]
 
 #: Matches counted at most for a total nobody asked to be exact: the count reads about
 #: TOTAL_CAP / (share of the driving rows that pass the other filters) rows; at 1 000 000
@@ -103,12 +103,19 @@ def _planner_estimate(conn: Connection, where: list[Any]) -> int | None:
     return max(rows, TOTAL_CAP + 1) if rows is not None else None
 
 
-def planner_rows(conn: Connection, stmt: Select) -> int | None:
-    """The rows PostgreSQL's planner expects ``stmt`` to return (``EXPLAIN``, nothing run)."""
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+def literal_sql(conn: Connection, stmt: Select) -> str:
+    """``stmt`` as SQL text with its values in it (for ``EXPLAIN`` through the driver)."""
+    return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def planner_rows(conn: Connection, explain: Select | str) -> int | None:
+    """The rows PostgreSQL's planner expects a statement to return (nothing run): ``explain``
+    is the statement, or the text ``EXPLAIN (FORMAT JSON) <statement with its values>``."""
+    if not isinstance(explain, str):
+        explain = "EXPLAIN (FORMAT JSON) " + literal_sql(conn, explain)
     cursor = conn.connection.cursor()  # the driver's: no parameters, nothing to interpolate
     try:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+        cursor.execute(explain)
         plan = cursor.fetchone()[0]
     finally:
         cursor.close()
