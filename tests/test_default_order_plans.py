@@ -152,3 +152,36 @@ def test_matches_far_along_the_order_fall_back_to_the_filter(
     assert [m.id for m in tail.matches] == every[290:] and not tail.has_more
     mixed = [("family", "okafor"), ("gender", "female"), ("_count", "20")]
     assert [m.id for m in sql_store.search("Patient", mixed).matches] == _every(sql_store, mixed)[:20]
+
+
+def test_postgresql_total_beyond_the_cap_is_found_on_the_walk(
+        sql_store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the filter has more index rows than the probe's cap, the default total (counted
+    up to TOTAL_CAP) is decided on the walk too: the capped count would first read every
+    index row of the filter. Probe cap lowered to 100 rows and the total's to 10 here."""
+    if sql_store.dialect != "postgresql":
+        pytest.skip("SQLite's capped count already stops at the cap (test_totals)")
+    from hw_fhir.store import totals
+
+    monkeypatch.setattr(sql_module, "_WALK_MIN", 100, raising=False)
+    monkeypatch.setattr(sql_module, "_PROBE_CAP", 100)
+    monkeypatch.setattr(totals, "TOTAL_CAP", 10)
+    _fill(sql_store)
+    counts: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith("SELECT count("):
+            counts.append(statement)
+
+    params = [("family", "okafor"), ("_count", "5")]
+    event.listen(sql_store.engine, "before_cursor_execute", capture)
+    try:
+        result = sql_store.search("Patient", params)
+        estimate = sql_store.search("Patient", [*params, ("_total", "estimate")])
+    finally:
+        event.remove(sql_store.engine, "before_cursor_execute", capture)
+    assert [m.id for m in result.matches] == _every(sql_store, params)[:5]
+    assert result.total is None and result.has_more
+    assert isinstance(estimate.total, int) and estimate.total > 10  # the planner's
+    assert len(counts) == 2 and all("AS walk" in c for c in counts), counts
+    assert not any("sp_string.res_id FROM sp_string" in c for c in counts), counts

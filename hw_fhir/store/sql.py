@@ -327,7 +327,11 @@ class SqlStore:
                 # this page holds the last match (by offset): the total needs no count
                 result.total = q.offset + len(result.matches)
             else:
+                # PostgreSQL's capped count first reads every index row of the driving
+                # filter: beyond _PROBE_CAP of them, walking for the cap's matches reads fewer
+                # (at 51 000 Patients, 4 348 Okafors: 2 203 buffers counted, 5 136 walked)
                 beyond = (walked and q.total != "accurate" and self.dialect == "postgresql"
+                          and walk >= _PROBE_CAP
                           and walk_beyond_cap(conn, q.resource_type, checks, walk))
                 result.total = count_matches(conn, matching, q.total, beyond_cap=beyond)
         if q.include or q.revinclude:
