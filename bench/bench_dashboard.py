@@ -15,8 +15,11 @@ Per page it prints:
   one view;
 * **cold**: the page's first view in a fresh worker (``--cold-runs`` workers per page, the
   pages interleaved): a process forked from the one that made the app and loaded the
-  data, before it served any page, as gunicorn forks ``hw-fhir serve``'s workers; nothing
-  read, rendered or compiled for a page before; median, best, CPU time and statements.
+  data and ran :func:`smart_app.warmup.prepare_for_fork` (as ``hw-fhir serve`` does: every
+  template loaded, the pages' reads run once for a patient who does not exist, the stored
+  Questionnaires' expressions parsed, the heap frozen), before it served any page, as
+  gunicorn forks ``hw-fhir serve``'s workers; none of the measured patient's data was read
+  before; median, best, CPU time and statements.
   Templates compiled by an earlier worker are kept in ``<instance>/jinja-cache``, as on
   a server after its first start;
 * "dashboard/panel, Task cache emptied": those pages in the warm process right after
@@ -60,7 +63,7 @@ from clinician_support import clinician_app, open_launch  # noqa: E402
 
 from hw_fhir.adherence import clear_task_facts  # noqa: E402
 from hw_fhir.store.maintenance import refresh_statistics  # noqa: E402
-from smart_app.cli import freeze_startup_heap  # noqa: E402
+from smart_app.warmup import prepare_for_fork  # noqa: E402
 
 PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PHQ9 = "http://hw-fhir.org/fhir/Questionnaire/phq-9|1.0.0"
@@ -494,8 +497,9 @@ def _cold(args: argparse.Namespace, app: Any, pages: list[Page]) -> dict[str, An
     """Each page's first view in a fresh worker, ``--cold-runs`` workers per page, the pages
     interleaved: a process forked from this one after start-up and before any page was
     served, as gunicorn forks its workers from the process that made the app (the child
-    rebuilds its database pool first, as a worker does). Nothing was read or rendered
-    before in it: no compiled template, no Task read, no compiled SQL of a page."""
+    rebuilds its database pool first, as a worker does). Nothing of the measured patient
+    was read before in it (no Task parsed); what :func:`~smart_app.warmup.prepare_for_fork`
+    builds is there, as in a served worker."""
     import json
 
     out: dict[str, dict[str, list[float]]] = {
@@ -557,7 +561,7 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
                 conn.execute(sa.text("ANALYZE"))
             print("ran ANALYZE")
         pages = _pages(store, now)
-        freeze_startup_heap()  # as `hw-fhir serve` does before its workers start
+        prepare_for_fork(app)  # as `hw-fhir serve` does before its workers start
         started = time.perf_counter()
         cold = _cold(args, app, pages) if args.cold_runs else {}
         cold_secs = time.perf_counter() - started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import socket
 from collections.abc import Callable
@@ -17,30 +16,19 @@ from hw_fhir.services import Services
 from hw_fhir.worker import start_worker_thread
 
 from .app import create_app
+from .warmup import freeze_startup_heap, prepare_for_fork
 
 __all__ = ["freeze_startup_heap", "main", "demo_guide"]
 
 
-def freeze_startup_heap() -> None:
-    """Move everything alive after start-up out of the garbage collector's sight.
-
-    The app, its templates and the FHIR models are a few hundred thousand objects that
-    live as long as the process; without this every full collection walks them again,
-    which a page reading 1 000 Tasks triggers (about a third of its time). Done once in
-    the server process before gunicorn forks its workers (they inherit it), and in the
-    page benchmark so it measures what is served.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def _gunicorn(app: Any, host: str, port: int, workers: int, threads: int, *,
               in_worker: Callable[[], Any] | None = None) -> None:
-    """Serve ``app`` (:func:`smart_app.serving.serve_app`), the start-up heap frozen first."""
+    """Serve ``app`` (:func:`smart_app.serving.serve_app`), its per-process caches warmed and
+    the start-up heap frozen first (:func:`smart_app.warmup.prepare_for_fork`)."""
     from .serving import serve_app  # lazy: only serve/demo need gunicorn; keeps the CLI's start fast
 
     serve_app(app, host, port, workers, threads, in_worker=in_worker,
-              before_run=freeze_startup_heap)
+              before_run=lambda: prepare_for_fork(app))
 
 
 def _port_free(host: str, port: int) -> None:
