@@ -7,9 +7,9 @@ caches the pages fill on first use and which do not depend on whose data is show
 
 * every template, loaded into the Jinja environment (from ``<instance>/jinja-cache``
   once a server has compiled it);
-* the request plumbing: a few page requests without a valid session (answered 401 after
-  one session lookup; nothing is written) build Flask's URL matcher and compile the
-  session and launch lookups;
+* the lookups every request makes (the browser session, the launch, the patient link),
+  run for ids no one has: compiled, finding nothing (no request is sent: a refused request
+  would be audited as a failed access);
 * the SQL of the pages' reads, compiled by SQLAlchemy into the engine's statement cache
   (keyed by the statement's shape, not its values): the reads of the clinician pages
   (dashboard, panel, session prep, flags) and of the patient's pages (to-do list,
@@ -48,7 +48,7 @@ from hw_fhir.scoring.sdc import check_expressions
 from hw_fhir.store.base import iter_all
 
 from .patient.todo import patient_tasks, todo_list
-from .state import services
+from .state import app_state, services
 
 __all__ = ["NOBODY", "NO_PRACTITIONER", "freeze_startup_heap", "prepare_for_fork",
            "warm_expressions", "warm_templates", "warm_up"]
@@ -73,19 +73,16 @@ def warm_templates(app: Any) -> int:
     return len(names)
 
 
-#: Requests the warm-up sends with a session id no session has (each is answered 401).
-_REQUESTS = ("/app", f"/clinician/patients/{NOBODY}", "/clinician/panel", "/my/", "/my/progress")
 #: At most this many Questionnaires' expressions are parsed (the parse cache holds 1 024).
 MAX_QUESTIONNAIRES = 200
 
 
-def _warm_requests(app: Any) -> None:
-    """Send :data:`_REQUESTS` without a valid session (answered 401; nothing is written)."""
-    client = app.test_client()
-    cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
-    client.set_cookie(cookie, "-" * 43, domain="localhost")
-    for path in _REQUESTS:
-        client.get(path, query_string={"launch": NOBODY}, base_url="https://localhost")
+def _warm_lookups(app: Any) -> None:
+    """Look up a browser session, a launch and a patient link no one has (finds nothing)."""
+    svc = services(app)
+    app.session_interface.store.load(NOBODY)
+    app_state(app).launcher.launches.get(NOBODY, NOBODY)
+    patient_links(svc).is_live(NOBODY)
 
 
 def warm_expressions(store: Any, limit: int = MAX_QUESTIONNAIRES) -> int:
@@ -111,7 +108,6 @@ def _warm_reads(app: Any) -> None:
     reminder_problems(store, patients=[NOBODY], limit=20)
     undelivered_alerts(store, patient=NOBODY)
     thread(store, NOBODY)
-    patient_links(svc).is_live(NOBODY)
     review.patient_dashboard(store, NOBODY, now=now)
     review.session_prep(store, NOBODY, now=now)
     review.panel(store, NO_PRACTITIONER, now=now)
@@ -133,7 +129,7 @@ def warm_up(app: Any) -> None:
     if getattr(store, "engine", None) is None:
         return
     try:
-        _warm_requests(app)
+        _warm_lookups(app)
         with app.app_context():
             _warm_reads(app)
         warm_expressions(store)

@@ -1,14 +1,32 @@
 """A new process renders its first pages without compiling their templates again: the
 compiled code is kept in ``<instance>/jinja-cache`` (checked against each template's
 source by Jinja), and Babel's data for the app's languages is read when the app is made.
+
+A worker forked from the server process finds what :func:`smart_app.warmup.prepare_for_fork`
+built there: every template loaded, the pages' data-independent SQL compiled, the stored
+Questionnaires' FHIRPath parsed; the warm-up writes nothing and leaves no connection open.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from babel import localedata
+from sqlalchemy.engine.default import CACHE_MISS
+
+from clinician_fixtures import app, ava, store  # noqa: F401  (fixtures)
+from clinician_support import assign_once, complete_phq9
+from hw_fhir.scoring.fhirpath import parse_cache
+from hw_fhir.scoring.sdc import check_expressions
+from hw_fhir.store.base import iter_all
+from smart_app.warmup import prepare_for_fork, warm_expressions, warm_templates
 
 
 def test_a_second_app_loads_compiled_templates_instead_of_compiling(
@@ -50,3 +68,151 @@ def test_languages_date_data_is_read_when_the_app_is_made(app_config: dict[str, 
     app = create_app(app_config)
     assert all(language in localedata._cache for language in LANGUAGES)
     app.extensions["hw_fhir"].close()
+
+
+# --------------------------------------------------------------------------------------------
+# What the server process builds before gunicorn forks its workers (smart_app.warmup)
+
+
+def _in_forked_worker(app: Any, work: Any) -> Any:
+    """Run ``work()`` in a child forked from this process (as gunicorn forks a worker: the
+    child rebuilds its database pool first); return what it returned (JSON)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            os.close(read)
+            app.extensions["hw_fhir"].after_fork()
+            os.write(write, json.dumps(work()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the forked worker failed"
+    return json.loads(data)
+
+
+def _compiled_on_first_view(app: Any, get: Any, path: str) -> dict[str, Any]:
+    """In a forked worker, view ``path`` once; return its status and the SQL statements
+    SQLAlchemy compiled for it (statement-cache misses)."""
+    engine = app.extensions["hw_fhir"].store.engine
+
+    def work() -> dict[str, Any]:
+        compiled: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
+                 _many: Any) -> None:
+            if getattr(context, "cache_hit", None) is CACHE_MISS:
+                compiled.append(" ".join(statement.split())[:160])
+
+        sa.event.listen(engine, "after_cursor_execute", seen)
+        status = get(path).status_code
+        return {"status": status, "compiled": compiled}
+
+    return _in_forked_worker(app, work)
+
+
+#: Statements of every clinician page that depend on no patient's data: the browser
+#: session, the launch, the worker banner, undelivered reminders (reminder_job).
+_PLUMBING = ("smart_web_session", "smart_launch", "reminder_state", "reminder_job")
+
+
+@pytest.mark.parametrize("warmed", [False, True], ids=["cold", "warmed"])
+def test_a_forked_worker_finds_the_pages_statements_compiled(
+    app: Any, ava: Any, store: Any, warmed: bool
+) -> None:
+    """After :func:`prepare_for_fork` a worker's first dashboard and panel compile none of the
+    lookups every page makes, and fewer statements in all; without it they compile them."""
+    start = datetime.now(timezone.utc) - timedelta(days=10)
+    for i in range(3):
+        task = assign_once(store, now=start + timedelta(days=i), due_in_days=1)
+        complete_phq9(store, task, [1, 2, 1, 0, 1, 2, 1, 0, 0], when=start + timedelta(days=i))
+    pages = ["/clinician/patients/pat-ava", "/clinician/panel",
+             "/clinician/patients/pat-ava/session-prep"]
+    if warmed:
+        prepare_for_fork(app)
+    try:
+        views = {path: _compiled_on_first_view(app, ava.get, path) for path in pages}
+    finally:
+        gc.unfreeze()
+    assert all(v["status"] == 200 for v in views.values()), views
+    plumbing = {p: [s for s in v["compiled"] if any(t in s for t in _PLUMBING)]
+                for p, v in views.items()}
+    counts = {p: len(v["compiled"]) for p, v in views.items()}
+    if warmed:
+        assert not any(plumbing.values()), plumbing
+        assert all(n <= 8 for n in counts.values()), views
+    else:  # the same check finds them when nothing was warmed
+        assert all(plumbing.values()), plumbing
+        assert all(n > 8 for n in counts.values()), counts
+
+
+def test_a_forked_worker_finds_every_template_loaded(app_config: dict[str, Any]) -> None:
+    from smart_app import create_app
+
+    app = create_app(app_config)
+    assert warm_templates(app) > 40
+
+    def work() -> list[str]:
+        loaded: list[str] = []
+        load = app.jinja_env.loader.load
+
+        def counting(env: Any, name: str, globals: Any = None) -> Any:
+            loaded.append(name)
+            return load(env, name, globals)
+
+        app.jinja_env.loader.load = counting
+        for name in ("clinician/dashboard.html", "clinician/panel.html", "patient/todo.html",
+                     "patient/progress.html", "clinician/session_prep.html"):
+            app.jinja_env.get_template(name)
+        return loaded
+
+    assert _in_forked_worker(app, work) == []
+    app.extensions["hw_fhir"].close()
+
+
+def test_a_forked_worker_parses_no_expression_of_a_stored_questionnaire(
+    app: Any, store: Any
+) -> None:
+    """The scores' FHIRPath of every stored Questionnaire is parsed before the fork: a
+    worker scoring or reviewing a response parses none again."""
+    parse_cache.cache_clear()  # as in a freshly started server
+    assert warm_expressions(store) > 0
+    assert parse_cache.cache_info().currsize > 0
+
+    def work() -> int:
+        before = parse_cache.cache_info().misses
+        for questionnaire in iter_all(store, "Questionnaire", []):
+            check_expressions(questionnaire)
+        return parse_cache.cache_info().misses - before
+
+    assert _in_forked_worker(app, work) == 0
+
+
+def test_the_warm_up_writes_nothing_and_leaves_no_connection_or_thread(
+    app: Any, store: Any
+) -> None:
+    import threading
+
+    threads = threading.active_count()
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        prepare_for_fork(app)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+    assert statements and set(statements) <= {"SELECT", "PRAGMA"}, sorted(set(statements))
+    assert store.engine.pool.checkedin() == 0  # closed: no worker inherits a connection
+    assert threading.active_count() == threads

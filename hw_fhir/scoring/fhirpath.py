@@ -42,7 +42,7 @@ from ..errors import ExpressionFailure
 from .items import answer_value, iter_response_items, questionnaire_items_by_link_id
 from .weights import answer_weight, coding_weight, extension_weight
 
-__all__ = ["ExpressionFailure", "SdcEnvironment", "syntax_error", "to_plain"]
+__all__ = ["ExpressionFailure", "SdcEnvironment", "parse_cache", "syntax_error", "to_plain"]
 
 Json = dict[str, Any]
 
@@ -91,6 +91,11 @@ def _compiled(expression: str) -> tuple[Any, str | None]:
     listener = ASTPathListener()
     ParseTreeWalker().walk(listener, tree.expression())
     return listener.parentStack[0], None
+
+
+#: The parse cache, one entry per expression text (``cache_info()``, ``cache_clear()``): the
+#: server fills it before its workers fork (:func:`smart_app.warmup.warm_expressions`).
+parse_cache = _compiled
 
 
 def syntax_error(expression: str) -> str | None:
