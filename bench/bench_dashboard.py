@@ -14,12 +14,13 @@ Per page it prints:
   turn so that all see the same drift of the machine's speed, and the SQL statements of
   one view;
 * **cold**: the page's first view in a fresh worker (``--cold-runs`` workers per page, the
-  pages interleaved): a process forked from the one that made the app and loaded the
-  data and ran :func:`smart_app.warmup.prepare_for_fork` (as ``hw-fhir serve`` does: every
+  pages interleaved; one more, untimed, counts its Python function calls): a process
+  forked from the one that made the app, loaded the data and ran
+  :func:`smart_app.warmup.prepare_for_fork` (as ``hw-fhir serve`` does: every
   template loaded, the pages' reads run once for a patient who does not exist, the stored
   Questionnaires' expressions parsed, the heap frozen), before it served any page, as
   gunicorn forks ``hw-fhir serve``'s workers; none of the measured patient's data was read
-  before; median, best, CPU time and statements.
+  before; median, best, CPU time, statements and how many of them SQLAlchemy compiled.
   Templates compiled by an earlier worker are kept in ``<instance>/jinja-cache``, as on
   a server after its first start;
 * "dashboard/panel, Task cache emptied": those pages in the warm process right after
@@ -328,16 +329,43 @@ def _reference_ms() -> float:
 
 
 class _Statements:
-    """Count the SQL statements the store's engine runs (an SQLAlchemy event listener)."""
+    """Count the SQL statements the store's engine runs, and those SQLAlchemy compiled for
+    it (not found in its statement cache), with SQLAlchemy event listeners."""
 
     def __init__(self, engine: Any) -> None:
         import sqlalchemy as sa
 
         self.count = 0
+        self.compiled = 0
         sa.event.listen(engine, "before_cursor_execute", self._seen)
+        sa.event.listen(engine, "after_cursor_execute", self._done)
 
     def _seen(self, *_args: Any) -> None:
         self.count += 1
+
+    def _done(self, _conn: Any, _cursor: Any, _sql: Any, _params: Any, context: Any,
+              _many: Any) -> None:
+        from sqlalchemy.engine.default import CACHE_MISS
+
+        if getattr(context, "cache_hit", None) is CACHE_MISS:
+            self.compiled += 1
+
+
+def _python_calls(session: Any, path: str, params: dict[str, Any]) -> int:
+    """The Python function calls of one request (``sys.setprofile``; not timed)."""
+    calls = 0
+
+    def count(_frame: Any, event: str, _arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        session.get(path, **params)
+    finally:
+        sys.setprofile(None)
+    return calls
 
 
 def _sample(
@@ -503,10 +531,13 @@ def _cold(args: argparse.Namespace, app: Any, pages: list[Page]) -> dict[str, An
     import json
 
     out: dict[str, dict[str, list[float]]] = {
-        name: {"wall": [], "cpu": [], "statements": []} for name, *_ in pages
+        name: {"wall": [], "cpu": [], "statements": [], "compiled": [], "calls": []}
+        for name, *_ in pages
     }
     services = app.extensions["hw_fhir"]
-    for _ in range(args.cold_runs):
+    # the last round counts the Python calls of each first view (untimed: counting slows it)
+    for round_ in range(args.cold_runs + 1):
+        counting_calls = round_ == args.cold_runs
         for name, who, path, params in pages:
             read, write = os.pipe()
             pid = os.fork()
@@ -517,8 +548,12 @@ def _cold(args: argparse.Namespace, app: Any, pages: list[Page]) -> dict[str, An
                     services.after_fork()
                     sessions = _sessions(app, services.store)
                     statements = _Statements(services.store.engine)
-                    wall, cpu, count = _sample(sessions[who], path, params, statements)
-                    figures = {"wall": wall, "cpu": cpu, "statements": count}
+                    if counting_calls:
+                        figures = {"calls": _python_calls(sessions[who], path, params)}
+                    else:
+                        wall, cpu, count = _sample(sessions[who], path, params, statements)
+                        figures = {"wall": wall, "cpu": cpu, "statements": count,
+                                   "compiled": statements.compiled}
                     os.write(write, json.dumps(figures).encode())
                     code = 0
                 finally:
@@ -594,7 +629,7 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
                     sessions[who].get(path, **params)
         print(
             f"{'page':26} {'warm ms':>8} {'p95':>6} {'best':>6} {'cpu':>6} {'stmts':>5}"
-            f" | {'cold ms':>7} {'best':>6} {'cpu':>6} {'stmts':>5}"
+            f" | {'cold ms':>7} {'best':>6} {'cpu':>6} {'stmts':>5} {'compiled':>8} {'calls':>7}"
         )
         worst = 0.0
         for name, *_ in pages:
@@ -612,7 +647,8 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
                 line += (
                     f" | {c_median:7.1f} {c_best:6.1f} "
                     f"{statistics.median(cold[name]['cpu']):6.1f} "
-                    f"{int(max(cold[name]['statements'])):5d}"
+                    f"{int(max(cold[name]['statements'])):5d} "
+                    f"{int(max(cold[name]['compiled'])):8d} {int(max(cold[name]['calls'])):7d}"
                 )
             print(line + ("  <-- over 100 ms" if over else ""))
         for name, samples in emptied.items():
@@ -625,7 +661,8 @@ def _run(args: argparse.Namespace, database_url: str | None) -> None:
         print(
             f"warm: median of {args.runs} views, pages in turn; cold: the page's first view in "
             f"a fresh worker ({args.cold_runs} each, {cold_secs:.0f} s); stmts: SQL statements "
-            "of one view"
+            "of one view; compiled: of those, compiled by SQLAlchemy in the fresh worker; calls: "
+            "Python function calls of a first view (one more fresh worker, untimed)"
         )
         print(f"machine reference: sum(range(2*10**6)) took {min(references):.0f} ms at best, "
               f"{statistics.median(references):.0f} ms median, {max(references):.0f} ms at worst "

@@ -41,9 +41,9 @@ from hw_fhir.flag_history import acknowledged_flags
 from hw_fhir.heartbeat import worker_silence
 from hw_fhir.links import patient_links
 from hw_fhir.messages import thread
+from hw_fhir.outcomes import measure_history
 from hw_fhir.outcomes.escalation import undelivered_alerts
 from hw_fhir.reminders.retry import reminder_problems
-from hw_fhir.outcomes import measure_history
 from hw_fhir.scoring.sdc import check_expressions
 from hw_fhir.store.base import iter_all
 
