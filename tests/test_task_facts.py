@@ -133,3 +133,39 @@ def test_stores_do_not_share_facts(tmp_path: Any) -> None:
     finally:
         one.dispose()
         two.dispose()
+
+
+def test_reading_a_tasks_facts_costs_a_few_python_calls() -> None:
+    """A worker's first dashboard reads the facts of a patient's 1 000 Tasks: each costs
+    the shared field readers' calls and no generator steps (was about 13 a Task).
+    Calls, not time: counted with ``sys.setprofile``."""
+    import sys
+
+    occurrence = _task(
+        "g", "completed", "2026-03-05T20:00:00Z",
+        basedOn=[{"reference": "CarePlan/plan-1"}],
+        identifier=[{"system": "http://hw-fhir.org/fhir/sid/task-occurrence",
+                     "value": "plan-1/0/2026-03-05/0"}],
+        input=[{"type": {"coding": [{"system": SDC_TEMP_SYSTEM, "code": "questionnaire"}]},
+                "valueCanonical": "http://example.org/Questionnaire/q|1"}],
+        output=[{"type": {"coding": [{"system": SDC_TEMP_SYSTEM,
+                                      "code": "questionnaire-response"}]},
+                 "valueReference": {"reference": "QuestionnaireResponse/r1"}}],
+        businessStatus={"coding": [{"system": BUSINESS, "code": "on-time"}]},
+        executionPeriod={"end": "2026-03-05T19:00:00Z"},
+    )
+    calls = 0
+
+    def count(_frame: Any, event: str, _arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        facts = TaskFacts.of(occurrence)
+    finally:
+        sys.setprofile(None)
+    assert (facts.plan, facts.response, facts.homework, facts.activity) == (
+        "CarePlan/plan-1", "QuestionnaireResponse/r1", True, 0)
+    assert calls <= 9, calls

@@ -52,32 +52,34 @@ class TaskFacts:
 
     @classmethod
     def of(cls, task: Mapping[str, Any]) -> "TaskFacts":
-        """Read the facts of one Task resource."""
-        plan = next(
-            (
-                ref
-                for based in task.get("basedOn") or []
-                if isinstance(ref := based.get("reference"), str) and ref.startswith("CarePlan/")
-            ),
-            None,
-        )
-        response = next(
-            (
-                ref
-                for out in task.get("output") or []
-                if isinstance(ref := (out.get("valueReference") or {}).get("reference"), str)
-            ),
-            None,
-        )
+        """Read the facts of one Task resource.
+
+        Plain loops, no generator expressions: a worker's first dashboard reads a patient's
+        1 000 Tasks here, and each generator step is one more Python call.
+        """
+        plan = None
+        for based in task.get("basedOn") or ():
+            ref = based.get("reference")
+            if isinstance(ref, str) and ref.startswith("CarePlan/"):
+                plan = ref
+                break
+        response = None
+        for out in task.get("output") or ():
+            ref = (out.get("valueReference") or {}).get("reference")
+            if isinstance(ref, str):
+                response = ref
+                break
+        homework = False
+        for c in (task.get("code") or {}).get("coding") or ():
+            if c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE:
+                homework = True
+                break
         period = (task.get("restriction") or {}).get("period") or {}
         return cls(
             id=str(task.get("id", "")),
             status=str(task.get("status", "")),
             subject=(task.get("for") or {}).get("reference"),
-            homework=any(
-                c.get("system") == SDC_TEMP_SYSTEM and c.get("code") == COMPLETE_QUESTIONNAIRE
-                for c in (task.get("code") or {}).get("coding") or []
-            ),
+            homework=homework,
             due=task_due(task),
             business=business_status(task),
             finished=(task.get("executionPeriod") or {}).get("end"),
