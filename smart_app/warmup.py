@@ -79,10 +79,13 @@ MAX_QUESTIONNAIRES = 200
 
 def _warm_lookups(app: Any) -> None:
     """Look up a browser session, a launch and a patient link no one has (finds nothing)."""
-    svc = services(app)
-    app.session_interface.store.load(NOBODY)
-    app_state(app).launcher.launches.get(NOBODY, NOBODY)
-    patient_links(svc).is_live(NOBODY)
+    sessions = getattr(app.session_interface, "store", None)  # the server-side sessions
+    if sessions is not None:
+        sessions.load(NOBODY)
+    launcher = app_state(app).launcher
+    if launcher is not None:
+        launcher.launches.get(NOBODY, NOBODY)
+    patient_links(services(app)).is_live(NOBODY)
 
 
 def warm_expressions(store: Any, limit: int = MAX_QUESTIONNAIRES) -> int:
