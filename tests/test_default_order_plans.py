@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from test_paging_plans import _explain
 
 from hw_fhir.store import SqlStore
 from hw_fhir.store import sql as sql_module
@@ -54,21 +55,6 @@ def _fill(store: SqlStore, late: int = 0) -> None:
     else:
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-
-
-def _explain(store: SqlStore, statement: str, parameters: Any) -> str:
-    with store.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        if store.dialect == "sqlite":
-            cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            plan = "\n".join(str(row[3]) for row in cur.fetchall())
-        else:
-            cur.execute("EXPLAIN " + statement, parameters)
-            plan = "\n".join(str(row[0]) for row in cur.fetchall())
-        cur.close()
-    return plan
 
 
 def _pages(store: SqlStore, params: list[tuple[str, str]],
