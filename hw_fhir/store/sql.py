@@ -48,6 +48,7 @@ from .bundles import process_bundle
 from .canonicals import CanonicalCache
 from .engine import make_engine, sqlite_first
 from .maintenance import StatisticsKeeper
+from .probes import ProbeCache
 from .query import Filter, Query, parse_query
 from .searchparams import PARAMS, date_range, params_for, prefix_range
 from .totals import count_matches, literal_sql, planner_rows
@@ -106,6 +107,8 @@ class SqlStore:
         #: search conditions by (type, filter, drive) and probes by ("probe", type, filter,
         #: cap): built once (see _filter_clause)
         self._clauses: dict[tuple[Any, ...], Any] = {}
+        #: recent probe outcomes by (type, filter): the pages of one search probe once
+        self.probes = ProbeCache()
         _OPEN_STORES.add(self)
 
     # ------------------------------------------------------------------ setup
@@ -448,7 +451,11 @@ class SqlStore:
     def _estimate(self, conn: Connection, rtype: str, f: Filter, cap: int) -> int:
         """How many index rows ``f`` has, up to ``cap``: counted on SQLite, the planner's
         estimate on PostgreSQL (counting reads the table row of every index row until
-        VACUUM has marked the pages all-visible: 41 ms for 4 348 rows right after a load)."""
+        VACUUM has marked the pages all-visible: 41 ms for 4 348 rows right after a load).
+        An outcome of the last seconds is used again (:mod:`~hw_fhir.store.probes`)."""
+        known = self.probes.get((rtype, f), cap)
+        if known is not None:
+            return known
         key = ("probe", rtype, f, cap if self.dialect == "sqlite" else None)
         try:
             probe = self._clauses.get(key)
@@ -468,8 +475,11 @@ class SqlStore:
                     self._clauses.clear()
                 self._clauses[key] = probe
         if self.dialect != "sqlite":
-            return min(cap, planner_rows(conn, probe) or 0)
-        return int(conn.execute(probe).scalar_one())
+            found, counted_to = planner_rows(conn, probe) or 0, None
+        else:
+            found, counted_to = int(conn.execute(probe).scalar_one()), cap
+        self.probes.put((rtype, f), found, counted_to)
+        return min(found, cap)
 
     def _filter_clause(self, rtype: str, f: Filter, *, drive: bool = False,
                        per_row: bool = False) -> Any:
