@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from test_paging_plans import _explain
+from test_paging_plans import explain
 
 from hw_fhir.store import SqlStore
 from hw_fhir.store import sql as sql_module
@@ -79,7 +79,7 @@ def _pages(store: SqlStore, params: list[tuple[str, str]],
             page_params = [*params, ("_cursor", f"{last.last_updated},{last.id}")]
     finally:
         event.remove(store.engine, "before_cursor_execute", capture)
-    return results, [_explain(store, statement, parameters) for statement, parameters in sent]
+    return results, [explain(store, statement, parameters) for statement, parameters in sent]
 
 
 def _every(store: SqlStore, params: list[tuple[str, str]]) -> list[str]:

@@ -44,7 +44,7 @@ def _fill(store: SqlStore) -> None:
                            "entry": entries[start:start + 1000]})
 
 
-def _explain(store: SqlStore, statement: str, parameters: Any) -> str:
+def explain(store: SqlStore, statement: str, parameters: Any) -> str:
     with store.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -82,7 +82,7 @@ def _page_plans(store: SqlStore) -> tuple[list[str], list[str]]:
                       ("_cursor", f"{last.last_updated},{last.id}")]
     finally:
         event.remove(store.engine, "before_cursor_execute", capture)
-    return ids, [_explain(store, statement, parameters) for statement, parameters in sent]
+    return ids, [explain(store, statement, parameters) for statement, parameters in sent]
 
 
 @pytest.mark.parametrize("statistics", [False, True], ids=["no-statistics", "analyzed"])
