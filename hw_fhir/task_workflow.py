@@ -102,7 +102,7 @@ def _matching_task(store: Store, response: Mapping[str, Any], rid: str | None) -
     if not subject.startswith("Patient/") or not canonical:
         return None
     found = store.search("Task", [("patient", subject), ("status", ",".join(_WORKABLE)),
-                                  ("_count", "200")])
+                                  ("_count", "200"), ("_total", "none")])  # no count asked
     tasks = [m.resource for m in found.matches if _same_questionnaire(m.resource, canonical)]
     if not tasks:
         return None

@@ -100,7 +100,7 @@ def score_written(result: WriteResult) -> tuple[WriteResult, list[Issue]]:
     stored = result.stored
     if stored.resource_type != "QuestionnaireResponse" or stored.deleted or not stored.raw:
         return result, []
-    recorded = outcomes.scores_for_written(services(), stored.resource)
+    recorded = outcomes.scores_for_written(services(), stored.resource, created=result.created)
     newest = recorded.response
     if (newest.get("meta") or {}).get("versionId") not in (None, stored.version_id):
         result = WriteResult(Stored.from_resource(dict(newest)), created=result.created)
@@ -134,7 +134,7 @@ def score_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
                         or svc.store.read("QuestionnaireResponse", rid).resource)
         except Exception:  # noqa: BLE001 - deleted since, or unreadable: nothing to score
             continue
-        recorded = outcomes.scores_for_written(svc, response)
+        recorded = outcomes.scores_for_written(svc, response, created=status.startswith("201"))
         newest = recorded.response
         version = (newest.get("meta") or {}).get("versionId")
         if version and version != (response.get("meta") or {}).get("versionId"):

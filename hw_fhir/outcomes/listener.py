@@ -81,17 +81,20 @@ def score_on_completion(services: Services | None, store: Store, response: Mappi
     return recorded
 
 
-def scores_for_written(services: Services, response: Mapping[str, Any]) -> RecordedScores:
+def scores_for_written(services: Services, response: Mapping[str, Any], *,
+                       created: bool = False) -> RecordedScores:
     """Return the scores of a response just written: those recorded on completion, else new ones.
 
     For the ``/fhir`` API after a write: a response whose ``response_completed`` event
     scored it is not scored again; any other (a draft, a plain create) is scored now.
+    ``created``: the write created the response (its first version is ``response``).
     """
     recorded = _completion_scores(services).take(response)
     if recorded is not None:
         return recorded
+    fresh = created and str((response.get("meta") or {}).get("versionId")) == "1"
     return score_quietly(services.store, response, settings=services.settings,
-                         plugins=services.plugins, services=services)
+                         plugins=services.plugins, services=services, fresh=fresh)
 
 
 def subscribe(events: Events, *, settings: Settings | None = None) -> Callable[..., RecordedScores]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -265,17 +266,25 @@ def _announce(plugins: Any, store: Store, raised: list[tuple[Json, Json | None]]
                           services=services)
 
 
+def _definitions_checked_once(store: Store) -> AbstractContextManager[Any]:
+    """The SQL store's definition lookups of one scoring share one check for writes."""
+    canonicals = getattr(store, "canonicals", None)  # the SQL store's cache (store/canonicals)
+    return canonicals.checked_once() if canonicals is not None else nullcontext()
+
+
 def _record(store: Store, response: Json, questionnaire: Json | None,
             task: Mapping[str, Any] | None, settings: Settings | None, scorers: Any,
-            moment: datetime, plugins: Any = None, services: Any = None) -> RecordedScores:
-    if questionnaire is None:
-        try:
-            questionnaire = resolve_for(store, response)
-        except (NotFound, InvalidInput) as exc:
-            warning = _warning(f"Not scored: {exc.message}", code="not-found",
-                               expression="QuestionnaireResponse.questionnaire")
-            return RecordedScores(response=response, warnings=(warning,))
-    result, warnings = _score(store, questionnaire, response, scorers, plugins)
+            moment: datetime, plugins: Any = None, services: Any = None,
+            fresh: bool = False) -> RecordedScores:
+    with _definitions_checked_once(store):  # the Questionnaire, then its answers' ValueSets…
+        if questionnaire is None:
+            try:
+                questionnaire = resolve_for(store, response)
+            except (NotFound, InvalidInput) as exc:
+                warning = _warning(f"Not scored: {exc.message}", code="not-found",
+                                   expression="QuestionnaireResponse.questionnaire")
+                return RecordedScores(response=response, warnings=(warning,))
+        result, warnings = _score(store, questionnaire, response, scorers, plugins)
     if result is None:
         return RecordedScores(response=response, warnings=tuple(warnings))
     calculated = dict(result.response)
@@ -286,7 +295,9 @@ def _record(store: Store, response: Json, questionnaire: Json | None,
     observations = observations_for(questionnaire, calculated, result)
     if len(observations) == 1 and not result.scores:
         observations = []  # nothing coded or calculated: no empty panel in the chart
-    existing = _ours(store, response["id"])
+    # a fresh response's only earlier scoring could be one racing with this one, of the
+    # same content: when this one yields nothing, so did that one (nothing to look up)
+    existing = {} if fresh and not observations else _ours(store, response["id"])
     obs_entries, retracted = _observation_entries(observations, existing)
     entries += obs_entries
     risk_entries: list[Json] = []
@@ -354,6 +365,7 @@ def record_scores(
     now: datetime | None = None,
     plugins: Any = None,
     services: Any = None,
+    fresh: bool = False,
 ) -> RecordedScores:
     """Score a stored response and record its Observations, Flags and alerts (see the module).
 
@@ -361,7 +373,10 @@ def record_scores(
     response); ``task`` the Task it answers (names the clinician to alert); ``scorers``
     as for :func:`~hw_fhir.scoring.score_response`; ``plugins`` the plugin manager
     (``services.plugins``) to announce newly raised Flags to (``risk_raised``, which also
-    gets ``services`` when given). A
+    gets ``services`` when given). ``fresh``: the caller created the response just now
+    (its first version) and scores it for the first time, so no earlier scoring can have
+    left Observations to amend or retract; a response that yields none is then scored
+    without looking for them. A
     concurrent change of the response or its Observations is retried with the stored
     versions.
     """
@@ -379,7 +394,8 @@ def record_scores(
             if status not in SCORED_STATUSES:
                 return RecordedScores(response=current)
             return _record(store, current, dict(questionnaire) if questionnaire else None, task,
-                           settings, scorers, moment, plugins, services)
+                           settings, scorers, moment, plugins, services,
+                           fresh=fresh and attempt == 0)
         except VersionConflict:
             if attempt == _ATTEMPTS - 1:
                 raise

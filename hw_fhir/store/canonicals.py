@@ -9,11 +9,18 @@ of the type and how many versions it has: a create, update or delete by any proc
 changes them, also one that commits after a later-numbered write); if so it forgets
 everything of that type and searches again. Answers are the stored JSON text, parsed
 by each caller, so no caller can change what another one gets.
+
+Scoring one response looks up its Questionnaire and then the ValueSets and CodeSystems
+its answers name: :meth:`CanonicalCache.checked_once` makes those finds share one
+check, of every definition type at once (one query instead of one per type).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -27,6 +34,15 @@ _v = S.resource_version
 #: The newest write of a type and the number of versions (from the ``(res_type, seq)`` index).
 _NEWEST_WRITE = (select(func.max(_v.c.seq), func.count())
                  .where(_v.c.res_type == bindparam("rtype")))
+#: The same for every definition type at once (types with no version have no row).
+_NEWEST_WRITES = (select(_v.c.res_type, func.max(_v.c.seq), func.count())
+                  .where(_v.c.res_type.in_(bindparam("rtypes", expanding=True)))
+                  .group_by(_v.c.res_type))
+#: The types :meth:`CanonicalCache.checked_once` checks together (what scoring looks up).
+DEFINITION_TYPES = ("Questionnaire", "ValueSet", "CodeSystem")
+#: Within :meth:`CanonicalCache.checked_once`: the marks read, by cache (``id``) and type.
+_CHECKED: ContextVar[dict[tuple[int, str], Any] | None] = ContextVar("hw_fhir_canonicals",
+                                                                     default=None)
 #: Canonicals kept per type at most (a clinic has tens to hundreds of Questionnaires).
 MAX_ENTRIES = 4096
 
@@ -61,6 +77,33 @@ class CanonicalCache:
         return [Stored(s.resource_type, s.id, s.version_id, s.last_updated, raw=s.raw)
                 for s in hit]
 
+    @contextmanager
+    def checked_once(self) -> Iterator[None]:
+        """Within the block, check for writes once, of every definition type together.
+
+        The first :meth:`find` reads the marks of all :data:`DEFINITION_TYPES` (and its
+        own type) in one query; later finds in the block use them. For a short block that
+        writes no definition itself (scoring one response): a definition written by
+        anyone during the block may be seen only by the next block, as if it had been
+        written just after the block's first find.
+        """
+        token = _CHECKED.set({})
+        try:
+            yield
+        finally:
+            _CHECKED.reset(token)
+
     def _newest_write(self, resource_type: str) -> Any:
-        with self._store.read_one() as conn:  # one statement: no BEGIN, no ROLLBACK
-            return tuple(conn.execute(_NEWEST_WRITE, {"rtype": resource_type}).one())
+        checked = _CHECKED.get()
+        if checked is None:
+            with self._store.read_one() as conn:  # one statement: no BEGIN, no ROLLBACK
+                return tuple(conn.execute(_NEWEST_WRITE, {"rtype": resource_type}).one())
+        key = (id(self), resource_type)
+        if key not in checked:
+            types = sorted({*DEFINITION_TYPES, resource_type})
+            with self._store.read_one() as conn:
+                found = {row[0]: (row[1], row[2])
+                         for row in conn.execute(_NEWEST_WRITES, {"rtypes": types})}
+            for rtype in types:  # as _NEWEST_WRITE answers for a type with no version
+                checked[(id(self), rtype)] = found.get(rtype, (None, 0))
+        return checked[key]

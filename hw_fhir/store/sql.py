@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 import weakref
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
 from typing import Any, Iterator
@@ -273,7 +273,7 @@ class SqlStore:
         """Return the resources matching FHIR search parameters."""
         _check_type(resource_type)
         query = parse_query(resource_type, as_params(params), strict=strict, base_url=self.base_url)
-        with self._read() as conn:
+        with self._search_reader(query) as conn:
             return self._search_in(conn, query)
 
     def search_every(self, resource_type: str, params: Params = ()) -> list[Stored]:
@@ -287,8 +287,25 @@ class SqlStore:
                  if p[0] not in ("_count", "_offset", "_total", "_cursor", "_summary")]
         query = parse_query(resource_type, pairs, base_url=self.base_url)
         query.count, query.total, query.include, query.revinclude = _EVERY, "none", [], []
-        with self._read() as conn:
+        with self._search_reader(query) as conn:
             return self._search_in(conn, query).matches
+
+    def _search_reader(self, q: Query) -> AbstractContextManager[Connection]:
+        """The connection a search runs on: outside a transaction wherever that reads the same.
+
+        PostgreSQL at READ COMMITTED (the pool's level): every statement sees the data as
+        of its own start, in a transaction or not, so a BEGIN and a ROLLBACK would only
+        cost two round trips. SQLite: a transaction holds one snapshot for the page, its
+        total and its includes; a search that reads its page in one statement (no sort, no
+        total counted, no includes; the filters' row estimates may see another moment, as
+        estimates) needs none.
+        """
+        if self.dialect == "postgresql":
+            if self.engine.dialect.default_isolation_level == "READ COMMITTED":
+                return self.read_one()
+        elif not (q.sort or q.include or q.revinclude or q.summary_count) and q.total == "none":
+            return self.read_one()
+        return self._read()
 
     def _search_in(self, conn: Connection, q: Query) -> SearchResult:
         r = S.resource
