@@ -67,3 +67,49 @@ def test_a_write_by_another_process_is_seen(sql_store: SqlStore) -> None:
         assert resolve_questionnaire(sql_store, f"{URL}|1.0.0")["title"] == "Renamed elsewhere"
     finally:
         other.dispose()
+
+
+class _Checks:
+    """Counts the cache's checks for writes (the newest version of a type)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store, self.count = store, 0
+
+    def __enter__(self) -> "_Checks":
+        event.listen(self.store.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        event.remove(self.store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "max(resource_version.seq)" in statement:
+            self.count += 1
+
+
+def test_finds_in_one_checked_block_share_one_check_of_every_definition_type(
+        sql_store: SqlStore) -> None:
+    cache = sql_store.canonicals
+    sql_store.create(_questionnaire("1.0.0", "Mood"))
+    with _Checks(sql_store) as checks:  # outside a block: one check per find
+        cache.find("Questionnaire", URL, "1.0.0")
+        cache.find("CodeSystem", "http://example.org/cs")
+    assert checks.count == 2
+    other = open_store(sql_store.url, upgrade=False)  # another process's store
+    try:
+        with _Checks(sql_store) as checks, cache.checked_once():
+            # written before the block's first find: seen
+            other.create(_questionnaire("2.0.0", "Mood 2"))
+            assert [s.resource["title"] for s in cache.find("Questionnaire", URL, "2.0.0")] \
+                == ["Mood 2"]
+            assert cache.find("CodeSystem", "http://example.org/cs") == []
+            assert cache.find("ValueSet", "http://example.org/vs") == []
+            assert len(cache.find("Questionnaire", URL, "1.0.0")) == 1
+        assert checks.count == 1
+        with _Checks(sql_store) as checks, cache.checked_once():  # a new block checks again
+            other.create({"resourceType": "CodeSystem", "url": "http://example.org/cs",
+                          "status": "active", "content": "complete"})
+            assert len(cache.find("CodeSystem", "http://example.org/cs")) == 1
+        assert checks.count == 1
+    finally:
+        other.dispose()

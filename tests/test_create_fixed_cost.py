@@ -1,0 +1,87 @@
+"""The fixed cost of a QuestionnaireResponse created through /fhir (issue 18), counted on the wire.
+
+A mood log that answers no Task and that nothing scores: the Task workflow's search for
+an open Task, the write (with its audit rows) and one check of the definition cache
+for every definition type, and nothing else: no read transaction around a search
+(BEGIN … ROLLBACK: two round trips on PostgreSQL), no search for Observations an earlier
+scoring made (the response was created just now), no second check of the cache for the
+answers' CodeSystems. Read from the driver (SQLite's trace callback, libpq's protocol
+trace), on SQLite and PostgreSQL. A PHQ-9 created the same way still gets its scores and
+its item-9 Flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from outcomes_support import instrument_response
+from test_write_audit import Wire, _send, _store, app  # noqa: F401  (fixture)
+
+MOOD_LOG = "http://hw-fhir.org/fhir/Questionnaire/mood-log|1.0.0"
+
+
+def _mood_log(patient: str, mood: int) -> dict[str, Any]:
+    return {"resourceType": "QuestionnaireResponse", "status": "completed",
+            "questionnaire": MOOD_LOG, "subject": {"reference": f"Patient/{patient}"},
+            "authored": "2026-03-02T20:15:00Z",
+            "item": [{"linkId": "date", "answer": [{"valueDate": "2026-03-02"}]},
+                     {"linkId": "mood", "answer": [{"valueInteger": mood}]},
+                     {"linkId": "anxiety", "answer": [{"valueInteger": 3}]}]}
+
+
+@contextmanager
+def _executed(store: Any) -> Iterator[list[str]]:
+    """The statements SQLAlchemy runs in the block (the searches and the cache's check)."""
+    seen: list[str] = []
+
+    def log(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", log)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine, "before_cursor_execute", log)
+
+
+def test_a_response_nothing_scores_costs_one_search_the_write_and_one_check(app: Any) -> None:  # noqa: F811
+    client, store = app.test_client(), _store(app)
+    patient = _send(client, "POST", "/fhir/Patient",
+                    {"resourceType": "Patient", "name": [{"family": "Cost"}]}).get_json()["id"]
+    assert _send(client, "POST", "/fhir/QuestionnaireResponse",
+                 _mood_log(patient, 4)).status_code == 201  # warm: the caches
+    with Wire(store).watch() as wire, _executed(store) as executed:
+        reply = _send(client, "POST", "/fhir/QuestionnaireResponse", _mood_log(patient, 5))
+    assert reply.status_code == 201, reply.data
+    assert reply.get_json()["meta"]["versionId"] == "1"  # nothing scored: no second version
+    # the write's transaction alone: the searches read outside one
+    assert wire.count(r"BEGIN") == 1 and wire.count(r"COMMIT") == 1, wire.statements
+    assert wire.count(r"ROLLBACK") == 0, wire.statements
+    # the definitions' check: one query, for the Questionnaire and its answers' CodeSystems
+    checks = [s for s in executed if "max(resource_version.seq)" in s]
+    assert len(checks) == 1, executed
+    selects = [s for s in executed if s.lstrip().upper().startswith("SELECT")]
+    # the Task search (on SQLite a probe of its filters, then the page) and the check
+    assert len(selects) == (3 if store.dialect == "sqlite" else 2), selects
+    assert not any("derived-from" in s or "'Observation'" in s for s in wire.statements)
+    if store.dialect == "postgresql":  # the Task search; the lock with the BEGIN; rows,
+        assert wire.round_trips == 4, wire.statements  # audit rows and COMMIT; the check
+
+
+def test_a_phq9_created_the_same_way_is_still_scored_and_flagged(app: Any) -> None:  # noqa: F811
+    client = app.test_client()
+    patient = _send(client, "POST", "/fhir/Patient",
+                    {"resourceType": "Patient", "name": [{"family": "Flag"}]}).get_json()["id"]
+    body = instrument_response("phq-9", [1, 1, 2, 1, 0, 1, 0, 1, 2], patient=patient)
+    reply = _send(client, "POST", "/fhir/QuestionnaireResponse", body)
+    assert reply.status_code == 201, reply.data
+    rid = reply.get_json()["id"]
+    found = client.get(f"/fhir/Observation?derived-from=QuestionnaireResponse/{rid}").get_json()
+    assert any(e["resource"]["code"]["coding"][0]["code"] == "44261-6"
+               for e in found.get("entry", []))
+    flags = client.get(f"/fhir/Flag?patient=Patient/{patient}").get_json()
+    assert flags.get("entry"), "the item-9 answer raised no Flag"
