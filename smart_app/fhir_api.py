@@ -28,6 +28,7 @@ from hw_fhir.limits import check_search_value, limits
 from hw_fhir.models import validation_reused
 from hw_fhir.store import SearchResult, Stored, WriteResult
 from hw_fhir.store.searchparams import PARAMS
+from hw_fhir.store.writes import index_rows_reused
 
 from . import outcomes_api
 from .errors import FHIR_JSON, outcome_response
@@ -154,14 +155,16 @@ def metadata() -> Response:
 @bp.post("")
 def transaction() -> Response:
     """Process a transaction or batch Bundle."""
-    body = _body()
-    _check_resource_type(body, "Bundle")
-    svc = services()
-    with validation_reused():  # the SDC workflow's validation of an entry counts for the store's
-        result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
-            svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None), events=svc.events)
-        if result is None:
-            result = fhir_store().transaction(body)
+    with index_rows_reused():  # the entries' index rows: counted by the body check, then written
+        body = _body()
+        _check_resource_type(body, "Bundle")
+        svc = services()
+        with validation_reused():  # the SDC workflow's validation of an entry counts for the store's
+            result = task_workflow.write_bundle(  # responses answering Tasks: the SDC workflow
+                svc.store, body, authorize=getattr(fhir_store(), "check_bundle", None),
+                events=svc.events)
+            if result is None:
+                result = fhir_store().transaction(body)
     return _json(outcomes_api.score_bundle(result))  # after-write: scoring
 
 

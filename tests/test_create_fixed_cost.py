@@ -7,7 +7,8 @@ for every definition type, and nothing else: no read transaction around a search
 scoring made (the response was created just now), no second check of the cache for the
 answers' CodeSystems. Read from the driver (SQLite's trace callback, libpq's protocol
 trace), on SQLite and PostgreSQL. A PHQ-9 created the same way still gets its scores and
-its item-9 Flag.
+its item-9 Flag. A transaction Bundle's entries are indexed once (the body check's rows
+are the ones written) and only those naming another entry are rewritten.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
+
+from hw_fhir.store import bundles, writes
 
 from outcomes_support import instrument_response
 from test_write_audit import Wire, _send, _store, app  # noqa: F401  (fixture)
@@ -85,3 +89,47 @@ def test_a_phq9_created_the_same_way_is_still_scored_and_flagged(app: Any) -> No
                for e in found.get("entry", []))
     flags = client.get(f"/fhir/Flag?patient=Patient/{patient}").get_json()
     assert flags.get("entry"), "the item-9 answer raised no Flag"
+
+
+def test_a_transaction_indexes_each_entry_once_and_rewrites_only_entries_naming_others(
+        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The body check's index rows are the write's (more entries than the few remembered
+    outside a request); only entries that name another entry's fullUrl are rewritten."""
+    client = app.test_client()
+    indexed: list[str] = []
+    rewritten: list[str] = []
+    real_index, real_rewrite = writes._index_rows, bundles._rewrite
+
+    def index_rows(data: dict[str, Any], id: str) -> Any:
+        indexed.append(data["resourceType"])
+        return real_index(data, id)
+
+    def rewrite(node: Any, ids: dict[str, str]) -> Any:
+        if isinstance(node, dict) and "resourceType" in node:
+            rewritten.append(node["resourceType"])
+        return real_rewrite(node, ids)
+
+    monkeypatch.setattr(writes, "_index_rows", index_rows)
+    monkeypatch.setattr(bundles, "_rewrite", rewrite)
+    entries = [{"fullUrl": "urn:uuid:patient", "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Patient", "name": [{"family": "Many"}]}}]
+    for n in range(40):  # distinct contents, more than the 16 remembered outside a request
+        entries.append({"fullUrl": f"urn:uuid:obs-{n}", "request": {"method": "POST",
+                                                                   "url": "Observation"},
+                        "resource": {"resourceType": "Observation", "status": "final",
+                                     "code": {"text": f"mood {n}"}, "valueInteger": n,
+                                     "subject": {"reference": "Patient/elsewhere"}}})
+    entries[-1]["resource"]["subject"] = {"reference": "urn:uuid:patient"}  # names an entry
+    reply = _send(client, "POST", "/fhir", {"resourceType": "Bundle", "type": "transaction",
+                                            "entry": entries})
+    assert reply.status_code == 200, reply.data
+    # once each (the body check's rows are written), and the rewritten one again: its
+    # reference changed
+    assert len(indexed) == 42
+    assert rewritten == ["Observation"]  # the one naming the Patient's fullUrl
+    out = reply.get_json()["entry"]
+    patient = out[0]["response"]["location"].split("/_history")[0]
+    assert out[-1]["resource"]["subject"]["reference"] == patient
+    assert out[1]["resource"]["subject"]["reference"] == "Patient/elsewhere"
+    found = client.get(f"/fhir/Observation?subject={patient}").get_json()
+    assert [e["resource"]["valueInteger"] for e in found["entry"]] == [39]

@@ -10,9 +10,12 @@ and any failure rolls everything back. A batch runs each entry on its own (no ri
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from ..errors import HwFhirError, InvalidInput, InvalidResource, Issue, NotFound
 from ..models import validate
@@ -67,6 +70,31 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_rewrite(v, ids) for v in node]
     return node
+
+
+#: A ``reference`` member with a string value in compact JSON (orjson's): the value as
+#: JSON string content. In valid JSON ``"reference":"`` can only be such a member (a
+#: string's own quotes are escaped, and a string followed by ``:`` is a key).
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _names_any(resource: Any, ids: dict[str, str]) -> bool:
+    """Whether any ``reference`` in ``resource`` is one of ``ids`` (so :func:`_rewrite` has work).
+
+    Read from the resource's JSON text: walking it in Python costs as much as rewriting
+    it, for the many entries of a Bundle that name no other entry. When unsure (not
+    plain JSON), True.
+    """
+    try:
+        text = orjson.dumps(resource)
+    except (TypeError, orjson.JSONEncodeError):
+        return True
+    for found in _REFERENCE.finditer(text):
+        value = found.group(1)
+        ref = orjson.loads(b'"' + value + b'"') if b"\\" in value else value.decode()
+        if ref in ids:
+            return True
+    return False
 
 
 def entry_response(result: WriteResult | None, *, status: str,
@@ -208,7 +236,7 @@ def _transaction(store: Any, entries: list[Any]) -> dict[str, Any]:
             if item["fullUrl"] and item["method"] == "PUT" and item["id"]:
                 ids.setdefault(item["fullUrl"], f"{item['type']}/{item['id']}")
         for item in items:
-            if "resource" in item and ids:
+            if "resource" in item and ids and _names_any(item["resource"], ids):
                 item["resource"] = _rewrite(item["resource"], ids)
         # the current versions of everything PUT or DELETEd, in one query per type
         unit.preload([(i["type"], i["id"]) for i in items if i["method"] in ("PUT", "DELETE")])

@@ -27,7 +27,9 @@ stamped before its instant.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -42,7 +44,7 @@ from .base import Stored, WriteResult
 from .riders import Rows
 from .searchparams import RefValue, TokenValue, extract, params_for
 
-__all__ = ["Key", "State", "WriteBuffer", "index_rows"]
+__all__ = ["Key", "State", "WriteBuffer", "index_rows", "index_rows_reused"]
 
 #: ``(resource type, id)``.
 Key = tuple[str, str]
@@ -80,7 +82,9 @@ def index_rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     (:func:`hw_fhir.body_limits.check_resource`), then the write indexes the same
     content under its id. The rows of the last few contents are remembered, keyed
     by everything they depend on (the JSON of all but ``id`` and ``meta``, and
-    ``meta.tag``), and come back with the resource's own id.
+    ``meta.tag``), and come back with the resource's own id; within
+    :func:`index_rows_reused` those of every content indexed in the block (a Bundle's
+    entries, more than a few).
     """
     try:
         key = orjson.dumps([data["resourceType"], (data.get("meta") or {}).get("tag"),
@@ -88,12 +92,14 @@ def index_rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     except (TypeError, AttributeError, orjson.JSONEncodeError):
         return _index_rows(data, data["id"])
     id = data["id"]
-    found = _LAST_INDEXED.get(key)
+    block = _IN_BLOCK.get()
+    remembered = _LAST_INDEXED if block is None else block
+    found = remembered.get(key)
     if found is None:
         found = _index_rows(data, "")
-        if len(_LAST_INDEXED) >= _REMEMBERED:
+        if block is None and len(_LAST_INDEXED) >= _REMEMBERED:
             _LAST_INDEXED.clear()
-        _LAST_INDEXED[key] = found
+        remembered[key] = found
     return {kind: [{**row, "res_id": id} for row in rows] for kind, rows in found.items()}
 
 
@@ -101,6 +107,24 @@ def index_rows(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 _LAST_INDEXED: dict[bytes, dict[str, list[dict[str, Any]]]] = {}
 _REMEMBERED = 16
 _NOT_INDEXED = ("id", "meta", "resourceType")
+#: Within :func:`index_rows_reused`: the rows of every content indexed in the block.
+_IN_BLOCK: ContextVar[dict[bytes, dict[str, list[dict[str, Any]]]] | None] = ContextVar(
+    "hw_fhir_index_rows", default=None)
+
+
+@contextmanager
+def index_rows_reused() -> Iterator[None]:
+    """Within the block, :func:`index_rows` remembers the rows of every content it indexed.
+
+    For a request that checks its body's index rows and then writes the same resources
+    (a Bundle of a thousand entries would otherwise index each twice); the rows are
+    forgotten at the end of the block, so they are held no longer than the body itself.
+    """
+    token = _IN_BLOCK.set({})
+    try:
+        yield
+    finally:
+        _IN_BLOCK.reset(token)
 
 
 def _index_rows(data: dict[str, Any], id: str) -> dict[str, list[dict[str, Any]]]:
