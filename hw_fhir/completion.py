@@ -109,8 +109,9 @@ def task_questionnaire(store: Store, task: Mapping[str, Any]) -> dict[str, Any]:
 
 def response_for_task(store: Store, task_id: str) -> dict[str, Any] | None:
     """Return the QuestionnaireResponse answering a Task (draft or submitted), or None."""
-    found = store.search(
-        "QuestionnaireResponse", [("identifier", f"{RESPONSE_TASK_SYSTEM}|{task_id}")]
+    found = store.search(  # the first match alone, no count (one statement on the SQL store)
+        "QuestionnaireResponse", [("identifier", f"{RESPONSE_TASK_SYSTEM}|{task_id}"),
+                                  ("_count", "1"), ("_total", "none")]
     )
     return found.matches[0].resource if found.matches else None
 

@@ -32,6 +32,8 @@ def register_scorers() -> list[Any]:
 
 @hookimpl(tryfirst=True)
 def response_completed(store: Store, response: dict[str, Any], task: dict[str, Any],
-                       questionnaire: dict[str, Any], services: Services | None) -> None:
+                       questionnaire: dict[str, Any], amended: bool,
+                       services: Services | None) -> None:
     """Record the scores of the submitted or amended response."""
-    score_on_completion(services, store, response, task=task, questionnaire=questionnaire)
+    score_on_completion(services, store, response, task=task, questionnaire=questionnaire,
+                        amended=amended)

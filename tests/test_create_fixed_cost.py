@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from hw_fhir.library import load_catalog
 from hw_fhir.store import bundles, writes
 
 from outcomes_support import instrument_response
@@ -133,3 +134,40 @@ def test_a_transaction_indexes_each_entry_once_and_rewrites_only_entries_naming_
     assert out[1]["resource"]["subject"]["reference"] == "Patient/elsewhere"
     found = client.get(f"/fhir/Observation?subject={patient}").get_json()
     assert [e["resource"]["valueInteger"] for e in found["entry"]] == [39]
+
+
+def test_a_task_answer_nothing_scores_reads_outside_transactions_and_no_observations(
+        app: Any) -> None:  # noqa: F811
+    """The SDC workflow's path: its lookups read outside a transaction, and the scoring of
+    the response just submitted (its first version) looks for no earlier Observations."""
+    client, store = app.test_client(), _store(app)
+    load_catalog(store)  # the Task's Questionnaire is stored
+    patient = _send(client, "POST", "/fhir/Patient",
+                    {"resourceType": "Patient", "name": [{"family": "Task"}]}).get_json()["id"]
+    tasks = [_send(client, "POST", "/fhir/Task", _task(patient)).get_json()["id"]
+             for _ in range(2)]
+    answers = [{**_mood_log(patient, n), "basedOn": [{"reference": f"Task/{tid}"}]}
+               for n, tid in enumerate(tasks)]
+    assert _send(client, "POST", "/fhir/QuestionnaireResponse", answers[0]).status_code == 201
+    with Wire(store).watch() as wire, _executed(store) as executed:
+        reply = _send(client, "POST", "/fhir/QuestionnaireResponse", answers[1])
+    assert reply.status_code == 201, reply.data
+    assert client.get(f"/fhir/Task/{tasks[1]}").get_json()["status"] == "completed"
+    assert wire.count(r"ROLLBACK") == 0, wire.statements  # no read transaction
+    selects = [s for s in executed if s.lstrip().upper().startswith("SELECT")]
+    # the search for the Task's response, the cache check; in the write: that search again
+    # (PostgreSQL: after the conditional write's lock) and the Task locked; then the
+    # scoring's cache check, and no search for Observations made from the response
+    # (PostgreSQL reads the Task through SQLAlchemy too)
+    assert len(selects) == (5 if store.dialect == "sqlite" else 7), selects
+    assert "max(resource_version.seq)" in selects[-1], selects
+
+
+def _task(patient: str) -> dict[str, Any]:
+    return {"resourceType": "Task", "status": "requested", "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                                 "code": "complete-questionnaire"}]},
+            "for": {"reference": f"Patient/{patient}"}, "authoredOn": "2026-03-01T10:00:00Z",
+            "input": [{"type": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                                            "code": "questionnaire"}]},
+                       "valueCanonical": MOOD_LOG}]}

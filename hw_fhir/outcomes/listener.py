@@ -66,16 +66,20 @@ def _completion_scores(services: Services) -> CompletionScores:
 
 def score_on_completion(services: Services | None, store: Store, response: Mapping[str, Any], *,
                         task: Mapping[str, Any] | None = None,
-                        questionnaire: Mapping[str, Any] | None = None) -> RecordedScores:
+                        questionnaire: Mapping[str, Any] | None = None,
+                        amended: bool | None = None) -> RecordedScores:
     """Record the scores of a completed or amended response; never raises.
 
     A failure is logged and the worker's catch-up sweep (:mod:`hw_fhir.outcomes.sweep`)
     scores it later. A newly raised Flag is announced to the plugins (``risk_raised``).
+    ``amended`` False: ``response`` was just submitted (``response_completed``), so at its
+    first version it is scored as fresh (see :func:`~.record.record_scores`).
     """
+    fresh = amended is False and str((response.get("meta") or {}).get("versionId")) == "1"
     recorded = score_quietly(store, response, questionnaire=questionnaire, task=task,
                              settings=services.settings if services is not None else None,
                              plugins=services.plugins if services is not None else None,
-                             services=services)
+                             services=services, fresh=fresh)
     if services is not None:
         _completion_scores(services).put(response, recorded)
     return recorded
