@@ -9,6 +9,11 @@ API (Flask test client, open API) or straight into the store::
     .venv/bin/python bench/bench_create_cost.py --db sqlite --type QuestionnaireResponse
     .venv/bin/python bench/bench_create_cost.py --db pg --type Observation --via store --n 300
     .venv/bin/python bench/bench_create_cost.py --db pg --type Observation --show-trips
+    .venv/bin/python bench/bench_create_cost.py --db sqlite --type Transaction --entries 1000 --n 5
+
+``Transaction``: each "create" is a transaction Bundle of ``--entries`` Observations
+(POST /fhir, or ``store.transaction``); the counts are per Bundle, and the Python calls
+and CPU time also per entry.
 
 PostgreSQL: a schema of its own in ``HW_FHIR_TEST_PG`` (default the test database),
 dropped at the end. The resources are those of ``bench_peers.py``.
@@ -40,11 +45,14 @@ PG = os.environ.get("HW_FHIR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
-    parser.add_argument("--type", choices=("Observation", "QuestionnaireResponse", "TaskResponse"),
+    parser.add_argument("--type", choices=("Observation", "QuestionnaireResponse", "TaskResponse",
+                                           "Transaction"),
                         default="QuestionnaireResponse",
                         help="TaskResponse: a QuestionnaireResponse answering a Task (basedOn; "
                              "the SDC workflow writes both; the Tasks are made beforehand)")
     parser.add_argument("--via", choices=("http", "store"), default="http")
+    parser.add_argument("--entries", type=int, default=100,
+                        help="Transaction: Observations per Bundle")
     parser.add_argument("--n", type=int, default=200, help="timed creates")
     parser.add_argument("--show-trips", action="store_true",
                         help="PostgreSQL: print the messages the client sends for one create")
@@ -84,13 +92,25 @@ def main() -> None:
     rtype = "QuestionnaireResponse" if args.type == "TaskResponse" else args.type
 
     def make() -> dict[str, Any]:
-        if args.type == "Observation":
+        if args.type in ("Observation", "Transaction"):
             return observation(rnd, patient, rnd.randrange(100))
         if args.type == "TaskResponse":
             return {**response(rnd, patient), "basedOn": [{"reference": f"Task/{tasks.pop()}"}]}
         return response(rnd, patient)
 
     def one() -> None:
+        if args.type == "Transaction":
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": make(),
+                 "request": {"method": "POST", "url": "Observation"}}
+                for _ in range(args.entries)]}
+            if args.via == "store":
+                store.transaction(bundle)
+                return
+            reply = client.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+            if reply.status_code != 200:
+                raise SystemExit(f"transaction failed: {reply.status_code} {reply.data[:300]!r}")
+            return
         if args.via == "http":
             reply = client.post(f"/fhir/{rtype}", json=make(),
                                 headers={"Content-Type": "application/fhir+json"})
@@ -99,23 +119,31 @@ def main() -> None:
         else:
             store.create(make())
 
-    for _ in range(30):  # warm caches (catalog, canonicals, compiled statements)
+    per = args.entries if args.type == "Transaction" else 1
+    for _ in range(30 if per == 1 else 2):  # warm caches (catalog, canonicals, statements)
         one()
     print(f"{args.db} {args.type} via {args.via}")
-    print(f"  statements per create (seen by SQLAlchemy): {_statements(store, one):.1f}")
-    if args.db == "sqlite":
-        print(f"  statements per create (all, incl. BEGIN/COMMIT): {_sqlite_statements(store, one):.1f}")
+    runs = 10 if per == 1 else 2
+    print(f"  statements per create (seen by SQLAlchemy): {_statements(store, one, runs):.1f}")
+    if args.db == "sqlite":  # (sqlite3 traces each row of an executemany as a statement)
+        print(f"  statements per create (all, incl. BEGIN/COMMIT): "
+              f"{_sqlite_statements(store, one, runs):.1f}")
     if args.db == "pg" and args.show_trips:
         _round_trips(store, one, runs=1, show=True)
     if args.db == "pg":
-        print(f"  round trips per create (libpq trace): {_round_trips(store, one):.1f}")
-    print(f"  Python function calls per create: {_calls(one)}")
+        print(f"  round trips per create (libpq trace): {_round_trips(store, one, runs):.1f}")
+    calls = _calls(one, runs=50 if per == 1 else 2)
+    print(f"  Python function calls per create: {calls}"
+          + (f" ({calls / per:.0f} per entry)" if per > 1 else ""))
     started, cpu = time.perf_counter(), time.process_time()
     for _ in range(args.n):
         one()
     wall, used = time.perf_counter() - started, time.process_time() - cpu
     print(f"  {args.n / wall:.0f} creates/s, wall {wall / args.n * 1000:.2f} ms, "
           f"cpu {used / args.n * 1000:.2f} ms per create (load {os.getloadavg()[0]:.1f})")
+    if per > 1:
+        print(f"  {args.n * per / wall:.0f} resources/s, cpu {used / args.n / per * 1e6:.0f} µs "
+              "per entry")
     if args.profile:
         profile = cProfile.Profile()
         profile.enable()
