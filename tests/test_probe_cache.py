@@ -94,16 +94,22 @@ def _sent(store: SqlStore, tmp_path: Path, fn: Callable[[], Any]) -> tuple[list[
         finally:
             pgconn.untrace()
     sent: list[str] = []
-    statement = ""
+    statement, executed = "", False
     for record in path.read_text().split("\n20"):  # a record starts with its timestamp
         parts = record.split("\t")
         if len(parts) < 4 or parts[1] != "F":
             continue
         message = " ".join(p.strip() for p in parts[3:])
         if message.startswith("Parse"):
-            statement = message
+            statement, executed = message, False
+        elif message.startswith("Execute"):
+            executed = True
         elif message.startswith("Sync"):
-            sent.append(statement)
+            # psycopg prepares a statement it has run five times on this connection with a
+            # Parse + Sync of its own (once per connection and shape): not a statement run
+            if executed:
+                sent.append(statement)
+            executed = False
         elif message.startswith("Query") and message.split()[1].strip('"').upper() not in (
                 "BEGIN", "COMMIT", "ROLLBACK"):
             sent.append(message)
