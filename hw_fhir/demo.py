@@ -37,6 +37,10 @@ _CLINICIANS = [
     ("dr-rivera", "Rivera", "Elena", "female", "Psychologist"),
     ("dr-okafor", "Okafor", "Samuel", "male", "Clinical social worker"),
 ]
+#: Where the demo's clinicians work (``hw-fhir demo``): their pages show times in their zone,
+#: as the assignment confirmation shows the patient's, instead of the practice default (UTC).
+_CLINICIAN_ZONES = {"dr-rivera": "America/New_York", "dr-okafor": "America/Chicago"}
+_TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 
 #: id, family, given, gender, birth date, clinician, time zone, email?, mobile number
 _CLIENTS = [
@@ -83,7 +87,7 @@ def demo_resources(now: datetime | None = None) -> list[dict[str, Any]]:
             "telecom": telecom,
             "generalPractitioner": [{"reference": f"Practitioner/{gp}"}],
             "address": [{"use": "home", "country": _COUNTRIES.get(pid, "US")}],
-            "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
+            "extension": [{"url": _TIMEZONE_EXTENSION,
                            "valueCode": tz}],
         })
     return out + demo_encounters(now)
@@ -109,6 +113,20 @@ def demo_encounters(now: datetime | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def _zone_clinicians(services: Services) -> int:
+    """Give the demo's clinicians their time zone (once); return how many were written."""
+    written = 0
+    for pid, zone in _CLINICIAN_ZONES.items():
+        practitioner = services.store.read("Practitioner", pid).resource
+        extensions = practitioner.get("extension") or []
+        if any(e.get("url") == _TIMEZONE_EXTENSION for e in extensions):
+            continue
+        services.store.update({**practitioner, "extension": [
+            *extensions, {"url": _TIMEZONE_EXTENSION, "valueCode": zone}]})
+        written += 1
+    return written
+
+
 def load_demo_data(services: Services, *, history: bool = False,
                    now: datetime | None = None) -> int:
     """Write the demo practice; return how many resources were written.
@@ -130,6 +148,7 @@ def load_demo_data(services: Services, *, history: bool = False,
             services.store.update({**stored, "period": resource["period"]})
             written += 1
     if history:
+        written += _zone_clinicians(services)
         written += load_history(services, now=now)
         written += assign_welcome(services, now=now)
     for count in services.plugins.hook.demo_data_loaded(services=services):
@@ -166,7 +185,7 @@ def assign_welcome(services: Services, *, now: datetime | None = None) -> int:
     if open_tasks:
         return 0
     zone = next((e.get("valueCode") for e in patient.get("extension") or []
-                 if e.get("url") == "http://hl7.org/fhir/StructureDefinition/timezone"), "UTC")
+                 if e.get("url") == _TIMEZONE_EXTENSION), "UTC")
     local = moment.astimezone(ZoneInfo(zone))
     gp = (patient.get("generalPractitioner") or [{}])[0].get("reference", "Practitioner/dr-rivera")
     result = assign(services.store, Assignment(

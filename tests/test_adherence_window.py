@@ -174,3 +174,20 @@ def test_the_demo_started_again_another_day_has_that_days_sessions(demo_app: Any
         "reference": "Patient/pat-ava", "display": "Ava"}
     load_demo_data(services, history=True, now=later + timedelta(hours=1))  # same day: kept
     assert services.store.read("Encounter", "enc-pat-ava").resource["meta"] == moved["meta"]
+
+
+def test_the_demos_clinicians_see_times_in_their_own_zone(demo_app: Any) -> None:
+    """`hw-fhir demo`: Dr. Rivera works in New York, so her pages give New York times (the
+    confirmation gave the patient's New York time and the dashboard UTC for the same due)."""
+    services = demo_app.extensions["hw_fhir"]
+    rivera = services.store.read("Practitioner", "dr-rivera").resource
+    assert {"url": "http://hl7.org/fhir/StructureDefinition/timezone",
+            "valueCode": "America/New_York"} in rivera["extension"]
+    version = rivera["meta"]["versionId"]
+    load_demo_data(services, history=True)  # started again: not written again
+    assert services.store.read("Practitioner", "dr-rivera").resource["meta"]["versionId"] == version
+    session = open_launch(demo_app, demo_app.test_client(), practitioner="dr-rivera",
+                          patient="pat-ava")
+    page = session.get("/clinician/patients/pat-ava").get_data(as_text=True)
+    assert "(America/New_York)" in page and re.search(r"\d\d:\d\d E[SD]T\b", page)
+    assert "UTC)" not in page
