@@ -64,6 +64,11 @@ def _completion_scores(services: Services) -> CompletionScores:
     return services.completion_scores
 
 
+def _first_version(response: Mapping[str, Any]) -> bool:
+    """Whether ``response`` is as its first write stored it (version 1)."""
+    return str((response.get("meta") or {}).get("versionId")) == "1"
+
+
 def score_on_completion(services: Services | None, store: Store, response: Mapping[str, Any], *,
                         task: Mapping[str, Any] | None = None,
                         questionnaire: Mapping[str, Any] | None = None,
@@ -75,7 +80,7 @@ def score_on_completion(services: Services | None, store: Store, response: Mappi
     ``amended`` False: ``response`` was just submitted (``response_completed``), so at its
     first version it is scored as fresh (see :func:`~.record.record_scores`).
     """
-    fresh = amended is False and str((response.get("meta") or {}).get("versionId")) == "1"
+    fresh = amended is False and _first_version(response)
     recorded = score_quietly(store, response, questionnaire=questionnaire, task=task,
                              settings=services.settings if services is not None else None,
                              plugins=services.plugins if services is not None else None,
@@ -96,7 +101,7 @@ def scores_for_written(services: Services, response: Mapping[str, Any], *,
     recorded = _completion_scores(services).take(response)
     if recorded is not None:
         return recorded
-    fresh = created and str((response.get("meta") or {}).get("versionId")) == "1"
+    fresh = created and _first_version(response)
     return score_quietly(services.store, response, settings=services.settings,
                          plugins=services.plugins, services=services, fresh=fresh)
 
