@@ -193,3 +193,9 @@ def test_cli_export(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyP
     assert refused.exit_code == 1 and "Nope" in refused.output
     busy = CliRunner().invoke(cli, ["export", "--out", str(out)])
     assert busy.exit_code == 1 and "not empty" in busy.output
+    # a folder that cannot be made (under a file): one readable line, no traceback
+    (tmp_path / "a-file").write_text("x")
+    blocked = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "a-file" / "out")])
+    assert blocked.exit_code == 1, blocked.output
+    assert "Cannot write the export into" in blocked.output and "Traceback" not in blocked.output
+    assert not isinstance(blocked.exception, OSError)

@@ -50,16 +50,21 @@ def export_command(types: tuple[str, ...], since: str | None, type_filters: tupl
 
         with progress("Exporting", total=_estimate(services, request)) as advance:
             result = write_export(services.store, request, out_dir, on_written=advance)
+        manifest = {"transactionTime": result.transaction_time, "requiresAccessToken": False,
+                    **{kind: [{"type": f.type, "url": f.name, "count": f.count} for f in files]
+                       for kind, files in (("output", result.output), ("deleted", result.deleted),
+                                           ("error", result.error))}}
+        (out_dir / "manifest.json").write_bytes(orjson.dumps(manifest,
+                                                             option=orjson.OPT_INDENT_2))
     except HwFhirError as exc:
         fail(exc.message)
         return
+    except OSError as exc:  # the folder cannot be made or written (a path, permissions, disk)
+        fail(f"Cannot write the export into {out_dir}: {exc.strerror or exc}"
+             f"{f' ({exc.filename})' if exc.filename else ''}")
+        return
     finally:
         services.close()
-    manifest = {"transactionTime": result.transaction_time, "requiresAccessToken": False,
-                **{kind: [{"type": f.type, "url": f.name, "count": f.count} for f in files]
-                   for kind, files in (("output", result.output), ("deleted", result.deleted),
-                                       ("error", result.error))}}
-    (out_dir / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     for f in result.output:
         click.echo(f"{f.name}\t{f.count}")
     click.echo(f"Exported {result.total} resources into {out_dir} "
