@@ -105,27 +105,3 @@ def test_the_compare_headers_use_the_clinicians_zone_like_the_other_pages(app: A
     response = session.get(f"/clinician/patients/pat-ava/responses/{ids[0]}").get_data(
         as_text=True)
     assert "Completed Wed 4 Mar 2026, 00:30 CET" in response  # the same as the response page
-
-
-def test_last_done_is_the_same_day_on_the_panel_dashboard_and_session_prep(app: Any) -> None:
-    """The panel gave "last done" in the clinician's zone, the dashboard and session prep in
-    the patient's: a PHQ-9 done at 02:30 in Berlin (the practice) was "Tue" on one page and
-    "Mon" (New York, Ava's evening) on the others."""
-    from zoneinfo import ZoneInfo
-
-    store = app.extensions["hw_fhir"].store
-    berlin = ZoneInfo("Europe/Berlin")
-    when = (datetime.now(berlin) - timedelta(days=1)).replace(hour=2, minute=30, second=0,
-                                                              microsecond=0)
-    task = assign_once(store, now=(when - timedelta(days=1)).astimezone(timezone.utc),
-                       due_in_days=2)
-    complete_phq9(store, task, [1, 1, 1, 1, 1, 1, 1, 1, 0], when=when.astimezone(timezone.utc))
-    day = f"{when:%a} {when.day} {when:%b %Y}"  # the practice's day (not New York's)
-    session = open_launch(app, app.test_client())
-    panel = session.get("/clinician/panel").get_data(as_text=True)
-    row = re.search(r'<tr id="panel-pat-ava".*?</tr>', panel, re.S)
-    assert row and f'<span class="last-done">{day}</span>' in row.group(0)
-    dash = session.get("/clinician/patients/pat-ava").get_data(as_text=True)
-    assert f'<span id="last-done">{day}</span>' in dash
-    prep = session.get("/clinician/patients/pat-ava/session-prep").get_data(as_text=True)
-    assert f'<span id="last-done">{day}</span>' in prep
