@@ -1,4 +1,4 @@
-"""Warm a server's per-process caches once, in the process gunicorn forks its workers from.
+"""Warm a server's per-process caches once, in the process the server forks its workers from.
 
 A worker forked from the server process inherits that process's memory, so whatever the
 server built before the fork is there in every worker without being built again: the
@@ -146,7 +146,7 @@ def freeze_startup_heap() -> None:
     The app, its templates and the FHIR models are a few hundred thousand objects that
     live as long as the process; without this every full collection walks them again,
     which a page reading 1 000 Tasks triggers (about a third of its time). Done once in
-    the server process before gunicorn forks its workers (they inherit it).
+    the server process before the server forks its workers (they inherit it).
     """
     gc.collect()
     gc.freeze()
@@ -156,7 +156,7 @@ def prepare_for_fork(app: Any) -> None:
     """Warm the caches, close the store's connections, freeze the heap: before workers fork.
 
     ``hw-fhir serve`` and ``hw-fhir demo`` run it in the server process just before
-    gunicorn starts; the page benchmark runs it before it forks its cold workers.
+    the server forks its workers; the page benchmark runs it before it forks its cold workers.
     """
     warm_up(app)
     services(app).store.dispose()  # the warm-up's connections: no worker inherits a socket

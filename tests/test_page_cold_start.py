@@ -71,11 +71,11 @@ def test_languages_date_data_is_read_when_the_app_is_made(app_config: dict[str, 
 
 
 # --------------------------------------------------------------------------------------------
-# What the server process builds before gunicorn forks its workers (smart_app.warmup)
+# What the server process builds before the server forks its workers (smart_app.warmup)
 
 
 def _in_forked_worker(app: Any, work: Any) -> Any:
-    """Run ``work()`` in a child forked from this process (as gunicorn forks a worker: the
+    """Run ``work()`` in a child forked from this process (as the server forks a worker: the
     child rebuilds its database pool first); return what it returned (JSON)."""
     read, write = os.pipe()
     pid = os.fork()

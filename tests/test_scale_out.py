@@ -72,7 +72,7 @@ def cluster(pg_url: str, tmp_path: Path) -> Any:
     processes: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
-        for n, port in enumerate(ports):  # until i16a lands: one gunicorn worker per node
+        for n, port in enumerate(ports):  # until i16a lands: one server worker per node
             log = (tmp_path / f"web{n}.log").open("wb")
             logs.append(log)
             processes.append(subprocess.Popen(

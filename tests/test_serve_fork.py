@@ -1,6 +1,6 @@
 """`hw-fhir serve --workers 2` on PostgreSQL: every worker has database connections of its own.
 
-The app is built (and migrated) in the gunicorn master and then forked. Connections the
+The app is built (and migrated) in the server process and then forked. Connections the
 master pooled must never be used by a worker: two processes writing to one PostgreSQL
 socket answer each other's queries (a valid token rejected, an existing Patient 404, 500s).
 50 concurrent clients read, search and write for a bounded time and expect 0 errors.

@@ -1,6 +1,6 @@
 """Reads by id from `hw-fhir serve` over real HTTP: the serving layer and the read path.
 
-One server (gunicorn, as `hw-fhir serve` runs it, /fhir protected by bearer tokens) on a
+One server (granian, as `hw-fhir serve` runs it, /fhir protected by bearer tokens) on a
 SQLite database prepared with two patients, their Observations and issued tokens:
 
 * keep-alive holds: one TCP connection carries every request of a client;
@@ -213,4 +213,4 @@ def test_the_access_log_has_one_line_per_request_without_the_query(served: Serve
         assert time.monotonic() < deadline, served.log.read_text()[-2000:]
         time.sleep(0.1)
     assert "secret-search-value" not in served.log.read_text()
-    assert "Control socket" not in served.log.read_text()  # no management socket in ~/.gunicorn
+    assert "Control socket" not in served.log.read_text()  # no management socket (gunicorn had one in ~/.gunicorn)

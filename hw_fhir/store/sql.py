@@ -130,7 +130,7 @@ class SqlStore:
         Connections pooled before a fork are the parent's sockets: the child drops them
         without closing them (``dispose(close=False)``, so the parent's stay usable) and
         opens its own on first use. Called by the ``os.register_at_fork`` hook for every
-        open store, and again by the server after gunicorn forks a worker (harmless twice).
+        open store, and again by the server after it forks a worker (harmless twice).
         """
         self.engine.dispose(close=False)
         self._clock_lock = threading.Lock()
