@@ -241,6 +241,28 @@ def test_a_clinician_writes_only_in_the_launch_patients_context(app: Any) -> Non
     assert store_snapshot(_store(app), *MESSAGE_TYPES) == before
 
 
+def test_outside_the_launch_patients_context_the_page_says_where_messages_are(app: Any) -> None:
+    """The Messages card was silently absent on another patient's dashboard (opened from the
+    panel): it says instead why, and where the thread is, without showing any of it."""
+    messages.send_message(_store(app), patient="pat-ben", sender="Patient/pat-ben",
+                          recipient="Practitioner/dr-rivera", text="Ben's private words")
+    note = "Messages with Ben Schmidt are available when you open their chart in your EHR."
+    session = open_launch(app, app.test_client())  # Ava in context, user-level access
+    for path in ("/clinician/patients/pat-ben", "/clinician/patients/pat-ben/session-prep"):
+        page = session.get(path).get_data(as_text=True)
+        card = page[page.index('id="messages-elsewhere"'):]
+        assert note in card[: card.index("</section>")], path
+        assert "private words" not in page and 'id="message-form"' not in page
+        assert 'id="messaging-off"' not in page and 'id="messaging-on"' not in page
+    own = session.get("/clinician/patients/pat-ava").get_data(as_text=True)
+    assert 'id="messages"' in own and 'id="messages-elsewhere"' not in own
+    # a launch with no patient in context (the panel): every chart says the same
+    panel_only = open_launch(app, app.test_client(), patient=None)
+    page = panel_only.get("/clinician/patients/pat-ava").get_data(as_text=True)
+    assert "Messages with Ava Nguyen are available when you open their chart in your EHR." in page
+    assert 'id="messages"' not in page
+
+
 def test_messaging_off_hides_the_box_and_refuses_writes(app: Any) -> None:
     session = open_launch(app, app.test_client())
     off = session.post("/clinician/patients/pat-ava/messaging", {"messaging": "off"})

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clinician_fixtures import app, store  # noqa: F401  (fixtures)
 from clinician_support import assign_once, complete_phq9, open_launch
 
-from hw_fhir.review import panel
+from hw_fhir.review import panel, patient_zone
 from hw_fhir.scoring.mbc import THRESHOLDS
 
 
@@ -35,6 +36,12 @@ def _history(store: Any, totals: list[int], patient: str = "pat-ava") -> list[da
     return days
 
 
+def _patient_day(store: Any, moment: datetime, patient: str = "pat-ava") -> str:
+    """The day of ``moment`` in the patient's zone: the panel says the patient's days."""
+    local = moment.astimezone(ZoneInfo(patient_zone(store.read("Patient", patient).resource)))
+    return f"{local:%a} {local.day} {local:%b %Y}"
+
+
 def _reasons(app: Any) -> str:
     session = open_launch(app, app.test_client(), patient=None)
     page = session.get("/clinician/panel").text
@@ -50,7 +57,7 @@ def test_a_steady_rise_is_flagged_against_the_first_score(app: Any, store: Any) 
     [entry] = [e for e in panel(store, "Practitioner/dr-rivera") if e.patient == "Patient/pat-ava"]
     assert entry.worsening
     row = _reasons(app)
-    assert f"PHQ-9 up 14 since first score on {days[0]:%a} {days[0].day} {days[0]:%b %Y}" in row
+    assert f"PHQ-9 up 14 since first score on {_patient_day(store, days[0])}" in row
 
 
 def test_a_jump_from_the_previous_score_is_flagged_when_the_first_was_higher(
@@ -59,7 +66,7 @@ def test_a_jump_from_the_previous_score_is_flagged_when_the_first_was_higher(
     # 12 → 2 → 10: below the first score, but 8 up from the previous one
     days = _history(store, [12, 2, 10])
     row = _reasons(app)
-    assert f"PHQ-9 up 8 since previous score on {days[1]:%a} {days[1].day} {days[1]:%b %Y}" in row
+    assert f"PHQ-9 up 8 since previous score on {_patient_day(store, days[1])}" in row
     assert "since first score" not in row
 
 
@@ -71,18 +78,11 @@ def test_a_small_rise_is_not_flagged(app: Any, store: Any) -> None:
 
 
 def test_the_patient_dashboard_says_the_same(app: Any, store: Any) -> None:
-    from clinician_support import open_launch as launch
-
-    from zoneinfo import ZoneInfo
-
-    from hw_fhir.review import patient_zone
-
     days = _history(store, [12, 2, 10])
-    # the dashboard's measure dates are the patient's days
-    local = days[1].astimezone(ZoneInfo(patient_zone(store.read("Patient", "pat-ava").resource)))
-    page = launch(app, app.test_client()).get("/clinician/patients/pat-ava").text
+    # the dashboard's measure dates are the patient's days, as the panel's
+    page = open_launch(app, app.test_client()).get("/clinician/patients/pat-ava").text
     said = page[page.index('id="worsening-phq-9"'):]
-    assert f"PHQ-9 up 8 since previous score on {local:%a} {local.day} {local:%b}" in said[:400]
+    assert f"PHQ-9 up 8 since previous score on {_patient_day(store, days[1])}" in said[:400]
 
 
 def test_worsening_uses_each_instruments_reliable_change() -> None:

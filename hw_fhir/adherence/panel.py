@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,11 +22,16 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 @dataclass(frozen=True)
 class PanelRow:
-    """One patient of a clinician's panel and how their homework is going."""
+    """One patient of a clinician's panel and how their homework is going.
+
+    ``resource`` is the Patient as the panel read it (None when it could not be read), so
+    that a screen needs no further read for, say, the patient's time zone.
+    """
 
     patient: str
     name: str | None
     adherence: Adherence
+    resource: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def _patient_name(patient: Mapping[str, Any]) -> str | None:
@@ -114,10 +119,12 @@ def panel_summary(
     practitioner_ref = reference("Practitioner", practitioner)
     refs = _clinician_patients(store, practitioner_ref, window)
     names: dict[str, str | None] = {}
+    patients: dict[str, Mapping[str, Any]] = {}
     for patient in iter_all(store, "Patient", [("general-practitioner", practitioner_ref)]):
         ref = f"Patient/{patient['id']}"
         refs.add(ref)
         names[ref] = _patient_name(patient)
+        patients[ref] = patient
     ordered = sorted(refs)
     unnamed = [
         rid
@@ -130,6 +137,7 @@ def panel_summary(
             "Patient", [("_id", ",".join(chunk)), ("_count", str(len(chunk)))]
         ).resources:
             names[f"Patient/{patient['id']}"] = _patient_name(patient)
+            patients[f"Patient/{patient['id']}"] = patient
     homework = _homework_of(store, ordered, window)
     check_ins = check_ins_of(store, ordered, window.start)
     rows = [
@@ -137,6 +145,7 @@ def panel_summary(
             patient=ref,
             name=names.get(ref),
             adherence=recent_adherence(homework[ref], check_ins.get(ref, []), window=window),
+            resource=patients.get(ref),
         )
         for ref in ordered
     ]

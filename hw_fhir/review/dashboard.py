@@ -323,7 +323,10 @@ def patient_dashboard(
 ) -> PatientDashboard:
     """Return a patient's dashboard (see the module doc); reads each resource type once.
 
-    ``zone`` is the patient's time zone: calendar days and score dates are the patient's.
+    ``zone`` is the patient's time zone. Every day of the patient's activity (score dates and
+    the day of a worsening score, the calendar, last done, due days) is the patient's own
+    calendar day, as on the panel (:func:`~.patient_panel.panel`) and in session prep, not
+    the clinician's; times of day are for the page to give in the clinician's zone.
     """
     moment = current_moment(now)
     local = ZoneInfo(zone)

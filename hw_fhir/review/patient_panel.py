@@ -2,6 +2,8 @@
 
 :func:`panel` orders the patients by active risk flags, then worsening measure
 scores, then missed and overdue homework, and says why each may need attention.
+Days of a patient's activity are the patient's own calendar days, as on the dashboard
+and in session prep.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from ..adherence import Adherence, panel_summary
 from ..scoring.mbc import THRESHOLDS, worsening
 from ..store.base import Store, iter_all
-from .formatting import current_moment, rise_text
+from .formatting import current_moment, patient_zone, rise_text
 from .measures import measure_histories
 
 __all__ = ["PanelEntry", "panel"]
@@ -21,7 +23,11 @@ __all__ = ["PanelEntry", "panel"]
 
 @dataclass(frozen=True)
 class PanelEntry:
-    """One patient of the panel and why they may need attention."""
+    """One patient of the panel and why they may need attention.
+
+    ``zone`` is the patient's time zone: the days of their activity (last done, the day of a
+    score) are said in it.
+    """
 
     patient: str
     name: str | None
@@ -29,17 +35,21 @@ class PanelEntry:
     flags: int
     worsening: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+    zone: str = "UTC"
 
 
 def panel(
     store: Store, practitioner: str, *, now: datetime | None = None, days: int = 28,
-    zone: str = "UTC",
 ) -> list[PanelEntry]:
     """Return a clinician's patients: risk flags first, then worsening scores, then missed work.
 
     A score is worsening when the latest rose by the reliable change since the first score or
     the previous one (:func:`hw_fhir.scoring.mbc.worsening`); the reason says which and the
-    day of that score in ``zone`` (the clinician's).
+    day of that score. Every day of a patient's activity (that one, last done) is the
+    patient's own calendar day, as on the dashboard and in session prep, not the clinician's:
+    the same completion is the same day on every clinician page. Each entry carries the
+    patient's ``zone`` (:func:`~.formatting.patient_zone` of the Patient that
+    :func:`~hw_fhir.adherence.panel_summary` read: no read per patient).
     """
     moment = current_moment(now)
     rows = panel_summary(store, practitioner, now=moment, days=days)
@@ -51,6 +61,7 @@ def panel(
     entries = []
     every_history = measure_histories(store, [row.patient for row in rows])
     for row in rows:
+        zone = patient_zone(row.resource)
         histories = every_history.get(row.patient, {})
         worse = tuple(
             rise_text(rises, zone)
@@ -77,6 +88,7 @@ def panel(
                 flags=flagged.get(row.patient, 0),
                 worsening=worse,
                 reasons=tuple(reasons),
+                zone=zone,
             )
         )
 

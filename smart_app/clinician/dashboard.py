@@ -12,8 +12,7 @@ from hw_fhir.flag_history import acknowledged_flags
 from hw_fhir.errors import HwFhirError, VersionConflict
 
 from .assign import quick_picks
-from .base import (bp, clinician, clinician_zone, go, load_clinician, now, page, patient_or_404,
-                   store)
+from .base import bp, clinician, go, load_clinician, now, page, patient_or_404, store
 
 __all__ = ["index", "dashboard", "panel", "share_scores", "acknowledge_flag", "landing"]
 
@@ -61,7 +60,7 @@ def panel() -> Any:
     return page(
         "clinician/panel.html",
         nav_active="panel",
-        entries=review.panel(store(), who.practitioner, now=now(), zone=clinician_zone()),
+        entries=review.panel(store(), who.practitioner, now=now()),
     )
 
 
@@ -127,8 +126,7 @@ def landing() -> Markup:
                 **context,
             )
         )
-    entries = (review.panel(store(), who.practitioner, now=now(), zone=clinician_zone())
-               if who.user_access else [])
+    entries = review.panel(store(), who.practitioner, now=now()) if who.user_access else []
     return Markup(
         render_template(
             "clinician/_panel.html", clin=who, patient=None, nav_active="panel", entries=entries

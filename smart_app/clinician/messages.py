@@ -3,7 +3,8 @@
 Thin views over :mod:`hw_fhir.messages`. A clinician reads and writes a patient's thread
 only in that patient's launch context (the launch's patient), never from the panel for
 another patient. The dashboard and session prep include ``clinician/_messages.html``,
-which asks :func:`message_thread` for its view model.
+which asks :func:`message_thread` for its view model; for another patient it says instead
+that the messages are there when the clinician opens that patient's chart in the EHR.
 """
 
 from __future__ import annotations
