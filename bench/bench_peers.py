@@ -25,6 +25,7 @@ cost at each size against the first::
     python bench/bench_peers.py --sizes 1000,1000000 --rounds 2 --creates 100
     python bench/bench_peers.py --no-peer               # hw-fhir only
     python bench/bench_peers.py --before /tmp/main      # also main's code: after/before ratios
+    python bench/bench_peers.py --server granian --before /tmp/same   # granian vs gunicorn
     python bench/bench_peers.py --sizes 1000,1000000 --no-peer --keep /tmp/k  # keep the DBs
     python bench/bench_peers.py --reuse /tmp/k bench_xxxx  # measure them again, no loading
     python bench/bench_peers.py --sizes 1000,250000 --rounds 1 --no-peer --no-pg --memory \
@@ -242,12 +243,16 @@ class System:
 
 
 def start_hw(name: str, url: str, tmp: Path, workers: int, threads: int,
-             source: str | None = None) -> System:
-    """Serve hw-fhir on ``url`` with gunicorn in a child process (``source``: another checkout)."""
+             source: str | None = None, server: str | None = None) -> System:
+    """Serve hw-fhir on ``url`` in a child process as ``hw-fhir serve`` does (``source``: another
+    checkout, served with its default server; ``server``: this checkout's server)."""
     port = _free_port()
     env = dict(os.environ, HW_FHIR_DATABASE_URL=url, HW_FHIR_OPEN_API="1",
                HW_FHIR_INSTANCE_PATH=str(tmp / name), HW_FHIR_SECRET_KEY="bench",
                HW_FHIR_PLUGINS=os.environ.get("HW_FHIR_PLUGINS", ""))
+    env.pop("HW_FHIR_BENCH_SERVER", None)
+    if server:
+        env["HW_FHIR_BENCH_SERVER"] = server
     if not env["HW_FHIR_PLUGINS"]:
         env.pop("HW_FHIR_PLUGINS")
     if source:  # its hw_fhir and smart_app come first on the path
@@ -322,7 +327,9 @@ def serve(port: int, workers: int, threads: int) -> None:
     except ImportError:  # a checkout from before smart_app.serving (--before): as it served
         _serve_gthread(app, port, workers, threads)
         return
-    serve_app(app, "127.0.0.1", port, workers, threads, before_run=freeze_startup_heap)
+    server = os.environ.get("HW_FHIR_BENCH_SERVER")  # --server (a --before checkout: its default)
+    serve_app(app, "127.0.0.1", port, workers, threads, before_run=freeze_startup_heap,
+              **({"server": server} if server else {}))
 
 
 def _serve_gthread(app: Any, port: int, workers: int, threads: int) -> None:
@@ -778,6 +785,8 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--server", choices=["gunicorn", "granian"],
+                        help="the server of this checkout (hw-fhir serve --server); default its default")
     parser.add_argument("--memory", action="store_true",
                         help="after each size, every server process's peak and current RSS, "
                              "anonymous vs file-backed, and its open SQLite connections")
@@ -813,7 +822,7 @@ def main() -> None:
         try:
             if not args.no_sqlite:
                 systems.append(start_hw("sqlite", f"sqlite:///{tmp}/bench.db", tmp,
-                                        args.workers, args.threads))
+                                        args.workers, args.threads, server=args.server))
             if not args.no_pg:
                 admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
                 if not args.reuse:
@@ -821,7 +830,7 @@ def main() -> None:
                         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
                 systems.append(start_hw("postgresql",
                                         f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}",
-                                        tmp, args.workers, args.threads))
+                                        tmp, args.workers, args.threads, server=args.server))
             if args.before:  # the same servers from another checkout, e.g. main
                 for system in list(systems):
                     url = system.bare.url if system.bare else ""

@@ -8,7 +8,7 @@ Each round measures, interleaved, for every system (this checkout, and ``--befor
   (cProfile's count: independent of the machine's load);
 * the store's ``read`` alone, and the bare SQL of the same row (a prepared, pooled single
   SELECT: ``sqlite3`` with its statement cache; psycopg in autocommit with ``prepare=True``);
-* over HTTP: ``hw-fhir serve`` (the real command, gunicorn, 2 workers x 4 threads) read with
+* over HTTP: ``hw-fhir serve`` (the real command, 2 workers x 4 threads) read with
   one keep-alive ``http.client`` connection: ms per read, the server processes' CPU time
   per read (``/proc/<pid>/stat`` utime+stime of master and workers: less sensitive to load
   than wall time), the server's context switches per read (thread hand-offs: a count, not
@@ -17,6 +17,7 @@ Each round measures, interleaved, for every system (this checkout, and ``--befor
     python bench/bench_read_path.py                          # SQLite and PostgreSQL
     python bench/bench_read_path.py --db sqlite --rounds 5 --reads 2000
     python bench/bench_read_path.py --before /tmp/base       # paired after/before ratios
+    python bench/bench_read_path.py --server granian --before /tmp/same  # granian vs gunicorn
     python bench/bench_read_path.py --profile 30             # also the top 30 by own time
     python bench/bench_read_path.py --peer --no-inproc       # and Medplum, same reads
     python bench/bench_read_path.py --no-http --token        # in process, with a bearer token
@@ -176,7 +177,7 @@ def child_inproc(url: str, instance: str, reads: int, profile: int) -> None:
     bare.close()
     if profile:
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(profile)
+        pstats.Stats(prof, stream=buf).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(profile)
         out["profile"] = buf.getvalue()
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -219,10 +220,14 @@ def _switches(pid: int) -> int:
 class Served:
     """``hw-fhir serve`` from a checkout, on a free port, in a child process."""
 
-    def __init__(self, name: str, url: str, tmp: Path, source: str | None) -> None:
+    def __init__(self, name: str, url: str, tmp: Path, source: str | None,
+                 server: str | None = None) -> None:
         self.name, self.port = name, _free_port()
         env = dict(os.environ, HW_FHIR_DATABASE_URL=url, HW_FHIR_OPEN_API="1",
                    HW_FHIR_INSTANCE_PATH=str(tmp / name), HW_FHIR_SECRET_KEY="bench-" + "x" * 40)
+        env.pop("HW_FHIR_SERVER", None)  # --server: this checkout's; --before: its default
+        if server:
+            env["HW_FHIR_SERVER"] = server
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source or str(ROOT),
                                                         env.get("PYTHONPATH")) if p)
         self.log = tmp / f"{name}.log"
@@ -355,6 +360,8 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=1000)
     parser.add_argument("--before", metavar="DIR", help="another checkout, measured alongside")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--server", choices=["gunicorn", "granian"],
+                        help="this checkout's server (hw-fhir serve --server); --before: its default")
     parser.add_argument("--no-inproc", action="store_true")
     parser.add_argument("--token", action="store_true",
                         help="in process: /fhir protected, reads with a patient/*.rs bearer token")
@@ -394,8 +401,9 @@ def main() -> None:
             if not args.no_http:
                 for db in dbs:
                     for label, source in sources.items():
-                        served.append((db, label, Served(f"{db}-{label}", url_for(db, tmp), tmp,
-                                                         source)))
+                        served.append((db, label, Served(
+                            f"{db}-{label}", url_for(db, tmp), tmp, source,
+                            args.server if label == "after" else None)))
             if args.peer:
                 assert PEER_START is not None, "shared/peers/medplum/start.sh not found"
                 served.append(("medplum", "peer", Peer(PEER_START)))

@@ -1,4 +1,4 @@
-"""`hw-fhir serve --workers 2` on PostgreSQL: every worker has database connections of its own.
+"""`hw-fhir serve --workers 2` on PostgreSQL, with either server: every worker has database connections of its own.
 
 The app is built (and migrated) in the server process and then forked. Connections the
 master pooled must never be used by a worker: two processes writing to one PostgreSQL
@@ -74,7 +74,8 @@ def _client(url: str, n: int, stop: float, results: list, failures: list) -> Non
             failures.append(f"{r.request.method} {r.request.path_url} -> {r.status_code} {r.text[:200]}")
 
 
-def test_serve_with_two_workers_on_postgresql_has_no_errors_under_50_clients(pg_url, tmp_path):
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_serve_with_two_workers_on_postgresql_has_no_errors_under_50_clients(pg_url, tmp_path, server):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HW_FHIR_")}
@@ -85,7 +86,7 @@ def test_serve_with_two_workers_on_postgresql_has_no_errors_under_50_clients(pg_
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from smart_app.cli import main; main()", "serve",
-             "--workers", "2", "--threads", "8", "--port", str(port)],
+             "--workers", "2", "--threads", "8", "--port", str(port), "--server", server],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_up(url, proc, log)

@@ -1,6 +1,6 @@
 """Reads by id from `hw-fhir serve` over real HTTP: the serving layer and the read path.
 
-One server (granian, as `hw-fhir serve` runs it, /fhir protected by bearer tokens) on a
+One server (gunicorn and granian, as `hw-fhir serve` runs them, /fhir protected by bearer tokens) on a
 SQLite database prepared with two patients, their Observations and issued tokens:
 
 * keep-alive holds: one TCP connection carries every request of a client;
@@ -57,9 +57,9 @@ class Served:
             return conn.execute(sql, args).fetchall()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("serve_http")
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp(f"serve_http_{request.param}")
     db = tmp / "hw_fhir.db"
     app = create_app({"instance_path": str(tmp / "instance"), "database_url": f"sqlite:///{db}",
                       "open_api": False, "secret_key": "serve-http-test"})
@@ -83,7 +83,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", "from smart_app.cli import main; main()",
-                                 "serve", "--port", str(port), "--workers", "1", "--threads", "4"],
+                                 "serve", "--port", str(port), "--workers", "1", "--threads", "4",
+                                 "--server", request.param],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -4,8 +4,9 @@
   bytes object; a stream (no Content-Length) or a large body streams, chunk by chunk, and
   its line is written when the server closes it, with the bytes actually sent; an app that
   raises is logged as 500. No line carries the query string.
-* `hw-fhir serve --workers 2`: a worker that dies (SIGKILL) is replaced and the server keeps
-  answering; the server stops cleanly on SIGTERM.
+* `hw-fhir serve --workers 2`, with either server: a worker that dies (SIGKILL) is replaced
+  and the server keeps answering; the server stops cleanly on SIGTERM. An unknown server is
+  refused with one line.
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def test_a_worker_that_dies_is_replaced_and_sigterm_stops_the_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_a_worker_that_dies_is_replaced_and_sigterm_stops_the_server(tmp_path: Path, server: str) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HW_FHIR_")}
     env.update(HW_FHIR_DATABASE_URL=f"sqlite:///{tmp_path / 'hw.db'}", HW_FHIR_PLUGINS="none",
@@ -190,7 +192,8 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_the_server(tmp_path: P
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", "from smart_app.cli import main; main()",
-                                 "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+                                 "serve", "--port", str(port), "--workers", "2", "--threads", "2",
+                                 "--server", server],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -216,3 +219,21 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_the_server(tmp_path: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_unknown_server_is_refused_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HW_FHIR_")}
+    env.update(HW_FHIR_DATABASE_URL=f"sqlite:///{tmp_path / 'hw.db'}", HW_FHIR_SERVER="uwsgi",
+               HW_FHIR_INSTANCE_PATH=str(tmp_path / "instance"))
+    out = subprocess.run([sys.executable, "-c", "from smart_app.cli import main; main()", "serve",
+                          "--port", str(_free_port())], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out
+    assert "'uwsgi' is not one of 'gunicorn', 'granian'" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "hw.db").exists()
+
+
+def test_the_cli_offers_the_servers_the_serving_layer_has() -> None:
+    from smart_app import cli, serving
+
+    assert cli.SERVERS == serving.SERVERS and cli.SERVERS[0] == "gunicorn"  # the design's default
