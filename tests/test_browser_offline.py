@@ -313,3 +313,52 @@ def test_a_spanish_patient_who_loses_the_connection_reads_spanish(phone: Any, se
     _wait(phone, 30).until(lambda d: _outbox(d) == [])
     assert response_for_task(store, task["id"])["status"] == "completed"
     assert not csp_violations(phone)
+
+
+#: Stands in for the page's words not having reached the service worker yet (a first visit that
+#: loses the connection before the worker kept them): the page's messages arrive without them.
+_NO_WORDS_FOR_THE_WORKER = """
+(function () {
+  var post = ServiceWorker.prototype.postMessage;
+  ServiceWorker.prototype.postMessage = function (message) {
+    var copy = Object.assign({}, message);
+    delete copy.text;
+    return post.apply(this, [copy].concat([].slice.call(arguments, 1)));
+  };
+})();
+"""
+
+
+def test_a_spanish_patients_first_offline_page_is_in_spanish(phone: Any, served: Server) -> None:
+    """Before any page handed the service worker its words, the page it never kept is already
+    in Spanish: her pages register the worker with her language. The app she installs is
+    named in Spanish too (the manifest Chromium reads)."""
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    app = served.app
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_WORDS_FOR_THE_WORKER})
+    phone.get(served.url + link_for(app, task))
+    _wait(phone).until(lambda d: d.find_elements(By.ID, "hw-form"))
+    _ready_for_offline(phone, served, task["id"])
+    manifest = phone.execute_cdp_cmd("Page.getAppManifest", {})
+    assert manifest["url"] == served.url + "/my/manifest.es.webmanifest", manifest
+    assert json.loads(manifest["data"])["name"] == "Práctica en casa"
+    assert not [e for e in manifest.get("errors", []) if e.get("critical")], manifest["errors"]
+    words_kept = phone.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "caches.open('hw-text-v1').then(c => c.keys()).then(k => done(k.length), () => done(-1));")
+    assert words_kept == 0  # the worker has only what it was registered with
+
+    _go_offline(phone, served, task["id"])
+    phone.get(served.url + "/my/progress")  # never opened: the service worker's own page
+    assert phone.find_element(By.ID, "offline").text == "No tiene conexión"
+    assert phone.find_element(By.TAG_NAME, "html").get_attribute("lang") == "es"
+    assert phone.title == "Sin conexión"
+    assert "Encontrará su lista en Por hacer" in phone.find_element(By.TAG_NAME, "main").text
+    served.start()
+    _network(phone, offline=False)

@@ -145,3 +145,42 @@ def test_a_push_without_words_is_shown_in_the_language_of_the_patients_pages(ser
         shown = _notifications_after_push(phone, served.url, {})
         assert shown == [{"title": "Práctica en casa", "body": "Tiene una actividad pendiente",
                           "url": served.url + "/my/"}]
+
+
+#: Chromium's own pushManager.subscribe would register with Firebase Cloud Messaging, which these
+#: tests never reach: it answers with a subscription the server cannot use (not https).
+_UNUSABLE_SUBSCRIPTION = """
+PushManager.prototype.subscribe = function () {
+  return Promise.resolve({ toJSON: function () {
+    return { endpoint: "http://push.example.org/x", expirationTime: null,
+             keys: { p256dh: "not-a-key", auth: "not-a-secret" } };
+  } });
+};
+"""
+
+
+def test_a_spanish_patient_whose_push_sign_up_is_refused_reads_why_in_spanish(served: Any) -> None:
+    """The "Turn on notifications" button, the server refusing the subscription: what she reads
+    under the button is in Spanish and in her words, not the server's English diagnostics."""
+    from selenium.webdriver.common.by import By
+
+    app = served.app
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    with chromium(390, 844, mobile=True) as phone:
+        phone.set_script_timeout(30)
+        phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _UNUSABLE_SUBSCRIPTION})
+        phone.execute_cdp_cmd("Browser.grantPermissions",
+                              {"origin": served.url, "permissions": ["notifications"]})
+        phone.get(served.url + link_for(app, task))
+        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+        phone.get(served.url + "/my/preferences")
+        _wait(phone).until(lambda d: d.find_element(By.ID, "push-on").is_displayed())
+        phone.find_element(By.ID, "push-on").click()
+        _wait(phone).until(lambda d: d.find_element(By.ID, "push-message").text)
+        said = phone.find_element(By.ID, "push-message").text
+        assert said == ("Las notificaciones de este navegador no se pueden usar aquí. Puede elegir "
+                        "correo electrónico o mensajes de texto más arriba."), said
+        assert not csp_violations(phone)
+    assert subscriptions_for(store, "pat-carmen") == []

@@ -298,3 +298,88 @@ def test_a_spanish_patient_turns_push_on_and_is_reminded_in_spanish(app: Any, pu
     # what the Communication records is what the push said
     sent = [c for c in stored(app, "Communication") if c.get("about") == [{"reference": f"Task/{task['id']}"}]]
     assert any("Tiene una actividad pendiente" in str(c.get("payload")) for c in sent)
+
+
+def test_the_app_a_spanish_patient_installs_is_named_in_spanish(app: Any) -> None:
+    """Her pages link the Spanish manifest: the language is in its path (browsers fetch a
+    manifest without cookies), nothing else about her, and it is the same for everyone."""
+    _spanish(app, "pat-carmen")
+    carmen = app.test_client()
+    page = sign_in(carmen, app, give_homework(app, "phq-9", patient="pat-carmen"))
+    for html in (page, text(carmen.get("/my/")), text(carmen.get("/my/progress"))):
+        assert 'rel="manifest" href="/my/manifest.es.webmanifest"' in html
+    anyone = app.test_client()  # no session: what a browser's manifest fetch is
+    got = anyone.get("/my/manifest.es.webmanifest")
+    assert got.status_code == 200 and got.mimetype == "application/manifest+json"
+    spanish = got.get_json()
+    assert spanish["name"] == "Práctica en casa" and spanish["short_name"] == "Práctica"
+    assert spanish["description"] == "Sus actividades entre sesiones, recordatorios y progreso."
+    assert spanish["lang"] == "es"
+    english = anyone.get("/my/manifest.webmanifest").get_json()
+    assert english["name"] == "Home practice" and english["lang"] == "en"
+    # one app whatever its language: the same id, start, scope and icons
+    assert {k: v for k, v in spanish.items() if k not in ("name", "short_name", "description", "lang")} \
+        == {k: v for k, v in english.items() if k not in ("name", "short_name", "description", "lang")}
+    # cacheable: the same for everyone, and revalidated cheaply; no cookie set
+    assert "public" in got.headers["Cache-Control"] and "max-age" in got.headers["Cache-Control"]
+    assert "Set-Cookie" not in got.headers and "Cookie" not in got.headers.get("Vary", "")
+    again = anyone.get("/my/manifest.es.webmanifest", headers={"If-None-Match": got.headers["ETag"]})
+    assert again.status_code == 304
+    assert anyone.get("/my/manifest.xx.webmanifest").status_code == 404
+
+    ava = app.test_client()
+    assert 'rel="manifest" href="/my/manifest.webmanifest"' in sign_in(ava, app, give_homework(app, "phq-9"))
+
+
+def test_the_service_worker_is_registered_with_the_patients_language_and_knows_its_words(app: Any) -> None:
+    """The first offline page is in her language even before any page handed the worker its
+    words: her pages register /my/sw.js?lang=es, which starts with the Spanish words."""
+    _spanish(app, "pat-carmen")
+    carmen = app.test_client()
+    page = sign_in(carmen, app, give_homework(app, "phq-9", patient="pat-carmen"))
+    assert 'name="hw-sw" content="/my/sw.js?lang=es"' in page
+    worker = carmen.get("/my/sw.js?lang=es")
+    assert worker.status_code == 200 and worker.mimetype == "text/javascript"
+    assert worker.headers["Service-Worker-Allowed"] == "/my/" and "no-cache" in worker.headers["Cache-Control"]
+    script = text(worker)
+    assert script.startswith('"use strict";\n')  # still the whole script's directive
+    built_in = json.loads(re.match(r'"use strict";\nvar HW_WORDS = (\{.*?\});\n', script).group(1))
+    spanish = _pwa_words(page)
+    assert built_in == {"lang": "es", **{k: spanish[k] for k in built_in if k != "lang"}}
+    assert built_in["offlineHeading"] == "No tiene conexión" and built_in["pushBody"] == spanish["pushBody"]
+    assert set(built_in) - {"lang"} == set(_english_in("sw.js", "ENGLISH")) - {"lang"}
+    assert (STATIC / "sw.js").read_text() in script
+    revalidated = carmen.get("/my/sw.js?lang=es", headers={"If-None-Match": worker.headers["ETag"]})
+    assert revalidated.status_code == 304
+    english = text(app.test_client().get("/my/sw.js?lang=xx"))  # unknown: English
+    assert '"offlineHeading": "You are offline"' in english
+
+
+def test_a_spanish_patient_whose_push_sign_up_fails_reads_why_in_spanish(app: Any, push: PushService) -> None:
+    """What pwa.js shows when the server refuses: the answer's message, in her language and
+    her words (the developer's diagnostics stay in the issues, in English)."""
+    _spanish(app, "pat-carmen")
+    services = app.extensions["hw_fhir"]
+    client = app.test_client()
+    page = sign_in(client, app, give_homework(app, "phq-9", patient="pat-carmen"))
+    headers = {"X-CSRF-Token": csrf(page), "Accept": "application/json"}
+    insecure = push.subscribe().as_json()
+    insecure["endpoint"] = "http://push.example.org/x"
+    refused = client.post("/my/push/subscription", json=insecure, headers=headers)
+    assert refused.status_code == 400
+    assert refused.get_json()["message"] == ("Las notificaciones de este navegador no se pueden usar "
+                                             "aquí. Puede elegir correo electrónico o mensajes de "
+                                             "texto más arriba.")
+    assert "https://" in refused.get_json()["issue"][0]["diagnostics"]  # for a developer
+    notjson = client.post("/my/push/subscription", data="nope", headers=headers)
+    assert notjson.status_code == 400 and notjson.get_json()["message"] == refused.get_json()["message"]
+    expired = client.post("/my/push/subscription", json=push.subscribe().as_json(),
+                          headers={"Accept": "application/json", "X-CSRF-Token": "stale"})
+    assert expired.status_code == 403
+    assert expired.get_json()["message"] == "Esta página ha caducado. Vuelva a cargarla e inténtelo de nuevo."
+    # without JavaScript (turning notifications off is a form): a page of hers, in Spanish
+    off = client.post("/my/push/off", data={"csrf_token": "stale"})
+    assert off.status_code == 403
+    assert 'lang="es"' in text(off) and "Esta página ha caducado" in text(off)
+    assert "expired" not in text(off) and "Something is not right" not in text(off)
+    assert subscriptions_for(services.store, "pat-carmen") == []

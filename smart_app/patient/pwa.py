@@ -1,10 +1,16 @@
 """The patient pages as an installable, offline-capable web app, and Web Push opt-in.
 
 * ``/my/manifest.webmanifest`` — the web app manifest (start at the to-do list,
-  standalone, icons under ``static/patient/icons``).
-* ``/my/sw.js`` — the service worker (``static/patient/sw.js``), served from ``/my/``
+  standalone, icons under ``static/patient/icons``), in English; ``/my/manifest.es.webmanifest``
+  the same in another language. The page links the one of its own language, so the name
+  a phone shows for the installed app is the patient's; the language is in the path (not a
+  cookie: browsers fetch manifests without one), which keeps each cacheable, and says nothing
+  else about the patient.
+* ``/my/sw.js?lang=es`` — the service worker (``static/patient/sw.js``), served from ``/my/``
   so its scope covers every patient page; it caches the shell and the patient's open
-  activities and shows push notifications.
+  activities and shows push notifications. Pages register it with their language, and the
+  server puts that language's words (the offline page, a push without text) before the
+  script, so its very first offline page is already in the patient's language.
 * ``GET /my/offline/key`` — this browser session's key for the drafts kept on the
   device (AES-GCM, 256 bits, base64url) and the session's CSRF token. The key lives
   in the server-side session, inside the signed-in patient's entry: signing out (or
@@ -25,26 +31,29 @@ Thin views: subscriptions and VAPID keys are :mod:`hw_fhir.push`.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from flask import (
     Blueprint,
+    Response,
     current_app,
     jsonify,
     redirect,
+    render_template,
     request,
-    send_from_directory,
     session,
     url_for,
 )
 from flask_babel import gettext as _
 
 from hw_fhir.egress import egress_policy
-from hw_fhir.errors import InvalidInput
-from hw_fhir.i18n import N_, translator
+from hw_fhir.errors import HwFhirError, InvalidInput, NotFound
+from hw_fhir.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, supported, translator
 from hw_fhir.push import (
     application_server_key,
     b64url,
@@ -60,7 +69,8 @@ from . import access
 from .language import current_language
 from .preferences import read_preferences, with_preferences
 
-__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR", "PWA_WORDS", "pwa_text"]
+__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR", "PWA_WORDS", "MANIFEST_WORDS", "pwa_text",
+           "worker_words"]
 
 bp = Blueprint("patient_pwa", __name__)
 
@@ -130,19 +140,56 @@ def _unauthorized() -> Any:
     return jsonify({"ok": False, "message": _("Open your link again to carry on.")}), 401
 
 
-@bp.get("/my/manifest.webmanifest")
-def manifest() -> Any:
-    """The web app manifest of the patient pages."""
+def _failure_words(exc: HwFhirError) -> str:
+    """What a patient reads when one of these routes fails: their words, not the diagnostics."""
+    if exc.status == 403:  # the form's CSRF token: the page was open too long, or signed out
+        return _("This page has expired. Reload it and try again.")
+    if exc.status in (409, 412):
+        return _("Something changed meanwhile. Reload the page and try again.")
+    if request.endpoint == "patient_pwa.push_subscribe" and exc.status < 500:
+        return _("This browser's notifications cannot be used here. You can choose email or "
+                 "text messages above instead.")
+    return _("That could not be done. Reload the page and try again.")
+
+
+@bp.errorhandler(HwFhirError)
+def _failed(exc: HwFhirError) -> Any:
+    """Answer pwa.js (JSON: what it shows is ``message``; the issues, in English, are for a
+    developer) or the patient's browser (a page) in the patient's language."""
+    words = _failure_words(exc)
+    headers = getattr(exc, "headers", None) or {}
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"ok": False, "message": words, "issue": exc.outcome["issue"]}), exc.status, headers
+    page = render_template("patient/message.html", title=_("That could not be done"), text=words,
+                           show_home=True)
+    return page, exc.status, headers
+
+
+#: The installed app's name and description, translated into the manifest's language.
+MANIFEST_WORDS: dict[str, str] = {
+    "name": N_("Home practice"),
+    "short_name": N_("Practice"),
+    "description": N_("Your between-session activities, reminders and progress."),
+}
+
+
+@bp.get("/my/manifest.<lang>.webmanifest")
+@bp.get("/my/manifest.webmanifest", defaults={"lang": DEFAULT_LANGUAGE})
+def manifest(lang: str) -> Any:
+    """The web app manifest of the patient pages, in the language its path names."""
+    if lang not in LANGUAGES:
+        raise NotFound("There is no manifest in that language.")
+    translate = translator(lang)
     icons = [{"src": url_for("static", filename=f"patient/icons/icon-{size}.png"),
               "sizes": f"{size}x{size}", "type": "image/png", "purpose": "any"}
              for size in ICON_SIZES]
     icons.append({"src": url_for("static", filename="patient/icons/maskable-512.png"),
                   "sizes": "512x512", "type": "image/png", "purpose": "maskable"})
     body = {
-        "name": "Home practice",
-        "short_name": "Practice",
-        "description": "Your between-session activities, reminders and progress.",
-        "id": url_for("patient.home"),
+        **{key: translate(words) for key, words in MANIFEST_WORDS.items()},
+        "lang": lang,
+        "dir": "ltr",
+        "id": url_for("patient.home"),  # one app in every language (an installed app keeps it)
         "start_url": url_for("patient.home"),
         "scope": url_for("patient.home"),
         "display": "standalone",
@@ -152,17 +199,37 @@ def manifest() -> Any:
     }
     response = jsonify(body)
     response.mimetype = "application/manifest+json"
-    return response
+    response.cache_control.public = True  # the same for everyone who asks in this language
+    response.cache_control.max_age = 3600
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+#: Put before the worker's script: its words in the language it was registered with.
+_WORKER_WORDS = ("offlineTitle", "offlineHeading", "offlineNotKept", "toDo", "pushTitle",
+                 "pushBody")
+
+
+def worker_words(language: str) -> dict[str, str]:
+    """Return the service worker's own words (the offline page, a push without text) in a language."""
+    words = _pwa_words(supported(language))
+    return {"lang": supported(language), **{key: words[key] for key in _WORKER_WORDS}}
 
 
 @bp.get("/my/sw.js")
 def service_worker() -> Any:
-    """The service worker script, from /my/ so that its scope is every patient page."""
-    response = send_from_directory(current_app.static_folder or "static", "patient/sw.js",
-                                   mimetype="text/javascript", max_age=0)
+    """The service worker script, from /my/ so that its scope is every patient page.
+
+    ``?lang=es``: the words of that language come first (``HW_WORDS``), English otherwise.
+    """
+    script = Path(current_app.static_folder or "static", "patient", "sw.js").read_text("utf-8")
+    words = json.dumps(worker_words(request.args.get("lang", "")), ensure_ascii=True)
+    body = f'"use strict";\nvar HW_WORDS = {words};\n{script}'
+    response = Response(body, mimetype="text/javascript")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["Service-Worker-Allowed"] = url_for("patient.home")
-    return response
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.get("/my/offline/key")

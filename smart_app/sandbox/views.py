@@ -27,6 +27,7 @@ from hw_fhir.store.base import iter_all
 
 from ..backend import oauth_response
 from ..fhir_api import fhir_base
+from ..patient import access as patient_access
 from ..security import csrf_exempt
 from ..state import app_state
 from .context import app_base, sandbox
@@ -48,6 +49,17 @@ def _people(resource_type: str) -> list[dict[str, Any]]:
 def _family(resource: dict[str, Any]) -> str:
     names = resource.get("name") or [{}]
     return str(names[0].get("family") or names[0].get("text") or "")
+
+
+def _patient_in_this_browser() -> str | None:
+    """The patient hw-fhir's own pages signed in in this browser (a secure link), if any.
+
+    The demo's portal and hw-fhir share one browser session: someone who followed a secure
+    link from the inbox and then opens the portal is that patient, so the portal's sign-in
+    preselects them. Without one the portal preselects nobody (a choice is required):
+    preselecting the first demo patient signed newcomers in as the wrong person.
+    """
+    return patient_access.current_patient()
 
 
 def _exists(reference: str, *types: str) -> bool:
@@ -152,7 +164,9 @@ def portal() -> Any:
     user = session.get(_USER_KEY) or ""
     me = _store().read("Patient", user.split("/", 1)[1]).resource if _exists(user, "Patient") else None
     app_url = f"{app_base()}/launch?" + urlencode({"iss": fhir_base()})
-    return render_template("sandbox/portal.html", patients=_people("Patient"), me=me, app_url=app_url)
+    chosen = f"Patient/{me['id']}" if me else _patient_in_this_browser()
+    return render_template("sandbox/portal.html", patients=_people("Patient"), me=me, app_url=app_url,
+                           chosen=chosen)
 
 
 @bp.post("/sandbox/portal/launch")
@@ -200,7 +214,8 @@ def authorize() -> Any:
             launch_user=_resource(launch["fhirUser"]) if launch else None,
             launch_patient=_resource(f"Patient/{launch['patient']}") if launch else None,
             practitioners=_people("Practitioner"), patients=_people("Patient"),
-            selected_user=(launch or {}).get("fhirUser") or session.get(_USER_KEY),
+            selected_user=(launch or {}).get("fhirUser") or session.get(_USER_KEY)
+            or _patient_in_this_browser(),
             selected_patient=(launch or {}).get("patient"))
     if request.form.get("decision") != "approve":
         return server.create_authorization_response(grant_user=None, grant=grant)

@@ -13,8 +13,10 @@
 
    Words: in the page's language, from the JSON the server puts in every patient page
    (<script type="application/json" id="hw-pwa-text">, smart_app/patient/pwa.py pwa_text());
-   English (the same texts) when it is missing. The service worker is handed its own words
-   (the offline page, a push without text) with the pages to cache, and keeps them. */
+   English (the same texts) when it is missing. The service worker is registered with the
+   page's language (meta hw-sw: /my/sw.js?lang=es, which carries that language's words), and
+   is handed its own words (the offline page, a push without text) with the pages to cache,
+   and keeps them. */
 (function () {
   "use strict";
   var meta = document.querySelector('meta[name="hw-sw"]');

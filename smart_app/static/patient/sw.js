@@ -14,7 +14,10 @@
      offline page and a push without text use the words of the patient's last page, which
      pwa.js hands over with the pages to cache ({type: "cache", urls, text}); they are kept
      in their own cache (emptied with the others) once the page itself was kept, so not
-     from a page answering 401; English until then.
+     from a page answering 401. Until then, the words of the language the pages registered
+     the worker with (/my/sw.js?lang=es: the server puts them before this script as
+     HW_WORDS), so even the first offline page is in the patient's language; English when
+     there are none.
 */
 "use strict";
 
@@ -25,7 +28,7 @@ var NEVER = ["offline/key", "sw.js", "push/", "signout"];
 
 function pathOf(url) { return new URL(url, SCOPE); }
 
-/* -- words: the patient's language when a page handed them over, else English ---------------- */
+/* -- words: the patient's language (a page's, else the registration's), else English --------- */
 var ENGLISH = {
   lang: "en",
   offlineTitle: "Offline",
@@ -36,6 +39,8 @@ var ENGLISH = {
   pushBody: "You have an activity waiting"
 };
 var WORDS_KEY = new URL("hw-text.json", SCOPE).href;  /* never fetched: only a cache key */
+/* the registration's language (smart_app/patient/pwa.py service_worker) */
+var BUILT_IN = typeof HW_WORDS === "object" && HW_WORDS ? HW_WORDS : {};
 
 function keepWords(given) {
   var words = {};
@@ -52,7 +57,7 @@ function words() {
     .catch(function () { return {}; })
     .then(function (kept) {
       var out = {};
-      Object.keys(ENGLISH).forEach(function (k) { out[k] = kept[k] || ENGLISH[k]; });
+      Object.keys(ENGLISH).forEach(function (k) { out[k] = kept[k] || BUILT_IN[k] || ENGLISH[k]; });
       return out;
     });
 }
