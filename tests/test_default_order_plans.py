@@ -219,7 +219,8 @@ def test_migration_0010_on_a_database_with_patients(db_url: str) -> None:
         command.downgrade(cfg, "0010_type_upd_id-1")
         assert columns() == ["res_type", "last_updated"]
         with store.engine.connect() as conn:
-            revisions = {r for (r,) in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+            revisions = set(conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+                            .scalars())
         assert "0009_string_c" in revisions and "0010_type_upd_id" not in revisions
         assert pages() == before
 
