@@ -28,6 +28,7 @@ import pstats
 import random
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -205,31 +206,48 @@ def _round_trips(store: Any, one: Callable[[], None], runs: int = 10,
     A round trip is the client sending (``F`` messages) and then waiting for the server's
     answer (``B`` messages): each switch from sending to receiving counts one. A pipeline
     sends many statements and waits once; a BEGIN sent on its own costs one more.
+
+    Only the connections this thread checks out are traced, from checkout to checkin.
+    The statistics keeper's ANALYZE runs in a thread of its own on a pooled connection
+    while the creates go on: it is no part of a create, and its messages among the
+    create's would count switches of their own. Nor may a connection stay traced after
+    the trace file is closed: libpq would write its trace to whatever takes the file's
+    descriptor next, such as the socket of a new connection, and PostgreSQL reads
+    ``B\\t12\\t…`` there as a Bind message of 150 MB and waits for the rest (in
+    ``ClientRead``) while the bench waits for its answer: the bench hung.
     """
     import psycopg  # lazy: PostgreSQL runs only
 
     path = Path(tempfile.mkdtemp()) / "libpq.trace"
     sink = open(path, "w")
     flags = psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+    here = threading.get_ident()
+    traced: dict[int, Any] = {}  # the connections this thread checked out, by id
 
-    def trace(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.pgconn.trace(sink.fileno())
-        dbapi_connection.pgconn.set_trace_flags(flags)
+    def trace(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if threading.get_ident() == here:
+            dbapi_connection.pgconn.trace(sink.fileno())
+            dbapi_connection.pgconn.set_trace_flags(flags)
+            traced[id(dbapi_connection)] = dbapi_connection
 
-    event.listen(store.engine, "connect", trace)
-    store.engine.dispose()
-    one()  # opens (and traces) fresh connections
-    sink.flush()
-    start = path.stat().st_size
-    for _ in range(runs):
-        one()
-    sink.flush()
-    event.remove(store.engine, "connect", trace)
-    store.engine.dispose()  # the traced connections go (closing their trace sink after)
-    sink.close()
+    def untrace(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None and traced.pop(id(dbapi_connection), None) is not None:
+            _untrace(dbapi_connection)
+
+    event.listen(store.engine, "checkout", trace)
+    event.listen(store.engine, "checkin", untrace)
+    try:
+        for _ in range(runs):
+            one()
+    finally:
+        event.remove(store.engine, "checkout", trace)
+        event.remove(store.engine, "checkin", untrace)
+        for dbapi_connection in traced.values():  # still checked out here (none expected)
+            _untrace(dbapi_connection)
+        traced.clear()
+        sink.close()
     trips, last = 0, ""
     with open(path) as lines:
-        lines.seek(start)
         for line in lines:
             side = line[:1]
             if side == "B" and last == "F":
@@ -239,6 +257,12 @@ def _round_trips(store: Any, one: Callable[[], None], runs: int = 10,
             if show and side in "FB":
                 print("   ", line.rstrip()[:160])
     return trips / runs
+
+
+def _untrace(dbapi_connection: Any) -> None:
+    """Stop a connection's trace (libpq flushes it and lets go of the file); closed: nothing."""
+    if not dbapi_connection.closed:
+        dbapi_connection.pgconn.untrace()
 
 
 def _calls(one: Callable[[], None], runs: int = 50) -> int:

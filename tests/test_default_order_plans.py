@@ -171,3 +171,61 @@ def test_postgresql_total_beyond_the_cap_is_found_on_the_walk(
     assert isinstance(estimate.total, int) and estimate.total > 10  # the planner's
     assert len(counts) == 2 and all("AS walk" in c for c in counts), counts
     assert not any("sp_string.res_id FROM sp_string" in c for c in counts), counts
+
+
+def test_migration_0010_on_a_database_with_patients(db_url: str) -> None:
+    """Migration 0010 on an existing database: ``ix_resource_type_updated`` gains ``res_id``
+    and the pages stay the same; its downgrade gives back ``(res_type, last_updated)`` (and
+    0010 runs again after it), on SQLite and PostgreSQL."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from hw_fhir.migrations import alembic_config, upgrade
+
+    store = SqlStore(db_url)
+    try:
+        cfg = alembic_config(store.engine)
+        script = ScriptDirectory.from_config(cfg)
+        others = [h for h in script.get_heads()  # the heads that do not need 0010 first
+                  if all(r.revision != "0010_type_upd_id"
+                         for r in script.iterate_revisions(h, "base"))]
+        for head in [*others, "0009_string_c"]:
+            upgrade(store.engine, head)
+        store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": f"pt{n:02d}",
+                          "name": [{"family": FAMILIES[n % 4]}]},
+             "request": {"method": "PUT", "url": f"Patient/pt{n:02d}"}} for n in range(30)]})
+
+        def columns() -> list[str]:
+            with store.engine.connect() as conn:
+                found = [ix["column_names"] for ix in inspect(conn).get_indexes("resource")
+                         if ix["name"] == "ix_resource_type_updated"]
+            assert len(found) == 1, found
+            return found[0]
+
+        def pages() -> list[str]:
+            results, _plans = _pages(store, [("_count", "7")], 10)
+            return [m.id for r in results for m in r.matches]
+
+        assert columns() == ["res_type", "last_updated"]
+        before = pages()
+        assert sorted(before) == [f"pt{n:02d}" for n in range(30)]
+
+        upgrade(store.engine, "0010_type_upd_id")
+        assert columns() == ["res_type", "last_updated", "res_id"]
+        assert pages() == before
+
+        command.downgrade(cfg, "0010_type_upd_id-1")
+        assert columns() == ["res_type", "last_updated"]
+        with store.engine.connect() as conn:
+            revisions = set(conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+                            .scalars())
+        assert "0009_string_c" in revisions and "0010_type_upd_id" not in revisions
+        assert pages() == before
+
+        upgrade(store.engine, "0010_type_upd_id")  # the downgraded database takes 0010 again
+        assert columns() == ["res_type", "last_updated", "res_id"]
+        assert pages() == before
+    finally:
+        store.dispose()
