@@ -26,6 +26,8 @@ from hw_fhir.store.maintenance import refresh_statistics
 from hw_fhir.store.probes import ProbeCache
 from hw_fhir.store.query import parse_query
 
+from wire_support import libpq_trace
+
 PAGER = "Patient/pager"
 PARAMS = [("subject", PAGER), ("_count", "10")]
 #: ten pages and the first page's total: what ten pages cost before every page probed
@@ -68,7 +70,7 @@ def _every(store: SqlStore, params: list[tuple[str, str]] = PARAMS) -> list[str]
 
 def _sent(store: SqlStore, tmp_path: Path, fn: Callable[[], Any]) -> tuple[list[str], Any]:
     """The statements ``fn`` sends to the database (no BEGIN, COMMIT or ROLLBACK), and what
-    it returns. PostgreSQL: one per round trip of libpq's trace of the one pooled connection
+    it returns. PostgreSQL: one per round trip of libpq's trace of this thread's connections
     (an extended-protocol Sync, or a simple-protocol Query), EXPLAIN included."""
     if store.dialect == "sqlite":
         seen: list[str] = []
@@ -82,17 +84,9 @@ def _sent(store: SqlStore, tmp_path: Path, fn: Callable[[], Any]) -> tuple[list[
         finally:
             event.remove(store.engine, "before_cursor_execute", note)
         return [s for s in seen if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")], out
-    store.engine.dispose()  # every search runs on one new pooled connection: traced
-    raw = store.engine.raw_connection()
-    pgconn = raw.driver_connection.pgconn
-    path = tmp_path / "libpq.trace"
-    with open(path, "w") as trace:
-        pgconn.trace(trace.fileno())
-        raw.close()
-        try:
-            out = fn()
-        finally:
-            pgconn.untrace()
+    store.engine.dispose()  # the searches run on new pooled connections, this thread's traced
+    with libpq_trace(store.engine, tmp_path / "libpq.trace") as path:
+        out = fn()
     sent: list[str] = []
     statement, executed = "", False
     for record in path.read_text().split("\n20"):  # a record starts with its timestamp

@@ -1,6 +1,6 @@
 """A token-authorized read by id on PostgreSQL: two statements, one round trip each.
 
-What goes over the wire is read from libpq's own protocol trace of the pooled connection:
+What goes over the wire is read from libpq's own protocol trace of the request's connections:
 the token lookup and the read, each one Parse/Bind/Execute/Sync flight, no BEGIN and no
 ROLLBACK around them (four round trips before the token lookup ran outside a transaction),
 no ping. A revoked token is refused at once: the lookup is never cached.
@@ -15,6 +15,8 @@ import pytest
 
 from smart_app import create_app
 from smart_app.state import app_state
+
+from wire_support import libpq_trace
 
 pytestmark = pytest.mark.postgres
 
@@ -51,15 +53,9 @@ def test_a_token_read_is_two_statements_without_begin_or_rollback(pg_app: Any,
     auth = {"Authorization": "Bearer tok"}
     assert client.get("/fhir/Observation/obs-1", headers=auth).status_code == 200  # warm
     store = app_state(pg_app).services.store
-    store.engine.dispose()  # the next request runs on one new pooled connection: traced
-    raw = store.engine.raw_connection()
-    pgconn = raw.driver_connection.pgconn
-    trace_path = tmp_path / "libpq.trace"
-    with open(trace_path, "w") as trace:
-        pgconn.trace(trace.fileno())
-        raw.close()
+    store.engine.dispose()  # the request runs on new pooled connections, this thread's traced
+    with libpq_trace(store.engine, tmp_path / "libpq.trace") as trace_path:
         response = client.get("/fhir/Observation/obs-1", headers=auth)
-        pgconn.untrace()
     assert response.status_code == 200
     messages = _messages(trace_path.read_text())
     names = [m.split()[0] for m in messages]

@@ -11,21 +11,20 @@ driver itself (SQLite's trace callback, libpq's protocol trace), not timed.
 from __future__ import annotations
 
 import json
-import re
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 from hw_fhir.audit import audit_event_table, trail_for
 from hw_fhir.errors import VersionConflict
 from hw_fhir.store import SqlStore, riders
 from hw_fhir.store import schema as S
+
+from wire_support import Wire
 
 FHIR = "application/fhir+json"
 FLAG = {"resourceType": "Flag", "status": "active", "subject": {"reference": "Patient/p1"},
@@ -54,60 +53,6 @@ def _store(app: Any) -> SqlStore:
 def _send(client: Any, method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body) if body is not None else None
     return client.open(path, method=method, data=data, headers={"Content-Type": FHIR})
-
-
-class Wire:
-    """The statements a store's connections send, as the driver sees them."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
-        self.statements: list[str] = []
-        self.round_trips = 0
-        self._trace = Path(tempfile.mkdtemp()) / "libpq.trace"
-
-    @contextmanager
-    def watch(self) -> Iterator["Wire"]:
-        """Trace every connection opened in the block (the pool is emptied first)."""
-        engine = self.store.engine
-        sink = open(self._trace, "w")
-
-        def on_connect(dbapi_connection: Any, _record: Any) -> None:
-            if self.store.dialect == "sqlite":
-                dbapi_connection.set_trace_callback(self.statements.append)
-            else:
-                import psycopg  # lazy: PostgreSQL only
-
-                dbapi_connection.pgconn.trace(sink.fileno())
-                dbapi_connection.pgconn.set_trace_flags(
-                    psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
-
-        trail_for(self.store).flush()
-        event.listen(engine, "connect", on_connect)
-        engine.dispose()
-        try:
-            yield self
-        finally:
-            event.remove(engine, "connect", on_connect)
-            engine.dispose()  # closes the traced connections
-            sink.close()
-        if self.store.dialect != "sqlite":
-            self._read_trace()
-
-    def _read_trace(self) -> None:
-        last = ""
-        for line in self._trace.read_text().splitlines():
-            side = line[:1]
-            if side == "B" and last == "F":
-                self.round_trips += 1
-            if side in "FB":
-                last = side
-            if side == "F":
-                found = re.search(r'\t(?:Query|Parse)\t (?:"" )?"(.*)"', line)
-                if found:
-                    self.statements.append(found.group(1))
-
-    def count(self, pattern: str) -> int:
-        return sum(1 for s in self.statements if re.match(pattern, s.strip(), re.I))
 
 
 def _audit_rows(store: SqlStore) -> list[dict[str, Any]]:
