@@ -32,6 +32,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from hw_fhir.errors import Forbidden, SessionInterfaceMissing
+from hw_fhir.i18n import N_
 from hw_fhir.smart.sessions import WebSessionStore, new_session_id
 
 from .state import services
@@ -47,6 +48,7 @@ __all__ = [
     "COOKIE_NAME",
     "SECURE_COOKIE_NAME",
     "CSRF_FIELD",
+    "CSRF_EXPIRED",
     "cookie_name",
     "rotate_session",
     "csp_nonce",
@@ -59,6 +61,9 @@ COOKIE_NAME = "hw_fhir_session"
 SECURE_COOKIE_NAME = "__Host-" + COOKIE_NAME
 CSRF_FIELD = "csrf_token"
 _CSRF_KEY = "_csrf"
+#: What a refused form says (a patient reads it in their language: marked for the catalog).
+CSRF_EXPIRED = N_("This form has expired or was not sent from this site. "
+                  "Go back, reload the page and try again.")
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 #: Blueprints whose requests authenticate without cookies (bearer tokens, client auth).
 _EXEMPT_BLUEPRINTS = {"fhir"}
@@ -185,8 +190,7 @@ def check_csrf() -> None:
     sent = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token") or ""
     expected = session.get(_CSRF_KEY) or ""
     if not (sent and expected and hmac.compare_digest(str(sent), str(expected))):
-        raise Forbidden("This form has expired or was not sent from this site. "
-                        "Go back, reload the page and try again.")
+        raise Forbidden(CSRF_EXPIRED)
 
 
 def csrf_exempt(view: F) -> F:

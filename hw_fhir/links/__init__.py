@@ -31,6 +31,7 @@ The package: :mod:`~hw_fhir.links.tokens` (signing and reading tokens),
 from __future__ import annotations
 
 from .registry import (
+    LINK_MESSAGES,
     LINK_PATH,
     MAX_BIRTH_DATE_FAILURES,
     IssuedLink,
@@ -44,6 +45,7 @@ from .tokens import link_key
 
 __all__ = [
     "LINK_PATH",
+    "LINK_MESSAGES",
     "MAX_BIRTH_DATE_FAILURES",
     "IssuedLink",
     "LinkTarget",

@@ -37,9 +37,17 @@ _SOMEONE_ELSE = N_("This link belongs to someone else.")
 _EXPIRED = N_(
     "This link has expired. A new one comes with your next reminder, or ask your care team."
 )
+_LOCKED = N_("This link is locked after too many attempts. Ask your care team for a new one.")
+_WRONG_BIRTH_DATE = N_("That date of birth does not match. Check it and try again.")
+_BIRTH_DATE_NEEDED = N_("Enter your date of birth to open this link.")
+#: Every message of the link errors :meth:`PatientLinks.open_link` raises (the patient pages
+#: show these, translated; ``tests/test_patient_error_words.py`` checks each has a translation).
+LINK_MESSAGES = (NOT_VALID, _NO_LONGER_VALID, _SOMEONE_ELSE, _EXPIRED, _LOCKED, _WRONG_BIRTH_DATE,
+                 _BIRTH_DATE_NEEDED)
 
 __all__ = [
     "LINK_PATH",
+    "LINK_MESSAGES",
     "MAX_BIRTH_DATE_FAILURES",
     "IssuedLink",
     "LinkTarget",
@@ -254,7 +262,7 @@ class PatientLinks:
                           moment: int) -> Exception | None:
         """Return the error refusing this birth date (counting the failure), or None."""
         if dob is None or str(dob).strip() == "":
-            return BirthDateRequired(N_("Enter your date of birth to open this link."))
+            return BirthDateRequired(_BIRTH_DATE_NEEDED)
         try:
             patient = self.store.read("Patient", row.patient_id).resource
         except NotFound:
@@ -271,9 +279,8 @@ class PatientLinks:
             values.update(revoked_at=moment, revoked_reason="birth-date-failures")
         conn.execute(update(patient_link).where(patient_link.c.id == row.id).values(**values))
         if failures >= MAX_BIRTH_DATE_FAILURES:
-            return LinkRevoked(N_("This link is locked after too many attempts. "
-                               "Ask your care team for a new one."))
-        return LinkWrongPatient(N_("That date of birth does not match. Check it and try again."))
+            return LinkRevoked(_LOCKED)
+        return LinkWrongPatient(_WRONG_BIRTH_DATE)
 
     def is_live(self, link_id: str) -> bool:
         """Tell whether a link (by id) still exists and is not revoked.

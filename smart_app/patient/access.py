@@ -16,6 +16,7 @@ from typing import Any
 from flask import session
 
 from hw_fhir.errors import Forbidden, NotFound
+from hw_fhir.i18n import N_
 from hw_fhir.links import PatientLinks, patient_links
 
 from ..security import rotate_session
@@ -30,6 +31,8 @@ __all__ = [
     "sign_in",
     "sign_out",
     "own_task",
+    "NO_SUCH_HOMEWORK",
+    "NOT_YOUR_HOMEWORK",
     "links",
     "limiter",
     "services",
@@ -40,6 +43,9 @@ SESSION_KEY = "hw_patient"
 LINK_GUESSES = Limit("link", 20, 600)
 #: Wrong birth dates one client address may give, across links (per 15 minutes).
 BIRTH_DATE_GUESSES = Limit("dob", 8, 900)
+#: What :func:`own_task` refuses with (the patient pages show them, translated).
+NO_SUCH_HOMEWORK = N_("There is no such homework.")
+NOT_YOUR_HOMEWORK = N_("This homework belongs to someone else.")
 
 
 def services() -> Any:
@@ -102,7 +108,7 @@ def own_task(task_id: str, patient_ref: str) -> dict[str, Any]:
     try:
         task: dict[str, Any] = services().store.read("Task", task_id).resource
     except NotFound:
-        raise NotFound("There is no such homework.") from None
+        raise NotFound(NO_SUCH_HOMEWORK) from None
     if (task.get("for") or {}).get("reference") != patient_ref:
-        raise Forbidden("This homework belongs to someone else.")
+        raise Forbidden(NOT_YOUR_HOMEWORK)
     return task

@@ -69,7 +69,8 @@ from . import access
 from .language import current_language
 from .preferences import read_preferences, with_preferences
 
-__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR", "PWA_WORDS", "MANIFEST_WORDS", "pwa_text",
+__all__ = ["bp", "DRAFT_KEY", "ICON_SIZES", "THEME_COLOR", "PWA_WORDS", "MANIFEST_WORDS",
+           "FAILURE_WORDS", "pwa_text",
            "worker_words"]
 
 bp = Blueprint("patient_pwa", __name__)
@@ -140,16 +141,25 @@ def _unauthorized() -> Any:
     return jsonify({"ok": False, "message": _("Open your link again to carry on.")}), 401
 
 
+#: What a patient reads when one of these routes fails (never the errors' own diagnostics).
+FAILURE_WORDS: dict[str, str] = {
+    "expired": N_("This page has expired. Reload it and try again."),
+    "changed": N_("Something changed meanwhile. Reload the page and try again."),
+    "push": N_("This browser's notifications cannot be used here. You can choose email or "
+               "text messages above instead."),
+    "other": N_("That could not be done. Reload the page and try again."),
+}
+
+
 def _failure_words(exc: HwFhirError) -> str:
     """What a patient reads when one of these routes fails: their words, not the diagnostics."""
     if exc.status == 403:  # the form's CSRF token: the page was open too long, or signed out
-        return _("This page has expired. Reload it and try again.")
+        return _(FAILURE_WORDS["expired"])
     if exc.status in (409, 412):
-        return _("Something changed meanwhile. Reload the page and try again.")
+        return _(FAILURE_WORDS["changed"])
     if request.endpoint == "patient_pwa.push_subscribe" and exc.status < 500:
-        return _("This browser's notifications cannot be used here. You can choose email or "
-                 "text messages above instead.")
-    return _("That could not be done. Reload the page and try again.")
+        return _(FAILURE_WORDS["push"])
+    return _(FAILURE_WORDS["other"])
 
 
 @bp.errorhandler(HwFhirError)

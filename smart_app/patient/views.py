@@ -19,6 +19,7 @@ from flask import Blueprint, g, jsonify, redirect, render_template, request, url
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 
 from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence, task_facts
@@ -53,6 +54,14 @@ from hw_fhir.urls import local_path
 from ..launch import current_launch, human_name
 from . import access
 from .crisis_line import patient_crisis
+from .error_words import (
+    ERROR_TITLES,
+    LINK_TITLES,
+    NOTE_TOO_LONG,
+    TOO_MANY_TEXT,
+    error_text,
+    error_words,
+)
 from .language import current_language, use_language
 from .preferences import (
     CHANNELS,
@@ -126,49 +135,45 @@ def _signed_out() -> tuple[str, int]:
     )
 
 
+def _error_answer(status: int, message: str | None, headers: Any = None) -> Any:
+    title, text = error_words(status, message)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"ok": False, "message": text}), status, headers or {}
+    page, _status = _message(status, title, text)
+    return page, status, headers or {}
+
+
 @bp.errorhandler(HwFhirError)
 def _error_page(exc: HwFhirError) -> Any:
-    if request.accept_mimetypes.best == "application/json":
-        return jsonify({"ok": False, "message": _(exc.message)}), exc.status
-    titles = {
-        403: _("This page is not available to you"),
-        404: _("We could not find that"),
-        409: _("Something changed"),
-        412: _("Something changed"),
-        422: _("That could not be done"),
-    }
-    # core messages a patient reads are in the catalog; others are shown as they are
-    message = _(exc.message) if exc.message else exc.message
-    return _message(exc.status, titles.get(exc.status, _("Something is not right")), message)
+    return _error_answer(exc.status, exc.message, getattr(exc, "headers", None))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error_page(exc: HTTPException) -> Any:
+    """The framework's refusals (a body too large, a form that cannot be read...) in the
+    patient's words; never the framework's English description."""
+    status = exc.code or 500
+    if status < 400:
+        return exc
+    response = exc.get_response()
+    headers = {k: v for k, v in response.headers.items() if k in ("Allow", "Retry-After")}
+    return _error_answer(status, None, headers)
 
 
 # -- entry ----------------------------------------------------------------------------------------
 
 
 def _link_failed(exc: LinkError) -> tuple[str, int]:
-    titles = {
-        "expired": _("This link has expired"),
-        "revoked": _("This link no longer works"),
-        "tampered": _("This link does not work"),
-        "wrong-patient": _("This link is for someone else"),
-    }
     return _message(
         exc.status,
-        titles.get(exc.reason, _("This link does not work")),
-        _(exc.message),
+        _(LINK_TITLES.get(exc.reason, LINK_TITLES["tampered"])),
+        error_text(exc.status, exc.message),
         link_problem=exc.reason,
     )
 
 
 def _too_many() -> tuple[str, int]:
-    return _message(
-        429,
-        _("Too many attempts"),
-        _(
-            "For your safety this has been paused. Wait 15 minutes and try again, or ask "
-            "your care team for a new link."
-        ),
-    )
+    return _message(429, _(ERROR_TITLES[429]), _(TOO_MANY_TEXT))
 
 
 #: Task statuses after which a link opens only a thank-you page (no list, no progress).
@@ -234,7 +239,8 @@ def link_birth_date(token: str) -> Any:
         if limiter.blocked(access.BIRTH_DATE_GUESSES, client):
             return _too_many()
         return _page(
-            "patient/birth_date.html", 401, token=token, error=_(exc.message), values=values
+            "patient/birth_date.html", 401, token=token, error=error_text(exc.status, exc.message),
+            values=values
         )
     except LinkRevoked as exc:
         limiter.fail(access.BIRTH_DATE_GUESSES, client)
@@ -647,7 +653,7 @@ def save_note() -> Any:
         return _signed_out()
     text = request.form.get("note", "").replace("\r\n", "\n").strip()
     if len(text) > 4000:
-        raise InvalidInput(_("Your note is too long: keep it under 4000 characters."))
+        raise InvalidInput(NOTE_TOO_LONG)
     patient = _patient_resource(patient_ref)
     current = _note(patient_ref)
     note: dict[str, Any] = {
