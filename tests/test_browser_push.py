@@ -184,3 +184,52 @@ def test_a_spanish_patient_whose_push_sign_up_is_refused_reads_why_in_spanish(se
                         "correo electrónico o mensajes de texto más arriba."), said
         assert not csp_violations(phone)
     assert subscriptions_for(store, "pat-carmen") == []
+
+
+#: A subscription larger than the app then takes (the test lowers MAX_CONTENT_LENGTH): the
+#: framework refuses it (413) before any view of ours runs.
+_OVERSIZED_SUBSCRIPTION = """
+PushManager.prototype.subscribe = function () {
+  return Promise.resolve({ toJSON: function () {
+    return { endpoint: "https://push.example.org/x", expirationTime: null,
+             keys: { p256dh: "k".repeat(6000), auth: "not-a-secret" } };
+  } });
+};
+"""
+
+
+def test_a_failure_without_words_of_ours_shows_the_pages_words_not_the_diagnostics(served: Any) -> None:
+    """The server answers the sign-up with a framework's refusal (an OperationOutcome whose
+    diagnostics are English, no ``message``): under the button she reads her page's own words
+    ("Notifications could not be turned on."), in Spanish, not the diagnostics."""
+    from selenium.webdriver.common.by import By
+
+    app = served.app
+    store = app.extensions["hw_fhir"].store
+    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
+    task = give_homework(app, "phq-9", patient="pat-carmen")
+    app.config["MAX_CONTENT_LENGTH"] = 4096
+    with chromium(390, 844, mobile=True) as phone:
+        phone.set_script_timeout(30)
+        phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _OVERSIZED_SUBSCRIPTION})
+        phone.execute_cdp_cmd("Browser.grantPermissions",
+                              {"origin": served.url, "permissions": ["notifications"]})
+        phone.get(served.url + link_for(app, task))
+        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+        phone.get(served.url + "/my/preferences")
+        _wait(phone).until(lambda d: d.find_element(By.ID, "push-on").is_displayed())
+        answer = phone.execute_async_script(  # what the server says to this request, as pwa.js sees it
+            "const done = arguments[arguments.length - 1];"
+            "fetch(document.getElementById('push').dataset.url, {method: 'POST', credentials: 'same-origin',"
+            " body: JSON.stringify({endpoint: 'https://push.example.org/x', keys: {p256dh: 'k'.repeat(6000)}}),"
+            " headers: {'Content-Type': 'application/json', 'Accept': 'application/json',"
+            "  'X-CSRF-Token': document.querySelector('input[name=csrf_token]').value}})"
+            ".then(r => r.json().then(b => done([r.status, b])), e => done(String(e)));")
+        assert answer[0] == 413 and "message" not in answer[1], answer
+        assert answer[1]["issue"][0]["diagnostics"]  # English, for developers
+        phone.find_element(By.ID, "push-on").click()
+        _wait(phone).until(lambda d: d.find_element(By.ID, "push-message").text)
+        said = phone.find_element(By.ID, "push-message").text
+        assert said == "No se pudieron activar las notificaciones.", said
+        assert not csp_violations(phone)
+    assert subscriptions_for(store, "pat-carmen") == []

@@ -360,7 +360,9 @@
           });
         }).then(function (r) {
           return r.json().catch(function () { return {}; }).then(function (body) {
-            if (!r.ok) { throw said(body.message || (body.issue && body.issue[0].diagnostics) || TEXT.pushNotOn); }
+            /* no message of ours (a framework's or an unexpected error: an OperationOutcome whose
+               diagnostics are English, for developers): the page's own words */
+            if (!r.ok) { throw said(body.message || TEXT.pushFailed); }
             message.textContent = body.message || TEXT.pushOn;
           });
         }).catch(function (err) {  /* ours, or the server's; never the browser's own (English) */
