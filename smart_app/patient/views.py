@@ -19,7 +19,7 @@ from flask import Blueprint, g, jsonify, redirect, render_template, request, url
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from hw_fhir import i18n, render
 from hw_fhir.adherence import patient_adherence, task_facts
@@ -148,16 +148,17 @@ def _error_page(exc: HwFhirError) -> Any:
     return _error_answer(exc.status, exc.message, getattr(exc, "headers", None))
 
 
-@bp.errorhandler(HTTPException)
 def _http_error_page(exc: HTTPException) -> Any:
     """The framework's refusals (a body too large, a form that cannot be read...) in the
-    patient's words; never the framework's English description."""
-    status = exc.code or 500
-    if status < 400:
-        return exc
-    response = exc.get_response()
-    headers = {k: v for k, v in response.headers.items() if k in ("Allow", "Retry-After")}
-    return _error_answer(status, None, headers)
+    patient's words; never the framework's English description. Server errors keep the
+    app's own page (:mod:`smart_app.errors`), which needs no database."""
+    headers = {k: v for k, v in exc.get_response().headers.items() if k in ("Allow", "Retry-After")}
+    return _error_answer(exc.code or 400, None, headers)
+
+
+for _code in default_exceptions:
+    if 400 <= _code < 500:
+        bp.register_error_handler(_code, _http_error_page)
 
 
 # -- entry ----------------------------------------------------------------------------------------
