@@ -23,6 +23,7 @@ import pytest
 from hw_fhir.store import SqlStore, open_store
 
 from conftest import PG_ADMIN_URL, ROOT
+from wire_support import libpq_url, lowest_free_fd, observation
 
 pytestmark = pytest.mark.postgres
 
@@ -36,34 +37,17 @@ def _bench() -> Any:
     return module
 
 
-def _libpq_url(url: str) -> str:
-    """libpq's form of a SQLAlchemy ``postgresql+psycopg://`` URL."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _observation(n: int) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
-            "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": n}}
-
-
-def _lowest_free_fd() -> int:
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.close(fd)
-    return fd
-
-
 def test_no_trace_reaches_a_closed_trace_file_and_the_keeper_is_not_counted(
         pg_url: str) -> None:
     bench = _bench()
     store: SqlStore = open_store(pg_url)
     keeper = store.statistics
     keeper.check_every, keeper.min_rows = 1, 0  # every create starts a check in the background
-    blocker = psycopg.connect(_libpq_url(pg_url))
-    watcher = psycopg.connect(_libpq_url(PG_ADMIN_URL), autocommit=True)
+    blocker = psycopg.connect(libpq_url(pg_url))
+    watcher = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True)
     held: list[tuple[int, Path]] = []
     try:
-        store.create(_observation(0))  # the tables exist and hold a row
+        store.create(observation(0))  # the tables exist and hold a row
         keeper.join(30)
         # ANALYZE takes SHARE UPDATE EXCLUSIVE: the keeper's next check waits for the blocker
         blocker.execute("LOCK TABLE resource IN SHARE UPDATE EXCLUSIVE MODE")
@@ -75,13 +59,13 @@ def test_no_trace_reaches_a_closed_trace_file_and_the_keeper_is_not_counted(
                 [blocker.info.backend_pid]).fetchone()[0] > 0  # type: ignore[index]
 
         def one() -> None:
-            store.create(_observation(1))
+            store.create(observation(1))
             deadline = time.monotonic() + 30
             while not keeper_waiting():  # the keeper's check is under way, on a connection
                 assert time.monotonic() < deadline, "the statistics check did not start"
                 time.sleep(0.02)
 
-        first_free = _lowest_free_fd()
+        first_free = lowest_free_fd()
         trips = bench._round_trips(store, one, runs=3)
         # every descriptor the count may have used for its trace, now files of this test
         folder = Path(tempfile.mkdtemp())

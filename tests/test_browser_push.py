@@ -12,6 +12,7 @@ Spanish-speaking patient whose push came without words, the Spanish words their 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Iterator
 
@@ -159,9 +160,10 @@ PushManager.prototype.subscribe = function () {
 """
 
 
-def test_a_spanish_patient_whose_push_sign_up_is_refused_reads_why_in_spanish(served: Any) -> None:
-    """The "Turn on notifications" button, the server refusing the subscription: what she reads
-    under the button is in Spanish and in her words, not the server's English diagnostics."""
+@contextmanager
+def _spanish_preferences(served: Any, subscribe: str) -> Iterator[Any]:
+    """A phone of Carmen's (Spanish) on her preferences page, its service worker in control,
+    notifications allowed and ``pushManager.subscribe`` replaced by ``subscribe``."""
     from selenium.webdriver.common.by import By
 
     app = served.app
@@ -170,13 +172,23 @@ def test_a_spanish_patient_whose_push_sign_up_is_refused_reads_why_in_spanish(se
     task = give_homework(app, "phq-9", patient="pat-carmen")
     with chromium(390, 844, mobile=True) as phone:
         phone.set_script_timeout(30)
-        phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _UNUSABLE_SUBSCRIPTION})
+        phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": subscribe})
         phone.execute_cdp_cmd("Browser.grantPermissions",
                               {"origin": served.url, "permissions": ["notifications"]})
         phone.get(served.url + link_for(app, task))
         _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
         phone.get(served.url + "/my/preferences")
         _wait(phone).until(lambda d: d.find_element(By.ID, "push-on").is_displayed())
+        yield phone
+
+
+def test_a_spanish_patient_whose_push_sign_up_is_refused_reads_why_in_spanish(served: Any) -> None:
+    """The "Turn on notifications" button, the server refusing the subscription: what she reads
+    under the button is in Spanish and in her words, not the server's English diagnostics."""
+    from selenium.webdriver.common.by import By
+
+    store = served.app.extensions["hw_fhir"].store
+    with _spanish_preferences(served, _UNUSABLE_SUBSCRIPTION) as phone:
         phone.find_element(By.ID, "push-on").click()
         _wait(phone).until(lambda d: d.find_element(By.ID, "push-message").text)
         said = phone.find_element(By.ID, "push-message").text
@@ -206,18 +218,8 @@ def test_a_failure_without_words_of_ours_shows_the_pages_words_not_the_diagnosti
 
     app = served.app
     store = app.extensions["hw_fhir"].store
-    store.update(with_language(store.read("Patient", "pat-carmen").resource, "es"))
-    task = give_homework(app, "phq-9", patient="pat-carmen")
     app.config["MAX_CONTENT_LENGTH"] = 4096
-    with chromium(390, 844, mobile=True) as phone:
-        phone.set_script_timeout(30)
-        phone.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _OVERSIZED_SUBSCRIPTION})
-        phone.execute_cdp_cmd("Browser.grantPermissions",
-                              {"origin": served.url, "permissions": ["notifications"]})
-        phone.get(served.url + link_for(app, task))
-        _wait(phone, 30).until(lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
-        phone.get(served.url + "/my/preferences")
-        _wait(phone).until(lambda d: d.find_element(By.ID, "push-on").is_displayed())
+    with _spanish_preferences(served, _OVERSIZED_SUBSCRIPTION) as phone:
         answer = phone.execute_async_script(  # what the server says to this request, as pwa.js sees it
             "const done = arguments[arguments.length - 1];"
             "fetch(document.getElementById('push').dataset.url, {method: 'POST', credentials: 'same-origin',"

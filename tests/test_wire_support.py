@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -28,24 +27,8 @@ from sqlalchemy import text
 from hw_fhir.store import SqlStore, open_store
 
 from conftest import PG_ADMIN_URL
-from wire_support import Wire
+from wire_support import Wire, libpq_url, lowest_free_fd, observation
 
-
-def _libpq_url(url: str) -> str:
-    """libpq's form of a SQLAlchemy ``postgresql+psycopg://`` URL."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _observation(n: int) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
-            "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": n}}
-
-
-def _lowest_free_fd() -> int:
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.close(fd)
-    return fd
 
 
 @contextmanager
@@ -93,10 +76,10 @@ def test_the_keepers_connection_is_not_traced_and_writes_no_trace_after_the_bloc
     store: SqlStore = open_store(pg_url)
     keeper = store.statistics
     keeper.check_every, keeper.min_rows = 1, 0  # every create starts a check in the background
-    blocker = psycopg.connect(_libpq_url(pg_url))
-    watcher = psycopg.connect(_libpq_url(PG_ADMIN_URL), autocommit=True)
+    blocker = psycopg.connect(libpq_url(pg_url))
+    watcher = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True)
     try:
-        store.create(_observation(0))  # the tables exist and hold a row
+        store.create(observation(0))  # the tables exist and hold a row
         keeper.join(30)
         # ANALYZE takes SHARE UPDATE EXCLUSIVE: the keeper's next check waits for the blocker
         blocker.execute("LOCK TABLE resource IN SHARE UPDATE EXCLUSIVE MODE")
@@ -107,9 +90,9 @@ def test_the_keepers_connection_is_not_traced_and_writes_no_trace_after_the_bloc
                 "AND query LIKE 'ANALYZE%%' AND pid <> %s",
                 [blocker.info.backend_pid]).fetchone()[0] > 0  # type: ignore[index]
 
-        first_free = _lowest_free_fd()
+        first_free = lowest_free_fd()
         with Wire(store).watch() as wire:
-            store.create(_observation(1))  # the keeper checks out a connection of the block's
+            store.create(observation(1))  # the keeper checks out a connection of the block's
             deadline = time.monotonic() + 30
             while not keeper_waiting():
                 assert time.monotonic() < deadline, "the statistics check did not start"
@@ -132,7 +115,7 @@ def test_the_keepers_connection_is_not_traced_and_writes_no_trace_after_the_bloc
 def test_a_connection_checked_out_when_the_block_fails_is_traced_no_more(pg_url: str) -> None:
     store: SqlStore = open_store(pg_url)
     try:
-        first_free = _lowest_free_fd()
+        first_free = lowest_free_fd()
         with pytest.raises(RuntimeError), Wire(store).watch():
             raw = store.engine.raw_connection()  # checked out in the block, traced
             raw.cursor().execute("SELECT 'in the block'")

@@ -20,6 +20,7 @@ before the trace file closes, exception or not.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import tempfile
@@ -151,3 +152,22 @@ class Wire:
 
     def count(self, pattern: str) -> int:
         return sum(1 for s in self.statements if re.match(pattern, s.strip(), re.I))
+
+
+def libpq_url(url: str) -> str:
+    """libpq's form of a SQLAlchemy ``postgresql+psycopg://`` URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def observation(n: int) -> dict[str, Any]:
+    """A small PHQ-9 total Observation of Patient/p1 with the value ``n``."""
+    return {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+            "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": n}}
+
+
+def lowest_free_fd() -> int:
+    """The file descriptor number the next open file (or socket) will get."""
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)
+    return fd
