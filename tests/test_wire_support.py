@@ -15,19 +15,16 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from hw_fhir.store import SqlStore, open_store
 
-from conftest import PG_ADMIN_URL
-from wire_support import Wire, libpq_url, lowest_free_fd, observation
+from wire_support import Wire, keeper_held, lowest_free_fd
 
 
 
@@ -73,42 +70,15 @@ def test_statements_of_other_threads_are_not_seen(sql_store: SqlStore) -> None:
 @pytest.mark.postgres
 def test_the_keepers_connection_is_not_traced_and_writes_no_trace_after_the_block(
         pg_url: str) -> None:
-    store: SqlStore = open_store(pg_url)
-    keeper = store.statistics
-    keeper.check_every, keeper.min_rows = 1, 0  # every create starts a check in the background
-    blocker = psycopg.connect(libpq_url(pg_url))
-    watcher = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True)
-    try:
-        store.create(observation(0))  # the tables exist and hold a row
-        keeper.join(30)
-        # ANALYZE takes SHARE UPDATE EXCLUSIVE: the keeper's next check waits for the blocker
-        blocker.execute("LOCK TABLE resource IN SHARE UPDATE EXCLUSIVE MODE")
-
-        def keeper_waiting() -> bool:
-            return watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'ANALYZE%%' AND pid <> %s",
-                [blocker.info.backend_pid]).fetchone()[0] > 0  # type: ignore[index]
-
+    with keeper_held(pg_url) as kept:
         first_free = lowest_free_fd()
-        with Wire(store).watch() as wire:
-            store.create(observation(1))  # the keeper checks out a connection of the block's
-            deadline = time.monotonic() + 30
-            while not keeper_waiting():
-                assert time.monotonic() < deadline, "the statistics check did not start"
-                time.sleep(0.02)
+        with Wire(kept.store).watch() as wire:
+            kept.create_and_wait(1)  # the keeper checks out a connection of the block's
         with _descriptors_from(first_free) as held:
-            blocker.rollback()  # the keeper's ANALYZE goes on, on its connection
-            keeper.join(30)
-            assert not keeper._thread.is_alive()
+            kept.release()
             assert _written(held) == {}, "a connection traced in the block wrote after it"
         assert not any("ANALYZE" in s for s in wire.statements), wire.statements
         assert wire.count(r"BEGIN") == 1 and wire.round_trips == 2, wire.statements
-    finally:
-        blocker.close()
-        watcher.close()
-        keeper.join(30)
-        store.dispose()
 
 
 @pytest.mark.postgres

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,3 +172,59 @@ def lowest_free_fd() -> int:
     fd = os.open(os.devnull, os.O_RDONLY)
     os.close(fd)
     return fd
+
+
+class HeldKeeper:
+    """A PostgreSQL store whose statistics keeper starts a check after every create, and whose
+    next ANALYZE waits on a table lock until :meth:`release` (see :func:`keeper_held`)."""
+
+    def __init__(self, store: Any, blocker: Any, watcher: Any) -> None:
+        self.store, self.keeper = store, store.statistics
+        self._blocker, self._watcher = blocker, watcher
+
+    def waiting(self) -> bool:
+        """Whether the keeper's ANALYZE is waiting for the lock."""
+        return self._watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'ANALYZE%%' AND pid <> %s",
+            [self._blocker.info.backend_pid]).fetchone()[0] > 0
+
+    def create_and_wait(self, n: int) -> None:
+        """Create an Observation, then wait until the keeper's check holds a connection."""
+        self.store.create(observation(n))
+        deadline = time.monotonic() + 30
+        while not self.waiting():
+            assert time.monotonic() < deadline, "the statistics check did not start"
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        """Let the keeper's ANALYZE go on, on its connection, and wait for it to end."""
+        self._blocker.rollback()
+        self.keeper.join(30)
+        assert not self.keeper._thread.is_alive()
+
+
+@contextmanager
+def keeper_held(pg_url: str) -> Iterator[HeldKeeper]:
+    """A store on ``pg_url`` with its keeper set up as :class:`HeldKeeper` describes."""
+    import psycopg
+
+    from conftest import PG_ADMIN_URL
+    from hw_fhir.store import open_store
+
+    store = open_store(pg_url)
+    keeper = store.statistics
+    keeper.check_every, keeper.min_rows = 1, 0  # every create starts a check in the background
+    blocker = psycopg.connect(libpq_url(pg_url))
+    watcher = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True)
+    try:
+        store.create(observation(0))  # the tables exist and hold a row
+        keeper.join(30)
+        # ANALYZE takes SHARE UPDATE EXCLUSIVE: the keeper's next check waits for the blocker
+        blocker.execute("LOCK TABLE resource IN SHARE UPDATE EXCLUSIVE MODE")
+        yield HeldKeeper(store, blocker, watcher)
+    finally:
+        blocker.close()
+        watcher.close()
+        keeper.join(30)
+        store.dispose()
