@@ -516,7 +516,8 @@ def daily() -> Schedule:
 def test_refuse_duplicate_names_the_active_assignments_and_writes_nothing(store):
     plan = assign(store, mood_log(daily()), now=NOW).plan
     task = assign(store, mood_log(once()), now=NOW).task
-    assign(store, mood_log(daily(), activity="http://hw-fhir.org/fhir/Questionnaire/gad-7"), now=NOW)
+    gad7 = "http://hw-fhir.org/fhir/Questionnaire/gad-7"
+    assign(store, mood_log(daily(), activity=gad7), now=NOW)  # another activity is no duplicate
     before = snapshot(store)
     with pytest.raises(AlreadyAssigned) as caught:
         assign(store, mood_log(daily()), now=NOW, refuse_duplicate=True)

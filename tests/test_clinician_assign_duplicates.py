@@ -91,7 +91,8 @@ def test_ticking_assign_a_second_schedule_anyway_assigns_it(ava: Session, store:
     assert second.status_code == 303, second.text
     plans = _active_phq9_plans(store)
     assert len(plans) == 2 and first in {f"CarePlan/{p['id']}" for p in plans}
-    assert sorted(p["activity"][0]["detail"]["scheduledTiming"]["repeat"]["period"] for p in plans) == [7, 14]
+    periods = [p["activity"][0]["detail"]["scheduledTiming"]["repeat"]["period"] for p in plans]
+    assert sorted(periods) == [7, 14]
     page = ava.get(PATH).text  # both are listed now
     assert page.count('<tr id="assignment-CarePlan-') == 2
 

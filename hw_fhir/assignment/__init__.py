@@ -67,7 +67,7 @@ from .assigning import assign, assignable
 from .cancelling import cancel_assignment, cancel_plan_tasks
 from .care_plans import new_plan, plan_activity, plan_tasks, write_plan
 from .details import HomeworkDetails
-from .duplicates import ASSIGNMENT_REQUEST_SYSTEM, active_assignments_of, same_activity
+from .duplicates import ASSIGNMENT_REQUEST_SYSTEM, active_assignments_of
 from .editing import AssignmentEdit, edit_assignment
 from .extensions import without_extensions
 from .instants import instant, parse_instant, utc_now
@@ -95,6 +95,7 @@ from .vocabulary import (
     EXT_RATIONALE,
     EXT_REMINDER_CHANNEL,
     HOMEWORK_CATEGORY,
+    LIVE_ACTIVITY_STATUSES,
     LOW_CONFIDENCE,
     NOT_STARTED_STATUSES,
     OPEN_STATUSES,
@@ -123,6 +124,7 @@ __all__ = [
     "CARE_PLAN_CATEGORY_SYSTEM",
     "HOMEWORK_CATEGORY",
     "NOT_STARTED_STATUSES",
+    "LIVE_ACTIVITY_STATUSES",
     "OPEN_STATUSES",
     "TERMINAL_STATUSES",
     "LOW_CONFIDENCE",
@@ -132,7 +134,6 @@ __all__ = [
     "AssignResult",
     "assign",
     "active_assignments_of",
-    "same_activity",
     "edit_assignment",
     "cancel_assignment",
     "build_task",

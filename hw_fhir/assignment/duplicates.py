@@ -21,11 +21,10 @@ from ..store.base import Store, iter_all
 from .care_plans import plan_tasks
 from .request import Assignment, AssignResult
 from .task_fields import task_canonical
-from .vocabulary import CARE_PLAN_CATEGORY_SYSTEM, OPEN_STATUSES
+from .vocabulary import CARE_PLAN_CATEGORY_SYSTEM, LIVE_ACTIVITY_STATUSES, OPEN_STATUSES
 
 __all__ = [
     "ASSIGNMENT_REQUEST_SYSTEM",
-    "LIVE_ACTIVITY_STATUSES",
     "same_activity",
     "active_assignments_of",
     "request_identifier",
@@ -36,8 +35,6 @@ __all__ = [
 
 #: Identifier system of the request an assignment was made by (its idempotency key).
 ASSIGNMENT_REQUEST_SYSTEM = f"{catalog.CANONICAL_BASE}/sid/assignment-request"
-#: CarePlan.activity.detail statuses of a step still to be done (released or not).
-LIVE_ACTIVITY_STATUSES = frozenset({"scheduled", "not-started", "in-progress", "on-hold"})
 
 
 def same_activity(named: str | None, questionnaire: Mapping[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from .. import catalog
 from ..adherence import Adherence, TaskFacts, TaskRow, patient_homework, recent_adherence
 from ..assignment import (
+    LIVE_ACTIVITY_STATUSES,
     OPEN_STATUSES,
     HomeworkDetails,
     active_assignments_of,
@@ -168,8 +169,7 @@ def _plan_rows(
         live = [
             (n, a.get("detail") or {})
             for n, a in enumerate(activities)
-            if (a.get("detail") or {}).get("status")
-            in ("scheduled", "in-progress", "not-started", "on-hold")
+            if (a.get("detail") or {}).get("status") in LIVE_ACTIVITY_STATUSES
         ]
         first = live[0][1] if live else ((activities[0].get("detail") or {}) if activities else {})
         open_due = sorted(
