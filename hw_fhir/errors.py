@@ -22,8 +22,10 @@
     │   ├── VersionConflict          412: If-Match names a version that is not current
     │   └── ExportCancelled          a running bulk export was cancelled or taken over
     ├── BusinessRuleError            422: well-formed, but not allowed by a domain rule
-    │   └── UnresolvedReference      a record cannot be written back yet: the EHR could not
-    │                                resolve a reference in it (.reference)
+    │   ├── UnresolvedReference      a record cannot be written back yet: the EHR could not
+    │   │                            resolve a reference in it (.reference)
+    │   └── AlreadyAssigned          the patient has this activity assigned and active
+    │                                already (.existing: those assignments' references)
     ├── Forbidden                    403: authenticated, but the scopes/context do not allow it
     ├── Unauthorized                 401: no or bad credentials
     ├── Throttled                    429: too many requests or jobs at once (.retry_after)
@@ -73,6 +75,7 @@ __all__ = [
     "ExportCancelled",
     "BusinessRuleError",
     "UnresolvedReference",
+    "AlreadyAssigned",
     "Forbidden",
     "Unauthorized",
     "Throttled",
@@ -281,6 +284,14 @@ class UnresolvedReference(BusinessRuleError):
     def __init__(self, message: str, *, reference: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.reference = reference
+
+
+class AlreadyAssigned(BusinessRuleError):
+    """The patient already has this activity assigned and active (a second would duplicate)."""
+
+    def __init__(self, message: str, *, existing: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.existing = existing
 
 
 class Forbidden(HwFhirError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +26,7 @@ from hw_fhir.assignment import (
     edit_assignment,
 )
 from hw_fhir.completion import submit_response
-from hw_fhir.errors import BusinessRuleError, InvalidInput, NotFound
+from hw_fhir.errors import AlreadyAssigned, BusinessRuleError, InvalidInput, NotFound
 from hw_fhir.events import Events
 from hw_fhir.models import validate
 from hw_fhir.schedule import Schedule
@@ -501,3 +502,84 @@ def test_cancel_a_recurring_assignment_revokes_the_plan(store):
     assert len(cancelled.tasks) == len(result.tasks)
     with pytest.raises(InvalidInput):
         cancel_assignment(store, "Observation/1", now=NOW)
+
+
+# -- the same activity again, the same request again ----------------------------------------
+
+
+def daily() -> Schedule:
+    return Schedule(
+        frequency="daily", start=date(2026, 3, 3), time_of_day=time(20, 0), timezone=NY, count=10
+    )
+
+
+def test_refuse_duplicate_names_the_active_assignments_and_writes_nothing(store):
+    plan = assign(store, mood_log(daily()), now=NOW).plan
+    task = assign(store, mood_log(once()), now=NOW).task
+    gad7 = "http://hw-fhir.org/fhir/Questionnaire/gad-7"
+    assign(store, mood_log(daily(), activity=gad7), now=NOW)  # another activity is no duplicate
+    before = snapshot(store)
+    with pytest.raises(AlreadyAssigned) as caught:
+        assign(store, mood_log(daily()), now=NOW, refuse_duplicate=True)
+    assert set(caught.value.existing) == {f"CarePlan/{plan['id']}", f"Task/{task['id']}"}
+    assert caught.value.status == 422 and "second, separate schedule" in caught.value.message
+    assert snapshot(store) == before
+    # callers that do not ask (the demo, scripts) assign a second one as before
+    assert assign(store, mood_log(daily()), now=NOW).plan["id"] != plan["id"]
+
+
+def test_ended_assignments_are_no_duplicates(store):
+    plan = assign(store, mood_log(daily()), now=NOW).plan
+    task = assign(store, mood_log(once()), now=NOW).task
+    with pytest.raises(AlreadyAssigned):
+        assign(store, mood_log(once()), now=NOW, refuse_duplicate=True)
+    cancel_assignment(store, f"CarePlan/{plan['id']}", now=NOW)
+    cancel_assignment(store, f"Task/{task['id']}", now=NOW)
+    assert assign(store, mood_log(daily()), now=NOW, refuse_duplicate=True).plan is not None
+
+
+@pytest.mark.parametrize("kind", ["once", "plan"])
+def test_the_same_request_twice_writes_once(store, events, kind):
+    schedule = once() if kind == "once" else daily()
+    request = mood_log(schedule, idempotency_key="form-1")
+    first = assign(store, request, events=events, now=NOW)
+    after, announced = snapshot(store), len(events.log)
+    again = assign(store, request, events=events, now=NOW + timedelta(seconds=2),
+                   refuse_duplicate=True)
+    assert snapshot(store) == after and len(events.log) == announced
+    assert (again.plan or again.task)["id"] == (first.plan or first.task)["id"]
+    assert sorted(t["id"] for t in again.tasks) == sorted(t["id"] for t in first.tasks)
+    # another key, or the same key for another patient, is another assignment
+    other = assign(store, mood_log(schedule, idempotency_key="form-2"), now=NOW)
+    elsewhere = assign(store, mood_log(schedule, patient="pat-ben", idempotency_key="form-1"),
+                       now=NOW)
+    ids = {(r.plan or r.task)["id"] for r in (first, other, elsewhere)}
+    assert len(ids) == 3
+
+
+@pytest.mark.parametrize("kind", ["once", "plan"])
+def test_the_same_request_at_the_same_moment_writes_once(store, kind):
+    schedule = once() if kind == "once" else daily()
+    announced: list[str] = []
+    dispatcher = Events()
+    dispatcher.subscribe("task_created", lambda task: announced.append(task["id"]))
+    for n in range(4):
+        request = mood_log(schedule, idempotency_key=f"race-{n}")
+        barrier = threading.Barrier(2)
+        results: list[Any] = []
+
+        def send() -> None:
+            barrier.wait()
+            results.append(assign(store, request, events=dispatcher, now=NOW))
+
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(results) == 2, "a resend failed"
+        assert len({(r.plan or r.task)["id"] for r in results}) == 1
+    tasks = iter_all(store, "Task")
+    assert len(tasks) == (4 if kind == "once" else 40)
+    assert len(iter_all(store, "CarePlan")) == (0 if kind == "once" else 4)
+    assert sorted(announced) == sorted(t["id"] for t in tasks)  # each announced once

@@ -218,3 +218,43 @@ def test_assign_phq9_every_two_weeks_then_see_the_score(
     press(driver, driver.find_element(By.LINK_TEXT, "My patients"))
     wait_for(driver).until(lambda d: d.find_elements(By.ID, "panel"))
     assert "Ava Nguyen" in frame.shot("11-panel")
+
+
+def _plans_of(store: Any, activity: str) -> list[dict[str, Any]]:
+    found = store.search("CarePlan", [("patient", "Patient/pat-ava"), ("status", "active")])
+    return [
+        p
+        for p in found.resources
+        if f"/Questionnaire/{activity}|" in p["activity"][0]["detail"]["instantiatesCanonical"][0]
+    ]
+
+
+def test_assigning_an_active_activity_again_asks_first(
+    driver: Any, served: tuple[Any, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    app, server = served
+    store = app.extensions["hw_fhir"].store
+    frame = _launch(driver, server.url)
+    frame.click("assign-button")
+    frame.click("assign-phq-9")
+    frame.click("assign-submit")
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    frame.click("back-to-dashboard")
+    frame.click("assign-button")
+    frame.click("assign-phq-9")
+    notice = frame.shot("12-assign-again")
+    assert "already has" in notice and "second, separate schedule" in notice
+    # assigning without the tick is refused, with the reason, and writes nothing
+    frame.click("assign-submit")
+    summary = wait_for(driver).until(lambda d: d.find_elements(By.ID, "error-summary"))
+    assert "is already assigned to this patient" in summary[0].text
+    OUTPUT.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(OUTPUT / "clinician-13-assign-again-refused.png"))
+    assert len(_plans_of(store, "phq-9")) == 1
+    # the tick (outside the form, bound to it by form=) makes it a deliberate second schedule
+    frame.click("f-second_schedule")
+    frame.click("assign-submit")
+    wait_for(driver).until(lambda d: d.find_elements(By.ID, "confirmation-title"))
+    assert len(_plans_of(store, "phq-9")) == 2

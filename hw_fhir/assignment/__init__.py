@@ -14,11 +14,14 @@ The Task (``http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-task``)::
     authoredOn    when assigned        restriction.period   start = window opens, end = due
     description   the instructions     note         rationale and example (tagged, below)
     identifier    http://hw-fhir.org/fhir/sid/task-occurrence|<careplan-id>/<activity>/<key>
-                  (plan occurrences only: makes materializing idempotent)
+                  (plan occurrences only: makes materializing idempotent), or
+                  http://hw-fhir.org/fhir/sid/assignment-request|<key> (a one-off assigned
+                  with an idempotency key: makes sending the same assignment twice harmless)
     basedOn       the CarePlan (plan occurrences only)
     encounter     the session it was agreed in (optional)
 
-The CarePlan: ``status`` active, ``intent`` plan, ``subject``, ``author``, ``category``
+The CarePlan (with an idempotency key: ``identifier`` assignment-request as above, and an
+id derived from it): ``status`` active, ``intent`` plan, ``subject``, ``author``, ``category``
 ``http://hw-fhir.org/fhir/CodeSystem/care-plan-category#homework`` and per activity
 ``detail.kind`` Task, ``detail.instantiatesCanonical`` ``[url|version]``,
 ``detail.scheduledTiming`` (:meth:`Schedule.to_fhir_timing`, the patient's time zone in
@@ -53,7 +56,8 @@ The package, one concept a module: :mod:`.vocabulary` (codes, URLs, status sets)
 entries), :mod:`.details` (:class:`HomeworkDetails`), :mod:`.request` (:class:`Assignment`,
 :class:`AssignResult`), :mod:`.task_builder` (:func:`build_task`), :mod:`.occurrences`
 (a recurring activity's occurrences and their Tasks), :mod:`.care_plans` (new and written
-plans), :mod:`.assigning` (:func:`assign`), :mod:`.editing` (:func:`edit_assignment`) and
+plans), :mod:`.duplicates` (a patient's active assignments of an activity, a request sent twice),
+:mod:`.assigning` (:func:`assign`), :mod:`.editing` (:func:`edit_assignment`) and
 :mod:`.cancelling` (:func:`cancel_assignment`).
 """
 
@@ -63,6 +67,7 @@ from .assigning import assign, assignable
 from .cancelling import cancel_assignment, cancel_plan_tasks
 from .care_plans import new_plan, plan_activity, plan_tasks, write_plan
 from .details import HomeworkDetails
+from .duplicates import ASSIGNMENT_REQUEST_SYSTEM, active_assignments_of
 from .editing import AssignmentEdit, edit_assignment
 from .extensions import without_extensions
 from .instants import instant, parse_instant, utc_now
@@ -90,6 +95,7 @@ from .vocabulary import (
     EXT_RATIONALE,
     EXT_REMINDER_CHANNEL,
     HOMEWORK_CATEGORY,
+    LIVE_ACTIVITY_STATUSES,
     LOW_CONFIDENCE,
     NOT_STARTED_STATUSES,
     OPEN_STATUSES,
@@ -113,10 +119,12 @@ __all__ = [
     "EXT_NOTE_KIND",
     "EXT_OCCURRENCES_FROM",
     "TASK_OCCURRENCE_SYSTEM",
+    "ASSIGNMENT_REQUEST_SYSTEM",
     "BUSINESS_STATUS_SYSTEM",
     "CARE_PLAN_CATEGORY_SYSTEM",
     "HOMEWORK_CATEGORY",
     "NOT_STARTED_STATUSES",
+    "LIVE_ACTIVITY_STATUSES",
     "OPEN_STATUSES",
     "TERMINAL_STATUSES",
     "LOW_CONFIDENCE",
@@ -125,6 +133,7 @@ __all__ = [
     "AssignmentEdit",
     "AssignResult",
     "assign",
+    "active_assignments_of",
     "edit_assignment",
     "cancel_assignment",
     "build_task",

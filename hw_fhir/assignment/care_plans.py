@@ -87,7 +87,11 @@ def new_plan(
 def write_plan(
     store: Store, plan: dict[str, Any], *, now: datetime, horizon_days: int, events: Events | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Store a new CarePlan and the Tasks of its first ``horizon_days`` in one transaction."""
+    """Store a new CarePlan and the Tasks of its first ``horizon_days`` in one transaction.
+
+    A plan whose id is stored already (the same assignment request sent twice) is written
+    again; its Tasks match those written the first time, and nothing is announced.
+    """
     until = now + timedelta(days=horizon_days)
     tasks = [
         task
@@ -100,6 +104,8 @@ def write_plan(
     response = transact(store, entries)
     stored_plan = response[0]["resource"]
     stored_tasks = [entry["resource"] for entry in response[1:] if was_created(entry)]
+    if not was_created(response[0]):
+        return stored_plan, stored_tasks
     for task in stored_tasks:
         publish(events, TASK_CREATED, store=store, task=task)
     publish(events, PLAN_CREATED, store=store, plan=stored_plan, tasks=stored_tasks)

@@ -3,6 +3,7 @@ out an assignment, an edit or a cancellation wrote (:class:`AssignResult`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,9 @@ from ..errors import InvalidInput, Issue
 from ..schedule import Schedule
 from .details import HomeworkDetails, detail_issues
 from .references import encounter_reference, reference
+
+#: What an idempotency key may be (it becomes an identifier value and a search value).
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +24,8 @@ class Assignment:
     active version), ``Questionnaire/<id>`` or an id. ``schedule`` with frequency
     ``once`` makes a single Task due at its start date and time; any other frequency a
     CarePlan with Tasks per occurrence. ``encounter`` is the session it was agreed in.
+    ``idempotency_key`` (1–64 letters, digits, ``-`` and ``_``), when given, makes the
+    request safe to send twice: the second gets what the first wrote.
     """
 
     patient: str
@@ -34,6 +40,7 @@ class Assignment:
     reminder_channel: str | None = None
     encounter: str | None = None
     title: str | None = None
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         issues = detail_issues(self)
@@ -50,6 +57,13 @@ class Assignment:
         if not isinstance(self.activity, str) or not self.activity.strip():
             issues.append(
                 Issue("activity (the Questionnaire to complete) is required", expression="activity")
+            )
+        if self.idempotency_key is not None and not _KEY.fullmatch(str(self.idempotency_key)):
+            issues.append(
+                Issue(
+                    "idempotency_key must be 1 to 64 letters, digits, '-' or '_'",
+                    expression="idempotency_key",
+                )
             )
         if not isinstance(self.schedule, Schedule):
             issues.append(Issue("schedule must be a Schedule", expression="schedule"))

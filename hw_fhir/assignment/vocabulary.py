@@ -31,5 +31,7 @@ NOT_STARTED_STATUSES = frozenset({"draft", "requested", "received", "accepted", 
 OPEN_STATUSES = NOT_STARTED_STATUSES | {"in-progress"}
 #: Task statuses that end a Task.
 TERMINAL_STATUSES = frozenset({"completed", "cancelled", "failed", "rejected", "entered-in-error"})
+#: CarePlan.activity.detail statuses of a step still to be done (released or not yet).
+LIVE_ACTIVITY_STATUSES = frozenset({"scheduled", "not-started", "in-progress", "on-hold"})
 #: Confidence (0–10) below which the assignment comes back with a warning.
 LOW_CONFIDENCE = 7

@@ -7,7 +7,8 @@ screen:
 
 * :mod:`.dashboard` — :func:`patient_dashboard`: active risk Flags, active assignments and
   plans (status, next due, last reminder), adherence and engagement, measure scores with
-  severity, change labels and charts, recent responses.
+  severity, change labels and charts, recent responses; :func:`already_assigned`: the
+  active assignments of one activity, for the assign page.
 * :mod:`.response_page` — :func:`response_view`: a completed response readably: question
   and answer side by side, calculated scores, the band, answers that raised a risk
   highlighted.
@@ -35,7 +36,13 @@ from __future__ import annotations
 from ..sharing import SHARE_SCORES_EXTENSION, scores_shared
 from .answers import answer_text
 from .compare import CompareRow, Comparison, compare_responses
-from .dashboard import AssignmentRow, MeasureRow, PatientDashboard, patient_dashboard
+from .dashboard import (
+    AssignmentRow,
+    MeasureRow,
+    PatientDashboard,
+    already_assigned,
+    patient_dashboard,
+)
 from .formatting import TIMEZONE_EXTENSION, outcome_label, patient_zone
 from .item_editor import EDITABLE_TYPES, apply_item_editor, editor_rows
 from .library_view import LibraryEntry, PreviewRow, filter_library, library_entries, preview_rows
@@ -74,6 +81,7 @@ __all__ = [
     "patient_zone",
     "scores_shared",
     "patient_dashboard",
+    "already_assigned",
     "response_view",
     "compare_responses",
     "session_prep",

@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 from .. import catalog
 from ..adherence import Adherence, TaskFacts, TaskRow, patient_homework, recent_adherence
 from ..assignment import (
+    LIVE_ACTIVITY_STATUSES,
     OPEN_STATUSES,
     HomeworkDetails,
+    active_assignments_of,
     activity_schedule,
     parse_instant,
     reference,
@@ -30,7 +32,7 @@ from ..library import questionnaire_titles
 from ..outcomes import MEASURES
 from ..scoring import progress
 from ..scoring.mbc import THRESHOLDS, worsening
-from ..store.base import Store, iter_all
+from ..store.base import Store, Stored, iter_all
 from .formatting import activity_title, change_labels, current_moment, rise_text
 from .measures import FOLLOWED_MEASURES, band_name, measure_histories
 from .summaries import (
@@ -41,7 +43,13 @@ from .summaries import (
     responses_of_tasks,
 )
 
-__all__ = ["AssignmentRow", "MeasureRow", "PatientDashboard", "patient_dashboard"]
+__all__ = [
+    "AssignmentRow",
+    "MeasureRow",
+    "PatientDashboard",
+    "already_assigned",
+    "patient_dashboard",
+]
 
 
 @dataclass(frozen=True)
@@ -161,8 +169,7 @@ def _plan_rows(
         live = [
             (n, a.get("detail") or {})
             for n, a in enumerate(activities)
-            if (a.get("detail") or {}).get("status")
-            in ("scheduled", "in-progress", "not-started", "on-hold")
+            if (a.get("detail") or {}).get("status") in LIVE_ACTIVITY_STATUSES
         ]
         first = live[0][1] if live else ((activities[0].get("detail") or {}) if activities else {})
         open_due = sorted(
@@ -312,6 +319,59 @@ def _measure_rows(store: Store, patient_ref: str, zone: ZoneInfo) -> list[Measur
     return rows
 
 
+def _assignment_rows(
+    store: Store, patient_ref: str, pairs: list[tuple[TaskFacts, Stored]], moment: datetime
+) -> list[AssignmentRow]:
+    """Return the rows of "Active homework": open one-off Tasks, then active or paused plans."""
+    plans = iter_all(
+        store, "CarePlan", [("patient", patient_ref), HOMEWORK_PLANS, ("status", "active,on-hold")]
+    )
+    tasks_by_plan: dict[str, list[TaskFacts]] = {}
+    one_off: list[dict[str, Any]] = []
+    for facts, stored in pairs:
+        if facts.plan:
+            tasks_by_plan.setdefault(facts.plan, []).append(facts)
+        elif facts.status in OPEN_STATUSES:
+            one_off.append(stored.resource)
+    refs = {task_canonical(t) or "" for t in one_off}
+    refs |= {
+        c
+        for p in plans
+        for a in p.get("activity") or []
+        for c in (a.get("detail") or {}).get("instantiatesCanonical") or []
+    }
+    titles = questionnaire_titles(store, refs)
+    reminders = _reminders(store, _reminder_targets(one_off, tasks_by_plan, moment))
+    rows = _task_rows(
+        sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {}).get("end", "")),
+        titles,
+        reminders,
+    )
+    return rows + _plan_rows(plans, tasks_by_plan, titles, reminders, moment)
+
+
+def already_assigned(
+    store: Store,
+    patient: str,
+    questionnaire: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> tuple[AssignmentRow, ...]:
+    """Return a patient's active assignments of an activity, as "Active homework" lists them.
+
+    Which ones count is :func:`hw_fhir.assignment.active_assignments_of` (what
+    :func:`hw_fhir.assignment.assign` refuses to duplicate unless asked to).
+    """
+    patient_ref = reference("Patient", patient)
+    wanted = set(active_assignments_of(store, patient_ref, questionnaire))
+    if not wanted:
+        return ()
+    rows = _assignment_rows(
+        store, patient_ref, patient_homework(store, patient_ref), current_moment(now)
+    )
+    return tuple(row for row in rows if row.ref in wanted)
+
+
 def patient_dashboard(
     store: Store,
     patient: str,
@@ -333,36 +393,7 @@ def patient_dashboard(
     patient_ref = reference("Patient", patient)
     pairs = patient_homework(store, patient_ref)
     tasks = [facts for facts, _ in pairs]
-    plans = [
-        p
-        for p in iter_all(
-            store,
-            "CarePlan",
-            [("patient", patient_ref), HOMEWORK_PLANS, ("status", "active,on-hold")],
-        )
-    ]
-    tasks_by_plan: dict[str, list[TaskFacts]] = {}
-    one_off: list[dict[str, Any]] = []
-    for facts, stored in pairs:
-        if facts.plan:
-            tasks_by_plan.setdefault(facts.plan, []).append(facts)
-        elif facts.status in OPEN_STATUSES:
-            one_off.append(stored.resource)
-    refs = {task_canonical(t) or "" for t in one_off}
-    refs |= {
-        c
-        for p in plans
-        for a in p.get("activity") or []
-        for c in (a.get("detail") or {}).get("instantiatesCanonical") or []
-    }
-    titles = questionnaire_titles(store, refs)
-    reminders = _reminders(store, _reminder_targets(one_off, tasks_by_plan, moment))
-    assignments = _task_rows(
-        sorted(one_off, key=lambda t: t.get("restriction", {}).get("period", {}).get("end", "")),
-        titles,
-        reminders,
-    )
-    assignments += _plan_rows(plans, tasks_by_plan, titles, reminders, moment)
+    assignments = _assignment_rows(store, patient_ref, pairs, moment)
     check_ins = [
         r
         for r in iter_all(

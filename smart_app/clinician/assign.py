@@ -6,6 +6,7 @@ an activity (the tailoring form opens with sensible defaults), *Assign* again.
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
@@ -29,7 +30,7 @@ from hw_fhir.assignment import (
     task_due,
 )
 from hw_fhir.channel_choice import channel_problem
-from hw_fhir.errors import BusinessRuleError, HwFhirError, InvalidInput, NotFound
+from hw_fhir.errors import AlreadyAssigned, BusinessRuleError, HwFhirError, InvalidInput, NotFound
 from hw_fhir.i18n import language_name, patient_language
 from hw_fhir.library import clinician_system, resolve_questionnaire
 from hw_fhir.outcomes import crisis_resources, with_crisis_notes
@@ -92,6 +93,7 @@ _FIELD_LABELS = {
     "due_date": "Due date",
     "channel": "Reminders",
     "wording": "Wording",
+    "second_schedule": "Already assigned",
 }
 
 
@@ -278,6 +280,7 @@ def _tailor_page(
         patient=patient,
         nav_active="assign",
         questionnaire=questionnaire,
+        existing=review.already_assigned(store(), patient["id"], questionnaire, now=now()),
         values=values,
         errors=errors,
         frequencies=FREQUENCIES,
@@ -314,6 +317,8 @@ def tailor(pid: str, qid: str) -> Any:
                     reminder_channel=defaults.reminder_channel,
                 )
             ),
+            # sent back with the form: a second POST of the same form is the same assignment
+            "submission": secrets.token_urlsafe(16),
         }
         return _tailor_page(patient, questionnaire, values, {})
     values = {**request.form.to_dict(), "days": request.form.getlist("days")}
@@ -341,10 +346,17 @@ def tailor(pid: str, qid: str) -> Any:
                 confidence=details.confidence,
                 reminder_channel=details.reminder_channel,
                 encounter=clinician().launch.context.encounter_reference(fhir_base()),
+                idempotency_key=request.form.get("submission") or None,
             ),
             events=events(),
             now=now(),
             horizon_days=_horizon(),
+            refuse_duplicate=request.form.get("second_schedule") != "yes",
+        )
+    except AlreadyAssigned as exc:
+        message = f"{exc.message}. Tick “Assign a second schedule anyway” if that is what you want."
+        return _tailor_page(
+            patient, questionnaire, values, {"second_schedule": [message]}, exc.status
         )
     except (BusinessRuleError, InvalidInput) as exc:
         default = "start" if "due time" in exc.message else "_form"
