@@ -35,6 +35,7 @@ from . import catalog
 from .assignment import instant, parse_instant, reference
 from .completion import task_questionnaire
 from .errors import Forbidden, HwFhirError, InvalidInput, NotFound
+from .i18n import N_
 from .reminders.queue import enqueue_message, sent_channel
 from .reminders.run import send_job_now
 from .reminders.texts import CLINICIAN_MESSAGE_NOTICE, MESSAGE_SUBJECT, PATIENT_MESSAGE_NOTICE
@@ -46,6 +47,9 @@ __all__ = [
     "MESSAGING_EXTENSION",
     "MESSAGE_IDENTIFIER_SYSTEM",
     "MAX_LENGTH",
+    "REFUSALS",
+    "TextRefusal",
+    "text_refusal",
     "PATIENT_NOTICE",
     "CLINICIAN_NOTICE",
     "SUBJECT",
@@ -74,6 +78,18 @@ MAX_LENGTH = 4000
 SUBJECT = MESSAGE_SUBJECT
 PATIENT_NOTICE = PATIENT_MESSAGE_NOTICE
 CLINICIAN_NOTICE = CLINICIAN_MESSAGE_NOTICE
+#: Why a message is refused, as a patient reads it (marked for the catalog; the patient's
+#: Messages page translates them, and fills in ``_TOO_LONG``'s numbers after translating).
+_EMPTY = N_("Write a message before sending it.")
+_TOO_LONG = N_("A message can be at most %(max)s characters; this one has %(length)s. Shorten it "
+               "or send it in two parts.")
+_BAD_CHARACTERS = N_("The message contains characters that cannot be sent.")
+_MESSAGING_OFF = N_("Messaging is turned off for this patient.")
+_ANSWERED_GONE = N_("The message you are answering is not there any more.")
+_NOT_THIS_THREAD = N_("You can only answer messages of this conversation.")
+#: Every refusal of :func:`send_message` a patient can meet (the patient pages show these,
+#: translated; ``tests/test_patient_error_words.py`` checks each has a translation).
+REFUSALS = (_EMPTY, _TOO_LONG, _BAD_CHARACTERS, _MESSAGING_OFF, _ANSWERED_GONE, _NOT_THIS_THREAD)
 
 
 @dataclass(frozen=True)
@@ -185,16 +201,42 @@ def care_team_recipient(store: Store, patient: Mapping[str, Any],
     return None
 
 
-def _clean_text(text: Any) -> str:
+@dataclass(frozen=True)
+class TextRefusal:
+    """Why a message's text cannot be sent: a message of :data:`REFUSALS` and the values of
+    its ``%(name)s`` placeholders (fill them in after translating the message)."""
+
+    message: str
+    values: Mapping[str, int]
+
+    @property
+    def text(self) -> str:
+        """The refusal in English, its placeholders filled in."""
+        return self.message % dict(self.values)
+
+
+def _cleaned(text: str) -> str:
+    return text.strip().replace("\r\n", "\n")
+
+
+def text_refusal(text: Any) -> TextRefusal | None:
+    """Return why a message's text cannot be sent (empty, too long, control characters),
+    else None."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("Write a message before sending it.")
-    cleaned = text.strip().replace("\r\n", "\n")
+        return TextRefusal(_EMPTY, {})
+    cleaned = _cleaned(text)
     if len(cleaned) > MAX_LENGTH:
-        raise InvalidInput(f"A message can be at most {MAX_LENGTH} characters; this one has "
-                           f"{len(cleaned)}. Shorten it or send it in two parts.")
+        return TextRefusal(_TOO_LONG, {"max": MAX_LENGTH, "length": len(cleaned)})
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in cleaned):
-        raise InvalidInput("The message contains characters that cannot be sent.")
-    return cleaned
+        return TextRefusal(_BAD_CHARACTERS, {})
+    return None
+
+
+def _clean_text(text: Any) -> str:
+    refusal = text_refusal(text)
+    if refusal is not None:
+        raise InvalidInput(refusal.text)
+    return _cleaned(text)
 
 
 def send_message(store: Store, *, patient: str, sender: str, recipient: str, text: Any,
@@ -213,7 +255,7 @@ def send_message(store: Store, *, patient: str, sender: str, recipient: str, tex
     except NotFound:
         raise NotFound("There is no such patient here.") from None
     if not messaging_enabled(patient_resource):
-        raise Forbidden("Messaging is turned off for this patient.")
+        raise Forbidden(_MESSAGING_OFF)
     if patient_ref not in (sender, recipient):
         raise Forbidden("A message must be from or to the patient of its thread.")
     moment = (now or datetime.now(timezone.utc))
@@ -242,9 +284,9 @@ def send_message(store: Store, *, patient: str, sender: str, recipient: str, tex
         try:
             answered = store.read("Communication", in_response_to).resource
         except NotFound:
-            raise NotFound("The message you are answering is not there any more.") from None
+            raise NotFound(_ANSWERED_GONE) from None
         if not _is_message(answered) or (answered.get("subject") or {}).get("reference") != patient_ref:
-            raise Forbidden("You can only answer messages of this conversation.")
+            raise Forbidden(_NOT_THIS_THREAD)
         resource["inResponseTo"] = [{"reference": f"Communication/{in_response_to}"}]
     stored: dict[str, Any] = store.create(resource).resource
     return stored

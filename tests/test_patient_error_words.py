@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 from patient_support import csrf, give_homework, patient_app, sign_in
 
+from hw_fhir import messages
 from hw_fhir.i18n import translator, with_language
 from hw_fhir.links import LINK_MESSAGES
 from smart_app.patient import access, error_words, pwa
@@ -38,7 +39,7 @@ def _every_error_word() -> dict[str, str]:
 def test_every_word_of_the_patient_error_answers_has_a_spanish_translation() -> None:
     words = _every_error_word()
     # the messages shown as they are: those of the failures a patient meets
-    assert {CSRF_EXPIRED, *LINK_MESSAGES, access.NO_SUCH_HOMEWORK,
+    assert {CSRF_EXPIRED, *LINK_MESSAGES, *messages.REFUSALS, access.NO_SUCH_HOMEWORK,
             access.NOT_YOUR_HOMEWORK} <= error_words.ERROR_MESSAGES
     assert {400, 401, 403, 404, 409, 410, 412, 413, 422, 429} <= set(error_words.STATUS_WORDS)
     spanish = translator("es")
@@ -118,6 +119,42 @@ def test_a_body_too_large_and_someone_elses_homework_are_refused_in_spanish(app:
     assert "Esta tarea pertenece a otra persona." in _text(refused)
     missing = client.get("/my/tasks/no-such-task")
     assert missing.status_code == 404 and "Esa tarea no existe." in _text(missing)
+
+
+def test_a_spanish_patient_whose_message_is_refused_reads_why_in_spanish(app: Any) -> None:
+    """The browser's ``required`` and ``maxlength`` are its own: a message posted anyway is
+    refused by the core, and the Messages page says why in Spanish, the text kept."""
+    _spanish(app, "pat-ava")
+    client = app.test_client()
+    sign_in(client, app, give_homework(app, "mood-log"))
+    page = client.get("/my/messages").get_data(as_text=True)
+    assert '<html lang="es">' in page
+    token = csrf(page)
+    refusals = {
+        "  ": "Escriba un mensaje antes de enviarlo.",
+        "Hola " * 1000: ("Un mensaje puede tener como máximo 4000 caracteres; este tiene 4999. "
+                         "Acórtelo o envíelo en dos partes."),
+        "Hola\x07": "El mensaje contiene caracteres que no se pueden enviar.",
+    }
+    for sent, why in refusals.items():
+        refused = client.post("/my/messages", data={"csrf_token": token, "text": sent})
+        assert refused.status_code == 400
+        assert '<html lang="es">' in _text(refused)
+        assert f'<p class="error" role="alert" id="message-error">{why}</p>' in _text(refused)
+        assert f">{sent}</textarea>" in refused.get_data(as_text=True)  # the text is kept
+        assert "message" not in _text(refused).split('id="message-error">')[1].split("</p>")[0]
+    theirs = messages.send_message(app.extensions["hw_fhir"].store, patient="pat-ben",
+                                   sender="Practitioner/dr-rivera", recipient="Patient/pat-ben",
+                                   text="Hello Ben")
+    answer = client.post("/my/messages", data={"csrf_token": token, "text": "Hola",
+                                               "reply_to": theirs["id"]})
+    assert answer.status_code == 403
+    assert "Solo puede responder a mensajes de esta conversación." in _text(answer)
+    messages.set_messaging(app.extensions["hw_fhir"].store, "pat-ava", False)
+    off = client.post("/my/messages", data={"csrf_token": token, "text": "Hola"})
+    assert off.status_code == 403  # the page says it its own way, without a message box
+    assert 'id="messaging-off"' in _text(off) and "Messaging is turned off" not in _text(off)
+    assert messages.thread(app.extensions["hw_fhir"].store, "pat-ava") == []
 
 
 def test_an_error_without_words_for_patients_shows_the_words_of_its_status(app: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask_babel import gettext as _
 
+from hw_fhir import messages
 from hw_fhir.i18n import N_
 from hw_fhir.links import LINK_MESSAGES
 
@@ -58,6 +59,7 @@ NOTE_TOO_LONG = N_("Your note is too long: keep it under 4000 characters.")
 ERROR_MESSAGES: frozenset[str] = frozenset({
     CSRF_EXPIRED,
     *LINK_MESSAGES,
+    *messages.REFUSALS,
     access.NO_SUCH_HOMEWORK,
     access.NOT_YOUR_HOMEWORK,
     NOTE_TOO_LONG,

@@ -21,6 +21,7 @@ from hw_fhir.errors import HwFhirError, NotFound
 from ..launch import human_name
 from . import access
 from .crisis_line import patient_crisis
+from .error_words import error_text
 from .todo import patient_zone
 from .views import bp
 
@@ -57,6 +58,16 @@ def _task_title(store: Any, task: dict[str, Any] | None) -> str | None:
     except HwFhirError:
         return "this homework"
     return str(questionnaire.get("title") or questionnaire.get("name") or "this homework")
+
+
+def _refusal_words(error: HwFhirError, text: str) -> str:
+    """What the page says when a message is refused, in the patient's language: the core's
+    words for a text it cannot send (their numbers filled in after translating), else the
+    error's own message when written for patients, else the words of its status."""
+    refusal = messages.text_refusal(text)
+    if refusal is not None and refusal.text == error.message:
+        return _(refusal.message, **refusal.values)
+    return error_text(error.status, error.message)
 
 
 def _render(patient_ref: str, *, status: int = 200, error: str | None = None,
@@ -115,7 +126,8 @@ def send() -> Any:
             store, patient=patient_ref, sender=patient_ref, recipient=recipient, text=text,
             task_id=task_id, in_response_to=request.form.get("reply_to") or None)
     except HwFhirError as exc:
-        return _render(patient_ref, status=exc.status, text=text, task=task, error=exc.message)
+        return _render(patient_ref, status=exc.status, text=text, task=task,
+                       error=_refusal_words(exc, text))
     try:
         messages.notify(services, sent)
     except Exception:  # noqa: BLE001 - the message is stored; a notification problem is logged
