@@ -17,6 +17,7 @@ from flask import render_template, request
 from hw_fhir import catalog, plans, reminders, render, review
 from hw_fhir.activity_defaults import tailored_defaults
 from hw_fhir.assignment import (
+    LIVE_ACTIVITY_STATUSES,
     OPEN_STATUSES,
     Assignment,
     AssignmentEdit,
@@ -600,8 +601,7 @@ def _edit_page(
         [
             n
             for n, a in enumerate(activity)
-            if (a.get("detail") or {}).get("status")
-            in ("scheduled", "not-started", "in-progress", "on-hold")
+            if (a.get("detail") or {}).get("status") in LIVE_ACTIVITY_STATUSES
         ]
         if kind == "CarePlan"
         else []

@@ -226,15 +226,23 @@ def worker_words(language: str) -> dict[str, str]:
     return {"lang": supported(language), **{key: words[key] for key in _WORKER_WORDS}}
 
 
+@lru_cache(maxsize=16)
+def _worker_script(static_folder: str, language: str) -> str:
+    """The worker's script with its words in ``language`` first: read and built once per
+    language and process, not per request (browsers re-check it on every page load)."""
+    script = Path(static_folder, "patient", "sw.js").read_text("utf-8")
+    words = json.dumps(worker_words(language), ensure_ascii=True)
+    return f'"use strict";\nvar HW_WORDS = {words};\n{script}'
+
+
 @bp.get("/my/sw.js")
 def service_worker() -> Any:
     """The service worker script, from /my/ so that its scope is every patient page.
 
     ``?lang=es``: the words of that language come first (``HW_WORDS``), English otherwise.
     """
-    script = Path(current_app.static_folder or "static", "patient", "sw.js").read_text("utf-8")
-    words = json.dumps(worker_words(request.args.get("lang", "")), ensure_ascii=True)
-    body = f'"use strict";\nvar HW_WORDS = {words};\n{script}'
+    body = _worker_script(current_app.static_folder or "static",
+                          supported(request.args.get("lang", "")))
     response = Response(body, mimetype="text/javascript")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["Service-Worker-Allowed"] = url_for("patient.home")
